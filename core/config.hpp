@@ -1,0 +1,82 @@
+#pragma once
+// config.toml: every setting tokfence reads, with its default. Parsing reports syntax errors and
+// wrong types as `file:line:column: what is wrong`; unknown keys become warnings naming the key.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/home.hpp"
+#include "core/providers.hpp"
+
+namespace tokfence {
+
+enum class VaultBackendChoice { automatic, file, secret_service };
+
+// A price per million tokens, in micro-dollars (USD 2.50 -> 2'500'000). Exact integer arithmetic:
+// tokens x this = pico-dollars.
+struct ModelPrice {
+  std::int64_t input = 0;
+  std::int64_t output = 0;
+  std::int64_t cache_read = 0;
+  std::int64_t cache_write = 0;
+};
+
+struct Config {
+  struct Daemon {
+    std::string host = "127.0.0.1";
+    int port = 9471;
+    std::filesystem::path socket_path;  // default: home/tokfence.sock
+    int io_threads = 2;
+    std::size_t max_header_bytes = 64 * 1024;
+    std::size_t max_body_bytes = 64 * 1024 * 1024;  // room for image and audio uploads
+    int connect_timeout_seconds = 10;
+    int idle_timeout_seconds = 600;  // reasoning models can think for minutes between chunks
+    int shutdown_grace_seconds = 10;
+  } daemon;
+  struct Logging {
+    std::filesystem::path db_path;  // default: home/tokfence.db
+    int retention_days = 90;
+    bool identify_tcp_callers = true;  // map loopback connections to a local process
+  } logging;
+  struct Notifications {
+    int budget_warning_percent = 80;
+    bool desktop = true;  // notify-send where it exists
+  } notifications;
+  struct Vault {
+    VaultBackendChoice backend = VaultBackendChoice::automatic;
+  } vault;
+  struct Proxy {
+    bool inject_stream_usage = true;  // add stream_options.include_usage to OpenAI chat streams
+  } proxy;
+  struct Budget {
+    std::string timezone;  // IANA name; empty = the machine's local zone
+    bool refuse_unknown_cost = false;  // refuse models with no price once a budget is set
+  } budget;
+  // Overrides and additions to the built-in providers, by name (already merged: see providers()).
+  std::map<std::string, ProviderSpec> provider_overrides;
+  // [pricing."<model>"] overrides and additions, per million tokens.
+  std::map<std::string, ModelPrice> pricing_overrides;
+
+  // Built-ins merged with [providers.*], sorted by name.
+  std::vector<ProviderSpec> providers() const;
+  std::optional<ProviderSpec> provider(std::string_view name) const;
+};
+
+struct ConfigLoad {
+  Config config;
+  std::vector<std::string> warnings;  // "file:line:col: unknown key 'x' in [daemon]"
+};
+
+// Reads `path` (a missing file means all defaults). `home` fills in the path defaults.
+Result<ConfigLoad> load_config(const std::filesystem::path& path, const Home& home);
+// Parses TOML text; `source_name` is used in messages.
+Result<ConfigLoad> parse_config(std::string_view text, const std::string& source_name, const Home& home);
+
+// Loads home's config.toml, prints warnings to stderr, throws UserError on errors. For CLI code.
+Config load_config_or_throw(const Home& home);
+
+}  // namespace tokfence

@@ -1,0 +1,35 @@
+#pragma once
+// The `tokfence` command line. Each part registers its own commands from its own file
+// (cli_<part>.cpp), so commands stay next to nothing but their own flags and the call they make.
+// Only commands that work are registered.
+#include <CLI/CLI.hpp>
+#include <optional>
+
+#include "core/config.hpp"
+#include "core/home.hpp"
+
+namespace tokfence::cli {
+
+class Context {
+ public:
+  Home home = Home::resolve();
+  // Loaded on first use (so `--help` works with a broken config); throws UserError on errors.
+  const Config& config();
+  // Exit code for the process once the command's callback returns (default 0).
+  int exit_code = 0;
+
+ private:
+  std::optional<Config> config_;
+};
+
+void register_vault_commands(CLI::App& app, Context& ctx);     // cli_vault.cpp
+void register_daemon_commands(CLI::App& app, Context& ctx);    // cli_daemon.cpp: start stop status log stats env provider pricing
+void register_control_commands(CLI::App& app, Context& ctx);   // cli_controls.cpp: budget revoke restore kill unkill ratelimit
+void register_run_commands(CLI::App& app, Context& ctx);       // cli_run.cpp: run, codex, claude, opencode
+void register_launch_commands(CLI::App& app, Context& ctx);    // cli_launch.cpp: launch, setup openclaw
+void register_watch_commands(CLI::App& app, Context& ctx);     // cli_watch.cpp: watch
+
+// Parses argv, runs the command, maps UserError to `tokfence: error: ...` and an exit code.
+int run(int argc, char** argv);
+
+}  // namespace tokfence::cli

@@ -1,0 +1,3 @@
+#include "launcher/cli.hpp"
+
+int main(int argc, char** argv) { return tokfence::cli::run(argc, argv); }

@@ -1,0 +1,44 @@
+#pragma once
+// Pricing: an embedded table of current models (USD per million tokens, stored as micro-dollars
+// per million), overridable by [pricing."<model>"]. Costs are exact integers in pico-dollars
+// (tokens x micro-dollars-per-million): never rounded, and an unknown price is "unknown", not $0.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "proxy/usage.hpp"
+
+namespace tokfence::proxy {
+
+using Picodollars = std::int64_t;
+
+struct PricedModel {
+  std::string provider;  // built-in provider it belongs to ("" = any)
+  std::string model;
+  ModelPrice price;
+};
+
+class PricingTable {
+ public:
+  // The embedded table plus `config.pricing_overrides`.
+  explicit PricingTable(const Config& config);
+  // Exact name first, then the name with a date suffix removed (-20250514, -2025-08-07, @...),
+  // then a provider prefix removed ("openai/gpt-4o" on openrouter).
+  std::optional<ModelPrice> find(std::string_view provider, std::string_view model) const;
+  const std::vector<PricedModel>& models() const { return models_; }
+  // Models of one provider, for rendering client configs (launch, harness).
+  std::vector<PricedModel> models_of(std::string_view provider) const;
+
+ private:
+  std::vector<PricedModel> models_;
+};
+
+Picodollars cost_of(const ModelPrice& price, const Usage& usage);
+// "$0.000123" style, enough digits to be exact to the micro-dollar; "unknown" is the caller's job.
+std::string format_usd(Picodollars cost);
+// Parses "12.5" / "0.75" (USD) into pico-dollars; nullopt for negative, non-numeric or absurd.
+std::optional<Picodollars> parse_usd(std::string_view text);
+
+}  // namespace tokfence::proxy

@@ -1,0 +1,59 @@
+#pragma once
+// Token usage, read from provider responses without buffering whole streams.
+//
+// Formats understood: OpenAI Chat Completions (JSON `usage`, and the final SSE chunk with
+// `usage` when stream_options.include_usage is set), OpenAI Responses (`response.completed` event /
+// JSON `usage`), Anthropic Messages (`message_start` + `message_delta` events / JSON `usage`),
+// Gemini (`usageMetadata`, in JSON and in every streamed chunk: the last one wins).
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/providers.hpp"
+
+namespace tokfence::proxy {
+
+enum class ApiKind { openai_chat, openai_responses, anthropic_messages, gemini, other };
+
+struct Usage {
+  std::int64_t input_tokens = 0;        // uncached prompt tokens billed at the input price
+  std::int64_t output_tokens = 0;       // incl. reasoning tokens
+  std::int64_t cache_read_tokens = 0;
+  std::int64_t cache_write_tokens = 0;
+  bool found = false;                   // false: the response carried no usage at all
+  std::int64_t total() const { return input_tokens + output_tokens + cache_read_tokens + cache_write_tokens; }
+};
+
+// Which API a request speaks, from the provider's style and the path after /<provider>.
+ApiKind classify(ApiStyle style, std::string_view path);
+
+// What the proxy learns from (and may change in) a request body before forwarding it.
+struct RequestInfo {
+  std::string model;         // "" when absent (Gemini: taken from the path)
+  bool streaming = false;    // stream=true, or Gemini :streamGenerateContent
+  std::int64_t max_output_tokens = 0;  // max_tokens / max_output_tokens / max_completion_tokens, 0 = unset
+  std::int64_t estimated_input_tokens = 0;  // rough: body bytes / 4
+};
+
+// Inspects a JSON request body. When `inject_stream_usage` is set and this is a streaming OpenAI
+// chat request without stream_options.include_usage, `body` is rewritten to ask for it.
+// Never fails: a body that is not JSON yields a RequestInfo with what the path tells.
+RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& body, bool inject_stream_usage);
+
+// Fed the response body piece by piece, as it is relayed. Memory stays bounded for SSE (one event
+// at a time) and for JSON (capped copy; usage past the cap is not found).
+class UsageExtractor {
+ public:
+  virtual ~UsageExtractor() = default;
+  virtual void feed(std::string_view bytes) = 0;
+  virtual Usage finish() = 0;
+  // The model the response names (may differ from the request, e.g. a dated snapshot).
+  virtual std::string response_model() const = 0;
+};
+
+// `event_stream` = the response's content-type is text/event-stream.
+std::unique_ptr<UsageExtractor> make_usage_extractor(ApiKind kind, bool event_stream);
+
+}  // namespace tokfence::proxy
