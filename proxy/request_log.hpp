@@ -1,0 +1,63 @@
+#pragma once
+// The request log: one SQLite row per proxied request (WAL mode, at config.logging.db_path).
+// Rows are queued by the I/O threads and written by one background thread in batches, so the
+// request path never waits on the disk; flush() (called by `stop`) writes everything queued.
+// Rows older than retention_days are pruned at open and then hourly.
+//
+// Schema (other parts read it; change it only by adding columns):
+//   requests(id TEXT PRIMARY KEY, ts_ms INTEGER NOT NULL, provider TEXT, model TEXT, method TEXT,
+//            path TEXT, status INTEGER, streaming INTEGER, input_tokens INTEGER,
+//            output_tokens INTEGER, cache_read_tokens INTEGER, cache_write_tokens INTEGER,
+//            cost_pico INTEGER /* NULL = unknown price */, latency_ms REAL, ttfb_ms REAL,
+//            caller_pid INTEGER, caller_name TEXT, error TEXT)
+//   index on ts_ms, and on (provider, ts_ms).
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "proxy/pricing.hpp"
+#include "proxy/usage.hpp"
+
+namespace tokfence::proxy {
+
+struct RequestRecord {
+  std::string id;            // "req_" + 16 hex digits, also sent to the client as X-Tokfence-Request-Id
+  std::int64_t ts_ms = 0;    // request start, unix milliseconds
+  std::string provider, model, method, path;  // path without the query string (it may hold a key)
+  int status = 0;            // status sent to the client; 0 = no response (client gone first)
+  bool streaming = false;
+  Usage usage;
+  std::optional<Picodollars> cost;  // nullopt = unknown price
+  double latency_ms = 0;     // until the last byte was relayed
+  double ttfb_ms = 0;        // until the first response byte from upstream
+  int caller_pid = 0;
+  std::string caller_name;
+  std::string error;         // "" = none; e.g. "upstream reset mid-stream"
+};
+
+struct Totals {
+  std::int64_t requests = 0;
+  std::int64_t input_tokens = 0, output_tokens = 0, cache_read_tokens = 0, cache_write_tokens = 0;
+  Picodollars cost = 0;           // sum over rows with a known cost
+  std::int64_t unknown_cost_requests = 0;
+};
+
+class RequestLog {
+ public:
+  // Creates the file (mode 0600) and schema if needed.
+  static Result<std::unique_ptr<RequestLog>> open(const std::filesystem::path& db, int retention_days);
+  virtual ~RequestLog() = default;  // implementations flush on destruction
+  // Never blocks on I/O; never throws.
+  virtual void record(RequestRecord record) = 0;
+  // Blocks until every row recorded so far is committed.
+  virtual void flush() = 0;
+};
+
+// Read side (any process): totals over rows with ts_ms >= since_ms, optionally one provider.
+Result<Totals> totals_since(const std::filesystem::path& db, std::int64_t since_ms, const std::string& provider = "");
+
+}  // namespace tokfence::proxy
