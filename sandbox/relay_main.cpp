@@ -1,0 +1,530 @@
+// tokfence-relay: carries proxy traffic across a namespace boundary, and can be a container's or a
+// sandbox's init.
+//
+//   tokfence-relay [--forward SPEC]... [--ready-file PATH] [-- COMMAND ARGS...]
+//
+//   SPEC  tcp:HOST:PORT=unix:/path.sock   listen on TCP (numeric host), relay each connection to the
+//                                         Unix socket (PORT 0 picks a free port)
+//         unix:/path.sock=tcp:HOST:PORT   listen on a Unix socket (mode 0666; a stale socket file is
+//                                         replaced), relay each connection to TCP
+//
+// Why it exists: a network namespace with only loopback (a sandbox, or a container on
+// `--network none`) cannot reach the daemon's TCP port, but a Unix socket bind-mounted into it
+// works across namespaces. The relay listens on the address the client expects (127.0.0.1:<port>)
+// and passes the bytes to the daemon's Unix socket, unchanged.
+//
+// With COMMAND the relay runs it as its child, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/
+// SIGUSR2 to it, reaps every process that gets re-parented to it (it may be PID 1), and exits with
+// the child's status (128+signal if the child was killed). Without COMMAND it relays until
+// SIGTERM/SIGINT. `--ready-file` is written (atomically) once every listener is up, one line per
+// forward with the actual listening address.
+//
+// Deliberately small: one thread, Boost.Asio only, linked statically so it runs in any image.
+// Listening sockets are close-on-exec (Asio 1.74 does not do that), so the child never inherits
+// them. TCP_NODELAY on both sides: without it small SSE frames stall for 40 ms.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using unix_proto = asio::local::stream_protocol;
+using boost::system::error_code;
+
+constexpr std::size_t kBufferSize = 16 * 1024;
+// A bound on open relayed connections: beyond it new connections are closed at once.
+constexpr int kMaxConnections = 1024;
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+// A Unix server with a full listen queue answers EAGAIN: retry this often, this far apart.
+constexpr int kUnixConnectRetries = 200;
+constexpr auto kUnixRetryDelay = std::chrono::milliseconds(10);
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::cerr << "tokfence-relay: error: " << message << "\n"
+            << "usage: tokfence-relay [--forward tcp:127.0.0.1:PORT=unix:/path.sock | "
+               "--forward unix:/path.sock=tcp:127.0.0.1:PORT]... [--ready-file PATH] [-- COMMAND ARGS...]\n";
+  std::exit(2);
+}
+
+struct TcpEndpoint {
+  tcp::endpoint endpoint;
+};
+struct UnixEndpoint {
+  std::string path;
+};
+using Endpoint = std::variant<TcpEndpoint, UnixEndpoint>;
+
+struct Forward {
+  std::string spec;
+  Endpoint listen;
+  Endpoint target;
+};
+
+Endpoint parse_endpoint(const std::string& text, const std::string& spec) {
+  if (text.rfind("unix:", 0) == 0) {
+    std::string path = text.substr(5);
+    if (path.empty() || path[0] != '/') usage_error("forward: unix path must be absolute: " + spec);
+    if (path.size() >= sizeof(sockaddr_un{}.sun_path)) usage_error("forward: unix path too long: " + spec);
+    return UnixEndpoint{path};
+  }
+  if (text.rfind("tcp:", 0) == 0) {
+    std::string rest = text.substr(4);
+    auto colon = rest.rfind(':');
+    if (colon == std::string::npos) usage_error("forward: tcp address needs HOST:PORT: " + spec);
+    std::string host = rest.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    std::string port_text = rest.substr(colon + 1);
+    error_code ec;
+    auto address = asio::ip::make_address(host, ec);
+    if (ec) usage_error("forward: tcp host must be a numeric address: " + spec);
+    if (port_text.empty() || port_text.size() > 5 ||
+        port_text.find_first_not_of("0123456789") != std::string::npos)
+      usage_error("forward: bad tcp port: " + spec);
+    unsigned long port = std::stoul(port_text);
+    if (port > 65535) usage_error("forward: bad tcp port: " + spec);
+    return TcpEndpoint{tcp::endpoint(address, static_cast<unsigned short>(port))};
+  }
+  usage_error("forward: endpoint must start with tcp: or unix: : " + spec);
+}
+
+Forward parse_forward(const std::string& spec) {
+  auto eq = spec.find('=');
+  if (eq == std::string::npos) usage_error("forward: expected LISTEN=TARGET: " + spec);
+  Forward f{spec, parse_endpoint(spec.substr(0, eq), spec), parse_endpoint(spec.substr(eq + 1), spec)};
+  bool listen_tcp = std::holds_alternative<TcpEndpoint>(f.listen);
+  bool target_tcp = std::holds_alternative<TcpEndpoint>(f.target);
+  if (listen_tcp == target_tcp) usage_error("forward: one side must be tcp and the other unix: " + spec);
+  if (target_tcp && std::get<TcpEndpoint>(f.target).endpoint.port() == 0)
+    usage_error("forward: target tcp port must not be 0: " + spec);
+  return f;
+}
+
+void set_cloexec(int fd) {
+  int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+int g_open_connections = 0;
+
+// One side of a relayed connection: a TCP or a Unix stream socket.
+class Stream {
+ public:
+  explicit Stream(tcp::socket s) : socket_(std::move(s)) {}
+  explicit Stream(unix_proto::socket s) : socket_(std::move(s)) {}
+
+  template <class Handler>
+  void async_read_some(asio::mutable_buffer buffer, Handler&& handler) {
+    std::visit([&](auto& s) { s.async_read_some(buffer, std::forward<Handler>(handler)); }, socket_);
+  }
+  template <class Handler>
+  void async_write(asio::const_buffer buffer, Handler&& handler) {
+    std::visit([&](auto& s) { asio::async_write(s, buffer, std::forward<Handler>(handler)); }, socket_);
+  }
+  void shutdown_send() {
+    error_code ec;
+    std::visit([&](auto& s) { s.shutdown(asio::socket_base::shutdown_send, ec); }, socket_);
+  }
+  void close() {
+    error_code ec;
+    std::visit([&](auto& s) { s.close(ec); }, socket_);
+  }
+
+ private:
+  std::variant<tcp::socket, unix_proto::socket> socket_;
+};
+
+// A relayed connection: two pumps (client->server, server->client). EOF on one side becomes a
+// half-close (shutdown of sending) on the other, so request/response protocols that signal the end
+// of a request by closing work; the connection ends when both directions are done or on an error.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Stream client, Stream server) : streams_{std::move(client), std::move(server)} { ++g_open_connections; }
+  ~Session() { --g_open_connections; }
+
+  void start() {
+    pump(0, 1);
+    pump(1, 0);
+  }
+
+ private:
+  void pump(int from, int to) {
+    auto self = shared_from_this();
+    streams_[from].async_read_some(asio::buffer(buffers_[from]), [this, self, from, to](error_code ec, std::size_t n) {
+      if (ec) {
+        if (ec == asio::error::eof) {
+          streams_[to].shutdown_send();
+          if (++finished_ == 2) close_both();
+        } else {
+          close_both();
+        }
+        return;
+      }
+      streams_[to].async_write(asio::buffer(buffers_[from].data(), n), [this, self, from, to](error_code ec, std::size_t) {
+        if (ec) return close_both();
+        pump(from, to);
+      });
+    });
+  }
+  void close_both() {
+    streams_[0].close();
+    streams_[1].close();
+  }
+
+  std::array<Stream, 2> streams_;
+  std::array<std::array<char, kBufferSize>, 2> buffers_{};
+  int finished_ = 0;
+};
+
+// Connects to a Unix socket, retrying while the server's listen queue is full (EAGAIN).
+class UnixConnector : public std::enable_shared_from_this<UnixConnector> {
+ public:
+  UnixConnector(asio::io_context& io, std::string path, tcp::socket client)
+      : io_(io), path_(std::move(path)), client_(std::move(client)), server_(io), timer_(io) {}
+
+  void start() { attempt(); }
+
+ private:
+  void attempt() {
+    auto self = shared_from_this();
+    server_ = unix_proto::socket(io_);
+    server_.async_connect(unix_proto::endpoint(path_), [this, self](error_code ec) {
+      if ((ec == asio::error::try_again || ec == asio::error::would_block || ec == asio::error::no_buffer_space) &&
+          ++tries_ < kUnixConnectRetries) {
+        timer_.expires_after(kUnixRetryDelay);
+        timer_.async_wait([this, self](error_code) { attempt(); });
+        return;
+      }
+      if (ec) {
+        std::cerr << "tokfence-relay: connect: " << path_ << ": " << ec.message() << "\n";
+        error_code ignored;
+        client_.close(ignored);
+        return;
+      }
+      std::make_shared<Session>(Stream(std::move(client_)), Stream(std::move(server_)))->start();
+    });
+  }
+
+  asio::io_context& io_;
+  std::string path_;
+  tcp::socket client_;
+  unix_proto::socket server_;
+  asio::steady_timer timer_;
+  int tries_ = 0;
+};
+
+// Connects to a TCP target with a timeout.
+class TcpConnector : public std::enable_shared_from_this<TcpConnector> {
+ public:
+  TcpConnector(asio::io_context& io, tcp::endpoint target, unix_proto::socket client)
+      : target_(target), client_(std::move(client)), server_(io), timer_(io) {}
+
+  void start() {
+    auto self = shared_from_this();
+    timer_.expires_after(kConnectTimeout);
+    timer_.async_wait([this, self](error_code ec) {
+      if (!ec) {
+        error_code ignored;
+        server_.close(ignored);
+      }
+    });
+    server_.async_connect(target_, [this, self](error_code ec) {
+      timer_.cancel();
+      if (ec) {
+        std::cerr << "tokfence-relay: connect: " << target_ << ": " << ec.message() << "\n";
+        error_code ignored;
+        client_.close(ignored);
+        return;
+      }
+      error_code ignored;
+      server_.set_option(tcp::no_delay(true), ignored);
+      std::make_shared<Session>(Stream(std::move(client_)), Stream(std::move(server_)))->start();
+    });
+  }
+
+ private:
+  tcp::endpoint target_;
+  unix_proto::socket client_;
+  tcp::socket server_;
+  asio::steady_timer timer_;
+};
+
+class TcpListener {
+ public:
+  TcpListener(asio::io_context& io, const tcp::endpoint& at, std::string target)
+      : io_(io), acceptor_(io), target_(std::move(target)) {
+    acceptor_.open(at.protocol());
+    set_cloexec(acceptor_.native_handle());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    acceptor_.bind(at);
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+  }
+  std::string address() const {
+    auto ep = acceptor_.local_endpoint();
+    std::string host = ep.address().to_string();
+    if (ep.address().is_v6()) host = "[" + host + "]";
+    return "tcp:" + host + ":" + std::to_string(ep.port());
+  }
+  void accept() {
+    acceptor_.async_accept([this](error_code ec, tcp::socket client) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) {
+        set_cloexec(client.native_handle());
+        if (g_open_connections >= kMaxConnections) {
+          error_code ignored;
+          client.close(ignored);
+        } else {
+          error_code ignored;
+          client.set_option(tcp::no_delay(true), ignored);
+          std::make_shared<UnixConnector>(io_, target_, std::move(client))->start();
+        }
+      }
+      accept();
+    });
+  }
+  void close() {
+    error_code ignored;
+    acceptor_.close(ignored);
+  }
+
+ private:
+  asio::io_context& io_;
+  tcp::acceptor acceptor_;
+  std::string target_;
+};
+
+class UnixListener {
+ public:
+  UnixListener(asio::io_context& io, const std::string& path, tcp::endpoint target)
+      : io_(io), acceptor_(io), path_(path), target_(target) {
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) == 0) {
+      // Replace a stale socket; never delete anything that is not a socket.
+      if (!S_ISSOCK(st.st_mode)) throw std::runtime_error(path + ": exists and is not a socket");
+      ::unlink(path.c_str());
+    }
+    acceptor_.open(unix_proto());
+    set_cloexec(acceptor_.native_handle());
+    acceptor_.bind(unix_proto::endpoint(path));
+    // Any uid inside a container must be able to connect: the socket is the only way out anyway.
+    ::chmod(path.c_str(), 0666);
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+  }
+  std::string address() const { return "unix:" + path_; }
+  void accept() {
+    acceptor_.async_accept([this](error_code ec, unix_proto::socket client) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) {
+        set_cloexec(client.native_handle());
+        if (g_open_connections >= kMaxConnections) {
+          error_code ignored;
+          client.close(ignored);
+        } else {
+          std::make_shared<TcpConnector>(io_, target_, std::move(client))->start();
+        }
+      }
+      accept();
+    });
+  }
+  void close() {
+    error_code ignored;
+    acceptor_.close(ignored);
+    ::unlink(path_.c_str());
+  }
+
+ private:
+  asio::io_context& io_;
+  unix_proto::acceptor acceptor_;
+  std::string path_;
+  tcp::endpoint target_;
+};
+
+// Starts `argv` as a child in its own process group. If our stdin is a terminal whose foreground
+// group is ours, the child's group becomes the foreground one, so terminal-generated signals
+// (Ctrl-C) reach it once, directly, rather than both through the terminal and our forwarding.
+pid_t start_child(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  bool give_terminal = ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
+
+  sigset_t all, old;
+  sigfillset(&all);
+  ::sigprocmask(SIG_BLOCK, &all, &old);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sig == SIGKILL || sig == SIGSTOP) continue;
+      ::signal(sig, SIG_DFL);
+    }
+    ::setpgid(0, 0);
+    if (give_terminal) {
+      ::signal(SIGTTOU, SIG_IGN);
+      ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+      ::signal(SIGTTOU, SIG_DFL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execvp(argv[0], argv.data());
+    int err = errno;
+    std::fprintf(stderr, "tokfence-relay: error: cannot run %s: %s\n", argv[0], std::strerror(err));
+    ::_exit(err == ENOENT ? 127 : 126);
+  }
+  int saved = errno;
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) {
+    std::fprintf(stderr, "tokfence-relay: error: fork: %s\n", std::strerror(saved));
+    std::exit(1);
+  }
+  // Also from the parent, so a signal forwarded before the child's own setpgid finds the group.
+  ::setpgid(pid, pid);
+  return pid;
+}
+
+void write_ready_file(const std::string& path, const std::vector<std::string>& lines) {
+  std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    for (const auto& l : lines) out << l << "\n";
+    if (!out) {
+      std::cerr << "tokfence-relay: error: ready file: cannot write: " << path << "\n";
+      std::exit(1);
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::cerr << "tokfence-relay: error: ready file: cannot write: " << path << "\n";
+    std::exit(1);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<Forward> forwards;
+  std::string ready_file;
+  std::vector<std::string> command;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--") {
+      for (++i; i < argc; ++i) command.emplace_back(argv[i]);
+      if (command.empty()) usage_error("'--' must be followed by a command");
+      break;
+    } else if (arg == "--forward" && i + 1 < argc) {
+      forwards.push_back(parse_forward(argv[++i]));
+    } else if (arg.rfind("--forward=", 0) == 0) {
+      forwards.push_back(parse_forward(arg.substr(10)));
+    } else if (arg == "--ready-file" && i + 1 < argc) {
+      ready_file = argv[++i];
+    } else if (arg.rfind("--ready-file=", 0) == 0) {
+      ready_file = arg.substr(13);
+    } else if (arg == "--help" || arg == "-h") {
+      std::cout << "usage: tokfence-relay [--forward SPEC]... [--ready-file PATH] [-- COMMAND ARGS...]\n"
+                   "  SPEC tcp:127.0.0.1:PORT=unix:/path.sock   TCP listener relayed to a Unix socket\n"
+                   "       unix:/path.sock=tcp:127.0.0.1:PORT   Unix listener (0666) relayed to TCP\n"
+                   "example: tokfence-relay --forward tcp:127.0.0.1:9471=unix:/run/tokfence-proxy/proxy.sock -- codex\n";
+      return 0;
+    } else {
+      usage_error("unknown argument: " + arg);
+    }
+  }
+  if (forwards.empty() && command.empty()) usage_error("nothing to do: give --forward or a command");
+
+  // A write to a peer that has gone must be an error on that connection, not the end of the relay.
+  ::signal(SIGPIPE, SIG_IGN);
+
+  asio::io_context io(1);
+  // Installed before the child starts, so no signal between fork and run() is lost.
+  asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
+  signals.add(SIGQUIT);
+  signals.add(SIGUSR1);
+  signals.add(SIGUSR2);
+  signals.add(SIGCHLD);
+
+  std::vector<std::unique_ptr<TcpListener>> tcp_listeners;
+  std::vector<std::unique_ptr<UnixListener>> unix_listeners;
+  std::vector<std::string> ready_lines;
+  for (const auto& f : forwards) {
+    try {
+      if (auto* t = std::get_if<TcpEndpoint>(&f.listen)) {
+        auto& l = tcp_listeners.emplace_back(
+            std::make_unique<TcpListener>(io, t->endpoint, std::get<UnixEndpoint>(f.target).path));
+        ready_lines.push_back(l->address() + "=unix:" + std::get<UnixEndpoint>(f.target).path);
+        l->accept();
+      } else {
+        const auto& target = std::get<TcpEndpoint>(f.target).endpoint;
+        auto& l = unix_listeners.emplace_back(
+            std::make_unique<UnixListener>(io, std::get<UnixEndpoint>(f.listen).path, target));
+        ready_lines.push_back(l->address() + "=tcp:" + target.address().to_string() + ":" +
+                              std::to_string(target.port()));
+        l->accept();
+      }
+    } catch (const std::exception& e) {
+      std::cerr << "tokfence-relay: error: listen: " << f.spec << ": " << e.what() << "\n";
+      return 1;
+    }
+  }
+  if (!ready_file.empty()) write_ready_file(ready_file, ready_lines);
+
+  std::optional<pid_t> child;
+  if (!command.empty()) child = start_child(command);
+  int exit_code = 0;
+  bool done = false;
+
+  auto stop = [&] {
+    done = true;
+    for (auto& l : tcp_listeners) l->close();
+    for (auto& l : unix_listeners) l->close();
+    io.stop();
+  };
+  // Reaps every exited process (orphans re-parented to us when we are PID 1 included).
+  auto reap = [&] {
+    for (;;) {
+      int status = 0;
+      pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) break;
+      if (child && pid == *child) {
+        exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        stop();
+      }
+    }
+  };
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGCHLD) {
+        reap();
+      } else if (child) {
+        ::kill(*child, sig);
+      } else if (sig == SIGTERM || sig == SIGINT) {
+        stop();
+      }
+      if (!done) wait_signal();
+    });
+  };
+  wait_signal();
+  // A child that exited before the handler was in place is reaped here.
+  reap();
+  if (!done) io.run();
+  return exit_code;
+}
