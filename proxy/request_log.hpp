@@ -48,7 +48,9 @@ struct Totals {
 
 class RequestLog {
  public:
-  // Creates the file (mode 0600) and schema if needed.
+  // Creates the file (mode 0600) and schema if needed, and prunes old rows before returning.
+  // retention_days <= 0 keeps rows forever. At most 100,000 rows wait in memory; past that,
+  // record() drops rows and says so on stderr (the daemon log) with a running count.
   static Result<std::unique_ptr<RequestLog>> open(const std::filesystem::path& db, int retention_days);
   virtual ~RequestLog() = default;  // implementations flush on destruction
   // Never blocks on I/O; never throws.
@@ -59,5 +61,40 @@ class RequestLog {
 
 // Read side (any process): totals over rows with ts_ms >= since_ms, optionally one provider.
 Result<Totals> totals_since(const std::filesystem::path& db, std::int64_t since_ms, const std::string& provider = "");
+
+// ---- More of the read side (the CLI's `log` and `stats`; any process, daemon running or not).
+// A database file or table that does not exist yet reads as "no rows", not as an error.
+
+struct LoggedRequest {
+  std::int64_t rowid = 0;  // SQLite rowid: grows in commit order, so followers poll by it
+  RequestRecord record;
+};
+
+struct RequestQuery {
+  std::string id;                // exactly this request ("" = any)
+  std::string provider;          // "" = any
+  std::int64_t since_ms = 0;     // ts_ms >= since_ms
+  // > 0: only rows committed after this rowid, in commit order (follow mode). 0: the newest rows
+  // by ts_ms.
+  std::int64_t after_rowid = 0;
+  int limit = 20;                // at most this many rows; 0 = no limit
+};
+
+// Rows oldest first (by ts_ms, or by rowid when after_rowid > 0).
+Result<std::vector<LoggedRequest>> query_requests(const std::filesystem::path& db, const RequestQuery& query);
+// The largest rowid in the log (0 when empty): where a follower starts.
+Result<std::int64_t> last_rowid(const std::filesystem::path& db);
+
+enum class GroupBy { model, provider, caller };
+
+struct GroupTotals {
+  std::string key;  // the model / provider / caller name; "(unknown)" when the row has none
+  Totals totals;
+};
+
+// Totals per group over rows with ts_ms >= since_ms (optionally one provider), the most
+// expensive group first.
+Result<std::vector<GroupTotals>> totals_by(const std::filesystem::path& db, std::int64_t since_ms, GroupBy by,
+                                           const std::string& provider = "");
 
 }  // namespace tokfence::proxy

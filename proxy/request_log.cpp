@@ -1,0 +1,359 @@
+// The request log's writer: I/O threads hand rows to record(), which only appends to a queue under a
+// mutex; one background thread takes whatever has accumulated and commits it in one transaction.
+// Under load the batches grow by themselves (everything queued while the last commit ran goes into
+// the next one), so the cost per row falls as the rate rises, and the request path never waits for
+// the disk. flush() waits for a sequence number: every row recorded before the call is committed
+// (or, after repeated write failures, reported on stderr and given up) when it returns.
+#include "proxy/request_log.hpp"
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "proxy/sqlite.hpp"
+
+namespace tokfence::proxy {
+
+namespace {
+
+constexpr std::size_t kMaxQueuedRows = 100'000;    // about 50 MB of rows: only a dead disk gets here
+constexpr std::size_t kMaxRowsPerCommit = 10'000;  // keeps one transaction (and the WAL) modest
+constexpr int kWriteAttempts = 3;
+constexpr auto kPruneInterval = std::chrono::hours(1);
+constexpr std::int64_t kDayMs = 86'400'000;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS requests(
+  id TEXT PRIMARY KEY,
+  ts_ms INTEGER NOT NULL,
+  provider TEXT,
+  model TEXT,
+  method TEXT,
+  path TEXT,
+  status INTEGER,
+  streaming INTEGER,
+  input_tokens INTEGER,
+  output_tokens INTEGER,
+  cache_read_tokens INTEGER,
+  cache_write_tokens INTEGER,
+  cost_pico INTEGER,
+  latency_ms REAL,
+  ttfb_ms REAL,
+  caller_pid INTEGER,
+  caller_name TEXT,
+  error TEXT);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts_ms);
+CREATE INDEX IF NOT EXISTS requests_provider_ts ON requests(provider, ts_ms);
+)sql";
+
+constexpr const char* kInsert =
+    "INSERT OR REPLACE INTO requests(id, ts_ms, provider, model, method, path, status, streaming, input_tokens, "
+    "output_tokens, cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, ttfb_ms, caller_pid, caller_name, "
+    "error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+
+constexpr const char* kColumns =
+    "rowid, id, ts_ms, provider, model, method, path, status, streaming, input_tokens, output_tokens, "
+    "cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, ttfb_ms, caller_pid, caller_name, error";
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+void warn(const std::string& message) { std::cerr << "tokfence: request log: " << message << std::endl; }
+
+Result<std::int64_t> prune(sqlite::Database& db, int retention_days) {
+  if (retention_days <= 0) return 0;
+  auto st = db.prepare("DELETE FROM requests WHERE ts_ms < ?");
+  if (!st) return std::unexpected(st.error());
+  st->bind(1, now_ms() - static_cast<std::int64_t>(retention_days) * kDayMs);
+  if (auto ok = st->run(); !ok) return std::unexpected(ok.error());
+  return db.changes();
+}
+
+class SqliteRequestLog final : public RequestLog {
+ public:
+  SqliteRequestLog(sqlite::Database db, sqlite::Statement insert, int retention_days)
+      : db_(std::move(db)), insert_(std::move(insert)), retention_days_(retention_days) {
+    thread_ = std::thread([this] { run(); });
+  }
+
+  ~SqliteRequestLog() override {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    work_.notify_one();
+    thread_.join();
+    // Statements before their connection.
+    insert_ = sqlite::Statement();
+  }
+
+  void record(RequestRecord record) override {
+    std::uint64_t dropped = 0;
+    try {
+      // The path must never carry a query string (it may hold a key); the proxy strips it, and
+      // this is the last place to make sure.
+      if (auto q = record.path.find('?'); q != std::string::npos) record.path.resize(q);
+      {
+        std::lock_guard lock(mutex_);
+        if (queue_.size() >= kMaxQueuedRows) {
+          dropped = ++dropped_;
+        } else {
+          queue_.push_back(std::move(record));
+          ++enqueued_;
+        }
+      }
+      if (dropped == 0) {
+        work_.notify_one();
+      } else if (dropped == 1 || dropped % 10'000 == 0) {
+        warn("the write queue is full (" + std::to_string(kMaxQueuedRows) +
+             " rows waiting for the disk): dropped " + std::to_string(dropped) + " rows so far");
+      }
+    } catch (...) {
+      // Out of memory while queueing: losing one log row beats taking the request down.
+    }
+  }
+
+  void flush() override {
+    std::unique_lock lock(mutex_);
+    const std::uint64_t target = enqueued_;
+    work_.notify_one();
+    done_.wait(lock, [&] { return processed_ >= target; });
+  }
+
+ private:
+  void run() {
+    auto next_prune = std::chrono::steady_clock::now() + kPruneInterval;
+    std::vector<RequestRecord> batch;
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      work_.wait_until(lock, next_prune, [&] { return stopping_ || !queue_.empty(); });
+      if (!queue_.empty()) {
+        std::size_t n = std::min(queue_.size(), kMaxRowsPerCommit);
+        batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.begin() + n));
+        queue_.erase(queue_.begin(), queue_.begin() + n);
+        lock.unlock();
+        write(batch);
+        batch.clear();
+        lock.lock();
+        processed_ += n;
+        done_.notify_all();
+      }
+      if (std::chrono::steady_clock::now() >= next_prune) {
+        lock.unlock();
+        if (auto pruned = prune(db_, retention_days_); !pruned) warn("pruning old rows failed: " + pruned.error().message);
+        next_prune = std::chrono::steady_clock::now() + kPruneInterval;
+        lock.lock();
+      }
+      if (stopping_ && queue_.empty()) break;
+    }
+    if (dropped_ > 0) warn("closed; " + std::to_string(dropped_) + " rows were dropped because the write queue was full");
+  }
+
+  // A failed commit is retried (the database may be locked by a long reader or the disk briefly
+  // full); after the last attempt the rows are given up and the loss is reported.
+  void write(const std::vector<RequestRecord>& batch) {
+    std::string last_error;
+    for (int attempt = 1; attempt <= kWriteAttempts; ++attempt) {
+      auto ok = write_once(batch);
+      if (ok) return;
+      last_error = ok.error().message;
+      if (attempt < kWriteAttempts) std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+    }
+    warn("lost " + std::to_string(batch.size()) + " rows after " + std::to_string(kWriteAttempts) +
+         " attempts: " + last_error);
+  }
+
+  Result<void> write_once(const std::vector<RequestRecord>& batch) {
+    auto tx = sqlite::Transaction::begin(db_);
+    if (!tx) return std::unexpected(tx.error());
+    for (const RequestRecord& r : batch) {
+      insert_.reset();
+      insert_.bind(1, r.id)
+          .bind(2, r.ts_ms)
+          .bind(3, r.provider)
+          .bind(4, r.model)
+          .bind(5, r.method)
+          .bind(6, r.path)
+          .bind(7, r.status)
+          .bind(8, r.streaming ? 1 : 0)
+          .bind(9, r.usage.input_tokens)
+          .bind(10, r.usage.output_tokens)
+          .bind(11, r.usage.cache_read_tokens)
+          .bind(12, r.usage.cache_write_tokens)
+          .bind(13, r.cost)
+          .bind(14, r.latency_ms)
+          .bind(15, r.ttfb_ms)
+          .bind(16, r.caller_pid)
+          .bind(17, r.caller_name)
+          .bind(18, r.error);
+      if (auto ok = insert_.run(); !ok) return ok;
+    }
+    insert_.reset();
+    return tx->commit();
+  }
+
+  sqlite::Database db_;
+  sqlite::Statement insert_;
+  const int retention_days_;
+
+  std::mutex mutex_;
+  std::condition_variable work_;  // rows queued, or stopping
+  std::condition_variable done_;  // processed_ advanced
+  std::deque<RequestRecord> queue_;
+  std::uint64_t enqueued_ = 0;    // rows accepted by record()
+  std::uint64_t processed_ = 0;   // rows committed or given up, in queue order
+  std::uint64_t dropped_ = 0;     // rows refused because the queue was full
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// Opens an existing log for reading. nullopt: no database or no requests table yet.
+Result<std::optional<sqlite::Database>> open_for_reading(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return std::optional<sqlite::Database>();
+  auto db = sqlite::Database::open(path, sqlite::Create::no);
+  if (!db) return std::unexpected(db.error());
+  auto has = db->has_table("requests");
+  if (!has) return std::unexpected(has.error());
+  if (!*has) return std::optional<sqlite::Database>();
+  return std::optional<sqlite::Database>(std::move(*db));
+}
+
+LoggedRequest read_row(const sqlite::Statement& st) {
+  LoggedRequest row;
+  row.rowid = st.column_int64(0);
+  RequestRecord& r = row.record;
+  r.id = st.column_text(1);
+  r.ts_ms = st.column_int64(2);
+  r.provider = st.column_text(3);
+  r.model = st.column_text(4);
+  r.method = st.column_text(5);
+  r.path = st.column_text(6);
+  r.status = static_cast<int>(st.column_int64(7));
+  r.streaming = st.column_int64(8) != 0;
+  r.usage.input_tokens = st.column_int64(9);
+  r.usage.output_tokens = st.column_int64(10);
+  r.usage.cache_read_tokens = st.column_int64(11);
+  r.usage.cache_write_tokens = st.column_int64(12);
+  r.usage.found = r.usage.total() > 0;
+  if (!st.column_is_null(13)) r.cost = st.column_int64(13);
+  r.latency_ms = st.column_double(14);
+  r.ttfb_ms = st.column_double(15);
+  r.caller_pid = static_cast<int>(st.column_int64(16));
+  r.caller_name = st.column_text(17);
+  r.error = st.column_text(18);
+  return row;
+}
+
+// The aggregate columns shared by totals_since and totals_by, read from column `first` on.
+constexpr const char* kTotalsColumns =
+    "count(*), total(input_tokens), total(output_tokens), total(cache_read_tokens), total(cache_write_tokens), "
+    "sum(cost_pico), sum(cost_pico IS NULL)";
+
+Totals read_totals(const sqlite::Statement& st, int first) {
+  Totals t;
+  t.requests = st.column_int64(first);
+  // total() is a REAL (it never overflows); token counts stay far below 2^53.
+  t.input_tokens = static_cast<std::int64_t>(st.column_double(first + 1));
+  t.output_tokens = static_cast<std::int64_t>(st.column_double(first + 2));
+  t.cache_read_tokens = static_cast<std::int64_t>(st.column_double(first + 3));
+  t.cache_write_tokens = static_cast<std::int64_t>(st.column_double(first + 4));
+  t.cost = st.column_int64(first + 5);  // sum() stays an exact integer; NULL (no known cost) reads 0
+  t.unknown_cost_requests = st.column_int64(first + 6);
+  return t;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RequestLog>> RequestLog::open(const std::filesystem::path& db_path, int retention_days) {
+  auto db = sqlite::Database::open(db_path, sqlite::Create::yes);
+  if (!db) return std::unexpected(db.error());
+  if (auto ok = db->exec(kSchema); !ok) return std::unexpected(ok.error());
+  if (auto pruned = prune(*db, retention_days); !pruned) return std::unexpected(pruned.error());
+  auto insert = db->prepare(kInsert);
+  if (!insert) return std::unexpected(insert.error());
+  return std::unique_ptr<RequestLog>(new SqliteRequestLog(std::move(*db), std::move(*insert), retention_days));
+}
+
+Result<Totals> totals_since(const std::filesystem::path& db_path, std::int64_t since_ms, const std::string& provider) {
+  auto db = open_for_reading(db_path);
+  if (!db) return std::unexpected(db.error());
+  if (!*db) return Totals{};
+  auto st = (*db)->prepare(std::string("SELECT ") + kTotalsColumns +
+                           " FROM requests WHERE ts_ms >= ?1 AND (?2 = '' OR provider = ?2)");
+  if (!st) return std::unexpected(st.error());
+  st->bind(1, since_ms).bind(2, provider);
+  auto row = st->step();
+  if (!row) return std::unexpected(row.error());
+  return *row ? read_totals(*st, 0) : Totals{};
+}
+
+Result<std::vector<GroupTotals>> totals_by(const std::filesystem::path& db_path, std::int64_t since_ms, GroupBy by,
+                                           const std::string& provider) {
+  auto db = open_for_reading(db_path);
+  if (!db) return std::unexpected(db.error());
+  std::vector<GroupTotals> groups;
+  if (!*db) return groups;
+  const char* column = by == GroupBy::model ? "model" : by == GroupBy::provider ? "provider" : "caller_name";
+  std::string key = std::string("CASE WHEN ") + column + " IS NULL OR " + column + " = '' THEN '(unknown)' ELSE " +
+                    column + " END";
+  auto st = (*db)->prepare("SELECT " + key + " AS k, " + kTotalsColumns +
+                           " FROM requests WHERE ts_ms >= ?1 AND (?2 = '' OR provider = ?2)"
+                           " GROUP BY k ORDER BY sum(cost_pico) DESC, count(*) DESC, k");
+  if (!st) return std::unexpected(st.error());
+  st->bind(1, since_ms).bind(2, provider);
+  for (;;) {
+    auto row = st->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    groups.push_back(GroupTotals{st->column_text(0), read_totals(*st, 1)});
+  }
+  return groups;
+}
+
+Result<std::vector<LoggedRequest>> query_requests(const std::filesystem::path& db_path, const RequestQuery& query) {
+  auto db = open_for_reading(db_path);
+  if (!db) return std::unexpected(db.error());
+  std::vector<LoggedRequest> rows;
+  if (!*db) return rows;
+  std::string where = " WHERE ts_ms >= ?1 AND (?2 = '' OR provider = ?2) AND (?3 = '' OR id = ?3) AND rowid > ?4";
+  std::string sql;
+  // The newest N by time, shown oldest first; a follower reads in commit order instead.
+  if (query.after_rowid > 0)
+    sql = std::string("SELECT ") + kColumns + " FROM requests" + where + " ORDER BY rowid LIMIT ?5";
+  else
+    sql = std::string("SELECT * FROM (SELECT ") + kColumns + " FROM requests" + where +
+          " ORDER BY ts_ms DESC, rowid DESC LIMIT ?5) ORDER BY ts_ms, rowid";
+  auto st = (*db)->prepare(sql);
+  if (!st) return std::unexpected(st.error());
+  st->bind(1, query.since_ms)
+      .bind(2, query.provider)
+      .bind(3, query.id)
+      .bind(4, query.after_rowid)
+      .bind(5, static_cast<std::int64_t>(query.limit > 0 ? query.limit : -1));
+  for (;;) {
+    auto row = st->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    rows.push_back(read_row(*st));
+  }
+  return rows;
+}
+
+Result<std::int64_t> last_rowid(const std::filesystem::path& db_path) {
+  auto db = open_for_reading(db_path);
+  if (!db) return std::unexpected(db.error());
+  if (!*db) return 0;
+  auto st = (*db)->prepare("SELECT coalesce(max(rowid), 0) FROM requests");
+  if (!st) return std::unexpected(st.error());
+  auto row = st->step();
+  if (!row) return std::unexpected(row.error());
+  return *row ? st->column_int64(0) : 0;
+}
+
+}  // namespace tokfence::proxy
