@@ -1,0 +1,35 @@
+#pragma once
+// What a sandboxed harness child may do, independent of how a platform enforces it. The Linux
+// implementation (linux_sandbox.hpp) uses user/network/mount/PID namespaces + Landlock; the macOS
+// one (macos_profile.hpp) renders a sandbox-exec profile from the same policy.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace tokfence::sandbox {
+
+struct Policy {
+  // argv[0] is an absolute path (resolved by the caller against the parent's PATH).
+  std::vector<std::string> argv;
+  // Complete child environment, "NAME=value" (see environment.hpp).
+  std::vector<std::string> env;
+  // Where the child starts; writable.
+  std::filesystem::path workdir;
+  // Further writable paths (the harness home, --allow-write paths). Must exist.
+  std::vector<std::filesystem::path> writable;
+  // Replaced by empty read-only mounts (directories) or an empty file (anything else): the
+  // tokfence home, /run (user runtime dirs, D-Bus, Docker/Podman sockets), agent socket dirs...
+  // Writable paths below a hidden one stay visible (they are mounted back).
+  std::vector<std::filesystem::path> hidden;
+  // Host path of the proxy-only Unix socket the daemon opened for this run; visible inside as
+  // `inner_proxy_socket`, and relayed to 127.0.0.1:`proxy_port`.
+  std::filesystem::path proxy_socket;
+  int proxy_port = 0;
+  // The tokfence-relay binary (runs as the sandbox's PID 1).
+  std::filesystem::path relay;
+};
+
+// Where the proxy socket's directory appears inside a Linux sandbox.
+inline const std::filesystem::path kInnerProxyDir = "/run/tokfence-proxy";
+
+}  // namespace tokfence::sandbox

@@ -1,0 +1,273 @@
+#include "sandbox/supervisor.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <array>
+#include <optional>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace tokfence::sandbox {
+namespace {
+
+// Signals become bytes on a pipe, so the loop below handles them in order, outside handler context.
+int g_signal_pipe_write = -1;
+void on_signal(int sig) {
+  int saved = errno;
+  unsigned char byte = static_cast<unsigned char>(sig);
+  [[maybe_unused]] auto n = ::write(g_signal_pipe_write, &byte, 1);
+  errno = saved;
+}
+
+constexpr std::array kHandled = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH, SIGCHLD};
+
+class SignalCapture {
+ public:
+  SignalCapture() {
+    if (::pipe2(fds_, O_CLOEXEC | O_NONBLOCK) < 0) return;
+    g_signal_pipe_write = fds_[1];
+    for (std::size_t i = 0; i < kHandled.size(); ++i) {
+      struct sigaction sa{};
+      sa.sa_handler = on_signal;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = SA_RESTART;
+      ::sigaction(kHandled[i], &sa, &old_[i]);
+    }
+  }
+  ~SignalCapture() {
+    for (std::size_t i = 0; i < kHandled.size(); ++i) ::sigaction(kHandled[i], &old_[i], nullptr);
+    g_signal_pipe_write = -1;
+    ::close(fds_[0]);
+    ::close(fds_[1]);
+  }
+  bool ok() const { return fds_[0] >= 0; }
+  int read_fd() const { return fds_[0]; }
+
+ private:
+  int fds_[2] = {-1, -1};
+  std::array<struct sigaction, kHandled.size()> old_{};
+};
+
+class RawMode {
+ public:
+  explicit RawMode(int fd) : fd_(fd) {
+    if (::tcgetattr(fd_, &saved_) != 0) return;
+    termios raw = saved_;
+    ::cfmakeraw(&raw);
+    active_ = ::tcsetattr(fd_, TCSAFLUSH, &raw) == 0;
+  }
+  ~RawMode() {
+    if (active_) ::tcsetattr(fd_, TCSAFLUSH, &saved_);
+  }
+
+ private:
+  int fd_;
+  termios saved_{};
+  bool active_ = false;
+};
+
+bool write_all(int fd, const char* data, std::size_t size) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        pollfd p{fd, POLLOUT, 0};
+        ::poll(&p, 1, 1000);
+        continue;
+      }
+      return false;
+    }
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+void copy_window_size(int from, int to) {
+  winsize ws{};
+  if (::ioctl(from, TIOCGWINSZ, &ws) == 0) ::ioctl(to, TIOCSWINSZ, &ws);
+}
+
+int exit_code_of(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+}  // namespace
+
+Result<int> supervise(const Spawner& spawn, Terminal terminal) {
+  bool use_tty = terminal == Terminal::automatic && ::isatty(STDIN_FILENO);
+  SignalCapture signals;
+  if (!signals.ok()) return fail(std::string("supervisor: pipe: ") + std::strerror(errno));
+
+  int master = -1, slave = -1;
+  if (use_tty) {
+    master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    char name[128];
+    if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0 || ::ptsname_r(master, name, sizeof name) != 0)
+      return fail(std::string("supervisor: pseudo-terminal: ") + std::strerror(errno));
+    slave = ::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0) {
+      ::close(master);
+      return fail(std::string("supervisor: pseudo-terminal: ") + name + ": " + std::strerror(errno));
+    }
+    termios attrs{};
+    if (::tcgetattr(STDIN_FILENO, &attrs) == 0) ::tcsetattr(slave, TCSANOW, &attrs);
+    copy_window_size(STDIN_FILENO, master);
+  }
+  auto spawned = spawn(slave);
+  if (slave >= 0) ::close(slave);
+  if (!spawned) {
+    if (master >= 0) ::close(master);
+    return std::unexpected(spawned.error());
+  }
+  pid_t pid = *spawned;
+
+  std::optional<RawMode> raw;
+  if (use_tty) raw.emplace(STDIN_FILENO);
+
+  int status = 0;
+  bool child_done = false, master_done = !use_tty, stdin_open = use_tty;
+  std::array<char, 16384> buf{};
+  while (!child_done || !master_done) {
+    std::array<pollfd, 3> fds{};
+    nfds_t n = 0;
+    fds[n++] = {signals.read_fd(), POLLIN, 0};
+    int master_index = -1, stdin_index = -1;
+    if (!master_done) {
+      master_index = static_cast<int>(n);
+      fds[n++] = {master, POLLIN, 0};
+    }
+    if (stdin_open && !child_done) {
+      stdin_index = static_cast<int>(n);
+      fds[n++] = {STDIN_FILENO, POLLIN, 0};
+    }
+    // Once the child is gone, output still buffered in the terminal is drained; no process is
+    // left to write more (its process tree died with it), so a quiet terminal means we are done.
+    int rc = ::poll(fds.data(), n, child_done ? 200 : -1);
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (rc == 0 && child_done) break;
+    if (fds[0].revents & POLLIN) {
+      unsigned char sigs[64];
+      ssize_t got = ::read(signals.read_fd(), sigs, sizeof sigs);
+      for (ssize_t i = 0; i < got; ++i) {
+        int sig = sigs[i];
+        if (sig == SIGCHLD) {
+          if (!child_done && ::waitpid(pid, &status, WNOHANG) == pid) {
+            child_done = true;
+            // Helpers the child left in its process group go with it.
+            ::kill(-pid, SIGKILL);
+          }
+        } else if (sig == SIGWINCH) {
+          if (use_tty) copy_window_size(STDIN_FILENO, master);
+        } else if (!child_done) {
+          ::kill(pid, sig);
+        }
+      }
+    }
+    if (master_index >= 0 && fds[master_index].revents) {
+      ssize_t got = ::read(master, buf.data(), buf.size());
+      if (got > 0) {
+        write_all(STDOUT_FILENO, buf.data(), static_cast<std::size_t>(got));
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        master_done = true;  // EIO: every slave end is closed
+      }
+    }
+    if (stdin_index >= 0 && fds[stdin_index].revents) {
+      ssize_t got = ::read(STDIN_FILENO, buf.data(), buf.size());
+      if (got > 0) {
+        write_all(master, buf.data(), static_cast<std::size_t>(got));
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        stdin_open = false;
+      }
+    }
+  }
+  if (!child_done) {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (master >= 0) ::close(master);
+  return exit_code_of(status);
+}
+
+Spawner plain_spawner(std::vector<std::string> argv, std::vector<std::string> envp, std::string workdir) {
+  return [argv = std::move(argv), envp = std::move(envp), workdir = std::move(workdir)](int tty_fd) -> Result<pid_t> {
+    std::vector<std::string> args = argv, env = envp;
+    std::vector<char*> cargv, cenv;
+    for (auto& a : args) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    for (auto& e : env) cenv.push_back(e.data());
+    cenv.push_back(nullptr);
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) < 0) return fail(std::string("spawn: pipe: ") + std::strerror(errno));
+    sigset_t all, old;
+    sigfillset(&all);
+    ::sigprocmask(SIG_BLOCK, &all, &old);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      for (int sig = 1; sig < NSIG; ++sig)
+        if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      auto die = [&](const char* step) {
+        std::string msg = std::string(step) + ": " + std::strerror(errno);
+        [[maybe_unused]] auto n = ::write(pipe_fds[1], msg.data(), msg.size());
+        ::_exit(126);
+      };
+      if (::setsid() < 0) die("setsid");
+      if (tty_fd >= 0) {
+        if (::ioctl(tty_fd, TIOCSCTTY, 0) < 0) die("terminal");
+        for (int fd = 0; fd < 3; ++fd) ::dup2(tty_fd, fd);
+        if (tty_fd > 2) ::close(tty_fd);
+      }
+      if (::chdir(workdir.c_str()) < 0) die(("workdir: " + workdir).c_str());
+      ::execve(cargv[0], cargv.data(), cenv.data());
+      die(("exec " + args[0]).c_str());
+    }
+    int saved = errno;
+    ::sigprocmask(SIG_SETMASK, &old, nullptr);
+    ::close(pipe_fds[1]);
+    if (pid < 0) {
+      ::close(pipe_fds[0]);
+      return fail(std::string("spawn: fork: ") + std::strerror(saved));
+    }
+    std::string message;
+    char b[512];
+    for (;;) {
+      ssize_t n = ::read(pipe_fds[0], b, sizeof b);
+      if (n > 0) {
+        message.append(b, static_cast<std::size_t>(n));
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else {
+        break;
+      }
+    }
+    ::close(pipe_fds[0]);
+    if (!message.empty()) {
+      int status;
+      ::waitpid(pid, &status, 0);
+      return fail("spawn: " + message);
+    }
+    return pid;
+  };
+}
+
+}  // namespace tokfence::sandbox

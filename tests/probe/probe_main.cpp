@@ -1,0 +1,337 @@
+// tokfence-probe: a small static test program run inside sandboxes and containers to find out
+// what they can reach. Each subcommand prints one result line ("ok: ..." or "fail: ...") and exits
+// 0 when the attempt succeeded, 1 when it failed, 2 on bad usage. Numeric addresses only: name
+// resolution is what `resolve` tests, so nothing else depends on it.
+//
+//   http-get URL [HEADER...]    GET http://IP:PORT/path; ok when a 2xx arrives (prints status, body)
+//   connect HOST PORT           TCP connect
+//   connect-unix PATH           connect to a Unix socket (@name = abstract)
+//   unix-send PATH TEXT         connect, send TEXT (\n escapes allowed), print what comes back
+//   resolve NAME                DNS A query to every nameserver in /etc/resolv.conf (UDP)
+//   write PATH                  create/append to a file
+//   read PATH                   read a file
+//   env                         print the environment
+//   dbus-session [ADDRESS]      connect + authenticate to the D-Bus session bus (ADDRESS, else
+//                               $DBUS_SESSION_BUS_ADDRESS, else /run/user/<uid>/bus)
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+constexpr int kTimeoutMs = 3000;
+
+int ok(const std::string& what) {
+  std::cout << "ok: " << what << std::endl;
+  return 0;
+}
+int failed(const std::string& what) {
+  std::cout << "fail: " << what << std::endl;
+  return 1;
+}
+std::string err() { return std::strerror(errno); }
+
+// Non-blocking connect with a timeout; returns the connected fd or -1 (errno set).
+int connect_with_timeout(int fd, const sockaddr* addr, socklen_t len) {
+  int flags = ::fcntl(fd, F_GETFL);
+  ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  if (::connect(fd, addr, len) < 0) {
+    if (errno != EINPROGRESS) return -1;
+    pollfd p{fd, POLLOUT, 0};
+    int rc = ::poll(&p, 1, kTimeoutMs);
+    if (rc == 0) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    int so_error = 0;
+    socklen_t l = sizeof so_error;
+    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &l);
+    if (so_error != 0) {
+      errno = so_error;
+      return -1;
+    }
+  }
+  ::fcntl(fd, F_SETFL, flags);
+  timeval tv{kTimeoutMs / 1000, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+int tcp_connect(const std::string& host, int port, std::string& error) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof *v4;
+  } else if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof *v6;
+  } else {
+    error = "not a numeric address: " + host;
+    return -1;
+  }
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect_with_timeout(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
+    error = err();
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int unix_connect(const std::string& path, std::string& error) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  socklen_t len;
+  if (path.size() >= sizeof addr.sun_path) {
+    error = "path too long";
+    return -1;
+  }
+  if (!path.empty() && path[0] == '@') {
+    std::memcpy(addr.sun_path + 1, path.data() + 1, path.size() - 1);
+    len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
+  } else {
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    len = sizeof addr;
+  }
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect_with_timeout(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0) {
+    error = err();
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool send_all(int fd, const std::string& data) {
+  std::size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+std::string read_all(int fd, std::size_t limit = 1 << 20) {
+  std::string out;
+  char buf[8192];
+  while (out.size() < limit) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      char c = s[++i];
+      out += c == 'n' ? '\n' : c == 'r' ? '\r' : c == '0' ? '\0' : c;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+int http_get(const std::string& url, const std::vector<std::string>& headers) {
+  const std::string prefix = "http://";
+  if (url.rfind(prefix, 0) != 0) return failed("http-get: only http:// URLs: " + url);
+  std::string rest = url.substr(prefix.size());
+  auto slash = rest.find('/');
+  std::string hostport = rest.substr(0, slash);
+  std::string path = slash == std::string::npos ? "/" : rest.substr(slash);
+  auto colon = hostport.rfind(':');
+  if (colon == std::string::npos) return failed("http-get: URL needs a port: " + url);
+  std::string host = hostport.substr(0, colon);
+  int port = std::atoi(hostport.substr(colon + 1).c_str());
+  std::string error;
+  int fd = tcp_connect(host, port, error);
+  if (fd < 0) return failed("http-get " + url + ": connect: " + error);
+  std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + hostport + "\r\nConnection: close\r\n";
+  for (const auto& h : headers) request += h + "\r\n";
+  request += "\r\n";
+  if (!send_all(fd, request)) {
+    ::close(fd);
+    return failed("http-get " + url + ": send: " + err());
+  }
+  std::string response = read_all(fd);
+  ::close(fd);
+  if (response.rfind("HTTP/1.", 0) != 0) return failed("http-get " + url + ": no HTTP response");
+  std::string status = response.substr(9, 3);
+  auto body_at = response.find("\r\n\r\n");
+  std::string body = body_at == std::string::npos ? "" : response.substr(body_at + 4);
+  std::cout << body << "\n";
+  if (status[0] == '2') return ok("http-get " + url + ": status " + status);
+  return failed("http-get " + url + ": status " + status);
+}
+
+// A minimal DNS query: the point is whether any nameserver answers at all.
+int resolve(const std::string& name) {
+  std::ifstream conf("/etc/resolv.conf");
+  std::vector<std::string> servers;
+  std::string line;
+  while (std::getline(conf, line)) {
+    std::istringstream words(line);
+    std::string key, value;
+    if (words >> key >> value && key == "nameserver") servers.push_back(value);
+  }
+  if (servers.empty()) return failed("resolve " + name + ": no nameserver in /etc/resolv.conf");
+  std::string query("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 12);
+  std::istringstream labels(name);
+  std::string label;
+  while (std::getline(labels, label, '.')) {
+    if (label.empty() || label.size() > 63) return failed("resolve: bad name: " + name);
+    query += static_cast<char>(label.size());
+    query += label;
+  }
+  query += std::string("\x00\x00\x01\x00\x01", 5);
+  std::string errors;
+  for (const auto& server : servers) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(53);
+    if (::inet_pton(AF_INET, server.c_str(), &addr.sin_addr) != 1) continue;
+    int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    if (::sendto(fd, query.data(), query.size(), 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+      errors += " " + server + ": " + err() + ";";
+      ::close(fd);
+      continue;
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, kTimeoutMs) == 1) {
+      char buf[512];
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      ::close(fd);
+      if (n >= 12 && buf[0] == 0x12 && buf[1] == 0x34) return ok("resolve " + name + ": answered by " + server);
+      errors += " " + server + ": " + (n < 0 ? err() : "bad reply") + ";";
+      continue;
+    }
+    errors += " " + server + ": no answer;";
+    ::close(fd);
+  }
+  return failed("resolve " + name + ":" + errors);
+}
+
+int dbus_session(std::string address) {
+  if (address.empty()) {
+    if (const char* a = std::getenv("DBUS_SESSION_BUS_ADDRESS")) address = a;
+  }
+  if (address.empty()) address = "unix:path=/run/user/" + std::to_string(::getuid()) + "/bus";
+  // unix:path=/x,guid=... | unix:abstract=/x,guid=... (first address of a ;-list)
+  address = address.substr(0, address.find(';'));
+  std::string path;
+  for (const char* key : {"path=", "abstract="}) {
+    auto at = address.find(key);
+    if (at == std::string::npos) continue;
+    std::string value = address.substr(at + std::strlen(key));
+    value = value.substr(0, value.find(','));
+    path = (std::string(key) == "abstract=" ? "@" : "") + value;
+  }
+  if (path.empty()) return failed("dbus-session: unsupported address: " + address);
+  std::string error;
+  int fd = unix_connect(path, error);
+  if (fd < 0) return failed("dbus-session " + path + ": connect: " + error);
+  std::string uid = std::to_string(::geteuid()), hex;
+  char b[3];
+  for (char c : uid) {
+    std::snprintf(b, sizeof b, "%02x", static_cast<unsigned char>(c));
+    hex += b;
+  }
+  send_all(fd, std::string("\0", 1) + "AUTH EXTERNAL " + hex + "\r\n");
+  char buf[256];
+  ssize_t n = ::recv(fd, buf, sizeof buf - 1, 0);
+  ::close(fd);
+  std::string reply = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+  if (reply.rfind("OK ", 0) == 0) return ok("dbus-session " + path + ": authenticated");
+  return failed("dbus-session " + path + ": not authenticated: " + reply.substr(0, reply.find('\r')));
+}
+
+int usage() {
+  std::cerr << "usage: tokfence-probe http-get URL [HEADER...] | connect HOST PORT | connect-unix PATH |\n"
+               "       unix-send PATH TEXT | resolve NAME | write PATH | read PATH | env | dbus-session [ADDRESS]\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) return usage();
+  const std::string& cmd = args[0];
+  std::string error;
+  if (cmd == "http-get" && args.size() >= 2) {
+    return http_get(args[1], {args.begin() + 2, args.end()});
+  } else if (cmd == "connect" && args.size() == 3) {
+    int fd = tcp_connect(args[1], std::atoi(args[2].c_str()), error);
+    if (fd < 0) return failed("connect " + args[1] + ":" + args[2] + ": " + error);
+    ::close(fd);
+    return ok("connect " + args[1] + ":" + args[2]);
+  } else if (cmd == "connect-unix" && args.size() == 2) {
+    int fd = unix_connect(args[1], error);
+    if (fd < 0) return failed("connect-unix " + args[1] + ": " + error);
+    ::close(fd);
+    return ok("connect-unix " + args[1]);
+  } else if (cmd == "unix-send" && args.size() == 3) {
+    int fd = unix_connect(args[1], error);
+    if (fd < 0) return failed("unix-send " + args[1] + ": connect: " + error);
+    send_all(fd, unescape(args[2]));
+    ::shutdown(fd, SHUT_WR);
+    std::string reply = read_all(fd, 64 * 1024);
+    ::close(fd);
+    std::cout << reply << "\n";
+    return ok("unix-send " + args[1] + ": " + std::to_string(reply.size()) + " bytes back");
+  } else if (cmd == "resolve" && args.size() == 2) {
+    return resolve(args[1]);
+  } else if (cmd == "write" && args.size() == 2) {
+    int fd = ::open(args[1].c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return failed("write " + args[1] + ": " + err());
+    bool written = ::write(fd, "probe\n", 6) == 6;
+    ::close(fd);
+    return written ? ok("write " + args[1]) : failed("write " + args[1] + ": " + err());
+  } else if (cmd == "read" && args.size() == 2) {
+    int fd = ::open(args[1].c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return failed("read " + args[1] + ": " + err());
+    std::size_t total = 0;
+    char buf[8192];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) total += static_cast<std::size_t>(n);
+    int e = errno;
+    ::close(fd);
+    if (n < 0) return failed("read " + args[1] + ": " + std::strerror(e));
+    return ok("read " + args[1] + ": " + std::to_string(total) + " bytes");
+  } else if (cmd == "env" && args.size() == 1) {
+    for (char** e = environ; e && *e; ++e) std::cout << *e << "\n";
+    return ok("env");
+  } else if (cmd == "dbus-session" && args.size() <= 2) {
+    return dbus_session(args.size() == 2 ? args[1] : "");
+  }
+  return usage();
+}
