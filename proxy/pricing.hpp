@@ -3,6 +3,7 @@
 // per million), overridable by [pricing."<model>"]. Costs are exact integers in pico-dollars
 // (tokens x micro-dollars-per-million): never rounded, and an unknown price is "unknown", not $0.
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,12 +34,16 @@ class PricingTable {
 
  private:
   std::vector<PricedModel> models_;
+  std::multimap<std::string, std::size_t, std::less<>> index_;  // lowercased model name -> models_ index
 };
 
 Picodollars cost_of(const ModelPrice& price, const Usage& usage);
-// "$0.000123" style, enough digits to be exact to the micro-dollar; "unknown" is the caller's job.
+// "$0.000123" style: exact (down to the pico-dollar), trailing zeros dropped but cents kept
+// ("$1.50", "$0.00000005"); "unknown" is the caller's job.
 std::string format_usd(Picodollars cost);
-// Parses "12.5" / "0.75" (USD) into pico-dollars; nullopt for negative, non-numeric or absurd.
+// Parses "12.5" / "0.75" / "$3" (USD) into pico-dollars; nullopt for negative, non-numeric, more
+// than 12 decimals, or absurd (above kMaxUsd).
 std::optional<Picodollars> parse_usd(std::string_view text);
+inline constexpr std::int64_t kMaxUsd = 1'000'000;
 
 }  // namespace tokfence::proxy

@@ -38,7 +38,9 @@ struct RequestInfo {
 };
 
 // Inspects a JSON request body. When `inject_stream_usage` is set and this is a streaming OpenAI
-// chat request without stream_options.include_usage, `body` is rewritten to ask for it.
+// chat request without stream_options.include_usage, `body` is rewritten to ask for it (one member
+// spliced into the text; everything else byte for byte as sent; an explicit include_usage, true or
+// false, is the client's choice and left alone).
 // Never fails: a body that is not JSON yields a RequestInfo with what the path tells.
 RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& body, bool inject_stream_usage);
 

@@ -1,0 +1,559 @@
+// Usage extraction. The proxy relays every response byte as it arrives and hands the same bytes to
+// an extractor; the extractor must therefore cope with any split (a line, a CRLF or a UTF-8
+// sequence cut in two), keep memory bounded whatever the upstream sends, and never throw: a
+// malformed body costs us the token count, never the response.
+//
+// SSE: a line assembler + event assembler per the WHATWG rules (LF, CR or CRLF line ends, `data:`
+// lines joined with "\n", a blank line dispatches). An event whose text passes kMaxEventBytes is
+// dropped whole. Only events that can carry usage (or the model, until we know it) are parsed.
+// JSON: a capped copy parsed at the end, except top-level arrays (Gemini's non-SSE stream), whose
+// elements are cut out and parsed one at a time.
+#include "proxy/usage.hpp"
+
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+namespace tokfence::proxy {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::size_t kMaxEventBytes = 1024 * 1024;
+constexpr std::size_t kMaxJsonBytes = 8 * 1024 * 1024;
+
+std::string_view strip_query(std::string_view path) { return path.substr(0, path.find('?')); }
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+json parse(std::string_view text) { return json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false); }
+
+const json* member(const json& j, const char* key) {
+  if (!j.is_object()) return nullptr;
+  auto it = j.find(key);
+  return it == j.end() ? nullptr : &*it;
+}
+
+const json* path_of(const json& j, std::initializer_list<const char*> keys) {
+  const json* cur = &j;
+  for (const char* k : keys) {
+    cur = member(*cur, k);
+    if (!cur) return nullptr;
+  }
+  return cur;
+}
+
+// A token count: non-negative integers only; anything else (string, negative, NaN) is absent.
+std::optional<std::int64_t> count(const json* v) {
+  if (!v) return std::nullopt;
+  if (v->is_number_unsigned()) {
+    auto u = v->get<std::uint64_t>();
+    return static_cast<std::int64_t>(std::min<std::uint64_t>(u, std::numeric_limits<std::int64_t>::max()));
+  }
+  if (v->is_number_integer()) {
+    auto i = v->get<std::int64_t>();
+    return i < 0 ? std::nullopt : std::optional(i);
+  }
+  if (v->is_number_float()) {
+    double d = v->get<double>();
+    if (!std::isfinite(d) || d < 0 || d > 9e18) return std::nullopt;
+    return static_cast<std::int64_t>(d);
+  }
+  return std::nullopt;
+}
+
+std::int64_t count_or(const json* v, std::int64_t fallback = 0) { return count(v).value_or(fallback); }
+
+std::optional<std::string> string_of(const json* v) {
+  if (v && v->is_string()) return v->get<std::string>();
+  return std::nullopt;
+}
+
+// True when `text` has `"key"` followed by `:` and an object: cheap filter that lets most stream
+// events (text deltas, `"usage": null`) pass without a JSON parse.
+bool has_object_member(std::string_view text, std::string_view quoted_key) {
+  for (std::size_t pos = text.find(quoted_key); pos != std::string_view::npos; pos = text.find(quoted_key, pos + 1)) {
+    std::size_t i = pos + quoted_key.size();
+    auto skip_ws = [&] {
+      while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n')) ++i;
+    };
+    skip_ws();
+    if (i >= text.size() || text[i] != ':') continue;
+    ++i;
+    skip_ws();
+    if (i < text.size() && text[i] == '{') return true;
+  }
+  return false;
+}
+
+// OpenAI-style usage objects: Chat Completions (prompt_/completion_tokens), Responses
+// (input_/output_tokens), and the compatible providers' variants (DeepSeek's cache-hit counters).
+// Prompt counts include cached tokens there; ours exclude them.
+Usage read_openai_usage(const json& u) {
+  Usage out;
+  out.found = true;
+  std::int64_t prompt = 0, cached = 0;
+  if (member(u, "prompt_tokens") || member(u, "completion_tokens")) {
+    prompt = count_or(member(u, "prompt_tokens"));
+    out.output_tokens = count_or(member(u, "completion_tokens"));
+    if (auto c = count(path_of(u, {"prompt_tokens_details", "cached_tokens"})))
+      cached = *c;
+    else
+      cached = count_or(member(u, "prompt_cache_hit_tokens"));
+  } else {
+    prompt = count_or(member(u, "input_tokens"));
+    out.output_tokens = count_or(member(u, "output_tokens"));
+    cached = count_or(path_of(u, {"input_tokens_details", "cached_tokens"}));
+  }
+  cached = std::min(cached, prompt);
+  out.input_tokens = prompt - cached;
+  out.cache_read_tokens = cached;
+  return out;
+}
+
+// Anthropic usage: input_tokens already excludes cache reads and writes.
+void read_anthropic_usage(const json& u, Usage& out, bool cumulative_update) {
+  auto set = [&](std::int64_t& field, const char* key) {
+    if (auto v = count(member(u, key))) field = cumulative_update ? std::max(field, *v) : *v;
+  };
+  set(out.input_tokens, "input_tokens");
+  set(out.output_tokens, "output_tokens");
+  set(out.cache_read_tokens, "cache_read_input_tokens");
+  set(out.cache_write_tokens, "cache_creation_input_tokens");
+  out.found = true;
+}
+
+// Gemini usageMetadata: promptTokenCount includes cachedContentTokenCount; thoughts are billed as
+// output; tool-use prompt tokens as input.
+Usage read_gemini_usage(const json& u) {
+  Usage out;
+  out.found = true;
+  auto prompt = count_or(member(u, "promptTokenCount"));
+  auto cached = std::min(count_or(member(u, "cachedContentTokenCount")), prompt);
+  out.input_tokens = prompt - cached + count_or(member(u, "toolUsePromptTokenCount"));
+  out.cache_read_tokens = cached;
+  out.output_tokens = count_or(member(u, "candidatesTokenCount")) + count_or(member(u, "thoughtsTokenCount"));
+  return out;
+}
+
+// Incremental SSE parser: bytes in, (event, data) out. Memory: at most kMaxEventBytes of pending
+// text; a bigger event is skipped.
+class SseParser {
+ public:
+  template <class OnEvent>
+  void feed(std::string_view bytes, OnEvent&& on_event) {
+    for (char ch : bytes) {
+      if (skip_lf_) {
+        skip_lf_ = false;
+        if (ch == '\n') continue;
+      }
+      if (ch == '\r' || ch == '\n') {
+        skip_lf_ = ch == '\r';
+        end_line(on_event);
+        continue;
+      }
+      if (oversized_) continue;
+      if (line_.size() + data_.size() >= kMaxEventBytes) {
+        oversized_ = true;
+        line_.clear();
+        data_.clear();
+        continue;
+      }
+      line_.push_back(ch);
+    }
+  }
+
+  // A stream that ends without a final blank line still delivers its last event.
+  template <class OnEvent>
+  void finish(OnEvent&& on_event) {
+    if (!line_.empty()) end_line(on_event);
+    end_line(on_event);
+  }
+
+ private:
+  std::string line_, event_, data_;
+  bool have_data_ = false, skip_lf_ = false, oversized_ = false;
+
+  template <class OnEvent>
+  void end_line(OnEvent& on_event) {
+    if (line_.empty()) {
+      if (have_data_ && !oversized_) on_event(std::string_view(event_), std::string_view(data_));
+      event_.clear();
+      data_.clear();
+      have_data_ = false;
+      oversized_ = false;
+      return;
+    }
+    if (oversized_) {
+      line_.clear();
+      return;
+    }
+    std::string_view line(line_);
+    if (line.front() != ':') {  // ':' starts a comment
+      auto colon = line.find(':');
+      std::string_view field = line.substr(0, colon);
+      std::string_view value = colon == std::string_view::npos ? std::string_view{} : line.substr(colon + 1);
+      if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+      if (field == "data") {
+        if (have_data_) data_.push_back('\n');
+        data_.append(value);
+        have_data_ = true;
+      } else if (field == "event") {
+        event_.assign(value);
+      }
+    }
+    line_.clear();
+  }
+};
+
+// Cuts the elements out of a top-level JSON array as they arrive (Gemini's streamed array), or
+// keeps a capped copy of any other document.
+class JsonCollector {
+ public:
+  template <class OnDocument>
+  void feed(std::string_view bytes, OnDocument&& on_doc) {
+    for (char ch : bytes) {
+      if (mode_ == Mode::unknown) {
+        if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') continue;
+        mode_ = ch == '[' ? Mode::array : Mode::whole;
+        if (mode_ == Mode::array) continue;
+      }
+      if (mode_ == Mode::whole) {
+        if (text_.size() < kMaxJsonBytes)
+          text_.push_back(ch);
+        else
+          truncated_ = true;
+        continue;
+      }
+      array_byte(ch, on_doc);
+    }
+  }
+
+  template <class OnDocument>
+  void finish(OnDocument&& on_doc) {
+    if (mode_ == Mode::whole && !truncated_) on_doc(std::string_view(text_));
+  }
+
+  bool whole_and_intact() const { return mode_ == Mode::whole && !truncated_; }
+  std::string_view whole_text() const { return text_; }
+
+ private:
+  enum class Mode { unknown, whole, array } mode_ = Mode::unknown;
+  std::string text_;
+  bool truncated_ = false;
+  // Array mode: depth inside the current element, string state.
+  int depth_ = 0;
+  bool in_string_ = false, escape_ = false, element_oversized_ = false;
+
+  template <class OnDocument>
+  void array_byte(char ch, OnDocument& on_doc) {
+    if (depth_ == 0) {
+      // Between elements: only structure and whitespace; scalars are of no interest.
+      if (ch == '{' || ch == '[') {
+        depth_ = 1;
+        text_.assign(1, ch);
+        element_oversized_ = false;
+      }
+      return;
+    }
+    if (!element_oversized_) {
+      if (text_.size() >= kMaxEventBytes) {
+        element_oversized_ = true;
+        text_.clear();
+      } else {
+        text_.push_back(ch);
+      }
+    }
+    if (in_string_) {
+      if (escape_)
+        escape_ = false;
+      else if (ch == '\\')
+        escape_ = true;
+      else if (ch == '"')
+        in_string_ = false;
+      return;
+    }
+    if (ch == '"') {
+      in_string_ = true;
+    } else if (ch == '{' || ch == '[') {
+      ++depth_;
+    } else if (ch == '}' || ch == ']') {
+      if (--depth_ == 0) {
+        if (!element_oversized_) on_doc(std::string_view(text_));
+        text_.clear();
+      }
+    }
+  }
+};
+
+class Extractor final : public UsageExtractor {
+ public:
+  Extractor(ApiKind kind, bool event_stream) : kind_(kind), event_stream_(event_stream) {}
+
+  void feed(std::string_view bytes) override {
+    try {
+      if (event_stream_)
+        sse_.feed(bytes, [this](std::string_view event, std::string_view data) { on_event(event, data); });
+      else
+        json_.feed(bytes, [this](std::string_view doc) { on_document(doc); });
+    } catch (...) {
+      // Out of memory or a library surprise: stop counting, keep relaying.
+      failed_ = true;
+    }
+  }
+
+  Usage finish() override {
+    try {
+      if (event_stream_) {
+        sse_.finish([this](std::string_view event, std::string_view data) { on_event(event, data); });
+      } else {
+        json_.finish([this](std::string_view doc) { on_document(doc); });
+        // Some servers send SSE without saying so; give the text a second chance.
+        if (!usage_.found && json_.whole_and_intact()) {
+          auto text = json_.whole_text();
+          auto first = text.find_first_not_of(" \t\r\n");
+          if (first != std::string_view::npos && (text.substr(first).starts_with("data:") || text.substr(first).starts_with("event:"))) {
+            SseParser again;
+            auto cb = [this](std::string_view event, std::string_view data) { on_event(event, data); };
+            again.feed(text, cb);
+            again.finish(cb);
+          }
+        }
+      }
+    } catch (...) {
+      failed_ = true;
+    }
+    return usage_;
+  }
+
+  std::string response_model() const override { return model_; }
+
+ private:
+  ApiKind kind_;
+  bool event_stream_;
+  SseParser sse_;
+  JsonCollector json_;
+  Usage usage_;
+  std::string model_;
+  bool failed_ = false;
+
+  void on_event(std::string_view event, std::string_view data) {
+    if (failed_ || data.empty() || data == "[DONE]") return;
+    bool interesting = model_.empty();
+    switch (kind_) {
+      case ApiKind::gemini: interesting = interesting || has_object_member(data, "\"usageMetadata\""); break;
+      case ApiKind::anthropic_messages:
+        interesting = interesting || event == "message_start" || event == "message_delta" ||
+                      has_object_member(data, "\"usage\"");
+        break;
+      default: interesting = interesting || has_object_member(data, "\"usage\""); break;
+    }
+    if (!interesting) return;
+    on_document(data);
+  }
+
+  void on_document(std::string_view text) {
+    if (failed_) return;
+    json j = parse(text);
+    if (j.is_discarded()) return;
+    if (j.is_array()) {
+      for (const auto& element : j) apply(element);
+    } else {
+      apply(j);
+    }
+  }
+
+  void take_model(const json* v) {
+    if (auto s = string_of(v); s && !s->empty()) model_ = std::move(*s);
+  }
+
+  void apply(const json& j) {
+    if (!j.is_object()) return;
+    switch (kind_) {
+      case ApiKind::anthropic_messages: {
+        auto type = string_of(member(j, "type")).value_or("");
+        if (type == "message_delta") {
+          if (auto u = member(j, "usage"); u && u->is_object()) read_anthropic_usage(*u, usage_, true);
+          return;
+        }
+        const json* msg = type == "message_start" ? member(j, "message") : &j;
+        if (!msg || !msg->is_object()) return;
+        take_model(member(*msg, "model"));
+        if (auto u = member(*msg, "usage"); u && u->is_object()) {
+          usage_ = Usage{};
+          read_anthropic_usage(*u, usage_, false);
+        }
+        return;
+      }
+      case ApiKind::gemini: {
+        take_model(member(j, "modelVersion"));
+        if (auto u = member(j, "usageMetadata"); u && u->is_object()) usage_ = read_gemini_usage(*u);
+        return;
+      }
+      case ApiKind::openai_responses: {
+        const json* resp = member(j, "response");
+        if (!resp || !resp->is_object()) resp = &j;
+        take_model(member(*resp, "model"));
+        if (auto u = member(*resp, "usage"); u && u->is_object()) usage_ = read_openai_usage(*u);
+        return;
+      }
+      case ApiKind::openai_chat:
+      case ApiKind::other: {
+        take_model(member(j, "model"));
+        const json* u = member(j, "usage");
+        if (!u || !u->is_object()) u = path_of(j, {"x_groq", "usage"});  // Groq's older streaming shape
+        if (u && u->is_object()) usage_ = read_openai_usage(*u);
+        return;
+      }
+    }
+  }
+};
+
+// --- Request rewriting -------------------------------------------------------------------------
+// The body is forwarded as the client wrote it; the only change is an inserted member, spliced into
+// the text so that numbers, key order and whitespace stay exactly as they were.
+
+std::size_t skip_ws(std::string_view t, std::size_t i) {
+  while (i < t.size() && (t[i] == ' ' || t[i] == '\t' || t[i] == '\r' || t[i] == '\n')) ++i;
+  return i;
+}
+
+std::size_t skip_string(std::string_view t, std::size_t i) {  // t[i] == '"'
+  for (++i; i < t.size(); ++i) {
+    if (t[i] == '\\')
+      ++i;
+    else if (t[i] == '"')
+      return i + 1;
+  }
+  return t.size();
+}
+
+std::size_t skip_value(std::string_view t, std::size_t i) {
+  if (i >= t.size()) return i;
+  if (t[i] == '"') return skip_string(t, i);
+  if (t[i] == '{' || t[i] == '[') {
+    int depth = 0;
+    while (i < t.size()) {
+      char c = t[i];
+      if (c == '"') {
+        i = skip_string(t, i);
+        continue;
+      }
+      if (c == '{' || c == '[') ++depth;
+      if (c == '}' || c == ']') {
+        if (--depth == 0) return i + 1;
+      }
+      ++i;
+    }
+    return i;
+  }
+  while (i < t.size() && t[i] != ',' && t[i] != '}' && t[i] != ']' && t[i] != ' ' && t[i] != '\t' && t[i] != '\r' &&
+         t[i] != '\n')
+    ++i;
+  return i;
+}
+
+struct Span {
+  std::size_t begin, end;
+};
+
+// Position of the value of the last top-level member named `key` in a JSON object text already
+// known to be valid.
+std::optional<Span> find_member_value(std::string_view t, std::string_view key) {
+  std::optional<Span> found;
+  std::size_t i = skip_ws(t, 0);
+  if (i >= t.size() || t[i] != '{') return std::nullopt;
+  i = skip_ws(t, i + 1);
+  while (i < t.size() && t[i] == '"') {
+    std::size_t key_end = skip_string(t, i);
+    json name = parse(t.substr(i, key_end - i));  // decodes escapes in the key
+    i = skip_ws(t, key_end);
+    if (i >= t.size() || t[i] != ':') return std::nullopt;
+    i = skip_ws(t, i + 1);
+    std::size_t value_end = skip_value(t, i);
+    if (name.is_string() && name.get<std::string>() == key) found = Span{i, value_end};
+    i = skip_ws(t, value_end);
+    if (i < t.size() && t[i] == ',') i = skip_ws(t, i + 1);
+  }
+  return found;
+}
+
+void inject_include_usage(std::string& body, const json& parsed) {
+  const json* options = member(parsed, "stream_options");
+  if (!options) {
+    auto open = skip_ws(body, 0);  // the '{' of the top-level object
+    body.insert(open + 1, R"("stream_options":{"include_usage":true},)");
+    return;
+  }
+  auto span = find_member_value(body, "stream_options");
+  if (!span) return;
+  if (options->is_object()) {
+    std::size_t inner = skip_ws(body, span->begin + 1);
+    bool empty = inner < body.size() && body[inner] == '}';
+    body.insert(span->begin + 1, empty ? R"("include_usage":true)" : R"("include_usage":true,)");
+  } else if (options->is_null()) {
+    body.replace(span->begin, span->end - span->begin, R"({"include_usage":true})");
+  }
+}
+
+std::string gemini_model_from_path(std::string_view path) {
+  path = strip_query(path);
+  auto colon = path.rfind(':');
+  if (colon == std::string_view::npos) return {};
+  auto slash = path.rfind('/', colon);
+  if (slash == std::string_view::npos) return {};
+  return std::string(path.substr(slash + 1, colon - slash - 1));
+}
+
+}  // namespace
+
+ApiKind classify(ApiStyle style, std::string_view path) {
+  path = strip_query(path);
+  while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+  if (ends_with(path, "/chat/completions")) return ApiKind::openai_chat;
+  if (ends_with(path, "/responses")) return ApiKind::openai_responses;
+  if (ends_with(path, ":generateContent") || ends_with(path, ":streamGenerateContent")) return ApiKind::gemini;
+  // OpenAI's Assistants API also has .../messages, with another shape: only Anthropic-style
+  // providers, or the Anthropic path itself, count as Messages.
+  if (ends_with(path, "/messages") && (style == ApiStyle::anthropic || path == "/v1/messages"))
+    return ApiKind::anthropic_messages;
+  return ApiKind::other;
+}
+
+RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& body, bool inject_stream_usage) {
+  RequestInfo info;
+  info.estimated_input_tokens = static_cast<std::int64_t>(body.size() / 4);
+  if (kind == ApiKind::gemini) {
+    info.model = gemini_model_from_path(path);
+    info.streaming = ends_with(strip_query(path), ":streamGenerateContent");
+  }
+  try {
+    json j = parse(body);
+    if (!j.is_object()) return info;
+    if (kind != ApiKind::gemini) {
+      info.model = string_of(member(j, "model")).value_or("");
+      if (auto s = member(j, "stream"); s && s->is_boolean()) info.streaming = s->get<bool>();
+    }
+    for (auto p : {path_of(j, {"max_completion_tokens"}), path_of(j, {"max_tokens"}), path_of(j, {"max_output_tokens"}),
+                   path_of(j, {"generationConfig", "maxOutputTokens"})}) {
+      if (auto n = count(p)) {
+        info.max_output_tokens = *n;
+        break;
+      }
+    }
+    if (inject_stream_usage && kind == ApiKind::openai_chat && info.streaming &&
+        !path_of(j, {"stream_options", "include_usage"}))
+      inject_include_usage(body, j);
+  } catch (...) {
+    // Only allocation can throw here; the request goes out as it came.
+  }
+  return info;
+}
+
+std::unique_ptr<UsageExtractor> make_usage_extractor(ApiKind kind, bool event_stream) {
+  return std::make_unique<Extractor>(kind, event_stream);
+}
+
+}  // namespace tokfence::proxy
