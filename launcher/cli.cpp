@@ -23,6 +23,7 @@ int run(int argc, char** argv) {
 
   register_vault_commands(app, ctx);
   register_daemon_commands(app, ctx);
+  register_log_commands(app, ctx);
   register_control_commands(app, ctx);
   register_run_commands(app, ctx);
   register_launch_commands(app, ctx);

@@ -23,7 +23,8 @@ class Context {
 };
 
 void register_vault_commands(CLI::App& app, Context& ctx);     // cli_vault.cpp
-void register_daemon_commands(CLI::App& app, Context& ctx);    // cli_daemon.cpp: start stop status log stats env provider pricing
+void register_daemon_commands(CLI::App& app, Context& ctx);    // cli_daemon.cpp: start stop status
+void register_log_commands(CLI::App& app, Context& ctx);       // cli_log.cpp: log stats env provider pricing
 void register_control_commands(CLI::App& app, Context& ctx);   // cli_controls.cpp: budget revoke restore kill unkill ratelimit
 void register_run_commands(CLI::App& app, Context& ctx);       // cli_run.cpp: run, codex, claude, opencode
 void register_launch_commands(CLI::App& app, Context& ctx);    // cli_launch.cpp: launch, setup openclaw

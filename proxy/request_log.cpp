@@ -324,7 +324,7 @@ Result<std::vector<LoggedRequest>> query_requests(const std::filesystem::path& d
   std::string where = " WHERE ts_ms >= ?1 AND (?2 = '' OR provider = ?2) AND (?3 = '' OR id = ?3) AND rowid > ?4";
   std::string sql;
   // The newest N by time, shown oldest first; a follower reads in commit order instead.
-  if (query.after_rowid > 0)
+  if (query.after_rowid)
     sql = std::string("SELECT ") + kColumns + " FROM requests" + where + " ORDER BY rowid LIMIT ?5";
   else
     sql = std::string("SELECT * FROM (SELECT ") + kColumns + " FROM requests" + where +
@@ -334,7 +334,7 @@ Result<std::vector<LoggedRequest>> query_requests(const std::filesystem::path& d
   st->bind(1, query.since_ms)
       .bind(2, query.provider)
       .bind(3, query.id)
-      .bind(4, query.after_rowid)
+      .bind(4, query.after_rowid.value_or(0))
       .bind(5, static_cast<std::int64_t>(query.limit > 0 ? query.limit : -1));
   for (;;) {
     auto row = st->step();

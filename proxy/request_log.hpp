@@ -74,13 +74,13 @@ struct RequestQuery {
   std::string id;                // exactly this request ("" = any)
   std::string provider;          // "" = any
   std::int64_t since_ms = 0;     // ts_ms >= since_ms
-  // > 0: only rows committed after this rowid, in commit order (follow mode). 0: the newest rows
-  // by ts_ms.
-  std::int64_t after_rowid = 0;
+  // Set: only rows committed after this rowid (0 = from the first), in commit order (follow
+  // mode). Unset: the newest rows by ts_ms.
+  std::optional<std::int64_t> after_rowid;
   int limit = 20;                // at most this many rows; 0 = no limit
 };
 
-// Rows oldest first (by ts_ms, or by rowid when after_rowid > 0).
+// Rows oldest first (by ts_ms, or by rowid when after_rowid is set).
 Result<std::vector<LoggedRequest>> query_requests(const std::filesystem::path& db, const RequestQuery& query);
 // The largest rowid in the log (0 when empty): where a follower starts.
 Result<std::int64_t> last_rowid(const std::filesystem::path& db);

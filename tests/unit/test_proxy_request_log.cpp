@@ -396,6 +396,15 @@ TEST_CASE("proxy::query_requests returns the newest rows oldest first and follow
   REQUIRE(rows->size() == 2);
   CHECK((*rows)[0].record.id == hex_id(100));  // commit order, not request time
   CHECK((*rows)[1].record.id == hex_id(101));
+
+  RequestQuery from_start;  // a follower that started before the first row
+  from_start.after_rowid = 0;
+  from_start.limit = 0;
+  rows = query_requests(dir.db(), from_start);
+  REQUIRE(rows);
+  REQUIRE(rows->size() == 12);
+  CHECK((*rows)[0].record.id == hex_id(0));
+  CHECK((*rows)[11].record.id == hex_id(101));
 }
 
 TEST_CASE("proxy::request log read side treats a missing database or table as empty") {
