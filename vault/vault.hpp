@@ -1,13 +1,15 @@
 #pragma once
 // The key vault: where real provider keys live. Two backends behind one interface:
-//  - FileVault: vault.enc, Argon2id-derived key + AES-256-GCM (see docs/VAULT-FORMAT.md);
+//  - FileVault: vault.enc, Argon2id-derived key + AES-256-GCM (see docs/VAULT.md);
 //  - SecretServiceVault: one libsecret item per provider, under tokfence's own schema.
 // Keys only ever travel as SecretString; nothing here logs or formats a key.
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/config.hpp"
@@ -25,7 +27,23 @@ struct KeyInfo {
   std::string fingerprint;      // SecretString::fingerprint(), never the key
 };
 
-enum class Overwrite { yes, no };
+// yes: add or replace; no: add only (an existing key is an error naming `vault rotate`);
+// existing_only: replace only (a missing key is an error naming `vault add`).
+enum class Overwrite { yes, no, existing_only };
+
+// A key with its dates: what an export bundle carries.
+struct KeyRecord {
+  std::string provider;
+  SecretString key;
+  std::int64_t added_at = 0;
+  std::int64_t rotated_at = 0;
+};
+
+enum class MergeOutcome { added, replaced, skipped };
+struct MergeReport {
+  std::string provider;
+  MergeOutcome outcome = MergeOutcome::skipped;
+};
 
 class Vault {
  public:
@@ -41,16 +59,50 @@ class Vault {
   // Error when the provider has no key.
   virtual Result<void> remove(const std::string& provider) = 0;
   virtual Result<std::vector<KeyInfo>> list() = 0;
+
+  // Every key with its dates, sorted by provider (for export).
+  virtual Result<std::vector<KeyRecord>> records();
+  // Merges `records` (an import): providers not in the vault are added with their recorded dates;
+  // present ones are replaced (Overwrite::yes, rotated_at = now) or skipped (Overwrite::no).
+  // The file backend applies all of it in one locked write or not at all.
+  virtual Result<std::vector<MergeReport>> merge(const std::vector<KeyRecord>& records, Overwrite overwrite);
 };
 
 // Where a passphrase for the file backend comes from: $TOKFENCE_VAULT_PASSPHRASE, else a no-echo
 // prompt on the controlling terminal, else an error saying to set the variable.
-// `purpose` is shown in the prompt ("vault", "export bundle").
+// `purpose` is shown in the prompt ("vault", "export bundle"); for "export bundle" the variable is
+// $TOKFENCE_EXPORT_PASSPHRASE. `confirm` asks twice at a prompt (a new vault or bundle).
 using PassphraseSource = std::function<Result<SecretString>(const std::string& purpose, bool confirm)>;
 PassphraseSource default_passphrase_source();
 
 // Opens the backend chosen by `config.vault.backend` (auto = Secret Service when one answers on the
 // session bus, else the file).
 Result<std::unique_ptr<Vault>> open_vault(const Config& config, const Home& home, PassphraseSource passphrase);
+
+// The backends directly (open_vault picks one; tests and `auto` use these).
+std::unique_ptr<Vault> open_file_vault(const Home& home, PassphraseSource passphrase);
+// Errors: no Secret Service on the session bus, or its default collection is locked.
+Result<std::unique_ptr<Vault>> open_secret_service_vault();
+// True when a Secret Service owns its name on the session bus (asked with a short timeout, without
+// D-Bus activation, so `auto` never hangs on a desktop-less machine).
+bool secret_service_available();
+
+// Export bundles: the sealed format of vault.enc (kind "bundle"), protected by their own
+// passphrase. `seal_bundle` returns the bytes to write; `open_bundle` reads them back, with the
+// same one-line errors as the vault (`subject_path` names the file in them).
+Result<std::string> seal_bundle(const std::vector<KeyRecord>& records, const SecretString& passphrase);
+Result<std::vector<KeyRecord>> open_bundle(std::string_view bytes, const SecretString& passphrase,
+                                           const std::string& subject_path);
+// The checks that need no passphrase (magic, version, kind, length), so a wrong file is reported
+// before anyone is asked to type.
+Result<void> check_bundle_header(std::string_view bytes, const std::string& subject_path);
+
+// Keys are printable ASCII without spaces, 1..8192 characters. The error (`key: ...`) states the
+// rule and never quotes the key.
+Result<void> check_key(std::string_view key);
+
+// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename, fsync
+// of the directory; the file gets `mode` (umask ignored). A crash leaves the old file or the new one.
+Result<void> write_file_atomic(const std::filesystem::path& path, std::string_view bytes, unsigned mode);
 
 }  // namespace tokfence::vault

@@ -1,0 +1,192 @@
+#include "vault/vault.hpp"
+
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+#include "core/names.hpp"
+#include "vault/payload.hpp"
+#include "vault/sealed_file.hpp"
+#include "vault/terminal.hpp"
+
+namespace tokfence::vault {
+
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+std::string random_hex(std::size_t bytes) {
+  unsigned char raw[16];
+  if (RAND_bytes(raw, static_cast<int>(bytes)) != 1) {
+    for (std::size_t i = 0; i < bytes; ++i) raw[i] = static_cast<unsigned char>(std::rand());
+  }
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < bytes; ++i) {
+    out += digits[raw[i] >> 4];
+    out += digits[raw[i] & 15];
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<KeyRecord>> Vault::records() {
+  auto infos = list();
+  if (!infos) return std::unexpected(infos.error());
+  auto keys = get_all();
+  if (!keys) return std::unexpected(keys.error());
+  std::vector<KeyRecord> out;
+  for (auto& [provider, key] : *keys) {
+    KeyRecord r{provider, std::move(key), 0, 0};
+    for (const auto& info : *infos)
+      if (info.provider == provider) {
+        r.added_at = info.added_at;
+        r.rotated_at = info.rotated_at;
+      }
+    out.push_back(std::move(r));
+  }
+  std::sort(out.begin(), out.end(), [](const KeyRecord& a, const KeyRecord& b) { return a.provider < b.provider; });
+  return out;
+}
+
+Result<std::vector<MergeReport>> Vault::merge(const std::vector<KeyRecord>& records, Overwrite overwrite) {
+  std::vector<MergeReport> reports;
+  for (const auto& r : records) {
+    auto existing = get(r.provider);
+    if (!existing) return std::unexpected(existing.error());
+    if (existing->has_value() && overwrite != Overwrite::yes) {
+      reports.push_back({r.provider, MergeOutcome::skipped});
+      continue;
+    }
+    if (auto ok = put(r.provider, r.key, Overwrite::yes); !ok) return std::unexpected(ok.error());
+    reports.push_back({r.provider, existing->has_value() ? MergeOutcome::replaced : MergeOutcome::added});
+  }
+  return reports;
+}
+
+PassphraseSource default_passphrase_source() {
+  return [](const std::string& purpose, bool confirm) -> Result<SecretString> {
+    const std::string var = purpose == "export bundle" ? "TOKFENCE_EXPORT_PASSPHRASE" : "TOKFENCE_VAULT_PASSPHRASE";
+    if (const char* value = std::getenv(var.c_str())) {
+      if (!*value) return fail(purpose + " passphrase: " + var + " is empty: set it to the passphrase or unset it to be asked");
+      return SecretString(value);
+    }
+    Fd tty(::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (tty.get() < 0) return fail(purpose + " passphrase: none given and no terminal to ask on: set " + var);
+    auto first = read_hidden_line(tty.get(), tty.get(), "tokfence: passphrase for the " + purpose + ": ");
+    if (!first) return fail(purpose + " passphrase: " + first.error().message);
+    if (first->empty()) return fail(purpose + " passphrase: is empty: nothing was changed");
+    if (confirm) {
+      auto second = read_hidden_line(tty.get(), tty.get(), "tokfence: the same passphrase again: ");
+      if (!second) return fail(purpose + " passphrase: " + second.error().message);
+      if (!(*first == *second)) return fail(purpose + " passphrase: the two entries differ: nothing was changed");
+    }
+    return std::move(*first);
+  };
+}
+
+Result<std::unique_ptr<Vault>> open_vault(const Config& config, const Home& home, PassphraseSource passphrase) {
+  switch (config.vault.backend) {
+    case VaultBackendChoice::file:
+      return open_file_vault(home, std::move(passphrase));
+    case VaultBackendChoice::secret_service:
+      return open_secret_service_vault();
+    case VaultBackendChoice::automatic:
+      break;
+  }
+  if (secret_service_available()) return open_secret_service_vault();
+  return open_file_vault(home, std::move(passphrase));
+}
+
+Result<std::string> seal_bundle(const std::vector<KeyRecord>& records, const SecretString& passphrase) {
+  payload::Entries entries;
+  for (const auto& r : records) {
+    if (auto ok = check_provider_name(r.provider); !ok) return std::unexpected(ok.error());
+    entries[r.provider] = payload::Entry{r.key, r.added_at, r.rotated_at};
+  }
+  SecureBytes plain = payload::serialize(entries);
+  return sealed::seal(sealed::Kind::bundle, plain.view(), passphrase, nullptr);
+}
+
+Result<void> check_bundle_header(std::string_view bytes, const std::string& subject_path) {
+  sealed::Subject subject{"export bundle", subject_path, ""};
+  auto header = sealed::parse_header(bytes, sealed::Kind::bundle, subject);
+  if (!header) return std::unexpected(header.error());
+  return {};
+}
+
+Result<std::vector<KeyRecord>> open_bundle(std::string_view bytes, const SecretString& passphrase,
+                                           const std::string& subject_path) {
+  sealed::Subject subject{"export bundle", subject_path, "check TOKFENCE_EXPORT_PASSPHRASE or the passphrase typed"};
+  auto plain = sealed::open(bytes, sealed::Kind::bundle, passphrase, subject, nullptr);
+  if (!plain) return std::unexpected(plain.error());
+  auto entries = payload::parse(plain->view());
+  if (!entries) return fail("export bundle: " + entries.error().message + ": " + subject_path);
+  std::vector<KeyRecord> out;
+  for (auto& [name, e] : *entries) out.push_back(KeyRecord{name, std::move(e.key), e.added_at, e.rotated_at});
+  return out;
+}
+
+Result<void> check_key(std::string_view key) { return payload::check_key(key); }
+
+Result<void> write_file_atomic(const std::filesystem::path& path, std::string_view bytes, unsigned mode) {
+  std::filesystem::path dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+  std::filesystem::path tmp = dir / (path.filename().string() + ".tmp-" + random_hex(6));
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (fd.get() < 0) return fail("cannot write: " + tmp.string() + ": " + errno_text());
+  auto abandon = [&](const std::string& what) {
+    std::string message = "cannot write: " + tmp.string() + ": " + what + ": " + errno_text();
+    ::close(fd.release());
+    ::unlink(tmp.c_str());
+    return fail(message);
+  };
+  if (::fchmod(fd.get(), mode) != 0) return abandon("fchmod");
+  std::string_view rest = bytes;
+  while (!rest.empty()) {
+    ssize_t n = ::write(fd.get(), rest.data(), rest.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return abandon("write");
+    rest.remove_prefix(static_cast<std::size_t>(n));
+  }
+  if (::fsync(fd.get()) != 0) return abandon("fsync");
+  if (::close(fd.release()) != 0) {
+    std::string message = "cannot write: " + tmp.string() + ": close: " + errno_text();
+    ::unlink(tmp.c_str());
+    return fail(message);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string message = "cannot write: " + path.string() + ": rename: " + errno_text();
+    ::unlink(tmp.c_str());
+    return fail(message);
+  }
+  // The rename is durable only once the directory entry is on disk.
+  Fd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dirfd.get() < 0 || ::fsync(dirfd.get()) != 0)
+    return fail("cannot write: " + dir.string() + ": fsync of the directory: " + errno_text());
+  return {};
+}
+
+}  // namespace tokfence::vault
