@@ -610,12 +610,35 @@ std::string trim(std::string_view s) {
   return std::string(s.substr(b, e - b + 1));
 }
 
-// Sets keys of [providers.<name>] in config text. Edits lines in place when the table is a plain
-// `[providers.<name>]` section and each key sits on its own line, so comments and layout elsewhere
-// survive; otherwise (inline tables, dotted keys, multi-line values) it rewrites the document with
-// toml++, which keeps every setting but drops comments. nullopt: the text does not parse.
-std::string set_provider_keys(const std::string& text, const std::string& name,
-                              const std::vector<std::pair<std::string, std::string>>& keys, const std::string& source) {
+using ProviderKeys = std::vector<std::pair<std::string, std::string>>;
+
+// Whether `text` is TOML in which [providers.<name>] holds every one of `keys`.
+bool has_provider_keys(const std::string& text, const std::string& name, const ProviderKeys& keys) {
+  try {
+    toml::table root = toml::parse(text);
+    for (const auto& [k, v] : keys)
+      if (root["providers"][name][k].value<std::string>() != v) return false;
+    return true;
+  } catch (const toml::parse_error&) {
+    return false;
+  }
+}
+
+struct EditedConfig {
+  std::string text;
+  bool rewritten = false;  // produced by toml++'s serializer: comments and layout are gone
+};
+
+// Sets keys of [providers.<name>] in config text, keeping the file as the user wrote it where
+// possible. Candidates, first one that yields the wanted keys wins:
+//  1. edit lines in place when the table has its own `[providers.<name>]` header and each key sits
+//     on one line of its own (new keys go right below the header);
+//  2. append a `[providers.<name>]` section (a new provider, or one so far only implied by a
+//     sub-table such as [providers.<name>.headers]);
+//  3. rewrite the document with toml++ (every setting kept, comments dropped) for the rest
+//     (inline tables, dotted keys, multi-line values).
+EditedConfig set_provider_keys(const std::string& text, const std::string& name, const ProviderKeys& keys,
+                               const std::string& source) {
   toml::table root;
   try {
     root = toml::parse(text, source);
@@ -630,25 +653,11 @@ std::string set_provider_keys(const std::string& text, const std::string& name,
     std::istringstream in(text);
     for (std::string line; std::getline(in, line);) lines.push_back(line);
   }
-  auto join = [&] {
-    std::string s;
-    for (const auto& l : lines) s += l + "\n";
-    return s;
-  };
-  toml::node* providers = root.get("providers");
-  toml::table* table = providers && providers->is_table() ? providers->as_table()->get_as<toml::table>(name) : nullptr;
+  toml::table* table = root["providers"][name].as_table();
 
-  if (!providers || (providers->is_table() && !providers->as_table()->contains(name))) {
-    // A new section at the end is valid unless [providers] is an inline table (checked by the
-    // caller's re-parse, which then falls back to the rewrite below).
-    std::string out = text;
-    if (!out.empty() && out.back() != '\n') out += "\n";
-    if (!out.empty()) out += "\n";
-    out += "[providers." + name + "]\n";
-    for (const auto& [k, v] : keys) out += k + " = " + toml_string(v) + "\n";
-    if (!providers || !providers->as_table()->is_inline()) return out;
-  } else if (table && !table->is_inline()) {
-    std::size_t header = table->source().begin.line;  // 1-based; 0 = implicit table
+  // 1. In place.
+  if (table && !table->is_inline()) {
+    std::size_t header = table->source().begin.line;  // 1-based; 0 = unknown
     // The header must be exactly [providers.<name>] (spacing and quotes aside), not a sub-table
     // such as [providers.<name>.headers] that made this table implicitly.
     std::string header_text;
@@ -658,8 +667,8 @@ std::string set_provider_keys(const std::string& text, const std::string& name,
         if (c != ' ' && c != '\t' && c != '"' && c != '\'') header_text += c;
     }
     if (header_text == "[providers." + name + "]") {
+      std::vector<std::string> edited = lines, inserts;
       bool in_place = true;
-      std::vector<std::string> inserts;
       for (const auto& [k, v] : keys) {
         toml::node* node = table->get(k);
         std::string line = k + " = " + toml_string(v);
@@ -668,30 +677,49 @@ std::string set_provider_keys(const std::string& text, const std::string& name,
           continue;
         }
         std::size_t at = node->source().begin.line;
-        if (at == 0 || at > lines.size() || node->source().end.line != at || trim(lines[at - 1]).rfind(k, 0) != 0) {
+        if (at == 0 || at > edited.size() || node->source().end.line != at || trim(edited[at - 1]).rfind(k, 0) != 0) {
           in_place = false;
           break;
         }
-        lines[at - 1] = line;
+        // A comment after the old value stays after the new one.
+        std::size_t end = node->source().end.column;
+        if (end > 0 && end - 1 <= edited[at - 1].size()) {
+          std::string rest = trim(std::string_view(edited[at - 1]).substr(end - 1));
+          if (!rest.empty() && rest[0] == '#') line += "  " + rest;
+        }
+        edited[at - 1] = line;
       }
       if (in_place) {
-        lines.insert(lines.begin() + static_cast<std::ptrdiff_t>(header), inserts.begin(), inserts.end());
-        return join();
+        edited.insert(edited.begin() + static_cast<std::ptrdiff_t>(header), inserts.begin(), inserts.end());
+        std::string out;
+        for (const auto& l : edited) out += l + "\n";
+        if (has_provider_keys(out, name, keys)) return {out, false};
       }
     }
   }
-  // Fallback: a structural rewrite.
-  toml::table* ptable = root.get_as<toml::table>("providers");
-  if (!ptable) {
-    root.insert_or_assign("providers", toml::table{});
-    ptable = root.get_as<toml::table>("providers");
+  // 2. A section of its own at the end.
+  {
+    std::string out = text;
+    if (!out.empty() && out.back() != '\n') out += "\n";
+    if (!out.empty()) out += "\n";
+    out += "[providers." + name + "]\n";
+    // Keys the table already has (e.g. set through dotted keys) would be duplicates: this
+    // candidate then fails to parse and the rewrite below takes over.
+    for (const auto& [k, v] : keys) out += k + " = " + toml_string(v) + "\n";
+    if (has_provider_keys(out, name, keys)) return {out, false};
   }
-  if (!ptable->get_as<toml::table>(name)) ptable->insert_or_assign(name, toml::table{});
-  toml::table* t = ptable->get_as<toml::table>(name);
+  // 3. A structural rewrite.
+  toml::table* providers = root.get_as<toml::table>("providers");
+  if (!providers) {
+    root.insert_or_assign("providers", toml::table{});
+    providers = root.get_as<toml::table>("providers");
+  }
+  if (!providers->get_as<toml::table>(name)) providers->insert_or_assign(name, toml::table{});
+  toml::table* t = providers->get_as<toml::table>(name);
   for (const auto& [k, v] : keys) t->insert_or_assign(k, v);
   std::ostringstream out;
   out << root << "\n";
-  return out.str();
+  return {out.str(), true};
 }
 
 // Replaces the file atomically (temporary file + rename), mode 0600.
@@ -787,10 +815,11 @@ void register_provider(CLI::App& app, Context& ctx) {
       ss << in.rdbuf();
       text = ss.str();
     }
-    std::vector<std::pair<std::string, std::string>> keys{{"upstream", upstream}};
+    ProviderKeys keys{{"upstream", upstream}};
     if (!opt->auth.empty()) keys.emplace_back("auth", opt->auth);
     if (!opt->api.empty()) keys.emplace_back("api", opt->api);
-    std::string updated = set_provider_keys(text, opt->name, keys, path.string());
+    EditedConfig edit = set_provider_keys(text, opt->name, keys, path.string());
+    const std::string& updated = edit.text;
     // Never write a file tokfence itself would refuse: re-read the result and compare.
     auto check = parse_config(updated, path.string(), ctx.home);
     auto spec = check ? check->config.provider(opt->name) : std::nullopt;
@@ -798,6 +827,13 @@ void register_provider(CLI::App& app, Context& ctx) {
         (!opt->api.empty() && to_string(spec->style) != opt->api))
       throw UserError("config " + path.string() + ": could not update [providers." + opt->name + "]" +
                       (check ? std::string() : ": " + check.error().message) + ": nothing was changed");
+    if (edit.rewritten && !text.empty()) {
+      auto backup = path;
+      backup += ".bak";
+      write_file_atomically(backup, text);
+      std::cerr << "tokfence: note: " << path.string() << " was rewritten (its layout did not allow an edit in "
+                << "place): every setting is kept, comments are not; the previous file is " << backup.string() << "\n";
+    }
     write_file_atomically(path, updated);
     std::cout << "provider " << opt->name << ": upstream " << spec->upstream << ", auth " << to_string(spec->auth)
               << ", api " << to_string(spec->style) << " (saved in " << path.string() << ")\n";
