@@ -7,9 +7,11 @@
 // rate limit (429 tokfence_rate_limited, Retry-After) -> budgets (429 tokfence_budget_exceeded with
 // limit/spent/resets_at, Retry-After at the reset).
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include <nlohmann/json.hpp>
@@ -56,5 +58,43 @@ class Controls {
 
 // State is loaded from and stored in the SQLite database at config.logging.db_path.
 Result<std::unique_ptr<Controls>> make_controls(const Config& config);
+
+// ---- Additions (controls helper): clock injection, offline changes, shared validation ----------
+// (docs/CONTROLS.md describes the semantics, tables and the test-only clock override.)
+
+// Unix time in milliseconds. Controls read time only through this, so tests can roll windows over.
+using Clock = std::function<std::int64_t()>;
+
+// The system clock, shifted by TOKFENCE_TEST_NOW_OFFSET_SECONDS (read once, when set) and by the
+// number of seconds in the file named by TOKFENCE_TEST_NOW_OFFSET_FILE (re-read on each call, when
+// set). Both are for tests only: with neither set this is the plain system clock.
+Clock default_clock();
+
+struct ControlsOptions {
+  Clock clock;                     // empty = default_clock()
+  // Budget warnings (log line, controls_warnings row, notify-send) run on a background thread.
+  // Off for one-shot CLI use, where nobody would see them and the daemon warns at its next start.
+  bool warnings = true;
+  // Called (on the background thread) with each warning line; empty = write it to stderr.
+  std::function<void(const std::string&)> warning_sink;
+};
+
+Result<std::unique_ptr<Controls>> make_controls(const Config& config, ControlsOptions options);
+
+// Applies one control op (the same JSON the control socket takes, e.g. {"op":"kill"}) straight to
+// the database, for when no daemon runs. Validation and results are those of the daemon's op.
+Result<nlohmann::json> apply_control_offline(const Config& config, const nlohmann::json& request,
+                                             Clock clock = {});
+
+// Validation shared by the CLI and the control ops. Errors name the accepted form.
+// "5", "12.50", "0.000001" US dollars -> pico-dollars; > 0 and <= 1,000,000.
+Result<Picodollars> parse_budget_amount(std::string_view text);
+// A whole number 1..100000.
+Result<int> parse_rpm(std::string_view text);
+inline constexpr int kMaxRpm = 100000;
+// A budget scope: "global" or a provider known to `config`.
+Result<void> check_budget_scope(const Config& config, std::string_view scope);
+// A provider known to `config` (built-in or [providers.*]).
+Result<void> check_known_provider(const Config& config, std::string_view provider);
 
 }  // namespace tokfence::proxy
