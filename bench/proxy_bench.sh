@@ -75,6 +75,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 random_token() { head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "${1:-32}"; }
 
 KEY="bench-$(random_token 40)"
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOADAVG_START%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+  log "warning: load average $LOADAVG_START on $(nproc) cores: other work will distort the numbers"
+fi
 CLK_TCK=$(getconf CLK_TCK)
 
 # ---- the three targets ---------------------------------------------------------------------------
@@ -277,6 +281,7 @@ diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", a - b }'; }
 
 echo
 echo "tokfence proxy benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, loopback; wrk ${DURATION}s per cell)"
+echo "load average at start: $LOADAVG_START (numbers from a busy machine are noise: rerun when it is idle)"
 echo "load: POST /v1/chat/completions, JSON reply; CPU = proxy process time per request (direct: the fake upstream's own)"
 echo
 printf '%-5s %-9s %10s %9s %9s %12s\n' conc target req/s p50_ms p99_ms cpu_us/req

@@ -335,62 +335,100 @@ struct Ctx {
 
 constexpr std::int64_t kCreated = 1750000000;
 
-std::string sse_data(const json& j) { return "data: " + j.dump() + "\n\n"; }
 std::string sse_event(std::string_view name, const json& j) {
   return "event: " + std::string(name) + "\ndata: " + j.dump() + "\n\n";
 }
 
 // --- OpenAI Chat Completions
-json chat_usage(const Ctx& c) {
+// Written by hand rather than through nlohmann::json: this is the benchmark's hot path, and
+// building a json tree per reply cost more than everything else the fake does.
+
+void append_escaped(std::string& out, std::string_view s) {
+  out += '"';
+  for (unsigned char ch : s) {
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (ch < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", ch);
+          out += buf;
+        } else {
+          out += static_cast<char>(ch);
+        }
+    }
+  }
+  out += '"';
+}
+
+std::string chat_usage_text(const Ctx& c) {
   auto prompt = c.input + c.f.cache_read;
-  return {{"prompt_tokens", prompt},
-          {"completion_tokens", c.output()},
-          {"total_tokens", prompt + c.output()},
-          {"prompt_tokens_details", {{"cached_tokens", c.f.cache_read}, {"audio_tokens", 0}}},
-          {"completion_tokens_details",
-           {{"reasoning_tokens", c.f.reasoning},
-            {"audio_tokens", 0},
-            {"accepted_prediction_tokens", 0},
-            {"rejected_prediction_tokens", 0}}}};
+  std::string u;
+  u.reserve(300);
+  u += "{\"prompt_tokens\":" + std::to_string(prompt);
+  u += ",\"completion_tokens\":" + std::to_string(c.output());
+  u += ",\"total_tokens\":" + std::to_string(prompt + c.output());
+  u += ",\"prompt_tokens_details\":{\"cached_tokens\":" + std::to_string(c.f.cache_read) + ",\"audio_tokens\":0}";
+  u += ",\"completion_tokens_details\":{\"reasoning_tokens\":" + std::to_string(c.f.reasoning) +
+       ",\"audio_tokens\":0,\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}";
+  return u;
+}
+
+// `{"id":...,"object":...,"created":...,"model":...` without the closing brace.
+std::string chat_prefix(const Ctx& c, std::string_view object) {
+  std::string s;
+  s.reserve(512);
+  s += "{\"id\":";
+  append_escaped(s, c.id_str("chatcmpl-"));
+  s += ",\"object\":\"";
+  s += object;
+  s += "\",\"created\":" + std::to_string(kCreated) + ",\"model\":";
+  append_escaped(s, c.model);
+  return s;
 }
 
 std::string chat_json(const Ctx& c) {
-  json j = {{"id", c.id_str("chatcmpl-")},
-            {"object", "chat.completion"},
-            {"created", kCreated},
-            {"model", c.model},
-            {"choices",
-             json::array({{{"index", 0},
-                           {"message", {{"role", "assistant"}, {"content", c.full_text()}, {"refusal", nullptr}, {"annotations", json::array()}}},
-                           {"logprobs", nullptr},
-                           {"finish_reason", "stop"}}})},
-            {"service_tier", "default"},
-            {"system_fingerprint", "fp_fake"}};
-  if (!c.f.no_usage) j["usage"] = chat_usage(c);
-  return j.dump();
+  std::string s = chat_prefix(c, "chat.completion");
+  s += ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
+  append_escaped(s, c.full_text());
+  s += ",\"refusal\":null,\"annotations\":[]},\"logprobs\":null,\"finish_reason\":\"stop\"}]";
+  if (!c.f.no_usage) s += ",\"usage\":" + chat_usage_text(c);
+  s += ",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_fake\"}";
+  return s;
 }
 
 std::vector<std::string> chat_events(const Ctx& c) {
   std::vector<std::string> ev;
-  auto chunk = [&](json delta, json finish) {
-    json j = {{"id", c.id_str("chatcmpl-")},
-              {"object", "chat.completion.chunk"},
-              {"created", kCreated},
-              {"model", c.model},
-              {"service_tier", "default"},
-              {"system_fingerprint", "fp_fake"},
-              {"choices", json::array({{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr}, {"finish_reason", std::move(finish)}}})}};
-    if (c.include_usage) j["usage"] = nullptr;
-    return sse_data(j);
+  ev.reserve(static_cast<std::size_t>(c.f.chunks) + 4);
+  auto chunk = [&](std::string_view delta_json, std::string_view finish) {
+    std::string s = "data: " + chat_prefix(c, "chat.completion.chunk");
+    s += ",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_fake\",\"choices\":[{\"index\":0,\"delta\":";
+    s += delta_json;
+    s += ",\"logprobs\":null,\"finish_reason\":";
+    s += finish;
+    s += "}]";
+    if (c.include_usage) s += ",\"usage\":null";
+    s += "}\n\n";
+    return s;
   };
-  ev.push_back(chunk({{"role", "assistant"}, {"content", ""}, {"refusal", nullptr}}, nullptr));
-  for (int i = 0; i < c.f.chunks; ++i) ev.push_back(chunk({{"content", c.word(i)}}, nullptr));
-  ev.push_back(chunk(json::object(), "stop"));
+  ev.push_back(chunk(R"({"role":"assistant","content":"","refusal":null})", "null"));
+  for (int i = 0; i < c.f.chunks; ++i) {
+    std::string delta = "{\"content\":";
+    append_escaped(delta, c.word(i));
+    delta += '}';
+    ev.push_back(chunk(delta, "null"));
+  }
+  ev.push_back(chunk("{}", "\"stop\""));
   if (c.include_usage && !c.f.no_usage) {
-    json j = {{"id", c.id_str("chatcmpl-")}, {"object", "chat.completion.chunk"}, {"created", kCreated},
-              {"model", c.model},            {"service_tier", "default"},          {"system_fingerprint", "fp_fake"},
-              {"choices", json::array()},    {"usage", chat_usage(c)}};
-    ev.push_back(sse_data(j));
+    std::string s = "data: " + chat_prefix(c, "chat.completion.chunk");
+    s += ",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_fake\",\"choices\":[],\"usage\":";
+    s += chat_usage_text(c);
+    s += "}\n\n";
+    ev.push_back(std::move(s));
   }
   ev.push_back("data: [DONE]\n\n");
   return ev;
@@ -926,7 +964,13 @@ class Session {
   }
 
   awaitable<bool> handle(http::request<http::string_body>& req) {
-    Reply r = respond(server_, req);
+    Reply r;
+    try {
+      r = respond(server_, req);
+    } catch (const std::exception& e) {  // e.g. json::dump of a header value that is not UTF-8
+      r = full(500, json{{"error", {{"message", std::string("fake_upstream: ") + e.what()}, {"type", "server_error"}}}}.dump(
+                        -1, ' ', false, json::error_handler_t::replace));
+    }
     bool keep = req.keep_alive();
     switch (r.kind) {
       case Reply::Kind::hang: co_await hang(); co_return false;
@@ -946,7 +990,9 @@ class Session {
 awaitable<void> accept_loop(Server& server, tcp::acceptor& acceptor) {
   for (;;) {
     beast::error_code ec;
-    auto strand = asio::make_strand(acceptor.get_executor());
+    // One I/O thread needs no strand; with more, each connection gets its own.
+    asio::any_io_executor strand = acceptor.get_executor();
+    if (server.opt.threads > 1) strand = asio::make_strand(acceptor.get_executor());
     tcp::socket socket(strand);
     co_await acceptor.async_accept(socket, asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted) co_return;
