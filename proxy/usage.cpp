@@ -154,6 +154,7 @@ class SseParser {
         end_line(on_event);
         continue;
       }
+      line_seen_ = true;
       if (oversized_) continue;
       if (line_.size() + data_.size() >= kMaxEventBytes) {
         oversized_ = true;
@@ -168,17 +169,20 @@ class SseParser {
   // A stream that ends without a final blank line still delivers its last event.
   template <class OnEvent>
   void finish(OnEvent&& on_event) {
-    if (!line_.empty()) end_line(on_event);
+    if (line_seen_) end_line(on_event);
     end_line(on_event);
   }
 
  private:
   std::string line_, event_, data_;
-  bool have_data_ = false, skip_lf_ = false, oversized_ = false;
+  // line_seen_: the current line has characters, even if an oversized event made us drop them.
+  bool have_data_ = false, skip_lf_ = false, oversized_ = false, line_seen_ = false;
 
   template <class OnEvent>
   void end_line(OnEvent& on_event) {
-    if (line_.empty()) {
+    bool blank = !line_seen_;
+    line_seen_ = false;
+    if (blank) {
       if (have_data_ && !oversized_) on_event(std::string_view(event_), std::string_view(data_));
       event_.clear();
       data_.clear();

@@ -392,6 +392,18 @@ TEST_CASE("proxy::UsageExtractor skips an oversized event and keeps reading the 
   check_usage(x->finish(), 30, 7, 20, 0);
 }
 
+TEST_CASE("proxy::UsageExtractor drops every line of an oversized event, not just the long one") {
+  // The usage line belongs to the dropped event; were it read as an event of its own, the
+  // huge prompt count would be taken.
+  std::string stream = "data: {\"pad\":\"" + std::string(2 * 1024 * 1024, 'x') + "\",\n" +
+                       "data: \"usage\":{\"prompt_tokens\":999999,\"completion_tokens\":1}}\n\n" +
+                       "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":2}}\n\n";
+  check_usage(run(ApiKind::openai_chat, true, stream).usage, 4, 2, 0, 0);
+  std::string only_huge = "data: {\"pad\":\"" + std::string(2 * 1024 * 1024, 'x') + "\",\n" +
+                          "data: {\"usage\":{\"prompt_tokens\":999999,\"completion_tokens\":1}}\n\n";
+  CHECK_FALSE(run(ApiKind::openai_chat, true, only_huge).usage.found);
+}
+
 TEST_CASE("proxy::UsageExtractor survives malformed input without usage or exceptions") {
   const std::string bad[] = {"", "not json", "{\"usage\":", "{\"usage\":{\"prompt_tokens\":\"many\"}}",
                              "{\"usage\":{\"prompt_tokens\":-5,\"completion_tokens\":1e400}}", "\xff\xfe{\"usage\":{}}",
