@@ -228,7 +228,8 @@ void print_detail(const RequestRecord& r) {
 }
 
 std::atomic<bool> g_stop{false};
-extern "C" void on_stop_signal(int) { g_stop = true; }
+// Not extern "C": that would give it a global name, shared with other files' handlers.
+void on_follow_signal(int) { g_stop = true; }
 
 void follow_log(const std::filesystem::path& db, proxy::RequestQuery query, bool as_json) {
   // Where to continue from is taken before the first rows are shown, so a row committed in
@@ -251,7 +252,7 @@ void follow_log(const std::filesystem::path& db, proxy::RequestQuery query, bool
   emit(initial, true);
 
   struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
+  sa.sa_handler = on_follow_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
