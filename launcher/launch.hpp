@@ -1,0 +1,77 @@
+#pragma once
+// `tokfence launch`: OpenClaw (or any image) in a Docker container whose only way out is the proxy.
+//
+// The container runs with NetworkMode "none". Its one link to the world is a per-launch socket
+// directory (TOKFENCE_HOME/sockets/launch-<name>/) bind-mounted at /run/tokfence:
+//   proxy.sock  created by the daemon (open_proxy_socket, mode 0666), serves proxy routes only and
+//               logs every request with caller "openclaw:<name>";
+//   ui.sock     created inside the container by the relay, forwarding to OpenClaw's gateway.
+// The static tokfence-relay, bind-mounted read-only at /tokfence/relay, is the container's init: it
+// serves 127.0.0.1:9471 inside the container (relayed to proxy.sock), serves ui.sock, and runs the
+// image's entrypoint+command (or the arguments after `--`) as its child. On the host another relay
+// listens on 127.0.0.1:<port> only and forwards to ui.sock, for the dashboard.
+//
+// The container gets no control socket, no Docker socket, no TOKFENCE_HOME and no key: only the
+// socket directory, the rendered config (read-only), its state home and its workspace.
+//
+// Every resource carries the label org.tokfence.launch=<name> (and org.tokfence.home=<home>), so a
+// later launch finds and removes what a crashed one left behind.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/home.hpp"
+
+namespace tokfence::launcher {
+
+struct LaunchOptions {
+  std::string name = "tokfence-openclaw";
+  std::string image = "ghcr.io/openclaw/openclaw:latest";
+  bool pull = true;
+  bool detach = false;
+  bool json = false;
+  bool open_browser = true;
+  int port = 18789;  // dashboard on the host's loopback; 0 = any free port
+  std::optional<std::string> model;
+  std::optional<std::filesystem::path> workspace;
+  std::string user;  // "" = 1000:1000 when run as root, else the caller's uid:gid
+  std::string memory = "2g";
+  std::int64_t pids_limit = 1024;
+  int stop_timeout_seconds = 10;
+  std::vector<std::string> command;  // after `--`: replaces the image's command
+};
+
+// Runs a launch. Foreground: streams the container's logs until it exits (or SIGINT/SIGTERM stops
+// it), removes everything the launch created and returns the container's exit status. Detached:
+// returns 0 once the container runs. Throws UserError on bad input and faults, after cleaning up.
+int run_launch(const Home& home, const Config& config, const LaunchOptions& options);
+
+struct LaunchTarget {
+  std::string name = "tokfence-openclaw";
+  bool json = false;
+};
+
+// `launch status`: 0 when running, 3 when not.
+int launch_status(const Home& home, const LaunchTarget& target);
+// `launch stop`: stops and removes the container and everything the launch created.
+int launch_stop(const Home& home, const LaunchTarget& target, int timeout_seconds);
+// `launch logs [-f]`.
+int launch_logs(const Home& home, const LaunchTarget& target, bool follow, int tail);
+// `launch restart`: restarts the container (and the host's dashboard relay of a detached launch).
+int launch_restart(const Home& home, const LaunchTarget& target, int timeout_seconds);
+// `launch config`: the rendered config's path and content.
+int launch_config(const Home& home, const LaunchTarget& target);
+
+struct SetupOptions {
+  std::optional<std::string> provider;
+  bool test = false;
+  bool json = false;
+};
+// `setup openclaw`: the proxy base URL and a models.providers snippet; with `test`, the checks
+// daemon_reachable and provider_has_key (non-zero exit when one fails).
+int setup_openclaw(const Home& home, const Config& config, const SetupOptions& options);
+
+}  // namespace tokfence::launcher

@@ -1,0 +1,107 @@
+#pragma once
+// What `tokfence launch` hands OpenClaw and Docker, as pure functions of their inputs (no I/O but
+// reading the template), so they can be unit-tested without a container:
+//  - the OpenClaw config (templates/openclaw/openclaw.json.tmpl) with one `models.providers`
+//    entry per provider that has a vault key, every one pointing at the proxy as the container
+//    sees it and carrying the placeholder key "tokfence-managed";
+//  - the container create body: no network, the relay as init, read-only root, no capabilities.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+#include "core/providers.hpp"
+
+namespace tokfence::launcher {
+
+using json = nlohmann::json;
+
+// Inside the container the proxy is the relay's TCP listener on loopback.
+inline constexpr int kContainerProxyPort = 9471;
+inline constexpr int kGatewayPort = 18789;
+inline constexpr const char* kPlaceholderKey = "tokfence-managed";
+inline constexpr const char* kLaunchLabel = "org.tokfence.launch";
+
+// Paths inside the container.
+inline constexpr const char* kContainerRelay = "/tokfence/relay";
+inline constexpr const char* kContainerConfig = "/tokfence/config/openclaw.json";
+inline constexpr const char* kContainerHome = "/tokfence/home";
+inline constexpr const char* kContainerWorkspace = "/workspace";
+inline constexpr const char* kContainerSocketDir = "/run/tokfence";
+
+// How OpenClaw talks to one provider through the proxy.
+struct OpenClawProvider {
+  std::string name;
+  std::string api;       // openai-completions | anthropic-messages | google-generative-ai
+  std::string base_url;  // e.g. http://127.0.0.1:9471/openai/v1
+  std::vector<std::string> models;
+};
+
+// The OpenClaw `api` for a provider's wire format; nullopt when OpenClaw cannot speak it.
+std::optional<std::string> openclaw_api(const ProviderSpec& spec);
+// `proxy_root` + "/" + name + the provider's client suffix ("/v1" for OpenAI-style APIs).
+std::string proxy_base_url(const ProviderSpec& spec, const std::string& proxy_root);
+
+// Orders providers for choosing the default model: anthropic, openai, google, then by name.
+std::vector<std::string> provider_priority(std::vector<std::string> names);
+
+struct RenderedConfig {
+  std::string text;  // pretty JSON, ends with a newline
+  std::vector<OpenClawProvider> providers;
+  std::string primary_model;  // "provider/model"
+};
+
+struct RenderRequest {
+  std::vector<OpenClawProvider> providers;  // non-empty; each with at least one model
+  std::optional<std::string> model;         // --model provider/model
+  std::string gateway_token;
+  int gateway_port = kGatewayPort;
+  std::string workspace = kContainerWorkspace;
+};
+
+// Renders `template_text` ({{providers}}, {{primary_model}}, {{gateway_token}}, {{gateway_port}},
+// {{workspace}} are replaced by JSON values) and checks the result is one JSON object. Errors: no
+// provider, a --model whose provider is not among them (naming `vault add`), a malformed template.
+Result<RenderedConfig> render_openclaw_config(const std::string& template_text, const RenderRequest& request);
+
+// The template: $TOKFENCE_TEMPLATES_DIR, else the source tree's templates/, else next to the binary
+// (../share/tokfence/templates).
+Result<std::string> read_template(const std::string& relative_path);
+
+// 48 hex characters from the system CSPRNG: the gateway token (not a provider key).
+std::string random_token();
+
+// Container names: Docker's rule [a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}; they also name host directories.
+Result<void> check_launch_name(const std::string& name);
+
+// "1000:1000" -> {1000, 1000}; "1000" -> {1000, 1000}; names -> nullopt.
+std::optional<std::pair<unsigned, unsigned>> numeric_user(const std::string& user);
+
+// "2g", "512m", "1073741824" -> bytes; nullopt for anything else or below 64 MiB.
+std::optional<std::int64_t> parse_memory(const std::string& text);
+
+struct ContainerSpecInput {
+  std::string name;
+  std::string image;
+  std::vector<std::string> command;  // what the relay runs (image entrypoint + cmd, or the override)
+  std::string user;                  // "1000:1000"
+  std::int64_t memory_bytes = 0;
+  std::int64_t pids_limit = 0;
+  bool detach = false;
+  int launcher_pid = 0;  // foreground: the supervising tokfence (a dead one marks a leftover)
+  std::string home_root;
+  // Host paths.
+  std::filesystem::path relay_binary, socket_dir, config_file, state_home, workspace;
+};
+
+// The body of POST /containers/create: NetworkMode none, the relay as entrypoint forwarding
+// 127.0.0.1:9471 -> /run/tokfence/proxy.sock and /run/tokfence/ui.sock -> 127.0.0.1:18789, all
+// capabilities dropped, no-new-privileges, read-only root with a tmpfs /tmp, pids and memory limits,
+// labels for finding leftovers. The environment holds no key.
+json container_spec(const ContainerSpecInput& input);
+
+}  // namespace tokfence::launcher
