@@ -29,7 +29,7 @@ constexpr std::size_t kMaxBundleBytes = 32 * 1024 * 1024;
 
 void check_name(const std::string& provider) { value_or_throw(check_provider_name(provider)); }
 
-std::unique_ptr<vault::Vault> open(Context& ctx) {
+std::unique_ptr<vault::Vault> open_configured_vault(Context& ctx) {
   return value_or_throw(vault::open_vault(ctx.config(), ctx.home, vault::default_passphrase_source()));
 }
 
@@ -130,7 +130,7 @@ void cmd_add(Context& ctx, Args& a, Overwrite mode) {
   const std::string command = mode == Overwrite::no ? "add" : "rotate";
   check_name(a.provider);
   SecretString key = read_key(a.provider, a.key, command);
-  auto v = open(ctx);
+  auto v = open_configured_vault(ctx);
   value_or_throw(v->put(a.provider, key, mode));
   std::cout << (mode == Overwrite::no ? "added" : "rotated") << " the key of " << a.provider << " (" << key.fingerprint()
             << ", " << v->backend_name() << " backend)\n";
@@ -139,14 +139,14 @@ void cmd_add(Context& ctx, Args& a, Overwrite mode) {
 
 void cmd_remove(Context& ctx, Args& a) {
   check_name(a.provider);
-  auto v = open(ctx);
+  auto v = open_configured_vault(ctx);
   value_or_throw(v->remove(a.provider));
   std::cout << "removed the key of " << a.provider << " (" << v->backend_name() << " backend)\n";
   reload_daemon_keys(ctx.home);
 }
 
 void cmd_list(Context& ctx, Args& a) {
-  auto v = open(ctx);
+  auto v = open_configured_vault(ctx);
   auto infos = value_or_throw(v->list());
   if (a.json) {
     nlohmann::json out = nlohmann::json::array();
@@ -175,7 +175,7 @@ void cmd_list(Context& ctx, Args& a) {
 void cmd_export(Context& ctx, Args& a) {
   if (a.output.empty() && isatty(STDOUT_FILENO))
     throw UserError("vault export: refusing to write a binary bundle to a terminal: use --output FILE or redirect stdout");
-  auto v = open(ctx);
+  auto v = open_configured_vault(ctx);
   auto records = value_or_throw(v->records());
   if (records.empty()) throw UserError("vault export: the vault is empty: nothing to export");
   SecretString passphrase = value_or_throw(vault::default_passphrase_source()("export bundle", true));
@@ -199,7 +199,7 @@ void cmd_import(Context& ctx, Args& a) {
   value_or_throw(vault::check_bundle_header(bytes, a.file));
   SecretString passphrase = value_or_throw(vault::default_passphrase_source()("export bundle", false));
   auto records = value_or_throw(vault::open_bundle(bytes, passphrase, a.file));
-  auto v = open(ctx);
+  auto v = open_configured_vault(ctx);
   auto reports = value_or_throw(v->merge(records, a.force ? Overwrite::yes : Overwrite::no));
   bool changed = false;
   for (const auto& r : reports) {

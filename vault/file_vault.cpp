@@ -10,6 +10,7 @@
 // reads in the same process derive nothing.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -235,9 +236,12 @@ class FileVault final : public Vault {
       // passphrase for a vault that would never be written.
       Entries empty;
       if (auto dry = change(empty); !dry) return std::unexpected(dry.error());
-      if (!fs::exists(home_.root(), ec))
-        if (auto ok = home_.ensure(); !ok) return fail("vault: " + ok.error().message);
     }
+    // The home holds the vault: create it 0700, or tighten it if someone loosened it.
+    struct stat st {};
+    if (::stat(home_.root().c_str(), &st) != 0 || (st.st_mode & 077) != 0)
+      if (auto ok = home_.ensure(); !ok)
+        return fail("vault: cannot write in the tokfence home: " + ok.error().message + ": make TOKFENCE_HOME writable");
     if (exists) {
       // A foreign or truncated file is reported before a passphrase is asked for.
       auto bytes = read_file();
