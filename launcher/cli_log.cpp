@@ -428,7 +428,8 @@ void register_stats(CLI::App& app, Context& ctx) {
     table.print(std::cout, true);
     if (total.unknown_cost_requests > 0)
       std::cout << "(" << total.unknown_cost_requests
-                << " requests used models without a known price: add them with [pricing.\"<model>\"] in config.toml)\n";
+                << (total.unknown_cost_requests == 1 ? " request used a model" : " requests used models")
+                << " without a known price: add it with [pricing.\"<model>\"] in config.toml)\n";
   });
 }
 
