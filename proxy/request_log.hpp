@@ -55,7 +55,8 @@ class RequestLog {
   virtual ~RequestLog() = default;  // implementations flush on destruction
   // Never blocks on I/O; never throws.
   virtual void record(RequestRecord record) = 0;
-  // Blocks until every row recorded so far is committed.
+  // Blocks until every row recorded so far is committed (or, after three failed attempts to
+  // commit it, given up and reported on stderr: a broken disk must not hang `stop`).
   virtual void flush() = 0;
 };
 
