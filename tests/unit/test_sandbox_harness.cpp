@@ -1,0 +1,175 @@
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <toml++/toml.h>
+
+#include "launcher/harness.hpp"
+
+using namespace tokfence;
+namespace fs = std::filesystem;
+
+namespace {
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/tokfence-harness-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+harness::RenderInput input_for(const std::string& program, const fs::path& home) {
+  harness::RenderInput in;
+  in.program = harness::find_program(program);
+  REQUIRE(in.program);
+  in.provider = in.program->default_provider;
+  in.proxy_url = "http://127.0.0.1:9471";
+  in.harness_home = home / program;
+  in.templates_dir = harness::templates_dir();
+  in.tmpdir = "/tmp";
+  return in;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+}  // namespace
+
+TEST_CASE("harness::render writes a codex config.toml that selects the tokfence provider") {
+  TempDir tmp;
+  auto out = harness::render(input_for("codex", tmp.path));
+  REQUIRE(out);
+  fs::path config = tmp.path / "codex" / "codex-home" / "config.toml";
+  CHECK(out->env.at("CODEX_HOME") == (tmp.path / "codex" / "codex-home").string());
+  auto doc = toml::parse_file(config.string());
+  CHECK(doc["model_provider"].value_or(std::string()) == "tokfence");
+  auto provider = doc["model_providers"]["tokfence"];
+  CHECK(provider["base_url"].value_or(std::string()) == "http://127.0.0.1:9471/openai/v1");
+  CHECK(provider["wire_api"].value_or(std::string()) == "responses");
+  std::string key_var = provider["env_key"].value_or(std::string());
+  CHECK(out->env.at(key_var) == "tokfence-managed");
+  CHECK(out->dummy_key_vars == std::vector<std::string>{key_var});
+  CHECK(doc["analytics"]["enabled"].value_or(true) == false);
+  CHECK(doc["features"]["plugins"].value_or(true) == false);
+  CHECK(doc["check_for_update_on_startup"].value_or(true) == false);
+  CHECK_FALSE(doc.contains("model"));
+  CHECK(out->env.at("TMPDIR") == "/tmp");
+  CHECK(out->env.at("XDG_CACHE_HOME").rfind((tmp.path / "codex").string(), 0) == 0);
+}
+
+TEST_CASE("harness::render puts a chosen model into the codex config") {
+  TempDir tmp;
+  auto in = input_for("codex", tmp.path);
+  in.model = "gpt-5.1-codex";
+  REQUIRE(harness::render(in));
+  auto doc = toml::parse_file((tmp.path / "codex" / "codex-home" / "config.toml").string());
+  CHECK(doc["model"].value_or(std::string()) == "gpt-5.1-codex");
+}
+
+TEST_CASE("harness::render sets claude's base URL, dummy key and no non-essential traffic") {
+  TempDir tmp;
+  auto in = input_for("claude", tmp.path);
+  in.running_as_root = true;
+  auto out = harness::render(in);
+  REQUIRE(out);
+  CHECK(out->env.at("ANTHROPIC_BASE_URL") == "http://127.0.0.1:9471/anthropic");
+  CHECK(out->env.at("ANTHROPIC_API_KEY") == "tokfence-managed");
+  CHECK(out->env.at("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC") == "1");
+  CHECK(out->env.at("IS_SANDBOX") == "1");
+  fs::path dir = out->env.at("CLAUDE_CONFIG_DIR");
+  auto settings = nlohmann::json::parse(slurp(dir / "settings.json"));
+  CHECK(settings["env"]["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9471/anthropic");
+  CHECK(settings["env"]["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1");
+  auto state = nlohmann::json::parse(slurp(dir / ".claude.json"));
+  CHECK(state["customApiKeyResponses"]["approved"][0] == "tokfence-managed");
+
+  in.running_as_root = false;
+  auto not_root = harness::render(in);
+  REQUIRE(not_root);
+  CHECK(not_root->env.count("IS_SANDBOX") == 0);
+}
+
+TEST_CASE("harness::render writes an opencode config with one tokfence provider and no models fetch") {
+  TempDir tmp;
+  auto out = harness::render(input_for("opencode", tmp.path));
+  REQUIRE(out);
+  CHECK(out->env.at("OPENCODE_DISABLE_MODELS_FETCH") == "1");
+  fs::path config = out->env.at("OPENCODE_CONFIG");
+  auto doc = nlohmann::json::parse(slurp(config));
+  REQUIRE(doc["provider"].size() == 1);
+  auto provider = doc["provider"]["tokfence"];
+  CHECK(provider["options"]["baseURL"] == "http://127.0.0.1:9471/openai/v1");
+  CHECK(provider["options"]["apiKey"] == "tokfence-managed");
+  std::string model = doc["model"];
+  CHECK(model.rfind("tokfence/", 0) == 0);
+  CHECK(provider["models"].contains(model.substr(9)));
+  // No npm install on start: a node_modules is already there.
+  CHECK(fs::is_directory(config.parent_path() / "node_modules"));
+  CHECK(fs::is_directory(fs::path(out->env.at("XDG_CONFIG_HOME")) / "opencode" / "node_modules"));
+
+  auto in = input_for("opencode", tmp.path);
+  in.provider = "anthropic";
+  auto anthropic = harness::render(in);
+  REQUIRE(anthropic);
+  auto doc2 = nlohmann::json::parse(slurp(anthropic->env.at("OPENCODE_CONFIG")));
+  CHECK(doc2["provider"]["tokfence"]["options"]["baseURL"] == "http://127.0.0.1:9471/anthropic/v1");
+  CHECK(doc2["provider"]["tokfence"]["npm"] == "@ai-sdk/anthropic");
+}
+
+TEST_CASE("harness::render rejects a bad model name and an unsupported provider") {
+  TempDir tmp;
+  auto in = input_for("opencode", tmp.path);
+  in.model = "x\", \"apiKey\": \"y";
+  auto bad = harness::render(in);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.rfind("opencode: bad model name: ", 0) == 0);
+
+  auto codex = input_for("codex", tmp.path);
+  codex.provider = "anthropic";
+  auto unsupported = harness::render(codex);
+  REQUIRE_FALSE(unsupported);
+  CHECK(unsupported.error().message == "codex: provider not supported: anthropic (use openai)");
+}
+
+TEST_CASE("harness::fill_template names an unknown placeholder") {
+  auto ok = harness::fill_template("a {{x}} b {{x}}", {{"x", "1"}}, "t");
+  REQUIRE(ok);
+  CHECK(*ok == "a 1 b 1");
+  auto unknown = harness::fill_template("a {{y}}", {{"x", "1"}}, "t");
+  REQUIRE_FALSE(unknown);
+  CHECK(unknown.error().message == "template t: unknown placeholder: {{y}}");
+  CHECK_FALSE(harness::fill_template("a {{x", {{"x", "1"}}, "t"));
+}
+
+TEST_CASE("harness::sensitive_paths covers the tokfence home, runtime dirs, sockets and credential stores") {
+  TempDir tmp;
+  fs::path home = tmp.path / "home";
+  for (auto d : {".ssh", ".docker", ".local/share/keyrings", "agent"}) fs::create_directories(home / d);
+  std::ofstream(home / ".netrc") << "x";
+  std::ofstream(home / "agent" / "ssh.sock") << "";
+  std::ofstream(home / "gpg.sock") << "";
+  fs::path tf_home = tmp.path / "tf";
+  fs::create_directories(tf_home);
+  auto paths = harness::sensitive_paths({{"HOME", home.string()},
+                                         {"SSH_AUTH_SOCK", (home / "agent" / "ssh.sock").string()},
+                                         {"GPG_AGENT_INFO", (home / "gpg.sock").string() + ":0:1"}},
+                                        tf_home, 12345);
+  auto has = [&](const fs::path& p) { return std::find(paths.begin(), paths.end(), p) != paths.end(); };
+  CHECK(has(tf_home));
+  CHECK(has("/run"));
+  CHECK(has(home / ".ssh"));
+  CHECK(has(home / ".docker"));
+  CHECK(has(home / ".local/share/keyrings"));
+  CHECK(has(home / ".netrc"));
+  CHECK(has(home / "agent"));       // the agent socket's own directory
+  CHECK(has(home / "gpg.sock"));    // directly in $HOME: only the socket, not the whole home
+  CHECK_FALSE(has(home));
+  CHECK_FALSE(has(home / ".aws"));  // absent paths are left out
+}

@@ -1,0 +1,149 @@
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "sandbox/landlock.hpp"
+#include "sandbox/linux_sandbox.hpp"
+
+using namespace tokfence::sandbox;
+namespace fs = std::filesystem;
+
+namespace {
+fs::path bin_dir() { return fs::read_symlink("/proc/self/exe").parent_path(); }
+
+// Outside /tmp (which the sandbox replaces), so hiding is what makes things disappear.
+struct ScratchDir {
+  fs::path path;
+  ScratchDir() {
+    fs::path base = bin_dir().parent_path() / "test-artifacts";
+    fs::create_directories(base);
+    std::string tmpl = (base / "unit-sandbox-XXXXXX").string();
+    path = ::mkdtemp(tmpl.data());
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+}  // namespace
+
+TEST_CASE("sandbox::landlock_abi finds Landlock on this kernel") { CHECK(landlock_abi() >= 1); }
+
+TEST_CASE("sandbox::apply_landlock allows writes only below the writable paths") {
+  ScratchDir scratch;
+  fs::create_directories(scratch.path / "ok");
+  fs::create_directories(scratch.path / "no");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    auto r = apply_landlock({{"/"}, {scratch.path / "ok"}, {"/dev/null"}});
+    if (!r) ::_exit(10);
+    int fd = ::open((scratch.path / "ok" / "f").c_str(), O_WRONLY | O_CREAT, 0600);
+    if (fd < 0) ::_exit(11);
+    ::close(fd);
+    if (::open((scratch.path / "no" / "f").c_str(), O_WRONLY | O_CREAT, 0600) >= 0) ::_exit(12);
+    if (errno != EACCES) ::_exit(13);
+    if (::open("/dev/null", O_WRONLY) < 0) ::_exit(14);
+    if (::open("/proc/self/status", O_RDONLY) < 0) ::_exit(15);  // reads stay allowed
+    ::_exit(0);
+  }
+  CHECK(wait_exit(pid) == 0);
+  CHECK(fs::exists(scratch.path / "ok" / "f"));
+  CHECK_FALSE(fs::exists(scratch.path / "no" / "f"));
+}
+
+TEST_CASE("sandbox::spawn_sandboxed hides paths, limits writes, and only loopback exists") {
+  REQUIRE(missing_linux_features().empty());
+  ScratchDir scratch;
+  fs::path work = scratch.path / "work", hidden = scratch.path / "hidden", sockdir = scratch.path / "sock",
+           other = scratch.path / "other";
+  for (auto& d : {work, hidden, sockdir, other}) fs::create_directories(d);
+  std::ofstream(hidden / "secret") << "s";
+  // A listener standing in for the daemon's proxy socket.
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string sock = (sockdir / "proxy.sock").string();
+  REQUIRE(sock.size() < sizeof addr.sun_path);
+  std::strcpy(addr.sun_path, sock.c_str());
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(listener, 4) == 0);
+
+  Policy policy;
+  std::string probe = (bin_dir() / "tokfence-probe").string();
+  std::string script =
+      "test ! -e '" + (hidden / "secret").string() + "' || exit 21\n"
+      "ls -A '" + hidden.string() + "' | grep -q . && exit 22\n"
+      "echo x > '" + (work / "out").string() + "' || exit 23\n"
+      "echo x 2>/dev/null > '" + (other / "out").string() + "' && exit 24\n"
+      "echo x > /tmp/private || exit 25\n"
+      "test \"$(cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ')\" = lo || exit 26\n"
+      "test \"$(pwd)\" = '" + work.string() + "' || exit 27\n"
+      "'" + probe + "' connect 127.0.0.1 7777 >/dev/null || exit 28\n"
+      "test \"$(grep CapEff /proc/self/status | cut -f2)\" = 0000000000000000 || exit 29\n"
+      "test \"$(grep NoNewPrivs /proc/self/status | cut -f2)\" = 1 || exit 30\n"
+      "test -S /run/tokfence-proxy/proxy.sock || exit 31\n"
+      "exit 7\n";
+  policy.argv = {"/bin/sh", "-c", script};
+  policy.env = {"PATH=/usr/bin:/bin"};
+  policy.workdir = work;
+  policy.hidden = {hidden};
+  policy.proxy_socket = sock;
+  policy.proxy_port = 7777;
+  policy.relay = bin_dir() / "tokfence-relay";
+  auto pid = spawn_sandboxed(policy, -1);
+  REQUIRE(pid);
+  CHECK(wait_exit(*pid) == 7);
+  CHECK(fs::exists(work / "out"));
+  CHECK_FALSE(fs::exists(other / "out"));
+  CHECK_FALSE(fs::exists("/tmp/private"));
+  // The probe's connection to 127.0.0.1:7777 inside arrived at our socket through the relay.
+  int conn = ::accept(listener, nullptr, nullptr);
+  CHECK(conn >= 0);
+  if (conn >= 0) ::close(conn);
+  ::close(listener);
+}
+
+TEST_CASE("sandbox::spawn_sandboxed reports bad policies before starting anything") {
+  ScratchDir scratch;
+  Policy policy;
+  policy.argv = {"sh"};
+  policy.workdir = scratch.path;
+  policy.proxy_socket = scratch.path / "proxy.sock";
+  policy.proxy_port = 7777;
+  policy.relay = bin_dir() / "tokfence-relay";
+  auto relative = spawn_sandboxed(policy, -1);
+  REQUIRE_FALSE(relative);
+  CHECK(relative.error().message == "sandbox: command must be an absolute path");
+
+  policy.argv = {"/bin/sh"};
+  policy.workdir = scratch.path / "missing";
+  auto workdir = spawn_sandboxed(policy, -1);
+  REQUIRE_FALSE(workdir);
+  CHECK(workdir.error().message == "sandbox: workdir does not exist: " + (scratch.path / "missing").string());
+
+  policy.workdir = scratch.path;
+  policy.proxy_port = 0;
+  CHECK_FALSE(spawn_sandboxed(policy, -1));
+
+  policy.proxy_port = 7777;
+  policy.relay = scratch.path / "no-relay";
+  auto relay = spawn_sandboxed(policy, -1);
+  REQUIRE_FALSE(relay);
+  CHECK(relay.error().message.rfind("sandbox: tokfence-relay: ", 0) == 0);
+}
