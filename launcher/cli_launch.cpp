@@ -52,6 +52,7 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
     if (launch->get_subcommands().size() > 0) return;  // a subcommand ran instead
     options->pull = !*no_pull;
     options->open_browser = !*no_open;
+    options->dashboard = options->command.empty() || launch->count("--port") > 0;
     if (!workspace->empty()) options->workspace = *workspace;
     if (!model->empty()) options->model = *model;
     ctx.exit_code = launcher::run_launch(ctx.home, ctx.config(), *options);

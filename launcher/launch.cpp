@@ -492,6 +492,11 @@ int Launch::run() {
   // Docker first: without an engine nothing else is worth doing.
   engine_ = engine_or_throw();
   providers_ = providers_with_keys(home_, config_, options_.model);
+  if (options_.model) {
+    std::string provider = options_.model->substr(0, options_.model->find('/'));
+    bool keyed = std::any_of(providers_.begin(), providers_.end(), [&](const auto& p) { return p.name == provider; });
+    if (!keyed) throw UserError("launch: --model: provider '" + provider + "' has no key: run 'tokfence vault add " + provider + " -'");
+  }
   fs::path relay = find_relay();
   auto ids = container_user_ids();
   prepare_image();
@@ -534,9 +539,7 @@ int Launch::run() {
   write_private_file(paths_.config, rendered_.text, owner_);
   check_interrupted();
 
-  // The dashboard only makes sense when the image's own command (the gateway) runs.
-  bool with_dashboard = options_.command.empty();
-  if (with_dashboard) {
+  if (options_.dashboard) {
     dashboard_ = start_dashboard_relay(relay, paths_, options_.port, options_.detach);
     dashboard_url_ = "http://127.0.0.1:" + std::to_string(dashboard_.port) + "/#token=" + token_;
   }

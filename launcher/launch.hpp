@@ -35,6 +35,9 @@ struct LaunchOptions {
   bool json = false;
   bool open_browser = true;
   int port = 18789;  // dashboard on the host's loopback; 0 = any free port
+  // The host-side dashboard relay. The CLI turns it off for a command after `--` (a one-shot run
+  // has no gateway) unless --port is given.
+  bool dashboard = true;
   std::optional<std::string> model;
   std::optional<std::filesystem::path> workspace;
   std::string user;  // "" = 1000:1000 when run as root, else the caller's uid:gid

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #ifndef TOKFENCE_TEMPLATES_DIR
@@ -49,6 +50,21 @@ std::string proxy_base_url(const ProviderSpec& spec, const std::string& proxy_ro
   return proxy_root + "/" + spec.name + spec.client_base_suffix;
 }
 
+std::string default_model(const std::string& provider, const std::vector<std::string>& models) {
+  // A current general-purpose model where the table has one; the table itself is alphabetical.
+  static const std::map<std::string, std::vector<std::string>> preferred = {
+      {"anthropic", {"claude-sonnet-4-5", "claude-sonnet-4", "claude-3-7-sonnet"}},
+      {"openai", {"gpt-5", "gpt-4.1", "gpt-4o"}},
+      {"google", {"gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash"}},
+      {"mistral", {"mistral-large", "mistral-medium"}},
+      {"deepseek", {"deepseek-chat"}},
+  };
+  if (auto it = preferred.find(provider); it != preferred.end())
+    for (const auto& want : it->second)
+      if (std::find(models.begin(), models.end(), want) != models.end()) return want;
+  return models.empty() ? std::string{} : models.front();
+}
+
 std::vector<std::string> provider_priority(std::vector<std::string> names) {
   auto rank = [](const std::string& name) {
     if (name == "anthropic") return 0;
@@ -87,7 +103,7 @@ Result<RenderedConfig> render_openclaw_config(const std::string& template_text, 
   } else {
     std::string first = provider_priority(names).front();
     for (const auto& p : request.providers)
-      if (p.name == first) primary = first + "/" + p.models.front();
+      if (p.name == first) primary = first + "/" + default_model(p.name, p.models);
   }
 
   std::string text = template_text;

@@ -46,6 +46,10 @@ std::optional<std::string> openclaw_api(const ProviderSpec& spec);
 // `proxy_root` + "/" + name + the provider's client suffix ("/v1" for OpenAI-style APIs).
 std::string proxy_base_url(const ProviderSpec& spec, const std::string& proxy_root);
 
+// The model to make primary for `provider`: a current general-purpose one when listed, else the
+// first of `models`.
+std::string default_model(const std::string& provider, const std::vector<std::string>& models);
+
 // Orders providers for choosing the default model: anthropic, openai, google, then by name.
 std::vector<std::string> provider_priority(std::vector<std::string> names);
 

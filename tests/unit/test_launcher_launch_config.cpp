@@ -198,3 +198,9 @@ TEST_CASE("launcher::container_spec has no network, the relay as init and a hard
   CHECK(detached["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped");
   CHECK(detached["Labels"]["org.tokfence.mode"] == "detach");
 }
+
+TEST_CASE("launcher::default_model prefers a current general-purpose model") {
+  CHECK(default_model("openai", {"codex-mini", "gpt-3.5-turbo", "gpt-4.1", "gpt-4o"}) == "gpt-4.1");
+  CHECK(default_model("anthropic", {"claude-3-haiku", "claude-sonnet-4-5"}) == "claude-sonnet-4-5");
+  CHECK(default_model("groq", {"llama-3.1-8b-instant", "qwen/qwen3-32b"}) == "llama-3.1-8b-instant");
+}
