@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# tokfence launch: revoke, kill and budgets apply to a launched container's requests like to any
+# other, and the refusals are logged with the launch's caller. One detached launch; requests are
+# made inside it with `docker exec ... wget` against the relay's 127.0.0.1:9471.
+source "$(dirname "$0")/lib.sh"
+source "$SOURCE_DIR/tests/images/launch_lib.sh"
+
+launch_test_setup
+start_daemon
+name="tfc-$RUN_ID"
+tf launch --image "$TEST_IMAGE" --no-pull --name "$name" --detach -- /bin/sleep 600
+[[ $TF_RC -eq 0 ]] || die "detached launch failed: $TF_ERR"
+
+# One chat request from inside the container; prints the reply or wget's error line.
+chat() {
+  docker exec "$name" wget -q -O - --header 'Content-Type: application/json' \
+    --post-data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
+    http://127.0.0.1:9471/openai/v1/chat/completions 2>&1 || true
+}
+
+expect_contains "$(chat)" '"content":"pong"' "baseline request"
+
+tf_ok revoke openai
+expect_contains "$(chat)" "403 Forbidden" "revoked provider"
+tf_ok restore openai
+expect_contains "$(chat)" '"content":"pong"' "restored provider"
+
+tf_ok kill
+expect_contains "$(chat)" "503 Service Unavailable" "kill switch"
+tf_ok unkill
+expect_contains "$(chat)" '"content":"pong"' "after unkill"
+
+# Three requests so far cost more than this budget: the next one is refused.
+tf_ok budget set openai 0.000001 daily
+expect_contains "$(chat)" "429 Too Many Requests" "over budget"
+tf_ok budget clear openai
+expect_contains "$(chat)" '"content":"pong"' "budget cleared"
+
+tf_ok log --json -n 100
+statuses=$(jq -r --arg c "openclaw:$name" '[.[] | select(.caller_name == $c) | .status] | join(",")' <<<"$TF_OUT")
+expect_eq "$statuses" "200,403,200,503,200,429,200" "log rows of the launch's requests, in order"
+
+tf_ok launch stop --name "$name"
+expect_nothing_left "$name"
