@@ -1,19 +1,27 @@
 #include "proxy/control_protocol.hpp"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <set>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
 #include <vector>
 
+#include "proxy/caller.hpp"
+#include "proxy/server_control.hpp"
 #include "proxy/server_sockets.hpp"
 
 namespace tokfence::proxy {
@@ -209,6 +217,146 @@ Result<DaemonInfo> ensure_daemon(const Home& home) {
   }
   return fail("daemon: started but does not answer on " + home.control_socket().string() +
               (log_tail.empty() ? std::string() : ": last log lines:" + tail_of_file(home.daemon_log(), 10)));
+}
+
+// ---- Server side ------------------------------------------------------------------------------
+
+namespace {
+
+bool same_namespace(int pid, const char* ns, std::string* why) {
+  struct stat mine{}, theirs{};
+  std::string self_path = std::string("/proc/self/ns/") + ns;
+  std::string peer_path = "/proc/" + std::to_string(pid) + "/ns/" + ns;
+  if (::stat(self_path.c_str(), &mine) != 0) {
+    *why = std::string("cannot read own ") + ns + " namespace";
+    return false;
+  }
+  if (::stat(peer_path.c_str(), &theirs) != 0) {
+    *why = std::string("cannot read the peer's ") + ns + " namespace (pid " + std::to_string(pid) + ")";
+    return false;
+  }
+  if (mine.st_ino != theirs.st_ino || mine.st_dev != theirs.st_dev) {
+    *why = std::string("peer (pid ") + std::to_string(pid) + ") is in another " +
+           (std::string(ns) == "net" ? "network" : "mount") + " namespace";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<void> check_control_peer(int fd) {
+  auto cred = peer_credentials(fd);
+  if (!cred) return fail("control: refused: cannot read the peer's credentials");
+  if (cred->uid != ::getuid())
+    return fail("control: refused: peer uid " + std::to_string(cred->uid) + " is not the daemon's uid " +
+                std::to_string(::getuid()));
+  if (cred->pid <= 0) return fail("control: refused: peer pid unknown (another pid namespace)");
+  std::string why;
+  if (!same_namespace(cred->pid, "net", &why) || !same_namespace(cred->pid, "mnt", &why))
+    return fail("control: refused: " + why);
+  return {};
+}
+
+struct ControlServer::Impl {
+  const ControlRouter* router = nullptr;
+  fs::path path;
+  int listen_fd = -1;
+  int wake[2] = {-1, -1};
+  std::thread acceptor;
+  std::mutex mutex;
+  std::condition_variable idle;
+  std::set<int> active;
+  bool stopped = false;
+
+  void serve(int fd) {
+    auto check = check_control_peer(fd);
+    if (!check) {
+      json refusal = {{"ok", false}, {"error", check.error().message}};
+      write_all(fd, refusal.dump() + "\n", std::chrono::steady_clock::now() + std::chrono::seconds(2));
+      return;
+    }
+    for (;;) {
+      auto line = read_line(fd, std::chrono::steady_clock::now() + std::chrono::seconds(30), nullptr);
+      if (!line) return;
+      json request = json::parse(*line, nullptr, false);
+      json reply = request.is_discarded()
+                       ? json{{"ok", false}, {"error", "control: malformed request: not JSON"}}
+                       : router->dispatch(request);
+      if (!write_all(fd, reply.dump() + "\n", std::chrono::steady_clock::now() + std::chrono::seconds(10))) return;
+    }
+  }
+
+  void accept_loop() {
+    for (;;) {
+      pollfd p[2] = {{listen_fd, POLLIN, 0}, {wake[0], POLLIN, 0}};
+      if (::poll(p, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      if (p[1].revents) return;
+      if (!(p[0].revents & POLLIN)) continue;
+      int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      {
+        std::lock_guard lock(mutex);
+        if (stopped) {
+          ::close(fd);
+          return;
+        }
+        active.insert(fd);
+      }
+      std::thread([this, fd] {
+        serve(fd);
+        std::lock_guard lock(mutex);
+        active.erase(fd);
+        ::close(fd);
+        idle.notify_all();
+      }).detach();
+    }
+  }
+};
+
+Result<std::unique_ptr<ControlServer>> ControlServer::start(const fs::path& path, const ControlRouter& router) {
+  auto impl = std::make_unique<Impl>();
+  impl->router = &router;
+  impl->path = path;
+  auto fd = bind_unix_listener(path, 0600, 64);
+  if (!fd) return std::unexpected(fd.error());
+  impl->listen_fd = *fd;
+  if (::pipe2(impl->wake, O_CLOEXEC) != 0) {
+    ::close(*fd);
+    remove_socket_file(path);
+    return fail("control: cannot create a pipe");
+  }
+  Impl* raw = impl.get();
+  impl->acceptor = std::thread([raw] { raw->accept_loop(); });
+  return std::unique_ptr<ControlServer>(new ControlServer(std::move(impl)));
+}
+
+ControlServer::ControlServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ControlServer::~ControlServer() { stop(); }
+
+void ControlServer::stop() {
+  if (!impl_ || impl_->listen_fd < 0) return;
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopped = true;
+  }
+  char byte = 1;
+  [[maybe_unused]] auto n = ::write(impl_->wake[1], &byte, 1);
+  if (impl_->acceptor.joinable()) impl_->acceptor.join();
+  ::close(impl_->listen_fd);
+  impl_->listen_fd = -1;
+  remove_socket_file(impl_->path);
+  std::unique_lock lock(impl_->mutex);
+  // Answers in progress (e.g. the reply to `shutdown`) go out first; idle clients are cut.
+  impl_->idle.wait_for(lock, std::chrono::seconds(1), [&] { return impl_->active.empty(); });
+  for (int fd : impl_->active) ::shutdown(fd, SHUT_RDWR);
+  impl_->idle.wait_for(lock, std::chrono::seconds(5), [&] { return impl_->active.empty(); });
+  ::close(impl_->wake[0]);
+  ::close(impl_->wake[1]);
 }
 
 }  // namespace tokfence::proxy

@@ -1,0 +1,40 @@
+#pragma once
+// Who is calling: the process behind a proxy connection, for the request log's caller columns.
+//  - Unix sockets: SO_PEERCRED gives the pid; the name is /proc/<pid>/comm.
+//  - Loopback TCP: the peer's socket is found in /proc/net/tcp{,6} by its address pair, and its
+//    inode in some /proc/<pid>/fd of our own user. That scan costs a walk over /proc, so callers run
+//    it once per connection, off the I/O threads.
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace tokfence::proxy {
+
+struct Caller {
+  int pid = 0;
+  std::string name;
+};
+
+// The name of process `pid` (/proc/<pid>/comm), "" when gone.
+std::string process_name(int pid);
+
+// SO_PEERCRED of a connected Unix socket.
+struct PeerCred {
+  int pid = 0;
+  unsigned uid = 0;
+  unsigned gid = 0;
+};
+std::optional<PeerCred> peer_credentials(int fd);
+
+// The local process that owns the TCP connection whose client side is `peer_ip:peer_port` and
+// whose server side is `local_ip:local_port` (IPv4 dotted or IPv6 text). nullopt when not found
+// (another user's process, already closed, not loopback).
+std::optional<Caller> find_tcp_caller(const std::string& peer_ip, std::uint16_t peer_port,
+                                      const std::string& local_ip, std::uint16_t local_port);
+
+// Parses one data line of /proc/net/tcp or tcp6; exposed for tests. Returns the inode of the
+// socket whose local address is (`ip_hex`, `port`) and remote port is `remote_port`, or 0.
+std::uint64_t match_proc_net_tcp_line(const std::string& line, const std::string& local_hex, std::uint16_t local_port,
+                                      std::uint16_t remote_port);
+
+}  // namespace tokfence::proxy

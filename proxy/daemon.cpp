@@ -1,0 +1,397 @@
+#include "proxy/daemon.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <set>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+
+#include "proxy/control_protocol.hpp"
+#include "proxy/controls.hpp"
+#include "proxy/pricing.hpp"
+#include "proxy/request_log.hpp"
+#include "proxy/server.hpp"
+#include "proxy/server_control.hpp"
+#include "proxy/sqlite.hpp"
+
+namespace tokfence::proxy {
+
+void daemon_log(const std::string& text) {
+  static std::mutex mutex;
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  std::lock_guard lock(mutex);
+  std::cerr << stamp << " tokfence: " << text << std::endl;
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Local midnight, for "today" in `status`.
+std::int64_t start_of_today_ms() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::localtime_r(&now, &tm);
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  tm.tm_isdst = -1;
+  return static_cast<std::int64_t>(std::mktime(&tm)) * 1000;
+}
+
+// Keys in memory must not be readable through ptrace, /proc/<pid>/mem or a core file.
+void harden_process() {
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  rlimit none{0, 0};
+  ::setrlimit(RLIMIT_CORE, &none);
+}
+
+// The single-instance lock: an flock on daemon.pid, held for the daemon's life.
+class PidLock {
+ public:
+  static Result<PidLock> acquire(const fs::path& path) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return fail("daemon: cannot open pid file: " + path.string() + ": " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      char buf[32] = {};
+      [[maybe_unused]] auto n = ::pread(fd, buf, sizeof buf - 1, 0);
+      ::close(fd);
+      return fail("daemon: already running (pid " + std::string(buf[0] ? buf : "?") +
+                  "): stop it with 'tokfence stop' first");
+    }
+    std::string pid = std::to_string(::getpid()) + "\n";
+    [[maybe_unused]] int r = ::ftruncate(fd, 0);
+    [[maybe_unused]] auto w = ::pwrite(fd, pid.data(), pid.size(), 0);
+    return PidLock(fd, path);
+  }
+  PidLock(PidLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)), path_(std::move(o.path_)) {}
+  ~PidLock() {
+    if (fd_ >= 0) {
+      ::unlink(path_.c_str());
+      ::close(fd_);
+    }
+  }
+
+ private:
+  PidLock(int fd, fs::path path) : fd_(fd), path_(std::move(path)) {}
+  int fd_;
+  fs::path path_;
+};
+
+Result<void> write_private_file(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return fail("daemon: cannot write " + tmp.string() + ": " + std::strerror(errno));
+  ::fchmod(fd, 0600);
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) return fail("daemon: cannot write " + path.string());
+  return {};
+}
+
+// Per-launch proxy sockets that must outlive a restart (detached launches), in tokfence.db.
+class SocketStore {
+ public:
+  static Result<SocketStore> open(const fs::path& db_path) {
+    auto db = sqlite::Database::open(db_path, sqlite::Create::yes);
+    if (!db) return std::unexpected(db.error());
+    auto schema = db->exec(
+        "CREATE TABLE IF NOT EXISTS proxy_sockets(path TEXT PRIMARY KEY, caller TEXT NOT NULL, "
+        "mode INTEGER NOT NULL, created_ms INTEGER NOT NULL)");
+    if (!schema) return std::unexpected(schema.error());
+    return SocketStore(std::move(*db));
+  }
+  Result<std::vector<ProxySocketInfo>> all() {
+    std::lock_guard lock(*mutex_);
+    auto st = db_.prepare("SELECT path, caller, mode FROM proxy_sockets ORDER BY path");
+    if (!st) return std::unexpected(st.error());
+    std::vector<ProxySocketInfo> out;
+    for (;;) {
+      auto row = st->step();
+      if (!row) return std::unexpected(row.error());
+      if (!*row) break;
+      out.push_back({st->column_text(0), st->column_text(1), static_cast<int>(st->column_int64(2)), true});
+    }
+    return out;
+  }
+  Result<void> put(const ProxySocketInfo& s) {
+    std::lock_guard lock(*mutex_);
+    auto st = db_.prepare("INSERT OR REPLACE INTO proxy_sockets(path, caller, mode, created_ms) VALUES(?,?,?,?)");
+    if (!st) return std::unexpected(st.error());
+    st->bind(1, s.path).bind(2, s.caller).bind(3, s.mode).bind(4, unix_ms());
+    return st->run();
+  }
+  Result<void> remove(const std::string& path) {
+    std::lock_guard lock(*mutex_);
+    auto st = db_.prepare("DELETE FROM proxy_sockets WHERE path = ?");
+    if (!st) return std::unexpected(st.error());
+    st->bind(1, path);
+    return st->run();
+  }
+
+ private:
+  explicit SocketStore(sqlite::Database db) : db_(std::move(db)) {}
+  sqlite::Database db_;
+  std::unique_ptr<std::mutex> mutex_ = std::make_unique<std::mutex>();
+};
+
+Result<KeyStore::Map> load_keys(vault::Vault& vault) {
+  auto all = vault.get_all();
+  if (!all) return std::unexpected(all.error());
+  KeyStore::Map keys;
+  for (auto& [provider, key] : *all) keys.emplace(provider, std::move(key));
+  return keys;
+}
+
+bool valid_label(const std::string& s) {
+  if (s.empty() || s.size() > 128) return false;
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) return false;
+  return true;
+}
+
+json socket_json(const ProxySocketInfo& s) {
+  return {{"path", s.path}, {"caller", s.caller}, {"mode", s.mode}, {"persist", s.persist}};
+}
+
+}  // namespace
+
+Result<void> run_daemon(DaemonOptions options) {
+  harden_process();
+  const Home& home = options.home;
+  const Config& config = options.config;
+  if (auto ok = home.ensure(); !ok) return std::unexpected(ok.error());
+
+  auto lock = PidLock::acquire(home.pid_file());
+  if (!lock) return std::unexpected(lock.error());
+
+  // Signals are taken by sigwait on this thread only; every thread started below inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  if (!options.vault) return fail("daemon: no vault");
+  std::shared_ptr<vault::Vault> vault = std::move(options.vault);
+  auto keys = std::make_shared<KeyStore>();
+  {
+    auto loaded = load_keys(*vault);
+    if (!loaded) return fail("daemon: cannot load keys: " + loaded.error().message);
+    keys->replace(std::move(*loaded));
+  }
+
+  std::error_code ec;
+  fs::create_directories(config.logging.db_path.parent_path(), ec);
+  auto log = RequestLog::open(config.logging.db_path, config.logging.retention_days);
+  if (!log) return std::unexpected(log.error());
+  std::shared_ptr<RequestLog> request_log = std::move(*log);
+  auto controls_made = make_controls(config);
+  if (!controls_made) return std::unexpected(controls_made.error());
+  std::shared_ptr<Controls> controls = std::move(*controls_made);
+  auto pricing = std::make_shared<const PricingTable>(config);
+  auto sockets = SocketStore::open(config.logging.db_path);
+  if (!sockets) return std::unexpected(sockets.error());
+
+  auto server_made = ProxyServer::create({config, keys, request_log, controls, pricing});
+  if (!server_made) return std::unexpected(server_made.error());
+  std::unique_ptr<ProxyServer> server = std::move(*server_made);
+
+  auto port = server->listen_tcp(config.daemon.host, config.daemon.port);
+  if (!port) return std::unexpected(port.error());
+  fs::path main_socket = config.daemon.socket_path.empty() ? home.default_proxy_socket() : config.daemon.socket_path;
+  if (auto ok = ensure_private_dir(main_socket.parent_path()); !ok) return std::unexpected(ok.error());
+  if (auto ok = server->listen_unix({main_socket.string(), "", 0660, false}); !ok) return std::unexpected(ok.error());
+  if (auto persisted = sockets->all()) {
+    for (const auto& s : *persisted) {
+      if (auto ok = server->listen_unix(s); !ok)
+        daemon_log("warning: persisted proxy socket not re-created: " + ok.error().message);
+      else
+        daemon_log("proxy socket re-created: " + s.path + " (caller " + s.caller + ")");
+    }
+  } else {
+    daemon_log("warning: cannot read persisted proxy sockets: " + persisted.error().message);
+  }
+
+  const std::int64_t started_at = unix_ms();
+  const pid_t self = ::getpid();
+  ControlRouter router;
+  router.add("ping", [&](const json&) -> Result<json> { return json{{"pid", self}, {"version", options.version}}; });
+  router.add("status", [&](const json&) -> Result<json> {
+    json out = {{"running", true},
+                {"pid", self},
+                {"version", options.version},
+                {"started_at", started_at / 1000},
+                {"host", config.daemon.host},
+                {"port", *port},
+                {"proxy_socket", main_socket.string()},
+                {"control_socket", home.control_socket().string()},
+                {"vault_backend", vault->backend_name()}};
+    json key_names = json::array();
+    for (const auto& [name, key] : *keys->snapshot()) key_names.push_back(name);
+    out["keys"] = key_names;
+    json extra = json::array();
+    for (const auto& s : server->unix_sockets())
+      if (!s.caller.empty()) extra.push_back(socket_json(s));
+    out["proxy_sockets"] = extra;
+    // Rows are written in batches: flush so `status` counts every request answered so far.
+    request_log->flush();
+    auto totals = totals_since(config.logging.db_path, start_of_today_ms());
+    if (totals) {
+      out["today"] = {{"requests", totals->requests},
+                      {"input_tokens", totals->input_tokens},
+                      {"output_tokens", totals->output_tokens},
+                      {"cache_read_tokens", totals->cache_read_tokens},
+                      {"cache_write_tokens", totals->cache_write_tokens},
+                      {"cost_pico", totals->cost},
+                      {"cost_usd", format_usd(totals->cost)},
+                      {"unknown_cost_requests", totals->unknown_cost_requests}};
+    } else {
+      out["today"] = {{"error", totals.error().message}};
+    }
+    out["controls"] = controls->status();
+    return out;
+  });
+  router.add("reload_keys", [&](const json&) -> Result<json> {
+    auto loaded = load_keys(*vault);
+    if (!loaded) return fail("vault: reload failed, keeping the keys in memory: " + loaded.error().message);
+    std::size_t n = loaded->size();
+    keys->replace(std::move(*loaded));
+    daemon_log("keys reloaded: " + std::to_string(n) + " provider(s)");
+    return json{{"keys", n}};
+  });
+  router.add("shutdown", [&](const json&) -> Result<json> {
+    // The main thread does the work; this thread only answers.
+    ::kill(self, SIGTERM);
+    return json{{"pid", self}, {"grace_seconds", config.daemon.shutdown_grace_seconds}};
+  });
+  router.add("open_proxy_socket", [&](const json& r) -> Result<json> {
+    if (!r.contains("path") || !r["path"].is_string()) return fail("open_proxy_socket: 'path' (string) is required");
+    if (!r.contains("caller") || !r["caller"].is_string() || !valid_label(r["caller"].get<std::string>()))
+      return fail("open_proxy_socket: 'caller' must be a non-empty label of printable characters (max 128)");
+    ProxySocketInfo s;
+    s.path = r["path"].get<std::string>();
+    s.caller = r["caller"].get<std::string>();
+    s.mode = 0660;
+    if (r.contains("mode")) {
+      if (!r["mode"].is_number_integer() || r["mode"].get<int>() < 0 || r["mode"].get<int>() > 0777)
+        return fail("open_proxy_socket: 'mode' must be an integer permission between 0 and 0777 (e.g. 432 = 0660)");
+      s.mode = r["mode"].get<int>();
+    }
+    s.persist = r.value("persist", false);
+    if (!fs::path(s.path).is_absolute()) return fail("open_proxy_socket: path must be absolute: " + s.path);
+    if (fs::path(s.path) == main_socket || fs::path(s.path) == home.control_socket())
+      return fail("open_proxy_socket: path is one of the daemon's own sockets: " + s.path);
+    for (const auto& open : server->unix_sockets())
+      if (open.path == s.path) {
+        if (open.caller != s.caller)
+          return fail("open_proxy_socket: already open for caller '" + open.caller + "': " + s.path);
+        return json{{"path", s.path}, {"already_open", true}};
+      }
+    if (auto ok = server->listen_unix(s); !ok) return std::unexpected(ok.error());
+    if (s.persist) {
+      if (auto ok = sockets->put(s); !ok) {
+        (void)server->close_unix(s.path);
+        return std::unexpected(ok.error());
+      }
+    }
+    daemon_log("proxy socket opened: " + s.path + " (caller " + s.caller + (s.persist ? ", persisted)" : ")"));
+    return json{{"path", s.path}, {"already_open", false}};
+  });
+  router.add("close_proxy_socket", [&](const json& r) -> Result<json> {
+    if (!r.contains("path") || !r["path"].is_string()) return fail("close_proxy_socket: 'path' (string) is required");
+    std::string path = r["path"].get<std::string>();
+    if (fs::path(path) == main_socket) return fail("close_proxy_socket: the main proxy socket stays open: " + path);
+    auto closed = server->close_unix(path);
+    auto removed = sockets->remove(path);
+    if (!closed) return std::unexpected(closed.error());
+    if (!removed) return std::unexpected(removed.error());
+    daemon_log("proxy socket closed: " + path);
+    return json{{"path", path}};
+  });
+  router.add("list_proxy_sockets", [&](const json&) -> Result<json> {
+    json list = json::array();
+    std::set<std::string> persisted;
+    if (auto all = sockets->all())
+      for (const auto& s : *all) persisted.insert(s.path);
+    for (auto s : server->unix_sockets()) {
+      if (s.caller.empty()) continue;
+      s.persist = persisted.count(s.path) > 0;
+      list.push_back(socket_json(s));
+    }
+    return json{{"sockets", list}};
+  });
+  controls->register_ops(router);
+
+  server->start();
+  auto control = ControlServer::start(home.control_socket(), router);
+  if (!control) {
+    server->shutdown(std::chrono::seconds(0));
+    return std::unexpected(control.error());
+  }
+
+  json runtime = {{"pid", self},
+                  {"host", config.daemon.host},
+                  {"port", *port},
+                  {"proxy_socket", main_socket.string()},
+                  {"control_socket", home.control_socket().string()},
+                  {"vault_backend", vault->backend_name()},
+                  {"version", options.version},
+                  {"started_at", started_at / 1000}};
+  if (auto ok = write_private_file(home.runtime_file(), runtime.dump(2) + "\n"); !ok) {
+    (*control)->stop();
+    server->shutdown(std::chrono::seconds(0));
+    return std::unexpected(ok.error());
+  }
+  daemon_log("daemon started (pid " + std::to_string(self) + "): http://" + config.daemon.host + ":" +
+             std::to_string(*port) + ", unix " + main_socket.string() + ", vault " + vault->backend_name() + ", " +
+             std::to_string(keys->size()) + " key(s)");
+  if (options.on_ready) options.on_ready(*port);
+
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      auto loaded = load_keys(*vault);
+      if (loaded) {
+        keys->replace(std::move(*loaded));
+        daemon_log("keys reloaded (SIGHUP)");
+      } else {
+        daemon_log("warning: key reload failed: " + loaded.error().message);
+      }
+      continue;
+    }
+    daemon_log(std::string("stopping (") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + "): in-flight requests get " +
+               std::to_string(config.daemon.shutdown_grace_seconds) + " s");
+    break;
+  }
+  server->shutdown(std::chrono::seconds(config.daemon.shutdown_grace_seconds));
+  request_log->flush();
+  (*control)->stop();
+  ::unlink(home.runtime_file().c_str());
+  server.reset();
+  keys->replace({});
+  daemon_log("daemon stopped; request log flushed");
+  return {};
+}
+
+}  // namespace tokfence::proxy

@@ -1,0 +1,830 @@
+#include "proxy/server.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <limits>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "proxy/caller.hpp"
+#include "proxy/routing.hpp"
+#include "proxy/server_sockets.hpp"
+#include "proxy/upstream.hpp"
+#include "proxy/usage.hpp"
+
+namespace tokfence::proxy {
+
+void KeyStore::replace(Map keys) {
+  auto fresh = std::make_shared<const Map>(std::move(keys));
+  std::lock_guard lock(mutex_);
+  keys_ = std::move(fresh);
+}
+
+std::shared_ptr<const KeyStore::Map> KeyStore::snapshot() const {
+  std::lock_guard lock(mutex_);
+  return keys_;
+}
+
+std::size_t KeyStore::size() const { return snapshot()->size(); }
+
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using unix_proto = net::local::stream_protocol;
+using UnixStream = beast::basic_stream<unix_proto>;
+using SteadyClock = std::chrono::steady_clock;
+
+auto with_ec(beast::error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
+
+std::int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+double ms_since(SteadyClock::time_point t) { return std::chrono::duration<double, std::milli>(SteadyClock::now() - t).count(); }
+
+std::string new_request_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* hex = "0123456789abcdef";
+  std::uint64_t v = rng();
+  std::string id = "req_";
+  for (int i = 15; i >= 0; --i) id.push_back(hex[(v >> (i * 4)) & 0xf]);
+  return id;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  return true;
+}
+
+bool istarts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+struct Provider {
+  ProviderSpec spec;
+  UpstreamUrl url;
+};
+
+// The process behind a connection. For loopback TCP it is found on the identify thread; rows of
+// that connection are recorded from the same thread, after the look-up (one FIFO queue).
+struct CallerSlot {
+  std::atomic<bool> resolved{true};
+  Caller caller;
+};
+
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  virtual void close_if_idle() = 0;
+  virtual void force_close() = 0;
+};
+
+struct Worker {
+  net::io_context ioc{1};
+  std::unique_ptr<UpstreamPool> pool;
+  std::thread thread;
+  std::set<SessionBase*> sessions;  // only touched on this worker's thread
+  std::atomic<int> session_count{0};
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
+};
+
+struct UnixListener {
+  ProxySocketInfo info;
+  std::unique_ptr<unix_proto::acceptor> acceptor;
+};
+
+}  // namespace
+
+struct ProxyServer::Impl {
+  ServerDeps deps;
+  std::map<std::string, Provider, std::less<>> providers;
+  std::string provider_list;
+  std::shared_ptr<net::ssl::context> tls;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::atomic<std::size_t> next_worker{0};
+  std::atomic<bool> stopping{false};
+  net::thread_pool identify_pool{1};
+  std::unique_ptr<tcp::acceptor> tcp_acceptor;
+  mutable std::mutex listeners_mutex;
+  std::map<std::string, std::shared_ptr<UnixListener>> unix_listeners;
+  bool started = false;
+
+  Worker& pick_worker() { return *workers[next_worker++ % workers.size()]; }
+  Worker& acceptor_worker() { return *workers[0]; }
+  net::awaitable<void> accept_tcp();
+  net::awaitable<void> accept_unix(std::shared_ptr<UnixListener> listener);
+  void record(RequestRecord rec, const std::shared_ptr<CallerSlot>& slot, std::string name);
+};
+
+namespace {
+
+using Impl = ProxyServer::Impl;
+
+enum class Outcome { keep, close, retry };
+
+template <class Stream>
+class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+ public:
+  Session(Impl& server, Worker& worker, Stream stream, std::string label, std::shared_ptr<CallerSlot> caller)
+      : s_(server), w_(worker), stream_(std::move(stream)), label_(std::move(label)), caller_(std::move(caller)) {
+    relay_buf_.resize(64 * 1024);
+  }
+
+  static net::awaitable<void> start(std::shared_ptr<Session> self) { co_await self->run(); }
+
+  void close_if_idle() override {
+    if (idle_) {
+      beast::error_code ec;
+      stream_.socket().cancel(ec);
+    }
+  }
+  void force_close() override {
+    beast::error_code ec;
+    stream_.socket().shutdown(net::socket_base::shutdown_both, ec);
+    stream_.socket().close(ec);
+    if (upstream_) upstream_->close();
+  }
+
+ private:
+  const Config& config() const { return s_.deps.config; }
+  std::chrono::seconds idle_timeout() const { return std::chrono::seconds(config().daemon.idle_timeout_seconds); }
+
+  net::awaitable<void> run() {
+    auto self = this->shared_from_this();
+    w_.sessions.insert(this);
+    beast::error_code ec;
+    for (;;) {
+      if (s_.stopping) break;
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(config().daemon.max_header_bytes));
+      parser.body_limit(config().daemon.max_body_bytes);
+      idle_ = true;
+      stream_.expires_after(idle_timeout());
+      co_await http::async_read_header(stream_, buffer_, parser, with_ec(ec));
+      idle_ = false;
+      if (ec) {
+        if (ec == http::error::header_limit) {
+          co_await send_error(431, "tokfence_header_too_large",
+                              "request: header larger than max_header_bytes (" +
+                                  std::to_string(config().daemon.max_header_bytes) + ")",
+                              false, 11, nullptr, {});
+        } else if (ec != http::error::end_of_stream && ec != net::error::eof && ec != net::error::operation_aborted &&
+                   ec != net::error::connection_reset && ec != beast::error::timeout && ec != net::error::bad_descriptor) {
+          co_await send_error(400, "tokfence_bad_request", "request: malformed HTTP: " + ec.message(), false, 11,
+                              nullptr, {});
+        }
+        break;
+      }
+      auto started = SteadyClock::now();
+      auto& req = parser.get();
+      if (auto len = parser.content_length(); len && *len > config().daemon.max_body_bytes) {
+        co_await send_error(413, "tokfence_body_too_large", body_limit_message(), false, req.version(), nullptr, {});
+        break;
+      }
+      if (auto expect = req.find(http::field::expect); expect != req.end() && iequals(expect->value(), "100-continue")) {
+        static const std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
+        co_await net::async_write(stream_, net::buffer(cont), with_ec(ec));
+        if (ec) break;
+      }
+      if (!parser.is_done()) {
+        stream_.expires_after(idle_timeout());
+        co_await http::async_read(stream_, buffer_, parser, with_ec(ec));
+        if (ec == http::error::body_limit) {
+          co_await send_error(413, "tokfence_body_too_large", body_limit_message(), false, req.version(), nullptr, {});
+          break;
+        }
+        if (ec) {
+          if (ec != net::error::eof && ec != http::error::partial_message && ec != net::error::connection_reset &&
+              ec != beast::error::timeout && ec != net::error::operation_aborted)
+            co_await send_error(400, "tokfence_bad_request", "request: malformed HTTP body: " + ec.message(), false,
+                                req.version(), nullptr, {});
+          break;
+        }
+      }
+      bool keep = co_await handle(parser.release(), started);
+      if (!keep) break;
+    }
+    stream_.socket().shutdown(net::socket_base::shutdown_send, ec);
+    stream_.socket().close(ec);
+    w_.sessions.erase(this);
+    --w_.session_count;
+  }
+
+  std::string body_limit_message() const {
+    return "request: body larger than max_body_bytes (" + std::to_string(config().daemon.max_body_bytes) +
+           "): raise [daemon] max_body_bytes in config.toml";
+  }
+
+  net::awaitable<void> send_error(int status, std::string_view type, std::string_view message, bool keep,
+                                  unsigned version, RequestRecord* rec, const nlohmann::json& extra,
+                                  std::optional<int> retry_after = std::nullopt) {
+    http::response<http::string_body> res{static_cast<http::status>(status), version < 10 ? 11u : version};
+    res.set(http::field::content_type, "application/json");
+    if (rec) {
+      res.set("X-Tokfence-Request-Id", rec->id);
+      rec->status = status;
+      if (rec->error.empty()) rec->error = std::string(message);
+    }
+    if (retry_after) res.set(http::field::retry_after, std::to_string(*retry_after));
+    res.body() = error_body(type, message, extra);
+    res.keep_alive(keep && !s_.stopping);
+    res.prepare_payload();
+    beast::error_code ec;
+    stream_.expires_after(std::chrono::seconds(30));
+    co_await http::async_write(stream_, res, with_ec(ec));
+  }
+
+  // One request from its header to the log row. Returns whether the client connection stays open.
+  net::awaitable<bool> handle(http::request<http::string_body> req, SteadyClock::time_point started) {
+    bool keep = req.keep_alive() && !s_.stopping;
+    std::string target(req.target());
+    RequestRecord rec;
+    rec.id = new_request_id();
+    rec.ts_ms = unix_ms();
+    rec.method = std::string(req.method_string());
+    rec.path = target.substr(0, target.find('?'));
+    if (label_.empty())
+      if (auto h = req.find("x-tokfence-caller"); h != req.end()) caller_override_ = std::string(h->value());
+
+    if (rec.path == "/__tokfence/health") {
+      http::response<http::string_body> res{http::status::ok, req.version()};
+      res.set(http::field::content_type, "application/json");
+      res.set("X-Tokfence-Request-Id", rec.id);
+      res.body() = R"({"status":"ok"})" "\n";
+      res.keep_alive(keep);
+      res.prepare_payload();
+      beast::error_code ec;
+      co_await http::async_write(stream_, res, with_ec(ec));
+      co_return keep && !ec;
+    }
+
+    auto finish = [&](bool still_keep) {
+      rec.latency_ms = ms_since(started);
+      s_.record(std::move(rec), caller_, label_.empty() ? caller_override_ : label_);
+      caller_override_.clear();
+      return still_keep;
+    };
+
+    auto route = split_target(target);
+    if (!route || route->provider.starts_with("__")) {
+      co_await send_error(404, "tokfence_not_found",
+                          "route: requests go to /<provider>/<path>: known providers: " + s_.provider_list, keep,
+                          req.version(), &rec, nullptr);
+      co_return finish(keep);
+    }
+    rec.provider = route->provider;
+    auto provider_it = s_.providers.find(route->provider);
+    if (provider_it == s_.providers.end()) {
+      co_await send_error(404, "tokfence_unknown_provider",
+                          "provider: unknown: '" + route->provider + "': known providers: " + s_.provider_list +
+                              " (add one with 'tokfence provider set " + route->provider + " <upstream-url>')",
+                          keep, req.version(), &rec, nullptr);
+      co_return finish(keep);
+    }
+    const Provider& provider = provider_it->second;
+    auto keys = s_.deps.keys->snapshot();
+    auto key_it = keys->find(route->provider);
+    if (key_it == keys->end() || key_it->second.empty()) {
+      co_await send_error(401, "tokfence_no_key",
+                          "vault: no key for provider '" + route->provider + "': run 'tokfence vault add " +
+                              route->provider + " -'",
+                          keep, req.version(), &rec, nullptr);
+      co_return finish(keep);
+    }
+
+    ApiKind kind = classify(provider.spec.style, route->rest);
+    std::string body = std::move(req.body());
+    RequestInfo info = inspect_request(kind, route->rest, body, config().proxy.inject_stream_usage);
+    rec.model = info.model;
+    rec.streaming = info.streaming;
+
+    AdmitRequest admit{route->provider, info.model, std::nullopt, 0};
+    std::int64_t est_output = info.max_output_tokens > 0 ? info.max_output_tokens : 4096;
+    admit.estimated_tokens = info.estimated_input_tokens + est_output;
+    if (auto price = s_.deps.pricing->find(route->provider, info.model)) {
+      Usage estimate;
+      estimate.input_tokens = info.estimated_input_tokens;
+      estimate.output_tokens = est_output;
+      admit.estimated_cost = cost_of(*price, estimate);
+    }
+    auto decision = s_.deps.controls->admit(admit);
+    if (auto* refusal = std::get_if<Refusal>(&decision)) {
+      co_await send_error(refusal->status, refusal->type, refusal->message, keep, req.version(), &rec,
+                          refusal->extra, refusal->retry_after_seconds);
+      co_return finish(keep);
+    }
+    Reservation reservation = std::get<Reservation>(decision);
+
+    http::request<http::string_body> up{req.method(), upstream_target(provider.url, *route), 11};
+    if (req.method() == http::verb::unknown) up.method_string(req.method_string());
+    build_upstream_headers(req.base(), up.base(), provider.spec, provider.url, key_it->second);
+    keys.reset();
+    bool had_body = req.has_content_length() || req.chunked() || !body.empty();
+    up.body() = std::move(body);
+    if (had_body) up.content_length(up.body().size());
+
+    bool head = req.method() == http::verb::head;
+    keep = co_await forward(provider, up, head, req.version(), keep, kind, rec, started);
+
+    // Known price and usage: exact cost. No upstream answer at all: nothing was billed (0). An
+    // answer without usage: unknown, never $0.
+    std::optional<Picodollars> cost;
+    std::optional<ModelPrice> price;
+    if (!response_model_.empty()) price = s_.deps.pricing->find(route->provider, response_model_);
+    if (!price) price = s_.deps.pricing->find(route->provider, rec.model);
+    if (price && (rec.usage.found || !got_response_)) cost = cost_of(*price, rec.usage);
+    if (rec.model.empty()) rec.model = response_model_;
+    response_model_.clear();
+    rec.cost = cost;
+    s_.deps.controls->settle(reservation, cost, rec.usage.total());
+    co_return finish(keep);
+  }
+
+  // The exchange with the upstream, retried once on a fresh connection when a pooled one turns out
+  // to be closed before any response byte.
+  net::awaitable<bool> forward(const Provider& provider, http::request<http::string_body>& up, bool head,
+                               unsigned client_version, bool keep, ApiKind kind, RequestRecord& rec,
+                               SteadyClock::time_point started) {
+    ++exchange_;
+    got_response_ = false;
+    client_gone_ = false;
+    in_exchange_ = true;
+    net::co_spawn(w_.ioc, watch_client(this->shared_from_this(), exchange_), net::detached);
+    Outcome outcome = Outcome::close;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      ConnectOutcome connected = co_await w_.pool->acquire(provider.url);
+      if (client_gone_) {
+        rec.error = "client disconnected before the upstream answered";
+        if (connected.connection) w_.pool->release(std::move(connected.connection));
+        outcome = Outcome::close;
+        break;
+      }
+      if (!connected.connection) {
+        co_await send_error(connected.failure.status, connected.failure.type, connected.failure.message, keep,
+                            client_version, &rec, nullptr);
+        outcome = keep ? Outcome::keep : Outcome::close;
+        break;
+      }
+      std::unique_ptr<UpstreamConnection> conn = std::move(connected.connection);
+      upstream_ = conn.get();
+      bool reusable = false;
+      if (conn->is_tls())
+        outcome = co_await exchange(conn->tls(), *conn, up, head, client_version, keep, kind, rec, started, reusable);
+      else
+        outcome = co_await exchange(conn->plain(), *conn, up, head, client_version, keep, kind, rec, started, reusable);
+      upstream_ = nullptr;
+      if (reusable && !client_gone_)
+        w_.pool->release(std::move(conn));
+      else
+        conn->close();
+      if (outcome != Outcome::retry) break;
+      if (attempt == 1) {
+        co_await send_error(502, "tokfence_upstream_error",
+                            "upstream: " + provider.url.origin() + " closed the connection before responding", keep,
+                            client_version, &rec, nullptr);
+        outcome = keep ? Outcome::keep : Outcome::close;
+      }
+    }
+    in_exchange_ = false;
+    beast::error_code ec;
+    stream_.socket().cancel(ec);  // ends the watcher
+    co_return outcome == Outcome::keep && !client_gone_;
+  }
+
+  // Completes (with readiness) when the client sends something or goes away while its request is
+  // in flight. A peek of 0 bytes is a disconnect: the upstream connection is closed, which cancels
+  // the upstream request.
+  static net::awaitable<void> watch_client(std::shared_ptr<Session> self, std::uint64_t exchange) {
+    beast::error_code ec;
+    co_await self->stream_.socket().async_wait(net::socket_base::wait_read, with_ec(ec));
+    if (ec || !self->in_exchange_ || self->exchange_ != exchange) co_return;
+    char byte;
+    ssize_t n = ::recv(self->stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) co_return;  // pipelined bytes
+    self->client_gone_ = true;
+    if (self->upstream_) self->upstream_->close();
+  }
+
+  template <class Up>
+  net::awaitable<Outcome> exchange(Up& up, UpstreamConnection& conn, http::request<http::string_body>& upreq, bool head,
+                                   unsigned client_version, bool keep, ApiKind kind, RequestRecord& rec,
+                                   SteadyClock::time_point started, bool& reusable) {
+    beast::error_code ec;
+    auto idle = idle_timeout();
+    conn.tcp().expires_after(idle);
+    co_await http::async_write(up, upreq, with_ec(ec));
+    if (ec) {
+      if (client_gone_) {
+        rec.error = "client disconnected before the upstream answered";
+        co_return Outcome::close;
+      }
+      if (conn.reused) co_return Outcome::retry;
+      co_await send_error(502, "tokfence_upstream_error",
+                          "upstream: cannot send the request to " + conn.origin() + ": " + ec.message(), keep,
+                          client_version, &rec, nullptr);
+      co_return keep ? Outcome::keep : Outcome::close;
+    }
+
+    http::response_parser<http::buffer_body> p;
+    p.header_limit(static_cast<std::uint32_t>(std::max<std::size_t>(config().daemon.max_header_bytes, 64 * 1024)));
+    // Not boost::none: Boost 1.74 compares a Content-Length against an empty optional as "over the limit".
+    p.body_limit(std::numeric_limits<std::uint64_t>::max());
+    if (head) p.skip(true);
+    conn.tcp().expires_after(idle);
+    co_await http::async_read_header(up, conn.buffer, p, with_ec(ec));
+    if (ec) {
+      if (client_gone_) {
+        rec.error = "client disconnected before the upstream answered";
+        co_return Outcome::close;
+      }
+      if (ec == beast::error::timeout) {
+        co_await send_error(504, "tokfence_upstream_timeout",
+                            "upstream: no response from " + conn.origin() + " within " +
+                                std::to_string(config().daemon.idle_timeout_seconds) + " s (idle_timeout_seconds)",
+                            keep, client_version, &rec, nullptr);
+        co_return keep ? Outcome::keep : Outcome::close;
+      }
+      if (conn.reused && !p.got_some()) co_return Outcome::retry;
+      co_await send_error(502, "tokfence_upstream_error",
+                          "upstream: " + conn.origin() + " closed the connection before a complete response: " +
+                              ec.message(),
+                          keep, client_version, &rec, nullptr);
+      co_return keep ? Outcome::keep : Outcome::close;
+    }
+    rec.ttfb_ms = ms_since(started);
+    got_response_ = true;
+
+    auto& upstream_res = p.get();
+    unsigned code = upstream_res.result_int();
+    http::response<http::buffer_body> res;
+    res.version(client_version < 10 ? 11 : client_version);
+    res.result(code);
+    res.reason(upstream_res.reason());
+    build_client_response_headers(upstream_res.base(), res.base());
+    res.set("X-Tokfence-Request-Id", rec.id);
+    bool has_body = !head && code / 100 != 1 && code != 204 && code != 304;
+    if (has_body && !p.content_length()) {
+      if (res.version() >= 11)
+        res.chunked(true);
+      else
+        keep = false;
+    }
+    keep = keep && !s_.stopping;
+    res.keep_alive(keep);
+    bool event_stream = false;
+    if (auto ct = upstream_res.find(http::field::content_type); ct != upstream_res.end())
+      event_stream = istarts_with(ct->value(), "text/event-stream");
+    if (event_stream) rec.streaming = true;
+    auto extractor = make_usage_extractor(kind, event_stream);
+
+    http::response_serializer<http::buffer_body> sr{res};
+    res.body().data = nullptr;
+    res.body().size = 0;
+    res.body().more = has_body && !p.is_done();
+    stream_.expires_after(idle);
+    co_await http::async_write_header(stream_, sr, with_ec(ec));
+    if (ec) {
+      rec.error = "client disconnected";
+      co_return Outcome::close;
+    }
+    rec.status = static_cast<int>(code);
+
+    bool clean = true;
+    while (has_body && !p.is_done()) {
+      p.get().body().data = relay_buf_.data();
+      p.get().body().size = relay_buf_.size();
+      conn.tcp().expires_after(idle);
+      co_await http::async_read_some(up, conn.buffer, p, with_ec(ec));
+      if (ec == http::error::need_buffer) ec = {};
+      std::size_t n = relay_buf_.size() - p.get().body().size;
+      if (n > 0) {
+        extractor->feed(std::string_view(relay_buf_.data(), n));
+        res.body().data = relay_buf_.data();
+        res.body().size = n;
+        res.body().more = true;
+        beast::error_code wec;
+        stream_.expires_after(idle);
+        co_await http::async_write(stream_, sr, with_ec(wec));
+        if (wec == http::error::need_buffer) wec = {};
+        if (wec) {
+          client_gone_ = true;
+          rec.error = "client disconnected mid-response";
+          clean = false;
+          break;
+        }
+      }
+      if (ec) {
+        clean = false;
+        if (client_gone_)
+          rec.error = "client disconnected mid-response";
+        else if (ec == beast::error::timeout)
+          rec.error = "upstream: no data for " + std::to_string(config().daemon.idle_timeout_seconds) +
+                      " s (idle_timeout_seconds); stream cut";
+        else
+          rec.error = "upstream reset mid-stream: " + ec.message();
+        break;
+      }
+    }
+    if (clean) {
+      res.body().data = nullptr;
+      res.body().size = 0;
+      res.body().more = false;
+      stream_.expires_after(idle);
+      co_await http::async_write(stream_, sr, with_ec(ec));
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) {
+        rec.error = "client disconnected mid-response";
+        clean = false;
+      }
+    }
+    rec.usage = extractor->finish();
+    response_model_ = extractor->response_model();
+    rec.latency_ms = ms_since(started);
+    reusable = clean && p.is_done() && p.get().keep_alive() && conn.buffer.size() == 0;
+    co_return clean && keep ? Outcome::keep : Outcome::close;
+  }
+
+  Impl& s_;
+  Worker& w_;
+  Stream stream_;
+  beast::flat_buffer buffer_;
+  std::string label_;
+  std::shared_ptr<CallerSlot> caller_;
+  std::string caller_override_;
+  std::string response_model_;
+  std::vector<char> relay_buf_;
+  bool idle_ = true;
+  bool in_exchange_ = false;
+  bool got_response_ = false;
+  bool client_gone_ = false;
+  std::uint64_t exchange_ = 0;
+  UpstreamConnection* upstream_ = nullptr;
+};
+
+}  // namespace
+
+void Impl::record(RequestRecord rec, const std::shared_ptr<CallerSlot>& slot, std::string name) {
+  if (slot->resolved.load()) {
+    rec.caller_pid = slot->caller.pid;
+    rec.caller_name = name.empty() ? slot->caller.name : std::move(name);
+    deps.log->record(std::move(rec));
+    return;
+  }
+  // Queued behind the connection's look-up on the identify thread.
+  net::post(identify_pool, [this, rec = std::move(rec), slot, name = std::move(name)]() mutable {
+    rec.caller_pid = slot->caller.pid;
+    rec.caller_name = name.empty() ? slot->caller.name : std::move(name);
+    deps.log->record(std::move(rec));
+  });
+}
+
+net::awaitable<void> Impl::accept_tcp() {
+  for (;;) {
+    beast::error_code ec;
+    Worker& worker = pick_worker();
+    tcp::socket socket = co_await tcp_acceptor->async_accept(worker.ioc, with_ec(ec));
+    if (ec == net::error::operation_aborted || stopping) co_return;
+    if (ec) {
+      // EMFILE and friends: back off instead of spinning.
+      net::steady_timer t(acceptor_worker().ioc, std::chrono::milliseconds(100));
+      co_await t.async_wait(with_ec(ec));
+      continue;
+    }
+    set_cloexec(socket.native_handle());
+    socket.set_option(tcp::no_delay(true), ec);
+    auto slot = std::make_shared<CallerSlot>();
+    auto peer = socket.remote_endpoint(ec);
+    auto local = socket.local_endpoint(ec);
+    if (!ec && deps.config.logging.identify_tcp_callers) {
+      auto addr = peer.address();
+      bool loopback = addr.is_loopback() || (addr.is_v6() && addr.to_v6().is_v4_mapped() &&
+                                             net::ip::make_address_v4(net::ip::v4_mapped, addr.to_v6()).is_loopback());
+      if (loopback) {
+        slot->resolved = false;
+        net::post(identify_pool, [slot, peer_ip = addr.to_string(), peer_port = peer.port(),
+                                  local_ip = local.address().to_string(), local_port = local.port()] {
+          if (auto c = find_tcp_caller(peer_ip, peer_port, local_ip, local_port)) slot->caller = *c;
+          slot->resolved = true;
+        });
+      }
+    }
+    ++worker.session_count;
+    auto session = std::make_shared<Session<beast::tcp_stream>>(*this, worker, beast::tcp_stream(std::move(socket)), "",
+                                                                std::move(slot));
+    net::co_spawn(worker.ioc, Session<beast::tcp_stream>::start(std::move(session)), net::detached);
+  }
+}
+
+net::awaitable<void> Impl::accept_unix(std::shared_ptr<UnixListener> listener) {
+  for (;;) {
+    beast::error_code ec;
+    Worker& worker = pick_worker();
+    unix_proto::socket socket = co_await listener->acceptor->async_accept(worker.ioc, with_ec(ec));
+    if (ec == net::error::operation_aborted || stopping || !listener->acceptor->is_open()) co_return;
+    if (ec) {
+      net::steady_timer t(acceptor_worker().ioc, std::chrono::milliseconds(100));
+      co_await t.async_wait(with_ec(ec));
+      continue;
+    }
+    set_cloexec(socket.native_handle());
+    auto slot = std::make_shared<CallerSlot>();
+    if (auto cred = peer_credentials(socket.native_handle())) slot->caller = Caller{cred->pid, process_name(cred->pid)};
+    ++worker.session_count;
+    auto session = std::make_shared<Session<UnixStream>>(*this, worker, UnixStream(std::move(socket)),
+                                                         listener->info.caller, std::move(slot));
+    net::co_spawn(worker.ioc, Session<UnixStream>::start(std::move(session)), net::detached);
+  }
+}
+
+Result<std::unique_ptr<ProxyServer>> ProxyServer::create(ServerDeps deps) {
+  auto impl = std::make_unique<Impl>();
+  impl->deps = std::move(deps);
+  for (const auto& spec : impl->deps.config.providers()) {
+    auto url = parse_upstream_url(spec.upstream);
+    if (!url) return fail("provider '" + spec.name + "': " + url.error().message);
+    impl->providers.emplace(spec.name, Provider{spec, *url});
+  }
+  impl->provider_list = provider_names(impl->deps.config.providers());
+  impl->tls = make_client_tls_context();
+  int threads = std::clamp(impl->deps.config.daemon.io_threads, 1, 64);
+  for (int i = 0; i < threads; ++i) {
+    auto w = std::make_unique<Worker>();
+    w->pool = std::make_unique<UpstreamPool>(w->ioc, impl->tls,
+                                             std::chrono::seconds(impl->deps.config.daemon.connect_timeout_seconds));
+    w->guard.emplace(w->ioc.get_executor());
+    impl->workers.push_back(std::move(w));
+  }
+  return std::unique_ptr<ProxyServer>(new ProxyServer(std::move(impl)));
+}
+
+ProxyServer::ProxyServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ProxyServer::~ProxyServer() {
+  if (impl_ && impl_->started) shutdown(std::chrono::seconds(0));
+}
+
+Result<int> ProxyServer::listen_tcp(const std::string& host, int port) {
+  beast::error_code ec;
+  auto address = net::ip::make_address(host, ec);
+  if (ec) return fail("daemon: host is not an IP address: " + host + " (set [daemon] host, e.g. 127.0.0.1)");
+  auto acceptor = std::make_unique<tcp::acceptor>(impl_->acceptor_worker().ioc);
+  tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(1024, ec);
+  if (ec)
+    return fail("daemon: cannot listen on " + host + ":" + std::to_string(port) + ": " + ec.message() +
+                (ec == net::error::address_in_use ? " (another process uses the port: set [daemon] port)" : ""));
+  set_cloexec(acceptor->native_handle());
+  int actual = acceptor->local_endpoint().port();
+  impl_->tcp_acceptor = std::move(acceptor);
+  net::co_spawn(impl_->acceptor_worker().ioc, impl_->accept_tcp(), net::detached);
+  return actual;
+}
+
+Result<void> ProxyServer::listen_unix(const ProxySocketInfo& socket) {
+  std::lock_guard lock(impl_->listeners_mutex);
+  if (impl_->stopping) return fail("daemon: shutting down");
+  if (impl_->unix_listeners.count(socket.path)) return fail("socket: already open: " + socket.path);
+  auto fd = bind_unix_listener(socket.path, static_cast<mode_t>(socket.mode));
+  if (!fd) return std::unexpected(fd.error());
+  auto listener = std::make_shared<UnixListener>();
+  listener->info = socket;
+  listener->acceptor = std::make_unique<unix_proto::acceptor>(impl_->acceptor_worker().ioc);
+  beast::error_code ec;
+  listener->acceptor->assign(unix_proto(), *fd, ec);
+  if (ec) {
+    ::close(*fd);
+    remove_socket_file(socket.path);
+    return fail("socket: cannot use listener: " + socket.path + ": " + ec.message());
+  }
+  impl_->unix_listeners[socket.path] = listener;
+  net::co_spawn(impl_->acceptor_worker().ioc, impl_->accept_unix(listener), net::detached);
+  return {};
+}
+
+Result<void> ProxyServer::close_unix(const std::string& path) {
+  std::shared_ptr<UnixListener> listener;
+  {
+    std::lock_guard lock(impl_->listeners_mutex);
+    auto it = impl_->unix_listeners.find(path);
+    if (it == impl_->unix_listeners.end()) return fail("socket: no proxy socket open at: " + path);
+    listener = it->second;
+    impl_->unix_listeners.erase(it);
+  }
+  remove_socket_file(path);
+  net::post(impl_->acceptor_worker().ioc, [listener] {
+    beast::error_code ec;
+    listener->acceptor->close(ec);
+  });
+  return {};
+}
+
+std::vector<ProxySocketInfo> ProxyServer::unix_sockets() const {
+  std::lock_guard lock(impl_->listeners_mutex);
+  std::vector<ProxySocketInfo> out;
+  for (const auto& [path, l] : impl_->unix_listeners) out.push_back(l->info);
+  return out;
+}
+
+void ProxyServer::start() {
+  if (impl_->started) return;
+  impl_->started = true;
+  for (auto& w : impl_->workers) {
+    Worker* worker = w.get();
+    worker->thread = std::thread([worker] {
+      for (;;) {
+        try {
+          worker->ioc.run();
+          break;
+        } catch (...) {
+          // A handler must never take the daemon down; keep serving.
+        }
+      }
+    });
+  }
+}
+
+void ProxyServer::shutdown(std::chrono::seconds grace) {
+  auto& s = *impl_;
+  if (!s.started) return;
+  s.started = false;
+  s.stopping = true;
+  std::vector<std::shared_ptr<UnixListener>> listeners;
+  {
+    std::lock_guard lock(s.listeners_mutex);
+    for (auto& [path, l] : s.unix_listeners) listeners.push_back(l);
+    s.unix_listeners.clear();
+  }
+  for (auto& l : listeners) remove_socket_file(l->info.path);
+  net::post(s.acceptor_worker().ioc, [&s, listeners] {
+    beast::error_code ec;
+    if (s.tcp_acceptor) s.tcp_acceptor->close(ec);
+    for (auto& l : listeners) l->acceptor->close(ec);
+  });
+  auto live = [&s] {
+    int n = 0;
+    for (auto& w : s.workers) n += w->session_count.load();
+    return n;
+  };
+  auto for_each_session = [&s](auto fn) {
+    for (auto& w : s.workers) {
+      Worker* worker = w.get();
+      net::post(worker->ioc, [worker, fn] {
+        for (auto* session : std::vector<SessionBase*>(worker->sessions.begin(), worker->sessions.end())) fn(session);
+      });
+    }
+  };
+  for_each_session([](SessionBase* session) { session->close_if_idle(); });
+  auto deadline = SteadyClock::now() + grace;
+  while (live() > 0 && SteadyClock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // Connections that finished a request since are idle now.
+    for_each_session([](SessionBase* session) { session->close_if_idle(); });
+  }
+  if (live() > 0) {
+    for_each_session([](SessionBase* session) { session->force_close(); });
+    auto cut_deadline = SteadyClock::now() + std::chrono::seconds(5);
+    while (live() > 0 && SteadyClock::now() < cut_deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (auto& w : s.workers) {
+    Worker* worker = w.get();
+    net::post(worker->ioc, [worker] { worker->pool->clear(); });
+    worker->guard.reset();
+  }
+  for (auto& w : s.workers) {
+    // Sessions are gone; what remains are cancelled timers and closed sockets draining.
+    auto stop_at = SteadyClock::now() + std::chrono::seconds(2);
+    while (!w->ioc.stopped() && SteadyClock::now() < stop_at) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    w->ioc.stop();
+    if (w->thread.joinable()) w->thread.join();
+  }
+  s.identify_pool.join();
+}
+
+}  // namespace tokfence::proxy

@@ -1,0 +1,164 @@
+#include "proxy/upstream.hpp"
+
+#include <sys/socket.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/stream_traits.hpp>
+
+namespace tokfence::proxy {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+using tcp = net::ip::tcp;
+
+// Idle upstream connections older than this are not reused: servers commonly close at 60 s or
+// sooner, and a request on a connection the server is closing fails.
+constexpr auto max_idle_age = std::chrono::seconds(30);
+constexpr std::size_t max_idle_per_origin = 64;
+
+// An idle connection must have nothing to read: EOF, an error, or stray bytes all mean it is not
+// safe to send a request on it.
+bool still_clean(UpstreamConnection& c) {
+  if (c.buffer.size() != 0) return false;
+  char byte;
+  ssize_t n = ::recv(c.tcp().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+}  // namespace
+
+UpstreamConnection::UpstreamConnection(std::string origin, std::unique_ptr<Plain> plain)
+    : origin_(std::move(origin)), plain_(std::move(plain)) {}
+UpstreamConnection::UpstreamConnection(std::string origin, std::unique_ptr<Tls> tls)
+    : origin_(std::move(origin)), tls_(std::move(tls)) {}
+
+beast::tcp_stream& UpstreamConnection::tcp() { return tls_ ? beast::get_lowest_layer(*tls_) : *plain_; }
+
+void UpstreamConnection::close() {
+  beast::error_code ec;
+  tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
+  tcp().socket().close(ec);
+}
+
+std::shared_ptr<net::ssl::context> make_client_tls_context() {
+  auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
+  ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                   net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 | net::ssl::context::no_tlsv1_1);
+  beast::error_code ec;
+  ctx->set_default_verify_paths(ec);
+  ctx->set_verify_mode(net::ssl::verify_peer);
+  return ctx;
+}
+
+UpstreamPool::UpstreamPool(net::io_context& ioc, std::shared_ptr<net::ssl::context> tls, std::chrono::seconds connect_timeout)
+    : ioc_(ioc), tls_(std::move(tls)), connect_timeout_(connect_timeout) {}
+
+net::awaitable<ConnectOutcome> UpstreamPool::acquire(const UpstreamUrl& url) {
+  auto it = idle_.find(url.origin());
+  if (it != idle_.end()) {
+    auto now = std::chrono::steady_clock::now();
+    while (!it->second.empty()) {
+      auto conn = std::move(it->second.back());
+      it->second.pop_back();
+      if (now - conn->idle_since < max_idle_age && still_clean(*conn)) {
+        conn->reused = true;
+        co_return ConnectOutcome{std::move(conn), {}};
+      }
+      conn->close();
+    }
+  }
+  co_return co_await connect(url);
+}
+
+void UpstreamPool::release(std::unique_ptr<UpstreamConnection> connection) {
+  auto& list = idle_[connection->origin()];
+  if (list.size() >= max_idle_per_origin || connection->buffer.size() != 0) {
+    connection->close();
+    return;
+  }
+  connection->idle_since = std::chrono::steady_clock::now();
+  list.push_back(std::move(connection));
+}
+
+void UpstreamPool::clear() {
+  for (auto& [origin, list] : idle_)
+    for (auto& c : list) c->close();
+  idle_.clear();
+}
+
+std::size_t UpstreamPool::idle_count() const {
+  std::size_t n = 0;
+  for (const auto& [origin, list] : idle_) n += list.size();
+  return n;
+}
+
+net::awaitable<ConnectOutcome> UpstreamPool::connect(const UpstreamUrl& url) {
+  ConnectOutcome out;
+  beast::error_code ec;
+  auto deadline = std::chrono::steady_clock::now() + connect_timeout_;
+  std::string timeout_text = std::to_string(connect_timeout_.count()) + " s";
+
+  // Resolution has no timeout of its own: a timer cancels it.
+  tcp::resolver resolver(ioc_);
+  net::steady_timer timer(ioc_);
+  timer.expires_at(deadline);
+  auto timed_out = std::make_shared<bool>(false);
+  timer.async_wait([&resolver, timed_out](beast::error_code e) {
+    if (!e) {
+      *timed_out = true;
+      resolver.cancel();
+    }
+  });
+  auto results = co_await resolver.async_resolve(url.host, url.port, net::redirect_error(net::use_awaitable, ec));
+  timer.cancel();
+  if (ec) {
+    if (*timed_out)
+      out.failure = {504, "tokfence_upstream_timeout", "upstream: cannot resolve " + url.host + " within " + timeout_text};
+    else
+      out.failure = {502, "tokfence_upstream_unreachable", "upstream: cannot resolve host: " + url.host + ": " + ec.message()};
+    co_return out;
+  }
+
+  auto stream = std::make_unique<beast::tcp_stream>(ioc_);
+  stream->expires_at(deadline);
+  co_await stream->async_connect(results, net::redirect_error(net::use_awaitable, ec));
+  if (ec) {
+    if (ec == beast::error::timeout)
+      out.failure = {504, "tokfence_upstream_timeout", "upstream: no connection to " + url.origin() + " within " + timeout_text + " (connect_timeout_seconds)"};
+    else
+      out.failure = {502, "tokfence_upstream_unreachable", "upstream: cannot connect to " + url.origin() + ": " + ec.message()};
+    co_return out;
+  }
+  stream->socket().set_option(tcp::no_delay(true), ec);
+
+  if (!url.tls) {
+    out.connection = std::make_unique<UpstreamConnection>(url.origin(), std::move(stream));
+    co_return out;
+  }
+  auto tls = std::make_unique<UpstreamConnection::Tls>(std::move(*stream), *tls_);
+  if (!SSL_set_tlsext_host_name(tls->native_handle(), url.host.c_str())) {
+    out.failure = {502, "tokfence_upstream_tls", "upstream: cannot set TLS server name: " + url.host};
+    co_return out;
+  }
+  tls->set_verify_callback(net::ssl::host_name_verification(url.host));
+  beast::get_lowest_layer(*tls).expires_at(deadline);
+  co_await tls->async_handshake(net::ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
+  if (ec) {
+    if (ec == beast::error::timeout)
+      out.failure = {504, "tokfence_upstream_timeout", "upstream: TLS handshake with " + url.origin() + " did not finish within " + timeout_text};
+    else
+      out.failure = {502, "tokfence_upstream_tls", "upstream: TLS handshake with " + url.origin() + " failed: " + ec.message()};
+    co_return out;
+  }
+  beast::get_lowest_layer(*tls).expires_never();
+  out.connection = std::make_unique<UpstreamConnection>(url.origin(), std::move(tls));
+  co_return out;
+}
+
+}  // namespace tokfence::proxy

@@ -1,0 +1,85 @@
+#pragma once
+// Connections to provider upstreams: plain TCP for http:// upstreams, TLS (verified against the
+// system trust store, with SNI and host name verification) for https://. Each I/O thread owns one
+// UpstreamPool, so a pooled connection is only ever touched by the thread that made it and no
+// locks are needed.
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include "proxy/routing.hpp"
+
+namespace tokfence::proxy {
+
+class UpstreamConnection {
+ public:
+  using Plain = boost::beast::tcp_stream;
+  using Tls = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+
+  UpstreamConnection(std::string origin, std::unique_ptr<Plain> plain);
+  UpstreamConnection(std::string origin, std::unique_ptr<Tls> tls);
+
+  const std::string& origin() const { return origin_; }
+  bool is_tls() const { return static_cast<bool>(tls_); }
+  Plain& plain() { return *plain_; }
+  Tls& tls() { return *tls_; }
+  // The TCP layer under either, for timeouts and closing.
+  boost::beast::tcp_stream& tcp();
+  void close();
+
+  boost::beast::flat_buffer buffer;  // bytes read past the last response (must be empty to reuse)
+  bool reused = false;               // taken from the pool rather than freshly connected
+  std::chrono::steady_clock::time_point idle_since;
+
+ private:
+  std::string origin_;
+  std::unique_ptr<Plain> plain_;
+  std::unique_ptr<Tls> tls_;
+};
+
+// Why a connection could not be made, ready for the client's error response.
+struct ConnectFailure {
+  int status = 502;   // 502 unreachable / TLS, 504 timeout
+  std::string type;   // tokfence_upstream_unreachable | tokfence_upstream_timeout | tokfence_upstream_tls
+  std::string message;
+};
+
+struct ConnectOutcome {
+  std::unique_ptr<UpstreamConnection> connection;  // null on failure
+  ConnectFailure failure;
+};
+
+// The TLS client context shared by all threads: system trust store, TLS 1.2+, peer verification.
+std::shared_ptr<boost::asio::ssl::context> make_client_tls_context();
+
+class UpstreamPool {
+ public:
+  UpstreamPool(boost::asio::io_context& ioc, std::shared_ptr<boost::asio::ssl::context> tls,
+               std::chrono::seconds connect_timeout);
+  // An idle pooled connection to `url`'s origin that is still open, or a new one.
+  boost::asio::awaitable<ConnectOutcome> acquire(const UpstreamUrl& url);
+  // Returns a connection after a complete exchange that left it reusable.
+  void release(std::unique_ptr<UpstreamConnection> connection);
+  // Closes every idle connection (shutdown).
+  void clear();
+  std::size_t idle_count() const;
+
+ private:
+  boost::asio::awaitable<ConnectOutcome> connect(const UpstreamUrl& url);
+  boost::asio::io_context& ioc_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;
+  std::chrono::seconds connect_timeout_;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConnection>>> idle_;
+};
+
+}  // namespace tokfence::proxy
