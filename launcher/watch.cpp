@@ -225,9 +225,10 @@ ProviderCheck check_provider(const std::string& provider, const Options& options
   auto consider = [&](const std::string& kind, const Finding& f, const Window& w) {
     std::string key_name = provider + "/" + kind + "/" + f.metric;
     std::int64_t excess = f.remote - f.local;
+    std::int64_t span_ms = (kind == "idle" ? options.idle_window_s : options.period_s) * 1000;
     auto it = env.raised.find(key_name);
-    if (it != env.raised.end() && excess <= it->second + f.threshold) return;
-    env.raised[key_name] = excess;
+    if (it != env.raised.end() && excess <= it->second.excess + f.threshold && now - it->second.at_ms < span_ms) return;
+    env.raised[key_name] = Environment::Raised{excess, now};
     Alert a;
     a.ts_ms = now;
     a.provider = provider;

@@ -213,9 +213,14 @@ struct Environment {
   // Desktop notification (notify-send where present); may be empty.
   std::function<void(const std::string& title, const std::string& body)> notify;
   std::function<std::int64_t()> now_ms;
-  // Continuous mode: the largest excess already alerted per "provider/kind/metric", so an unchanged
-  // gap is not raised again every interval (only when it grows by more than its threshold).
-  std::map<std::string, std::int64_t> raised;
+  // Continuous mode: the excess last alerted per "provider/kind/metric" and when, so an unchanged
+  // gap is not raised again every interval: only when it grew by more than its threshold, or once
+  // the usage that raised it has slid out of the window (then what is left is new).
+  struct Raised {
+    std::int64_t excess = 0;
+    std::int64_t at_ms = 0;
+  };
+  std::map<std::string, Raised> raised;
 };
 
 struct Options {

@@ -1,76 +1,25 @@
 // The SQLite side of `tokfence watch`: reading the request log, and the watch_alerts table.
-#include <sqlite3.h>
-#include <sys/stat.h>
-
 #include <ctime>
 #include <memory>
 #include <system_error>
 
 #include "launcher/watch.hpp"
+#include "proxy/sqlite.hpp"
 
 namespace tokfence::watch {
 
 namespace {
 
-struct DbCloser {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-struct StmtFinalizer {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using Db = std::unique_ptr<sqlite3, DbCloser>;
-using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+using sqlite::Create;
+using sqlite::Database;
 
-enum class Mode { read, write };
-
-// nullptr (not an error) when reading a database that does not exist yet.
-Result<Db> open_db(const std::filesystem::path& path, Mode mode) {
+// nullopt (not an error) when reading a database that does not exist yet: nothing logged.
+Result<std::optional<Database>> open_for_reading(const std::filesystem::path& path) {
   std::error_code ec;
-  bool exists = std::filesystem::exists(path, ec);
-  if (mode == Mode::read && !exists) return Db{};
-  if (mode == Mode::write && !exists) {
-    // Created 0600 before SQLite touches it: the log says which agents used which provider.
-    std::filesystem::create_directories(path.parent_path(), ec);
-    mode_t old = umask(077);
-    sqlite3* tmp = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &tmp, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
-    umask(old);
-    Db db(tmp);
-    if (rc != SQLITE_OK) return fail("database " + path.string() + ": cannot create: " + sqlite3_errstr(rc));
-  }
-  sqlite3* raw = nullptr;
-  // Read-write even for reading: a read-only handle cannot always join a WAL database.
-  int flags = SQLITE_OPEN_READWRITE;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
-  Db db(raw);
-  if (rc != SQLITE_OK) return fail("database " + path.string() + ": cannot open: " + sqlite3_errstr(rc));
-  sqlite3_busy_timeout(raw, 5000);
-  if (mode == Mode::write) {
-    char* err = nullptr;
-    if (sqlite3_exec(raw, "PRAGMA journal_mode=WAL", nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string msg = err ? err : "unknown error";
-      sqlite3_free(err);
-      return fail("database " + path.string() + ": cannot enable wal: " + msg);
-    }
-  }
-  return db;
-}
-
-Result<Stmt> prepare(sqlite3* db, const char* sql) {
-  sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
-    return fail(std::string("database: ") + sqlite3_errmsg(db));
-  return Stmt(s);
-}
-
-Result<bool> has_table(sqlite3* db, const char* name) {
-  auto st = prepare(db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?");
-  if (!st) return std::unexpected(st.error());
-  sqlite3_bind_text(st->get(), 1, name, -1, SQLITE_TRANSIENT);
-  int rc = sqlite3_step(st->get());
-  if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) return false;
-  return fail(std::string("database: ") + sqlite3_errmsg(db));
+  if (!std::filesystem::exists(path, ec)) return std::optional<Database>{};
+  auto db = Database::open(path, Create::no);
+  if (!db) return std::unexpected(db.error());
+  return std::optional<Database>{std::move(*db)};
 }
 
 constexpr const char* kAlertsSchema =
@@ -101,10 +50,10 @@ Result<LocalUsage> local_usage(const std::filesystem::path& path, const std::str
   out.amounts.requests = 0;
   out.amounts.tokens = 0;
   out.amounts.cost = 0;
-  auto db = open_db(path, Mode::read);
+  auto db = open_for_reading(path);
   if (!db) return std::unexpected(db.error());
   if (!*db) return out;
-  auto has = has_table(db->get(), "requests");
+  auto has = (*db)->has_table("requests");
   if (!has) return std::unexpected(has.error());
   if (!*has) return out;
   std::string sql = std::string("SELECT COALESCE(SUM(CASE WHEN ") + kReached +
@@ -115,35 +64,36 @@ Result<LocalUsage> local_usage(const std::filesystem::path& path, const std::str
                     " COALESCE(SUM(CASE WHEN cost_pico IS NULL AND COALESCE(input_tokens,0)+COALESCE(output_tokens,0)+"
                     "COALESCE(cache_read_tokens,0)+COALESCE(cache_write_tokens,0) > 0 THEN 1 ELSE 0 END), 0)"
                     " FROM requests WHERE provider = ? AND ts_ms >= ? AND ts_ms < ?";
-  auto st = prepare(db->get(), sql.c_str());
+  auto st = (*db)->prepare(sql);
   if (!st) return std::unexpected(st.error());
-  sqlite3_bind_text(st->get(), 1, provider.c_str(), -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int64(st->get(), 2, window.start_ms);
-  sqlite3_bind_int64(st->get(), 3, window.end_ms);
-  if (sqlite3_step(st->get()) != SQLITE_ROW) return fail(std::string("database: ") + sqlite3_errmsg(db->get()));
-  out.amounts.requests = sqlite3_column_int64(st->get(), 0);
-  out.amounts.tokens = sqlite3_column_int64(st->get(), 1);
-  out.amounts.cost = sqlite3_column_int64(st->get(), 2);
-  out.unknown_cost_requests = sqlite3_column_int64(st->get(), 3);
+  st->bind(1, provider).bind(2, window.start_ms).bind(3, window.end_ms);
+  auto row = st->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return fail("database " + path.string() + ": no totals row");
+  out.amounts.requests = st->column_int64(0);
+  out.amounts.tokens = st->column_int64(1);
+  out.amounts.cost = st->column_int64(2);
+  out.unknown_cost_requests = st->column_int64(3);
   return out;
 }
 
 Result<std::optional<std::int64_t>> last_local_activity_ms(const std::filesystem::path& path, const std::string& provider) {
-  auto db = open_db(path, Mode::read);
+  auto db = open_for_reading(path);
   if (!db) return std::unexpected(db.error());
   if (!*db) return std::optional<std::int64_t>{};
-  auto has = has_table(db->get(), "requests");
+  auto has = (*db)->has_table("requests");
   if (!has) return std::unexpected(has.error());
   if (!*has) return std::optional<std::int64_t>{};
   std::string sql = std::string("SELECT MAX(ts_ms + CAST(COALESCE(latency_ms,0) AS INTEGER)) FROM requests"
                                 " WHERE provider = ? AND (") + kReached +
                     " OR COALESCE(input_tokens,0)+COALESCE(output_tokens,0) > 0)";
-  auto st = prepare(db->get(), sql.c_str());
+  auto st = (*db)->prepare(sql);
   if (!st) return std::unexpected(st.error());
-  sqlite3_bind_text(st->get(), 1, provider.c_str(), -1, SQLITE_TRANSIENT);
-  if (sqlite3_step(st->get()) != SQLITE_ROW) return fail(std::string("database: ") + sqlite3_errmsg(db->get()));
-  if (sqlite3_column_type(st->get(), 0) == SQLITE_NULL) return std::optional<std::int64_t>{};
-  return std::optional<std::int64_t>{sqlite3_column_int64(st->get(), 0)};
+  st->bind(1, provider);
+  auto row = st->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row || st->column_is_null(0)) return std::optional<std::int64_t>{};
+  return std::optional<std::int64_t>{st->column_int64(0)};
 }
 
 json Alert::to_json() const {
@@ -170,83 +120,57 @@ json Alert::to_json() const {
 
 Result<void> store_alerts(const std::filesystem::path& path, const std::vector<Alert>& alerts) {
   if (alerts.empty()) return {};
-  auto db = open_db(path, Mode::write);
+  auto db = Database::open(path, Create::yes);
   if (!db) return std::unexpected(db.error());
-  char* err = nullptr;
-  if (sqlite3_exec(db->get(), kAlertsSchema, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
-    sqlite3_free(err);
-    return fail("database " + path.string() + ": cannot create watch_alerts: " + msg);
-  }
-  auto st = prepare(db->get(),
-                    "INSERT INTO watch_alerts(ts_ms, provider, kind, metric, remote, local, threshold, window_start_ms,"
-                    " window_end_ms, revoked, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
+  if (auto ok = db->exec(kAlertsSchema); !ok) return std::unexpected(ok.error());
+  auto tx = sqlite::Transaction::begin(*db);
+  if (!tx) return std::unexpected(tx.error());
+  auto st = db->prepare(
+      "INSERT INTO watch_alerts(ts_ms, provider, kind, metric, remote, local, threshold, window_start_ms,"
+      " window_end_ms, revoked, message) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
   if (!st) return std::unexpected(st.error());
-  sqlite3_exec(db->get(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
   for (const Alert& a : alerts) {
-    sqlite3_stmt* s = st->get();
-    sqlite3_reset(s);
-    sqlite3_bind_int64(s, 1, a.ts_ms);
-    sqlite3_bind_text(s, 2, a.provider.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(s, 3, a.kind.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(s, 4, a.metric.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 5, a.remote);
-    sqlite3_bind_int64(s, 6, a.local);
-    sqlite3_bind_int64(s, 7, a.threshold);
-    sqlite3_bind_int64(s, 8, a.window_start_ms);
-    sqlite3_bind_int64(s, 9, a.window_end_ms);
-    sqlite3_bind_int(s, 10, a.revoked ? 1 : 0);
-    sqlite3_bind_text(s, 11, a.message.c_str(), -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(s) != SQLITE_DONE) {
-      std::string msg = sqlite3_errmsg(db->get());
-      sqlite3_exec(db->get(), "ROLLBACK", nullptr, nullptr, nullptr);
-      return fail("database " + path.string() + ": cannot store alert: " + msg);
-    }
+    st->reset();
+    st->bind(1, a.ts_ms).bind(2, a.provider).bind(3, a.kind).bind(4, a.metric).bind(5, a.remote).bind(6, a.local);
+    st->bind(7, a.threshold).bind(8, a.window_start_ms).bind(9, a.window_end_ms).bind(10, a.revoked ? 1 : 0);
+    st->bind(11, a.message);
+    if (auto ok = st->run(); !ok) return std::unexpected(ok.error());
   }
-  if (sqlite3_exec(db->get(), "COMMIT", nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
-    sqlite3_free(err);
-    return fail("database " + path.string() + ": cannot commit alerts: " + msg);
-  }
-  return {};
+  return tx->commit();
 }
 
 Result<std::vector<Alert>> recent_alerts(const std::filesystem::path& path, std::int64_t since_ms, int limit) {
   std::vector<Alert> out;
-  auto db = open_db(path, Mode::read);
+  auto db = open_for_reading(path);
   if (!db) return std::unexpected(db.error());
   if (!*db) return out;
-  auto has = has_table(db->get(), "watch_alerts");
+  auto has = (*db)->has_table("watch_alerts");
   if (!has) return std::unexpected(has.error());
   if (!*has) return out;
-  auto st = prepare(db->get(),
-                    "SELECT id, ts_ms, provider, kind, metric, remote, local, threshold, window_start_ms, window_end_ms,"
-                    " revoked, message FROM watch_alerts WHERE ts_ms >= ? ORDER BY ts_ms DESC, id DESC LIMIT ?");
+  auto st = (*db)->prepare(
+      "SELECT id, ts_ms, provider, kind, metric, remote, local, threshold, window_start_ms, window_end_ms,"
+      " revoked, message FROM watch_alerts WHERE ts_ms >= ? ORDER BY ts_ms DESC, id DESC LIMIT ?");
   if (!st) return std::unexpected(st.error());
-  sqlite3_bind_int64(st->get(), 1, since_ms);
-  sqlite3_bind_int(st->get(), 2, limit);
-  auto text = [&](int col) {
-    const unsigned char* t = sqlite3_column_text(st->get(), col);
-    return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
-  };
-  int rc;
-  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
+  st->bind(1, since_ms).bind(2, limit);
+  for (;;) {
+    auto row = st->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
     Alert a;
-    a.id = sqlite3_column_int64(st->get(), 0);
-    a.ts_ms = sqlite3_column_int64(st->get(), 1);
-    a.provider = text(2);
-    a.kind = text(3);
-    a.metric = text(4);
-    a.remote = sqlite3_column_int64(st->get(), 5);
-    a.local = sqlite3_column_int64(st->get(), 6);
-    a.threshold = sqlite3_column_int64(st->get(), 7);
-    a.window_start_ms = sqlite3_column_int64(st->get(), 8);
-    a.window_end_ms = sqlite3_column_int64(st->get(), 9);
-    a.revoked = sqlite3_column_int(st->get(), 10) != 0;
-    a.message = text(11);
+    a.id = st->column_int64(0);
+    a.ts_ms = st->column_int64(1);
+    a.provider = st->column_text(2);
+    a.kind = st->column_text(3);
+    a.metric = st->column_text(4);
+    a.remote = st->column_int64(5);
+    a.local = st->column_int64(6);
+    a.threshold = st->column_int64(7);
+    a.window_start_ms = st->column_int64(8);
+    a.window_end_ms = st->column_int64(9);
+    a.revoked = st->column_int64(10) != 0;
+    a.message = st->column_text(11);
     out.push_back(std::move(a));
   }
-  if (rc != SQLITE_DONE) return fail(std::string("database: ") + sqlite3_errmsg(db->get()));
   return out;
 }
 

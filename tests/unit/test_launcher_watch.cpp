@@ -128,7 +128,7 @@ TEST_CASE("watch cost parsers read OpenAI dollars and Anthropic cents exactly") 
 }
 
 TEST_CASE("watch parsers reject malformed responses with a reason") {
-  auto j = nlohmann::json::parse;
+  auto j = [](const char* text) { return nlohmann::json::parse(text); };
   CHECK(parse_openai_usage(j(R"({"object":"page"})"), everything()).error().message.find("'data'") != std::string::npos);
   CHECK_FALSE(parse_openai_usage(j(R"({"data":[{"object":"bucket","start_time":1,"end_time":2,"results":[{"input_tokens":"x","output_tokens":1,"num_model_requests":1}]}]})"),
                                  everything()));
@@ -383,4 +383,24 @@ TEST_CASE("watch::check_provider says which admin key to add when the usage api 
   ProviderCheck none = check_provider("mistral", opt, env);
   CHECK(none.status == "skipped");
   CHECK(none.error.find("--usage-endpoint mistral=URL") != std::string::npos);
+}
+
+TEST_CASE("watch::fetch_remote follows next_page and refuses a page token that loops") {
+  Config config;
+  auto spec = *config.provider("openai");
+  int calls = 0;
+  std::vector<std::string> urls;
+  HttpGet looping = [&](const std::string& url, const std::vector<std::pair<std::string, SecretString>>&) -> FetchResult<json> {
+    ++calls;
+    urls.push_back(url);
+    return json{{"object", "page"}, {"data", json::array()}, {"has_more", true}, {"next_page", calls == 1 ? "a/b+c=" : "again"}};
+  };
+  Window w{60'000, 120'000};
+  auto r = fetch_remote(Endpoint{Format::openai, "http://127.0.0.1:1"}, spec, SecretString("k"), w, w, Costs::no, looping);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().kind == FetchError::Kind::malformed);
+  CHECK(r.error().message.find("next_page repeats") != std::string::npos);
+  CHECK(calls == 3);
+  CHECK(urls[1].find("page=a%2Fb%2Bc%3D") != std::string::npos);  // the token goes back escaped
+  CHECK(urls[0].find("start_time=60&end_time=120&bucket_width=1m") != std::string::npos);
 }
