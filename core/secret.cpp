@@ -42,7 +42,7 @@ SecretString::~SecretString() { release(); }
 void SecretString::assign(std::string_view value) {
   if (value.empty()) return;
   capacity_ = value.size();
-  data_ = static_cast<char*>(std::malloc(capacity_));
+  data_ = static_cast<char*>(std::calloc(1, capacity_));
   if (!data_) throw std::bad_alloc();
   // mlock can fail under RLIMIT_MEMLOCK; the key still works, it is just swappable.
   locked_ = ::mlock(data_, capacity_) == 0;
