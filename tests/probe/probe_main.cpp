@@ -7,6 +7,7 @@
 //   connect HOST PORT           TCP connect
 //   connect-unix PATH           connect to a Unix socket (@name = abstract)
 //   unix-send PATH TEXT         connect, send TEXT (\n escapes allowed), print what comes back
+//                               until the server closes or 3 s pass
 //   resolve NAME                DNS A query to every nameserver in /etc/resolv.conf (UDP)
 //   write PATH                  create/append to a file
 //   read PATH                   read a file
@@ -302,8 +303,9 @@ int main(int argc, char** argv) {
   } else if (cmd == "unix-send" && args.size() == 3) {
     int fd = unix_connect(args[1], error);
     if (fd < 0) return failed("unix-send " + args[1] + ": connect: " + error);
+    // No half-close: an HTTP server may take it for a client that left. The reply ends when the
+    // server closes, or after the receive timeout.
     send_all(fd, unescape(args[2]));
-    ::shutdown(fd, SHUT_WR);
     std::string reply = read_all(fd, 64 * 1024);
     ::close(fd);
     std::cout << reply << "\n";
