@@ -192,6 +192,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                               "request: header larger than max_header_bytes (" +
                                   std::to_string(config().daemon.max_header_bytes) + ")",
                               false, 11, nullptr, {});
+        } else if (ec == http::error::body_limit) {
+          // The declared Content-Length alone is over the limit: refuse before reading the body.
+          co_await send_error(413, "tokfence_body_too_large", body_limit_message(), false, 11, nullptr, {});
         } else if (ec != http::error::end_of_stream && ec != net::error::eof && ec != net::error::operation_aborted &&
                    ec != net::error::connection_reset && ec != beast::error::timeout && ec != net::error::bad_descriptor) {
           co_await send_error(400, "tokfence_bad_request", "request: malformed HTTP: " + ec.message(), false, 11,

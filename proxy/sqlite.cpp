@@ -23,21 +23,38 @@ std::string describe(const std::filesystem::path& path, std::string_view what, s
 
 // Creates the file with mode 0600 (or tightens an existing one) so that SQLite, which copies the
 // database file's mode onto its -wal and -shm files, never makes a world-readable log.
+//
+// An existing file is never opened here: SQLite's locks are POSIX advisory locks, which belong to
+// the process, and close() on *any* descriptor of the file drops all of them, including those of
+// other connections this process already has open (e.g. the request log's, when the controls store
+// opens the same file). A reader elsewhere would then see no locks, checkpoint, and delete the WAL
+// that the writer is still appending to. So: an existing file is tightened by path; a new one is
+// created with O_EXCL (no connection can hold a lock on a file that did not exist a moment ago).
 Result<void> prepare_private_file(const std::filesystem::path& path) {
   std::error_code ec;
   if (path.has_parent_path() && !std::filesystem::exists(path.parent_path(), ec)) {
     std::filesystem::create_directories(path.parent_path(), ec);
     if (ec) return fail("sqlite: " + path.string() + ": cannot create the directory: " + ec.message());
   }
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return fail("sqlite: " + path.string() + ": cannot open: " + std::strerror(errno));
-  struct stat st {};
-  int rc = ::fstat(fd, &st);
-  if (rc == 0 && (st.st_mode & 0777) != 0600) rc = ::fchmod(fd, 0600);
-  int saved = errno;
-  ::close(fd);
-  if (rc != 0) return fail("sqlite: " + path.string() + ": cannot make it private (0600): " + std::strerror(saved));
-  return {};
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+      if (!S_ISREG(st.st_mode)) return fail("sqlite: " + path.string() + ": not a regular file (a directory or a symlink?)");
+      if ((st.st_mode & 0777) != 0600 && ::chmod(path.c_str(), 0600) != 0)
+        return fail("sqlite: " + path.string() + ": cannot make it private (0600): " + std::strerror(errno));
+      return {};
+    }
+    if (errno != ENOENT) return fail("sqlite: " + path.string() + ": " + std::strerror(errno));
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+      // The umask may have narrowed 0600 further (harmless) but never widened it.
+      ::close(fd);
+      return {};
+    }
+    if (errno != EEXIST) return fail("sqlite: " + path.string() + ": cannot create: " + std::strerror(errno));
+    // Someone created it between lstat and open: go round once more and treat it as existing.
+  }
+  return fail("sqlite: " + path.string() + ": cannot create: it keeps changing");
 }
 
 }  // namespace
