@@ -91,5 +91,6 @@ log "the relay's socket serves proxy routes only, never control requests"
 inside unix-send /run/tokfence-proxy/proxy.sock '{"op":"ping"}\n{"op":"unkill","provider":"openai"}\n'
 expect_not_contains "$TF_OUT" '"ok":true' "control answered through the proxy socket"
 expect_not_contains "$TF_OUT" '"ok": true' "control answered through the proxy socket"
+expect_contains "$TF_OUT" "HTTP/1.1 400" "control request through the proxy socket not refused as bad HTTP"
 inside unix-send /run/tokfence-proxy/proxy.sock 'GET /openai/v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tokfence-managed\r\nConnection: close\r\n\r\n'
 expect_contains "$TF_OUT" "HTTP/1.1 200" "proxy route through the same socket"
