@@ -206,7 +206,7 @@ void remove_host_resources(const Home& home, const std::string& name) {
   close_proxy_socket(home, paths.proxy_sock);
   std::error_code ec;
   fs::remove_all(paths.sockets, ec);
-  for (const auto& file : {paths.config, paths.state_file, paths.relay_ready}) fs::remove(file, ec);
+  for (const auto& file : {paths.config, paths.state_file, paths.relay_ready, paths.relay_log}) fs::remove(file, ec);
   fs::path tmp = paths.config;
   tmp += ".tmp";
   fs::remove(tmp, ec);
@@ -257,6 +257,8 @@ void clean_leftovers(const Home& home, ContainerEngine& engine) {
     if (alive_names.count(name)) continue;
     auto held = engine.inspect_container(name);
     if (held && *held) continue;  // the container exists (maybe created by a launch in progress)
+    int launcher = read_state(paths_for(home, name)).value("launcher_pid", 0);
+    if (launcher != ::getpid() && process_alive(launcher)) continue;  // a launch still setting up
     remove_host_resources(home, name);
   }
 }
@@ -443,6 +445,9 @@ void Launch::check_name() {
   if (home_it == held->labels.end() || home_it->second != home_.root().string())
     throw UserError("launch: container name '" + options_.name + "' is used by the tokfence home " +
                     (home_it == held->labels.end() ? std::string("?") : home_it->second) + ": pass --name");
+  if (!held->running)
+    throw UserError("launch: '" + options_.name + "' exists but is " + held->state + ": 'tokfence launch restart --name " +
+                    options_.name + "' to run it again, or 'tokfence launch stop --name " + options_.name + "' to remove it");
   throw UserError("launch: '" + options_.name + "' is already running: see 'tokfence launch status --name " + options_.name +
                   "', or stop it with 'tokfence launch stop --name " + options_.name + "'");
 }
@@ -514,6 +519,10 @@ int Launch::run() {
   value_or_throw(ensure_private_dir(home_.openclaw_dir()));
   value_or_throw(ensure_private_dir(home_.sockets_dir()));
   make_dir(paths_.dir, 0700, std::nullopt);
+  // Marks the launch as in progress, so a concurrent launch's leftover sweep leaves it alone.
+  write_private_file(paths_.state_file,
+                     json{{"name", options_.name}, {"launcher_pid", ::getpid()}, {"mode", options_.detach ? "detach" : "foreground"}}.dump() + "\n",
+                     std::nullopt);
   make_dir(paths_.state_home, 0700, owner_);
   fs::path workspace = options_.workspace ? fs::absolute(*options_.workspace) : paths_.workspace;
   if (options_.workspace) {
@@ -557,7 +566,7 @@ int Launch::run() {
                 {"launcher_pid", ::getpid()},
                 {"dashboard_url", dashboard_url_.empty() ? json(nullptr) : json(dashboard_url_)},
                 {"dashboard_port", dashboard_.port},
-                {"dashboard_relay_pid", options_.detach ? dashboard_.pid : 0},
+                {"dashboard_relay_pid", dashboard_.pid},
                 {"socket_dir", paths_.sockets.string()},
                 {"config_path", paths_.config.string()},
                 {"primary_model", rendered_.primary_model},

@@ -140,6 +140,10 @@ tf launch status --name "$name" --json
 expect_eq "$TF_RC" 0
 expect_eq "$(jq -r .status <<<"$TF_OUT")" running
 expect_eq "$(jq -r .mode <<<"$TF_OUT")" detach
+tf launch --image "$image" --no-pull --name "$name" -- /probe env
+expect_eq "$TF_RC" 1 "second launch with a running launch's name"
+expect_contains "$TF_ERR" "launch: '$name' is already running: see 'tokfence launch status --name $name'"
+[[ -S $TOKFENCE_HOME/sockets/launch-$name/proxy.sock ]] || die "the refused launch removed the running launch's socket"
 tf_ok launch config --name "$name"
 expect_contains "$TF_OUT" '"apiKey": "tokfence-managed"'
 expect_contains "$TF_OUT" '"baseUrl": "http://127.0.0.1:9471/openai/v1"'
