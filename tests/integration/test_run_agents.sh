@@ -32,6 +32,7 @@ rows_for() {
 fake_requests() { curl -fsS "$FAKE_URL/__fake/requests" | jq --arg p "$1" '[.[] | select(.path | test($p))] | length'; }
 
 ran=0
+ran_names=()
 if [[ -x "$bin/codex" ]]; then
   log "codex exec"
   before=$(fake_requests '/responses$')
@@ -41,8 +42,7 @@ if [[ -x "$bin/codex" ]]; then
   expect_contains "$TF_OUT$TF_ERR" "pong" "codex printed the fake's reply"
   expect_not_contains "$TF_ERR" "unrecognized configuration" "codex config has keys codex does not know"
   [[ $(fake_requests '/responses$') -gt $before ]] || die "codex request did not reach the fake upstream"
-  wait_until "[ \$(rows_for codex) -ge 1 ]"
-  ran=$((ran + 1))
+  ran=$((ran + 1)); ran_names+=(codex)
 else
   log "codex not installed: not run"
 fi
@@ -54,8 +54,7 @@ if [[ -x "$bin/claude" ]]; then
   [[ $TF_RC -eq 0 ]] || die "claude -p exited $TF_RC: $TF_OUT $TF_ERR"
   expect_contains "$TF_OUT" "pong" "claude printed the fake's reply"
   [[ $(fake_requests '/messages$') -gt $before ]] || die "claude request did not reach the fake upstream"
-  wait_until "[ \$(rows_for claude) -ge 1 ]"
-  ran=$((ran + 1))
+  ran=$((ran + 1)); ran_names+=(claude)
 else
   log "claude not installed: not run"
 fi
@@ -67,13 +66,17 @@ if [[ -x "$bin/opencode" ]]; then
   [[ $TF_RC -eq 0 ]] || die "opencode run exited $TF_RC: $TF_OUT $TF_ERR"
   expect_contains "$TF_OUT" "pong" "opencode printed the fake's reply"
   [[ $(fake_requests '/(responses|chat/completions)$') -gt $before ]] || die "opencode request did not reach the fake upstream"
-  wait_until "[ \$(rows_for opencode) -ge 1 ]"
-  ran=$((ran + 1))
+  ran=$((ran + 1)); ran_names+=(opencode)
 else
   log "opencode not installed: not run"
 fi
 
 ((ran > 0)) || skip "no agent CLI installed"
+# `stop` flushes the request log: then every program must have its rows, under its own name.
+stop_daemon
+for name in "${ran_names[@]}"; do
+  [[ $(rows_for "$name") -ge 1 ]] || die "no request logged with caller '$name'"
+done
 # Every request the fake recorded carried the real key (it refuses others with 401, which the
 # agents would have reported as failures above); none carried the dummy.
 dummy_seen=$(curl -fsS "$FAKE_URL/__fake/requests" | jq '[.[] | select((.headers.authorization // "") + (.headers["x-api-key"] // "") | test("tokfence-managed"))] | length')
