@@ -519,3 +519,42 @@ TEST_CASE("proxy::Controls restore works for a provider removed from the config"
   json r = f.op({{"op", "restore"}, {"provider", "custom"}});
   CHECK(r["changed"] == true);
 }
+
+TEST_CASE("proxy::make_controls refuses an unknown [budget] timezone with the fix") {
+  Fixture f;
+  f.config.budget.timezone = "Mars/Olympus_Mons";
+  auto c = make_controls(f.config, {});
+  REQUIRE_FALSE(c);
+  CHECK(c.error().message.find("config [budget] timezone: time zone 'Mars/Olympus_Mons': no such zone: use an IANA "
+                               "name like Europe/Berlin") == 0);
+}
+
+TEST_CASE("proxy::default_clock honours the test-only offsets and nothing else") {
+  auto real = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  TempDir dir;
+  const auto file = dir.path / "offset";
+  unsetenv("TOKFENCE_TEST_NOW_OFFSET_SECONDS");
+  unsetenv("TOKFENCE_TEST_NOW_OFFSET_FILE");
+  std::int64_t before = real();
+  std::int64_t t = default_clock()();
+  CHECK(t >= before);
+  CHECK(t <= real());
+
+  setenv("TOKFENCE_TEST_NOW_OFFSET_SECONDS", "86400", 1);
+  setenv("TOKFENCE_TEST_NOW_OFFSET_FILE", file.c_str(), 1);
+  Clock clock = default_clock();
+  before = real();
+  t = clock();
+  CHECK(t >= before + 86'400'000);  // no file yet: only the fixed offset
+  CHECK(t <= real() + 86'400'000);
+  std::ofstream(file) << "60\n";
+  before = real();
+  t = clock();  // the file is re-read on every call
+  CHECK(t >= before + 86'460'000);
+  CHECK(t <= real() + 86'460'000);
+  unsetenv("TOKFENCE_TEST_NOW_OFFSET_SECONDS");
+  unsetenv("TOKFENCE_TEST_NOW_OFFSET_FILE");
+}
