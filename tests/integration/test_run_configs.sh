@@ -13,15 +13,18 @@ tf_in "$CANARY" vault add openai -
 [[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
 tf_in "$CANARY" vault add anthropic -
 [[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
-start_daemon
+# No daemon yet: the first run starts it.
 mkdir -p "$WORK/project"
 cd "$WORK/project"
 
 envvar() { printf '%s\n' "$TF_OUT" | sed -n "s/^$1=//p"; }
 
 log "codex"
+[[ ! -e "$TOKFENCE_HOME/daemon.json" ]] || die "a daemon is already running"
 tf run codex --command /usr/bin/env
 [[ $TF_RC -eq 0 ]] || die "run codex failed: $TF_ERR"
+[[ -s "$TOKFENCE_HOME/daemon.json" ]] || die "tokfence run did not start the daemon"
+PROXY_PORT=$(jq -r .port "$TOKFENCE_HOME/daemon.json")
 codex_home=$(envvar CODEX_HOME)
 expect_eq "$codex_home" "$TOKFENCE_HOME/harness/codex/codex-home"
 python3 - "$codex_home/config.toml" "$PROXY_PORT" "$TF_OUT" <<'EOF'
