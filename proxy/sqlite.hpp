@@ -10,6 +10,11 @@
 //  - Every connection gets busy_timeout = 5000 ms, so two processes writing at once wait for each
 //    other instead of failing with SQLITE_BUSY.
 //  - Errors come back as Result with `sqlite: <db file>: <what>: <sqlite message>`; nothing throws.
+//  - Never open() and close() the database file (or its -wal/-shm) by other means in a process
+//    that has a connection to it: SQLite's locks are POSIX advisory locks, and closing *any*
+//    descriptor of the file drops all of the process's locks, after which another process may
+//    checkpoint and delete the WAL under a live writer. Database::open itself only creates a
+//    missing file (O_EXCL) and tightens an existing one by path.
 //
 // Usage:
 //   auto db = sqlite::Database::open(path, sqlite::Create::yes);
