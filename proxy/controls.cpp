@@ -63,6 +63,7 @@ using nlohmann::json;
 constexpr Picodollars kPicoPerUsd = 1'000'000'000'000;
 constexpr Picodollars kMaxBudget = 1'000'000 * kPicoPerUsd;
 constexpr std::size_t kLearnedModels = 4096;
+constexpr std::int64_t kInFlightRetrySeconds = 5;
 
 std::int64_t system_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -329,7 +330,6 @@ class ControlsImpl final : public Controls {
                      json{{"provider", request.provider}, {"model", request.model}}, std::nullopt};
     }
     std::optional<Refusal> refusal;
-    std::int64_t refusal_reset = INT64_MIN;
     for (const Budget* b : applicable) {
       const Ledger& ledger = ledgers_[period_index(b->stored.period)];
       const Picodollars spent = ledger.of(b->stored.scope).cost;
@@ -338,11 +338,13 @@ class ControlsImpl final : public Controls {
       const bool exhausted = committed >= b->stored.limit;
       const bool fits = sat_add(committed, estimate) <= b->stored.limit;
       if (!exhausted && (fits || reserved == 0)) continue;
-      // Both budgets must have room, so the later reset is when a retry can succeed.
-      if (ledger.window.end_ms <= refusal_reset) continue;
-      refusal_reset = ledger.window.end_ms;
+      // Used up: nothing passes before the reset. Merely no room beside the requests in flight: a
+      // retry may pass as soon as they settle below their estimates.
+      const std::int64_t to_reset = std::max<std::int64_t>(1, (ledger.window.end_ms - now + 999) / 1000);
+      const int retry = static_cast<int>(exhausted ? to_reset : std::min<std::int64_t>(to_reset, kInFlightRetrySeconds));
+      // Both budgets must have room, so the longer wait is the one worth telling.
+      if (refusal && refusal->retry_after_seconds >= retry) continue;
       const std::string resets_at = iso8601(zone_, ledger.window.end_ms);
-      const int retry = static_cast<int>(std::max<std::int64_t>(1, (ledger.window.end_ms - now + 999) / 1000));
       const std::string scope_text =
           b->stored.scope == "global" ? std::string("global budget") : "budget for '" + b->stored.scope + "'";
       refusal = Refusal{
@@ -356,6 +358,7 @@ class ControlsImpl final : public Controls {
                {"limit", usd_number(b->stored.limit)},
                {"spent", usd_number(spent)},
                {"reserved", usd_number(reserved)},
+               {"reason", exhausted ? "exhausted" : "reserved_in_flight"},
                {"resets_at", resets_at}},
           retry};
     }

@@ -254,6 +254,7 @@ TEST_CASE("proxy::Controls budget refusal carries limit, spent, resets_at and Re
   CHECK(x.extra["spent"] == 0.6);
   CHECK(x.extra["resets_at"] == "2025-06-02T00:00:00+02:00");
   CHECK(x.extra["scope"] == "openai");
+  CHECK(x.extra["reason"] == "exhausted");
   REQUIRE(x.retry_after_seconds);
   CHECK(*x.retry_after_seconds == 7200);
   // Other providers are not limited by openai's budget.
@@ -292,6 +293,8 @@ TEST_CASE("proxy::Controls reserves estimates in flight and settles the real cos
   auto r = c->admit(req("openai", 40 * kCent));
   REQUIRE(refused(r));
   CHECK(refused(r)->extra["reserved"] == 0.8);
+  CHECK(refused(r)->extra["reason"] == "reserved_in_flight");
+  CHECK(refused(r)->retry_after_seconds == 5);  // not the reset 12 h away: a retry may pass soon
   json s = c->status();
   CHECK(s["budgets"][0]["reserved_pico"] == 80 * kCent);
   CHECK(s["budgets"][0]["spent_pico"] == 0);
