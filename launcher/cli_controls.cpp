@@ -84,7 +84,7 @@ void print_budgets(const json& status, bool live) {
       line += "  WARNING (>= " + std::to_string(b.value("warning_percent", 0)) + "%)";
     std::cout << line << "\n";
     if (b.value("reserved_pico", std::int64_t{0}) > 0)
-      std::cout << "            + $" << b.value("reserved", 0.0) << " reserved by requests in flight\n";
+      std::cout << "            + " << b.value("reserved_text", "") << " reserved by requests in flight\n";
     if (auto unknown = b.value("unknown_cost_requests", std::int64_t{0}); unknown > 0)
       std::cout << "            ! " << unknown << " request(s) of unknown price (" << b.value("unknown_cost_tokens", std::int64_t{0})
                 << " tokens) are not in the spent amount: add [pricing.\"<model>\"] to config.toml\n";

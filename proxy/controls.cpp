@@ -652,6 +652,7 @@ class ControlsImpl final : public Controls {
                 {"spent_text", usd_text(t.cost)},
                 {"reserved", usd_number(reserved)},
                 {"reserved_pico", reserved},
+                {"reserved_text", usd_text(reserved)},
                 {"percent", percent_of(t.cost, b.stored.limit)},
                 {"window_start", iso8601(zone_, ledger.window.start_ms)},
                 {"resets_at", iso8601(zone_, ledger.window.end_ms)},
