@@ -153,8 +153,12 @@ backend = "file"
 upstream = "http://127.0.0.1:$FAKE_PORT"
 EOF
 printf '%s' "$KEY" | "$TOKFENCE" vault add openai - >"$WORK/vault-add.log" 2>&1 || die "tokfence vault add failed: $(cat "$WORK/vault-add.log")"
-"$TOKFENCE" start -d >"$WORK/start.log" 2>&1 || die "tokfence start -d failed: $(cat "$WORK/start.log")"
-wait_until "test -s '$TOKFENCE_HOME/daemon.json'" 20
+# The daemon runs in the foreground under this script, not with 'start -d': 'start -d' puts it in a
+# session (so an autogroup) of its own, and on a loaded machine the kernel then schedules it
+# unlike nginx, wrk and the fake upstream, which all share this script's session. Same code.
+"$TOKFENCE" start >"$WORK/start.log" 2>&1 &
+PIDS+=($!)
+wait_until "test -s '$TOKFENCE_HOME/daemon.json'" 60
 TF_PORT=$(jq -r .port "$TOKFENCE_HOME/daemon.json")
 TF_PID=$(jq -r .pid "$TOKFENCE_HOME/daemon.json")
 wait_until "curl -fsS http://127.0.0.1:$TF_PORT/__tokfence/health" 20
