@@ -80,14 +80,29 @@ expect_contains "$TF_OUT" "4 requests"
 expect_contains "$TF_OUT" "revoked:"
 
 # stop loses no row: many requests, then stop at once; every one is in the database afterwards.
+curl_pids=()
 for i in $(seq 1 40); do
   curl -fsS "$PROXY_URL/openai/v1/chat/completions" -d "$body" -o /dev/null &
+  curl_pids+=($!)
 done
-wait
+for pid in "${curl_pids[@]}"; do wait "$pid" || die "a request failed"; done
+# ... and five streams still running when stop comes: they finish within the grace period.
+curl -fsS -X DELETE "$FAKE_URL/__fake/stats" >/dev/null
+stream_pids=()
+for i in 1 2 3 4 5; do
+  curl -fsS -N "$PROXY_URL/openai/v1/chat/completions" -H 'x-fake-chunks: 6' -H 'x-fake-delay-ms: 150' \
+    -d '{"model":"gpt-4o","stream":true,"messages":[]}' -o "$WORK/out/stream$i" &
+  stream_pids+=($!)
+done
+wait_until "curl -fsS '$FAKE_URL/__fake/stats' | jq -e '.streams_started >= 5'"
 tf_ok stop
 expect_contains "$TF_OUT" "stopped"
+for pid in "${stream_pids[@]}"; do wait "$pid" || die "a stream in flight at stop was cut"; done
+for i in 1 2 3 4 5; do expect_contains "$(cat "$WORK/out/stream$i")" "[DONE]" "stream $i complete"; done
 rows=$(sqlite3 "$TOKFENCE_HOME/tokfence.db" "SELECT count(*) FROM requests WHERE provider='openai' AND status=200")
-expect_eq "$rows" 44 "rows after stop"
+expect_eq "$rows" 49 "rows after stop"
+streamed=$(sqlite3 "$TOKFENCE_HOME/tokfence.db" "SELECT count(*) FROM requests WHERE streaming=1 AND output_tokens=6")
+expect_eq "$streamed" 5 "streamed rows with usage after stop"
 for f in daemon.json control.sock tokfence.sock daemon.pid; do
   [[ ! -e "$TOKFENCE_HOME/$f" ]] || die "$f left behind after stop"
 done
