@@ -279,6 +279,8 @@ void run_watch(Context& ctx, WatchFlags& f) {
         std::cout << "  " << std::left << std::setw(12) << c.provider << std::setw(8) << c.status;
         if (c.status == "ok" || c.status == "alert")
           std::cout << "provider: " << amounts_text(c.remote) << " | tokfence: " << amounts_text(c.local);
+        else
+          std::cout << "(reason on stderr)";
         std::cout << "\n";
         for (const auto& a : c.alerts) std::cout << "ALERT " << a.message << "\n";
         if (c.status == "alert" && c.alerts.empty())
