@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -93,6 +94,7 @@ fs::path existing_dir(const std::string& what, const std::string& value) {
 class RunSocket {
  public:
   RunSocket(const Home& home, const std::string& caller) : home_(home) {
+    remove_stale(home);
     std::random_device rd;
     dir_ = home.sockets_dir() / ("run-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 100000));
     value_or_throw(ensure_private_dir(dir_));
@@ -117,6 +119,20 @@ class RunSocket {
   const fs::path& path() const { return path_; }
 
  private:
+  // A run killed with SIGKILL could not close its socket: close those whose tokfence is gone.
+  static void remove_stale(const Home& home) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(home.sockets_dir(), ec)) {
+      std::string name = entry.path().filename().string();
+      if (name.rfind("run-", 0) != 0) continue;
+      int pid = std::atoi(name.c_str() + 4);
+      if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+      (void)proxy::control_call(home, {{"op", "close_proxy_socket"}, {"path", (entry.path() / "proxy.sock").string()}});
+      std::error_code ignored;
+      fs::remove_all(entry.path(), ignored);
+    }
+  }
+
   const Home& home_;
   fs::path dir_, path_;
 };

@@ -48,6 +48,11 @@ for how in TERM KILL; do
   wait_until "! pgrep -f $marker"
 done
 
+log "the next run closes the socket a killed run left behind"
+tf run codex --command /bin/true
+expect_eq "$TF_RC" "0" "run after a killed run"
+expect_eq "$(find "$TOKFENCE_HOME/sockets" -maxdepth 1 -name 'run-*' | wc -l)" "0" "stale per-run socket dirs"
+
 log "a terminal is passed through as a pseudo-terminal, with its size and size changes"
 command -v script >/dev/null || die "script(1) is needed (bsdutils)"
 cat >"$WORK/tty-test.sh" <<EOF
