@@ -33,7 +33,7 @@ for _ in $(seq 100); do [[ -s $work/fake.port ]] && break; sleep 0.05; done
 printf '[daemon]\nport = 0\n[vault]\nbackend = "file"\n[providers.openai]\nupstream = "http://127.0.0.1:%s"\n' \
   "$(cat "$work/fake.port")" >"$TOKFENCE_HOME/config.toml"
 printf 'bench-key-%s' "$RANDOM" | "$tf" vault add openai - >/dev/null
-"$tf" start -d >/dev/null 2>&1
+"$tf" start -d >/dev/null
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ms() { date +%s%3N; }

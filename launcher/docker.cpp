@@ -13,6 +13,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 
 namespace tokfence::launcher {
@@ -421,7 +422,7 @@ class DockerEngine final : public ContainerEngine {
     if (ec) return std::unexpected(io_error(what, ec, idle_timeout_ms));
     beast::flat_buffer buffer;
     http::response_parser<http::buffer_body> parser;
-    parser.body_limit(boost::none);
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // boost::none keeps the default 8 MB limit in 1.74
     http::read_header(socket, buffer, parser, ec);
     if (ec) return std::unexpected(io_error(what, ec, idle_timeout_ms));
     int status = static_cast<int>(parser.get().result_int());

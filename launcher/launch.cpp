@@ -2,7 +2,10 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -371,6 +374,41 @@ DashboardRelay start_dashboard_relay(const fs::path& relay, const Paths& paths, 
   throw UserError("launch: the dashboard relay did not start within 5 s: see " + paths.relay_log.string());
 }
 
+// True when an HTTP request through `socket_dir`/ui.sock gets an HTTP response: the relay is up
+// and the gateway behind it answers. The directory is reached through a descriptor
+// (/proc/self/fd/N/ui.sock) because a deep TOKFENCE_HOME exceeds the 108 bytes of sun_path.
+bool gateway_answers(const fs::path& socket_dir) {
+  int dir = ::open(socket_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return false;
+  std::string path = "/proc/self/fd/" + std::to_string(dir) + "/ui.sock";
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool ok = false;
+  if (fd >= 0) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    timeval tv{2, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      const char request[] = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+      char buffer[5] = {};
+      if (::send(fd, request, sizeof request - 1, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof request - 1)) {
+        std::size_t got = 0;
+        while (got < sizeof buffer) {
+          ssize_t n = ::recv(fd, buffer + got, sizeof buffer - got, 0);
+          if (n <= 0) break;
+          got += static_cast<std::size_t>(n);
+        }
+        ok = got == sizeof buffer && std::string_view(buffer, 5) == "HTTP/";
+      }
+    }
+    ::close(fd);
+  }
+  ::close(dir);
+  return ok;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The launch itself
 
@@ -634,18 +672,30 @@ void Launch::print_started() {
 }
 
 int Launch::wait_detached_start() {
-  // The relay creates ui.sock as soon as it runs; a container that dies before that (or right
-  // after) is reported with its output and removed.
-  for (int i = 0; i < 150; ++i) {  // up to 15 s
+  // The relay creates ui.sock as soon as it runs. With the image's own command (the gateway) we
+  // also wait until the gateway answers through it, so a config OpenClaw rejects is reported here
+  // (with its output) rather than discovered later. A container that dies meanwhile is removed.
+  auto deadline = std::chrono::steady_clock::now() + (options_.dashboard ? 180s : 15s);
+  bool announced = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    check_interrupted();
     auto info = value_or_throw(engine_->inspect_container(container_id_));
-    if (!info || (!info->running && info->state != "restarting" && info->state != "created")) {
+    // With restart policy unless-stopped a dying container shows up as restarting: also a failure.
+    if (!info || (!info->running && info->state != "created") || info->state == "restarting") {
       int code = info ? info->exit_code : -1;
       throw UserError("launch: container '" + options_.name + "' exited at start with status " + std::to_string(code) +
                       "; last output:\n" + last_log_lines(20));
     }
-    if (info->running && fs::exists(paths_.ui_sock)) break;
-    std::this_thread::sleep_for(100ms);
+    if (info->running && fs::exists(paths_.ui_sock)) {
+      if (!options_.dashboard || gateway_answers(paths_.sockets)) break;
+      if (!announced && !options_.json) std::cerr << "launch: waiting for the OpenClaw gateway to answer...\n";
+      announced = true;
+    }
+    std::this_thread::sleep_for(250ms);
   }
+  if (std::chrono::steady_clock::now() >= deadline)
+    std::cerr << "launch: " << options_.name << " runs but its gateway did not answer yet: see 'tokfence launch logs --name "
+              << options_.name << "'\n";
   keep_ = true;
   print_started();
   return 0;

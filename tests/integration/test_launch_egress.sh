@@ -7,7 +7,7 @@
 #  - TCP to a server bound on all host interfaces (via the test's own Docker network gateway), to
 #    the container's/host loopback, to another container, and a name lookup all fail (and the same
 #    connections from a normal container on that network succeed, so the probe can tell);
-#  - no Docker socket, no control socket, no TOKFENCE_HOME, only proxy.sock and ui.sock in
+#  - no Docker socket, no control socket, no session bus (issue 8), no TOKFENCE_HOME, only proxy.sock and ui.sock in
 #    /run/tokfence; a control request through proxy.sock is not served;
 #  - no "tfcanary-" anywhere in the container's environment, /proc or files.
 source "$(dirname "$0")/lib.sh"
@@ -63,6 +63,9 @@ wget -q -O - --header 'Content-Type: application/json' \
 /probe connect-unix /run/docker.sock; echo "R docker_socket_run \$?"
 /probe connect-unix $TOKFENCE_HOME/control.sock; echo "R control_socket \$?"
 /probe read $TOKFENCE_HOME/vault.enc; echo "R vault_file \$?"
+/probe connect-unix $TOKFENCE_HOME/tokfence.sock; echo "R main_proxy_socket \$?"
+/probe dbus-session unix:path=/run/user/$(id -u)/bus; echo "R session_bus_run_user \$?"
+/probe dbus-session ${DBUS_SESSION_BUS_ADDRESS:-unix:path=/run/user/$(id -u)/bus}; echo "R session_bus_env \$?"
 test -e $TOKFENCE_HOME; echo "R home_exists \$?"
 echo "SOCKETS \$(ls /run/tokfence | tr '\n' ' ')"
 echo BEGIN_CTL; /probe unix-send /run/tokfence/proxy.sock '{"op":"ping"}\n'; echo "R control_via_proxy_sock \$?"
@@ -88,7 +91,7 @@ result() { sed -n "s/^R $1 \([0-9]*\)\$/\1/p" <<<"$out" | tail -1; }
 expect_eq "$(result proxy_chat)" 0 "proxied chat request: $out"
 expect_contains "$out" '"content":"pong"'
 for check in host_all_interfaces host_loopback_fake_upstream host_loopback_proxy other_container dns docker_socket \
-  docker_socket_run control_socket vault_file; do
+  docker_socket_run control_socket vault_file main_proxy_socket session_bus_run_user session_bus_env; do
   expect_eq "$(result $check)" 1 "$check must fail from the container"
 done
 expect_eq "$(result home_exists)" 1 "TOKFENCE_HOME must not exist in the container"

@@ -206,6 +206,7 @@ TEST_CASE("launcher::DockerEngine pull reports a registry that cannot be reached
   int updates = 0;
   auto pulled = (*engine)->pull_image("127.0.0.1:1/tokfence/none:latest", [&](const PullProgress&) { ++updates; });
   REQUIRE_FALSE(pulled);
+  INFO(pulled.error().message);
   CHECK(pulled.error().message.find("docker: pull '127.0.0.1:1/tokfence/none:latest': ") == 0);
   CHECK(pulled.error().message.find("refused") != std::string::npos);
 }
