@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tokfence launch: revoke, kill and budgets apply to a launched container's requests like to any
-# other, and the refusals are logged with the launch's caller. One detached launch; requests are
+# other, and the refusals are logged with the launch's caller; a detached launch's socket survives a
+# daemon restart. One detached launch; requests are
 # made inside it with `docker exec ... wget` against the relay's 127.0.0.1:9471.
 source "$(dirname "$0")/lib.sh"
 source "$SOURCE_DIR/tests/images/launch_lib.sh"
@@ -39,6 +40,14 @@ expect_contains "$(chat)" '"content":"pong"' "budget cleared"
 tf_ok log --json -n 100
 statuses=$(jq -r --arg c "openclaw:$name" '[.[] | select(.caller_name == $c) | .status] | join(",")' <<<"$TF_OUT")
 expect_eq "$statuses" "200,403,200,503,200,429,200" "log rows of the launch's requests, in order"
+
+
+# A detached launch's socket is persisted: after a daemon restart its requests go through again.
+tf_ok stop
+expect_contains "$(chat)" "wget: " "request while the daemon is down"
+start_daemon
+wait_until "test -S '$TOKFENCE_HOME/sockets/launch-$name/proxy.sock'"
+expect_contains "$(chat)" '"content":"pong"' "after the daemon restarted"
 
 tf_ok launch stop --name "$name"
 expect_nothing_left "$name"
