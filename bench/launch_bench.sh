@@ -37,12 +37,18 @@ printf 'bench-key-%s' "$RANDOM" | "$tf" vault add openai - >/dev/null
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ms() { date +%s%3N; }
-# Waits (at most 300 s) until an HTTP answer of any status comes from the URL.
+# Waits (at most 300 s) until an HTTP answer of any status comes from the URL; gives up when the
+# container $2 stops.
 wait_http() {
-  local url=$1 i
+  local url=$1 container=$2 i
   for ((i = 0; i < 6000; i++)); do
     code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$url" 2>/dev/null || true)
     [[ $code != 000 && -n $code ]] && return 0
+    if ((i % 20 == 0)) && [[ $(docker inspect -f '{{.State.Running}}' "$container" 2>/dev/null) != true ]]; then
+      echo "launch_bench: container $container is not running:" >&2
+      docker logs --tail 20 "$container" >&2 2>&1 || true
+      return 1
+    fi
     sleep 0.05
   done
   echo "launch_bench: no answer from $url" >&2
@@ -64,7 +70,7 @@ for ((r = 1; r <= runs; r++)); do
   port=$(free_port)
   t0=$(now_ms)
   "$tf" launch --image "$image" --no-pull --name tf-bench-$$ --detach --no-open --port "$port" >/dev/null
-  wait_http "http://127.0.0.1:$port/"
+  wait_http "http://127.0.0.1:$port/" tf-bench-$$
   t1=$(now_ms)
   "$tf" launch stop --name tf-bench-$$ >/dev/null
   tf_times+=($((t1 - t0)))
@@ -73,7 +79,7 @@ for ((r = 1; r <= runs; r++)); do
   t0=$(now_ms)
   docker run -d --name "$bare_name" -p "127.0.0.1:$port:18789" -v "$work/bare/openclaw.json:/cfg/openclaw.json:ro" \
     -e OPENCLAW_CONFIG_PATH=/cfg/openclaw.json "$image" >/dev/null
-  wait_http "http://127.0.0.1:$port/"
+  wait_http "http://127.0.0.1:$port/" "$bare_name"
   t1=$(now_ms)
   docker rm -f "$bare_name" >/dev/null
   bare_times+=($((t1 - t0)))
