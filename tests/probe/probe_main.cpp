@@ -8,13 +8,17 @@
 //   connect-unix PATH           connect to a Unix socket (@name = abstract)
 //   unix-send PATH TEXT         connect, send TEXT (\n escapes allowed), print what comes back
 //                               until the server closes or 3 s pass
-//   resolve NAME                DNS A query to every nameserver in /etc/resolv.conf (UDP)
+//   resolve NAME                DNS A query to every nameserver in /etc/resolv.conf (UDP); exits
+//                               2 without sending anything when a non-loopback interface is up,
+//                               so a broken sandbox can never send a query off this machine
 //   write PATH                  create/append to a file
 //   read PATH                   read a file
 //   env                         print the environment
 //   dbus-session [ADDRESS]      connect + authenticate to the D-Bus session bus (ADDRESS, else
 //                               $DBUS_SESSION_BUS_ADDRESS, else /run/user/<uid>/bus)
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -204,6 +208,20 @@ int resolve(const std::string& name) {
     if (words >> key >> value && key == "nameserver") servers.push_back(value);
   }
   if (servers.empty()) return failed("resolve " + name + ": no nameserver in /etc/resolv.conf");
+  // Tests may only send traffic to loopback or to networks they created. Inside a sandbox only
+  // `lo` exists, so the query cannot leave; anywhere else, refuse instead of querying a real
+  // resolver (the calling test then fails, which is what a broken sandbox deserves).
+  if (ifaddrs* list = nullptr; ::getifaddrs(&list) == 0) {
+    std::string up;
+    for (ifaddrs* i = list; i; i = i->ifa_next)
+      if ((i->ifa_flags & IFF_UP) && !(i->ifa_flags & IFF_LOOPBACK) && up.empty()) up = i->ifa_name;
+    ::freeifaddrs(list);
+    if (!up.empty()) {
+      std::cout << "refused: resolve " << name << ": interface " << up
+                << " is up, a query could leave this machine\n";
+      return 2;
+    }
+  }
   std::string query("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 12);
   std::istringstream labels(name);
   std::string label;
