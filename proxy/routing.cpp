@@ -103,7 +103,8 @@ Result<UpstreamUrl> parse_upstream_url(std::string_view url) {
   std::string_view authority = rest.substr(0, slash);
   std::string_view path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
   if (authority.find('@') != std::string_view::npos)
-    return fail("upstream: credentials in the URL are not allowed: put the key in the vault: " + std::string(url.substr(0, url.find('@'))) + "@...");
+    return fail("upstream: credentials in the URL are not allowed (put the key in the vault): ...@" +
+                std::string(authority.substr(authority.rfind('@') + 1)));
   std::string_view port;
   if (authority.starts_with("[")) {
     auto close = authority.find(']');
