@@ -224,7 +224,8 @@ std::string error_body(std::string_view type, std::string_view message, const nl
   if (extra.is_object())
     for (auto it = extra.begin(); it != extra.end(); ++it)
       if (it.key() != "type" && it.key() != "message") error[it.key()] = it.value();
-  return nlohmann::json{{"error", error}}.dump() + "\n";
+  // Messages can quote client bytes (a provider name from the path): never throw on bad UTF-8.
+  return nlohmann::json{{"error", error}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 std::string provider_names(const std::vector<ProviderSpec>& providers) {

@@ -176,6 +176,19 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   net::awaitable<void> run() {
     auto self = this->shared_from_this();
     w_.sessions.insert(this);
+    try {
+      co_await serve();
+    } catch (...) {
+      // Nothing on the data path should throw; if something does, only this connection ends.
+    }
+    beast::error_code ec;
+    stream_.socket().shutdown(net::socket_base::shutdown_send, ec);
+    stream_.socket().close(ec);
+    w_.sessions.erase(this);
+    --w_.session_count;
+  }
+
+  net::awaitable<void> serve() {
     beast::error_code ec;
     for (;;) {
       if (s_.stopping) break;
@@ -231,10 +244,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       bool keep = co_await handle(parser.release(), started);
       if (!keep) break;
     }
-    stream_.socket().shutdown(net::socket_base::shutdown_send, ec);
-    stream_.socket().close(ec);
-    w_.sessions.erase(this);
-    --w_.session_count;
   }
 
   std::string body_limit_message() const {
