@@ -265,7 +265,7 @@ TEST_CASE("proxy::Controls budget refusal carries limit, spent, resets_at and Re
   CHECK(c->status()["budgets"][0]["spent_pico"] == kCent);
 }
 
-TEST_CASE("proxy::Controls applies provider and global budgets; the first exhausted refuses") {
+TEST_CASE("proxy::Controls applies provider and global budgets and the first exhausted refuses") {
   Fixture f;
   auto c = f.make();
   call(*c, {{"op", "budget_set"}, {"scope", "openai"}, {"amount", "5"}, {"period", "daily"}});
