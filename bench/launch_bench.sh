@@ -26,6 +26,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 "$build/bin/fake_upstream" --port 0 --port-file "$work/fake.port" >/dev/null 2>&1 &
 fake_pid=$!
@@ -78,7 +79,7 @@ for ((r = 1; r <= runs; r++)); do
   port=$(free_port)
   t0=$(now_ms)
   docker run -d --name "$bare_name" -p "127.0.0.1:$port:18789" -v "$work/bare/openclaw.json:/cfg/openclaw.json:ro" \
-    -e OPENCLAW_CONFIG_PATH=/cfg/openclaw.json "$image" >/dev/null
+    -e OPENCLAW_CONFIG_PATH=/cfg/openclaw.json "$image" openclaw gateway run --bind lan --port 18789 >/dev/null
   wait_http "http://127.0.0.1:$port/" "$bare_name"
   t1=$(now_ms)
   docker rm -f "$bare_name" >/dev/null
