@@ -18,6 +18,7 @@
 #include "core/error.hpp"
 #include "core/secret.hpp"
 #include "launcher/cli.hpp"
+#include "launcher/watch.hpp"
 #include "proxy/control_protocol.hpp"
 #include "proxy/daemon.hpp"
 #include "proxy/pricing.hpp"
@@ -282,11 +283,22 @@ void print_status(const json& s) {
   std::string revoked;
   for (const auto& p : c.value("revoked", json::array())) revoked += (revoked.empty() ? "" : ", ") + p.get<std::string>();
   std::cout << "  revoked:    " << (revoked.empty() ? "none" : revoked) << "\n";
-  for (const auto& b : c.value("budgets", json::array())) std::cout << "  budget:     " << b.dump() << "\n";
+  for (const auto& b : c.value("budgets", json::array()))
+    std::cout << "  budget:     " << b.value("scope", "?") << " " << b.value("period", "?") << ": "
+              << b.value("spent_text", "?") << " of " << b.value("limit_text", "?") << " ("
+              << b.value("percent", 0.0) << " %), resets " << b.value("resets_at", "?") << "\n";
   for (const auto& r : c.value("ratelimits", json::array()))
     std::cout << "  ratelimit:  " << r.value("provider", "") << " " << r.value("rpm", 0) << "/min (used "
               << r.value("used", 0) << ")\n";
   for (const auto& w : c.value("warnings", json::array())) std::cout << "  warning:    " << w.value("message", "") << "\n";
+  const json& alerts = s.value("watch_alerts", json::object());
+  if (alerts.contains("error")) {
+    std::cout << "  watch:      unavailable: " << alerts.value("error", "") << "\n";
+  } else {
+    std::cout << "  watch:      " << alerts.value("count", 0) << " leak alert(s) in the last 24 h"
+              << (alerts.value("count", 0) ? " ('tokfence watch --history')" : "") << "\n";
+    for (const auto& a : alerts.value("recent", json::array())) std::cout << "              " << a.value("message", "") << "\n";
+  }
 }
 
 void run_status(Context& ctx, bool as_json) {
@@ -303,6 +315,11 @@ void run_status(Context& ctx, bool as_json) {
   }
   json s = *reply;
   s.erase("ok");
+  // Leak-detector alerts (tokfence watch) live in the same database; the daemon does not own them.
+  if (auto alerts = watch::alerts_summary(ctx.config().logging.db_path, 24, 5))
+    s["watch_alerts"] = *alerts;
+  else
+    s["watch_alerts"] = json{{"error", alerts.error().message}};
   if (as_json)
     std::cout << s.dump(2) << "\n";
   else
