@@ -1,9 +1,10 @@
 #pragma once
 // Who is calling: the process behind a proxy connection, for the request log's caller columns.
 //  - Unix sockets: SO_PEERCRED gives the pid; the name is /proc/<pid>/comm.
-//  - Loopback TCP: the peer's socket is found in /proc/net/tcp{,6} by its address pair, and its
-//    inode in some /proc/<pid>/fd of our own user. That scan costs a walk over /proc, so callers run
-//    it once per connection, off the I/O threads.
+//  - Loopback TCP: the peer's socket is looked up by its address pair through NETLINK_SOCK_DIAG
+//    (falling back to /proc/net/tcp{,6}), and its inode in some /proc/<pid>/fd of our own user:
+//    first in the processes found most recently, then in all of them. That can cost a walk over
+//    /proc, so callers run it once per connection, off the I/O threads.
 #include <cstdint>
 #include <optional>
 #include <string>

@@ -53,7 +53,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using unix_proto = net::local::stream_protocol;
-using UnixStream = beast::basic_stream<unix_proto>;
 using SteadyClock = std::chrono::steady_clock;
 
 auto with_ec(beast::error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
@@ -64,10 +63,14 @@ std::int64_t unix_ms() {
 
 double ms_since(SteadyClock::time_point t) { return std::chrono::duration<double, std::milli>(SteadyClock::now() - t).count(); }
 
-std::string new_request_id() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
+// "req_" + 16 hex digits: 44 bits of unix milliseconds, then 20 bits of a counter that starts at
+// a random value. Unique within the daemon (up to a million requests in one millisecond), and
+// increasing with time, so the request log's primary-key index grows at its end: random ids
+// scattered every batch's inserts over the whole index, rewriting hundreds of pages per commit.
+std::string new_request_id(std::int64_t now_ms) {
+  static std::atomic<std::uint32_t> counter{static_cast<std::uint32_t>(std::random_device{}())};
   static const char* hex = "0123456789abcdef";
-  std::uint64_t v = rng();
+  std::uint64_t v = (static_cast<std::uint64_t>(now_ms) << 20) | (counter.fetch_add(1, std::memory_order_relaxed) & 0xfffff);
   std::string id = "req_";
   for (int i = 15; i >= 0; --i) id.push_back(hex[(v >> (i * 4)) & 0xf]);
   return id;
@@ -101,7 +104,17 @@ class SessionBase {
   virtual ~SessionBase() = default;
   virtual void close_if_idle() = 0;
   virtual void force_close() = 0;
+  // Called about once a second by the worker's sweeper: cuts the I/O of a session whose current
+  // wait (client or upstream) has outlived its deadline, and starts watching the client of a
+  // request that is still in flight.
+  virtual void sweep(SteadyClock::time_point now) = 0;
 };
+
+// Timeouts: one deadline per session, checked by a once-a-second sweep on each worker, instead
+// of a timer armed and cancelled around every read and write. Per-operation timers cost a timer
+// queue update (and often a timerfd_settime syscall) several times per request; the sweep costs
+// one pass over the worker's sessions per second. Timeouts are whole seconds anyway.
+constexpr auto kSweepInterval = std::chrono::seconds(1);
 
 struct Worker {
   net::io_context ioc{1};
@@ -110,6 +123,7 @@ struct Worker {
   std::set<SessionBase*> sessions;  // only touched on this worker's thread
   std::atomic<int> session_count{0};
   std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
+  std::optional<net::steady_timer> sweep_timer;  // created and used on this worker's thread only
 };
 
 struct UnixListener {
@@ -152,6 +166,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   Session(Impl& server, Worker& worker, Stream stream, std::string label, std::shared_ptr<CallerSlot> caller)
       : s_(server), w_(worker), stream_(std::move(stream)), label_(std::move(label)), caller_(std::move(caller)) {
     relay_buf_.resize(64 * 1024);
+    // Room for a whole typical request in one read (a fresh flat_buffer reads 512 bytes at a time).
+    buffer_.reserve(16 * 1024);
   }
 
   static net::awaitable<void> start(std::shared_ptr<Session> self) { co_await self->run(); }
@@ -159,19 +175,43 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void close_if_idle() override {
     if (idle_) {
       beast::error_code ec;
-      stream_.socket().cancel(ec);
+      stream_.cancel(ec);
     }
   }
   void force_close() override {
     beast::error_code ec;
-    stream_.socket().shutdown(net::socket_base::shutdown_both, ec);
-    stream_.socket().close(ec);
+    stream_.shutdown(net::socket_base::shutdown_both, ec);
+    stream_.close(ec);
     if (upstream_) upstream_->close();
+  }
+  void sweep(SteadyClock::time_point now) override {
+    if (in_exchange_ && !watching_ && watched_exchange_ != exchange_) watch_client();
+    if (now < deadline_) return;
+    deadline_ = SteadyClock::time_point::max();
+    timed_out_ = true;
+    beast::error_code ec;
+    stream_.cancel(ec);
+    if (upstream_) upstream_->tcp().socket().cancel(ec);
   }
 
  private:
   const Config& config() const { return s_.deps.config; }
   std::chrono::seconds idle_timeout() const { return std::chrono::seconds(config().daemon.idle_timeout_seconds); }
+
+  // Every wait on the client or the upstream is bracketed by arm() and disarm(): the sweeper
+  // cancels the waits of a session past its deadline, and disarm() turns that cancellation into
+  // beast::error::timeout for the code that reads `ec`.
+  void arm(std::chrono::seconds timeout) {
+    deadline_ = SteadyClock::now() + timeout;
+    timed_out_ = false;
+  }
+  void disarm(beast::error_code& ec) {
+    deadline_ = SteadyClock::time_point::max();
+    if (timed_out_) {
+      timed_out_ = false;
+      if (ec == net::error::operation_aborted || !ec) ec = beast::error::timeout;
+    }
+  }
 
   net::awaitable<void> run() {
     auto self = this->shared_from_this();
@@ -182,8 +222,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       // Nothing on the data path should throw; if something does, only this connection ends.
     }
     beast::error_code ec;
-    stream_.socket().shutdown(net::socket_base::shutdown_send, ec);
-    stream_.socket().close(ec);
+    stream_.shutdown(net::socket_base::shutdown_send, ec);
+    stream_.close(ec);
     w_.sessions.erase(this);
     --w_.session_count;
   }
@@ -196,8 +236,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       parser.header_limit(static_cast<std::uint32_t>(config().daemon.max_header_bytes));
       parser.body_limit(config().daemon.max_body_bytes);
       idle_ = true;
-      stream_.expires_after(idle_timeout());
+      arm(idle_timeout());
       co_await http::async_read_header(stream_, buffer_, parser, with_ec(ec));
+      disarm(ec);
       idle_ = false;
       if (ec) {
         if (ec == http::error::header_limit) {
@@ -223,12 +264,15 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       }
       if (auto expect = req.find(http::field::expect); expect != req.end() && iequals(expect->value(), "100-continue")) {
         static const std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
+        arm(idle_timeout());
         co_await net::async_write(stream_, net::buffer(cont), with_ec(ec));
+        disarm(ec);
         if (ec) break;
       }
       if (!parser.is_done()) {
-        stream_.expires_after(idle_timeout());
+        arm(idle_timeout());
         co_await http::async_read(stream_, buffer_, parser, with_ec(ec));
+        disarm(ec);
         if (ec == http::error::body_limit) {
           co_await send_error(413, "tokfence_body_too_large", body_limit_message(), false, req.version(), nullptr, {});
           break;
@@ -266,8 +310,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     res.keep_alive(keep && !s_.stopping);
     res.prepare_payload();
     beast::error_code ec;
-    stream_.expires_after(std::chrono::seconds(30));
+    arm(std::chrono::seconds(30));
     co_await http::async_write(stream_, res, with_ec(ec));
+    disarm(ec);
   }
 
   // One request from its header to the log row. Returns whether the client connection stays open.
@@ -275,8 +320,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     bool keep = req.keep_alive() && !s_.stopping;
     std::string target(req.target());
     RequestRecord rec;
-    rec.id = new_request_id();
     rec.ts_ms = unix_ms();
+    rec.id = new_request_id(rec.ts_ms);
     rec.method = std::string(req.method_string());
     rec.path = target.substr(0, target.find('?'));
     if (label_.empty())
@@ -290,7 +335,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       res.keep_alive(keep);
       res.prepare_payload();
       beast::error_code ec;
+      arm(std::chrono::seconds(30));
       co_await http::async_write(stream_, res, with_ec(ec));
+      disarm(ec);
       co_return keep && !ec;
     }
 
@@ -385,7 +432,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     got_response_ = false;
     client_gone_ = false;
     in_exchange_ = true;
-    net::co_spawn(w_.ioc, watch_client(this->shared_from_this(), exchange_), net::detached);
     Outcome outcome = Outcome::close;
     for (int attempt = 0; attempt < 2; ++attempt) {
       ConnectOutcome connected = co_await w_.pool->acquire(provider.url);
@@ -422,23 +468,39 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       }
     }
     in_exchange_ = false;
-    beast::error_code ec;
-    stream_.socket().cancel(ec);  // ends the watcher
+    if (watching_) {
+      beast::error_code ec;
+      stream_.cancel(ec);  // ends the watcher
+    }
     co_return outcome == Outcome::keep && !client_gone_;
   }
 
-  // Completes (with readiness) when the client sends something or goes away while its request is
-  // in flight. A peek of 0 bytes is a disconnect: the upstream connection is closed, which cancels
-  // the upstream request.
-  static net::awaitable<void> watch_client(std::shared_ptr<Session> self, std::uint64_t exchange) {
-    beast::error_code ec;
-    co_await self->stream_.socket().async_wait(net::socket_base::wait_read, with_ec(ec));
-    if (ec || !self->in_exchange_ || self->exchange_ != exchange) co_return;
-    char byte;
-    ssize_t n = ::recv(self->stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) co_return;  // pipelined bytes
-    self->client_gone_ = true;
-    if (self->upstream_) self->upstream_->close();
+  // Fires when the client sends something or goes away while its request is in flight. A peek of
+  // 0 bytes is a disconnect: the upstream connection is closed, which cancels the upstream
+  // request. Started by the sweeper for requests in flight for a second or more, not for every
+  // request: a wait on the socket costs an epoll_ctl each time, and a quick reply needs no watch
+  // (a client gone mid-stream is also found by the next write failing).
+  void watch_client() {
+    watching_ = true;
+    stream_.async_wait(net::socket_base::wait_read,
+                       [self = this->shared_from_this(), exchange = exchange_](beast::error_code ec) {
+                         self->watching_ = false;
+                         if (ec || !self->in_exchange_ || self->exchange_ != exchange) return;
+                         self->watched_exchange_ = exchange;  // whatever it found, once is enough
+                         char byte;
+                         ssize_t n = ::recv(self->stream_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+                         if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;  // pipelined
+                         self->client_gone_ = true;
+                         if (self->upstream_) self->upstream_->close();
+                       });
+  }
+
+  // Writes what the serializer has for the client: the header first, then each piece of body.
+  net::awaitable<void> write_to_client(http::response_serializer<http::buffer_body>& sr, beast::error_code& ec) {
+    arm(idle_timeout());
+    co_await http::async_write(stream_, sr, with_ec(ec));
+    disarm(ec);
+    if (ec == http::error::need_buffer) ec = {};
   }
 
   template <class Up>
@@ -447,15 +509,17 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                                    SteadyClock::time_point started, bool& reusable) {
     beast::error_code ec;
     auto idle = idle_timeout();
-    conn.tcp().expires_after(idle);
+    arm(idle);
     co_await http::async_write(up, upreq, with_ec(ec));
+    disarm(ec);
     if (ec) {
       if (client_gone_) {
         rec.error = "client disconnected before the upstream answered";
         co_return Outcome::close;
       }
-      if (conn.reused) co_return Outcome::retry;
-      co_await send_error(502, "tokfence_upstream_error",
+      if (conn.reused && ec != beast::error::timeout) co_return Outcome::retry;
+      co_await send_error(ec == beast::error::timeout ? 504 : 502,
+                          ec == beast::error::timeout ? "tokfence_upstream_timeout" : "tokfence_upstream_error",
                           "upstream: cannot send the request to " + conn.origin() + ": " + ec.message(), keep,
                           client_version, &rec, nullptr);
       co_return keep ? Outcome::keep : Outcome::close;
@@ -466,8 +530,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     // Not boost::none: Boost 1.74 compares a Content-Length against an empty optional as "over the limit".
     p.body_limit(std::numeric_limits<std::uint64_t>::max());
     if (head) p.skip(true);
-    conn.tcp().expires_after(idle);
+    arm(idle);
     co_await http::async_read_header(up, conn.buffer, p, with_ec(ec));
+    disarm(ec);
     if (ec) {
       if (client_gone_) {
         rec.error = "client disconnected before the upstream answered";
@@ -513,36 +578,54 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (event_stream) rec.streaming = true;
     auto extractor = make_usage_extractor(kind, event_stream);
 
+    // The client gets the header together with the first piece of body when that piece is already
+    // here (read with the header: the usual case for JSON replies), so a small reply costs one
+    // write. When only the header has come, it goes out at once: a stream's client sees the status
+    // and headers before the first event, however long the model thinks.
     http::response_serializer<http::buffer_body> sr{res};
     res.body().data = nullptr;
     res.body().size = 0;
     res.body().more = has_body && !p.is_done();
-    stream_.expires_after(idle);
-    co_await http::async_write_header(stream_, sr, with_ec(ec));
-    if (ec) {
-      rec.error = "client disconnected";
-      co_return Outcome::close;
-    }
     rec.status = static_cast<int>(code);
+    if (!res.body().more) {
+      co_await write_to_client(sr, ec);  // header only, message complete
+      if (ec) {
+        rec.status = 0;
+        rec.error = "client disconnected";
+        co_return Outcome::close;
+      }
+    }
 
     bool clean = true;
     while (has_body && !p.is_done()) {
+      if (conn.buffer.size() == 0 && !sr.is_header_done()) {
+        // Nothing more is here yet: the header must not wait for the body.
+        arm(idle);
+        co_await http::async_write_header(stream_, sr, with_ec(ec));
+        disarm(ec);
+        if (ec) {
+          rec.status = 0;
+          rec.error = "client disconnected";
+          co_return Outcome::close;
+        }
+      }
       p.get().body().data = relay_buf_.data();
       p.get().body().size = relay_buf_.size();
-      conn.tcp().expires_after(idle);
+      arm(idle);
       co_await http::async_read_some(up, conn.buffer, p, with_ec(ec));
+      disarm(ec);
       if (ec == http::error::need_buffer) ec = {};
       std::size_t n = relay_buf_.size() - p.get().body().size;
       if (n > 0) {
         extractor->feed(std::string_view(relay_buf_.data(), n));
         res.body().data = relay_buf_.data();
         res.body().size = n;
-        res.body().more = true;
+        // The last piece also ends the message (and a chunked body) in the same write.
+        res.body().more = !(p.is_done() && !ec);
         beast::error_code wec;
-        stream_.expires_after(idle);
-        co_await http::async_write(stream_, sr, with_ec(wec));
-        if (wec == http::error::need_buffer) wec = {};
+        co_await write_to_client(sr, wec);
         if (wec) {
+          if (!sr.is_header_done()) rec.status = 0;
           client_gone_ = true;
           rec.error = "client disconnected mid-response";
           clean = false;
@@ -561,13 +644,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         break;
       }
     }
-    if (clean) {
+    if (clean && !sr.is_done()) {
       res.body().data = nullptr;
       res.body().size = 0;
       res.body().more = false;
-      stream_.expires_after(idle);
-      co_await http::async_write(stream_, sr, with_ec(ec));
-      if (ec == http::error::need_buffer) ec = {};
+      co_await write_to_client(sr, ec);
       if (ec) {
         rec.error = "client disconnected mid-response";
         clean = false;
@@ -595,7 +676,23 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   bool client_gone_ = false;
   std::uint64_t exchange_ = 0;
   UpstreamConnection* upstream_ = nullptr;
+  SteadyClock::time_point deadline_ = SteadyClock::time_point::max();
+  bool timed_out_ = false;
+  bool watching_ = false;             // a watch_client() wait is pending
+  std::uint64_t watched_exchange_ = 0;  // the exchange whose watch already fired
 };
+
+// Once a second: every session of this worker past its deadline has its waits cancelled.
+void start_sweeper(Worker& worker) {
+  worker.sweep_timer->expires_after(kSweepInterval);
+  worker.sweep_timer->async_wait([&worker](beast::error_code ec) {
+    if (ec) return;  // cancelled at shutdown
+    auto now = SteadyClock::now();
+    // sweep() only cancels and starts waits; no session leaves the set during the loop.
+    for (SessionBase* session : worker.sessions) session->sweep(now);
+    start_sweeper(worker);
+  });
+}
 
 }  // namespace
 
@@ -645,9 +742,9 @@ net::awaitable<void> Impl::accept_tcp() {
       }
     }
     ++worker.session_count;
-    auto session = std::make_shared<Session<beast::tcp_stream>>(*this, worker, beast::tcp_stream(std::move(socket)), "",
+    auto session = std::make_shared<Session<tcp::socket>>(*this, worker, std::move(socket), "",
                                                                 std::move(slot));
-    net::co_spawn(worker.ioc, Session<beast::tcp_stream>::start(std::move(session)), net::detached);
+    net::co_spawn(worker.ioc, Session<tcp::socket>::start(std::move(session)), net::detached);
   }
 }
 
@@ -666,9 +763,9 @@ net::awaitable<void> Impl::accept_unix(std::shared_ptr<UnixListener> listener) {
     auto slot = std::make_shared<CallerSlot>();
     if (auto cred = peer_credentials(socket.native_handle())) slot->caller = Caller{cred->pid, process_name(cred->pid)};
     ++worker.session_count;
-    auto session = std::make_shared<Session<UnixStream>>(*this, worker, UnixStream(std::move(socket)),
+    auto session = std::make_shared<Session<unix_proto::socket>>(*this, worker, std::move(socket),
                                                          listener->info.caller, std::move(slot));
-    net::co_spawn(worker.ioc, Session<UnixStream>::start(std::move(session)), net::detached);
+    net::co_spawn(worker.ioc, Session<unix_proto::socket>::start(std::move(session)), net::detached);
   }
 }
 
@@ -769,6 +866,8 @@ void ProxyServer::start() {
   impl_->started = true;
   for (auto& w : impl_->workers) {
     Worker* worker = w.get();
+    worker->sweep_timer.emplace(worker->ioc);
+    start_sweeper(*worker);
     worker->thread = std::thread([worker] {
       for (;;) {
         try {
@@ -826,7 +925,10 @@ void ProxyServer::shutdown(std::chrono::seconds grace) {
   }
   for (auto& w : s.workers) {
     Worker* worker = w.get();
-    net::post(worker->ioc, [worker] { worker->pool->clear(); });
+    net::post(worker->ioc, [worker] {
+      worker->pool->clear();
+      worker->sweep_timer->cancel();
+    });
     worker->guard.reset();
   }
   for (auto& w : s.workers) {

@@ -66,11 +66,6 @@ std::optional<std::int64_t> count(const json* v) {
 
 std::int64_t count_or(const json* v, std::int64_t fallback = 0) { return count(v).value_or(fallback); }
 
-std::optional<std::string> string_of(const json* v) {
-  if (v && v->is_string()) return v->get<std::string>();
-  return std::nullopt;
-}
-
 // True when `text` has `"key"` followed by `:` and an object: cheap filter that lets most stream
 // events (text deltas, `"usage": null`) pass without a JSON parse.
 bool has_object_member(std::string_view text, std::string_view quoted_key) {
@@ -86,6 +81,136 @@ bool has_object_member(std::string_view text, std::string_view quoted_key) {
     if (i < text.size() && text[i] == '{') return true;
   }
   return false;
+}
+
+// --- Reading JSON text without parsing all of it -------------------------------------------------
+// Request bodies run to megabytes of conversation, and replies carry long completions; the proxy
+// needs a handful of small members of either. So members are found by scanning an object's text,
+// skipping values (strings, nested objects and arrays) without building them, and only the small
+// values wanted are parsed (nlohmann, which also validates them). A DOM parse of every body cost
+// more CPU than everything else the proxy does per request. The scan is lenient: broken JSON
+// yields fewer or odd members, never a crash or a read past the text.
+
+std::size_t skip_ws(std::string_view t, std::size_t i) {
+  while (i < t.size() && (t[i] == ' ' || t[i] == '\t' || t[i] == '\r' || t[i] == '\n')) ++i;
+  return i;
+}
+
+std::size_t skip_string(std::string_view t, std::size_t i) {  // t[i] == '"'
+  for (++i; i < t.size(); ++i) {
+    if (t[i] == '\\')
+      ++i;
+    else if (t[i] == '"')
+      return i + 1;
+  }
+  return t.size();
+}
+
+std::size_t skip_value(std::string_view t, std::size_t i) {
+  if (i >= t.size()) return i;
+  if (t[i] == '"') return skip_string(t, i);
+  if (t[i] == '{' || t[i] == '[') {
+    int depth = 0;
+    while (i < t.size()) {
+      char c = t[i];
+      if (c == '"') {
+        i = skip_string(t, i);
+        continue;
+      }
+      if (c == '{' || c == '[') ++depth;
+      if (c == '}' || c == ']') {
+        if (--depth == 0) return i + 1;
+      }
+      ++i;
+    }
+    return i;
+  }
+  while (i < t.size() && t[i] != ',' && t[i] != '}' && t[i] != ']' && t[i] != ' ' && t[i] != '\t' && t[i] != '\r' &&
+         t[i] != '\n')
+    ++i;
+  return i;
+}
+
+struct Span {
+  std::size_t begin, end;
+};
+
+// Whether a quoted key (with its quotes) names `key`; escapes are decoded only when present.
+bool key_is(std::string_view quoted, std::string_view key) {
+  if (quoted.size() < 2) return false;
+  std::string_view raw = quoted.substr(1, quoted.size() - 2);
+  if (raw.find('\\') == std::string_view::npos) return raw == key;
+  json name = parse(quoted);
+  return name.is_string() && name.get_ref<const std::string&>() == key;
+}
+
+// Position of the value of the last member named `key` (as nlohmann, the last duplicate wins) of
+// the object that `t` holds; nullopt when `t` is no object or has no such member.
+std::optional<Span> find_member_value(std::string_view t, std::string_view key) {
+  std::optional<Span> found;
+  std::size_t i = skip_ws(t, 0);
+  if (i >= t.size() || t[i] != '{') return std::nullopt;
+  i = skip_ws(t, i + 1);
+  while (i < t.size() && t[i] == '"') {
+    std::size_t key_end = skip_string(t, i);
+    bool wanted = key_is(t.substr(i, key_end - i), key);
+    i = skip_ws(t, key_end);
+    if (i >= t.size() || t[i] != ':') return found;
+    i = skip_ws(t, i + 1);
+    std::size_t value_end = skip_value(t, i);
+    if (wanted) found = Span{i, value_end};
+    i = skip_ws(t, value_end);
+    if (i < t.size() && t[i] == ',') i = skip_ws(t, i + 1);
+  }
+  return found;
+}
+
+// The text of member `key` of the object in `t` ("" when absent).
+std::string_view member_text(std::string_view t, std::string_view key) {
+  auto span = find_member_value(t, key);
+  return span ? t.substr(span->begin, span->end - span->begin) : std::string_view{};
+}
+
+std::string_view member_text(std::string_view t, std::initializer_list<std::string_view> keys) {
+  for (auto k : keys) {
+    t = member_text(t, k);
+    if (t.empty()) break;
+  }
+  return t;
+}
+
+bool is_object_text(std::string_view t) { return !t.empty() && t.front() == '{'; }
+
+// Small values, parsed (and validated) on their own.
+json value_of(std::string_view t) { return t.empty() ? json(json::value_t::discarded) : parse(t); }
+
+std::optional<std::string> string_value(std::string_view t) {
+  if (t.size() >= 2 && t.front() == '"' && t.back() == '"' && t.find('\\') == std::string_view::npos)
+    return std::string(t.substr(1, t.size() - 2));
+  json v = value_of(t);
+  if (v.is_string()) return v.get<std::string>();
+  return std::nullopt;
+}
+
+std::optional<std::int64_t> count_value(std::string_view t) {
+  if (t.empty()) return std::nullopt;
+  json v = value_of(t);
+  return count(&v);
+}
+
+// Calls `fn` with the text of each element of the array in `t`.
+template <class Fn>
+void for_each_element(std::string_view t, Fn&& fn) {
+  std::size_t i = skip_ws(t, 0);
+  if (i >= t.size() || t[i] != '[') return;
+  i = skip_ws(t, i + 1);
+  while (i < t.size() && t[i] != ']') {
+    std::size_t end = skip_value(t, i);
+    if (end == i) return;  // not a value: stop rather than loop
+    fn(t.substr(i, end - i));
+    i = skip_ws(t, end);
+    if (i < t.size() && t[i] == ',') i = skip_ws(t, i + 1);
+  }
 }
 
 // OpenAI-style usage objects: Chat Completions (prompt_/completion_tokens), Responses
@@ -144,25 +269,35 @@ class SseParser {
  public:
   template <class OnEvent>
   void feed(std::string_view bytes, OnEvent&& on_event) {
-    for (char ch : bytes) {
+    std::size_t i = 0;
+    const std::size_t n = bytes.size();
+    while (i < n) {
       if (skip_lf_) {
         skip_lf_ = false;
-        if (ch == '\n') continue;
+        if (bytes[i] == '\n') {
+          ++i;
+          continue;
+        }
       }
-      if (ch == '\r' || ch == '\n') {
-        skip_lf_ = ch == '\r';
-        end_line(on_event);
-        continue;
+      // The rest of the line is taken in one piece, not a character at a time.
+      std::size_t end = i;
+      while (end < n && bytes[end] != '\r' && bytes[end] != '\n') ++end;
+      if (end > i) {
+        line_seen_ = true;
+        if (!oversized_) {
+          if (line_.size() + data_.size() + (end - i) > kMaxEventBytes) {
+            oversized_ = true;
+            line_.clear();
+            data_.clear();
+          } else {
+            line_.append(bytes.substr(i, end - i));
+          }
+        }
       }
-      line_seen_ = true;
-      if (oversized_) continue;
-      if (line_.size() + data_.size() >= kMaxEventBytes) {
-        oversized_ = true;
-        line_.clear();
-        data_.clear();
-        continue;
-      }
-      line_.push_back(ch);
+      if (end == n) break;
+      skip_lf_ = bytes[end] == '\r';
+      end_line(on_event);
+      i = end + 1;
     }
   }
 
@@ -218,18 +353,20 @@ class JsonCollector {
  public:
   template <class OnDocument>
   void feed(std::string_view bytes, OnDocument&& on_doc) {
-    for (char ch : bytes) {
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+      char ch = bytes[i];
       if (mode_ == Mode::unknown) {
         if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') continue;
         mode_ = ch == '[' ? Mode::array : Mode::whole;
         if (mode_ == Mode::array) continue;
       }
       if (mode_ == Mode::whole) {
-        if (text_.size() < kMaxJsonBytes)
-          text_.push_back(ch);
-        else
-          truncated_ = true;
-        continue;
+        // The rest of the piece in one append, up to the cap.
+        std::size_t room = kMaxJsonBytes - std::min(text_.size(), kMaxJsonBytes);
+        std::size_t take = std::min(room, bytes.size() - i);
+        text_.append(bytes.substr(i, take));
+        if (take < bytes.size() - i) truncated_ = true;
+        return;
       }
       array_byte(ch, on_doc);
     }
@@ -360,55 +497,62 @@ class Extractor final : public UsageExtractor {
 
   void on_document(std::string_view text) {
     if (failed_) return;
-    json j = parse(text);
-    if (j.is_discarded()) return;
-    if (j.is_array()) {
-      for (const auto& element : j) apply(element);
-    } else {
-      apply(j);
+    std::size_t first = skip_ws(text, 0);
+    if (first < text.size() && text[first] == '[') {
+      for_each_element(text, [this](std::string_view element) { apply(element.substr(skip_ws(element, 0))); });
+    } else if (first < text.size()) {
+      apply(text.substr(first));
     }
   }
 
-  void take_model(const json* v) {
-    if (auto s = string_of(v); s && !s->empty()) model_ = std::move(*s);
+  void take_model(std::string_view v) {
+    if (auto s = string_value(v); s && !s->empty()) model_ = std::move(*s);
   }
 
-  void apply(const json& j) {
-    if (!j.is_object()) return;
+  // A usage object: small, so parsed whole (nullptr when absent or not an object).
+  static std::optional<json> usage_object(std::string_view v) {
+    if (!is_object_text(v)) return std::nullopt;
+    json u = value_of(v);
+    if (!u.is_object()) return std::nullopt;
+    return u;
+  }
+
+  void apply(std::string_view j) {
+    if (!is_object_text(j)) return;
     switch (kind_) {
       case ApiKind::anthropic_messages: {
-        auto type = string_of(member(j, "type")).value_or("");
+        auto type = string_value(member_text(j, "type")).value_or("");
         if (type == "message_delta") {
-          if (auto u = member(j, "usage"); u && u->is_object()) read_anthropic_usage(*u, usage_, true);
+          if (auto u = usage_object(member_text(j, "usage"))) read_anthropic_usage(*u, usage_, true);
           return;
         }
-        const json* msg = type == "message_start" ? member(j, "message") : &j;
-        if (!msg || !msg->is_object()) return;
-        take_model(member(*msg, "model"));
-        if (auto u = member(*msg, "usage"); u && u->is_object()) {
+        std::string_view msg = type == "message_start" ? member_text(j, "message") : j;
+        if (!is_object_text(msg)) return;
+        take_model(member_text(msg, "model"));
+        if (auto u = usage_object(member_text(msg, "usage"))) {
           usage_ = Usage{};
           read_anthropic_usage(*u, usage_, false);
         }
         return;
       }
       case ApiKind::gemini: {
-        take_model(member(j, "modelVersion"));
-        if (auto u = member(j, "usageMetadata"); u && u->is_object()) usage_ = read_gemini_usage(*u);
+        take_model(member_text(j, "modelVersion"));
+        if (auto u = usage_object(member_text(j, "usageMetadata"))) usage_ = read_gemini_usage(*u);
         return;
       }
       case ApiKind::openai_responses: {
-        const json* resp = member(j, "response");
-        if (!resp || !resp->is_object()) resp = &j;
-        take_model(member(*resp, "model"));
-        if (auto u = member(*resp, "usage"); u && u->is_object()) usage_ = read_openai_usage(*u);
+        std::string_view resp = member_text(j, "response");
+        if (!is_object_text(resp)) resp = j;
+        take_model(member_text(resp, "model"));
+        if (auto u = usage_object(member_text(resp, "usage"))) usage_ = read_openai_usage(*u);
         return;
       }
       case ApiKind::openai_chat:
       case ApiKind::other: {
-        take_model(member(j, "model"));
-        const json* u = member(j, "usage");
-        if (!u || !u->is_object()) u = path_of(j, {"x_groq", "usage"});  // Groq's older streaming shape
-        if (u && u->is_object()) usage_ = read_openai_usage(*u);
+        take_model(member_text(j, "model"));
+        auto u = usage_object(member_text(j, "usage"));
+        if (!u) u = usage_object(member_text(j, {"x_groq", "usage"}));  // Groq's older streaming shape
+        if (u) usage_ = read_openai_usage(*u);
         return;
       }
     }
@@ -419,85 +563,22 @@ class Extractor final : public UsageExtractor {
 // The body is forwarded as the client wrote it; the only change is an inserted member, spliced into
 // the text so that numbers, key order and whitespace stay exactly as they were.
 
-std::size_t skip_ws(std::string_view t, std::size_t i) {
-  while (i < t.size() && (t[i] == ' ' || t[i] == '\t' || t[i] == '\r' || t[i] == '\n')) ++i;
-  return i;
-}
-
-std::size_t skip_string(std::string_view t, std::size_t i) {  // t[i] == '"'
-  for (++i; i < t.size(); ++i) {
-    if (t[i] == '\\')
-      ++i;
-    else if (t[i] == '"')
-      return i + 1;
-  }
-  return t.size();
-}
-
-std::size_t skip_value(std::string_view t, std::size_t i) {
-  if (i >= t.size()) return i;
-  if (t[i] == '"') return skip_string(t, i);
-  if (t[i] == '{' || t[i] == '[') {
-    int depth = 0;
-    while (i < t.size()) {
-      char c = t[i];
-      if (c == '"') {
-        i = skip_string(t, i);
-        continue;
-      }
-      if (c == '{' || c == '[') ++depth;
-      if (c == '}' || c == ']') {
-        if (--depth == 0) return i + 1;
-      }
-      ++i;
-    }
-    return i;
-  }
-  while (i < t.size() && t[i] != ',' && t[i] != '}' && t[i] != ']' && t[i] != ' ' && t[i] != '\t' && t[i] != '\r' &&
-         t[i] != '\n')
-    ++i;
-  return i;
-}
-
-struct Span {
-  std::size_t begin, end;
-};
-
-// Position of the value of the last top-level member named `key` in a JSON object text already
-// known to be valid.
-std::optional<Span> find_member_value(std::string_view t, std::string_view key) {
-  std::optional<Span> found;
-  std::size_t i = skip_ws(t, 0);
-  if (i >= t.size() || t[i] != '{') return std::nullopt;
-  i = skip_ws(t, i + 1);
-  while (i < t.size() && t[i] == '"') {
-    std::size_t key_end = skip_string(t, i);
-    json name = parse(t.substr(i, key_end - i));  // decodes escapes in the key
-    i = skip_ws(t, key_end);
-    if (i >= t.size() || t[i] != ':') return std::nullopt;
-    i = skip_ws(t, i + 1);
-    std::size_t value_end = skip_value(t, i);
-    if (name.is_string() && name.get<std::string>() == key) found = Span{i, value_end};
-    i = skip_ws(t, value_end);
-    if (i < t.size() && t[i] == ',') i = skip_ws(t, i + 1);
-  }
-  return found;
-}
-
-void inject_include_usage(std::string& body, const json& parsed) {
-  const json* options = member(parsed, "stream_options");
-  if (!options) {
+// `body` is a JSON object (checked by the caller) without stream_options.include_usage.
+void inject_include_usage(std::string& body) {
+  auto span = find_member_value(body, "stream_options");
+  if (!span) {
     auto open = skip_ws(body, 0);  // the '{' of the top-level object
-    body.insert(open + 1, R"("stream_options":{"include_usage":true},)");
+    auto next = skip_ws(body, open + 1);
+    bool empty = next < body.size() && body[next] == '}';
+    body.insert(open + 1, empty ? R"("stream_options":{"include_usage":true})" : R"("stream_options":{"include_usage":true},)");
     return;
   }
-  auto span = find_member_value(body, "stream_options");
-  if (!span) return;
-  if (options->is_object()) {
+  std::string_view options(body.data() + span->begin, span->end - span->begin);
+  if (is_object_text(options)) {
     std::size_t inner = skip_ws(body, span->begin + 1);
     bool empty = inner < body.size() && body[inner] == '}';
     body.insert(span->begin + 1, empty ? R"("include_usage":true)" : R"("include_usage":true,)");
-  } else if (options->is_null()) {
+  } else if (options == "null") {
     body.replace(span->begin, span->end - span->begin, R"({"include_usage":true})");
   }
 }
@@ -534,22 +615,28 @@ RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& bo
     info.streaming = ends_with(strip_query(path), ":streamGenerateContent");
   }
   try {
-    json j = parse(body);
-    if (!j.is_object()) return info;
+    std::string_view j(body);
+    j.remove_prefix(std::min(skip_ws(j, 0), j.size()));
+    while (!j.empty() && (j.back() == ' ' || j.back() == '\t' || j.back() == '\r' || j.back() == '\n')) j.remove_suffix(1);
+    // An object, as far as its ends tell: the scan below reads members, and the upstream judges
+    // the rest of the body as it always would.
+    if (!is_object_text(j) || j.back() != '}') return info;
     if (kind != ApiKind::gemini) {
-      info.model = string_of(member(j, "model")).value_or("");
-      if (auto s = member(j, "stream"); s && s->is_boolean()) info.streaming = s->get<bool>();
+      info.model = string_value(member_text(j, "model")).value_or("");
+      auto stream = member_text(j, "stream");
+      if (stream == "true") info.streaming = true;
+      if (stream == "false") info.streaming = false;
     }
-    for (auto p : {path_of(j, {"max_completion_tokens"}), path_of(j, {"max_tokens"}), path_of(j, {"max_output_tokens"}),
-                   path_of(j, {"generationConfig", "maxOutputTokens"})}) {
-      if (auto n = count(p)) {
+    for (auto p : {member_text(j, "max_completion_tokens"), member_text(j, "max_tokens"),
+                   member_text(j, "max_output_tokens"), member_text(j, {"generationConfig", "maxOutputTokens"})}) {
+      if (auto n = count_value(p)) {
         info.max_output_tokens = *n;
         break;
       }
     }
     if (inject_stream_usage && kind == ApiKind::openai_chat && info.streaming &&
-        !path_of(j, {"stream_options", "include_usage"}))
-      inject_include_usage(body, j);
+        member_text(j, {"stream_options", "include_usage"}).empty())
+      inject_include_usage(body);
   } catch (...) {
     // Only allocation can throw here; the request goes out as it came.
   }
