@@ -195,29 +195,41 @@ Result<std::map<std::string, SpentTally>> ControlsStore::spent_between(std::int6
   auto has = db_.has_table("requests");
   if (!has) return std::unexpected(has.error());
   if (!*has) return out;
+  // The rows of the window come in ts_ms order from its index and are summed here: a GROUP BY
+  // made SQLite sort them all first, seconds at daemon start for a month of a busy log.
   // A request with no tokens and no price (refused, failed before any usage) spent nothing and is
   // not an "unknown cost" request.
   auto st = db_.prepare(R"sql(
-    SELECT provider,
-           COALESCE(SUM(cost_pico), 0),
-           SUM(CASE WHEN cost_pico IS NULL AND tokens > 0 THEN 1 ELSE 0 END),
-           SUM(CASE WHEN cost_pico IS NULL THEN tokens ELSE 0 END)
-    FROM (SELECT provider, cost_pico,
-                 COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) + COALESCE(cache_read_tokens, 0) +
-                 COALESCE(cache_write_tokens, 0) AS tokens
-          FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2)
-    GROUP BY provider)sql");
+    SELECT provider, cost_pico,
+           COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) + COALESCE(cache_read_tokens, 0) +
+           COALESCE(cache_write_tokens, 0)
+    FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2)sql");
   if (!st) return std::unexpected(st.error());
   st->bind(1, from_ms).bind(2, to_ms);
+  std::string provider;
+  SpentTally* tally = nullptr;
   for (;;) {
     auto row = st->step();
     if (!row) return std::unexpected(row.error());
     if (!*row) break;
-    SpentTally t{st->column_int64(1), st->column_int64(2), st->column_int64(3)};
-    out[st->column_text(0)] = t;
+    std::string_view p = st->column_text_view(0);
+    if (!tally || p != provider) {  // rows of one provider tend to come in runs
+      provider.assign(p);
+      tally = &out[provider];
+    }
+    const std::int64_t tokens = st->column_int64(2);
+    if (!st->column_is_null(1)) {
+      tally->cost += st->column_int64(1);
+    } else {
+      if (tokens > 0) tally->unknown_cost_requests += 1;
+      tally->unknown_cost_tokens += tokens;
+    }
   }
   return out;
 }
+
+// Bounds the work of max_cost_by_model at daemon start, whatever the size of the log.
+constexpr int kMaxRowsForLearnedCosts = 20'000;
 
 Result<std::map<std::string, Picodollars>> ControlsStore::max_cost_by_model(std::int64_t since_ms, int limit) {
   std::lock_guard lock(mutex_);
@@ -225,16 +237,26 @@ Result<std::map<std::string, Picodollars>> ControlsStore::max_cost_by_model(std:
   auto has = db_.has_table("requests");
   if (!has) return std::unexpected(has.error());
   if (!*has) return out;
+  // The newest priced rows, newest first, through the ts_ms index: a bounded read at daemon start
+  // (a GROUP BY over 30 days sorted every row of them), and the recent costs are the ones that
+  // predict the next request's.
   auto st = db_.prepare(
-      "SELECT provider, model, MAX(cost_pico) FROM requests WHERE ts_ms >= ?1 AND cost_pico IS NOT NULL "
-      "AND provider IS NOT NULL AND model IS NOT NULL GROUP BY provider, model ORDER BY MAX(ts_ms) DESC LIMIT ?2");
+      "SELECT provider, model, cost_pico FROM requests WHERE ts_ms >= ?1 AND cost_pico IS NOT NULL "
+      "AND provider IS NOT NULL AND model IS NOT NULL ORDER BY ts_ms DESC LIMIT ?2");
   if (!st) return std::unexpected(st.error());
-  st->bind(1, since_ms).bind(2, limit);
+  st->bind(1, since_ms).bind(2, kMaxRowsForLearnedCosts);
   for (;;) {
     auto row = st->step();
     if (!row) return std::unexpected(row.error());
     if (!*row) break;
-    out[st->column_text(0) + '\n' + st->column_text(1)] = st->column_int64(2);
+    std::string key = st->column_text(0) + '\n' + st->column_text(1);
+    auto it = out.find(key);
+    if (it == out.end()) {
+      if (out.size() >= static_cast<std::size_t>(limit)) continue;  // the `limit` most recent models
+      out.emplace(std::move(key), st->column_int64(2));
+    } else {
+      it->second = std::max(it->second, st->column_int64(2));
+    }
   }
   return out;
 }

@@ -70,8 +70,8 @@ class ControlsStore {
 
   // Per provider, over `requests` rows with from_ms <= ts_ms < to_ms. No table yet = nothing spent.
   Result<std::map<std::string, SpentTally>> spent_between(std::int64_t from_ms, std::int64_t to_ms);
-  // The highest known cost per provider + '\n' + model among rows with ts_ms >= since_ms (at most
-  // `limit` models, the most recently used first).
+  // The highest known cost per provider + '\n' + model among the newest 20,000 priced rows with
+  // ts_ms >= since_ms (at most `limit` models, the most recently used first).
   Result<std::map<std::string, Picodollars>> max_cost_by_model(std::int64_t since_ms, int limit);
 
  private:

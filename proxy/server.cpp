@@ -165,7 +165,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
  public:
   Session(Impl& server, Worker& worker, Stream stream, std::string label, std::shared_ptr<CallerSlot> caller)
       : s_(server), w_(worker), stream_(std::move(stream)), label_(std::move(label)), caller_(std::move(caller)) {
-    relay_buf_.resize(64 * 1024);
     // Room for a whole typical request in one read (a fresh flat_buffer reads 512 bytes at a time).
     buffer_.reserve(16 * 1024);
   }
@@ -596,6 +595,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       }
     }
 
+    // Body bytes pass through here on their way to the client. Allocated on the first body a
+    // connection relays, and 16 KiB like the read buffers: a stream's pieces are far smaller, and
+    // idle keep-alive connections should not each hold one.
+    if (has_body && relay_buf_.empty()) relay_buf_.resize(16 * 1024);
     bool clean = true;
     while (has_body && !p.is_done()) {
       if (conn.buffer.size() == 0 && !sr.is_header_done()) {

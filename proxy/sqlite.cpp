@@ -130,6 +130,12 @@ std::string Statement::column_text(int index) const {
   return std::string(reinterpret_cast<const char*>(text), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, index)));
 }
 
+std::string_view Statement::column_text_view(int index) const {
+  const unsigned char* text = sqlite3_column_text(stmt_, index);
+  if (!text) return {};
+  return {reinterpret_cast<const char*>(text), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, index))};
+}
+
 // ---- Database ----
 
 Result<Database> Database::open(const std::filesystem::path& path, Create create) {

@@ -79,6 +79,8 @@ class Statement {
   std::int64_t column_int64(int index) const;
   double column_double(int index) const;
   std::string column_text(int index) const;
+  // Valid until the next step(), reset() or column read of the same column as another type.
+  std::string_view column_text_view(int index) const;
 
  private:
   friend class Database;

@@ -10,7 +10,9 @@
 // elements are cut out and parsed one at a time.
 #include "proxy/usage.hpp"
 
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -97,11 +99,17 @@ std::size_t skip_ws(std::string_view t, std::size_t i) {
 }
 
 std::size_t skip_string(std::string_view t, std::size_t i) {  // t[i] == '"'
-  for (++i; i < t.size(); ++i) {
-    if (t[i] == '\\')
-      ++i;
-    else if (t[i] == '"')
-      return i + 1;
+  // memchr to the next quote (conversation text is most of a body), then count the backslashes
+  // before it: an odd number escapes it.
+  const char* base = t.data();
+  for (++i; i < t.size();) {
+    const void* q = std::memchr(base + i, '"', t.size() - i);
+    if (!q) return t.size();
+    std::size_t at = static_cast<std::size_t>(static_cast<const char*>(q) - base);
+    std::size_t slashes = 0;
+    while (at - slashes > i && base[at - slashes - 1] == '\\') ++slashes;
+    if (slashes % 2 == 0) return at + 1;
+    i = at + 1;
   }
   return t.size();
 }
@@ -144,39 +152,48 @@ bool key_is(std::string_view quoted, std::string_view key) {
   return name.is_string() && name.get_ref<const std::string&>() == key;
 }
 
-// Position of the value of the last member named `key` (as nlohmann, the last duplicate wins) of
-// the object that `t` holds; nullopt when `t` is no object or has no such member.
-std::optional<Span> find_member_value(std::string_view t, std::string_view key) {
-  std::optional<Span> found;
+// One pass over the members of the object that `t` holds: found[k] is the position of the value
+// of the last member named keys[k] (as in nlohmann, the last duplicate wins). All nullopt when
+// `t` is no object.
+template <std::size_t N>
+std::array<std::optional<Span>, N> find_members(std::string_view t, const std::array<std::string_view, N>& keys) {
+  std::array<std::optional<Span>, N> found;
   std::size_t i = skip_ws(t, 0);
-  if (i >= t.size() || t[i] != '{') return std::nullopt;
+  if (i >= t.size() || t[i] != '{') return found;
   i = skip_ws(t, i + 1);
   while (i < t.size() && t[i] == '"') {
     std::size_t key_end = skip_string(t, i);
-    bool wanted = key_is(t.substr(i, key_end - i), key);
+    std::string_view quoted = t.substr(i, key_end - i);
     i = skip_ws(t, key_end);
     if (i >= t.size() || t[i] != ':') return found;
     i = skip_ws(t, i + 1);
     std::size_t value_end = skip_value(t, i);
-    if (wanted) found = Span{i, value_end};
+    for (std::size_t k = 0; k < N; ++k)
+      if (key_is(quoted, keys[k])) found[k] = Span{i, value_end};
     i = skip_ws(t, value_end);
     if (i < t.size() && t[i] == ',') i = skip_ws(t, i + 1);
   }
   return found;
 }
 
-// The text of member `key` of the object in `t` ("" when absent).
-std::string_view member_text(std::string_view t, std::string_view key) {
-  auto span = find_member_value(t, key);
+std::optional<Span> find_member_value(std::string_view t, std::string_view key) {
+  return find_members<1>(t, {key})[0];
+}
+
+std::string_view text_of(std::string_view t, const std::optional<Span>& span) {
   return span ? t.substr(span->begin, span->end - span->begin) : std::string_view{};
 }
 
-std::string_view member_text(std::string_view t, std::initializer_list<std::string_view> keys) {
-  for (auto k : keys) {
-    t = member_text(t, k);
-    if (t.empty()) break;
-  }
-  return t;
+// The text of member `key` of the object in `t` ("" when absent).
+std::string_view member_text(std::string_view t, std::string_view key) { return text_of(t, find_member_value(t, key)); }
+
+// The texts of several members, in one pass.
+template <std::size_t N>
+std::array<std::string_view, N> member_texts(std::string_view t, const std::array<std::string_view, N>& keys) {
+  auto spans = find_members(t, keys);
+  std::array<std::string_view, N> out;
+  for (std::size_t k = 0; k < N; ++k) out[k] = text_of(t, spans[k]);
+  return out;
 }
 
 bool is_object_text(std::string_view t) { return !t.empty() && t.front() == '{'; }
@@ -521,37 +538,48 @@ class Extractor final : public UsageExtractor {
     if (!is_object_text(j)) return;
     switch (kind_) {
       case ApiKind::anthropic_messages: {
-        auto type = string_value(member_text(j, "type")).value_or("");
+        auto [type_text, message, model, usage] = member_texts<4>(j, {"type", "message", "model", "usage"});
+        auto type = string_value(type_text).value_or("");
         if (type == "message_delta") {
-          if (auto u = usage_object(member_text(j, "usage"))) read_anthropic_usage(*u, usage_, true);
+          if (auto u = usage_object(usage)) read_anthropic_usage(*u, usage_, true);
           return;
         }
-        std::string_view msg = type == "message_start" ? member_text(j, "message") : j;
-        if (!is_object_text(msg)) return;
-        take_model(member_text(msg, "model"));
-        if (auto u = usage_object(member_text(msg, "usage"))) {
+        if (type == "message_start") {
+          if (!is_object_text(message)) return;
+          auto inner = member_texts<2>(message, {"model", "usage"});
+          model = inner[0];
+          usage = inner[1];
+        }
+        take_model(model);
+        if (auto u = usage_object(usage)) {
           usage_ = Usage{};
           read_anthropic_usage(*u, usage_, false);
         }
         return;
       }
       case ApiKind::gemini: {
-        take_model(member_text(j, "modelVersion"));
-        if (auto u = usage_object(member_text(j, "usageMetadata"))) usage_ = read_gemini_usage(*u);
+        auto [model, usage] = member_texts<2>(j, {"modelVersion", "usageMetadata"});
+        take_model(model);
+        if (auto u = usage_object(usage)) usage_ = read_gemini_usage(*u);
         return;
       }
       case ApiKind::openai_responses: {
-        std::string_view resp = member_text(j, "response");
-        if (!is_object_text(resp)) resp = j;
-        take_model(member_text(resp, "model"));
-        if (auto u = usage_object(member_text(resp, "usage"))) usage_ = read_openai_usage(*u);
+        auto [response, model, usage] = member_texts<3>(j, {"response", "model", "usage"});
+        if (is_object_text(response)) {
+          auto inner = member_texts<2>(response, {"model", "usage"});
+          model = inner[0];
+          usage = inner[1];
+        }
+        take_model(model);
+        if (auto u = usage_object(usage)) usage_ = read_openai_usage(*u);
         return;
       }
       case ApiKind::openai_chat:
       case ApiKind::other: {
-        take_model(member_text(j, "model"));
-        auto u = usage_object(member_text(j, "usage"));
-        if (!u) u = usage_object(member_text(j, {"x_groq", "usage"}));  // Groq's older streaming shape
+        auto [model, usage, x_groq] = member_texts<3>(j, {"model", "usage", "x_groq"});
+        take_model(model);
+        auto u = usage_object(usage);
+        if (!u) u = usage_object(member_text(x_groq, "usage"));  // Groq's older streaming shape
         if (u) usage_ = read_openai_usage(*u);
         return;
       }
@@ -621,21 +649,24 @@ RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& bo
     // An object, as far as its ends tell: the scan below reads members, and the upstream judges
     // the rest of the body as it always would.
     if (!is_object_text(j) || j.back() != '}') return info;
+    // One pass over the body (it may be megabytes of conversation).
+    enum { model, stream, max_completion_tokens, max_tokens, max_output_tokens, generation_config, stream_options };
+    auto m = member_texts<7>(j, {"model", "stream", "max_completion_tokens", "max_tokens", "max_output_tokens",
+                                 "generationConfig", "stream_options"});
     if (kind != ApiKind::gemini) {
-      info.model = string_value(member_text(j, "model")).value_or("");
-      auto stream = member_text(j, "stream");
-      if (stream == "true") info.streaming = true;
-      if (stream == "false") info.streaming = false;
+      info.model = string_value(m[model]).value_or("");
+      if (m[stream] == "true") info.streaming = true;
+      if (m[stream] == "false") info.streaming = false;
     }
-    for (auto p : {member_text(j, "max_completion_tokens"), member_text(j, "max_tokens"),
-                   member_text(j, "max_output_tokens"), member_text(j, {"generationConfig", "maxOutputTokens"})}) {
+    for (auto p : {m[max_completion_tokens], m[max_tokens], m[max_output_tokens],
+                   member_text(m[generation_config], "maxOutputTokens")}) {
       if (auto n = count_value(p)) {
         info.max_output_tokens = *n;
         break;
       }
     }
     if (inject_stream_usage && kind == ApiKind::openai_chat && info.streaming &&
-        member_text(j, {"stream_options", "include_usage"}).empty())
+        member_text(m[stream_options], "include_usage").empty())
       inject_include_usage(body);
   } catch (...) {
     // Only allocation can throw here; the request goes out as it came.

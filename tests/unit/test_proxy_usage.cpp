@@ -224,6 +224,50 @@ TEST_CASE("proxy::inspect_request leaves the body alone when usage injection doe
   CHECK(unchanged(ApiKind::openai_chat, "", true));
 }
 
+TEST_CASE("proxy::inspect_request reads only top-level members, whatever the strings hold") {
+  // The members are found by scanning the text, not by a parse: nested keys of the same name,
+  // quotes and backslashes inside strings, and a long conversation must not mislead it.
+  std::string body = R"({"messages":[{"role":"user","model":"nested-model","stream":false,)"
+                     R"("content":"say \"model\":\"fake\" and a backslash \\\\ then \\\" quote"},)"
+                     R"({"role":"user","content":"ends with backslashes \\\\\\\\"}],)"
+                     R"("metadata":{"max_tokens":9,"stream":true},"model":"gpt-4o","stream":true,"max_tokens":64})";
+  REQUIRE_FALSE(json::parse(body, nullptr, false).is_discarded());
+  auto info = inspect_request(ApiKind::openai_chat, "/v1/chat/completions", body, false);
+  CHECK(info.model == "gpt-4o");
+  CHECK(info.streaming);
+  CHECK(info.max_output_tokens == 64);
+
+  // The last duplicate wins, as in a parser; escaped key spellings count.
+  std::string dup = R"({"model":"first","m\u006fdel":"second","stream":true,"stream":false})";
+  info = inspect_request(ApiKind::openai_chat, "/v1/chat/completions", dup, true);
+  CHECK(info.model == "second");
+  CHECK_FALSE(info.streaming);
+
+  // Megabytes of conversation before the members that matter.
+  std::string big = R"({"messages":[)";
+  for (int i = 0; i < 2000; ++i) big += R"({"role":"user","content":")" + std::string(1000, 'x') + R"(\"{[\\"},)";
+  big += R"({"role":"user","content":"last"}],"model":"claude-sonnet-4-5","stream":true,"max_tokens":8192})";
+  REQUIRE_FALSE(json::parse(big, nullptr, false).is_discarded());
+  info = inspect_request(ApiKind::openai_chat, "/v1/chat/completions", big, true);
+  CHECK(info.model == "claude-sonnet-4-5");
+  CHECK(info.max_output_tokens == 8192);
+  auto parsed = json::parse(big, nullptr, false);
+  REQUIRE_FALSE(parsed.is_discarded());
+  CHECK(parsed["stream_options"]["include_usage"] == true);
+  CHECK(parsed["messages"].size() == 2001);
+}
+
+TEST_CASE("proxy::UsageExtractor ignores usage-like members nested in the content") {
+  // A completion that talks about usage must not be taken for the usage object.
+  std::string body = R"({"model":"gpt-4o","choices":[{"message":{"content":"{\"usage\":{\"prompt_tokens\":999}}",)"
+                     R"("usage":{"prompt_tokens":777,"completion_tokens":777}}}],)"
+                     R"("usage":{"prompt_tokens":12,"completion_tokens":3}})";
+  REQUIRE_FALSE(json::parse(body, nullptr, false).is_discarded());
+  auto r = run(ApiKind::openai_chat, false, body);
+  check_usage(r.usage, 12, 3, 0, 0);
+  CHECK(r.model == "gpt-4o");
+}
+
 // ---- OpenAI Chat Completions ------------------------------------------------------------------
 
 TEST_CASE("proxy::UsageExtractor reads OpenAI chat JSON usage, cached tokens apart") {
