@@ -32,42 +32,6 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 
 json parse(std::string_view text) { return json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false); }
 
-const json* member(const json& j, const char* key) {
-  if (!j.is_object()) return nullptr;
-  auto it = j.find(key);
-  return it == j.end() ? nullptr : &*it;
-}
-
-const json* path_of(const json& j, std::initializer_list<const char*> keys) {
-  const json* cur = &j;
-  for (const char* k : keys) {
-    cur = member(*cur, k);
-    if (!cur) return nullptr;
-  }
-  return cur;
-}
-
-// A token count: non-negative integers only; anything else (string, negative, NaN) is absent.
-std::optional<std::int64_t> count(const json* v) {
-  if (!v) return std::nullopt;
-  if (v->is_number_unsigned()) {
-    auto u = v->get<std::uint64_t>();
-    return static_cast<std::int64_t>(std::min<std::uint64_t>(u, std::numeric_limits<std::int64_t>::max()));
-  }
-  if (v->is_number_integer()) {
-    auto i = v->get<std::int64_t>();
-    return i < 0 ? std::nullopt : std::optional(i);
-  }
-  if (v->is_number_float()) {
-    double d = v->get<double>();
-    if (!std::isfinite(d) || d < 0 || d > 9e18) return std::nullopt;
-    return static_cast<std::int64_t>(d);
-  }
-  return std::nullopt;
-}
-
-std::int64_t count_or(const json* v, std::int64_t fallback = 0) { return count(v).value_or(fallback); }
-
 // True when `text` has `"key"` followed by `:` and an object: cheap filter that lets most stream
 // events (text deltas, `"usage": null`) pass without a JSON parse.
 bool has_object_member(std::string_view text, std::string_view quoted_key) {
@@ -209,11 +173,34 @@ std::optional<std::string> string_value(std::string_view t) {
   return std::nullopt;
 }
 
+// A token count from the text of a JSON value: non-negative numbers only (fractions cut, huge
+// values capped at INT64_MAX as far as they are exact integers); strings, negatives, non-finite
+// and malformed numbers are absent. Usage objects are read this way, without a parser: the usage
+// of every response is read, and a DOM parse of it cost more than the rest of the request.
 std::optional<std::int64_t> count_value(std::string_view t) {
-  if (t.empty()) return std::nullopt;
+  if (t.empty() || t.front() == '-') return std::nullopt;
+  std::size_t digits = 0;
+  while (digits < t.size() && t[digits] >= '0' && t[digits] <= '9') ++digits;
+  if (digits == 0) return std::nullopt;
+  if (digits == t.size()) {
+    if (t.size() > 1 && t.front() == '0') return std::nullopt;  // JSON has no leading zeros
+    std::uint64_t v = 0;
+    for (char c : t) {
+      auto d = static_cast<std::uint64_t>(c - '0');
+      if (v > (std::numeric_limits<std::uint64_t>::max() - d) / 10) return std::nullopt;  // as a double: > 9e18
+      v = v * 10 + d;
+    }
+    return static_cast<std::int64_t>(std::min<std::uint64_t>(v, std::numeric_limits<std::int64_t>::max()));
+  }
+  // A fraction or an exponent: checked as JSON by nlohmann, then taken as a double.
   json v = value_of(t);
-  return count(&v);
+  if (!v.is_number_float()) return std::nullopt;
+  double d = v.get<double>();
+  if (!std::isfinite(d) || d < 0 || d > 9e18) return std::nullopt;
+  return static_cast<std::int64_t>(d);
 }
+
+std::int64_t count_or(std::string_view t, std::int64_t fallback = 0) { return count_value(t).value_or(fallback); }
 
 // Calls `fn` with the text of each element of the array in `t`.
 template <class Fn>
@@ -230,24 +217,27 @@ void for_each_element(std::string_view t, Fn&& fn) {
   }
 }
 
-// OpenAI-style usage objects: Chat Completions (prompt_/completion_tokens), Responses
-// (input_/output_tokens), and the compatible providers' variants (DeepSeek's cache-hit counters).
-// Prompt counts include cached tokens there; ours exclude them.
-Usage read_openai_usage(const json& u) {
+// OpenAI-style usage objects (the text of one): Chat Completions (prompt_/completion_tokens),
+// Responses (input_/output_tokens), and the compatible providers' variants (DeepSeek's cache-hit
+// counters). Prompt counts include cached tokens there; ours exclude them.
+Usage read_openai_usage(std::string_view u) {
   Usage out;
   out.found = true;
   std::int64_t prompt = 0, cached = 0;
-  if (member(u, "prompt_tokens") || member(u, "completion_tokens")) {
-    prompt = count_or(member(u, "prompt_tokens"));
-    out.output_tokens = count_or(member(u, "completion_tokens"));
-    if (auto c = count(path_of(u, {"prompt_tokens_details", "cached_tokens"})))
+  enum { prompt_tokens, completion_tokens, prompt_details, cache_hit, input_tokens, output_tokens, input_details };
+  auto m = member_texts<7>(u, {"prompt_tokens", "completion_tokens", "prompt_tokens_details", "prompt_cache_hit_tokens",
+                               "input_tokens", "output_tokens", "input_tokens_details"});
+  if (!m[prompt_tokens].empty() || !m[completion_tokens].empty()) {
+    prompt = count_or(m[prompt_tokens]);
+    out.output_tokens = count_or(m[completion_tokens]);
+    if (auto c = count_value(member_text(m[prompt_details], "cached_tokens")))
       cached = *c;
     else
-      cached = count_or(member(u, "prompt_cache_hit_tokens"));
+      cached = count_or(m[cache_hit]);
   } else {
-    prompt = count_or(member(u, "input_tokens"));
-    out.output_tokens = count_or(member(u, "output_tokens"));
-    cached = count_or(path_of(u, {"input_tokens_details", "cached_tokens"}));
+    prompt = count_or(m[input_tokens]);
+    out.output_tokens = count_or(m[output_tokens]);
+    cached = count_or(member_text(m[input_details], "cached_tokens"));
   }
   cached = std::min(cached, prompt);
   out.input_tokens = prompt - cached;
@@ -256,27 +246,30 @@ Usage read_openai_usage(const json& u) {
 }
 
 // Anthropic usage: input_tokens already excludes cache reads and writes.
-void read_anthropic_usage(const json& u, Usage& out, bool cumulative_update) {
-  auto set = [&](std::int64_t& field, const char* key) {
-    if (auto v = count(member(u, key))) field = cumulative_update ? std::max(field, *v) : *v;
+void read_anthropic_usage(std::string_view u, Usage& out, bool cumulative_update) {
+  auto m = member_texts<4>(u, {"input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"});
+  auto set = [&](std::int64_t& field, std::string_view text) {
+    if (auto v = count_value(text)) field = cumulative_update ? std::max(field, *v) : *v;
   };
-  set(out.input_tokens, "input_tokens");
-  set(out.output_tokens, "output_tokens");
-  set(out.cache_read_tokens, "cache_read_input_tokens");
-  set(out.cache_write_tokens, "cache_creation_input_tokens");
+  set(out.input_tokens, m[0]);
+  set(out.output_tokens, m[1]);
+  set(out.cache_read_tokens, m[2]);
+  set(out.cache_write_tokens, m[3]);
   out.found = true;
 }
 
 // Gemini usageMetadata: promptTokenCount includes cachedContentTokenCount; thoughts are billed as
 // output; tool-use prompt tokens as input.
-Usage read_gemini_usage(const json& u) {
+Usage read_gemini_usage(std::string_view u) {
   Usage out;
   out.found = true;
-  auto prompt = count_or(member(u, "promptTokenCount"));
-  auto cached = std::min(count_or(member(u, "cachedContentTokenCount")), prompt);
-  out.input_tokens = prompt - cached + count_or(member(u, "toolUsePromptTokenCount"));
+  auto m = member_texts<5>(u, {"promptTokenCount", "cachedContentTokenCount", "toolUsePromptTokenCount",
+                               "candidatesTokenCount", "thoughtsTokenCount"});
+  auto prompt = count_or(m[0]);
+  auto cached = std::min(count_or(m[1]), prompt);
+  out.input_tokens = prompt - cached + count_or(m[2]);
   out.cache_read_tokens = cached;
-  out.output_tokens = count_or(member(u, "candidatesTokenCount")) + count_or(member(u, "thoughtsTokenCount"));
+  out.output_tokens = count_or(m[3]) + count_or(m[4]);
   return out;
 }
 
@@ -526,12 +519,10 @@ class Extractor final : public UsageExtractor {
     if (auto s = string_value(v); s && !s->empty()) model_ = std::move(*s);
   }
 
-  // A usage object: small, so parsed whole (nullptr when absent or not an object).
-  static std::optional<json> usage_object(std::string_view v) {
-    if (!is_object_text(v)) return std::nullopt;
-    json u = value_of(v);
-    if (!u.is_object()) return std::nullopt;
-    return u;
+  // The text of a usage object (nullopt when absent or not an object: `"usage": null` is common).
+  static std::optional<std::string_view> usage_object(std::string_view v) {
+    if (!is_object_text(v) || v.back() != '}') return std::nullopt;
+    return v;
   }
 
   void apply(std::string_view j) {

@@ -471,6 +471,26 @@ TEST_CASE("proxy::UsageExtractor survives malformed input without usage or excep
   CHECK(r.usage.output_tokens == 0);
 }
 
+TEST_CASE("proxy::UsageExtractor reads token counts the way a JSON parser would") {
+  auto prompt = [](const std::string& value) {
+    auto r = run(ApiKind::openai_chat, false, R"({"usage":{"prompt_tokens":)" + value + R"(,"completion_tokens":0}})");
+    return r.usage.input_tokens;
+  };
+  CHECK(prompt("0") == 0);
+  CHECK(prompt("1234") == 1234);
+  CHECK(prompt("1.5e3") == 1500);       // exponent
+  CHECK(prompt("12.9") == 12);          // fraction cut
+  CHECK(prompt("9223372036854775807") == INT64_MAX);
+  CHECK(prompt("18446744073709551615") == INT64_MAX);  // unsigned 64-bit: capped
+  CHECK(prompt("18446744073709551616") == 0);          // past 64 bits: a double > 9e18, absent
+  CHECK(prompt("007") == 0);            // not JSON
+  CHECK(prompt("-0") == 0);
+  CHECK(prompt("1e") == 0);             // malformed exponent
+  CHECK(prompt("true") == 0);
+  CHECK(prompt("null") == 0);
+  CHECK(prompt(R"("12")") == 0);
+}
+
 TEST_CASE("proxy::UsageExtractor reads an event stream sent without its content-type") {
   check_usage(run(ApiKind::anthropic_messages, false, kAnthropicStream).usage, 25, 15, 3000, 100);
 }
