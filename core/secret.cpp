@@ -70,6 +70,10 @@ bool operator==(const SecretString& a, const SecretString& b) {
   return a.size_ == b.size_ && CRYPTO_memcmp(a.data_, b.data_, a.size_) == 0;
 }
 
+void wipe_memory(void* data, std::size_t size) noexcept {
+  if (data && size) OPENSSL_cleanse(data, size);
+}
+
 void wipe(std::string& s) noexcept {
   if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
   s.clear();

@@ -4,6 +4,7 @@
 // OPENSSL_cleanse when freed or reassigned. It cannot be streamed or implicitly converted, so a key
 // does not end up in a log line or error message by accident; `reveal()` is the one explicit door.
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -40,5 +41,24 @@ class SecretString {
 
 // Wipes a std::string that briefly held secret material (e.g. a line read from stdin).
 void wipe(std::string& s) noexcept;
+// Wipes `size` bytes at `data` in a way the compiler cannot drop (OPENSSL_cleanse).
+void wipe_memory(void* data, std::size_t size) noexcept;
+
+// An allocator that wipes memory before handing it back: for library containers that briefly
+// hold a key, such as the header fields of an upstream request (Beast keeps "Authorization:
+// Bearer <key>" in its own allocations, which would otherwise return to the heap readable).
+template <class T>
+struct WipingAllocator {
+  using value_type = T;
+  WipingAllocator() noexcept = default;
+  template <class U>
+  WipingAllocator(const WipingAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return std::allocator<T>().allocate(n); }
+  void deallocate(T* p, std::size_t n) noexcept {
+    wipe_memory(p, n * sizeof(T));
+    std::allocator<T>().deallocate(p, n);
+  }
+  friend bool operator==(const WipingAllocator&, const WipingAllocator&) noexcept { return true; }
+};
 
 }  // namespace tokfence

@@ -56,11 +56,15 @@ bool is_hop_by_hop_header(std::string_view name);  // case-insensitive; RFC 9110
 // The upstream request target: base path + rest + filtered query ("/" when all are empty).
 std::string upstream_target(const UpstreamUrl& upstream, const RouteTarget& route);
 
+// The header fields of a request to an upstream: they hold the injected key, so their memory is
+// wiped when freed.
+using UpstreamFields = boost::beast::http::basic_fields<WipingAllocator<char>>;
+
 // Copies `in` to `out` without credentials, hop-by-hop headers (incl. those named in Connection),
 // Host, Content-Length, Expect, Accept-Encoding and X-Tokfence-Caller; then sets Host, the key per
 // `spec.auth`, `Accept-Encoding: identity` (usage is read from the body, so it must not be
 // compressed) and every default header the client did not send.
-void build_upstream_headers(const boost::beast::http::fields& in, boost::beast::http::fields& out,
+void build_upstream_headers(const boost::beast::http::fields& in, UpstreamFields& out,
                             const ProviderSpec& spec, const UpstreamUrl& upstream, const SecretString& key);
 
 // Copies an upstream response's headers for the client, without hop-by-hop headers.

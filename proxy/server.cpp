@@ -54,6 +54,8 @@ namespace http = beast::http;
 using tcp = net::ip::tcp;
 using unix_proto = net::local::stream_protocol;
 using SteadyClock = std::chrono::steady_clock;
+// What goes to the upstream: its header fields hold the injected key and are wiped when freed.
+using UpstreamRequest = http::request<http::string_body, UpstreamFields>;
 
 auto with_ec(beast::error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
 
@@ -397,7 +399,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     }
     Reservation reservation = std::get<Reservation>(decision);
 
-    http::request<http::string_body> up{req.method(), upstream_target(provider.url, *route), 11};
+    UpstreamRequest up{req.method(), upstream_target(provider.url, *route), 11};
     if (req.method() == http::verb::unknown) up.method_string(req.method_string());
     build_upstream_headers(req.base(), up.base(), provider.spec, provider.url, key_it->second);
     keys.reset();
@@ -424,7 +426,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   // The exchange with the upstream, retried once on a fresh connection when a pooled one turns out
   // to be closed before any response byte.
-  net::awaitable<bool> forward(const Provider& provider, http::request<http::string_body>& up, bool head,
+  net::awaitable<bool> forward(const Provider& provider, UpstreamRequest& up, bool head,
                                unsigned client_version, bool keep, ApiKind kind, RequestRecord& rec,
                                SteadyClock::time_point started) {
     ++exchange_;
@@ -503,7 +505,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
   template <class Up>
-  net::awaitable<Outcome> exchange(Up& up, UpstreamConnection& conn, http::request<http::string_body>& upreq, bool head,
+  net::awaitable<Outcome> exchange(Up& up, UpstreamConnection& conn, UpstreamRequest& upreq, bool head,
                                    unsigned client_version, bool keep, ApiKind kind, RequestRecord& rec,
                                    SteadyClock::time_point started, bool& reusable) {
     beast::error_code ec;

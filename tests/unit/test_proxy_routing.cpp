@@ -20,7 +20,8 @@ ProviderSpec spec_of(const std::string& name) {
   return {};
 }
 
-std::string value(const http::fields& f, std::string_view name) {
+template <class Fields>
+std::string value(const Fields& f, std::string_view name) {
   auto it = f.find(name);
   return it == f.end() ? std::string("<absent>") : std::string(it->value());
 }
@@ -118,7 +119,7 @@ TEST_CASE("proxy::build_upstream_headers strips every inbound credential and inj
   in.set("Expect", "100-continue");
   in.set("OpenAI-Beta", "assistants=v2");
   in.set("Content-Type", "application/json");
-  http::fields out;
+  UpstreamFields out;
   auto url = parse_upstream_url("https://api.openai.com/v1");
   build_upstream_headers(in, out, spec_of("openai"), *url, SecretString("vault-key"));
 
@@ -137,7 +138,7 @@ TEST_CASE("proxy::build_upstream_headers uses x-api-key and a default anthropic-
   auto url = parse_upstream_url("https://api.anthropic.com");
   http::fields none;
   none.set("authorization", "Bearer client");
-  http::fields out;
+  UpstreamFields out;
   build_upstream_headers(none, out, spec_of("anthropic"), *url, SecretString("vault-key"));
   CHECK(value(out, "x-api-key") == "vault-key");
   CHECK(value(out, "authorization") == "<absent>");
@@ -145,7 +146,7 @@ TEST_CASE("proxy::build_upstream_headers uses x-api-key and a default anthropic-
 
   http::fields client;
   client.set("anthropic-version", "2099-01-01");
-  http::fields out2;
+  UpstreamFields out2;
   build_upstream_headers(client, out2, spec_of("anthropic"), *url, SecretString("vault-key"));
   CHECK(value(out2, "anthropic-version") == "2099-01-01");
 }
@@ -154,7 +155,7 @@ TEST_CASE("proxy::build_upstream_headers uses x-goog-api-key for Gemini") {
   auto url = parse_upstream_url("https://generativelanguage.googleapis.com");
   http::fields in;
   in.set("x-goog-api-key", "client");
-  http::fields out;
+  UpstreamFields out;
   build_upstream_headers(in, out, spec_of("google"), *url, SecretString("vault-key"));
   CHECK(value(out, "x-goog-api-key") == "vault-key");
   CHECK(value(out, "authorization") == "<absent>");
