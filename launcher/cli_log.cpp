@@ -122,6 +122,15 @@ std::string latency_text(double ms) {
   return buf;
 }
 
+// Text from the log comes from clients and their processes (a model name from a request body, a
+// process name it chose for itself): control characters are shown as '?', so a log row cannot
+// send escape sequences to the terminal that reads it.
+std::string printable(std::string text) {
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return text;
+}
+
 std::string caller_text(const RequestRecord& r) {
   if (r.caller_name.empty() && r.caller_pid == 0) return "-";
   std::string s = r.caller_name.empty() ? "?" : r.caller_name;
@@ -134,7 +143,10 @@ std::string caller_text(const RequestRecord& r) {
 class Table {
  public:
   explicit Table(std::vector<std::pair<std::string, int>> columns) : columns_(std::move(columns)) {}
-  void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void add(std::vector<std::string> row) {
+    for (auto& cell : row) cell = printable(std::move(cell));
+    rows_.push_back(std::move(row));
+  }
   void print(std::ostream& out, bool header) {
     std::vector<std::size_t> width;
     for (auto& [name, min] : columns_) width.push_back(std::max<std::size_t>(name.size(), min));
@@ -207,7 +219,7 @@ json row_json(const RequestRecord& r) {
 void print_detail(const RequestRecord& r) {
   const auto& u = r.usage;
   auto field = [](const char* name, const std::string& value) {
-    std::printf("%-14s %s\n", name, value.c_str());
+    std::printf("%-14s %s\n", name, printable(value).c_str());
   };
   field("id:", r.id);
   field("time:", local_time(r.ts_ms) + " (" + iso_utc(r.ts_ms) + ")");
@@ -241,7 +253,7 @@ void follow_log(const std::filesystem::path& db, proxy::RequestQuery query, bool
   auto emit = [&](const std::vector<LoggedRequest>& rows, bool header) {
     for (const auto& row : rows) {
       if (as_json)
-        std::cout << row_json(row.record).dump() << "\n";
+        std::cout << row_json(row.record).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
       else
         add_log_row(table, row.record);
     }
@@ -328,7 +340,7 @@ void register_log(CLI::App& app, Context& ctx) {
         throw UserError("request '" + opt->id + "': not in the request log " + db.string() +
                         " (rows older than [logging] retention_days are pruned): run 'tokfence log' to see recent ids");
       if (opt->json)
-        std::cout << row_json(rows[0].record).dump(2) << "\n";
+        std::cout << row_json(rows[0].record).dump(2, ' ', false, json::error_handler_t::replace) << "\n";
       else
         print_detail(rows[0].record);
       return;
@@ -338,7 +350,7 @@ void register_log(CLI::App& app, Context& ctx) {
     if (opt->json) {
       json out = json::array();
       for (const auto& row : rows) out.push_back(row_json(row.record));
-      std::cout << out.dump(2) << "\n";
+      std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
       return;
     }
     if (rows.empty()) {
@@ -410,7 +422,7 @@ void register_stats(CLI::App& app, Context& ctx) {
         out["groups"].push_back(std::move(j));
       }
       out["total"] = totals_json(total);
-      std::cout << out.dump(2) << "\n";
+      std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
       return;
     }
     std::cout << "Requests since " << (since ? local_time(since) : std::string("the first one")) << " ("
@@ -774,7 +786,7 @@ void register_provider(CLI::App& app, Context& ctx) {
                            {"source", p.builtin ? "builtin" : "config"},
                            {"proxy_path", "/" + p.name + p.client_base_suffix}});
       }
-      std::cout << out.dump(2) << "\n";
+      std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
       return;
     }
     Table table({{"NAME", 0}, {"UPSTREAM", 0}, {"AUTH", 0}, {"API", 0}, {"KEY", 0}, {"SOURCE", 0}});
@@ -901,7 +913,7 @@ void register_pricing(CLI::App& app, Context& ctx) {
                            {"output", usd(m.price.output)},
                            {"cache_read", usd(m.price.cache_read)},
                            {"cache_write", usd(m.price.cache_write)}});
-      std::cout << out.dump(2) << "\n";
+      std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
       return;
     }
     Table t({{"PROVIDER", 0}, {"MODEL", 0}, {"INPUT", 0}, {"OUTPUT", 0}, {"CACHE READ", 0}, {"CACHE WRITE", 0}});

@@ -273,7 +273,7 @@ struct ControlServer::Impl {
     auto check = check_control_peer(fd);
     if (!check) {
       json refusal = {{"ok", false}, {"error", check.error().message}};
-      write_all(fd, refusal.dump() + "\n", std::chrono::steady_clock::now() + std::chrono::seconds(2));
+      write_all(fd, refusal.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", std::chrono::steady_clock::now() + std::chrono::seconds(2));
       return;
     }
     for (;;) {
@@ -283,7 +283,7 @@ struct ControlServer::Impl {
       json reply = request.is_discarded()
                        ? json{{"ok", false}, {"error", "control: malformed request: not JSON"}}
                        : router->dispatch(request);
-      if (!write_all(fd, reply.dump() + "\n", std::chrono::steady_clock::now() + std::chrono::seconds(10))) return;
+      if (!write_all(fd, reply.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", std::chrono::steady_clock::now() + std::chrono::seconds(10))) return;
     }
   }
 

@@ -235,7 +235,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       if (s_.stopping) break;
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(config().daemon.max_header_bytes));
-      parser.body_limit(config().daemon.max_body_bytes);
+      // The body limit is set once the header is in: a Content-Length over it is then refused by
+      // the check below, with the method and path known for the log row. (Not boost::none:
+      // Boost 1.74 compares a Content-Length against an empty optional as "over the limit".)
+      parser.body_limit(std::numeric_limits<std::uint64_t>::max());
       idle_ = true;
       arm(idle_timeout());
       co_await http::async_read_header(stream_, buffer_, parser, with_ec(ec));
@@ -243,26 +246,27 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       idle_ = false;
       if (ec) {
         if (ec == http::error::header_limit) {
-          co_await send_error(431, "tokfence_header_too_large",
-                              "request: header larger than max_header_bytes (" +
-                                  std::to_string(config().daemon.max_header_bytes) + ")",
-                              false, 11, nullptr, {});
+          co_await refuse(431, "tokfence_header_too_large",
+                          "request: header larger than max_header_bytes (" +
+                              std::to_string(config().daemon.max_header_bytes) + ")",
+                          11, nullptr);
         } else if (ec == http::error::body_limit) {
           // The declared Content-Length alone is over the limit: refuse before reading the body.
-          co_await send_error(413, "tokfence_body_too_large", body_limit_message(), false, 11, nullptr, {});
+          co_await refuse(413, "tokfence_body_too_large", body_limit_message(), 11,
+                          parser.is_header_done() ? &parser.get() : nullptr);
         } else if (ec != http::error::end_of_stream && ec != net::error::eof && ec != net::error::operation_aborted &&
                    ec != net::error::connection_reset && ec != beast::error::timeout && ec != net::error::bad_descriptor) {
-          co_await send_error(400, "tokfence_bad_request", "request: malformed HTTP: " + ec.message(), false, 11,
-                              nullptr, {});
+          co_await refuse(400, "tokfence_bad_request", "request: malformed HTTP: " + ec.message(), 11, nullptr);
         }
         break;
       }
       auto started = SteadyClock::now();
       auto& req = parser.get();
       if (auto len = parser.content_length(); len && *len > config().daemon.max_body_bytes) {
-        co_await send_error(413, "tokfence_body_too_large", body_limit_message(), false, req.version(), nullptr, {});
+        co_await refuse(413, "tokfence_body_too_large", body_limit_message(), req.version(), &req);
         break;
       }
+      parser.body_limit(config().daemon.max_body_bytes);  // for chunked bodies
       if (auto expect = req.find(http::field::expect); expect != req.end() && iequals(expect->value(), "100-continue")) {
         static const std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
         arm(idle_timeout());
@@ -275,20 +279,40 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         co_await http::async_read(stream_, buffer_, parser, with_ec(ec));
         disarm(ec);
         if (ec == http::error::body_limit) {
-          co_await send_error(413, "tokfence_body_too_large", body_limit_message(), false, req.version(), nullptr, {});
+          co_await refuse(413, "tokfence_body_too_large", body_limit_message(), req.version(), &req);
           break;
         }
         if (ec) {
           if (ec != net::error::eof && ec != http::error::partial_message && ec != net::error::connection_reset &&
               ec != beast::error::timeout && ec != net::error::operation_aborted)
-            co_await send_error(400, "tokfence_bad_request", "request: malformed HTTP body: " + ec.message(), false,
-                                req.version(), nullptr, {});
+            co_await refuse(400, "tokfence_bad_request", "request: malformed HTTP body: " + ec.message(),
+                            req.version(), &req);
           break;
         }
       }
       bool keep = co_await handle(parser.release(), started);
       if (!keep) break;
     }
+  }
+
+  // A request refused before it could be routed (too large, malformed): the client gets the error
+  // (and the connection closes), and the request log a row with whatever the header told, so that
+  // such refusals are as visible as any other.
+  net::awaitable<void> refuse(int status, std::string_view type, std::string message, unsigned version,
+                              const http::request<http::string_body>* header) {
+    RequestRecord rec;
+    rec.ts_ms = unix_ms();
+    rec.id = new_request_id(rec.ts_ms);
+    if (header) {
+      rec.method = std::string(header->method_string());
+      std::string_view target = header->target();
+      rec.path = std::string(target.substr(0, target.find('?')));
+      if (auto route = split_target(target); route && s_.providers.count(route->provider)) rec.provider = route->provider;
+      if (label_.empty())
+        if (auto h = header->find("x-tokfence-caller"); h != header->end()) caller_override_ = std::string(h->value());
+    }
+    co_await send_error(status, type, message, false, version, &rec, nullptr);
+    s_.record(std::move(rec), caller_, label_.empty() ? caller_override_ : label_);
   }
 
   std::string body_limit_message() const {

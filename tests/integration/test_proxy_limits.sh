@@ -71,6 +71,24 @@ out=$(curl -sS -w '\n%{http_code}' "$PROXY_URL/__tokfence/other")
 expect_eq "$(tail -1 <<<"$out")" 404 "unknown internal path"
 serving "a non-route"
 
+# --- Every refusal above has its row in the request log, with what its header told.
+log_rows() { "$TOKFENCE_BIN" log --json -n 500 2>/dev/null; }
+wait_until "log_rows | jq -e '[.[] | select(.status == 404)] | length >= 3'"
+tf_ok log --json -n 500
+rows=$TF_OUT
+count() { jq "[.[] | select($1)] | length" <<<"$rows"; }
+expect_eq "$(count '.status == 413 and .provider == "openai" and .path == "/openai/v1/chat/completions" and .method == "POST"')" 2 \
+  "413 rows (by Content-Length and chunked), with provider, method and path"
+expect_eq "$(count '.status == 431 and (.error | contains("max_header_bytes"))')" 1 "431 row"
+expect_eq "$(count '.status == 400 and (.error | startswith("request: malformed HTTP"))')" 3 "400 rows"
+expect_eq "$(count '.status == 404')" 3 "404 rows"
+
+# A model name with an escape sequence in it reaches the table as '?', never as raw bytes.
+curl -fsS -o /dev/null "$PROXY_URL/openai/v1/chat/completions" -d '{"model":"evil\u001b]0;owned\u0007","messages":[]}'
+wait_until "'$TOKFENCE_BIN' log -n 50 | grep -qF 'evil?]0;owned?'"
+tf_ok log -n 50
+[[ "$TF_OUT" != *$'\e'* && "$TF_OUT" != *$'\a'* ]] || die "a control character from a request reached the log table"
+
 # --- Control socket from another network namespace: refused (the proxy itself stays reachable
 # through the socket file, which is the point of per-launch sockets; control is not).
 tf_ok status
