@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <set>
@@ -144,14 +145,18 @@ struct ProxyServer::Impl {
   std::atomic<std::size_t> next_worker{0};
   std::atomic<bool> stopping{false};
   net::thread_pool identify_pool{1};
-  std::unique_ptr<tcp::acceptor> tcp_acceptor;
+  // One acceptor per worker, each on its own dup() of the listening socket: a connection is
+  // accepted by the thread that will serve it, with no hand-off between threads (a wake-up of
+  // the other thread per connection, on the latency path). Not SO_REUSEPORT: that would let any
+  // process of the same user join the port and take a share of the agents' connections.
+  std::vector<std::unique_ptr<tcp::acceptor>> tcp_acceptors;
   mutable std::mutex listeners_mutex;
   std::map<std::string, std::shared_ptr<UnixListener>> unix_listeners;
   bool started = false;
 
   Worker& pick_worker() { return *workers[next_worker++ % workers.size()]; }
   Worker& acceptor_worker() { return *workers[0]; }
-  net::awaitable<void> accept_tcp();
+  net::awaitable<void> accept_tcp(Worker& worker, tcp::acceptor& acceptor);
   net::awaitable<void> accept_unix(std::shared_ptr<UnixListener> listener);
   void record(RequestRecord rec, const std::shared_ptr<CallerSlot>& slot, std::string name);
 };
@@ -740,15 +745,14 @@ void Impl::record(RequestRecord rec, const std::shared_ptr<CallerSlot>& slot, st
   });
 }
 
-net::awaitable<void> Impl::accept_tcp() {
+net::awaitable<void> Impl::accept_tcp(Worker& worker, tcp::acceptor& acceptor) {
   for (;;) {
     beast::error_code ec;
-    Worker& worker = pick_worker();
-    tcp::socket socket = co_await tcp_acceptor->async_accept(worker.ioc, with_ec(ec));
+    tcp::socket socket = co_await acceptor.async_accept(worker.ioc, with_ec(ec));
     if (ec == net::error::operation_aborted || stopping) co_return;
     if (ec) {
       // EMFILE and friends: back off instead of spinning.
-      net::steady_timer t(acceptor_worker().ioc, std::chrono::milliseconds(100));
+      net::steady_timer t(worker.ioc, std::chrono::milliseconds(100));
       co_await t.async_wait(with_ec(ec));
       continue;
     }
@@ -840,8 +844,21 @@ Result<int> ProxyServer::listen_tcp(const std::string& host, int port) {
                 (ec == net::error::address_in_use ? " (another process uses the port: set [daemon] port)" : ""));
   set_cloexec(acceptor->native_handle());
   int actual = acceptor->local_endpoint().port();
-  impl_->tcp_acceptor = std::move(acceptor);
-  net::co_spawn(impl_->acceptor_worker().ioc, impl_->accept_tcp(), net::detached);
+  const int listening_fd = acceptor->native_handle();
+  impl_->tcp_acceptors.push_back(std::move(acceptor));
+  for (std::size_t i = 1; i < impl_->workers.size(); ++i) {
+    int fd = ::fcntl(listening_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return fail("daemon: cannot share the listening socket between threads: " + std::string(std::strerror(errno)));
+    auto shared = std::make_unique<tcp::acceptor>(impl_->workers[i]->ioc);
+    shared->assign(endpoint.protocol(), fd, ec);
+    if (ec) {
+      ::close(fd);
+      return fail("daemon: cannot share the listening socket between threads: " + ec.message());
+    }
+    impl_->tcp_acceptors.push_back(std::move(shared));
+  }
+  for (std::size_t i = 0; i < impl_->workers.size(); ++i)
+    net::co_spawn(impl_->workers[i]->ioc, impl_->accept_tcp(*impl_->workers[i], *impl_->tcp_acceptors[i]), net::detached);
   return actual;
 }
 
@@ -922,11 +939,16 @@ void ProxyServer::shutdown(std::chrono::seconds grace) {
     s.unix_listeners.clear();
   }
   for (auto& l : listeners) remove_socket_file(l->info.path);
-  net::post(s.acceptor_worker().ioc, [&s, listeners] {
+  net::post(s.acceptor_worker().ioc, [listeners] {
     beast::error_code ec;
-    if (s.tcp_acceptor) s.tcp_acceptor->close(ec);
     for (auto& l : listeners) l->acceptor->close(ec);
   });
+  for (std::size_t i = 0; i < s.tcp_acceptors.size(); ++i) {
+    net::post(s.workers[i]->ioc, [acceptor = s.tcp_acceptors[i].get()] {
+      beast::error_code ec;
+      acceptor->close(ec);
+    });
+  }
   auto live = [&s] {
     int n = 0;
     for (auto& w : s.workers) n += w->session_count.load();

@@ -24,6 +24,8 @@ constexpr auto max_idle_age = std::chrono::seconds(30);
 // that closes and reopens upstream connections under load (a TLS handshake each, for real
 // providers).
 constexpr std::size_t max_idle_per_origin = 256;
+// How long resolved upstream addresses are reused (providers' DNS records live for minutes).
+constexpr auto resolve_cache_ttl = std::chrono::seconds(60);
 
 // Connections idle for less than this are reused without a look at the socket: a server that
 // keeps connections alive does not close one within a second of its last reply, and if it did,
@@ -122,30 +124,43 @@ net::awaitable<ConnectOutcome> UpstreamPool::connect(const UpstreamUrl& url) {
   auto deadline = std::chrono::steady_clock::now() + connect_timeout_;
   std::string timeout_text = std::to_string(connect_timeout_.count()) + " s";
 
-  // Resolution has no timeout of its own: a timer cancels it.
-  tcp::resolver resolver(ioc_);
-  net::steady_timer timer(ioc_);
-  timer.expires_at(deadline);
-  auto timed_out = std::make_shared<bool>(false);
-  timer.async_wait([&resolver, timed_out](beast::error_code e) {
-    if (!e) {
-      *timed_out = true;
-      resolver.cancel();
+  std::vector<tcp::endpoint> endpoints;
+  const std::string cache_key = url.host + ":" + url.port;
+  const auto now = std::chrono::steady_clock::now();
+  if (auto address = net::ip::make_address(url.host, ec); !ec) {
+    endpoints.emplace_back(address, static_cast<unsigned short>(std::stoi(url.port)));
+  } else if (auto hit = resolved_.find(cache_key); hit != resolved_.end() && hit->second.expires > now) {
+    endpoints = hit->second.endpoints;
+  } else {
+    ec = {};
+    // Resolution has no timeout of its own: a timer cancels it.
+    tcp::resolver resolver(ioc_);
+    net::steady_timer timer(ioc_);
+    timer.expires_at(deadline);
+    auto timed_out = std::make_shared<bool>(false);
+    timer.async_wait([&resolver, timed_out](beast::error_code e) {
+      if (!e) {
+        *timed_out = true;
+        resolver.cancel();
+      }
+    });
+    auto results = co_await resolver.async_resolve(url.host, url.port, net::redirect_error(net::use_awaitable, ec));
+    timer.cancel();
+    if (ec) {
+      if (*timed_out)
+        out.failure = {504, "tokfence_upstream_timeout", "upstream: cannot resolve " + url.host + " within " + timeout_text};
+      else
+        out.failure = {502, "tokfence_upstream_unreachable", "upstream: cannot resolve host: " + url.host + ": " + ec.message()};
+      co_return out;
     }
-  });
-  auto results = co_await resolver.async_resolve(url.host, url.port, net::redirect_error(net::use_awaitable, ec));
-  timer.cancel();
-  if (ec) {
-    if (*timed_out)
-      out.failure = {504, "tokfence_upstream_timeout", "upstream: cannot resolve " + url.host + " within " + timeout_text};
-    else
-      out.failure = {502, "tokfence_upstream_unreachable", "upstream: cannot resolve host: " + url.host + ": " + ec.message()};
-    co_return out;
+    for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+    resolved_[cache_key] = Resolved{endpoints, now + resolve_cache_ttl};
   }
 
   auto stream = std::make_unique<beast::tcp_stream>(ioc_);
   stream->expires_at(deadline);
-  co_await stream->async_connect(results, net::redirect_error(net::use_awaitable, ec));
+  co_await stream->async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
+  if (ec && ec != beast::error::timeout) resolved_.erase(cache_key);  // the addresses may have moved
   if (ec) {
     if (ec == beast::error::timeout)
       out.failure = {504, "tokfence_upstream_timeout", "upstream: no connection to " + url.origin() + " within " + timeout_text + " (connect_timeout_seconds)"};

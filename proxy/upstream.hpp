@@ -12,6 +12,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -80,6 +81,14 @@ class UpstreamPool {
   std::shared_ptr<boost::asio::ssl::context> tls_;
   std::chrono::seconds connect_timeout_;
   std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConnection>>> idle_;
+  // Resolved addresses per "host:port", kept for a minute. Asio resolves on a thread of its own
+  // (getaddrinfo blocks), a hand-off both ways for every new connection, and a DNS query each
+  // time for a real provider. IP literals are never resolved at all.
+  struct Resolved {
+    std::vector<boost::asio::ip::tcp::endpoint> endpoints;
+    std::chrono::steady_clock::time_point expires;
+  };
+  std::unordered_map<std::string, Resolved> resolved_;
 };
 
 }  // namespace tokfence::proxy
