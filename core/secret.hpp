@@ -1,12 +1,15 @@
 #pragma once
 // SecretString: the only type that holds a real provider key or a passphrase in memory.
-// Its buffer is mlock()ed where the system allows it (so it is not swapped out) and wiped with
-// OPENSSL_cleanse when freed or reassigned. It cannot be streamed or implicitly converted, so a key
-// does not end up in a log line or error message by accident; `reveal()` is the one explicit door.
+// Its bytes live in a LockedBuffer: mlock()ed where the system allows it (so they are not swapped
+// out) and wiped with OPENSSL_cleanse when freed or reassigned. It cannot be streamed or implicitly
+// converted, so a key does not end up in a log line or error message by accident; `reveal()` is
+// the one explicit door.
 #include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
+
+#include "core/locked_buffer.hpp"
 
 namespace tokfence {
 
@@ -21,9 +24,9 @@ class SecretString {
   ~SecretString();
 
   // The raw bytes, for the few places that must hand the key on (an upstream header, a cipher).
-  std::string_view reveal() const { return {data_, size_}; }
-  std::size_t size() const { return size_; }
-  bool empty() const { return size_ == 0; }
+  std::string_view reveal() const { return buffer_.view(); }
+  std::size_t size() const { return buffer_.size(); }
+  bool empty() const { return buffer_.size() == 0; }
 
   // A non-secret label for humans: "…" + the last 4 characters (or fewer for short keys).
   std::string fingerprint() const;
@@ -32,11 +35,7 @@ class SecretString {
 
  private:
   void assign(std::string_view value);
-  void release() noexcept;
-  char* data_ = nullptr;
-  std::size_t size_ = 0;
-  std::size_t capacity_ = 0;
-  bool locked_ = false;
+  LockedBuffer buffer_;  // empty (no allocation) for an empty value
 };
 
 // Wipes a std::string that briefly held secret material (e.g. a line read from stdin).

@@ -1,59 +1,12 @@
 #include "vault/secure_bytes.hpp"
 
-#include <openssl/crypto.h>
-#include <sys/mman.h>
-
-#include <cstdlib>
-#include <new>
-
 namespace tokfence::vault {
 
-SecureBytes::SecureBytes(std::size_t size) {
-  capacity_ = size == 0 ? 1 : size;
-  data_ = static_cast<unsigned char*>(std::calloc(capacity_, 1));
-  if (!data_) throw std::bad_alloc();
-  // mlock can fail under RLIMIT_MEMLOCK: the buffer still works, it is just swappable.
-  locked_ = ::mlock(data_, capacity_) == 0;
-  size_ = size;
-}
+SecureBytes::SecureBytes(std::size_t size) : buffer_(size) {}
+SecureBytes::SecureBytes(SecureBytes&& other) noexcept = default;
+SecureBytes& SecureBytes::operator=(SecureBytes&& other) noexcept = default;
+SecureBytes::~SecureBytes() = default;
 
-SecureBytes::SecureBytes(SecureBytes&& other) noexcept
-    : data_(other.data_), size_(other.size_), capacity_(other.capacity_), locked_(other.locked_) {
-  other.data_ = nullptr;
-  other.size_ = other.capacity_ = 0;
-  other.locked_ = false;
-}
-
-SecureBytes& SecureBytes::operator=(SecureBytes&& other) noexcept {
-  if (this != &other) {
-    release();
-    data_ = other.data_;
-    size_ = other.size_;
-    capacity_ = other.capacity_;
-    locked_ = other.locked_;
-    other.data_ = nullptr;
-    other.size_ = other.capacity_ = 0;
-    other.locked_ = false;
-  }
-  return *this;
-}
-
-SecureBytes::~SecureBytes() { release(); }
-
-void SecureBytes::truncate(std::size_t size) {
-  if (size >= size_) return;
-  OPENSSL_cleanse(data_ + size, size_ - size);
-  size_ = size;
-}
-
-void SecureBytes::release() noexcept {
-  if (!data_) return;
-  OPENSSL_cleanse(data_, capacity_);
-  if (locked_) ::munlock(data_, capacity_);
-  std::free(data_);
-  data_ = nullptr;
-  size_ = capacity_ = 0;
-  locked_ = false;
-}
+void SecureBytes::truncate(std::size_t size) { buffer_.truncate(size); }
 
 }  // namespace tokfence::vault

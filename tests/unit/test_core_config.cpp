@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
+#include <cstring>
 
 #include "core/config.hpp"
+#include "core/locked_buffer.hpp"
 #include "core/names.hpp"
 #include "core/secret.hpp"
 
@@ -93,4 +95,44 @@ TEST_CASE("core::SecretString shows only a short fingerprint") {
   SecretString moved = std::move(copy);
   CHECK(moved.reveal() == key.reveal());
   CHECK(copy.empty());
+}
+
+TEST_CASE("core::SecretString assignment replaces the value, also with an empty one") {
+  SecretString key("abcdefghijklmnopqrstuvwxyz");
+  SecretString other("old value");
+  other = key;
+  CHECK(other == key);
+  CHECK(other.reveal().data() != key.reveal().data());  // a copy has its own buffer
+  other = SecretString();
+  CHECK(other.empty());
+  CHECK(other.reveal().data() == nullptr);  // an empty value allocates nothing
+  CHECK(SecretString("").reveal().data() == nullptr);
+}
+
+TEST_CASE("core::LockedBuffer is zeroed, never grows, wipes what it forgets and moves out empty") {
+  LockedBuffer none;
+  CHECK(none.data() == nullptr);
+  CHECK(none.size() == 0);
+  LockedBuffer zero(0);
+  CHECK(zero.data() != nullptr);
+  CHECK(zero.size() == 0);
+
+  LockedBuffer buf(8);
+  CHECK(buf.view() == std::string_view("\0\0\0\0\0\0\0\0", 8));
+  std::memcpy(buf.data(), "abcdefgh", 8);
+  const unsigned char* bytes = buf.data();
+  buf.truncate(3);
+  CHECK(buf.view() == "abc");
+  CHECK(bytes[3] != 'd');  // the tail is wiped, not just forgotten
+  buf.truncate(5);
+  CHECK(buf.size() == 3);
+
+  LockedBuffer moved = std::move(buf);
+  CHECK(moved.data() == bytes);
+  CHECK(moved.view() == "abc");
+  CHECK(buf.data() == nullptr);
+  CHECK(buf.size() == 0);
+  moved.reset();
+  CHECK(moved.data() == nullptr);
+  CHECK(moved.size() == 0);
 }
