@@ -18,6 +18,7 @@
 #include "core/error.hpp"
 #include "core/secret.hpp"
 #include "launcher/cli.hpp"
+#include "launcher/text_format.hpp"
 #include "launcher/watch.hpp"
 #include "proxy/control_protocol.hpp"
 #include "proxy/daemon.hpp"
@@ -235,18 +236,6 @@ void run_stop(Context& ctx) {
   }
   throw UserError("daemon: pid " + std::to_string(info->pid) + " did not stop within " + std::to_string(grace + 20) +
                   " s: see " + ctx.home.daemon_log().string());
-}
-
-std::string with_commas(std::int64_t n) {
-  std::string digits = std::to_string(n < 0 ? -n : n);
-  std::string out;
-  int count = 0;
-  for (auto it = digits.rbegin(); it != digits.rend(); ++it) {
-    if (count && count % 3 == 0) out.insert(out.begin(), ',');
-    out.insert(out.begin(), *it);
-    ++count;
-  }
-  return n < 0 ? "-" + out : out;
 }
 
 void print_status(const json& s) {

@@ -24,6 +24,7 @@
 #include "core/names.hpp"
 #include "core/providers.hpp"
 #include "launcher/cli.hpp"
+#include "launcher/text_format.hpp"
 #include "proxy/control_protocol.hpp"
 #include "proxy/pricing.hpp"
 #include "proxy/request_log.hpp"
@@ -122,58 +123,12 @@ std::string latency_text(double ms) {
   return buf;
 }
 
-// Text from the log comes from clients and their processes (a model name from a request body, a
-// process name it chose for itself): control characters are shown as '?', so a log row cannot
-// send escape sequences to the terminal that reads it.
-std::string printable(std::string text) {
-  for (char& c : text)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  return text;
-}
-
 std::string caller_text(const RequestRecord& r) {
   if (r.caller_name.empty() && r.caller_pid == 0) return "-";
   std::string s = r.caller_name.empty() ? "?" : r.caller_name;
   if (r.caller_pid != 0) s += "[" + std::to_string(r.caller_pid) + "]";
   return s;
 }
-
-// Column-aligned text. Widths grow to fit the rows given to print(); in follow mode rows arrive one
-// batch at a time, so the header's minimum widths keep columns roughly aligned.
-class Table {
- public:
-  explicit Table(std::vector<std::pair<std::string, int>> columns) : columns_(std::move(columns)) {}
-  void add(std::vector<std::string> row) {
-    for (auto& cell : row) cell = printable(std::move(cell));
-    rows_.push_back(std::move(row));
-  }
-  void print(std::ostream& out, bool header) {
-    std::vector<std::size_t> width;
-    for (auto& [name, min] : columns_) width.push_back(std::max<std::size_t>(name.size(), min));
-    for (auto& row : rows_)
-      for (std::size_t i = 0; i < row.size() && i < width.size(); ++i) width[i] = std::max(width[i], row[i].size());
-    auto line = [&](const std::vector<std::string>& cells) {
-      std::string s;
-      for (std::size_t i = 0; i < cells.size(); ++i) {
-        s += cells[i];
-        if (i + 1 < cells.size()) s += std::string(width[i] - std::min(width[i], cells[i].size()) + 2, ' ');
-      }
-      while (!s.empty() && s.back() == ' ') s.pop_back();
-      out << s << "\n";
-    };
-    if (header) {
-      std::vector<std::string> names;
-      for (auto& c : columns_) names.push_back(c.first);
-      line(names);
-    }
-    for (auto& row : rows_) line(row);
-    rows_.clear();
-  }
-
- private:
-  std::vector<std::pair<std::string, int>> columns_;
-  std::vector<std::vector<std::string>> rows_;
-};
 
 // ---- tokfence log ----
 
@@ -538,17 +493,12 @@ void register_env(CLI::App& app, Context& ctx) {
         out << "export " << name << "=" << shell_quote(shell, value) << ";\n";
     };
     // Comments carry the address too: a newline in it (from a hostile config) must not end the
-    // comment and start a command.
-    auto comment_safe = [](std::string s) {
-      for (char& c : s)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-      return s;
-    };
-    out << "# tokfence env: SDKs talk to the tokfence proxy at " << comment_safe(base) << "; real keys stay in the vault.\n";
+    // comment and start a command, so it goes through printable().
+    out << "# tokfence env: SDKs talk to the tokfence proxy at " << printable(base) << "; real keys stay in the vault.\n";
     if (opt->provider.empty()) set("TOKFENCE_PROXY_URL", base);
     for (const auto& p : providers) {
       const std::string endpoint = base + "/" + p.name + p.client_base_suffix;
-      out << "# " << p.name << ": " << to_string(p.style) << " API at " << comment_safe(endpoint) << "\n";
+      out << "# " << p.name << ": " << to_string(p.style) << " API at " << printable(endpoint) << "\n";
       // Only the base-URL variables that SDKs commonly read, and whose expected shape matches.
       if (p.name == "openai") set("OPENAI_BASE_URL", endpoint);
       if (p.name == "anthropic") set("ANTHROPIC_BASE_URL", endpoint);

@@ -1,0 +1,38 @@
+#pragma once
+// Text shaping shared by the CLI's human-readable output (cli_log.cpp, cli_daemon.cpp): aligned
+// tables, numbers with thousands separators, and terminal-safe text.
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tokfence::cli {
+
+// Text printed for a terminal often comes from elsewhere: from clients and their processes (a model
+// name from a request body, a process name it chose for itself) or from a config file. Control
+// characters are shown as '?', so such text cannot send escape sequences to the terminal that
+// reads it, or end a line early.
+std::string printable(std::string text);
+
+// 1234567 -> "1,234,567"; a negative number keeps its sign in front.
+std::string with_commas(std::int64_t n);
+
+// Column-aligned text. Widths grow to fit the rows given to print(); in follow mode rows arrive one
+// batch at a time, so the header's minimum widths keep columns roughly aligned. Every cell passes
+// through printable().
+class Table {
+ public:
+  // Each column: its header and a minimum width.
+  explicit Table(std::vector<std::pair<std::string, int>> columns) : columns_(std::move(columns)) {}
+  void add(std::vector<std::string> row);
+  // Prints the rows added since the last print() (and the header line first if `header`), then
+  // forgets them. Trailing spaces are trimmed from every line.
+  void print(std::ostream& out, bool header);
+
+ private:
+  std::vector<std::pair<std::string, int>> columns_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+}  // namespace tokfence::cli
