@@ -152,25 +152,23 @@ Result<std::vector<Alert>> recent_alerts(const std::filesystem::path& path, std:
       " revoked, message FROM watch_alerts WHERE ts_ms >= ? ORDER BY ts_ms DESC, id DESC LIMIT ?");
   if (!st) return std::unexpected(st.error());
   st->bind(1, since_ms).bind(2, limit);
-  for (;;) {
-    auto row = st->step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
+  auto done = st->for_each_row([&](const sqlite::Statement& row) {
     Alert a;
-    a.id = st->column_int64(0);
-    a.ts_ms = st->column_int64(1);
-    a.provider = st->column_text(2);
-    a.kind = st->column_text(3);
-    a.metric = st->column_text(4);
-    a.remote = st->column_int64(5);
-    a.local = st->column_int64(6);
-    a.threshold = st->column_int64(7);
-    a.window_start_ms = st->column_int64(8);
-    a.window_end_ms = st->column_int64(9);
-    a.revoked = st->column_int64(10) != 0;
-    a.message = st->column_text(11);
+    a.id = row.column_int64(0);
+    a.ts_ms = row.column_int64(1);
+    a.provider = row.column_text(2);
+    a.kind = row.column_text(3);
+    a.metric = row.column_text(4);
+    a.remote = row.column_int64(5);
+    a.local = row.column_int64(6);
+    a.threshold = row.column_int64(7);
+    a.window_start_ms = row.column_int64(8);
+    a.window_end_ms = row.column_int64(9);
+    a.revoked = row.column_int64(10) != 0;
+    a.message = row.column_text(11);
     out.push_back(std::move(a));
-  }
+  });
+  if (!done) return std::unexpected(done.error());
   return out;
 }
 

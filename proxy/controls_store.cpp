@@ -45,42 +45,36 @@ Result<StoredControls> ControlsStore::load() {
   {
     auto st = db_.prepare("SELECT provider FROM controls_revoked");
     if (!st) return std::unexpected(st.error());
-    for (;;) {
-      auto row = st->step();
-      if (!row) return std::unexpected(row.error());
-      if (!*row) break;
-      std::string p = st->column_text(0);
+    auto done = st->for_each_row([&](const sqlite::Statement& row) {
+      std::string p = row.column_text(0);
       if (is_valid_provider_name(p)) out.revoked.insert(p);
-    }
+    });
+    if (!done) return std::unexpected(done.error());
   }
   {
     auto st = db_.prepare("SELECT scope, period, limit_pico, set_ms FROM controls_budgets");
     if (!st) return std::unexpected(st.error());
-    for (;;) {
-      auto row = st->step();
-      if (!row) return std::unexpected(row.error());
-      if (!*row) break;
+    auto done = st->for_each_row([&](const sqlite::Statement& row) {
       StoredBudget b;
-      b.scope = st->column_text(0);
-      auto period = parse_budget_period(st->column_text(1));
-      b.limit = st->column_int64(2);
-      b.set_ms = st->column_int64(3);
-      if (!valid_scope(b.scope) || !period || b.limit <= 0) continue;
+      b.scope = row.column_text(0);
+      auto period = parse_budget_period(row.column_text(1));
+      b.limit = row.column_int64(2);
+      b.set_ms = row.column_int64(3);
+      if (!valid_scope(b.scope) || !period || b.limit <= 0) return;
       b.period = *period;
       out.budgets[b.scope] = b;
-    }
+    });
+    if (!done) return std::unexpected(done.error());
   }
   {
     auto st = db_.prepare("SELECT provider, rpm FROM controls_ratelimits");
     if (!st) return std::unexpected(st.error());
-    for (;;) {
-      auto row = st->step();
-      if (!row) return std::unexpected(row.error());
-      if (!*row) break;
-      std::string p = st->column_text(0);
-      std::int64_t rpm = st->column_int64(1);
+    auto done = st->for_each_row([&](const sqlite::Statement& row) {
+      std::string p = row.column_text(0);
+      std::int64_t rpm = row.column_int64(1);
       if (is_valid_provider_name(p) && rpm >= 1 && rpm <= 100000) out.ratelimits[p] = static_cast<int>(rpm);
-    }
+    });
+    if (!done) return std::unexpected(done.error());
   }
   return out;
 }
@@ -208,23 +202,21 @@ Result<std::map<std::string, SpentTally>> ControlsStore::spent_between(std::int6
   st->bind(1, from_ms).bind(2, to_ms);
   std::string provider;
   SpentTally* tally = nullptr;
-  for (;;) {
-    auto row = st->step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    std::string_view p = st->column_text_view(0);
+  auto done = st->for_each_row([&](const sqlite::Statement& row) {
+    std::string_view p = row.column_text_view(0);
     if (!tally || p != provider) {  // rows of one provider tend to come in runs
       provider.assign(p);
       tally = &out[provider];
     }
-    const std::int64_t tokens = st->column_int64(2);
-    if (!st->column_is_null(1)) {
-      tally->cost += st->column_int64(1);
+    const std::int64_t tokens = row.column_int64(2);
+    if (!row.column_is_null(1)) {
+      tally->cost += row.column_int64(1);
     } else {
       if (tokens > 0) tally->unknown_cost_requests += 1;
       tally->unknown_cost_tokens += tokens;
     }
-  }
+  });
+  if (!done) return std::unexpected(done.error());
   return out;
 }
 
@@ -245,19 +237,17 @@ Result<std::map<std::string, Picodollars>> ControlsStore::max_cost_by_model(std:
       "AND provider IS NOT NULL AND model IS NOT NULL ORDER BY ts_ms DESC LIMIT ?2");
   if (!st) return std::unexpected(st.error());
   st->bind(1, since_ms).bind(2, kMaxRowsForLearnedCosts);
-  for (;;) {
-    auto row = st->step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    std::string key = st->column_text(0) + '\n' + st->column_text(1);
+  auto done = st->for_each_row([&](const sqlite::Statement& row) {
+    std::string key = row.column_text(0) + '\n' + row.column_text(1);
     auto it = out.find(key);
     if (it == out.end()) {
-      if (out.size() >= static_cast<std::size_t>(limit)) continue;  // the `limit` most recent models
-      out.emplace(std::move(key), st->column_int64(2));
+      if (out.size() >= static_cast<std::size_t>(limit)) return;  // the `limit` most recent models
+      out.emplace(std::move(key), row.column_int64(2));
     } else {
-      it->second = std::max(it->second, st->column_int64(2));
+      it->second = std::max(it->second, row.column_int64(2));
     }
-  }
+  });
+  if (!done) return std::unexpected(done.error());
   return out;
 }
 

@@ -19,14 +19,12 @@
 // Usage:
 //   auto db = sqlite::Database::open(path, sqlite::Create::yes);
 //   if (!db) return std::unexpected(db.error());
-//   auto st = db->prepare("SELECT count(*) FROM requests WHERE ts_ms >= ?");
+//   auto st = db->prepare("SELECT provider, count(*) FROM requests WHERE ts_ms >= ? GROUP BY provider");
 //   st->bind(1, since_ms);
-//   for (;;) {
-//     auto row = st->step();
-//     if (!row) return std::unexpected(row.error());
-//     if (!*row) break;
-//     n = st->column_int64(0);
-//   }
+//   auto done = st->for_each_row([&](const sqlite::Statement& row) {
+//     counts[row.column_text(0)] = row.column_int64(1);
+//   });
+//   if (!done) return std::unexpected(done.error());
 //
 // A Database, and the Statements prepared from it, belong to one thread at a time (the connection
 // is opened with SQLITE_OPEN_NOMUTEX). Statements must be destroyed before their Database.
@@ -35,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "core/error.hpp"
 
@@ -71,6 +70,17 @@ class Statement {
   Result<bool> step();
   // Steps until done (for statements that return no rows).
   Result<void> run();
+  // Steps until done, calling fn(const Statement&) for each row to read it with column_*. Stops at
+  // the first step error and returns it; rows read before it have been passed to fn.
+  template <class Fn>
+  Result<void> for_each_row(Fn&& fn) {
+    for (;;) {
+      auto row = step();
+      if (!row) return std::unexpected(row.error());
+      if (!*row) return {};
+      fn(std::as_const(*this));
+    }
+  }
   // Makes the statement reusable; bindings are cleared too.
   void reset();
 
