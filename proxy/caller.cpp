@@ -209,26 +209,38 @@ std::optional<Caller> find_tcp_caller(const std::string& peer_ip, std::uint16_t 
       return Caller{pid, process_name(pid)};
     }
   }
-  DIR* proc = ::opendir("/proc");
-  if (!proc) return std::nullopt;
-  std::optional<Caller> found;
-  int self = ::getpid();
-  while (!found) {
-    dirent* e = ::readdir(proc);
-    if (!e) break;
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    int pid = std::atoi(e->d_name);
+  // Newest processes first: a caller not seen before is most likely one just started (curl, a
+  // script), which also tends to be gone soonest, so the walk must reach it early. Pids are
+  // handed out upwards from the last one and wrap at pid_max, so "newest" is the distance below
+  // the last pid given out, modulo pid_max.
+  std::vector<int> pids;
+  if (DIR* proc = ::opendir("/proc")) {
+    while (dirent* e = ::readdir(proc))
+      if (e->d_name[0] >= '0' && e->d_name[0] <= '9') pids.push_back(std::atoi(e->d_name));
+    ::closedir(proc);
+  }
+  auto read_number = [](const char* path, long fallback) {
+    std::ifstream in(path);
+    long v = fallback;
+    in >> v;
+    return v > 0 ? v : fallback;
+  };
+  const long pid_max = read_number("/proc/sys/kernel/pid_max", 4194304);
+  const long last = read_number("/proc/sys/kernel/ns_last_pid", pid_max);
+  auto age = [&](int pid) { return ((last - pid) % pid_max + pid_max) % pid_max; };
+  std::sort(pids.begin(), pids.end(), [&](int a, int b) { return age(a) < age(b); });
+  const int self = ::getpid();
+  for (int pid : pids) {
     if (pid == self) continue;
-    std::string dir = std::string("/proc/") + e->d_name;
+    std::string dir = "/proc/" + std::to_string(pid);
     struct stat st{};
     if (::stat(dir.c_str(), &st) != 0 || (me != 0 && st.st_uid != me)) continue;
     if (holds_socket(pid, want)) {
-      found = Caller{pid, process_name(pid)};
       recent_callers.remember(pid);
+      return Caller{pid, process_name(pid)};
     }
   }
-  ::closedir(proc);
-  return found;
+  return std::nullopt;
 }
 
 }  // namespace tokfence::proxy

@@ -78,6 +78,20 @@ flush
 expect_eq "$(row "$id" caller_name)" "curl" "caller name over the Unix socket"
 [[ $(row "$id" caller_pid) -gt 0 ]] || die "no caller pid over the Unix socket"
 
+# --- Loopback TCP: the caller is the process that owns the client socket, found while the
+# connection is open; one-shot clients (a new curl per request) exit right after. Best effort by
+# design (a client gone before the look-up has no name), so most, not all, must be named.
+ids=()
+for i in $(seq 20); do
+  curl -fsS -D "$WORK/out/h-tcp" "$PROXY_URL/openai/v1/chat/completions" -d "$body" >/dev/null
+  ids+=("'$(grep -i '^x-tokfence-request-id:' "$WORK/out/h-tcp" | tr -d '\r' | awk '{print $2}')'")
+done
+flush
+named=$(sqlite3 "$TOKFENCE_HOME/tokfence.db" \
+  "SELECT count(*) FROM requests WHERE caller_name = 'curl' AND caller_pid > 0 AND id IN ($(IFS=,; echo "${ids[*]}"))")
+log "one-shot TCP clients named: $named of 20"
+[[ $named -ge 15 ]] || die "only $named of 20 one-shot curl requests over TCP were logged with their caller"
+
 # --- Labeled proxy socket: the label wins over the header; list; close; a path beyond 108 bytes.
 deep="$WORK/sockets/$(printf 'd%.0s' {1..60})/$(printf 'e%.0s' {1..60})"
 mkdir -p "$deep"
