@@ -194,6 +194,14 @@ void print_detail(const RequestRecord& r) {
   if (!r.error.empty()) field("error:", r.error);
 }
 
+// The daemon commits log rows in batches; a running one is asked to commit what it has, so the
+// output includes every request answered before the command ran. No daemon, or one that does not
+// answer within a second: the log as it is on disk.
+void flush_running_daemon(Context& ctx) {
+  if (!std::filesystem::exists(ctx.home.runtime_file())) return;
+  (void)proxy::control_call(ctx.home, json{{"op", "flush_log"}}, 1000);
+}
+
 std::atomic<bool> g_stop{false};
 // Not extern "C": that would give it a global name, shared with other files' handlers.
 void on_follow_signal(int) { g_stop = true; }
@@ -275,6 +283,7 @@ void register_log(CLI::App& app, Context& ctx) {
   cmd->add_flag("-f,--follow", opt->follow, "Keep printing new requests as the daemon logs them (rows arrive in batches)");
   cmd->callback([opt, &ctx] {
     check_provider_filter(ctx, opt->provider);
+    flush_running_daemon(ctx);
     proxy::RequestQuery query;
     query.provider = opt->provider;
     query.limit = 0;
@@ -360,6 +369,7 @@ void register_stats(CLI::App& app, Context& ctx) {
   cmd->add_flag("--json", opt->json, "JSON: {since, by, groups: [...], total}");
   cmd->callback([opt, &ctx] {
     check_provider_filter(ctx, opt->provider);
+    flush_running_daemon(ctx);
     std::int64_t since = opt->period == "all" ? 0 : parse_since(opt->period, "--period");
     auto by = opt->by == "provider" ? proxy::GroupBy::provider
               : opt->by == "caller" ? proxy::GroupBy::caller

@@ -271,6 +271,12 @@ Result<void> run_daemon(DaemonOptions options) {
     out["controls"] = controls->status();
     return out;
   });
+  // The request log commits in batches (up to 50 ms late): `tokfence log` and `stats` ask for this
+  // first, so they show every request answered before they ran.
+  router.add("flush_log", [&](const json&) -> Result<json> {
+    request_log->flush();
+    return json{{"flushed", true}};
+  });
   router.add("reload_keys", [&](const json&) -> Result<json> {
     auto loaded = load_keys(*vault);
     if (!loaded) return fail("vault: reload failed, keeping the keys in memory: " + loaded.error().message);
