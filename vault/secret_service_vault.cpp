@@ -12,6 +12,9 @@
 #include <ctime>
 #include <filesystem>
 #include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "core/names.hpp"
 #include "vault/payload.hpp"
@@ -174,17 +177,55 @@ class SecretServiceVault final : public Vault {
         return fail("import: provider '" + r.provider + "': " + ok.error().message);
     }
     std::lock_guard lock(mutex_);
+    // The keyring has no transactions: every change is remembered with what it replaced, and a
+    // failure part-way undoes the changes made so far, so an import lands whole or not at all
+    // (like the file backend's single write).
+    struct Change {
+      std::string provider;
+      std::optional<KeyRecord> previous;  // nullopt: the provider was added
+    };
+    std::vector<Change> done;
+    auto undo = [&](const Error& cause) -> Error {
+      std::vector<std::string> stuck;
+      for (auto it = done.rbegin(); it != done.rend(); ++it) {
+        ItemList items;
+        auto found = search(it->provider, items);
+        bool ok = static_cast<bool>(found);
+        if (ok && !it->previous) {
+          for (const auto& f : *found) {
+            GErrorOwner err;
+            ok = secret_item_delete_sync(f.item, nullptr, &err.e) && ok;
+          }
+        } else if (ok && !found->empty()) {
+          std::vector<Found> restored = *found;
+          restored.front().added_at = it->previous->added_at;
+          ok = static_cast<bool>(replace(restored, it->previous->key, it->previous->rotated_at));
+        }
+        if (!ok) stuck.push_back(it->provider);
+      }
+      std::string what = stuck.empty() ? "nothing was imported (the changes made before the failure were undone)"
+                                       : "could not undo the import of: " + join(stuck) + " (check 'tokfence vault list')";
+      return Error{"import: " + cause.message + "; " + what};
+    };
     std::vector<MergeReport> reports;
     for (const auto& r : records) {
       ItemList items;
       auto found = search(r.provider, items);
-      if (!found) return std::unexpected(found.error());
+      if (!found) return std::unexpected(undo(found.error()));
       if (found->empty()) {
-        if (auto ok = store(r.provider, r.key, r.added_at ? r.added_at : now(), r.rotated_at); !ok)
-          return std::unexpected(ok.error());
+        auto ok = fail_for_test(done.size());
+        if (ok) ok = store(r.provider, r.key, r.added_at ? r.added_at : now(), r.rotated_at);
+        if (!ok) return std::unexpected(undo(ok.error()));
+        done.push_back({r.provider, std::nullopt});
         reports.push_back({r.provider, MergeOutcome::added});
       } else if (overwrite == Overwrite::yes) {
-        if (auto ok = replace(*found, r.key, now()); !ok) return std::unexpected(ok.error());
+        auto previous = secret_of(found->front().item);
+        if (!previous) return std::unexpected(undo(previous.error()));
+        KeyRecord before{r.provider, std::move(*previous), found->front().added_at, found->front().rotated_at};
+        auto ok = fail_for_test(done.size());
+        if (ok) ok = replace(*found, r.key, now());
+        if (!ok) return std::unexpected(undo(ok.error()));
+        done.push_back({r.provider, std::move(before)});
         reports.push_back({r.provider, MergeOutcome::replaced});
       } else {
         reports.push_back({r.provider, MergeOutcome::skipped});
@@ -274,6 +315,20 @@ class SecretServiceVault final : public Vault {
       secret_item_delete_sync(found[i].item, nullptr, &err3.e);
     }
     return {};
+  }
+
+  // Test-only fault injection: with TOKFENCE_TEST_SS_FAIL_AFTER=N, the write after the first N
+  // changes of a merge fails, so a test can prove the merge is undone. Unset, it never fails.
+  static Result<void> fail_for_test(std::size_t changes_so_far) {
+    const char* v = std::getenv("TOKFENCE_TEST_SS_FAIL_AFTER");
+    if (!v || !*v || changes_so_far != static_cast<std::size_t>(std::strtoul(v, nullptr, 10))) return {};
+    return fail("secret service: injected failure (TOKFENCE_TEST_SS_FAIL_AFTER)");
+  }
+
+  static std::string join(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out;
   }
 
   SecretService* service_;

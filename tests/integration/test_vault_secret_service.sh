@@ -64,6 +64,32 @@ tf vault remove "$P2"
 expect_eq "$TF_RC" "1"
 expect_eq "$TF_ERR" "tokfence: error: vault: no key for provider '$P2': see 'tokfence vault list'"
 
+log "an import that fails part-way is undone: the keyring is as it was"
+# The bundle holds P1 (the key of the export) and P2. P1 now gets another key, so the import's
+# --force replace of it is visible; the next write (P2's add) is made to fail.
+NEWER="tfnewer-$(random_token 30)"
+tf_in "$NEWER" vault rotate "$P1" -
+[[ $TF_RC -eq 0 ]] || die "rotate failed: $TF_ERR"
+tf_ok vault list --json
+before=$(jq -c --arg p "$P1" '.[] | select(.provider==$p) | [.added_at, .rotated_at]' <<<"$TF_OUT")
+TOKFENCE_TEST_SS_FAIL_AFTER=1 tf vault import --force "$WORK/ss.tfbundle"
+expect_eq "$TF_RC" "1" "import with a failing write"
+expect_contains "$TF_ERR" "injected failure"
+expect_contains "$TF_ERR" "nothing was imported"
+[[ "$(secret-tool lookup xdg:schema org.tokfence.Key provider "$P1")" == "$NEWER" ]] ||
+  die "the replaced key was not restored after the failed import"
+[[ -z "$(secret-tool lookup xdg:schema org.tokfence.Key provider "$P2")" ]] || die "a failed import left an added key"
+tf_ok vault list --json
+expect_eq "$(jq -c --arg p "$P1" '.[] | select(.provider==$p) | [.added_at, .rotated_at]' <<<"$TF_OUT")" "$before" \
+  "dates of the restored key"
+expect_eq "$(secret-tool search --all xdg:schema org.tokfence.Key provider "$P1" 2>&1 | grep -c '^label = ')" "1" \
+  "one item for the restored key"
+# Without the fault the same import goes through.
+tf_ok vault import --force "$WORK/ss.tfbundle"
+expect_contains "$TF_OUT" "$P1: replaced"
+expect_contains "$TF_OUT" "$P2: added"
+tf_ok vault remove "$P2"
+
 UNREACHABLE='tokfence: error: secret service: not reachable on the session bus: start a keyring daemon or set [vault] backend = "file"'
 
 log "absent: the session bus address points nowhere"
