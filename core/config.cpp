@@ -175,7 +175,7 @@ Result<void> read_all(const toml::table& root, const std::string& source, Config
     TRY(r.string("host", c.daemon.host));
     TRY(r.integer_as("port", c.daemon.port, 0, 65535));
     TRY(r.path("socket_path", c.daemon.socket_path));
-    TRY(r.integer_as("io_threads", c.daemon.io_threads, 1, 64));
+    TRY(r.integer_as("io_threads", c.daemon.io_threads, 0, 64));
     TRY(r.integer_as("max_header_bytes", c.daemon.max_header_bytes, 1024, 16 * 1024 * 1024));
     TRY(r.integer_as("max_body_bytes", c.daemon.max_body_bytes, 1024, std::int64_t(4) << 30));
     TRY(r.integer_as("connect_timeout_seconds", c.daemon.connect_timeout_seconds, 1, 600));

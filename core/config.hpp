@@ -30,7 +30,7 @@ struct Config {
     std::string host = "127.0.0.1";
     int port = 9471;
     std::filesystem::path socket_path;  // default: home/tokfence.sock
-    int io_threads = 2;
+    int io_threads = 0;  // 0 = one per CPU core, at most 16 (see io_thread_count())
     std::size_t max_header_bytes = 64 * 1024;
     std::size_t max_body_bytes = 64 * 1024 * 1024;  // room for image and audio uploads
     int connect_timeout_seconds = 10;

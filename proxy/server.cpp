@@ -1,6 +1,7 @@
 #include "proxy/server.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -812,7 +813,17 @@ Result<std::unique_ptr<ProxyServer>> ProxyServer::create(ServerDeps deps) {
   }
   impl->provider_list = provider_names(impl->deps.config.providers());
   impl->tls = make_client_tls_context();
-  int threads = std::clamp(impl->deps.config.daemon.io_threads, 1, 64);
+  // 0 (the default): one thread per core the daemon may run on, like nginx's worker_processes auto;
+  // capped at 16, past which a local proxy gains nothing but idle threads.
+  int threads = impl->deps.config.daemon.io_threads;
+  if (threads <= 0) {
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    int usable = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus)
+                                                                   : static_cast<int>(std::thread::hardware_concurrency());
+    threads = std::clamp(usable, 1, 16);
+  }
+  threads = std::clamp(threads, 1, 64);
   for (int i = 0; i < threads; ++i) {
     auto w = std::make_unique<Worker>();
     w->pool = std::make_unique<UpstreamPool>(w->ioc, impl->tls,
