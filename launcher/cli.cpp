@@ -1,5 +1,6 @@
 #include "launcher/cli.hpp"
 
+#include <cstring>
 #include <iostream>
 
 #include "core/error.hpp"
@@ -11,6 +12,12 @@ const Config& Context::config() {
   return *config_;
 }
 
+void Context::scrub_argument(std::string_view secret) {
+  if (secret.empty()) return;
+  for (int i = 1; i < argc; ++i)
+    if (argv[i] && std::string_view(argv[i]) == secret) std::memset(argv[i], '*', secret.size());
+}
+
 int run(int argc, char** argv) {
   CLI::App app{
       "tokfence: keeps AI provider keys in a vault and meters every agent request through a local proxy.\n"
@@ -20,6 +27,8 @@ int run(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "tokfence " TOKFENCE_VERSION);
   Context ctx;
+  ctx.argc = argc;
+  ctx.argv = argv;
 
   register_vault_commands(app, ctx);
   register_daemon_commands(app, ctx);

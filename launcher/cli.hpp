@@ -17,6 +17,13 @@ class Context {
   const Config& config();
   // Exit code for the process once the command's callback returns (default 0).
   int exit_code = 0;
+  // The process's own argument strings, so that a secret given on the command line can be
+  // overwritten in place (which is what /proc/<pid>/cmdline and ps show).
+  int argc = 0;
+  char** argv = nullptr;
+  // Overwrites every argument equal to `secret` with '*' (same length: the kernel reads the
+  // original memory). Narrows the window in which other processes can read it to start-up.
+  void scrub_argument(std::string_view secret);
 
  private:
   std::optional<Config> config_;

@@ -47,7 +47,7 @@ SecretString read_key(const std::string& provider, std::string& argv_key, const 
     key = vault::trim_secret(*raw);
   } else {
     std::cerr << "tokfence: warning: a key given on the command line lands in your shell history and is visible to "
-                 "other processes: prefer 'tokfence vault "
+                 "other processes while tokfence starts: prefer 'tokfence vault "
               << command << " " << provider << " -' and paste it\n";
     key = vault::trim_secret(SecretString(argv_key));
     wipe(argv_key);
@@ -128,6 +128,9 @@ struct Args {
 
 void cmd_add(Context& ctx, Args& a, Overwrite mode) {
   const std::string command = mode == Overwrite::no ? "add" : "rotate";
+  // First thing: while the vault is opened (Argon2id takes a second) the key would otherwise sit
+  // in /proc/<pid>/cmdline for any process of the user to read.
+  if (a.key != "-") ctx.scrub_argument(a.key);
   check_name(a.provider);
   SecretString key = read_key(a.provider, a.key, command);
   auto v = open_configured_vault(ctx);

@@ -33,6 +33,23 @@ tf_ok vault add groq "$KEY2"
 expect_contains "$TF_ERR" "warning: a key given on the command line lands in your shell history"
 expect_not_contains "$TF_ERR$TF_OUT" "$KEY2"
 
+log "a key on argv is overwritten in the process's own command line before the vault is opened"
+KEY3="tfargv-$(random_token 40)"
+set +e
+"$TOKFENCE_BIN" vault add cerebras "$KEY3" >"$WORK/out/argv.out" 2>"$WORK/out/argv.err" &
+argv_pid=$!
+set -e
+# The warning comes after the scrub; Argon2id (about a second) keeps the process alive after it.
+wait_until "grep -q 'warning: a key given on the command line' '$WORK/out/argv.err'"
+cmdline=$(tr '\0' ' ' <"/proc/$argv_pid/cmdline" 2>/dev/null || true)
+wait "$argv_pid" || die "vault add with the key on argv failed: $(cat "$WORK/out/argv.err")"
+[[ -n "$cmdline" ]] || die "the process ended before its command line could be read (too fast to test)"
+expect_not_contains "$cmdline" "$KEY3" "key in /proc/<pid>/cmdline"
+expect_contains "$cmdline" "vault add cerebras ****" "the argument is overwritten in place"
+tf_ok vault list --json
+expect_eq "$(jq -r '.[] | select(.provider=="cerebras") | .fingerprint' <<<"$TF_OUT")" "...${KEY3: -4}" "the key itself was stored"
+tf_ok vault remove cerebras
+
 log "empty and malformed keys are refused"
 tf_in $'  \n' vault add mistral -
 expect_eq "$TF_RC" "1"
