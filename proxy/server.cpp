@@ -465,7 +465,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     in_exchange_ = true;
     Outcome outcome = Outcome::close;
     for (int attempt = 0; attempt < 2; ++attempt) {
-      ConnectOutcome connected = co_await w_.pool->acquire(provider.url);
+      // The pooled case (nearly every request) needs no coroutine frame of its own.
+      ConnectOutcome connected{w_.pool->take_idle(provider.url), {}};
+      if (!connected.connection) connected = co_await w_.pool->acquire(provider.url);
       if (client_gone_) {
         rec.error = "client disconnected before the upstream answered";
         if (connected.connection) w_.pool->release(std::move(connected.connection));
@@ -658,7 +660,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         // The last piece also ends the message (and a chunked body) in the same write.
         res.body().more = !(p.is_done() && !ec);
         beast::error_code wec;
-        co_await write_to_client(sr, wec);
+        arm(idle);  // inline, not write_to_client(): no coroutine frame per piece
+        co_await http::async_write(stream_, sr, with_ec(wec));
+        disarm(wec);
+        if (wec == http::error::need_buffer) wec = {};
         if (wec) {
           if (!sr.is_header_done()) rec.status = 0;
           client_gone_ = true;

@@ -79,20 +79,24 @@ std::shared_ptr<net::ssl::context> make_client_tls_context() {
 UpstreamPool::UpstreamPool(net::io_context& ioc, std::shared_ptr<net::ssl::context> tls, std::chrono::seconds connect_timeout)
     : ioc_(ioc), tls_(std::move(tls)), connect_timeout_(connect_timeout) {}
 
-net::awaitable<ConnectOutcome> UpstreamPool::acquire(const UpstreamUrl& url) {
+std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(const UpstreamUrl& url) {
   auto it = idle_.find(url.origin());
-  if (it != idle_.end()) {
-    auto now = std::chrono::steady_clock::now();
-    while (!it->second.empty()) {
-      auto conn = std::move(it->second.back());
-      it->second.pop_back();
-      if (now - conn->idle_since < max_idle_age && still_clean(*conn, now)) {
-        conn->reused = true;
-        co_return ConnectOutcome{std::move(conn), {}};
-      }
-      conn->close();
+  if (it == idle_.end()) return nullptr;
+  auto now = std::chrono::steady_clock::now();
+  while (!it->second.empty()) {
+    auto conn = std::move(it->second.back());
+    it->second.pop_back();
+    if (now - conn->idle_since < max_idle_age && still_clean(*conn, now)) {
+      conn->reused = true;
+      return conn;
     }
+    conn->close();
   }
+  return nullptr;
+}
+
+net::awaitable<ConnectOutcome> UpstreamPool::acquire(const UpstreamUrl& url) {
+  if (auto conn = take_idle(url)) co_return ConnectOutcome{std::move(conn), {}};
   co_return co_await connect(url);
 }
 

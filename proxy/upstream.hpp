@@ -69,6 +69,8 @@ class UpstreamPool {
                std::chrono::seconds connect_timeout);
   // An idle pooled connection to `url`'s origin that is still open, or a new one.
   boost::asio::awaitable<ConnectOutcome> acquire(const UpstreamUrl& url);
+  // Only the pooled part of acquire(), without a coroutine frame: null when none is usable.
+  std::unique_ptr<UpstreamConnection> take_idle(const UpstreamUrl& url);
   // Returns a connection after a complete exchange that left it reusable.
   void release(std::unique_ptr<UpstreamConnection> connection);
   // Closes every idle connection (shutdown).
