@@ -57,7 +57,8 @@ user_tf() {
   ERR=$(cat "$WORK/out/user-$n.err")
 }
 stop_user_daemon() { [[ -f "$U/tokfence/daemon.json" ]] && user_tf stop; return 0; }
-trap 'stop_user_daemon' EXIT
+# lib.sh's EXIT trap runs this before its own cleanup and canary scan.
+EXTRA_CLEANUP='stop_user_daemon'
 
 printf '%s' "$CANARY" >"$WORK/key.in"
 USER_STDIN="$WORK/key.in" user_tf vault add openai -
