@@ -123,12 +123,10 @@ class SocketStore {
     auto st = db_.prepare("SELECT path, caller, mode FROM proxy_sockets ORDER BY path");
     if (!st) return std::unexpected(st.error());
     std::vector<ProxySocketInfo> out;
-    for (;;) {
-      auto row = st->step();
-      if (!row) return std::unexpected(row.error());
-      if (!*row) break;
-      out.push_back({st->column_text(0), st->column_text(1), static_cast<int>(st->column_int64(2)), true});
-    }
+    auto done = st->for_each_row([&](const sqlite::Statement& row) {
+      out.push_back({row.column_text(0), row.column_text(1), static_cast<int>(row.column_int64(2)), true});
+    });
+    if (!done) return std::unexpected(done.error());
     return out;
   }
   Result<void> put(const ProxySocketInfo& s) {

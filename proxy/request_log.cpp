@@ -320,12 +320,9 @@ Result<std::vector<GroupTotals>> totals_by(const std::filesystem::path& db_path,
                            " GROUP BY k ORDER BY sum(cost_pico) DESC, count(*) DESC, k");
   if (!st) return std::unexpected(st.error());
   st->bind(1, since_ms).bind(2, provider);
-  for (;;) {
-    auto row = st->step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    groups.push_back(GroupTotals{st->column_text(0), read_totals(*st, 1)});
-  }
+  auto done = st->for_each_row(
+      [&](const sqlite::Statement& row) { groups.push_back(GroupTotals{row.column_text(0), read_totals(row, 1)}); });
+  if (!done) return std::unexpected(done.error());
   return groups;
 }
 
@@ -349,12 +346,8 @@ Result<std::vector<LoggedRequest>> query_requests(const std::filesystem::path& d
       .bind(3, query.id)
       .bind(4, query.after_rowid.value_or(0))
       .bind(5, static_cast<std::int64_t>(query.limit > 0 ? query.limit : -1));
-  for (;;) {
-    auto row = st->step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    rows.push_back(read_row(*st));
-  }
+  auto done = st->for_each_row([&](const sqlite::Statement& row) { rows.push_back(read_row(row)); });
+  if (!done) return std::unexpected(done.error());
   return rows;
 }
 
