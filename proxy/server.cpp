@@ -314,11 +314,16 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       std::string_view target = header->target();
       rec.path = std::string(target.substr(0, target.find('?')));
       if (auto route = split_target(target); route && s_.providers.count(route->provider)) rec.provider = route->provider;
-      if (label_.empty())
-        if (auto h = header->find("x-tokfence-caller"); h != header->end()) caller_override_ = std::string(h->value());
+      take_caller_override(*header);
     }
     co_await send_error(status, type, message, false, version, &rec, nullptr);
     s_.record(std::move(rec), caller_, label_.empty() ? caller_override_ : label_);
+  }
+
+  // X-Tokfence-Caller names the caller on the main sockets; on a labeled socket the label wins.
+  void take_caller_override(const http::request<http::string_body>& req) {
+    if (!label_.empty()) return;
+    if (auto h = req.find("x-tokfence-caller"); h != req.end()) caller_override_ = std::string(h->value());
   }
 
   std::string body_limit_message() const {
@@ -355,8 +360,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     rec.id = new_request_id(rec.ts_ms);
     rec.method = std::string(req.method_string());
     rec.path = target.substr(0, target.find('?'));
-    if (label_.empty())
-      if (auto h = req.find("x-tokfence-caller"); h != req.end()) caller_override_ = std::string(h->value());
+    take_caller_override(req);
 
     if (rec.path == "/__tokfence/health") {
       http::response<http::string_body> res{http::status::ok, req.version()};

@@ -32,23 +32,6 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 
 json parse(std::string_view text) { return json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false); }
 
-// True when `text` has `"key"` followed by `:` and an object: cheap filter that lets most stream
-// events (text deltas, `"usage": null`) pass without a JSON parse.
-bool has_object_member(std::string_view text, std::string_view quoted_key) {
-  for (std::size_t pos = text.find(quoted_key); pos != std::string_view::npos; pos = text.find(quoted_key, pos + 1)) {
-    std::size_t i = pos + quoted_key.size();
-    auto skip_ws = [&] {
-      while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n')) ++i;
-    };
-    skip_ws();
-    if (i >= text.size() || text[i] != ':') continue;
-    ++i;
-    skip_ws();
-    if (i < text.size() && text[i] == '{') return true;
-  }
-  return false;
-}
-
 // --- Reading JSON text without parsing all of it -------------------------------------------------
 // Request bodies run to megabytes of conversation, and replies carry long completions; the proxy
 // needs a handful of small members of either. So members are found by scanning an object's text,
@@ -60,6 +43,18 @@ bool has_object_member(std::string_view text, std::string_view quoted_key) {
 std::size_t skip_ws(std::string_view t, std::size_t i) {
   while (i < t.size() && (t[i] == ' ' || t[i] == '\t' || t[i] == '\r' || t[i] == '\n')) ++i;
   return i;
+}
+
+// True when `text` has `"key"` followed by `:` and an object: cheap filter that lets most stream
+// events (text deltas, `"usage": null`) pass without a JSON parse.
+bool has_object_member(std::string_view text, std::string_view quoted_key) {
+  for (std::size_t pos = text.find(quoted_key); pos != std::string_view::npos; pos = text.find(quoted_key, pos + 1)) {
+    std::size_t i = skip_ws(text, pos + quoted_key.size());
+    if (i >= text.size() || text[i] != ':') continue;
+    i = skip_ws(text, i + 1);
+    if (i < text.size() && text[i] == '{') return true;
+  }
+  return false;
 }
 
 std::size_t skip_string(std::string_view t, std::size_t i) {  // t[i] == '"'
