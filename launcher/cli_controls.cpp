@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/names.hpp"
 #include "launcher/cli.hpp"
+#include "launcher/text_format.hpp"
 #include "proxy/control_protocol.hpp"
 #include "proxy/controls.hpp"
 #include "proxy/controls_tz.hpp"
@@ -50,11 +51,6 @@ std::string duration_text(std::int64_t seconds) {
   if (d || h) out += std::to_string(h) + "h ";
   out += std::to_string(m) + "m";
   return out;
-}
-
-std::string pad(std::string s, std::size_t width) {
-  if (s.size() < width) s.append(width - s.size(), ' ');
-  return s;
 }
 
 std::string bar(double percent, int width = 20) {

@@ -14,6 +14,7 @@
 
 #include "core/names.hpp"
 #include "launcher/cli.hpp"
+#include "launcher/text_format.hpp"
 #include "proxy/control_protocol.hpp"
 #include "vault/terminal.hpp"
 #include "vault/vault.hpp"
@@ -77,20 +78,6 @@ std::string utc_time(std::int64_t t) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%MZ", &tm);
   return buf;
-}
-
-std::string iso_time(std::int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string pad(std::string s, std::size_t width) {
-  if (s.size() < width) s.append(width - s.size(), ' ');
-  return s;
 }
 
 std::string read_bundle_file(const std::string& path) {
@@ -157,9 +144,9 @@ void cmd_list(Context& ctx, Args& a) {
       out.push_back({{"provider", i.provider},
                      {"backend", i.backend},
                      {"added_at", i.added_at},
-                     {"added", iso_time(i.added_at)},
+                     {"added", utc_rfc3339(i.added_at * 1000)},
                      {"rotated_at", i.rotated_at ? nlohmann::json(i.rotated_at) : nlohmann::json(nullptr)},
-                     {"rotated", i.rotated_at ? nlohmann::json(iso_time(i.rotated_at)) : nlohmann::json(nullptr)},
+                     {"rotated", i.rotated_at ? nlohmann::json(utc_rfc3339(i.rotated_at * 1000)) : nlohmann::json(nullptr)},
                      {"fingerprint", i.fingerprint}});
     std::cout << out.dump(2) << "\n";
     return;

@@ -1,6 +1,7 @@
 #include "launcher/text_format.hpp"
 
 #include <algorithm>
+#include <ctime>
 
 namespace tokfence::cli {
 
@@ -48,6 +49,20 @@ void Table::print(std::ostream& out, bool header) {
   }
   for (auto& row : rows_) line(row);
   rows_.clear();
+}
+
+std::string pad(std::string s, std::size_t width) {
+  if (s.size() < width) s.append(width - s.size(), ' ');
+  return s;
+}
+
+std::string utc_rfc3339(std::int64_t unix_ms) {
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 }  // namespace tokfence::cli

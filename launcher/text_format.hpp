@@ -1,6 +1,6 @@
 #pragma once
-// Text shaping shared by the CLI's human-readable output (cli_log.cpp, cli_daemon.cpp): aligned
-// tables, numbers with thousands separators, and terminal-safe text.
+// Text shaping shared by the CLI's output (cli_log.cpp, cli_daemon.cpp, cli_vault.cpp, watch):
+// aligned tables, numbers with thousands separators, terminal-safe text, UTC timestamps.
 #include <cstdint>
 #include <ostream>
 #include <string>
@@ -17,6 +17,13 @@ std::string printable(std::string text);
 
 // 1234567 -> "1,234,567"; a negative number keeps its sign in front.
 std::string with_commas(std::int64_t n);
+
+// `s` followed by spaces up to `width` (unchanged when longer): fixed columns that do not grow.
+std::string pad(std::string s, std::size_t width);
+
+// Unix milliseconds as RFC 3339 UTC to the second: "2026-11-22T20:28:12Z" (JSON output, and the
+// usage APIs' query parameters in watch).
+std::string utc_rfc3339(std::int64_t unix_ms);
 
 // Column-aligned text. Widths grow to fit the rows given to print(); in follow mode rows arrive one
 // batch at a time, so the header's minimum widths keep columns roughly aligned. Every cell passes

@@ -3,10 +3,10 @@
 #include <openssl/crypto.h>
 
 #include <cstring>
-#include <ctime>
 #include <memory>
 #include <set>
 
+#include "launcher/text_format.hpp"
 #include "launcher/watch.hpp"
 
 namespace tokfence::watch {
@@ -68,15 +68,6 @@ std::string error_text(const std::string& body, const std::vector<std::pair<std:
   }
   if (text.size() > 200) text = text.substr(0, 200) + "...";
   return text;
-}
-
-std::string rfc3339(std::int64_t ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 std::string escape(const std::string& s) {
@@ -238,8 +229,8 @@ FetchResult<RemoteUsage> fetch_remote(const Endpoint& endpoint, const ProviderSp
       headers.emplace_back("anthropic-version", SecretString("2023-06-01"));
       out.amounts.tokens = 0;  // the usage report has no request counts
       std::string usage = with_query(endpoint.url + "/v1/organizations/usage_report/messages",
-                                     "starting_at=" + escape(rfc3339(usage_window.start_ms)) +
-                                         "&ending_at=" + escape(rfc3339(usage_window.end_ms)) + "&bucket_width=" +
+                                     "starting_at=" + escape(cli::utc_rfc3339(usage_window.start_ms)) +
+                                         "&ending_at=" + escape(cli::utc_rfc3339(usage_window.end_ms)) + "&bucket_width=" +
                                          bucket_width(usage_window) + "&limit=" +
                                          (bucket_width(usage_window) == "1m" ? "1440" : "168"));
       auto n = paginate(usage, usage_window, parse_anthropic_usage, headers, get, out.amounts);
@@ -249,8 +240,8 @@ FetchResult<RemoteUsage> fetch_remote(const Endpoint& endpoint, const ProviderSp
         out.amounts.cost = 0;
         out.cost_window = cost_window;
         std::string cost = with_query(endpoint.url + "/v1/organizations/cost_report",
-                                      "starting_at=" + escape(rfc3339(cost_window.start_ms)) +
-                                          "&ending_at=" + escape(rfc3339(cost_window.end_ms)) + "&bucket_width=1d&limit=31");
+                                      "starting_at=" + escape(cli::utc_rfc3339(cost_window.start_ms)) +
+                                          "&ending_at=" + escape(cli::utc_rfc3339(cost_window.end_ms)) + "&bucket_width=1d&limit=31");
         auto m = paginate(cost, cost_window, parse_anthropic_costs, headers, get, out.amounts);
         if (!m) return std::unexpected(m.error());
         out.pages += *m;

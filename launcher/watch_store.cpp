@@ -3,6 +3,7 @@
 #include <memory>
 #include <system_error>
 
+#include "launcher/text_format.hpp"
 #include "launcher/watch.hpp"
 #include "proxy/sqlite.hpp"
 
@@ -33,15 +34,6 @@ constexpr const char* kAlertsSchema =
 // A request "reached the provider" when it got a 2xx, or the client left before the end (0):
 // tokfence's own refusals (403 revoked, 429 budget, ...) and upstream errors are not billed usage.
 constexpr const char* kReached = "((status >= 200 AND status < 300) OR status = 0)";
-
-std::string iso_utc(std::int64_t ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 }  // namespace
 
@@ -99,7 +91,7 @@ Result<std::optional<std::int64_t>> last_local_activity_ms(const std::filesystem
 json Alert::to_json() const {
   json j = {{"id", id},
             {"ts_ms", ts_ms},
-            {"time", iso_utc(ts_ms)},
+            {"time", cli::utc_rfc3339(ts_ms)},
             {"provider", provider},
             {"kind", kind},
             {"metric", metric},
