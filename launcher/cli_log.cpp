@@ -56,6 +56,12 @@ std::string local_time(std::int64_t ms) {
   return buf;
 }
 
+// JSON for stdout. Logged text comes from clients (a path byte, a model name) and need not be
+// UTF-8: bad bytes are replaced rather than making the dump throw.
+std::string json_text(const json& j, int indent = 2) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
 std::string iso_utc(std::int64_t ms) {
   std::time_t t = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
@@ -216,7 +222,7 @@ void follow_log(const std::filesystem::path& db, proxy::RequestQuery query, bool
   auto emit = [&](const std::vector<LoggedRequest>& rows, bool header) {
     for (const auto& row : rows) {
       if (as_json)
-        std::cout << row_json(row.record).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+        std::cout << json_text(row_json(row.record), -1) << "\n";
       else
         add_log_row(table, row.record);
     }
@@ -304,7 +310,7 @@ void register_log(CLI::App& app, Context& ctx) {
         throw UserError("request '" + opt->id + "': not in the request log " + db.string() +
                         " (rows older than [logging] retention_days are pruned): run 'tokfence log' to see recent ids");
       if (opt->json)
-        std::cout << row_json(rows[0].record).dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+        std::cout << json_text(row_json(rows[0].record)) << "\n";
       else
         print_detail(rows[0].record);
       return;
@@ -314,7 +320,7 @@ void register_log(CLI::App& app, Context& ctx) {
     if (opt->json) {
       json out = json::array();
       for (const auto& row : rows) out.push_back(row_json(row.record));
-      std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+      std::cout << json_text(out) << "\n";
       return;
     }
     if (rows.empty()) {
@@ -387,7 +393,7 @@ void register_stats(CLI::App& app, Context& ctx) {
         out["groups"].push_back(std::move(j));
       }
       out["total"] = totals_json(total);
-      std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+      std::cout << json_text(out) << "\n";
       return;
     }
     std::cout << "Requests since " << (since ? local_time(since) : std::string("the first one")) << " ("
@@ -746,7 +752,7 @@ void register_provider(CLI::App& app, Context& ctx) {
                            {"source", p.builtin ? "builtin" : "config"},
                            {"proxy_path", "/" + p.name + p.client_base_suffix}});
       }
-      std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+      std::cout << json_text(out) << "\n";
       return;
     }
     Table table({{"NAME", 0}, {"UPSTREAM", 0}, {"AUTH", 0}, {"API", 0}, {"KEY", 0}, {"SOURCE", 0}});
@@ -873,7 +879,7 @@ void register_pricing(CLI::App& app, Context& ctx) {
                            {"output", usd(m.price.output)},
                            {"cache_read", usd(m.price.cache_read)},
                            {"cache_write", usd(m.price.cache_write)}});
-      std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+      std::cout << json_text(out) << "\n";
       return;
     }
     Table t({{"PROVIDER", 0}, {"MODEL", 0}, {"INPUT", 0}, {"OUTPUT", 0}, {"CACHE READ", 0}, {"CACHE WRITE", 0}});
