@@ -469,9 +469,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     in_exchange_ = true;
     Outcome outcome = Outcome::close;
     for (int attempt = 0; attempt < 2; ++attempt) {
-      // The pooled case (nearly every request) needs no coroutine frame of its own.
       ConnectOutcome connected{w_.pool->take_idle(provider.url), {}};
-      if (!connected.connection) connected = co_await w_.pool->acquire(provider.url);
+      if (!connected.connection) connected = co_await w_.pool->connect(provider.url);
       if (client_gone_) {
         rec.error = "client disconnected before the upstream answered";
         if (connected.connection) w_.pool->release(std::move(connected.connection));

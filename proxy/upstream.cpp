@@ -95,11 +95,6 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(const UpstreamUrl& u
   return nullptr;
 }
 
-net::awaitable<ConnectOutcome> UpstreamPool::acquire(const UpstreamUrl& url) {
-  if (auto conn = take_idle(url)) co_return ConnectOutcome{std::move(conn), {}};
-  co_return co_await connect(url);
-}
-
 void UpstreamPool::release(std::unique_ptr<UpstreamConnection> connection) {
   auto& list = idle_[connection->origin()];
   if (list.size() >= max_idle_per_origin || connection->buffer.size() != 0) {

@@ -67,10 +67,11 @@ class UpstreamPool {
  public:
   UpstreamPool(boost::asio::io_context& ioc, std::shared_ptr<boost::asio::ssl::context> tls,
                std::chrono::seconds connect_timeout);
-  // An idle pooled connection to `url`'s origin that is still open, or a new one.
-  boost::asio::awaitable<ConnectOutcome> acquire(const UpstreamUrl& url);
-  // Only the pooled part of acquire(), without a coroutine frame: null when none is usable.
+  // An idle pooled connection to `url`'s origin that is still open; null when none is usable.
+  // Not a coroutine: the pooled case (nearly every request) needs no frame of its own.
   std::unique_ptr<UpstreamConnection> take_idle(const UpstreamUrl& url);
+  // A new connection (resolved, connected, TLS handshake done), or why there is none.
+  boost::asio::awaitable<ConnectOutcome> connect(const UpstreamUrl& url);
   // Returns a connection after a complete exchange that left it reusable.
   void release(std::unique_ptr<UpstreamConnection> connection);
   // Closes every idle connection (shutdown).
@@ -78,7 +79,6 @@ class UpstreamPool {
   std::size_t idle_count() const;
 
  private:
-  boost::asio::awaitable<ConnectOutcome> connect(const UpstreamUrl& url);
   boost::asio::io_context& ioc_;
   std::shared_ptr<boost::asio::ssl::context> tls_;
   std::chrono::seconds connect_timeout_;
