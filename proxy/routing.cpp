@@ -3,12 +3,9 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
-#include <set>
 
 namespace tokfence::proxy {
 namespace {
-
-namespace http = boost::beast::http;
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() &&
@@ -170,58 +167,81 @@ std::string upstream_target(const UpstreamUrl& upstream, const RouteTarget& rout
   return target;
 }
 
-void build_upstream_headers(const http::fields& in, UpstreamFields& out, const ProviderSpec& spec,
-                            const UpstreamUrl& upstream, const SecretString& key) {
-  // Headers the client marked as hop-by-hop in its Connection header.
-  std::set<std::string> connection_named;
-  for (auto it = in.find(http::field::connection); it != in.end() && iequals(it->name_string(), "connection"); ++it) {
-    std::string_view v = it->value();
+namespace {
+
+// Tokens of the Connection fields: the names of more hop-by-hop fields. No allocation: views
+// into the head, and most requests have none beyond keep-alive/close.
+std::vector<std::string_view> connection_named(const http1::Head& in) {
+  std::vector<std::string_view> named;
+  for (const auto& h : in.headers) {
+    if (!iequals(h.name, "connection")) continue;
+    std::string_view v = h.value;
     std::size_t start = 0;
     while (start <= v.size()) {
       auto comma = v.find(',', start);
       auto token = trim(v.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
-      if (!token.empty()) connection_named.insert(lower(token));
+      if (!token.empty()) named.push_back(token);
       if (comma == std::string_view::npos) break;
       start = comma + 1;
     }
   }
-  for (const auto& f : in) {
-    std::string_view name = f.name_string();
-    if (is_credential_header(name) || is_hop_by_hop_header(name) || iequals(name, "host") ||
-        iequals(name, "content-length") || iequals(name, "expect") || iequals(name, "accept-encoding") ||
-        iequals(name, "x-tokfence-caller") || connection_named.count(lower(name)))
-      continue;
-    out.insert(name, f.value());
-  }
-  out.set(http::field::host, upstream.host_header());
-  switch (spec.auth) {
-    case AuthScheme::bearer: {
-      // Built in one allocation (no growth leaving copies behind) and wiped after Beast copied it.
-      std::string value;
-      value.reserve(7 + key.size());
-      value.append("Bearer ").append(key.reveal());
-      out.set(http::field::authorization, value);
-      wipe(value);
-      break;
-    }
-    case AuthScheme::x_api_key:
-      out.set("x-api-key", key.reveal());
-      break;
-    case AuthScheme::x_goog_api_key:
-      out.set("x-goog-api-key", key.reveal());
-      break;
-  }
-  out.set(http::field::accept_encoding, "identity");
-  for (const auto& [name, value] : spec.default_headers) {
-    if (in.find(name) == in.end() && !is_credential_header(name)) out.set(name, value);
-  }
+  return named;
 }
 
-void build_client_response_headers(const http::fields& in, http::fields& out) {
-  for (const auto& f : in) {
-    std::string_view name = f.name_string();
-    if (is_hop_by_hop_header(name) || iequals(name, "proxy-authenticate")) continue;
-    out.insert(name, f.value());
+bool named_in(const std::vector<std::string_view>& named, std::string_view name) {
+  return std::any_of(named.begin(), named.end(), [&](std::string_view n) { return iequals(n, name); });
+}
+
+template <class String>
+void append_field(String& out, std::string_view name, std::string_view value) {
+  out.append(name).append(": ").append(value).append("\r\n");
+}
+
+}  // namespace
+
+void build_upstream_head(const http1::RequestHead& in, std::string_view target,
+                         std::optional<std::uint64_t> content_length, const ProviderSpec& spec,
+                         const UpstreamUrl& upstream, const SecretString& key, WipingString& out) {
+  out.clear();
+  // One allocation in the usual case: growth would free (wiped) copies, but costs a copy each.
+  out.reserve(in.size + target.size() + key.size() + 256);
+  out.append(in.method).append(" ").append(target).append(" HTTP/1.1\r\n");
+  auto named = connection_named(in);
+  for (const auto& f : in.headers) {
+    std::string_view name = f.name;
+    if (is_credential_header(name) || is_hop_by_hop_header(name) || iequals(name, "host") ||
+        iequals(name, "content-length") || iequals(name, "expect") || iequals(name, "accept-encoding") ||
+        iequals(name, "x-tokfence-caller") || named_in(named, name))
+      continue;
+    append_field(out, name, f.value);
+  }
+  append_field(out, "Host", upstream.host_header());
+  switch (spec.auth) {
+    case AuthScheme::bearer:
+      out.append("Authorization: Bearer ").append(key.reveal()).append("\r\n");
+      break;
+    case AuthScheme::x_api_key:
+      append_field(out, "x-api-key", key.reveal());
+      break;
+    case AuthScheme::x_goog_api_key:
+      append_field(out, "x-goog-api-key", key.reveal());
+      break;
+  }
+  append_field(out, "Accept-Encoding", "identity");
+  for (const auto& [name, value] : spec.default_headers)
+    if (!in.find(name) && !is_credential_header(name)) append_field(out, name, value);
+  if (content_length) append_field(out, "Content-Length", std::to_string(*content_length));
+  out.append("\r\n");
+}
+
+void append_client_response_headers(const http1::ResponseHead& in, std::string& out) {
+  auto named = connection_named(in);
+  for (const auto& f : in.headers) {
+    std::string_view name = f.name;
+    if (is_hop_by_hop_header(name) || named_in(named, name) ||
+        (in.body == http1::BodyKind::chunked && iequals(name, "content-length")))
+      continue;
+    append_field(out, name, f.value);
   }
 }
 

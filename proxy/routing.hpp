@@ -13,12 +13,12 @@
 #include <string_view>
 #include <vector>
 
-#include <boost/beast/http/fields.hpp>
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
 #include "core/providers.hpp"
 #include "core/secret.hpp"
+#include "proxy/http1.hpp"
 
 namespace tokfence::proxy {
 
@@ -56,19 +56,24 @@ bool is_hop_by_hop_header(std::string_view name);  // case-insensitive; RFC 9110
 // The upstream request target: base path + rest + filtered query ("/" when all are empty).
 std::string upstream_target(const UpstreamUrl& upstream, const RouteTarget& route);
 
-// The header fields of a request to an upstream: they hold the injected key, so their memory is
-// wiped when freed.
-using UpstreamFields = boost::beast::http::basic_fields<WipingAllocator<char>>;
+// The head of a request to an upstream: it holds the injected key, so its memory is wiped when
+// freed (also the old block whenever the string grows).
+using WipingString = std::basic_string<char, std::char_traits<char>, WipingAllocator<char>>;
 
-// Copies `in` to `out` without credentials, hop-by-hop headers (incl. those named in Connection),
-// Host, Content-Length, Expect, Accept-Encoding and X-Tokfence-Caller; then sets Host, the key per
+// Writes the head of the upstream request to `out`: "<method> <target> HTTP/1.1", then the
+// client's fields without credentials, hop-by-hop fields (incl. those named in Connection), Host,
+// Content-Length, Expect, Accept-Encoding and X-Tokfence-Caller; then Host, the key per
 // `spec.auth`, `Accept-Encoding: identity` (usage is read from the body, so it must not be
-// compressed) and every default header the client did not send.
-void build_upstream_headers(const boost::beast::http::fields& in, UpstreamFields& out,
-                            const ProviderSpec& spec, const UpstreamUrl& upstream, const SecretString& key);
+// compressed), every default header the client did not send, and Content-Length when
+// `content_length` is set; then the empty line.
+void build_upstream_head(const http1::RequestHead& in, std::string_view target,
+                         std::optional<std::uint64_t> content_length, const ProviderSpec& spec,
+                         const UpstreamUrl& upstream, const SecretString& key, WipingString& out);
 
-// Copies an upstream response's headers for the client, without hop-by-hop headers.
-void build_client_response_headers(const boost::beast::http::fields& in, boost::beast::http::fields& out);
+// Appends an upstream response's end-to-end fields for the client ("Name: value\r\n" each):
+// no hop-by-hop fields (incl. those named in Connection) and no Content-Length beside a
+// Transfer-Encoding (the proxy writes the body's framing itself).
+void append_client_response_headers(const http1::ResponseHead& in, std::string& out);
 
 // {"error":{"type": type, "message": message, ...extra}} as one line of JSON.
 std::string error_body(std::string_view type, std::string_view message, const nlohmann::json& extra = nullptr);

@@ -24,10 +24,12 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/system/error_code.hpp>
 
 #include "proxy/caller.hpp"
+#include "proxy/http1.hpp"
 #include "proxy/routing.hpp"
 #include "proxy/server_sockets.hpp"
 #include "proxy/upstream.hpp"
@@ -51,15 +53,12 @@ std::size_t KeyStore::size() const { return snapshot()->size(); }
 namespace {
 
 namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
+using error_code = boost::system::error_code;
 using tcp = net::ip::tcp;
 using unix_proto = net::local::stream_protocol;
 using SteadyClock = std::chrono::steady_clock;
-// What goes to the upstream: its header fields hold the injected key and are wiped when freed.
-using UpstreamRequest = http::request<http::string_body, UpstreamFields>;
 
-auto with_ec(beast::error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
+auto with_ec(error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
 
 std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -172,21 +171,19 @@ template <class Stream>
 class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
   Session(Impl& server, Worker& worker, Stream stream, std::string label, std::shared_ptr<CallerSlot> caller)
-      : s_(server), w_(worker), stream_(std::move(stream)), label_(std::move(label)), caller_(std::move(caller)) {
-    // Room for a whole typical request in one read (a fresh flat_buffer reads 512 bytes at a time).
-    buffer_.reserve(16 * 1024);
-  }
+      : s_(server), w_(worker), stream_(std::move(stream)), label_(std::move(label)), caller_(std::move(caller)) {}
+  ~Session() override { wipe_upstream_head(); }
 
   static net::awaitable<void> start(std::shared_ptr<Session> self) { co_await self->run(); }
 
   void close_if_idle() override {
     if (idle_) {
-      beast::error_code ec;
+      error_code ec;
       stream_.cancel(ec);
     }
   }
   void force_close() override {
-    beast::error_code ec;
+    error_code ec;
     stream_.shutdown(net::socket_base::shutdown_both, ec);
     stream_.close(ec);
     if (upstream_) upstream_->close();
@@ -196,7 +193,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (now < deadline_) return;
     deadline_ = SteadyClock::time_point::max();
     timed_out_ = true;
-    beast::error_code ec;
+    error_code ec;
     stream_.cancel(ec);
     if (upstream_) upstream_->tcp().socket().cancel(ec);
   }
@@ -207,17 +204,24 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   // Every wait on the client or the upstream is bracketed by arm() and disarm(): the sweeper
   // cancels the waits of a session past its deadline, and disarm() turns that cancellation into
-  // beast::error::timeout for the code that reads `ec`.
+  // net::error::timed_out for the code that reads `ec`.
   void arm(std::chrono::seconds timeout) {
     deadline_ = SteadyClock::now() + timeout;
     timed_out_ = false;
   }
-  void disarm(beast::error_code& ec) {
+  void disarm(error_code& ec) {
     deadline_ = SteadyClock::time_point::max();
     if (timed_out_) {
       timed_out_ = false;
-      if (ec == net::error::operation_aborted || !ec) ec = beast::error::timeout;
+      if (ec == net::error::operation_aborted || !ec) ec = net::error::timed_out;
     }
+  }
+
+  // The upstream request's head holds the key: overwritten as soon as the exchange is over, so
+  // the buffer (kept for the next request) holds no copy between requests.
+  void wipe_upstream_head() {
+    wipe_memory(up_head_.data(), up_head_.size());
+    up_head_.clear();
   }
 
   net::awaitable<void> run() {
@@ -228,102 +232,184 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     } catch (...) {
       // Nothing on the data path should throw; if something does, only this connection ends.
     }
-    beast::error_code ec;
+    wipe_upstream_head();
+    error_code ec;
     stream_.shutdown(net::socket_base::shutdown_send, ec);
     stream_.close(ec);
     w_.sessions.erase(this);
     --w_.session_count;
   }
 
+  static bool quiet_end(const error_code& ec) {
+    return ec == net::error::eof || ec == net::error::operation_aborted || ec == net::error::connection_reset ||
+           ec == net::error::timed_out || ec == net::error::bad_descriptor || ec == net::error::broken_pipe;
+  }
+
+  // Reads until a whole request head is in in_ (parsed into head_), or says why not.
+  enum class HeadRead { ok, closed, too_large, malformed };
+  net::awaitable<HeadRead> read_head() {
+    error_code ec;
+    const std::size_t limit = config().daemon.max_header_bytes;
+    for (;;) {
+      if (!in_.empty()) {
+        auto parsed = http1::parse_request_head(in_.data(), head_);
+        if (parsed == http1::Parse::complete) co_return head_.size > limit ? HeadRead::too_large : HeadRead::ok;
+        if (parsed == http1::Parse::error) co_return HeadRead::malformed;
+        if (in_.size() >= limit) co_return HeadRead::too_large;
+      }
+      auto room = in_.prepare(4096);
+      std::size_t n = co_await stream_.async_read_some(net::buffer(room.data(), room.size()), with_ec(ec));
+      if (ec) co_return HeadRead::closed;
+      in_.commit(n);
+    }
+  }
+
   net::awaitable<void> serve() {
-    beast::error_code ec;
+    error_code ec;
     for (;;) {
       if (s_.stopping) break;
-      http::request_parser<http::string_body> parser;
-      parser.header_limit(static_cast<std::uint32_t>(config().daemon.max_header_bytes));
-      // The body limit is set once the header is in: a Content-Length over it is then refused by
-      // the check below, with the method and path known for the log row. (Not boost::none:
-      // Boost 1.74 compares a Content-Length against an empty optional as "over the limit".)
-      parser.body_limit(std::numeric_limits<std::uint64_t>::max());
       idle_ = true;
       arm(idle_timeout());
-      co_await http::async_read_header(stream_, buffer_, parser, with_ec(ec));
+      HeadRead got = co_await read_head();
       disarm(ec);
       idle_ = false;
-      if (ec) {
-        if (ec == http::error::header_limit) {
-          co_await refuse(431, "tokfence_header_too_large",
-                          "request: header larger than max_header_bytes (" +
-                              std::to_string(config().daemon.max_header_bytes) + ")",
-                          11, nullptr);
-        } else if (ec == http::error::body_limit) {
-          // The declared Content-Length alone is over the limit: refuse before reading the body.
-          co_await refuse(413, "tokfence_body_too_large", body_limit_message(), 11,
-                          parser.is_header_done() ? &parser.get() : nullptr);
-        } else if (ec != http::error::end_of_stream && ec != net::error::eof && ec != net::error::operation_aborted &&
-                   ec != net::error::connection_reset && ec != beast::error::timeout && ec != net::error::bad_descriptor) {
-          co_await refuse(400, "tokfence_bad_request", "request: malformed HTTP: " + ec.message(), 11, nullptr);
-        }
+      if (got == HeadRead::closed) break;
+      if (got == HeadRead::too_large) {
+        co_await refuse(431, "tokfence_header_too_large",
+                        "request: header larger than max_header_bytes (" +
+                            std::to_string(config().daemon.max_header_bytes) + ")",
+                        nullptr);
+        break;
+      }
+      if (got == HeadRead::malformed) {
+        co_await refuse(400, "tokfence_bad_request", "request: malformed HTTP: " + head_.error, nullptr);
         break;
       }
       auto started = SteadyClock::now();
-      auto& req = parser.get();
-      if (auto len = parser.content_length(); len && *len > config().daemon.max_body_bytes) {
-        co_await refuse(413, "tokfence_body_too_large", body_limit_message(), req.version(), &req);
+      const std::uint64_t max_body = config().daemon.max_body_bytes;
+      if (head_.body == http1::BodyKind::length && head_.content_length > max_body) {
+        // The declared length alone is over the limit: refused before reading the body.
+        co_await refuse(413, "tokfence_body_too_large", body_limit_message(), &head_);
         break;
       }
-      parser.body_limit(config().daemon.max_body_bytes);  // for chunked bodies
-      if (auto expect = req.find(http::field::expect); expect != req.end() && iequals(expect->value(), "100-continue")) {
-        static const std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
+      if (head_.expect_continue && head_.version_minor >= 1 &&
+          in_.size() - head_.size < (head_.body == http1::BodyKind::length ? head_.content_length : 1)) {
+        static const std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
         arm(idle_timeout());
         co_await net::async_write(stream_, net::buffer(cont), with_ec(ec));
         disarm(ec);
         if (ec) break;
       }
-      if (!parser.is_done()) {
-        arm(idle_timeout());
-        co_await http::async_read(stream_, buffer_, parser, with_ec(ec));
-        disarm(ec);
-        if (ec == http::error::body_limit) {
-          co_await refuse(413, "tokfence_body_too_large", body_limit_message(), req.version(), &req);
+      // The body goes to body_; head_'s views stay valid because in_ is not read into again
+      // until this request is done. Bytes past the body (a pipelined request) stay in in_, or
+      // are put back there from spill_.
+      body_.clear();
+      std::size_t taken = head_.size;
+      if (head_.body == http1::BodyKind::length) {
+        auto here = std::min<std::uint64_t>(head_.content_length, in_.size() - head_.size);
+        body_.assign(in_.data().substr(head_.size, here));
+        taken += here;
+        if (here < head_.content_length) {
+          body_.resize(head_.content_length);
+          arm(idle_timeout());
+          co_await net::async_read(stream_, net::buffer(body_.data() + here, head_.content_length - here), with_ec(ec));
+          disarm(ec);
+          if (ec) break;  // the client went away mid-body, or stalled past the idle timeout
+        }
+      } else if (head_.body == http1::BodyKind::chunked) {
+        auto outcome = co_await read_chunked_body(taken);
+        if (outcome == HeadRead::too_large) {
+          co_await refuse(413, "tokfence_body_too_large", body_limit_message(), &head_);
           break;
         }
-        if (ec) {
-          if (ec != net::error::eof && ec != http::error::partial_message && ec != net::error::connection_reset &&
-              ec != beast::error::timeout && ec != net::error::operation_aborted)
-            co_await refuse(400, "tokfence_bad_request", "request: malformed HTTP body: " + ec.message(),
-                            req.version(), &req);
+        if (outcome == HeadRead::malformed) {
+          co_await refuse(400, "tokfence_bad_request", "request: malformed HTTP body: " + chunk_error_, &head_);
           break;
         }
+        if (outcome == HeadRead::closed) break;
       }
-      bool keep = co_await handle(parser.release(), started);
+      bool keep = co_await handle(started);
+      in_.consume(taken);
+      if (!spill_.empty()) {
+        // Bytes read past a chunked body: the start of the next request.
+        auto room = in_.prepare(spill_.size());
+        std::memcpy(room.data(), spill_.data(), spill_.size());
+        in_.commit(spill_.size());
+        spill_.clear();
+      }
       if (!keep) break;
     }
+  }
+
+  // A chunked request body, decoded into body_. The part already in in_ is decoded in place
+  // (`taken` grows by what it used); the rest is read into spill_, and whatever follows the body
+  // there is left in spill_ for the next request.
+  net::awaitable<HeadRead> read_chunked_body(std::size_t& taken) {
+    http1::ChunkedDecoder decoder;
+    const std::uint64_t max_body = config().daemon.max_body_bytes;
+    auto decode = [&](std::string_view raw) -> std::size_t {
+      std::size_t used = 0;
+      while (used < raw.size() && !decoder.done() && !decoder.failed()) {
+        auto step = decoder.step(raw.substr(used));
+        if (step.consumed == 0) break;
+        used += step.consumed;
+        if (body_.size() + step.data.size() > max_body) return std::string_view::npos;
+        body_.append(step.data);
+      }
+      return used;
+    };
+    std::size_t used = decode(in_.data().substr(taken));
+    if (used == std::string_view::npos) co_return HeadRead::too_large;
+    taken += used;
+    error_code ec;
+    while (!decoder.done()) {
+      if (decoder.failed()) {
+        chunk_error_ = decoder.error();
+        co_return HeadRead::malformed;
+      }
+      spill_.resize(16 * 1024);
+      arm(idle_timeout());
+      std::size_t n = co_await stream_.async_read_some(net::buffer(spill_), with_ec(ec));
+      disarm(ec);
+      if (ec) {
+        spill_.clear();
+        co_return HeadRead::closed;
+      }
+      spill_.resize(n);
+      used = decode(spill_);
+      if (used == std::string_view::npos) {
+        spill_.clear();
+        co_return HeadRead::too_large;
+      }
+      spill_.erase(0, used);
+    }
+    co_return HeadRead::ok;
   }
 
   // A request refused before it could be routed (too large, malformed): the client gets the error
   // (and the connection closes), and the request log a row with whatever the header told, so that
   // such refusals are as visible as any other.
-  net::awaitable<void> refuse(int status, std::string_view type, std::string message, unsigned version,
-                              const http::request<http::string_body>* header) {
+  net::awaitable<void> refuse(int status, std::string_view type, std::string message, const http1::RequestHead* head) {
     RequestRecord rec;
     rec.ts_ms = unix_ms();
     rec.id = new_request_id(rec.ts_ms);
-    if (header) {
-      rec.method = std::string(header->method_string());
-      std::string_view target = header->target();
+    int minor = 1;
+    if (head) {
+      minor = head->version_minor;
+      rec.method = std::string(head->method);
+      std::string_view target = head->target;
       rec.path = std::string(target.substr(0, target.find('?')));
       if (auto route = split_target(target); route && s_.providers.count(route->provider)) rec.provider = route->provider;
-      take_caller_override(*header);
+      take_caller_override(*head);
     }
-    co_await send_error(status, type, message, false, version, &rec, nullptr);
+    co_await send_error(status, type, message, false, minor, &rec, nullptr);
     s_.record(std::move(rec), caller_, label_.empty() ? caller_override_ : label_);
   }
 
   // X-Tokfence-Caller names the caller on the main sockets; on a labeled socket the label wins.
-  void take_caller_override(const http::request<http::string_body>& req) {
+  void take_caller_override(const http1::RequestHead& head) {
     if (!label_.empty()) return;
-    if (auto h = req.find("x-tokfence-caller"); h != req.end()) caller_override_ = std::string(h->value());
+    if (auto h = head.find("x-tokfence-caller")) caller_override_ = std::string(h->value);
   }
 
   std::string body_limit_message() const {
@@ -331,49 +417,69 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
            "): raise [daemon] max_body_bytes in config.toml";
   }
 
+  // "HTTP/1.x NNN Reason\r\n" for the client's version.
+  static void append_status_line(std::string& out, int client_minor, int status, std::string_view reason) {
+    out.append(client_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    char code[4] = {static_cast<char>('0' + status / 100 % 10), static_cast<char>('0' + status / 10 % 10),
+                    static_cast<char>('0' + status % 10), ' '};
+    out.append(code, 4);
+    out.append(reason.empty() ? http1::reason_phrase(status) : reason);
+    out.append("\r\n");
+  }
+
+  // Connection handling for the client: close said when closing; keep-alive said to HTTP/1.0.
+  static void append_connection(std::string& out, int client_minor, bool keep) {
+    if (!keep)
+      out.append("Connection: close\r\n");
+    else if (client_minor == 0)
+      out.append("Connection: keep-alive\r\n");
+  }
+
+  // A complete small reply of the proxy's own: JSON body, Content-Length, one write.
+  net::awaitable<void> send_reply(int status, int client_minor, bool keep, std::string_view request_id,
+                                  std::string_view body, std::optional<int> retry_after = std::nullopt) {
+    out_.clear();
+    append_status_line(out_, client_minor, status, {});
+    out_.append("Content-Type: application/json\r\n");
+    if (!request_id.empty()) out_.append("X-Tokfence-Request-Id: ").append(request_id).append("\r\n");
+    if (retry_after) out_.append("Retry-After: ").append(std::to_string(*retry_after)).append("\r\n");
+    out_.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
+    append_connection(out_, client_minor, keep && !s_.stopping);
+    out_.append("\r\n");
+    std::array<net::const_buffer, 2> pieces{net::buffer(out_), net::buffer(body.data(), body.size())};
+    error_code ec;
+    arm(std::chrono::seconds(30));
+    co_await net::async_write(stream_, pieces, with_ec(ec));
+    disarm(ec);
+    reply_failed_ = static_cast<bool>(ec);
+  }
+
   net::awaitable<void> send_error(int status, std::string_view type, std::string_view message, bool keep,
-                                  unsigned version, RequestRecord* rec, const nlohmann::json& extra,
+                                  int client_minor, RequestRecord* rec, const nlohmann::json& extra,
                                   std::optional<int> retry_after = std::nullopt) {
-    http::response<http::string_body> res{static_cast<http::status>(status), version < 10 ? 11u : version};
-    res.set(http::field::content_type, "application/json");
     if (rec) {
-      res.set("X-Tokfence-Request-Id", rec->id);
       rec->status = status;
       if (rec->error.empty()) rec->error = std::string(message);
     }
-    if (retry_after) res.set(http::field::retry_after, std::to_string(*retry_after));
-    res.body() = error_body(type, message, extra);
-    res.keep_alive(keep && !s_.stopping);
-    res.prepare_payload();
-    beast::error_code ec;
-    arm(std::chrono::seconds(30));
-    co_await http::async_write(stream_, res, with_ec(ec));
-    disarm(ec);
+    co_await send_reply(status, client_minor, keep, rec ? std::string_view(rec->id) : std::string_view(),
+                        error_body(type, message, extra), retry_after);
   }
 
   // One request from its header to the log row. Returns whether the client connection stays open.
-  net::awaitable<bool> handle(http::request<http::string_body> req, SteadyClock::time_point started) {
-    bool keep = req.keep_alive() && !s_.stopping;
-    std::string target(req.target());
+  net::awaitable<bool> handle(SteadyClock::time_point started) {
+    const http1::RequestHead& req = head_;
+    bool keep = req.keep_alive && !s_.stopping;
+    std::string_view target = req.target;
     RequestRecord rec;
     rec.ts_ms = unix_ms();
     rec.id = new_request_id(rec.ts_ms);
-    rec.method = std::string(req.method_string());
-    rec.path = target.substr(0, target.find('?'));
+    rec.method = std::string(req.method);
+    rec.path = std::string(target.substr(0, target.find('?')));
     take_caller_override(req);
 
     if (rec.path == "/__tokfence/health") {
-      http::response<http::string_body> res{http::status::ok, req.version()};
-      res.set(http::field::content_type, "application/json");
-      res.set("X-Tokfence-Request-Id", rec.id);
-      res.body() = R"({"status":"ok"})" "\n";
-      res.keep_alive(keep);
-      res.prepare_payload();
-      beast::error_code ec;
-      arm(std::chrono::seconds(30));
-      co_await http::async_write(stream_, res, with_ec(ec));
-      disarm(ec);
-      co_return keep && !ec;
+      co_await send_reply(200, req.version_minor, keep, rec.id, R"({"status":"ok"})" "\n");
+      co_return keep && !reply_failed_;
     }
 
     auto finish = [&](bool still_keep) {
@@ -387,7 +493,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (!route || route->provider.starts_with("__")) {
       co_await send_error(404, "tokfence_not_found",
                           "route: requests go to /<provider>/<path>: known providers: " + s_.provider_list, keep,
-                          req.version(), &rec, nullptr);
+                          req.version_minor, &rec, nullptr);
       co_return finish(keep);
     }
     rec.provider = route->provider;
@@ -396,7 +502,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       co_await send_error(404, "tokfence_unknown_provider",
                           "provider: unknown: '" + route->provider + "': known providers: " + s_.provider_list +
                               " (add one with 'tokfence provider set " + route->provider + " <upstream-url>')",
-                          keep, req.version(), &rec, nullptr);
+                          keep, req.version_minor, &rec, nullptr);
       co_return finish(keep);
     }
     const Provider& provider = provider_it->second;
@@ -406,13 +512,12 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       co_await send_error(401, "tokfence_no_key",
                           "vault: no key for provider '" + route->provider + "': run 'tokfence vault add " +
                               route->provider + " -'",
-                          keep, req.version(), &rec, nullptr);
+                          keep, req.version_minor, &rec, nullptr);
       co_return finish(keep);
     }
 
     ApiKind kind = classify(provider.spec.style, route->rest);
-    std::string body = std::move(req.body());
-    RequestInfo info = inspect_request(kind, route->rest, body, config().proxy.inject_stream_usage);
+    RequestInfo info = inspect_request(kind, route->rest, body_, config().proxy.inject_stream_usage);
     rec.model = info.model;
     rec.streaming = info.streaming;
 
@@ -427,22 +532,19 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     }
     auto decision = s_.deps.controls->admit(admit);
     if (auto* refusal = std::get_if<Refusal>(&decision)) {
-      co_await send_error(refusal->status, refusal->type, refusal->message, keep, req.version(), &rec,
+      co_await send_error(refusal->status, refusal->type, refusal->message, keep, req.version_minor, &rec,
                           refusal->extra, refusal->retry_after_seconds);
       co_return finish(keep);
     }
     Reservation reservation = std::get<Reservation>(decision);
 
-    UpstreamRequest up{req.method(), upstream_target(provider.url, *route), 11};
-    if (req.method() == http::verb::unknown) up.method_string(req.method_string());
-    build_upstream_headers(req.base(), up.base(), provider.spec, provider.url, key_it->second);
+    bool had_body = req.body != http1::BodyKind::none || !body_.empty();
+    build_upstream_head(req, upstream_target(provider.url, *route),
+                        had_body ? std::optional<std::uint64_t>(body_.size()) : std::nullopt, provider.spec,
+                        provider.url, key_it->second, up_head_);
     keys.reset();
-    bool had_body = req.has_content_length() || req.chunked() || !body.empty();
-    up.body() = std::move(body);
-    if (had_body) up.content_length(up.body().size());
 
-    bool head = req.method() == http::verb::head;
-    keep = co_await forward(provider, up, head, req.version(), keep, kind, rec, started);
+    keep = co_await forward(provider, req.method == "HEAD", req.version_minor, keep, kind, rec, started);
 
     // Known price and usage: exact cost. No upstream answer at all: nothing was billed (0). An
     // answer without usage: unknown, never $0.
@@ -460,9 +562,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   // The exchange with the upstream, retried once on a fresh connection when a pooled one turns out
   // to be closed before any response byte.
-  net::awaitable<bool> forward(const Provider& provider, UpstreamRequest& up, bool head,
-                               unsigned client_version, bool keep, ApiKind kind, RequestRecord& rec,
-                               SteadyClock::time_point started) {
+  net::awaitable<bool> forward(const Provider& provider, bool head, int client_minor, bool keep, ApiKind kind,
+                               RequestRecord& rec, SteadyClock::time_point started) {
     ++exchange_;
     got_response_ = false;
     client_gone_ = false;
@@ -479,7 +580,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       }
       if (!connected.connection) {
         co_await send_error(connected.failure.status, connected.failure.type, connected.failure.message, keep,
-                            client_version, &rec, nullptr);
+                            client_minor, &rec, nullptr);
         outcome = keep ? Outcome::keep : Outcome::close;
         break;
       }
@@ -487,9 +588,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       upstream_ = conn.get();
       bool reusable = false;
       if (conn->is_tls())
-        outcome = co_await exchange(conn->tls(), *conn, up, head, client_version, keep, kind, rec, started, reusable);
+        outcome = co_await exchange(conn->tls(), *conn, head, client_minor, keep, kind, rec, started, reusable);
       else
-        outcome = co_await exchange(conn->plain(), *conn, up, head, client_version, keep, kind, rec, started, reusable);
+        outcome = co_await exchange(conn->plain(), *conn, head, client_minor, keep, kind, rec, started, reusable);
       upstream_ = nullptr;
       if (reusable && !client_gone_)
         w_.pool->release(std::move(conn));
@@ -499,13 +600,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       if (attempt == 1) {
         co_await send_error(502, "tokfence_upstream_error",
                             "upstream: " + provider.url.origin() + " closed the connection before responding", keep,
-                            client_version, &rec, nullptr);
+                            client_minor, &rec, nullptr);
         outcome = keep ? Outcome::keep : Outcome::close;
       }
     }
+    wipe_upstream_head();
     in_exchange_ = false;
     if (watching_) {
-      beast::error_code ec;
+      error_code ec;
       stream_.cancel(ec);  // ends the watcher
     }
     co_return outcome == Outcome::keep && !client_gone_;
@@ -519,7 +621,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void watch_client() {
     watching_ = true;
     stream_.async_wait(net::socket_base::wait_read,
-                       [self = this->shared_from_this(), exchange = exchange_](beast::error_code ec) {
+                       [self = this->shared_from_this(), exchange = exchange_](error_code ec) {
                          self->watching_ = false;
                          if (ec || !self->in_exchange_ || self->exchange_ != exchange) return;
                          self->watched_exchange_ = exchange;  // whatever it found, once is enough
@@ -531,155 +633,214 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                        });
   }
 
-  // Writes what the serializer has for the client: the header first, then each piece of body.
-  net::awaitable<void> write_to_client(http::response_serializer<http::buffer_body>& sr, beast::error_code& ec) {
-    arm(idle_timeout());
-    co_await http::async_write(stream_, sr, with_ec(ec));
-    disarm(ec);
-    if (ec == http::error::need_buffer) ec = {};
+  // Writes the head of the client's response (from the upstream's) to out_; returns whether the
+  // proxy chunk-encodes the body itself (a body delimited by the upstream closing, to an HTTP/1.1
+  // client) and updates `keep` (an HTTP/1.0 client of a body without length: close to end it).
+  bool build_client_head(const http1::ResponseHead& res, int client_minor, bool& keep, std::string_view request_id) {
+    out_.clear();
+    append_status_line(out_, client_minor, res.status, res.reason);
+    append_client_response_headers(res, out_);
+    out_.append("X-Tokfence-Request-Id: ").append(request_id).append("\r\n");
+    bool encode = false;
+    if (res.body == http1::BodyKind::chunked || res.body == http1::BodyKind::until_close) {
+      if (client_minor >= 1) {
+        out_.append("Transfer-Encoding: chunked\r\n");
+        encode = res.body == http1::BodyKind::until_close;
+      } else {
+        keep = false;
+      }
+    }
+    keep = keep && !s_.stopping;
+    append_connection(out_, client_minor, keep);
+    out_.append("\r\n");
+    return encode;
   }
 
   template <class Up>
-  net::awaitable<Outcome> exchange(Up& up, UpstreamConnection& conn, UpstreamRequest& upreq, bool head,
-                                   unsigned client_version, bool keep, ApiKind kind, RequestRecord& rec,
-                                   SteadyClock::time_point started, bool& reusable) {
-    beast::error_code ec;
+  net::awaitable<Outcome> exchange(Up& up, UpstreamConnection& conn, bool head, int client_minor, bool keep,
+                                   ApiKind kind, RequestRecord& rec, SteadyClock::time_point started,
+                                   bool& reusable) {
+    error_code ec;
     auto idle = idle_timeout();
-    arm(idle);
-    co_await http::async_write(up, upreq, with_ec(ec));
-    disarm(ec);
+    {
+      // Head and body in one gather write.
+      std::array<net::const_buffer, 2> request{net::buffer(up_head_.data(), up_head_.size()), net::buffer(body_)};
+      arm(idle);
+      co_await net::async_write(up, request, with_ec(ec));
+      disarm(ec);
+    }
     if (ec) {
       if (client_gone_) {
         rec.error = "client disconnected before the upstream answered";
         co_return Outcome::close;
       }
-      if (conn.reused && ec != beast::error::timeout) co_return Outcome::retry;
-      co_await send_error(ec == beast::error::timeout ? 504 : 502,
-                          ec == beast::error::timeout ? "tokfence_upstream_timeout" : "tokfence_upstream_error",
+      bool timeout = ec == net::error::timed_out;
+      if (conn.reused && !timeout) co_return Outcome::retry;
+      co_await send_error(timeout ? 504 : 502, timeout ? "tokfence_upstream_timeout" : "tokfence_upstream_error",
                           "upstream: cannot send the request to " + conn.origin() + ": " + ec.message(), keep,
-                          client_version, &rec, nullptr);
+                          client_minor, &rec, nullptr);
       co_return keep ? Outcome::keep : Outcome::close;
     }
 
-    http::response_parser<http::buffer_body> p;
-    p.header_limit(static_cast<std::uint32_t>(std::max<std::size_t>(config().daemon.max_header_bytes, 64 * 1024)));
-    // Not boost::none: Boost 1.74 compares a Content-Length against an empty optional as "over the limit".
-    p.body_limit(std::numeric_limits<std::uint64_t>::max());
-    if (head) p.skip(true);
-    arm(idle);
-    co_await http::async_read_header(up, conn.buffer, p, with_ec(ec));
-    disarm(ec);
-    if (ec) {
-      if (client_gone_) {
-        rec.error = "client disconnected before the upstream answered";
-        co_return Outcome::close;
+    // The response head; interim 1xx responses (100 Continue, 103 Early Hints) are skipped.
+    http1::ReadBuffer& buf = conn.buffer;
+    http1::ResponseHead& res = res_head_;
+    const std::size_t head_limit = std::max<std::size_t>(config().daemon.max_header_bytes, 64 * 1024);
+    bool got_some = false;
+    for (;;) {
+      auto parsed = buf.empty() ? http1::Parse::incomplete
+                                : http1::parse_response_head(buf.data(), head ? "HEAD" : "GET", res);
+      if (parsed == http1::Parse::complete) {
+        if (res.status / 100 == 1 && res.status != 101) {
+          buf.consume(res.size);
+          continue;
+        }
+        break;
       }
-      if (ec == beast::error::timeout) {
-        co_await send_error(504, "tokfence_upstream_timeout",
-                            "upstream: no response from " + conn.origin() + " within " +
-                                std::to_string(config().daemon.idle_timeout_seconds) + " s (idle_timeout_seconds)",
-                            keep, client_version, &rec, nullptr);
+      if (parsed == http1::Parse::error || buf.size() >= head_limit) {
+        co_await send_error(502, "tokfence_upstream_error",
+                            "upstream: " + conn.origin() + " sent a malformed response: " +
+                                (parsed == http1::Parse::error ? res.error : std::string("header too large")),
+                            keep, client_minor, &rec, nullptr);
         co_return keep ? Outcome::keep : Outcome::close;
       }
-      if (conn.reused && !p.got_some()) co_return Outcome::retry;
-      co_await send_error(502, "tokfence_upstream_error",
-                          "upstream: " + conn.origin() + " closed the connection before a complete response: " +
-                              ec.message(),
-                          keep, client_version, &rec, nullptr);
-      co_return keep ? Outcome::keep : Outcome::close;
+      auto room = buf.prepare(4096);
+      arm(idle);
+      std::size_t n = co_await up.async_read_some(net::buffer(room.data(), room.size()), with_ec(ec));
+      disarm(ec);
+      if (ec) {
+        if (client_gone_) {
+          rec.error = "client disconnected before the upstream answered";
+          co_return Outcome::close;
+        }
+        if (ec == net::error::timed_out) {
+          co_await send_error(504, "tokfence_upstream_timeout",
+                              "upstream: no response from " + conn.origin() + " within " +
+                                  std::to_string(config().daemon.idle_timeout_seconds) + " s (idle_timeout_seconds)",
+                              keep, client_minor, &rec, nullptr);
+          co_return keep ? Outcome::keep : Outcome::close;
+        }
+        if (conn.reused && !got_some && buf.empty()) co_return Outcome::retry;
+        co_await send_error(502, "tokfence_upstream_error",
+                            "upstream: " + conn.origin() + " closed the connection before a complete response: " +
+                                ec.message(),
+                            keep, client_minor, &rec, nullptr);
+        co_return keep ? Outcome::keep : Outcome::close;
+      }
+      got_some = true;
+      buf.commit(n);
     }
     rec.ttfb_ms = ms_since(started);
     got_response_ = true;
+    rec.status = res.status;
 
-    auto& upstream_res = p.get();
-    unsigned code = upstream_res.result_int();
-    http::response<http::buffer_body> res;
-    res.version(client_version < 10 ? 11 : client_version);
-    res.result(code);
-    res.reason(upstream_res.reason());
-    build_client_response_headers(upstream_res.base(), res.base());
-    res.set("X-Tokfence-Request-Id", rec.id);
-    bool has_body = !head && code / 100 != 1 && code != 204 && code != 304;
-    if (has_body && !p.content_length()) {
-      if (res.version() >= 11)
-        res.chunked(true);
-      else
-        keep = false;
-    }
-    keep = keep && !s_.stopping;
-    res.keep_alive(keep);
+    const http1::BodyKind body_kind = res.body;
     bool event_stream = false;
-    if (auto ct = upstream_res.find(http::field::content_type); ct != upstream_res.end())
-      event_stream = istarts_with(ct->value(), "text/event-stream");
+    if (auto ct = res.find("content-type")) event_stream = istarts_with(ct->value, "text/event-stream");
     if (event_stream) rec.streaming = true;
     auto extractor = make_usage_extractor(kind, event_stream);
+    const bool encode = build_client_head(res, client_minor, keep, rec.id);
+    // Passed through as is to an HTTP/1.1 client (framing and all); decoded for an HTTP/1.0 one.
+    const bool relay_chunks = body_kind == http1::BodyKind::chunked && client_minor >= 1;
+    const bool upstream_keep = res.keep_alive;
+    std::uint64_t remaining = res.content_length;
+    buf.consume(res.size);  // res's views are not used past here
 
-    // The client gets the header together with the first piece of body when that piece is already
-    // here (read with the header: the usual case for JSON replies), so a small reply costs one
-    // write. When only the header has come, it goes out at once: a stream's client sees the status
-    // and headers before the first event, however long the model thinks.
-    http::response_serializer<http::buffer_body> sr{res};
-    res.body().data = nullptr;
-    res.body().size = 0;
-    res.body().more = has_body && !p.is_done();
-    rec.status = static_cast<int>(code);
-    if (!res.body().more) {
-      co_await write_to_client(sr, ec);  // header only, message complete
-      if (ec) {
-        rec.status = 0;
-        rec.error = "client disconnected";
-        co_return Outcome::close;
-      }
-    }
-
-    // Body bytes pass through here on their way to the client. Allocated on the first body a
-    // connection relays, and 16 KiB like the read buffers: a stream's pieces are far smaller, and
-    // idle keep-alive connections should not each hold one.
-    if (has_body && relay_buf_.empty()) relay_buf_.resize(16 * 1024);
+    // The client gets the head together with the first piece of body when that piece is already
+    // here (read with the head: the usual case for JSON replies), so a small reply costs one
+    // write. When only the head has come, it goes out at once: a stream's client sees the status
+    // and headers before the first event, however long the model thinks. Body bytes go from the
+    // upstream connection's buffer to the client without a copy.
+    http1::ChunkedDecoder decoder;
+    bool header_sent = false;
+    bool body_done = body_kind == http1::BodyKind::none || (body_kind == http1::BodyKind::length && remaining == 0);
     bool clean = true;
-    while (has_body && !p.is_done()) {
-      if (conn.buffer.size() == 0 && !sr.is_header_done()) {
-        // Nothing more is here yet: the header must not wait for the body.
-        arm(idle);
-        co_await http::async_write_header(stream_, sr, with_ec(ec));
-        disarm(ec);
-        if (ec) {
-          rec.status = 0;
-          rec.error = "client disconnected";
-          co_return Outcome::close;
+    for (;;) {
+      pieces_.clear();
+      if (!header_sent) pieces_.push_back(net::buffer(out_));
+      std::string_view avail = buf.data();
+      std::size_t used = 0;
+      switch (body_kind) {
+        case http1::BodyKind::none:
+          break;
+        case http1::BodyKind::length: {
+          used = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, avail.size()));
+          remaining -= used;
+          body_done = remaining == 0;
+          if (used > 0) {
+            extractor->feed(avail.substr(0, used));
+            pieces_.push_back(net::buffer(avail.data(), used));
+          }
+          break;
+        }
+        case http1::BodyKind::chunked: {
+          while (used < avail.size() && !decoder.done() && !decoder.failed()) {
+            auto step = decoder.step(avail.substr(used));
+            if (step.consumed == 0) break;
+            used += step.consumed;
+            if (!step.data.empty()) {
+              extractor->feed(step.data);
+              if (!relay_chunks) pieces_.push_back(net::buffer(step.data.data(), step.data.size()));
+            }
+          }
+          if (relay_chunks && used > 0) pieces_.push_back(net::buffer(avail.data(), used));
+          body_done = decoder.done();
+          break;
+        }
+        case http1::BodyKind::until_close: {
+          used = avail.size();
+          if (used > 0) {
+            extractor->feed(avail);
+            if (encode) {
+              chunk_head_ = http1::chunk_header(used);
+              pieces_.push_back(net::buffer(chunk_head_));
+              pieces_.push_back(net::buffer(avail.data(), used));
+              pieces_.push_back(net::buffer("\r\n", 2));
+            } else {
+              pieces_.push_back(net::buffer(avail.data(), used));
+            }
+          }
+          break;
         }
       }
-      p.get().body().data = relay_buf_.data();
-      p.get().body().size = relay_buf_.size();
-      arm(idle);
-      co_await http::async_read_some(up, conn.buffer, p, with_ec(ec));
-      disarm(ec);
-      if (ec == http::error::need_buffer) ec = {};
-      std::size_t n = relay_buf_.size() - p.get().body().size;
-      if (n > 0) {
-        extractor->feed(std::string_view(relay_buf_.data(), n));
-        res.body().data = relay_buf_.data();
-        res.body().size = n;
-        // The last piece also ends the message (and a chunked body) in the same write.
-        res.body().more = !(p.is_done() && !ec);
-        beast::error_code wec;
-        arm(idle);  // inline, not write_to_client(): no coroutine frame per piece
-        co_await http::async_write(stream_, sr, with_ec(wec));
+      if (body_done && encode) pieces_.push_back(net::buffer(http1::last_chunk.data(), http1::last_chunk.size()));
+      if (!pieces_.empty()) {
+        error_code wec;
+        arm(idle);
+        co_await net::async_write(stream_, pieces_, with_ec(wec));
         disarm(wec);
-        if (wec == http::error::need_buffer) wec = {};
         if (wec) {
-          if (!sr.is_header_done()) rec.status = 0;
+          if (!header_sent) rec.status = 0;
           client_gone_ = true;
           rec.error = "client disconnected mid-response";
           clean = false;
           break;
         }
+        header_sent = true;
       }
+      buf.consume(used);
+      if (decoder.failed()) {
+        rec.error = "upstream sent a malformed chunked body: " + decoder.error() + "; stream cut";
+        clean = false;
+        break;
+      }
+      if (body_done) break;
+
+      auto room = buf.prepare(4096);
+      arm(idle);
+      std::size_t n = co_await up.async_read_some(net::buffer(room.data(), room.size()), with_ec(ec));
+      disarm(ec);
+      buf.commit(n);
       if (ec) {
+        if (body_kind == http1::BodyKind::until_close &&
+            (ec == net::error::eof || ec == net::ssl::error::stream_truncated) && !client_gone_) {
+          body_done = true;  // the upstream's close ends this body: send the end (last chunk)
+          continue;
+        }
         clean = false;
         if (client_gone_)
           rec.error = "client disconnected mid-response";
-        else if (ec == beast::error::timeout)
+        else if (ec == net::error::timed_out)
           rec.error = "upstream: no data for " + std::to_string(config().daemon.idle_timeout_seconds) +
                       " s (idle_timeout_seconds); stream cut";
         else
@@ -687,36 +848,36 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         break;
       }
     }
-    if (clean && !sr.is_done()) {
-      res.body().data = nullptr;
-      res.body().size = 0;
-      res.body().more = false;
-      co_await write_to_client(sr, ec);
-      if (ec) {
-        rec.error = "client disconnected mid-response";
-        clean = false;
-      }
-    }
     rec.usage = extractor->finish();
     response_model_ = extractor->response_model();
     rec.latency_ms = ms_since(started);
-    reusable = clean && p.is_done() && p.get().keep_alive() && conn.buffer.size() == 0;
+    reusable = clean && body_done && upstream_keep && body_kind != http1::BodyKind::until_close && buf.empty() &&
+               res.status != 101;
     co_return clean && keep ? Outcome::keep : Outcome::close;
   }
 
   Impl& s_;
   Worker& w_;
   Stream stream_;
-  beast::flat_buffer buffer_;
+  http1::ReadBuffer in_;      // the client's bytes: heads are parsed in place
+  http1::RequestHead head_;   // the current request (views into in_)
+  std::string body_;          // the current request's body
+  std::string spill_;         // bytes read past a chunked request body
+  std::string chunk_error_;
+  WipingString up_head_;      // the upstream request's head (holds the key; wiped after use)
+  http1::ResponseHead res_head_;
+  std::string out_;           // the head of what goes to the client
+  std::string chunk_head_;
+  std::vector<net::const_buffer> pieces_;
   std::string label_;
   std::shared_ptr<CallerSlot> caller_;
   std::string caller_override_;
   std::string response_model_;
-  std::vector<char> relay_buf_;
   bool idle_ = true;
   bool in_exchange_ = false;
   bool got_response_ = false;
   bool client_gone_ = false;
+  bool reply_failed_ = false;
   std::uint64_t exchange_ = 0;
   UpstreamConnection* upstream_ = nullptr;
   SteadyClock::time_point deadline_ = SteadyClock::time_point::max();
@@ -728,7 +889,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 // Once a second: every session of this worker past its deadline has its waits cancelled.
 void start_sweeper(Worker& worker) {
   worker.sweep_timer->expires_after(kSweepInterval);
-  worker.sweep_timer->async_wait([&worker](beast::error_code ec) {
+  worker.sweep_timer->async_wait([&worker](error_code ec) {
     if (ec) return;  // cancelled at shutdown
     auto now = SteadyClock::now();
     // sweep() only cancels and starts waits; no session leaves the set during the loop.
@@ -756,7 +917,7 @@ void Impl::record(RequestRecord rec, const std::shared_ptr<CallerSlot>& slot, st
 
 net::awaitable<void> Impl::accept_tcp(Worker& worker, tcp::acceptor& acceptor) {
   for (;;) {
-    beast::error_code ec;
+    error_code ec;
     tcp::socket socket = co_await acceptor.async_accept(worker.ioc, with_ec(ec));
     if (ec == net::error::operation_aborted || stopping) co_return;
     if (ec) {
@@ -792,7 +953,7 @@ net::awaitable<void> Impl::accept_tcp(Worker& worker, tcp::acceptor& acceptor) {
 
 net::awaitable<void> Impl::accept_unix(std::shared_ptr<UnixListener> listener) {
   for (;;) {
-    beast::error_code ec;
+    error_code ec;
     Worker& worker = pick_worker();
     unix_proto::socket socket = co_await listener->acceptor->async_accept(worker.ioc, with_ec(ec));
     if (ec == net::error::operation_aborted || stopping || !listener->acceptor->is_open()) co_return;
@@ -849,7 +1010,7 @@ ProxyServer::~ProxyServer() {
 }
 
 Result<int> ProxyServer::listen_tcp(const std::string& host, int port) {
-  beast::error_code ec;
+  error_code ec;
   auto address = net::ip::make_address(host, ec);
   if (ec) return fail("daemon: host is not an IP address: " + host + " (set [daemon] host, e.g. 127.0.0.1)");
   auto acceptor = std::make_unique<tcp::acceptor>(impl_->acceptor_worker().ioc);
@@ -890,7 +1051,7 @@ Result<void> ProxyServer::listen_unix(const ProxySocketInfo& socket) {
   auto listener = std::make_shared<UnixListener>();
   listener->info = socket;
   listener->acceptor = std::make_unique<unix_proto::acceptor>(impl_->acceptor_worker().ioc);
-  beast::error_code ec;
+  error_code ec;
   listener->acceptor->assign(unix_proto(), *fd, ec);
   if (ec) {
     ::close(*fd);
@@ -913,7 +1074,7 @@ Result<void> ProxyServer::close_unix(const std::string& path) {
   }
   remove_socket_file(path);
   net::post(impl_->acceptor_worker().ioc, [listener] {
-    beast::error_code ec;
+    error_code ec;
     listener->acceptor->close(ec);
   });
   return {};
@@ -959,12 +1120,12 @@ void ProxyServer::shutdown(std::chrono::seconds grace) {
   }
   for (auto& l : listeners) remove_socket_file(l->info.path);
   net::post(s.acceptor_worker().ioc, [listeners] {
-    beast::error_code ec;
+    error_code ec;
     for (auto& l : listeners) l->acceptor->close(ec);
   });
   for (std::size_t i = 0; i < s.tcp_acceptors.size(); ++i) {
     net::post(s.workers[i]->ioc, [acceptor = s.tcp_acceptors[i].get()] {
-      beast::error_code ec;
+      error_code ec;
       acceptor->close(ec);
     });
   }

@@ -47,16 +47,13 @@ bool still_clean(UpstreamConnection& c, std::chrono::steady_clock::time_point no
 
 // The read buffer starts with room for a typical reply's header and body: a fresh flat_buffer
 // reads 512 bytes at a time, which splits even small replies into several reads and writes.
+// (Allocated untouched: only the pages a connection reads into become resident.)
 constexpr std::size_t kReadBufferBytes = 16 * 1024;
 
 UpstreamConnection::UpstreamConnection(std::string origin, std::unique_ptr<Plain> plain)
-    : origin_(std::move(origin)), plain_(std::move(plain)) {
-  buffer.reserve(kReadBufferBytes);
-}
+    : buffer(kReadBufferBytes), origin_(std::move(origin)), plain_(std::move(plain)) {}
 UpstreamConnection::UpstreamConnection(std::string origin, std::unique_ptr<Tls> tls)
-    : origin_(std::move(origin)), tls_(std::move(tls)) {
-  buffer.reserve(kReadBufferBytes);
-}
+    : buffer(kReadBufferBytes), origin_(std::move(origin)), tls_(std::move(tls)) {}
 
 beast::tcp_stream& UpstreamConnection::tcp() { return tls_ ? beast::get_lowest_layer(*tls_) : *plain_; }
 

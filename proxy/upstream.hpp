@@ -14,10 +14,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include "proxy/http1.hpp"
 #include "proxy/routing.hpp"
 
 namespace tokfence::proxy {
@@ -38,7 +38,7 @@ class UpstreamConnection {
   boost::beast::tcp_stream& tcp();
   void close();
 
-  boost::beast::flat_buffer buffer;  // bytes read past the last response (must be empty to reuse)
+  http1::ReadBuffer buffer;  // bytes read past the last response (must be empty to reuse)
   bool reused = false;               // taken from the pool rather than freshly connected
   std::chrono::steady_clock::time_point idle_since;
 

@@ -1,6 +1,5 @@
 #include <catch2/catch.hpp>
 
-#include <boost/beast/http/fields.hpp>
 #include <nlohmann/json.hpp>
 
 #include "core/config.hpp"
@@ -9,7 +8,6 @@
 
 using namespace tokfence;
 using namespace tokfence::proxy;
-namespace http = boost::beast::http;
 
 namespace {
 
@@ -20,11 +18,6 @@ ProviderSpec spec_of(const std::string& name) {
   return {};
 }
 
-template <class Fields>
-std::string value(const Fields& f, std::string_view name) {
-  auto it = f.find(name);
-  return it == f.end() ? std::string("<absent>") : std::string(it->value());
-}
 
 }  // namespace
 
@@ -100,81 +93,128 @@ TEST_CASE("proxy::upstream_target joins base path, rest and the filtered query")
   CHECK(upstream_target(*root, *bare) == "/");
 }
 
-TEST_CASE("proxy::build_upstream_headers strips every inbound credential and injects the bearer key") {
-  http::fields in;
-  in.set("Authorization", "Bearer client");
-  in.set("Proxy-Authorization", "Basic client");
-  in.set("x-api-key", "client");
-  in.set("api-key", "client");
-  in.set("x-goog-api-key", "client");
-  in.set("Cookie", "session=client");
-  in.set("X-Tokfence-Caller", "agent");
-  in.set("Host", "127.0.0.1:9471");
-  in.set("Content-Length", "12");
-  in.set("Accept-Encoding", "gzip");
-  in.set("Connection", "keep-alive, X-Private-Hop");
-  in.set("X-Private-Hop", "x");
-  in.set("Keep-Alive", "timeout=5");
-  in.set("Transfer-Encoding", "chunked");
-  in.set("Expect", "100-continue");
-  in.set("OpenAI-Beta", "assistants=v2");
-  in.set("Content-Type", "application/json");
-  UpstreamFields out;
-  auto url = parse_upstream_url("https://api.openai.com/v1");
-  build_upstream_headers(in, out, spec_of("openai"), *url, SecretString("vault-key"));
+namespace {
 
-  CHECK(value(out, "authorization") == "Bearer vault-key");
+// Parses `text` (a request head) and returns it; the strings stay alive in
+// a store for the test run, since heads are views.
+http1::RequestHead parsed_request(const std::string& text) {
+  static std::vector<std::unique_ptr<std::string>> store;
+  store.push_back(std::make_unique<std::string>(text));
+  http1::RequestHead head;
+  REQUIRE(http1::parse_request_head(*store.back(), head) == http1::Parse::complete);
+  return head;
+}
+
+std::string upstream_head_of(const std::string& request, const std::string& provider, const std::string& upstream,
+                             std::optional<std::uint64_t> length = std::nullopt) {
+  auto in = parsed_request(request);
+  auto url = parse_upstream_url(upstream);
+  REQUIRE(url);
+  WipingString out;
+  build_upstream_head(in, "/v1/chat/completions", length, spec_of(provider), *url, SecretString("vault-key"), out);
+  return std::string(out.data(), out.size());
+}
+
+std::string field(const http1::Head& head, std::string_view name) {
+  auto h = head.find(name);
+  return h ? std::string(h->value) : std::string("<absent>");
+}
+
+}  // namespace
+
+TEST_CASE("proxy::build_upstream_head strips every inbound credential and injects the bearer key") {
+  std::string request =
+      "POST /openai/v1/chat/completions?key=client HTTP/1.1\r\n"
+      "Authorization: Bearer client\r\n"
+      "Proxy-Authorization: Basic client\r\n"
+      "x-api-key: client\r\n"
+      "api-key: client\r\n"
+      "x-goog-api-key: client\r\n"
+      "Cookie: session=client\r\n"
+      "X-Tokfence-Caller: agent\r\n"
+      "Host: 127.0.0.1:9471\r\n"
+      "Accept-Encoding: gzip\r\n"
+      "Connection: keep-alive, X-Private-Hop\r\n"
+      "X-Private-Hop: x\r\n"
+      "Keep-Alive: timeout=5\r\n"
+      "Transfer-Encoding: chunked\r\n"
+      "Expect: 100-continue\r\n"
+      "OpenAI-Beta: assistants=v2\r\n"
+      "Content-Type: application/json\r\n\r\n";
+  std::string text = upstream_head_of(request, "openai", "https://api.openai.com/v1", 12);
+  CHECK(text.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"));
+  CHECK(text.ends_with("\r\n\r\n"));
+  auto out = parsed_request(text);
+  CHECK(field(out, "authorization") == "Bearer vault-key");
   for (auto gone : {"proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie", "x-tokfence-caller",
-                    "content-length", "connection", "x-private-hop", "keep-alive", "transfer-encoding", "expect"})
-    CHECK(value(out, gone) == "<absent>");
-  CHECK(value(out, "host") == "api.openai.com");
-  CHECK(value(out, "accept-encoding") == "identity");
-  CHECK(value(out, "openai-beta") == "assistants=v2");
-  CHECK(value(out, "content-type") == "application/json");
-  for (const auto& f : out) CHECK(std::string(f.value()).find("client") == std::string::npos);
+                    "connection", "x-private-hop", "keep-alive", "transfer-encoding", "expect"})
+    CHECK(field(out, gone) == "<absent>");
+  CHECK(field(out, "content-length") == "12");  // the body's real length, set by the proxy
+  CHECK(field(out, "host") == "api.openai.com");
+  CHECK(field(out, "accept-encoding") == "identity");
+  CHECK(field(out, "openai-beta") == "assistants=v2");
+  CHECK(field(out, "content-type") == "application/json");
+  for (const auto& f : out.headers) CHECK(std::string(f.value).find("client") == std::string::npos);
+  // Exactly one of each injected field.
+  int hosts = 0;
+  for (const auto& f : out.headers) hosts += http1::iequals(f.name, "host");
+  CHECK(hosts == 1);
 }
 
-TEST_CASE("proxy::build_upstream_headers uses x-api-key and a default anthropic-version only when absent") {
-  auto url = parse_upstream_url("https://api.anthropic.com");
-  http::fields none;
-  none.set("authorization", "Bearer client");
-  UpstreamFields out;
-  build_upstream_headers(none, out, spec_of("anthropic"), *url, SecretString("vault-key"));
-  CHECK(value(out, "x-api-key") == "vault-key");
-  CHECK(value(out, "authorization") == "<absent>");
-  CHECK(value(out, "anthropic-version") == "2023-06-01");
-
-  http::fields client;
-  client.set("anthropic-version", "2099-01-01");
-  UpstreamFields out2;
-  build_upstream_headers(client, out2, spec_of("anthropic"), *url, SecretString("vault-key"));
-  CHECK(value(out2, "anthropic-version") == "2099-01-01");
+TEST_CASE("proxy::build_upstream_head sets no Content-Length for a request without a body") {
+  auto out = parsed_request(upstream_head_of("GET /openai/v1/models HTTP/1.1\r\nContent-Length: 5\r\n\r\n", "openai",
+                                             "http://127.0.0.1:8080"));
+  CHECK(out.method == "GET");
+  CHECK(field(out, "content-length") == "<absent>");
+  CHECK(field(out, "host") == "127.0.0.1:8080");
 }
 
-TEST_CASE("proxy::build_upstream_headers uses x-goog-api-key for Gemini") {
-  auto url = parse_upstream_url("https://generativelanguage.googleapis.com");
-  http::fields in;
-  in.set("x-goog-api-key", "client");
-  UpstreamFields out;
-  build_upstream_headers(in, out, spec_of("google"), *url, SecretString("vault-key"));
-  CHECK(value(out, "x-goog-api-key") == "vault-key");
-  CHECK(value(out, "authorization") == "<absent>");
+TEST_CASE("proxy::build_upstream_head uses x-api-key and a default anthropic-version only when absent") {
+  auto out = parsed_request(upstream_head_of("POST /anthropic/v1/messages HTTP/1.1\r\nauthorization: Bearer client\r\n\r\n",
+                                             "anthropic", "https://api.anthropic.com"));
+  CHECK(field(out, "x-api-key") == "vault-key");
+  CHECK(field(out, "authorization") == "<absent>");
+  CHECK(field(out, "anthropic-version") == "2023-06-01");
+
+  auto out2 = parsed_request(upstream_head_of("POST /anthropic/v1/messages HTTP/1.1\r\nanthropic-version: 2099-01-01\r\n\r\n",
+                                              "anthropic", "https://api.anthropic.com"));
+  CHECK(field(out2, "anthropic-version") == "2099-01-01");
+  int versions = 0;
+  for (const auto& f : out2.headers) versions += http1::iequals(f.name, "anthropic-version");
+  CHECK(versions == 1);
 }
 
-TEST_CASE("proxy::build_client_response_headers drops hop-by-hop headers and keeps the rest") {
-  http::fields in;
-  in.set("Content-Type", "text/event-stream");
-  in.set("Transfer-Encoding", "chunked");
-  in.set("Connection", "keep-alive");
-  in.set("Retry-After", "3");
-  in.set("x-request-id", "abc");
-  http::fields out;
-  build_client_response_headers(in, out);
-  CHECK(value(out, "content-type") == "text/event-stream");
-  CHECK(value(out, "retry-after") == "3");
-  CHECK(value(out, "x-request-id") == "abc");
-  CHECK(value(out, "transfer-encoding") == "<absent>");
-  CHECK(value(out, "connection") == "<absent>");
+TEST_CASE("proxy::build_upstream_head uses x-goog-api-key for Gemini") {
+  auto out = parsed_request(upstream_head_of("POST /google/v1beta/x HTTP/1.1\r\nx-goog-api-key: client\r\n\r\n", "google",
+                                             "https://generativelanguage.googleapis.com"));
+  CHECK(field(out, "x-goog-api-key") == "vault-key");
+  CHECK(field(out, "authorization") == "<absent>");
+}
+
+TEST_CASE("proxy::append_client_response_headers drops hop-by-hop headers and keeps the rest") {
+  std::string text =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n"
+      "Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nRetry-After: 3\r\nx-request-id: abc\r\n\r\n";
+  http1::ResponseHead in;
+  REQUIRE(http1::parse_response_head(text, "POST", in) == http1::Parse::complete);
+  std::string out = "HTTP/1.1 200 OK\r\n";
+  append_client_response_headers(in, out);
+  out += "\r\n";
+  http1::ResponseHead back;
+  REQUIRE(http1::parse_response_head(out, "POST", back) == http1::Parse::complete);
+  CHECK(field(back, "content-type") == "text/event-stream");
+  CHECK(field(back, "retry-after") == "3");
+  CHECK(field(back, "x-request-id") == "abc");
+  CHECK(field(back, "transfer-encoding") == "<absent>");
+  CHECK(field(back, "content-length") == "<absent>");  // beside Transfer-Encoding: the proxy frames the body
+  CHECK(field(back, "connection") == "<absent>");
+  CHECK(field(back, "x-hop") == "<absent>");
+
+  std::string sized = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+  REQUIRE(http1::parse_response_head(sized, "POST", in) == http1::Parse::complete);
+  std::string kept;
+  append_client_response_headers(in, kept);
+  CHECK(kept == "Content-Length: 2\r\n");
 }
 
 TEST_CASE("proxy::error_body is the envelope OpenAI and Anthropic clients display") {
