@@ -461,8 +461,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       rec->status = status;
       if (rec->error.empty()) rec->error = std::string(message);
     }
-    co_await send_reply(status, client_minor, keep, rec ? std::string_view(rec->id) : std::string_view(),
-                        error_body(type, message, extra), retry_after);
+    std::string_view request_id = rec ? std::string_view(rec->id) : std::string_view();
+    std::string body = error_body(type, message, extra);
+    co_await send_reply(status, client_minor, keep, request_id, body, retry_after);
   }
 
   // One request from its header to the log row. Returns whether the client connection stays open.
@@ -698,10 +699,12 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         break;
       }
       if (parsed == http1::Parse::error || buf.size() >= head_limit) {
+        // Built before the co_await: GCC 12 destroys a temporary from a conditional expression
+        // inside a co_await twice.
+        std::string why = parsed == http1::Parse::error ? res.error : std::string("header too large");
         co_await send_error(502, "tokfence_upstream_error",
-                            "upstream: " + conn.origin() + " sent a malformed response: " +
-                                (parsed == http1::Parse::error ? res.error : std::string("header too large")),
-                            keep, client_minor, &rec, nullptr);
+                            "upstream: " + conn.origin() + " sent a malformed response: " + why, keep, client_minor,
+                            &rec, nullptr);
         co_return keep ? Outcome::keep : Outcome::close;
       }
       auto room = buf.prepare(4096);
