@@ -397,13 +397,19 @@ void ReadBuffer::consume(std::size_t n) {
 }
 
 std::span<char> ReadBuffer::prepare(std::size_t min_room) {
-  if (storage_.size() - end_ < min_room && begin_ > 0) {
-    std::memmove(storage_.data(), storage_.data() + begin_, end_ - begin_);
+  if (capacity_ - end_ < min_room && begin_ > 0) {
+    std::memmove(storage_.get(), storage_.get() + begin_, end_ - begin_);
     end_ -= begin_;
     begin_ = 0;
   }
-  if (storage_.size() - end_ < min_room) storage_.resize(std::max(storage_.size() * 2, end_ + min_room));
-  return {storage_.data() + end_, storage_.size() - end_};
+  if (capacity_ - end_ < min_room) {
+    std::size_t grown = std::max(capacity_ * 2, end_ + min_room);
+    std::unique_ptr<char[]> bigger(new char[grown]);
+    std::memcpy(bigger.get(), storage_.get(), end_);
+    storage_ = std::move(bigger);
+    capacity_ = grown;
+  }
+  return {storage_.get() + end_, capacity_ - end_};
 }
 
 std::string chunk_header(std::size_t size) {

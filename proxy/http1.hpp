@@ -15,6 +15,7 @@
 // tests/unit/test_proxy_http1.cpp.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -101,8 +102,11 @@ class ChunkedDecoder {
 // A connection's read buffer: unread bytes at the front, room to read into at the back.
 class ReadBuffer {
  public:
-  explicit ReadBuffer(std::size_t initial_capacity = 16 * 1024) : storage_(initial_capacity) {}
-  std::string_view data() const { return {storage_.data() + begin_, end_ - begin_}; }
+  // The storage is not initialised: pages nobody reads into never become resident (an open
+  // stream's buffers are mostly unused).
+  explicit ReadBuffer(std::size_t initial_capacity = 16 * 1024)
+      : storage_(new char[initial_capacity]), capacity_(initial_capacity) {}
+  std::string_view data() const { return {storage_.get() + begin_, end_ - begin_}; }
   std::size_t size() const { return end_ - begin_; }
   bool empty() const { return begin_ == end_; }
   void consume(std::size_t n);
@@ -113,7 +117,8 @@ class ReadBuffer {
   void commit(std::size_t n) { end_ += n; }
 
  private:
-  std::vector<char> storage_;
+  std::unique_ptr<char[]> storage_;
+  std::size_t capacity_;
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
 };

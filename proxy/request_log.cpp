@@ -185,12 +185,13 @@ class SqliteRequestLog final : public RequestLog {
     if (!tx) return std::unexpected(tx.error());
     for (const RequestRecord& r : batch) {
       insert_.reset();
-      insert_.bind(1, r.id)
+      // The batch outlives each insert: its strings are bound without a copy.
+      insert_.bind_static(1, r.id)
           .bind(2, r.ts_ms)
-          .bind(3, r.provider)
-          .bind(4, r.model)
-          .bind(5, r.method)
-          .bind(6, r.path)
+          .bind_static(3, r.provider)
+          .bind_static(4, r.model)
+          .bind_static(5, r.method)
+          .bind_static(6, r.path)
           .bind(7, r.status)
           .bind(8, r.streaming ? 1 : 0)
           .bind(9, r.usage.input_tokens)
@@ -201,8 +202,8 @@ class SqliteRequestLog final : public RequestLog {
           .bind(14, r.latency_ms)
           .bind(15, r.ttfb_ms)
           .bind(16, r.caller_pid)
-          .bind(17, r.caller_name)
-          .bind(18, r.error);
+          .bind_static(17, r.caller_name)
+          .bind_static(18, r.error);
       if (auto ok = insert_.run(); !ok) return ok;
     }
     insert_.reset();

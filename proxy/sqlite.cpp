@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <system_error>
 
 namespace tokfence::sqlite {
@@ -92,6 +93,11 @@ Statement& Statement::bind(int index, std::string_view value) {
   return *this;
 }
 
+Statement& Statement::bind_static(int index, std::string_view value) {
+  sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_STATIC, SQLITE_UTF8);
+  return *this;
+}
+
 Statement& Statement::bind_null(int index) {
   sqlite3_bind_null(stmt_, index);
   return *this;
@@ -144,6 +150,11 @@ Result<Database> Database::open(const std::filesystem::path& path, Create create
   } else if (std::error_code ec; !std::filesystem::exists(path, ec)) {
     return fail("sqlite: " + path.string() + ": no such file");
   }
+  // SQLite's memory statistics take a global mutex around every allocation it makes (a dozen per
+  // inserted row); nothing here reads them. Only possible before SQLite initialises itself, so
+  // on the first open; a later call would be refused harmlessly.
+  static std::once_flag no_memstatus;
+  std::call_once(no_memstatus, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   Database db;
   db.path_ = path;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;

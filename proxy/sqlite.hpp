@@ -60,6 +60,8 @@ class Statement {
   Statement& bind(int index, std::string_view value);
   Statement& bind(int index, const char* value) { return bind(index, std::string_view(value)); }
   Statement& bind(int index, const std::string& value) { return bind(index, std::string_view(value)); }
+  // Text SQLite does not copy: the bytes must stay unchanged until the statement is reset.
+  Statement& bind_static(int index, std::string_view value);
   Statement& bind_null(int index);
   template <class T>
   Statement& bind(int index, const std::optional<T>& value) {
