@@ -7,12 +7,8 @@
 namespace tokfence::proxy {
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
-           return std::tolower(x) == std::tolower(y);
-         });
-}
+// ASCII only, as header names are; std::tolower consults the locale on every character.
+using http1::iequals;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -27,12 +23,12 @@ std::string_view trim(std::string_view s) {
 }
 
 // Headers that carry a credential in some SDK or gateway convention.
-constexpr std::array credential_header_names = {
+constexpr std::array<std::string_view, 12> credential_header_names = {
     "authorization", "proxy-authorization", "x-api-key",    "api-key",     "x-goog-api-key",
     "x-auth-token",  "x-access-token",      "x-goog-user-project-key", "cookie", "openai-api-key",
     "anthropic-api-key", "x-key"};
 
-constexpr std::array hop_by_hop_names = {"connection", "keep-alive", "proxy-connection", "te",
+constexpr std::array<std::string_view, 8> hop_by_hop_names = {"connection", "keep-alive", "proxy-connection", "te",
                                          "trailer",    "transfer-encoding", "upgrade", "proxy-authenticate"};
 
 constexpr std::array credential_query_names = {"key",          "api_key",   "apikey",        "api-key",
@@ -152,11 +148,11 @@ std::string strip_query_credentials(std::string_view query) {
 
 bool is_credential_header(std::string_view name) {
   return std::any_of(credential_header_names.begin(), credential_header_names.end(),
-                     [&](const char* n) { return iequals(name, n); });
+                     [&](std::string_view n) { return iequals(name, n); });
 }
 
 bool is_hop_by_hop_header(std::string_view name) {
-  return std::any_of(hop_by_hop_names.begin(), hop_by_hop_names.end(), [&](const char* n) { return iequals(name, n); });
+  return std::any_of(hop_by_hop_names.begin(), hop_by_hop_names.end(), [&](std::string_view n) { return iequals(name, n); });
 }
 
 std::string upstream_target(const UpstreamUrl& upstream, const RouteTarget& route) {
@@ -169,28 +165,41 @@ std::string upstream_target(const UpstreamUrl& upstream, const RouteTarget& rout
 
 namespace {
 
-// Tokens of the Connection fields: the names of more hop-by-hop fields. No allocation: views
-// into the head, and most requests have none beyond keep-alive/close.
-std::vector<std::string_view> connection_named(const http1::Head& in) {
-  std::vector<std::string_view> named;
-  for (const auto& h : in.headers) {
-    if (!iequals(h.name, "connection")) continue;
-    std::string_view v = h.value;
-    std::size_t start = 0;
-    while (start <= v.size()) {
-      auto comma = v.find(',', start);
-      auto token = trim(v.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
-      if (!token.empty()) named.push_back(token);
-      if (comma == std::string_view::npos) break;
-      start = comma + 1;
+// The tokens of the Connection fields: the names of more hop-by-hop fields. Views into the head,
+// in a fixed array (no allocation per request; a response usually says "keep-alive"); past
+// kMaxNamed tokens every field is checked against the head itself.
+class ConnectionNamed {
+ public:
+  explicit ConnectionNamed(const http1::Head& in) : head_(in) {
+    for (const auto& h : in.headers) {
+      if (!iequals(h.name, "connection")) continue;
+      std::string_view v = h.value;
+      std::size_t start = 0;
+      while (start <= v.size()) {
+        auto comma = v.find(',', start);
+        auto token = trim(v.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+        if (!token.empty()) {
+          if (count_ < kMaxNamed) named_[count_] = token;
+          ++count_;
+        }
+        if (comma == std::string_view::npos) break;
+        start = comma + 1;
+      }
     }
   }
-  return named;
-}
+  bool contains(std::string_view name) const {
+    if (count_ > kMaxNamed) return head_.has_token("connection", name);
+    for (std::size_t i = 0; i < count_; ++i)
+      if (iequals(named_[i], name)) return true;
+    return false;
+  }
 
-bool named_in(const std::vector<std::string_view>& named, std::string_view name) {
-  return std::any_of(named.begin(), named.end(), [&](std::string_view n) { return iequals(n, name); });
-}
+ private:
+  static constexpr std::size_t kMaxNamed = 8;
+  const http1::Head& head_;
+  std::array<std::string_view, kMaxNamed> named_;
+  std::size_t count_ = 0;
+};
 
 template <class String>
 void append_field(String& out, std::string_view name, std::string_view value) {
@@ -206,12 +215,12 @@ void build_upstream_head(const http1::RequestHead& in, std::string_view target,
   // One allocation in the usual case: growth would free (wiped) copies, but costs a copy each.
   out.reserve(in.size + target.size() + key.size() + 256);
   out.append(in.method).append(" ").append(target).append(" HTTP/1.1\r\n");
-  auto named = connection_named(in);
+  ConnectionNamed named(in);
   for (const auto& f : in.headers) {
     std::string_view name = f.name;
     if (is_credential_header(name) || is_hop_by_hop_header(name) || iequals(name, "host") ||
         iequals(name, "content-length") || iequals(name, "expect") || iequals(name, "accept-encoding") ||
-        iequals(name, "x-tokfence-caller") || named_in(named, name))
+        iequals(name, "x-tokfence-caller") || named.contains(name))
       continue;
     append_field(out, name, f.value);
   }
@@ -235,10 +244,10 @@ void build_upstream_head(const http1::RequestHead& in, std::string_view target,
 }
 
 void append_client_response_headers(const http1::ResponseHead& in, std::string& out) {
-  auto named = connection_named(in);
+  ConnectionNamed named(in);
   for (const auto& f : in.headers) {
     std::string_view name = f.name;
-    if (is_hop_by_hop_header(name) || named_in(named, name) ||
+    if (is_hop_by_hop_header(name) || named.contains(name) ||
         (in.body == http1::BodyKind::chunked && iequals(name, "content-length")))
       continue;
     append_field(out, name, f.value);

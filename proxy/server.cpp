@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <limits>
 #include <random>
 #include <set>
+#include <span>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -64,6 +66,16 @@ std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// The deadlines' clock: steady_clock's CLOCK_MONOTONIC at the kernel tick's resolution (a few
+// ms), a plain read of the vDSO page instead of a precise clock read per arm(). Deadlines are
+// whole seconds.
+SteadyClock::time_point coarse_now() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return SteadyClock::time_point(std::chrono::duration_cast<SteadyClock::duration>(
+      std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
+}
+
 double ms_since(SteadyClock::time_point t) { return std::chrono::duration<double, std::milli>(SteadyClock::now() - t).count(); }
 
 // "req_" + 16 hex digits: 44 bits of unix milliseconds, then 20 bits of a counter that starts at
@@ -79,12 +91,7 @@ std::string new_request_id(std::int64_t now_ms) {
   return id;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
+using http1::iequals;
 
 bool istarts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
@@ -167,6 +174,19 @@ using Impl = ProxyServer::Impl;
 
 enum class Outcome { keep, close, retry };
 
+// What one write to the client sends: the response head, body bytes, chunk framing. At most five
+// pieces; a fixed array, because Asio copies a vector buffer sequence into every write operation.
+class Pieces {
+ public:
+  void add(net::const_buffer b) { pieces_[count_++] = b; }
+  bool empty() const { return count_ == 0; }
+  std::span<const net::const_buffer> sequence() const { return {pieces_.data(), count_}; }
+
+ private:
+  std::array<net::const_buffer, 5> pieces_;
+  std::size_t count_ = 0;
+};
+
 template <class Stream>
 class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
@@ -206,7 +226,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   // cancels the waits of a session past its deadline, and disarm() turns that cancellation into
   // net::error::timed_out for the code that reads `ec`.
   void arm(std::chrono::seconds timeout) {
-    deadline_ = SteadyClock::now() + timeout;
+    deadline_ = coarse_now() + timeout;
     timed_out_ = false;
   }
   void disarm(error_code& ec) {
@@ -759,8 +779,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     bool body_done = body_kind == http1::BodyKind::none || (body_kind == http1::BodyKind::length && remaining == 0);
     bool clean = true;
     for (;;) {
-      pieces_.clear();
-      if (!header_sent) pieces_.push_back(net::buffer(out_));
+      Pieces pieces;
+      if (!header_sent) pieces.add(net::buffer(out_));
       std::string_view avail = buf.data();
       std::size_t used = 0;
       switch (body_kind) {
@@ -772,21 +792,23 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
           body_done = remaining == 0;
           if (used > 0) {
             extractor->feed(avail.substr(0, used));
-            pieces_.push_back(net::buffer(avail.data(), used));
+            pieces.add(net::buffer(avail.data(), used));
           }
           break;
         }
         case http1::BodyKind::chunked: {
+          dechunked_.clear();
           while (used < avail.size() && !decoder.done() && !decoder.failed()) {
             auto step = decoder.step(avail.substr(used));
             if (step.consumed == 0) break;
             used += step.consumed;
             if (!step.data.empty()) {
               extractor->feed(step.data);
-              if (!relay_chunks) pieces_.push_back(net::buffer(step.data.data(), step.data.size()));
+              if (!relay_chunks) dechunked_.append(step.data);  // for an HTTP/1.0 client (rare)
             }
           }
-          if (relay_chunks && used > 0) pieces_.push_back(net::buffer(avail.data(), used));
+          if (relay_chunks && used > 0) pieces.add(net::buffer(avail.data(), used));
+          if (!dechunked_.empty()) pieces.add(net::buffer(dechunked_));
           body_done = decoder.done();
           break;
         }
@@ -796,21 +818,21 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
             extractor->feed(avail);
             if (encode) {
               chunk_head_ = http1::chunk_header(used);
-              pieces_.push_back(net::buffer(chunk_head_));
-              pieces_.push_back(net::buffer(avail.data(), used));
-              pieces_.push_back(net::buffer("\r\n", 2));
+              pieces.add(net::buffer(chunk_head_));
+              pieces.add(net::buffer(avail.data(), used));
+              pieces.add(net::buffer("\r\n", 2));
             } else {
-              pieces_.push_back(net::buffer(avail.data(), used));
+              pieces.add(net::buffer(avail.data(), used));
             }
           }
           break;
         }
       }
-      if (body_done && encode) pieces_.push_back(net::buffer(http1::last_chunk.data(), http1::last_chunk.size()));
-      if (!pieces_.empty()) {
+      if (body_done && encode) pieces.add(net::buffer(http1::last_chunk.data(), http1::last_chunk.size()));
+      if (!pieces.empty()) {
         error_code wec;
         arm(idle);
-        co_await net::async_write(stream_, pieces_, with_ec(wec));
+        co_await net::async_write(stream_, pieces.sequence(), with_ec(wec));
         disarm(wec);
         if (wec) {
           if (!header_sent) rec.status = 0;
@@ -871,7 +893,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   http1::ResponseHead res_head_;
   std::string out_;           // the head of what goes to the client
   std::string chunk_head_;
-  std::vector<net::const_buffer> pieces_;
+  std::string dechunked_;
   std::string label_;
   std::shared_ptr<CallerSlot> caller_;
   std::string caller_override_;
