@@ -21,15 +21,13 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "proxy/asio_types.hpp"
 #include "proxy/caller.hpp"
 #include "proxy/http1.hpp"
 #include "proxy/routing.hpp"
@@ -60,7 +58,7 @@ using tcp = net::ip::tcp;
 using unix_proto = net::local::stream_protocol;
 using SteadyClock = std::chrono::steady_clock;
 
-auto with_ec(error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
+using aio::with_ec;
 
 std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -133,12 +131,12 @@ struct Worker {
   std::set<SessionBase*> sessions;  // only touched on this worker's thread
   std::atomic<int> session_count{0};
   std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
-  std::optional<net::steady_timer> sweep_timer;  // created and used on this worker's thread only
+  std::optional<aio::Timer> sweep_timer;  // created and used on this worker's thread only
 };
 
 struct UnixListener {
   ProxySocketInfo info;
-  std::unique_ptr<unix_proto::acceptor> acceptor;
+  std::unique_ptr<aio::UnixAcceptor> acceptor;
 };
 
 }  // namespace
@@ -156,15 +154,15 @@ struct ProxyServer::Impl {
   // accepted by the thread that will serve it, with no hand-off between threads (a wake-up of
   // the other thread per connection, on the latency path). Not SO_REUSEPORT: that would let any
   // process of the same user join the port and take a share of the agents' connections.
-  std::vector<std::unique_ptr<tcp::acceptor>> tcp_acceptors;
+  std::vector<std::unique_ptr<aio::TcpAcceptor>> tcp_acceptors;
   mutable std::mutex listeners_mutex;
   std::map<std::string, std::shared_ptr<UnixListener>> unix_listeners;
   bool started = false;
 
   Worker& pick_worker() { return *workers[next_worker++ % workers.size()]; }
   Worker& acceptor_worker() { return *workers[0]; }
-  net::awaitable<void> accept_tcp(Worker& worker, tcp::acceptor& acceptor);
-  net::awaitable<void> accept_unix(std::shared_ptr<UnixListener> listener);
+  aio::Task<void> accept_tcp(Worker& worker, aio::TcpAcceptor& acceptor);
+  aio::Task<void> accept_unix(std::shared_ptr<UnixListener> listener);
   void record(RequestRecord rec, const std::shared_ptr<CallerSlot>& slot, std::string name);
 };
 
@@ -194,7 +192,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       : s_(server), w_(worker), stream_(std::move(stream)), label_(std::move(label)), caller_(std::move(caller)) {}
   ~Session() override { wipe_upstream_head(); }
 
-  static net::awaitable<void> start(std::shared_ptr<Session> self) { co_await self->run(); }
+  static aio::Task<void> start(std::shared_ptr<Session> self) { co_await self->run(); }
 
   void close_if_idle() override {
     if (idle_) {
@@ -215,7 +213,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     timed_out_ = true;
     error_code ec;
     stream_.cancel(ec);
-    if (upstream_) upstream_->tcp().socket().cancel(ec);
+    if (upstream_) upstream_->tcp().cancel(ec);
   }
 
  private:
@@ -244,7 +242,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     up_head_.clear();
   }
 
-  net::awaitable<void> run() {
+  aio::Task<void> run() {
     auto self = this->shared_from_this();
     w_.sessions.insert(this);
     try {
@@ -267,7 +265,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   // Reads until a whole request head is in in_ (parsed into head_), or says why not.
   enum class HeadRead { ok, closed, too_large, malformed };
-  net::awaitable<HeadRead> read_head() {
+  aio::Task<HeadRead> read_head() {
     error_code ec;
     const std::size_t limit = config().daemon.max_header_bytes;
     for (;;) {
@@ -284,7 +282,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     }
   }
 
-  net::awaitable<void> serve() {
+  aio::Task<void> serve() {
     error_code ec;
     for (;;) {
       if (s_.stopping) break;
@@ -364,7 +362,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   // A chunked request body, decoded into body_. The part already in in_ is decoded in place
   // (`taken` grows by what it used); the rest is read into spill_, and whatever follows the body
   // there is left in spill_ for the next request.
-  net::awaitable<HeadRead> read_chunked_body(std::size_t& taken) {
+  aio::Task<HeadRead> read_chunked_body(std::size_t& taken) {
     http1::ChunkedDecoder decoder;
     const std::uint64_t max_body = config().daemon.max_body_bytes;
     auto decode = [&](std::string_view raw) -> std::size_t {
@@ -409,7 +407,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   // A request refused before it could be routed (too large, malformed): the client gets the error
   // (and the connection closes), and the request log a row with whatever the header told, so that
   // such refusals are as visible as any other.
-  net::awaitable<void> refuse(int status, std::string_view type, std::string message, const http1::RequestHead* head) {
+  aio::Task<void> refuse(int status, std::string_view type, std::string message, const http1::RequestHead* head) {
     RequestRecord rec;
     rec.ts_ms = unix_ms();
     rec.id = new_request_id(rec.ts_ms);
@@ -456,7 +454,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
   // A complete small reply of the proxy's own: JSON body, Content-Length, one write.
-  net::awaitable<void> send_reply(int status, int client_minor, bool keep, std::string_view request_id,
+  aio::Task<void> send_reply(int status, int client_minor, bool keep, std::string_view request_id,
                                   std::string_view body, std::optional<int> retry_after = std::nullopt) {
     out_.clear();
     append_status_line(out_, client_minor, status, {});
@@ -474,7 +472,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     reply_failed_ = static_cast<bool>(ec);
   }
 
-  net::awaitable<void> send_error(int status, std::string_view type, std::string_view message, bool keep,
+  aio::Task<void> send_error(int status, std::string_view type, std::string_view message, bool keep,
                                   int client_minor, RequestRecord* rec, const nlohmann::json& extra,
                                   std::optional<int> retry_after = std::nullopt) {
     if (rec) {
@@ -487,7 +485,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
   // One request from its header to the log row. Returns whether the client connection stays open.
-  net::awaitable<bool> handle(SteadyClock::time_point started) {
+  aio::Task<bool> handle(SteadyClock::time_point started) {
     const http1::RequestHead& req = head_;
     bool keep = req.keep_alive && !s_.stopping;
     std::string_view target = req.target;
@@ -583,7 +581,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   // The exchange with the upstream, retried once on a fresh connection when a pooled one turns out
   // to be closed before any response byte.
-  net::awaitable<bool> forward(const Provider& provider, bool head, int client_minor, bool keep, ApiKind kind,
+  aio::Task<bool> forward(const Provider& provider, bool head, int client_minor, bool keep, ApiKind kind,
                                RequestRecord& rec, SteadyClock::time_point started) {
     ++exchange_;
     got_response_ = false;
@@ -678,7 +676,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
   template <class Up>
-  net::awaitable<Outcome> exchange(Up& up, UpstreamConnection& conn, bool head, int client_minor, bool keep,
+  aio::Task<Outcome> exchange(Up& up, UpstreamConnection& conn, bool head, int client_minor, bool keep,
                                    ApiKind kind, RequestRecord& rec, SteadyClock::time_point started,
                                    bool& reusable) {
     error_code ec;
@@ -940,14 +938,14 @@ void Impl::record(RequestRecord rec, const std::shared_ptr<CallerSlot>& slot, st
   });
 }
 
-net::awaitable<void> Impl::accept_tcp(Worker& worker, tcp::acceptor& acceptor) {
+aio::Task<void> Impl::accept_tcp(Worker& worker, aio::TcpAcceptor& acceptor) {
   for (;;) {
     error_code ec;
-    tcp::socket socket = co_await acceptor.async_accept(worker.ioc, with_ec(ec));
+    aio::TcpSocket socket = co_await acceptor.async_accept(worker.ioc, with_ec(ec));
     if (ec == net::error::operation_aborted || stopping) co_return;
     if (ec) {
       // EMFILE and friends: back off instead of spinning.
-      net::steady_timer t(worker.ioc, std::chrono::milliseconds(100));
+      aio::Timer t(worker.ioc, std::chrono::milliseconds(100));
       co_await t.async_wait(with_ec(ec));
       continue;
     }
@@ -970,20 +968,20 @@ net::awaitable<void> Impl::accept_tcp(Worker& worker, tcp::acceptor& acceptor) {
       }
     }
     ++worker.session_count;
-    auto session = std::make_shared<Session<tcp::socket>>(*this, worker, std::move(socket), "",
+    auto session = std::make_shared<Session<aio::TcpSocket>>(*this, worker, std::move(socket), "",
                                                                 std::move(slot));
-    net::co_spawn(worker.ioc, Session<tcp::socket>::start(std::move(session)), net::detached);
+    net::co_spawn(worker.ioc, Session<aio::TcpSocket>::start(std::move(session)), net::detached);
   }
 }
 
-net::awaitable<void> Impl::accept_unix(std::shared_ptr<UnixListener> listener) {
+aio::Task<void> Impl::accept_unix(std::shared_ptr<UnixListener> listener) {
   for (;;) {
     error_code ec;
     Worker& worker = pick_worker();
-    unix_proto::socket socket = co_await listener->acceptor->async_accept(worker.ioc, with_ec(ec));
+    aio::UnixSocket socket = co_await listener->acceptor->async_accept(worker.ioc, with_ec(ec));
     if (ec == net::error::operation_aborted || stopping || !listener->acceptor->is_open()) co_return;
     if (ec) {
-      net::steady_timer t(acceptor_worker().ioc, std::chrono::milliseconds(100));
+      aio::Timer t(acceptor_worker().ioc, std::chrono::milliseconds(100));
       co_await t.async_wait(with_ec(ec));
       continue;
     }
@@ -991,9 +989,9 @@ net::awaitable<void> Impl::accept_unix(std::shared_ptr<UnixListener> listener) {
     auto slot = std::make_shared<CallerSlot>();
     if (auto cred = peer_credentials(socket.native_handle())) slot->caller = Caller{cred->pid, process_name(cred->pid)};
     ++worker.session_count;
-    auto session = std::make_shared<Session<unix_proto::socket>>(*this, worker, std::move(socket),
+    auto session = std::make_shared<Session<aio::UnixSocket>>(*this, worker, std::move(socket),
                                                          listener->info.caller, std::move(slot));
-    net::co_spawn(worker.ioc, Session<unix_proto::socket>::start(std::move(session)), net::detached);
+    net::co_spawn(worker.ioc, Session<aio::UnixSocket>::start(std::move(session)), net::detached);
   }
 }
 
@@ -1038,7 +1036,7 @@ Result<int> ProxyServer::listen_tcp(const std::string& host, int port) {
   error_code ec;
   auto address = net::ip::make_address(host, ec);
   if (ec) return fail("daemon: host is not an IP address: " + host + " (set [daemon] host, e.g. 127.0.0.1)");
-  auto acceptor = std::make_unique<tcp::acceptor>(impl_->acceptor_worker().ioc);
+  auto acceptor = std::make_unique<aio::TcpAcceptor>(impl_->acceptor_worker().ioc);
   tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
   acceptor->open(endpoint.protocol(), ec);
   if (!ec) acceptor->set_option(net::socket_base::reuse_address(true), ec);
@@ -1054,7 +1052,7 @@ Result<int> ProxyServer::listen_tcp(const std::string& host, int port) {
   for (std::size_t i = 1; i < impl_->workers.size(); ++i) {
     int fd = ::fcntl(listening_fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) return fail("daemon: cannot share the listening socket between threads: " + std::string(std::strerror(errno)));
-    auto shared = std::make_unique<tcp::acceptor>(impl_->workers[i]->ioc);
+    auto shared = std::make_unique<aio::TcpAcceptor>(impl_->workers[i]->ioc);
     shared->assign(endpoint.protocol(), fd, ec);
     if (ec) {
       ::close(fd);
@@ -1075,7 +1073,7 @@ Result<void> ProxyServer::listen_unix(const ProxySocketInfo& socket) {
   if (!fd) return std::unexpected(fd.error());
   auto listener = std::make_shared<UnixListener>();
   listener->info = socket;
-  listener->acceptor = std::make_unique<unix_proto::acceptor>(impl_->acceptor_worker().ioc);
+  listener->acceptor = std::make_unique<aio::UnixAcceptor>(impl_->acceptor_worker().ioc);
   error_code ec;
   listener->acceptor->assign(unix_proto(), *fd, ec);
   if (ec) {

@@ -2,12 +2,8 @@
 
 #include <sys/socket.h>
 
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/stream_traits.hpp>
 
 namespace tokfence::proxy {
@@ -39,7 +35,7 @@ bool still_clean(UpstreamConnection& c, std::chrono::steady_clock::time_point no
   if (c.buffer.size() != 0) return false;
   if (now - c.idle_since < fresh_idle_age) return true;
   char byte;
-  ssize_t n = ::recv(c.tcp().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  ssize_t n = ::recv(c.tcp().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
@@ -55,12 +51,12 @@ UpstreamConnection::UpstreamConnection(std::string origin, std::unique_ptr<Plain
 UpstreamConnection::UpstreamConnection(std::string origin, std::unique_ptr<Tls> tls)
     : buffer(kReadBufferBytes), origin_(std::move(origin)), tls_(std::move(tls)) {}
 
-beast::tcp_stream& UpstreamConnection::tcp() { return tls_ ? beast::get_lowest_layer(*tls_) : *plain_; }
+aio::TcpSocket& UpstreamConnection::tcp() { return tls_ ? beast::get_lowest_layer(*tls_) : *plain_; }
 
 void UpstreamConnection::close() {
   beast::error_code ec;
-  tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
-  tcp().socket().close(ec);
+  tcp().shutdown(tcp::socket::shutdown_both, ec);
+  tcp().close(ec);
 }
 
 std::shared_ptr<net::ssl::context> make_client_tls_context() {
@@ -114,11 +110,37 @@ std::size_t UpstreamPool::idle_count() const {
   return n;
 }
 
-net::awaitable<ConnectOutcome> UpstreamPool::connect(const UpstreamUrl& url) {
+namespace {
+
+// Cancels an operation when the connect deadline passes. The operation's coroutine marks the
+// guard finished as soon as the operation completes, so a timer that fired at the same moment
+// (its handler already queued) no longer touches what the coroutine may have destroyed since.
+struct DeadlineGuard {
+  bool fired = false;
+  bool finished = false;
+};
+
+template <class Cancel>
+void arm_deadline(aio::Timer& timer, std::chrono::steady_clock::time_point deadline,
+                  const std::shared_ptr<DeadlineGuard>& guard, Cancel cancel) {
+  guard->fired = guard->finished = false;
+  timer.expires_at(deadline);
+  timer.async_wait([guard, cancel](beast::error_code e) {
+    if (e || guard->finished) return;
+    guard->fired = true;
+    cancel();
+  });
+}
+
+}  // namespace
+
+aio::Task<ConnectOutcome> UpstreamPool::connect(const UpstreamUrl& url) {
   ConnectOutcome out;
   beast::error_code ec;
   auto deadline = std::chrono::steady_clock::now() + connect_timeout_;
   std::string timeout_text = std::to_string(connect_timeout_.count()) + " s";
+  aio::Timer timer(ioc_);
+  auto guard = std::make_shared<DeadlineGuard>();
 
   std::vector<tcp::endpoint> endpoints;
   const std::string cache_key = url.host + ":" + url.port;
@@ -129,21 +151,14 @@ net::awaitable<ConnectOutcome> UpstreamPool::connect(const UpstreamUrl& url) {
     endpoints = hit->second.endpoints;
   } else {
     ec = {};
-    // Resolution has no timeout of its own: a timer cancels it.
-    tcp::resolver resolver(ioc_);
-    net::steady_timer timer(ioc_);
-    timer.expires_at(deadline);
-    auto timed_out = std::make_shared<bool>(false);
-    timer.async_wait([&resolver, timed_out](beast::error_code e) {
-      if (!e) {
-        *timed_out = true;
-        resolver.cancel();
-      }
-    });
-    auto results = co_await resolver.async_resolve(url.host, url.port, net::redirect_error(net::use_awaitable, ec));
+    // Resolution has no timeout of its own: the timer cancels it.
+    auto resolver = std::make_shared<aio::Resolver>(ioc_);
+    arm_deadline(timer, deadline, guard, [resolver] { resolver->cancel(); });
+    auto results = co_await resolver->async_resolve(url.host, url.port, aio::with_ec(ec));
+    guard->finished = true;
     timer.cancel();
     if (ec) {
-      if (*timed_out)
+      if (guard->fired)
         out.failure = {504, "tokfence_upstream_timeout", "upstream: cannot resolve " + url.host + " within " + timeout_text};
       else
         out.failure = {502, "tokfence_upstream_unreachable", "upstream: cannot resolve host: " + url.host + ": " + ec.message()};
@@ -153,41 +168,51 @@ net::awaitable<ConnectOutcome> UpstreamPool::connect(const UpstreamUrl& url) {
     resolved_[cache_key] = Resolved{endpoints, now + resolve_cache_ttl};
   }
 
-  auto stream = std::make_unique<beast::tcp_stream>(ioc_);
-  stream->expires_at(deadline);
-  co_await stream->async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
-  if (ec && ec != beast::error::timeout) resolved_.erase(cache_key);  // the addresses may have moved
+  auto socket = std::make_shared<aio::TcpSocket>(ioc_);
+  arm_deadline(timer, deadline, guard, [socket] {
+    beast::error_code ignored;
+    socket->cancel(ignored);
+  });
+  co_await net::async_connect(*socket, endpoints, aio::with_ec(ec));
+  guard->finished = true;
+  timer.cancel();
+  if (ec && guard->fired) ec = net::error::timed_out;
+  if (ec && ec != net::error::timed_out) resolved_.erase(cache_key);  // the addresses may have moved
   if (ec) {
-    if (ec == beast::error::timeout)
+    if (ec == net::error::timed_out)
       out.failure = {504, "tokfence_upstream_timeout", "upstream: no connection to " + url.origin() + " within " + timeout_text + " (connect_timeout_seconds)"};
     else
       out.failure = {502, "tokfence_upstream_unreachable", "upstream: cannot connect to " + url.origin() + ": " + ec.message()};
     co_return out;
   }
-  stream->socket().set_option(tcp::no_delay(true), ec);
-  // From here on the session's deadline sweep times the exchange (server.cpp), not Beast.
-  stream->expires_never();
+  socket->set_option(tcp::no_delay(true), ec);
 
   if (!url.tls) {
-    out.connection = std::make_unique<UpstreamConnection>(url.origin(), std::move(stream));
+    out.connection = std::make_unique<UpstreamConnection>(url.origin(), std::make_unique<aio::TcpSocket>(std::move(*socket)));
     co_return out;
   }
-  auto tls = std::make_unique<UpstreamConnection::Tls>(std::move(*stream), *tls_);
+  auto tls = std::make_unique<UpstreamConnection::Tls>(std::move(*socket), *tls_);
   if (!SSL_set_tlsext_host_name(tls->native_handle(), url.host.c_str())) {
     out.failure = {502, "tokfence_upstream_tls", "upstream: cannot set TLS server name: " + url.host};
     co_return out;
   }
   tls->set_verify_callback(net::ssl::host_name_verification(url.host));
-  beast::get_lowest_layer(*tls).expires_at(deadline);
-  co_await tls->async_handshake(net::ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
+  // A raw pointer: the guard keeps the handler from using it once the handshake is over, and
+  // the stream lives in this frame until then.
+  arm_deadline(timer, deadline, guard, [stream = tls.get()] {
+    beast::error_code ignored;
+    beast::get_lowest_layer(*stream).cancel(ignored);
+  });
+  co_await tls->async_handshake(net::ssl::stream_base::client, aio::with_ec(ec));
+  guard->finished = true;
+  timer.cancel();
   if (ec) {
-    if (ec == beast::error::timeout)
+    if (guard->fired)
       out.failure = {504, "tokfence_upstream_timeout", "upstream: TLS handshake with " + url.origin() + " did not finish within " + timeout_text};
     else
       out.failure = {502, "tokfence_upstream_tls", "upstream: TLS handshake with " + url.origin() + " failed: " + ec.message()};
     co_return out;
   }
-  beast::get_lowest_layer(*tls).expires_never();
   out.connection = std::make_unique<UpstreamConnection>(url.origin(), std::move(tls));
   co_return out;
 }

@@ -10,13 +10,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include "proxy/asio_types.hpp"
 #include "proxy/http1.hpp"
 #include "proxy/routing.hpp"
 
@@ -24,8 +21,10 @@ namespace tokfence::proxy {
 
 class UpstreamConnection {
  public:
-  using Plain = boost::beast::tcp_stream;
-  using Tls = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+  using Plain = aio::TcpSocket;
+  // Beast's wrapper rather than asio::ssl::stream: it puts a gather write (head + body) into one
+  // TLS record instead of one per buffer.
+  using Tls = boost::beast::ssl_stream<aio::TcpSocket>;
 
   UpstreamConnection(std::string origin, std::unique_ptr<Plain> plain);
   UpstreamConnection(std::string origin, std::unique_ptr<Tls> tls);
@@ -34,8 +33,8 @@ class UpstreamConnection {
   bool is_tls() const { return static_cast<bool>(tls_); }
   Plain& plain() { return *plain_; }
   Tls& tls() { return *tls_; }
-  // The TCP layer under either, for timeouts and closing.
-  boost::beast::tcp_stream& tcp();
+  // The TCP socket under either, for timeouts and closing.
+  aio::TcpSocket& tcp();
   void close();
 
   http1::ReadBuffer buffer;  // bytes read past the last response (must be empty to reuse)
@@ -71,7 +70,7 @@ class UpstreamPool {
   // Not a coroutine: the pooled case (nearly every request) needs no frame of its own.
   std::unique_ptr<UpstreamConnection> take_idle(const UpstreamUrl& url);
   // A new connection (resolved, connected, TLS handshake done), or why there is none.
-  boost::asio::awaitable<ConnectOutcome> connect(const UpstreamUrl& url);
+  aio::Task<ConnectOutcome> connect(const UpstreamUrl& url);
   // Returns a connection after a complete exchange that left it reusable.
   void release(std::unique_ptr<UpstreamConnection> connection);
   // Closes every idle connection (shutdown).
