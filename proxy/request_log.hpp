@@ -10,7 +10,7 @@
 //            output_tokens INTEGER, cache_read_tokens INTEGER, cache_write_tokens INTEGER,
 //            cost_pico INTEGER /* NULL = unknown price */, latency_ms REAL, ttfb_ms REAL,
 //            caller_pid INTEGER, caller_name TEXT, error TEXT)
-//   index on ts_ms, and on (provider, ts_ms).
+//   index on ts_ms (and the primary key's on id); no other: each index costs every insert.
 #include <cstdint>
 #include <filesystem>
 #include <memory>

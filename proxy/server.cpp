@@ -160,6 +160,7 @@ struct ProxyServer::Impl {
   bool started = false;
 
   Worker& pick_worker() { return *workers[next_worker++ % workers.size()]; }
+  Worker& least_loaded(Worker& self);
   Worker& acceptor_worker() { return *workers[0]; }
   aio::Task<void> accept_tcp(Worker& worker, aio::TcpAcceptor& acceptor);
   aio::Task<void> accept_unix(std::shared_ptr<UnixListener> listener);
@@ -938,14 +939,34 @@ void Impl::record(RequestRecord rec, const std::shared_ptr<CallerSlot>& slot, st
   });
 }
 
-aio::Task<void> Impl::accept_tcp(Worker& worker, aio::TcpAcceptor& acceptor) {
+// The worker with the fewest connections, `self` on a tie. Connections are spread by load, not by
+// which thread woke first: a burst of connects (a client opening its pool) is otherwise accepted
+// whole by one thread, which then serves all of them while the other cores idle. A tie keeps the
+// connection on the accepting thread, so a lone client pays no hand-off.
+Worker& Impl::least_loaded(Worker& self) {
+  Worker* best = &self;
+  int fewest = self.session_count.load(std::memory_order_relaxed);
+  for (auto& w : workers) {
+    int n = w->session_count.load(std::memory_order_relaxed);
+    if (n < fewest) {
+      best = w.get();
+      fewest = n;
+    }
+  }
+  return *best;
+}
+
+aio::Task<void> Impl::accept_tcp(Worker& acceptor_thread, aio::TcpAcceptor& acceptor) {
   for (;;) {
     error_code ec;
+    // The socket is registered with the serving worker's io_context (Asio allows that from any
+    // thread); the session starts there.
+    Worker& worker = least_loaded(acceptor_thread);
     aio::TcpSocket socket = co_await acceptor.async_accept(worker.ioc, with_ec(ec));
     if (ec == net::error::operation_aborted || stopping) co_return;
     if (ec) {
       // EMFILE and friends: back off instead of spinning.
-      aio::Timer t(worker.ioc, std::chrono::milliseconds(100));
+      aio::Timer t(acceptor_thread.ioc, std::chrono::milliseconds(100));
       co_await t.async_wait(with_ec(ec));
       continue;
     }
