@@ -202,22 +202,29 @@ PricingTable::PricingTable(const Config& config) {
   for (std::size_t i = 0; i < models_.size(); ++i) index_.emplace(lower(models_[i].model), i);
 }
 
+std::optional<ModelPrice> PricingTable::pick(std::string_view provider, std::string_view name) const {
+  auto [begin, end] = index_.equal_range(name);
+  if (begin == end) return std::nullopt;
+  // The provider's own entry, then a config addition, then whoever has the name.
+  const PricedModel* any = nullptr;
+  const PricedModel* custom = nullptr;
+  for (auto it = begin; it != end; ++it) {
+    const auto& m = models_[it->second];
+    if (m.provider == provider) return m.price;
+    if (m.provider.empty() && !custom) custom = &m;
+    if (!any) any = &m;
+  }
+  return custom ? custom->price : any->price;
+}
+
 std::optional<ModelPrice> PricingTable::find(std::string_view provider, std::string_view model) const {
   if (model.empty()) return std::nullopt;
-  for (const auto& name : candidates(model)) {
-    auto [begin, end] = index_.equal_range(name);
-    if (begin == end) continue;
-    // The provider's own entry, then a config addition, then whoever has the name.
-    const PricedModel* any = nullptr;
-    const PricedModel* custom = nullptr;
-    for (auto it = begin; it != end; ++it) {
-      const auto& m = models_[it->second];
-      if (m.provider == provider) return m.price;
-      if (m.provider.empty() && !custom) custom = &m;
-      if (!any) any = &m;
-    }
-    return custom ? custom->price : any->price;
-  }
+  // Most requests name a model exactly as the table does: found without building the candidate
+  // list (allocations on every request, up to three look-ups each).
+  if (std::none_of(model.begin(), model.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
+    if (auto exact = pick(provider, model)) return exact;
+  for (const auto& name : candidates(model))
+    if (auto price = pick(provider, name)) return price;
   return std::nullopt;
 }
 

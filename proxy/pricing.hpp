@@ -34,6 +34,8 @@ class PricingTable {
 
  private:
   std::vector<PricedModel> models_;
+  // The price for `name` (lowercased, exact) by the rules of find(), or nullopt.
+  std::optional<ModelPrice> pick(std::string_view provider, std::string_view name) const;
   std::multimap<std::string, std::size_t, std::less<>> index_;  // lowercased model name -> models_ index
 };
 
