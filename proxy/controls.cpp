@@ -314,7 +314,7 @@ class ControlsImpl final : public Controls {
       }
     }
 
-    const std::string model_key = request.provider + '\n' + request.model;
+    std::string model_key = request.provider + '\n' + request.model;
     Picodollars estimate = std::max<Picodollars>(0, request.estimated_cost.value_or(0));
     if (request.estimated_cost) {
       if (auto it = learned_.find(model_key); it != learned_.end()) estimate = std::max(estimate, it->second.max());
@@ -366,7 +366,7 @@ class ControlsImpl final : public Controls {
 
     if (rpm != rpm_.end()) limiter_.record(request.provider, now);
     const std::uint64_t id = next_id_++;
-    in_flight_[id] = InFlight{request.provider, request.estimated_cost ? model_key : std::string(), now, estimate};
+    in_flight_[id] = InFlight{request.provider, request.estimated_cost ? std::move(model_key) : std::string(), now, estimate};
     reserved_by_provider_[request.provider] += estimate;
     reserved_total_ += estimate;
     return Reservation{id};

@@ -98,6 +98,7 @@ bool istarts_with(std::string_view s, std::string_view prefix) {
 struct Provider {
   ProviderSpec spec;
   UpstreamUrl url;
+  std::string origin;  // url.origin(), the upstream pool's key
 };
 
 // The process behind a connection. For loopback TCP it is found on the identify thread; rows of
@@ -264,32 +265,39 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
            ec == net::error::timed_out || ec == net::error::bad_descriptor || ec == net::error::broken_pipe;
   }
 
-  // Reads until a whole request head is in in_ (parsed into head_), or says why not.
   enum class HeadRead { ok, closed, too_large, malformed };
-  aio::Task<HeadRead> read_head() {
-    error_code ec;
-    const std::size_t limit = config().daemon.max_header_bytes;
-    for (;;) {
-      if (!in_.empty()) {
-        auto parsed = http1::parse_request_head(in_.data(), head_);
-        if (parsed == http1::Parse::complete) co_return head_.size > limit ? HeadRead::too_large : HeadRead::ok;
-        if (parsed == http1::Parse::error) co_return HeadRead::malformed;
-        if (in_.size() >= limit) co_return HeadRead::too_large;
-      }
-      auto room = in_.prepare(4096);
-      std::size_t n = co_await stream_.async_read_some(net::buffer(room.data(), room.size()), with_ec(ec));
-      if (ec) co_return HeadRead::closed;
-      in_.commit(n);
-    }
-  }
 
   aio::Task<void> serve() {
     error_code ec;
+    const std::size_t header_limit = config().daemon.max_header_bytes;
     for (;;) {
       if (s_.stopping) break;
       idle_ = true;
       arm(idle_timeout());
-      HeadRead got = co_await read_head();
+      // Reads until a whole request head is in in_ (parsed into head_), or knows why not. Inline,
+      // not a coroutine of its own: a frame allocation per request.
+      HeadRead got = HeadRead::closed;
+      for (;;) {
+        if (!in_.empty()) {
+          auto parsed = http1::parse_request_head(in_.data(), head_);
+          if (parsed == http1::Parse::complete) {
+            got = head_.size > header_limit ? HeadRead::too_large : HeadRead::ok;
+            break;
+          }
+          if (parsed == http1::Parse::error) {
+            got = HeadRead::malformed;
+            break;
+          }
+          if (in_.size() >= header_limit) {
+            got = HeadRead::too_large;
+            break;
+          }
+        }
+        auto room = in_.prepare(4096);
+        std::size_t n = co_await stream_.async_read_some(net::buffer(room.data(), room.size()), with_ec(ec));
+        if (ec) break;
+        in_.commit(n);
+      }
       disarm(ec);
       idle_ = false;
       if (got == HeadRead::closed) break;
@@ -590,7 +598,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     in_exchange_ = true;
     Outcome outcome = Outcome::close;
     for (int attempt = 0; attempt < 2; ++attempt) {
-      ConnectOutcome connected{w_.pool->take_idle(provider.url), {}};
+      ConnectOutcome connected{w_.pool->take_idle(provider.origin), {}};
       if (!connected.connection) connected = co_await w_.pool->connect(provider.url);
       if (client_gone_) {
         rec.error = "client disconnected before the upstream answered";
@@ -1022,7 +1030,7 @@ Result<std::unique_ptr<ProxyServer>> ProxyServer::create(ServerDeps deps) {
   for (const auto& spec : impl->deps.config.providers()) {
     auto url = parse_upstream_url(spec.upstream);
     if (!url) return fail("provider '" + spec.name + "': " + url.error().message);
-    impl->providers.emplace(spec.name, Provider{spec, *url});
+    impl->providers.emplace(spec.name, Provider{spec, *url, url->origin()});
   }
   impl->provider_list = provider_names(impl->deps.config.providers());
   impl->tls = make_client_tls_context();

@@ -72,8 +72,8 @@ std::shared_ptr<net::ssl::context> make_client_tls_context() {
 UpstreamPool::UpstreamPool(net::io_context& ioc, std::shared_ptr<net::ssl::context> tls, std::chrono::seconds connect_timeout)
     : ioc_(ioc), tls_(std::move(tls)), connect_timeout_(connect_timeout) {}
 
-std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(const UpstreamUrl& url) {
-  auto it = idle_.find(url.origin());
+std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(const std::string& origin) {
+  auto it = idle_.find(origin);
   if (it == idle_.end()) return nullptr;
   auto now = std::chrono::steady_clock::now();
   while (!it->second.empty()) {

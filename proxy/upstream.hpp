@@ -68,7 +68,8 @@ class UpstreamPool {
                std::chrono::seconds connect_timeout);
   // An idle pooled connection to `url`'s origin that is still open; null when none is usable.
   // Not a coroutine: the pooled case (nearly every request) needs no frame of its own.
-  std::unique_ptr<UpstreamConnection> take_idle(const UpstreamUrl& url);
+  // `origin` is the url's origin() (kept by the caller: building it is an allocation per request).
+  std::unique_ptr<UpstreamConnection> take_idle(const std::string& origin);
   // A new connection (resolved, connected, TLS handshake done), or why there is none.
   aio::Task<ConnectOutcome> connect(const UpstreamUrl& url);
   // Returns a connection after a complete exchange that left it reusable.

@@ -127,8 +127,11 @@ std::array<std::optional<Span>, N> find_members(std::string_view t, const std::a
     if (i >= t.size() || t[i] != ':') return found;
     i = skip_ws(t, i + 1);
     std::size_t value_end = skip_value(t, i);
+    // Keys almost never hold escapes: compared as raw bytes then, decoded only when they do.
+    std::string_view raw = quoted.size() >= 2 ? quoted.substr(1, quoted.size() - 2) : std::string_view();
+    const bool escaped = raw.find('\\') != std::string_view::npos;
     for (std::size_t k = 0; k < N; ++k)
-      if (key_is(quoted, keys[k])) found[k] = Span{i, value_end};
+      if (escaped ? key_is(quoted, keys[k]) : raw == keys[k]) found[k] = Span{i, value_end};
     i = skip_ws(t, value_end);
     if (i < t.size() && t[i] == ',') i = skip_ws(t, i + 1);
   }
