@@ -13,6 +13,7 @@
 #include <set>
 #include <span>
 #include <thread>
+#include <type_traits>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -174,16 +175,47 @@ using Impl = ProxyServer::Impl;
 
 enum class Outcome { keep, close, retry };
 
-// What one write to the client sends: the response head, body bytes, chunk framing. At most five
-// pieces; a fixed array, because Asio copies a vector buffer sequence into every write operation.
-class Pieces {
+// What one write sends: the response head, body bytes, chunk framing (at most five pieces). A
+// fixed array, because Asio copies a vector buffer sequence into every write operation.
+//
+// write_now() offers everything to the kernel at once, without waiting: a reply or a request
+// normally fits the socket buffer, and then the coroutine neither suspends nor allocates an
+// operation (an asynchronous write costs an operation object, a coroutine frame for its
+// initiation and a trip through the scheduler, for a send that has already happened). What the
+// kernel did not take is left for an asynchronous write. Sockets are put in non-blocking mode
+// when opened, so this never blocks a thread.
+class Gather {
  public:
-  void add(net::const_buffer b) { pieces_[count_++] = b; }
-  bool empty() const { return count_ == 0; }
-  std::span<const net::const_buffer> sequence() const { return {pieces_.data(), count_}; }
+  void add(net::const_buffer b) {
+    if (b.size() > 0) pieces_[count_++] = b;
+  }
+  bool empty() const { return first_ == count_; }
+  std::span<const net::const_buffer> sequence() const { return {pieces_.data() + first_, count_ - first_}; }
+
+  // true when all was written; false with `ec` clear when the rest must be written
+  // asynchronously (sequence()), false with `ec` set on an error.
+  template <class Socket>
+  bool write_now(Socket& socket, error_code& ec) {
+    std::size_t n = socket.write_some(sequence(), ec);
+    if (ec == net::error::would_block || ec == net::error::try_again) ec = {};
+    consume(n);
+    return !ec && empty();
+  }
 
  private:
+  void consume(std::size_t n) {
+    while (n > 0 && first_ < count_) {
+      net::const_buffer& b = pieces_[first_];
+      if (n < b.size()) {
+        b += n;
+        return;
+      }
+      n -= b.size();
+      ++first_;
+    }
+  }
   std::array<net::const_buffer, 5> pieces_;
+  std::size_t first_ = 0;
   std::size_t count_ = 0;
 };
 
@@ -258,11 +290,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     stream_.close(ec);
     w_.sessions.erase(this);
     --w_.session_count;
-  }
-
-  static bool quiet_end(const error_code& ec) {
-    return ec == net::error::eof || ec == net::error::operation_aborted || ec == net::error::connection_reset ||
-           ec == net::error::timed_out || ec == net::error::bad_descriptor || ec == net::error::broken_pipe;
   }
 
   enum class HeadRead { ok, closed, too_large, malformed };
@@ -473,11 +500,15 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     out_.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
     append_connection(out_, client_minor, keep && !s_.stopping);
     out_.append("\r\n");
-    std::array<net::const_buffer, 2> pieces{net::buffer(out_), net::buffer(body.data(), body.size())};
+    Gather pieces;
+    pieces.add(net::buffer(out_));
+    pieces.add(net::buffer(body.data(), body.size()));
     error_code ec;
-    arm(std::chrono::seconds(30));
-    co_await net::async_write(stream_, pieces, with_ec(ec));
-    disarm(ec);
+    if (!pieces.write_now(stream_, ec) && !ec) {
+      arm(std::chrono::seconds(30));
+      co_await net::async_write(stream_, pieces.sequence(), with_ec(ec));
+      disarm(ec);
+    }
     reply_failed_ = static_cast<bool>(ec);
   }
 
@@ -691,11 +722,18 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     error_code ec;
     auto idle = idle_timeout();
     {
-      // Head and body in one gather write.
-      std::array<net::const_buffer, 2> request{net::buffer(up_head_.data(), up_head_.size()), net::buffer(body_)};
-      arm(idle);
-      co_await net::async_write(up, request, with_ec(ec));
-      disarm(ec);
+      // Head and body in one gather write; at once on a plain connection when the kernel takes
+      // it all (TLS records are written by the TLS stream, asynchronously).
+      Gather request;
+      request.add(net::buffer(up_head_.data(), up_head_.size()));
+      request.add(net::buffer(body_));
+      bool written = false;
+      if constexpr (std::is_same_v<Up, aio::TcpSocket>) written = request.write_now(up, ec);
+      if (!written && !ec) {
+        arm(idle);
+        co_await net::async_write(up, request.sequence(), with_ec(ec));
+        disarm(ec);
+      }
     }
     if (ec) {
       if (client_gone_) {
@@ -786,7 +824,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     bool body_done = body_kind == http1::BodyKind::none || (body_kind == http1::BodyKind::length && remaining == 0);
     bool clean = true;
     for (;;) {
-      Pieces pieces;
+      Gather pieces;
       if (!header_sent) pieces.add(net::buffer(out_));
       std::string_view avail = buf.data();
       std::size_t used = 0;
@@ -838,9 +876,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       if (body_done && encode) pieces.add(net::buffer(http1::last_chunk.data(), http1::last_chunk.size()));
       if (!pieces.empty()) {
         error_code wec;
-        arm(idle);
-        co_await net::async_write(stream_, pieces.sequence(), with_ec(wec));
-        disarm(wec);
+        if (!pieces.write_now(stream_, wec) && !wec) {
+          arm(idle);
+          co_await net::async_write(stream_, pieces.sequence(), with_ec(wec));
+          disarm(wec);
+        }
         if (wec) {
           if (!header_sent) rec.status = 0;
           client_gone_ = true;
@@ -980,6 +1020,7 @@ aio::Task<void> Impl::accept_tcp(Worker& acceptor_thread, aio::TcpAcceptor& acce
     }
     set_cloexec(socket.native_handle());
     socket.set_option(tcp::no_delay(true), ec);
+    socket.non_blocking(true, ec);  // for Gather::write_now
     auto slot = std::make_shared<CallerSlot>();
     auto peer = socket.remote_endpoint(ec);
     auto local = socket.local_endpoint(ec);
@@ -1015,6 +1056,7 @@ aio::Task<void> Impl::accept_unix(std::shared_ptr<UnixListener> listener) {
       continue;
     }
     set_cloexec(socket.native_handle());
+    socket.non_blocking(true, ec);  // for Gather::write_now
     auto slot = std::make_shared<CallerSlot>();
     if (auto cred = peer_credentials(socket.native_handle())) slot->caller = Caller{cred->pid, process_name(cred->pid)};
     ++worker.session_count;

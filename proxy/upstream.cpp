@@ -186,6 +186,7 @@ aio::Task<ConnectOutcome> UpstreamPool::connect(const UpstreamUrl& url) {
     co_return out;
   }
   socket->set_option(tcp::no_delay(true), ec);
+  socket->non_blocking(true, ec);  // server.cpp writes a request at once when the kernel takes it
 
   if (!url.tls) {
     out.connection = std::make_unique<UpstreamConnection>(url.origin(), std::make_unique<aio::TcpSocket>(std::move(*socket)));
