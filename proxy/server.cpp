@@ -175,6 +175,9 @@ using Impl = ProxyServer::Impl;
 
 enum class Outcome { keep, close, retry };
 
+// Request bodies up to this size leave their buffer to the connection's next request.
+constexpr std::size_t kKeptBodyCapacity = 256 * 1024;
+
 // What one write sends: the response head, body bytes, chunk framing (at most five pieces). A
 // fixed array, because Asio copies a vector buffer sequence into every write operation.
 //
@@ -383,6 +386,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         if (outcome == HeadRead::closed) break;
       }
       bool keep = co_await handle(started);
+      // The body buffer is kept for the next request, unless this one was an upload: an idle
+      // connection should not hold on to megabytes.
+      if (body_.capacity() > kKeptBodyCapacity) std::string().swap(body_);
       in_.consume(taken);
       if (!spill_.empty()) {
         // Bytes read past a chunked body: the start of the next request.

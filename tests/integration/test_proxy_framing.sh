@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 # --- The scripted upstream: ?mode=<name> picks the reply; every request it gets is appended to
 # requests.log (head and body) so the test can see what the proxy sent.
 cat >"$WORK/upstream.py" <<'PY'
-import socket, sys, threading, os
+import hashlib, socket, sys, threading, os
 
 port_file, log_path = sys.argv[1], sys.argv[2]
 USAGE = b'{"id":"x","object":"chat.completion","model":"gpt-4o","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}'
@@ -36,8 +36,9 @@ def read_request(conn, buf):
     body, buf = buf[:length], buf[length:]
     # The injected key is logged as <vault-key>: no artifact may hold the canary.
     record = (head + b"\r\n\r\n" + body).replace(os.environ["VAULT_KEY"].encode(), b"<vault-key>")
+    digest = hashlib.sha256(body).hexdigest().encode()
     with lock, open(log_path, "ab") as f:
-        f.write(record + b"\n---\n")
+        f.write(record + b"\n--- body-sha256=" + digest + b"\n")
     return head, buf
 
 def reply(mode, method):
@@ -196,6 +197,16 @@ sent=$(cat "$WORK/out/requests.log")
 expect_contains "$sent" "Content-Length: ${#body}" "chunked request forwarded with its length"
 expect_contains "$sent" "$body" "chunked request body decoded"
 expect_not_contains "$(tr 'A-Z' 'a-z' <<<"$sent")" "transfer-encoding" "Transfer-Encoding forwarded"
+
+# --- A large upload (3 MiB, read past the first buffer and across many reads) arrives intact,
+# and so does a chunked one of the same bytes.
+head -c 2300000 /dev/urandom | base64 -w0 | jq -Rsc '{model:"gpt-4o",messages:[{role:"user",content:.}]}' >"$WORK/out/big.json"
+big_sha=$(sha256sum "$WORK/out/big.json" | cut -d' ' -f1)
+: >"$WORK/out/requests.log"
+curl -fsS "$chat" -H 'Content-Type: application/json' --data-binary @"$WORK/out/big.json" >/dev/null
+curl -fsS "$chat" -H 'Content-Type: application/json' -H 'Transfer-Encoding: chunked' --data-binary @"$WORK/out/big.json" >/dev/null
+expect_eq "$(grep -ac "body-sha256=$big_sha" "$WORK/out/requests.log")" 2 "large uploads arrived intact"
+rm -f "$WORK/out/big.json"
 
 # --- Pipelining: three requests in one write (the second chunked), three answers in order.
 out=$(raw "POST /openai/v1/chat/completions?n=1 HTTP/1.1\r\nContent-Length: ${#body}\r\n\r\n${body}POST /openai/v1/chat/completions?n=2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n$(printf '%x' ${#body})\r\n$body\r\n0\r\n\r\nGET /__tokfence/health HTTP/1.1\r\nConnection: close\r\n\r\n")
