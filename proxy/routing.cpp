@@ -60,12 +60,12 @@ std::optional<RouteTarget> split_target(std::string_view target) {
   std::string_view path = target.substr(0, q);
   if (q != std::string_view::npos) {
     out.has_query = true;
-    out.query = std::string(target.substr(q + 1));
+    out.query = target.substr(q + 1);
   }
   path.remove_prefix(1);
   auto slash = path.find('/');
-  out.provider = std::string(path.substr(0, slash));
-  if (slash != std::string_view::npos) out.rest = std::string(path.substr(slash));
+  out.provider = path.substr(0, slash);
+  if (slash != std::string_view::npos) out.rest = path.substr(slash);
   if (out.provider.empty()) return std::nullopt;
   return out;
 }
@@ -155,11 +155,23 @@ bool is_hop_by_hop_header(std::string_view name) {
   return std::any_of(hop_by_hop_names.begin(), hop_by_hop_names.end(), [&](std::string_view n) { return iequals(name, n); });
 }
 
-std::string upstream_target(const UpstreamUrl& upstream, const RouteTarget& route) {
-  std::string target = upstream.base_path + route.rest;
-  if (target.empty()) target = "/";
+namespace {
+
+// Appends the upstream request target (see upstream_target) to `out`.
+template <class String>
+void append_upstream_target(const UpstreamUrl& upstream, const RouteTarget& route, String& out) {
+  if (upstream.base_path.empty() && route.rest.empty()) out.append("/");
+  out.append(upstream.base_path).append(route.rest);
+  if (route.query.empty()) return;
   std::string query = strip_query_credentials(route.query);
-  if (!query.empty()) target += "?" + query;
+  if (!query.empty()) out.append("?").append(query);
+}
+
+}  // namespace
+
+std::string upstream_target(const UpstreamUrl& upstream, const RouteTarget& route) {
+  std::string target;
+  append_upstream_target(upstream, route, target);
   return target;
 }
 
@@ -208,13 +220,15 @@ void append_field(String& out, std::string_view name, std::string_view value) {
 
 }  // namespace
 
-void build_upstream_head(const http1::RequestHead& in, std::string_view target,
+void build_upstream_head(const http1::RequestHead& in, const RouteTarget& route,
                          std::optional<std::uint64_t> content_length, const ProviderSpec& spec,
                          const UpstreamUrl& upstream, const SecretString& key, WipingString& out) {
   out.clear();
   // One allocation in the usual case: growth would free (wiped) copies, but costs a copy each.
-  out.reserve(in.size + target.size() + key.size() + 256);
-  out.append(in.method).append(" ").append(target).append(" HTTP/1.1\r\n");
+  out.reserve(in.size + upstream.base_path.size() + key.size() + 256);
+  out.append(in.method).append(" ");
+  append_upstream_target(upstream, route, out);
+  out.append(" HTTP/1.1\r\n");
   ConnectionNamed named(in);
   for (const auto& f : in.headers) {
     std::string_view name = f.name;

@@ -22,11 +22,12 @@
 
 namespace tokfence::proxy {
 
-// Split of an origin-form request target "/<provider>/<rest>?<query>".
+// Split of an origin-form request target "/<provider>/<rest>?<query>": views into the target
+// given to split_target (no copies on the request path), valid as long as it is.
 struct RouteTarget {
-  std::string provider;
-  std::string rest;   // "" or starts with '/'
-  std::string query;  // without '?', "" when absent
+  std::string_view provider;
+  std::string_view rest;   // "" or starts with '/'
+  std::string_view query;  // without '?', "" when absent
   bool has_query = false;
 };
 
@@ -60,13 +61,13 @@ std::string upstream_target(const UpstreamUrl& upstream, const RouteTarget& rout
 // freed (also the old block whenever the string grows).
 using WipingString = std::basic_string<char, std::char_traits<char>, WipingAllocator<char>>;
 
-// Writes the head of the upstream request to `out`: "<method> <target> HTTP/1.1", then the
+// Writes the head of the upstream request to `out`: "<method> <upstream_target> HTTP/1.1", then the
 // client's fields without credentials, hop-by-hop fields (incl. those named in Connection), Host,
 // Content-Length, Expect, Accept-Encoding and X-Tokfence-Caller; then Host, the key per
 // `spec.auth`, `Accept-Encoding: identity` (usage is read from the body, so it must not be
 // compressed), every default header the client did not send, and Content-Length when
 // `content_length` is set; then the empty line.
-void build_upstream_head(const http1::RequestHead& in, std::string_view target,
+void build_upstream_head(const http1::RequestHead& in, const RouteTarget& route,
                          std::optional<std::uint64_t> content_length, const ProviderSpec& spec,
                          const UpstreamUrl& upstream, const SecretString& key, WipingString& out);
 

@@ -459,7 +459,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       rec.method = std::string(head->method);
       std::string_view target = head->target;
       rec.path = std::string(target.substr(0, target.find('?')));
-      if (auto route = split_target(target); route && s_.providers.count(route->provider)) rec.provider = route->provider;
+      if (auto route = split_target(target); route && s_.providers.count(route->provider))
+        rec.provider = std::string(route->provider);
       take_caller_override(*head);
     }
     co_await send_error(status, type, message, false, minor, &rec, nullptr);
@@ -561,12 +562,13 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                           req.version_minor, &rec, nullptr);
       co_return finish(keep);
     }
-    rec.provider = route->provider;
+    rec.provider = std::string(route->provider);
+    const std::string& provider_name = rec.provider;  // for messages (route's fields are views)
     auto provider_it = s_.providers.find(route->provider);
     if (provider_it == s_.providers.end()) {
       co_await send_error(404, "tokfence_unknown_provider",
-                          "provider: unknown: '" + route->provider + "': known providers: " + s_.provider_list +
-                              " (add one with 'tokfence provider set " + route->provider + " <upstream-url>')",
+                          "provider: unknown: '" + provider_name + "': known providers: " + s_.provider_list +
+                              " (add one with 'tokfence provider set " + provider_name + " <upstream-url>')",
                           keep, req.version_minor, &rec, nullptr);
       co_return finish(keep);
     }
@@ -575,8 +577,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     auto key_it = keys->find(route->provider);
     if (key_it == keys->end() || key_it->second.empty()) {
       co_await send_error(401, "tokfence_no_key",
-                          "vault: no key for provider '" + route->provider + "': run 'tokfence vault add " +
-                              route->provider + " -'",
+                          "vault: no key for provider '" + provider_name + "': run 'tokfence vault add " +
+                              provider_name + " -'",
                           keep, req.version_minor, &rec, nullptr);
       co_return finish(keep);
     }
@@ -586,7 +588,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     rec.model = info.model;
     rec.streaming = info.streaming;
 
-    AdmitRequest admit{route->provider, info.model, std::nullopt, 0};
+    AdmitRequest admit{provider_name, info.model, std::nullopt, 0};
     std::int64_t est_output = info.max_output_tokens > 0 ? info.max_output_tokens : 4096;
     admit.estimated_tokens = info.estimated_input_tokens + est_output;
     if (auto price = s_.deps.pricing->find(route->provider, info.model)) {
@@ -604,7 +606,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     Reservation reservation = std::get<Reservation>(decision);
 
     bool had_body = req.body != http1::BodyKind::none || !body_.empty();
-    build_upstream_head(req, upstream_target(provider.url, *route),
+    build_upstream_head(req, *route,
                         had_body ? std::optional<std::uint64_t>(body_.size()) : std::nullopt, provider.spec,
                         provider.url, key_it->second, up_head_);
     keys.reset();

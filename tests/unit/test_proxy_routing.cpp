@@ -111,7 +111,9 @@ std::string upstream_head_of(const std::string& request, const std::string& prov
   auto url = parse_upstream_url(upstream);
   REQUIRE(url);
   WipingString out;
-  build_upstream_head(in, "/v1/chat/completions", length, spec_of(provider), *url, SecretString("vault-key"), out);
+  auto route = split_target(in.target);
+  REQUIRE(route);
+  build_upstream_head(in, *route, length, spec_of(provider), *url, SecretString("vault-key"), out);
   return std::string(out.data(), out.size());
 }
 
@@ -124,7 +126,7 @@ std::string field(const http1::Head& head, std::string_view name) {
 
 TEST_CASE("proxy::build_upstream_head strips every inbound credential and injects the bearer key") {
   std::string request =
-      "POST /openai/v1/chat/completions?key=client HTTP/1.1\r\n"
+      "POST /openai/chat/completions?key=client&limit=2 HTTP/1.1\r\n"
       "Authorization: Bearer client\r\n"
       "Proxy-Authorization: Basic client\r\n"
       "x-api-key: client\r\n"
@@ -142,7 +144,8 @@ TEST_CASE("proxy::build_upstream_head strips every inbound credential and inject
       "OpenAI-Beta: assistants=v2\r\n"
       "Content-Type: application/json\r\n\r\n";
   std::string text = upstream_head_of(request, "openai", "https://api.openai.com/v1", 12);
-  CHECK(text.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"));
+  // base path + rest, the query without its credential
+  CHECK(text.starts_with("POST /v1/chat/completions?limit=2 HTTP/1.1\r\n"));
   CHECK(text.ends_with("\r\n\r\n"));
   auto out = parsed_request(text);
   CHECK(field(out, "authorization") == "Bearer vault-key");
