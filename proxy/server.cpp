@@ -175,6 +175,9 @@ using Impl = ProxyServer::Impl;
 
 enum class Outcome { keep, close, retry };
 
+// How long a response may wait for its connection's caller look-up (see await_caller).
+constexpr auto kCallerWait = std::chrono::milliseconds(100);
+
 // Request bodies up to this size leave their buffer to the connection's next request.
 constexpr std::size_t kKeptBodyCapacity = 256 * 1024;
 
@@ -277,6 +280,22 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void wipe_upstream_head() {
     wipe_memory(up_head_.data(), up_head_.size());
     up_head_.clear();
+  }
+
+  // Waits (at most kCallerWait) until the caller look-up of this connection is done. Called
+  // before the first write of a response while it is not: a one-shot client (a curl, a CLI
+  // call) reads its answer and exits, and a look-up that had not found its process by then
+  // never will, leaving its row without a caller. Normally done within a millisecond of the
+  // accept, so only a connection's first request can wait, and only that long.
+  aio::Task<void> await_caller() {
+    aio::Timer timer(w_.ioc);
+    const auto give_up = SteadyClock::now() + kCallerWait;
+    while (!caller_->resolved.load() && SteadyClock::now() < give_up) {
+      timer.expires_after(std::chrono::microseconds(250));
+      error_code ec;
+      co_await timer.async_wait(with_ec(ec));
+      if (ec) break;  // the daemon is stopping
+    }
   }
 
   aio::Task<void> run() {
@@ -507,6 +526,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     out_.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
     append_connection(out_, client_minor, keep && !s_.stopping);
     out_.append("\r\n");
+    if (!caller_->resolved.load()) co_await await_caller();
     Gather pieces;
     pieces.add(net::buffer(out_));
     pieces.add(net::buffer(body.data(), body.size()));
@@ -882,6 +902,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         }
       }
       if (body_done && encode) pieces.add(net::buffer(http1::last_chunk.data(), http1::last_chunk.size()));
+      if (!header_sent && !caller_->resolved.load()) co_await await_caller();
       if (!pieces.empty()) {
         error_code wec;
         if (!pieces.write_now(stream_, wec) && !wec) {

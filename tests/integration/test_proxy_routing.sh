@@ -79,8 +79,9 @@ expect_eq "$(row "$id" caller_name)" "curl" "caller name over the Unix socket"
 [[ $(row "$id" caller_pid) -gt 0 ]] || die "no caller pid over the Unix socket"
 
 # --- Loopback TCP: the caller is the process that owns the client socket, found while the
-# connection is open; one-shot clients (a new curl per request) exit right after. Best effort by
-# design (a client gone before the look-up has no name), so most, not all, must be named.
+# connection is open; one-shot clients (a new curl per request) exit right after their answer,
+# so a connection's first response waits for the look-up (up to 100 ms). All must be named; one
+# miss is tolerated for a machine so loaded that a look-up takes longer.
 ids=()
 for i in $(seq 20); do
   curl -fsS -D "$WORK/out/h-tcp" "$PROXY_URL/openai/v1/chat/completions" -d "$body" >/dev/null
@@ -90,7 +91,7 @@ flush
 named=$(sqlite3 "$TOKFENCE_HOME/tokfence.db" \
   "SELECT count(*) FROM requests WHERE caller_name = 'curl' AND caller_pid > 0 AND id IN ($(IFS=,; echo "${ids[*]}"))")
 log "one-shot TCP clients named: $named of 20"
-[[ $named -ge 15 ]] || die "only $named of 20 one-shot curl requests over TCP were logged with their caller"
+[[ $named -ge 19 ]] || die "only $named of 20 one-shot curl requests over TCP were logged with their caller"
 
 # --- Labeled proxy socket: the label wins over the header; list; close; a path beyond 108 bytes.
 deep="$WORK/sockets/$(printf 'd%.0s' {1..60})/$(printf 'e%.0s' {1..60})"
