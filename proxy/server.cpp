@@ -517,7 +517,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   // A complete small reply of the proxy's own: JSON body, Content-Length, one write.
   aio::Task<void> send_reply(int status, int client_minor, bool keep, std::string_view request_id,
-                                  std::string_view body, std::optional<int> retry_after = std::nullopt) {
+                             std::string_view body, std::optional<int> retry_after = std::nullopt) {
     out_.clear();
     append_status_line(out_, client_minor, status, {});
     out_.append("Content-Type: application/json\r\n");
@@ -540,8 +540,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
   aio::Task<void> send_error(int status, std::string_view type, std::string_view message, bool keep,
-                                  int client_minor, RequestRecord* rec, const nlohmann::json& extra,
-                                  std::optional<int> retry_after = std::nullopt) {
+                             int client_minor, RequestRecord* rec, const nlohmann::json& extra,
+                             std::optional<int> retry_after = std::nullopt) {
     if (rec) {
       rec->status = status;
       if (rec->error.empty()) rec->error = std::string(message);
@@ -650,7 +650,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   // The exchange with the upstream, retried once on a fresh connection when a pooled one turns out
   // to be closed before any response byte.
   aio::Task<bool> forward(const Provider& provider, bool head, int client_minor, bool keep, ApiKind kind,
-                               RequestRecord& rec, SteadyClock::time_point started) {
+                          RequestRecord& rec, SteadyClock::time_point started) {
     ++exchange_;
     got_response_ = false;
     client_gone_ = false;
@@ -745,8 +745,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   template <class Up>
   aio::Task<Outcome> exchange(Up& up, UpstreamConnection& conn, bool head, int client_minor, bool keep,
-                                   ApiKind kind, RequestRecord& rec, SteadyClock::time_point started,
-                                   bool& reusable) {
+                              ApiKind kind, RequestRecord& rec, SteadyClock::time_point started,
+                              bool& reusable) {
     error_code ec;
     auto idle = idle_timeout();
     {
