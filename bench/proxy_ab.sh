@@ -48,19 +48,11 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-die() { printf 'proxy_ab: error: %s\n' "$*" >&2; exit 1; }
-wait_until() {  # cmd, seconds
-  local i
-  for ((i = 0; i < ${2:-10} * 20; i++)); do
-    eval "$1" >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  die "timed out waiting for: $1"
-}
-cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+BENCH_NAME=proxy_ab
+source "$ROOT/bench/lib.sh"
 
-KEY="ab-$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)"
-PASS="ab-$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20)"
+KEY="ab-$(random_token 40)"
+PASS="ab-$(random_token 20)"
 "$FAKE" --port 0 --port-file "$WORK/fake.port" --require-key "$KEY" --record 0 >"$WORK/fake.log" 2>&1 &
 PIDS+=($!)
 wait_until "test -s '$WORK/fake.port'"

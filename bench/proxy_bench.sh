@@ -61,18 +61,8 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf 'proxy_bench: error: %s\n' "$*" >&2; exit 1; }
-wait_until() {  # cmd, seconds
-  local i
-  for ((i = 0; i < ${2:-10} * 20; i++)); do
-    eval "$1" >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  die "timed out waiting for: $1"
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-random_token() { head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "${1:-32}"; }
+BENCH_NAME=proxy_bench
+source "$ROOT/bench/lib.sh"
 
 KEY="bench-$(random_token 40)"
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -183,14 +173,6 @@ proc_pids() {
     nginx) echo "$NGINX_MASTER" $(pgrep -P "$NGINX_MASTER" || true) ;;
     tokfence) echo "$TF_PID" ;;
   esac
-}
-cpu_ticks() {  # utime+stime of the given pids (all threads)
-  local total=0 pid
-  for pid in "$@"; do
-    [[ -r /proc/$pid/stat ]] || continue
-    total=$((total + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$pid/stat")))
-  done
-  echo "$total"
 }
 rss_kb() {
   local total=0 pid
