@@ -28,12 +28,6 @@ bool is_tchar(unsigned char c) {
 // Field values: visible characters, space, tab and obs-text; no other control characters.
 bool is_value_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // The next line of `in` from `pos`, without its CRLF; pos moves past it. incomplete when no LF
 // yet; error on a bare LF.
 Parse next_line(std::string_view in, std::size_t& pos, std::string_view& line, std::string& error) {
@@ -74,20 +68,7 @@ Parse parse_fields(std::string_view in, std::size_t& pos, Head& out) {
         out.error = "invalid character in a header value";
         return Parse::error;
       }
-    out.headers.push_back({line.substr(0, colon), trim(value)});
-  }
-}
-
-// Each comma-separated element of `value`, trimmed; empty elements skipped.
-template <class Fn>
-void for_each_element(std::string_view value, Fn&& fn) {
-  std::size_t start = 0;
-  while (start <= value.size()) {
-    auto comma = value.find(',', start);
-    auto element = trim(value.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
-    if (!element.empty()) fn(element);
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
+    out.headers.push_back({line.substr(0, colon), trim_ows(value)});
   }
 }
 
@@ -100,7 +81,7 @@ bool content_length_of(const Head& head, bool& present, std::uint64_t& length) {
     if (!iequals(h.name, "content-length")) continue;
     if (h.value.empty()) return false;
     bool any = false;  // a value of only commas and whitespace ("Content-Length: ,") holds no length
-    for_each_element(h.value, [&](std::string_view v) {
+    for_each_list_element(h.value, [&](std::string_view v) {
       any = true;
       if (v.size() > 18 || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
         ok = false;
@@ -121,7 +102,7 @@ bool content_length_of(const Head& head, bool& present, std::uint64_t& length) {
 std::vector<std::string_view> transfer_codings(const Head& head) {
   std::vector<std::string_view> codings;
   for (const auto& h : head.headers)
-    if (iequals(h.name, "transfer-encoding")) for_each_element(h.value, [&](std::string_view v) { codings.push_back(v); });
+    if (iequals(h.name, "transfer-encoding")) for_each_list_element(h.value, [&](std::string_view v) { codings.push_back(v); });
   return codings;
 }
 
@@ -156,7 +137,7 @@ const Header* Head::find(std::string_view name) const {
 bool Head::has_token(std::string_view name, std::string_view token) const {
   bool found = false;
   for (const auto& h : headers)
-    if (iequals(h.name, name)) for_each_element(h.value, [&](std::string_view v) { found = found || iequals(v, token); });
+    if (iequals(h.name, name)) for_each_list_element(h.value, [&](std::string_view v) { found = found || iequals(v, token); });
   return found;
 }
 

@@ -25,6 +25,28 @@ namespace tokfence::proxy::http1 {
 
 bool iequals(std::string_view a, std::string_view b);
 
+// `s` without leading and trailing spaces and tabs (RFC 9110 OWS).
+inline std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Calls fn(element) for each element of a comma-separated field value (Connection,
+// Transfer-Encoding, Content-Length lists), without surrounding whitespace; empty elements are
+// skipped (RFC 9110 section 5.6.1).
+template <class Fn>
+void for_each_list_element(std::string_view value, Fn&& fn) {
+  std::size_t start = 0;
+  while (start <= value.size()) {
+    auto comma = value.find(',', start);
+    auto element = trim_ows(value.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+    if (!element.empty()) fn(element);
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+}
+
 struct Header {
   std::string_view name;
   std::string_view value;  // without surrounding whitespace

@@ -16,12 +16,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // Headers that carry a credential in some SDK or gateway convention.
 constexpr std::array<std::string_view, 12> credential_header_names = {
     "authorization", "proxy-authorization", "x-api-key",    "api-key",     "x-goog-api-key",
@@ -185,18 +179,10 @@ class ConnectionNamed {
   explicit ConnectionNamed(const http1::Head& in) : head_(in) {
     for (const auto& h : in.headers) {
       if (!iequals(h.name, "connection")) continue;
-      std::string_view v = h.value;
-      std::size_t start = 0;
-      while (start <= v.size()) {
-        auto comma = v.find(',', start);
-        auto token = trim(v.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
-        if (!token.empty()) {
-          if (count_ < kMaxNamed) named_[count_] = token;
-          ++count_;
-        }
-        if (comma == std::string_view::npos) break;
-        start = comma + 1;
-      }
+      http1::for_each_list_element(h.value, [this](std::string_view token) {
+        if (count_ < kMaxNamed) named_[count_] = token;
+        ++count_;
+      });
     }
   }
   bool contains(std::string_view name) const {
