@@ -221,10 +221,13 @@ std::optional<ModelPrice> PricingTable::find(std::string_view provider, std::str
   if (model.empty()) return std::nullopt;
   // Most requests name a model exactly as the table does: found without building the candidate
   // list (allocations on every request, up to three look-ups each).
-  if (std::none_of(model.begin(), model.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
+  const bool lowercase = std::none_of(model.begin(), model.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+  if (lowercase)
     if (auto exact = pick(provider, model)) return exact;
-  for (const auto& name : candidates(model))
-    if (auto price = pick(provider, name)) return price;
+  // The first candidate is the model name lowercased: already looked up when it was lowercase.
+  auto names = candidates(model);
+  for (std::size_t i = lowercase ? 1 : 0; i < names.size(); ++i)
+    if (auto price = pick(provider, names[i])) return price;
   return std::nullopt;
 }
 
