@@ -29,3 +29,10 @@ cpu_ticks() {
   done
   echo "$total"
 }
+
+# Stops the given processes: TERM to all first, then waits for each (children of this shell).
+stop_pids() {
+  local pid
+  for pid in "$@"; do kill "$pid" 2>/dev/null; done
+  for pid in "$@"; do wait "$pid" 2>/dev/null; done
+}

@@ -36,6 +36,8 @@ FAKE=$BUILD/bin/fake_upstream
 for bin in "$BIN_A" "$BIN_B" "$FAKE"; do [[ -x $bin ]] || { echo "proxy_ab: not executable: $bin" >&2; exit 2; }; done
 for tool in wrk curl jq; do command -v "$tool" >/dev/null || { echo "proxy_ab: missing $tool: run scripts/setup --test" >&2; exit 2; }; done
 
+BENCH_NAME=proxy_ab
+source "$ROOT/bench/lib.sh"
 WORK=$(mktemp -d /tmp/tokfence-ab.XXXXXX)
 PIDS=()
 cleanup() {
@@ -43,13 +45,10 @@ cleanup() {
   for side in a b; do
     [[ -f $WORK/$side/daemon.json ]] && TOKFENCE_HOME=$WORK/$side timeout 30 "$WORK/tokfence-$side" stop >/dev/null 2>&1
   done
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  stop_pids "${PIDS[@]}"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-BENCH_NAME=proxy_ab
-source "$ROOT/bench/lib.sh"
 
 KEY="ab-$(random_token 40)"
 PASS="ab-$(random_token 20)"

@@ -48,6 +48,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 # 1,000 streams through a proxy take 3,000+ descriptors on this side of the loopback.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+BENCH_NAME=proxy_bench
+source "$ROOT/bench/lib.sh"
 WORK=$(mktemp -d /tmp/tokfence-bench.XXXXXX)
 PIDS=()
 cleanup() {
@@ -56,13 +58,10 @@ cleanup() {
     timeout 30 "$TOKFENCE" stop >/dev/null 2>&1
   fi
   [[ -f $WORK/nginx.pid ]] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  stop_pids "${PIDS[@]}"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-BENCH_NAME=proxy_bench
-source "$ROOT/bench/lib.sh"
 
 KEY="bench-$(random_token 40)"
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
