@@ -8,7 +8,6 @@
 
 #include <atomic>
 #include <cstring>
-#include <limits>
 #include <random>
 #include <set>
 #include <span>
@@ -23,8 +22,8 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/system/error_code.hpp>
 
