@@ -35,7 +35,9 @@ class Home {
   std::filesystem::path root_;
 };
 
-// Creates `dir` (and parents) and forces mode 0700.
+// Creates `dir` (and parents) and forces mode 0700 on `dir` through an O_NOFOLLOW descriptor: a symlink,
+// a non-directory or a directory owned by another uid at `dir` is refused (error names the path), never
+// followed or chmodded.
 Result<void> ensure_private_dir(const std::filesystem::path& dir);
 
 }  // namespace tokfence

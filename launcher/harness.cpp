@@ -1,11 +1,15 @@
 #include "launcher/harness.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "core/file.hpp"
 #include "core/home.hpp"
 
 #ifndef TOKFENCE_TEMPLATES_DIR
@@ -24,22 +28,49 @@ Result<std::string> read_text(const fs::path& path) {
   return s.str();
 }
 
-// Written to a temporary name first, so a program never reads a half-written config.
-Result<void> write_text(const fs::path& path, const std::string& text) {
-  std::error_code ec;
-  fs::create_directories(path.parent_path(), ec);
-  if (ec) return fail("harness: cannot create " + path.parent_path().string() + ": " + ec.message());
-  fs::path tmp = path;
-  tmp += ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) return fail("harness: cannot write " + tmp.string());
+// The harness home is writable inside the sandbox, so the agent may have planted symlinks, hard links or
+// other entries under any name we use. Everything below it is therefore opened one component at a time
+// without following links (core/file), and files are replaced atomically from a random O_EXCL temp name.
+Error tampered(const fs::path& harness_home, const Error& error) {
+  return Error{"harness: " + error.message + ": the sandboxed program can write " + harness_home.string() +
+               "; remove that entry (or the whole directory) and run again"};
+}
+
+// Opens (creating, 0700) the directory `rel` below the open harness home `home_fd`, refusing links.
+Result<file::Fd> harness_subdir(int home_fd, const fs::path& harness_home, const std::string& rel) {
+  auto dir = file::open_dir_at(home_fd, rel, file::Create::yes);
+  if (!dir) return std::unexpected(tampered(harness_home, dir.error()));
+  return dir;
+}
+
+// Written to a random temporary name first and renamed, so a program never reads a half-written config
+// and a link planted at the final name is replaced, not written through.
+Result<void> write_text(int home_fd, const fs::path& harness_home, const fs::path& rel, const std::string& text) {
+  file::Fd sub;
+  int dir_fd = home_fd;
+  if (rel.has_parent_path()) {
+    auto dir = harness_subdir(home_fd, harness_home, rel.parent_path().string());
+    if (!dir) return std::unexpected(dir.error());
+    sub = std::move(*dir);
+    dir_fd = sub.get();
   }
-  fs::rename(tmp, path, ec);
-  if (ec) return fail("harness: cannot write " + path.string() + ": " + ec.message());
-  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write, ec);
+  auto ok = file::write_atomic_at(dir_fd, rel.filename().string(), text, {.mode = 0600, .owner = std::nullopt});
+  if (!ok) return std::unexpected(tampered(harness_home, ok.error()));
   return {};
+}
+
+// Opens the harness home itself (TOKFENCE_HOME/harness/<program>, created 0700): its parent is not
+// writable by the agent and is resolved normally; the home must be a real directory owned by us.
+Result<file::Fd> open_harness_home(const fs::path& harness_home) {
+  const fs::path root = harness_home.parent_path();
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) return fail("harness: cannot create " + root.string() + ": " + ec.message());
+  auto home = file::open_dir_beneath(root, harness_home, file::Create::yes);
+  if (!home) return std::unexpected(tampered(harness_home, home.error()));
+  if (::fchmod(home->get(), 0700) != 0)
+    return fail("harness: " + harness_home.string() + ": cannot set mode 0700: " + std::strerror(errno));
+  return home;
 }
 
 // Model names go into TOML and JSON strings unescaped: keep them to a safe alphabet.
@@ -97,8 +128,8 @@ Result<std::string> fill_template(std::string_view text, const std::map<std::str
 
 fs::path templates_dir() {
   std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
+  fs::path exe = file::self_exe();
+  if (!exe.empty()) {
     fs::path installed = exe.parent_path().parent_path() / "share" / "tokfence" / "templates";
     if (fs::is_directory(installed / "harness", ec)) return installed;
   }
@@ -114,7 +145,11 @@ Result<Rendered> render(const RenderInput& in) {
   }
   if (in.model && !safe_model_name(*in.model))
     return fail(program.name + ": bad model name: '" + *in.model + "' (letters, digits and -_.:/@ only)");
-  if (auto ok = ensure_private_dir(in.harness_home); !ok) return std::unexpected(ok.error());
+  if (!in.harness_home.is_absolute())
+    return fail("harness: internal: harness home must be absolute: " + in.harness_home.string());
+  auto home_dir = open_harness_home(in.harness_home);
+  if (!home_dir) return std::unexpected(home_dir.error());
+  const int home_fd = home_dir->get();
 
   const fs::path home = in.harness_home;
   const fs::path tdir = in.templates_dir / "harness" / program.name;
@@ -129,9 +164,8 @@ Result<Rendered> render(const RenderInput& in) {
   // Programs, and the tools they run, keep caches and state under XDG dirs: inside the harness
   // home, which is writable in the sandbox, rather than in the read-only real home.
   for (const char* sub : {"config", "cache", "data", "state"}) {
-    std::error_code ec;
-    fs::create_directories(home / "xdg" / sub, ec);
-    if (ec) return fail("harness: cannot create " + (home / "xdg" / sub).string() + ": " + ec.message());
+    if (auto dir = harness_subdir(home_fd, home, std::string("xdg/") + sub); !dir)
+      return std::unexpected(dir.error());
   }
   out.env["XDG_CONFIG_HOME"] = (home / "xdg" / "config").string();
   out.env["XDG_CACHE_HOME"] = (home / "xdg" / "cache").string();
@@ -139,13 +173,14 @@ Result<Rendered> render(const RenderInput& in) {
   out.env["XDG_STATE_HOME"] = (home / "xdg" / "state").string();
   out.env["TMPDIR"] = in.tmpdir.string();
 
-  auto render_file = [&](const std::string& name, const fs::path& dest) -> Result<void> {
+  // `rel` is relative to the harness home.
+  auto render_file = [&](const std::string& name, const fs::path& rel) -> Result<void> {
     auto text = read_text(tdir / name);
     if (!text) return std::unexpected(text.error());
     auto filled = fill_template(*text, values, (tdir / name).string());
     if (!filled) return std::unexpected(filled.error());
-    if (auto w = write_text(dest, *filled); !w) return w;
-    out.files.push_back(dest);
+    if (auto w = write_text(home_fd, home, rel, *filled); !w) return w;
+    out.files.push_back(home / rel);
     return {};
   };
 
@@ -153,16 +188,16 @@ Result<Rendered> render(const RenderInput& in) {
     values["key_var"] = "OPENAI_API_KEY";
     values["model_line"] = in.model ? "model = \"" + *in.model + "\"" : "";
     fs::path codex_home = home / "codex-home";
-    if (auto r = render_file("config.toml", codex_home / "config.toml"); !r) return std::unexpected(r.error());
+    if (auto r = render_file("config.toml", "codex-home/config.toml"); !r) return std::unexpected(r.error());
     out.env["CODEX_HOME"] = codex_home.string();
     out.env["OPENAI_API_KEY"] = key;
     out.env["OPENAI_BASE_URL"] = in.proxy_url + "/" + in.provider + "/v1";
     out.dummy_key_vars = {"OPENAI_API_KEY"};
   } else if (program.name == "claude") {
     fs::path config_dir = home / "claude-config";
-    if (auto r = render_file("settings.json", config_dir / "settings.json"); !r) return std::unexpected(r.error());
+    if (auto r = render_file("settings.json", "claude-config/settings.json"); !r) return std::unexpected(r.error());
     // Pre-approves the dummy key, so an interactive first run does not stop to ask about it.
-    if (auto r = render_file("claude.json", config_dir / ".claude.json"); !r) return std::unexpected(r.error());
+    if (auto r = render_file("claude.json", "claude-config/.claude.json"); !r) return std::unexpected(r.error());
     out.env["CLAUDE_CONFIG_DIR"] = config_dir.string();
     out.env["ANTHROPIC_BASE_URL"] = in.proxy_url + "/" + in.provider;
     out.env["ANTHROPIC_API_KEY"] = key;
@@ -178,12 +213,10 @@ Result<Rendered> render(const RenderInput& in) {
     values["model"] = in.model.value_or(default_model(in.provider));
     values["sdk_package"] = in.provider == "anthropic" ? "@ai-sdk/anthropic" : "@ai-sdk/openai";
     fs::path config = home / "opencode.json";
-    if (auto r = render_file("opencode.json", config); !r) return std::unexpected(r.error());
+    if (auto r = render_file("opencode.json", "opencode.json"); !r) return std::unexpected(r.error());
     // opencode runs `npm install` in its config dirs unless a node_modules is already there.
-    for (const fs::path& dir : {home, home / "xdg" / "config" / "opencode"}) {
-      std::error_code ec;
-      fs::create_directories(dir / "node_modules", ec);
-      if (ec) return fail("harness: cannot create " + (dir / "node_modules").string() + ": " + ec.message());
+    for (const char* rel : {"node_modules", "xdg/config/opencode/node_modules"}) {
+      if (auto dir = harness_subdir(home_fd, home, rel); !dir) return std::unexpected(dir.error());
     }
     out.env["OPENCODE_CONFIG"] = config.string();
     out.env["OPENCODE_DISABLE_MODELS_FETCH"] = "1";

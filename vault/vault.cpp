@@ -1,7 +1,6 @@
 #include "vault/vault.hpp"
 
 #include <fcntl.h>
-#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "core/file.hpp"
 #include "core/names.hpp"
 #include "vault/payload.hpp"
 #include "vault/sealed_file.hpp"
@@ -19,8 +19,6 @@
 namespace tokfence::vault {
 
 namespace {
-
-std::string errno_text() { return std::strerror(errno); }
 
 class Fd {
  public:
@@ -36,20 +34,6 @@ class Fd {
  private:
   int fd_;
 };
-
-std::string random_hex(std::size_t bytes) {
-  unsigned char raw[16];
-  if (RAND_bytes(raw, static_cast<int>(bytes)) != 1) {
-    for (std::size_t i = 0; i < bytes; ++i) raw[i] = static_cast<unsigned char>(std::rand());
-  }
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < bytes; ++i) {
-    out += digits[raw[i] >> 4];
-    out += digits[raw[i] & 15];
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -153,39 +137,10 @@ Result<std::vector<KeyRecord>> open_bundle(std::string_view bytes, const SecretS
 Result<void> check_key(std::string_view key) { return payload::check_key(key); }
 
 Result<void> write_file_atomic(const std::filesystem::path& path, std::string_view bytes, unsigned mode) {
-  std::filesystem::path dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
-  std::filesystem::path tmp = dir / (path.filename().string() + ".tmp-" + random_hex(6));
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
-  if (fd.get() < 0) return fail("cannot write: " + tmp.string() + ": " + errno_text());
-  auto abandon = [&](const std::string& what) {
-    std::string message = "cannot write: " + tmp.string() + ": " + what + ": " + errno_text();
-    ::close(fd.release());
-    ::unlink(tmp.c_str());
-    return fail(message);
-  };
-  if (::fchmod(fd.get(), mode) != 0) return abandon("fchmod");
-  std::string_view rest = bytes;
-  while (!rest.empty()) {
-    ssize_t n = ::write(fd.get(), rest.data(), rest.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return abandon("write");
-    rest.remove_prefix(static_cast<std::size_t>(n));
-  }
-  if (::fsync(fd.get()) != 0) return abandon("fsync");
-  if (::close(fd.release()) != 0) {
-    std::string message = "cannot write: " + tmp.string() + ": close: " + errno_text();
-    ::unlink(tmp.c_str());
-    return fail(message);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string message = "cannot write: " + path.string() + ": rename: " + errno_text();
-    ::unlink(tmp.c_str());
-    return fail(message);
-  }
-  // The rename is durable only once the directory entry is on disk.
-  Fd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dirfd.get() < 0 || ::fsync(dirfd.get()) != 0)
-    return fail("cannot write: " + dir.string() + ": fsync of the directory: " + errno_text());
+  // core/file: random O_EXCL temp name, mode set on the descriptor, fsync, renameat over `path` (a link
+  // planted there is replaced, never written through), fsync of the directory.
+  auto ok = file::write_atomic(path, bytes, {.mode = static_cast<mode_t>(mode), .owner = std::nullopt});
+  if (!ok) return fail("cannot write: " + ok.error().message);
   return {};
 }
 
