@@ -41,6 +41,7 @@ struct RunOptions {
   std::string command;
   std::string workdir;
   std::vector<std::string> allow_write;
+  std::vector<std::string> allow_socket;
   std::string provider;
   std::string model;
   bool no_sandbox = false;
@@ -148,6 +149,8 @@ class HostRelay {
     pid_ = ::fork();
     if (pid_ == 0) {
       ::setpgid(0, 0);
+      // Descriptors the user's shell left open stay with tokfence.
+      ::close_range(3, ~0U, 0);
       const char* argv[] = {"tokfence-relay", "--forward", forward.c_str(), "--ready-file", ready_file.c_str(), nullptr};
       ::execv(relay.c_str(), const_cast<char* const*>(argv));
       ::_exit(127);
@@ -232,6 +235,23 @@ void run_harness(Context& ctx, RunOptions& o) {
     allow_write.push_back(p);
   }
 
+  // Unix sockets: none by default (the sandbox's seccomp filter refuses AF_UNIX sockets); with
+  // --allow-socket exactly these, every other one the host has at the start being covered.
+  std::vector<fs::path> allow_socket;
+  for (const auto& a : o.allow_socket) {
+    std::error_code ec;
+    fs::path p = fs::canonical(a, ec);
+    if (ec) throw UserError("--allow-socket: path does not exist: " + a);
+    if (!fs::is_socket(fs::status(p, ec))) throw UserError("--allow-socket: not a socket: " + a);
+    if (is_under(p, tf_home))
+      throw UserError("--allow-socket: inside the tokfence home, which the agent must not reach: " + a);
+    allow_socket.push_back(p);
+  }
+  if (!allow_socket.empty() && !o.no_sandbox)
+    for (const auto& p : allow_socket)
+      std::cerr << "tokfence: warning: --allow-socket: " << program->name << " can connect to " << p.string()
+                << "; other path sockets are covered only if they exist now (see docs/SANDBOX.md)\n";
+
   fs::path relay = self_dir() / "tokfence-relay";
   if (::access(relay.c_str(), X_OK) != 0)
     throw UserError("run: tokfence-relay not found next to tokfence: " + relay.string());
@@ -304,6 +324,7 @@ void run_harness(Context& ctx, RunOptions& o) {
     policy.proxy_socket = socket.path();
     policy.proxy_port = port;
     policy.relay = relay;
+    policy.allowed_sockets = allow_socket;
     spawner = [policy](int tty) { return sandbox::spawn_sandboxed(policy, tty); };
   } else {
 #if defined(__APPLE__)
@@ -333,7 +354,17 @@ void run_harness(Context& ctx, RunOptions& o) {
 void add_run_options(CLI::App* sub, RunOptions& o) {
   sub->add_option("--command", o.command, "The program to run (default: found on PATH)");
   sub->add_option("--workdir", o.workdir, "Working directory, writable (default: the current one)");
-  sub->add_option("--allow-write", o.allow_write, "A further path the agent may write (repeatable)")->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  // allow_extra_args(false): one value per flag, so `--allow-write X -- -c cmd` ends the option at
+  // X and `--` still starts the program's arguments (CLI11 otherwise swallows the `--`).
+  sub->add_option("--allow-write", o.allow_write, "A further path the agent may write (repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_option("--allow-socket", o.allow_socket,
+                  "A Unix socket the agent may connect to (repeatable; none by default)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   sub->add_option("--provider", o.provider, "Provider the agent talks to (opencode: openai or anthropic)");
   sub->add_option("--model", o.model, "Model to configure (default: the program's own)");
   sub->add_flag("--no-sandbox", o.no_sandbox, "Run without the sandbox (NOT recommended; prints a warning)");
@@ -348,7 +379,8 @@ void register_run_commands(CLI::App& app, Context& ctx) {
       "run",
       "Run a coding agent (codex, claude, opencode) with a dummy key, talking only to the proxy, in a sandbox\n"
       "(Linux: own user/network/mount/PID namespaces + Landlock; writes only to the workdir, its harness home,\n"
-      "a private /tmp and --allow-write paths; tokfence's home, keyring, Docker and agent sockets hidden).\n"
+      "a private /tmp and --allow-write paths; no Unix sockets unless --allow-socket; tokfence's home,\n"
+      "keyring and credential stores hidden; .git/hooks and .git/config read-only).\n"
       "Examples:\n"
       "  tokfence run codex\n"
       "  tokfence run claude --workdir ~/src/app -- -p 'explain main.cpp'\n"

@@ -9,10 +9,17 @@
 //   3. makes every mount private, takes detached copies (open_tree) of what must stay visible
 //      below a hidden path (the proxy socket's directory, the harness home, the workdir...);
 //   4. walks hides and re-exposures in path order: a hidden directory becomes a small tmpfs (made
-//      read-only at the end), a hidden file or socket is covered with a read-only /dev/null;
+//      read-only at the end), a hidden file or socket is covered with a read-only /dev/null; the
+//      workdir's .git/hooks and .git/config come back read-only over themselves (git runs what
+//      they name, unconfined, the next time the user runs git there);
 //   5. mounts a fresh /proc for the PID namespace;
 //   6. no_new_privs, drops every capability (bounding set included, securebits locked), applies
-//      Landlock, and execs tokfence-relay from an fd opened before the mounts changed.
+//      Landlock, marks every inherited descriptor close-on-exec, and execs tokfence-relay from an
+//      fd opened before the mounts changed. The relay starts the program under the seccomp filter
+//      of seccomp.hpp (`--agent-seccomp`), or not at all.
+// As root, the clone happens with no supplementary groups (dropped on the calling thread only and
+// restored after): a user namespace cannot drop them later, and group-owned files would stay
+// readable. An ordinary user cannot drop them; group-owned sockets are still covered by seccomp.
 // Mounts created here cannot be undone from inside: the child has no capabilities, and any user
 // namespace it creates itself sees them locked.
 // Failures before the exec are written to a close-on-exec pipe, which the parent reads: EOF means
@@ -20,7 +27,9 @@
 #include "sandbox/linux_sandbox.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/capability.h>
+#include <linux/close_range.h>
 #include <linux/securebits.h>
 #include <net/if.h>
 #include <sched.h>
@@ -36,9 +45,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <optional>
+#include <set>
 
 #include "sandbox/landlock.hpp"
 
@@ -51,8 +62,13 @@ struct Op {
   std::string target;  // path inside
   std::string source;  // expose: host path (cloned before any hiding)
   int tree_fd = -1;    // expose: the detached copy
-  int mounted_fd = -1; // hides: O_PATH fd of the new mount, made read-only at the end
+  int mounted_fd = -1; // hide_dir: O_PATH fd of the new mount, made read-only at the end
+  bool read_only = false;  // expose: the copy is made read-only before it is attached
+  bool file = false;       // expose: a missing mount point is created as a file (a socket)
 };
+
+// More covered sockets than this (--allow-socket mode) is refused rather than slow.
+constexpr std::size_t kMaxCoveredSockets = 4096;
 
 struct Plan {
   std::vector<std::string> relay_argv;
@@ -115,11 +131,22 @@ int bring_up_loopback() {
   return err;
 }
 
-int make_read_only(int mount_fd) {
+int make_read_only(int mount_fd, unsigned flags = 0) {
   mount_attr attr{};
   attr.attr_set = MOUNT_ATTR_RDONLY;
-  if (::syscall(SYS_mount_setattr, mount_fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) return errno;
+  if (::syscall(SYS_mount_setattr, mount_fd, "", AT_EMPTY_PATH | flags, &attr, sizeof attr) < 0) return errno;
   return 0;
+}
+
+// The mount point for an expose: a directory, or for a file (an allowed socket below a hidden
+// directory) an empty file in that directory's tmpfs. Existing targets are left as they are.
+void make_mount_point(const std::string& target, bool file) {
+  if (!file) return mkdir_p(target);
+  struct stat st{};
+  if (::lstat(target.c_str(), &st) == 0) return;
+  mkdir_p(target.substr(0, target.rfind('/')));
+  int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd >= 0) ::close(fd);
 }
 
 int drop_capabilities() {
@@ -169,7 +196,7 @@ int drop_capabilities() {
   for (auto& op : plan.ops) {
     if (op.kind != Op::expose) continue;
     op.tree_fd = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, op.source.c_str(),
-                                            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+                                            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_SYMLINK_NOFOLLOW));
     if (op.tree_fd < 0) child_fail(err_fd, "mount namespace: clone " + op.source, errno);
   }
   for (auto& op : plan.ops) {
@@ -189,11 +216,19 @@ int drop_capabilities() {
         if (::lstat(target, &st) < 0 || S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode)) break;
         if (::mount("/dev/null", target, nullptr, MS_BIND, nullptr) < 0)
           child_fail(err_fd, "mount namespace: cover " + op.target, errno);
-        op.mounted_fd = ::open(target, O_PATH | O_CLOEXEC);
+        // Read-only at once (nothing is mounted below a file), so thousands of covered sockets
+        // do not hold thousands of descriptors.
+        int fd = ::open(target, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) child_fail(err_fd, "mount namespace: cover " + op.target, errno);
+        if (int err = make_read_only(fd)) child_fail(err_fd, "mount namespace: read-only " + op.target, err);
+        ::close(fd);
         break;
       }
       case Op::expose: {
-        mkdir_p(op.target);
+        if (op.read_only)
+          if (int err = make_read_only(op.tree_fd, AT_RECURSIVE))
+            child_fail(err_fd, "mount namespace: read-only " + op.source, err);
+        make_mount_point(op.target, op.file);
         if (::syscall(SYS_move_mount, op.tree_fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
           child_fail(err_fd, "mount namespace: mount " + op.source + " on " + op.target, errno);
         ::close(op.tree_fd);
@@ -218,6 +253,10 @@ int drop_capabilities() {
     ::_exit(126);
   }
 
+  // Nothing the user's shell left open (`exec 7<file`) reaches the relay or the program; the
+  // error pipe and the relay's fd are close-on-exec already and stay usable until the exec.
+  if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) child_fail(err_fd, "close inherited descriptors", errno);
+
   std::vector<char*> argv, envp;
   for (auto& a : plan.relay_argv) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -225,6 +264,51 @@ int drop_capabilities() {
   envp.push_back(nullptr);
   ::syscall(SYS_execveat, plan.relay_fd, "", argv.data(), envp.data(), AT_EMPTY_PATH);
   child_fail(err_fd, "exec tokfence-relay", errno);
+}
+
+// The workdir (and every writable path) may be written, but a repository's .git/hooks and
+// .git/config decide what git runs, unconfined, the next time the user runs git there (hooks,
+// core.hooksPath, core.fsmonitor, core.pager...). Both come back read-only over themselves, and
+// .git is bound over itself so it is a mount point: the agent can neither rename it away and put
+// a .git of its own in its place, nor rename or replace the protected entries.
+Result<void> protect_git_metadata(const std::string& dir, std::vector<Op>& ops) {
+  const std::string git = dir + "/.git";
+  struct stat st{};
+  if (::lstat(git.c_str(), &st) < 0) return {};
+  if (S_ISLNK(st.st_mode))
+    return fail("sandbox: " + git + " is a symbolic link: refusing to run, its hooks could not be protected");
+  if (!S_ISDIR(st.st_mode)) return {};  // a .git file (worktree, submodule): see docs/SANDBOX.md
+  ops.push_back(Op{Op::expose, git, git});
+  for (const char* name : {"hooks", "config"}) {
+    const std::string path = git + "/" + name;
+    if (::lstat(path.c_str(), &st) < 0) continue;
+    if (S_ISLNK(st.st_mode))
+      return fail("sandbox: " + path + " is a symbolic link: refusing to run, it could not be protected");
+    Op op{Op::expose, path, path};
+    op.read_only = true;
+    op.file = !S_ISDIR(st.st_mode);
+    ops.push_back(op);
+  }
+  return {};
+}
+
+// Every path socket bound in this network namespace, from /proc/net/unix (the path is whatever
+// follows the seventh field; abstract and unnamed sockets have none or start with '@').
+std::set<std::string> bound_socket_paths() {
+  std::set<std::string> paths;
+  std::ifstream in("/proc/net/unix");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::size_t at = 0;
+    for (int field = 0; field < 7 && at != std::string::npos; ++field) {
+      at = line.find_first_not_of(' ', at);
+      at = at == std::string::npos ? at : line.find(' ', at);
+    }
+    if (at == std::string::npos || at + 1 >= line.size() || line[at + 1] != '/') continue;
+    paths.insert(line.substr(at + 1));
+  }
+  return paths;
 }
 
 Result<Plan> make_plan(const Policy& policy, int tty_fd) {
@@ -249,10 +333,22 @@ Result<Plan> make_plan(const Policy& policy, int tty_fd) {
     writable.push_back(c);
   }
 
+  std::vector<std::string> allowed_sockets;
+  for (const auto& a : policy.allowed_sockets) {
+    auto c = canonical_or_empty(a);
+    struct stat st{};
+    if (c.empty() || ::stat(c.c_str(), &st) < 0 || !S_ISSOCK(st.st_mode))
+      return fail("sandbox: allowed socket is not an existing socket: " + a.string());
+    allowed_sockets.push_back(c);
+  }
+  auto is_allowed_socket = [&](const std::string& p) {
+    return std::find(allowed_sockets.begin(), allowed_sockets.end(), p) != allowed_sockets.end();
+  };
+
   std::vector<std::string> hidden;
   for (const auto& h : policy.hidden) {
     auto c = canonical_or_empty(h);
-    if (!c.empty() && c != "/") hidden.push_back(c);
+    if (!c.empty() && c != "/" && !is_allowed_socket(c)) hidden.push_back(c);
   }
   // The proxy socket is re-exposed at a fixed path below /run, which is always hidden.
   hidden.push_back("/run");
@@ -274,7 +370,30 @@ Result<Plan> make_plan(const Policy& policy, int tty_fd) {
   if (fs::is_directory("/dev/shm")) plan.ops.push_back(Op{Op::private_tmp, "/dev/shm", {}});
   for (const auto& w : writable)
     if (under_a_hide(w)) plan.ops.push_back(Op{Op::expose, w, w});
+  for (const auto& w : std::set<std::string>(writable.begin(), writable.end()))
+    if (auto r = protect_git_metadata(w, plan.ops); !r) return std::unexpected(r.error());
   plan.ops.push_back(Op{Op::expose, kInnerProxyDir.string(), socket_dir});
+  if (!allowed_sockets.empty()) {
+    // The program may create Unix sockets: cover every other path socket that exists now.
+    // Sockets below hidden directories or the private /tmp are skipped in the child (gone by
+    // then); sockets bound after this point stay reachable (docs/SANDBOX.md).
+    std::size_t covered = 0;
+    for (const auto& path : bound_socket_paths()) {
+      struct stat st{};
+      if (::lstat(path.c_str(), &st) < 0 || !S_ISSOCK(st.st_mode)) continue;
+      if (is_allowed_socket(canonical_or_empty(path))) continue;
+      if (++covered > kMaxCoveredSockets)
+        return fail("sandbox: --allow-socket: more than " + std::to_string(kMaxCoveredSockets) +
+                    " sockets on this host to cover: refusing to run");
+      plan.ops.push_back(Op{Op::hide_file, path, {}});
+    }
+    for (const auto& a : allowed_sockets) {
+      if (!under_a_hide(a)) continue;
+      Op op{Op::expose, a, a};
+      op.file = true;
+      plan.ops.push_back(op);
+    }
+  }
   std::stable_sort(plan.ops.begin(), plan.ops.end(), [](const Op& a, const Op& b) {
     if (a.target != b.target) return a.target < b.target;
     return a.kind != Op::expose && b.kind == Op::expose;
@@ -293,7 +412,9 @@ Result<Plan> make_plan(const Policy& policy, int tty_fd) {
   plan.relay_argv = {"tokfence-relay", "--forward",
                      "tcp:127.0.0.1:" + std::to_string(policy.proxy_port) + "=unix:" +
                          (kInnerProxyDir / policy.proxy_socket.filename()).string(),
-                     "--"};
+                     "--agent-seccomp"};
+  if (!allowed_sockets.empty()) plan.relay_argv.push_back("--agent-allow-unix-sockets");
+  plan.relay_argv.push_back("--");
   plan.relay_argv.insert(plan.relay_argv.end(), policy.argv.begin(), policy.argv.end());
 
   plan.landlock.readable = {"/"};
@@ -329,6 +450,21 @@ Result<pid_t> spawn_sandboxed(const Policy& policy, int tty_fd) {
     ::close(plan->relay_fd);
     return fail(std::string("sandbox: pipe: ") + std::strerror(errno));
   }
+  // As root, the child starts with no supplementary groups: inside the user namespace they can
+  // no longer be dropped (setgroups is denied there), and a group of root's (docker, disk, adm...)
+  // would keep opening group-owned files. The raw syscall changes this thread only (glibc's
+  // setgroups would change every thread); clone copies this thread's credentials.
+  std::vector<gid_t> groups(static_cast<std::size_t>(std::max(::getgroups(0, nullptr), 0)));
+  groups.resize(static_cast<std::size_t>(std::max(::getgroups(static_cast<int>(groups.size()), groups.data()), 0)));
+  const gid_t egid = ::getegid();
+  const bool drop_groups = ::geteuid() == 0 && std::any_of(groups.begin(), groups.end(), [&](gid_t g) { return g != egid; });
+  if (drop_groups && ::syscall(SYS_setgroups, 0, nullptr) < 0) {
+    int err = errno;
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    ::close(plan->relay_fd);
+    return fail(std::string("sandbox: drop supplementary groups: ") + std::strerror(err));
+  }
   // No handler of ours may run in the child before it resets them.
   sigset_t all, old;
   sigfillset(&all);
@@ -341,6 +477,11 @@ Result<pid_t> spawn_sandboxed(const Policy& policy, int tty_fd) {
   }
   int clone_errno = errno;
   ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (drop_groups && ::syscall(SYS_setgroups, groups.size(), groups.data()) < 0) {
+    // Only this process lost groups it had; the sandbox is fine. Say so rather than fail the run.
+    std::fprintf(stderr, "tokfence: warning: sandbox: could not restore supplementary groups: %s\n",
+                 std::strerror(errno));
+  }
   ::close(pipe_fds[1]);
   ::close(plan->relay_fd);
   if (pid < 0) {

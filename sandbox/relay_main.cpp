@@ -1,12 +1,27 @@
 // tokfence-relay: carries proxy traffic across a namespace boundary, and can be a container's or a
 // sandbox's init.
 //
-//   tokfence-relay [--forward SPEC]... [--ready-file PATH] [-- COMMAND ARGS...]
+//   tokfence-relay [--forward SPEC]... [--ready-file PATH] [--agent-seccomp [--agent-allow-unix-sockets]]
+//                  [-- COMMAND ARGS...]
 //
 //   SPEC  tcp:HOST:PORT=unix:/path.sock   listen on TCP (numeric host), relay each connection to the
 //                                         Unix socket (PORT 0 picks a free port)
 //         unix:/path.sock=tcp:HOST:PORT   listen on a Unix socket (mode 0666; a stale socket file is
 //                                         replaced), relay each connection to TCP
+//         tcp:HOST:PORT=unixat:FD/NAME[@UID]
+//                                         listen on TCP, relay each connection to the socket NAME in
+//                                         the inherited directory descriptor FD, opened safely for
+//                                         EVERY connection (see below)
+//
+// `unixat:` is for a directory another principal can write (the container's ui.sock directory):
+// the host must never connect there by name, because the container can replace NAME with a symlink
+// to any host socket (/var/run/docker.sock, tokfence's control.sock) and a connect() by path would
+// follow it with the host user's rights. So for each connection the relay does
+// openat(FD, NAME, O_PATH|O_NOFOLLOW), checks through that descriptor (fstat) that it is a socket
+// owned by UID (when given: the container user's uid as the host sees it), and connects through
+// /proc/self/fd/<that descriptor>, i.e. to exactly the inode it checked. Anything else (a symlink,
+// a regular file, a socket of another owner, a missing NAME) refuses that connection with a
+// "tokfence-relay: refused:" line on stderr. NAME is one path component.
 //
 // Why it exists: a network namespace with only loopback (a sandbox, or a container on
 // `--network none`) cannot reach the daemon's TCP port, but a Unix socket bind-mounted into it
@@ -19,12 +34,20 @@
 // SIGTERM/SIGINT. `--ready-file` is written (atomically) once every listener is up, one line per
 // forward with the actual listening address.
 //
+// `--agent-seccomp` (the Linux sandbox always passes it): COMMAND starts under the agent's
+// seccomp filter (sandbox/seccomp.hpp: no AF_UNIX sockets, no io_uring, no ptrace...); if the
+// filter cannot be installed, COMMAND never runs. `--agent-allow-unix-sockets` (`tokfence run
+// --allow-socket`) lets it create AF_UNIX sockets. The relay itself stays unfiltered (it connects
+// to the proxy socket) and makes itself non-dumpable, so the agent cannot ptrace it or reach its
+// memory and descriptors through /proc/1. COMMAND never inherits a descriptor above stderr.
+//
 // Deliberately small: one thread, Boost.Asio only, linked statically so it runs in any image.
 // Listening sockets are close-on-exec (Asio 1.74 does not do that), so the child never inherits
 // them. TCP_NODELAY on both sides: without it small SSE frames stall for 40 ms.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -44,6 +67,8 @@
 #include <string>
 #include <variant>
 #include <vector>
+
+#include "sandbox/seccomp.hpp"
 
 namespace {
 
@@ -73,7 +98,45 @@ struct TcpEndpoint {
 struct UnixEndpoint {
   std::string path;
 };
-using Endpoint = std::variant<TcpEndpoint, UnixEndpoint>;
+// A socket NAME inside an inherited directory descriptor, checked on every connect (unixat:).
+struct UnixAtEndpoint {
+  int dir_fd = -1;
+  std::string name;
+  std::optional<uid_t> owner;
+  std::string text;  // as given, for messages and the ready file
+};
+using Endpoint = std::variant<TcpEndpoint, UnixEndpoint, UnixAtEndpoint>;
+
+// Parses a decimal number that must fit `max`; nullopt for anything else.
+std::optional<unsigned long> parse_decimal(const std::string& text, unsigned long max) {
+  if (text.empty() || text.size() > 10 || text.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  unsigned long value = std::stoul(text);
+  if (value > max) return std::nullopt;
+  return value;
+}
+
+// unixat:FD/NAME[@UID]. FD must be an open directory now; NAME one component.
+UnixAtEndpoint parse_unixat(const std::string& text, const std::string& spec) {
+  std::string rest = text.substr(7);
+  auto slash = rest.find('/');
+  if (slash == std::string::npos) usage_error("forward: unixat needs FD/NAME: " + spec);
+  auto fd = parse_decimal(rest.substr(0, slash), 1 << 20);
+  if (!fd) usage_error("forward: unixat: bad descriptor number: " + spec);
+  std::string name = rest.substr(slash + 1);
+  std::optional<uid_t> owner;
+  if (auto at = name.rfind('@'); at != std::string::npos) {
+    auto uid = parse_decimal(name.substr(at + 1), 0xfffffffeUL);
+    if (!uid) usage_error("forward: unixat: bad owner uid: " + spec);
+    owner = static_cast<uid_t>(*uid);
+    name.resize(at);
+  }
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)
+    usage_error("forward: unixat: NAME must be one file name: " + spec);
+  struct stat st{};
+  if (::fstat(static_cast<int>(*fd), &st) != 0 || !S_ISDIR(st.st_mode))
+    usage_error("forward: unixat: descriptor " + std::to_string(*fd) + " is not an open directory: " + spec);
+  return UnixAtEndpoint{static_cast<int>(*fd), name, owner, text};
+}
 
 struct Forward {
   std::string spec;
@@ -82,6 +145,7 @@ struct Forward {
 };
 
 Endpoint parse_endpoint(const std::string& text, const std::string& spec) {
+  if (text.rfind("unixat:", 0) == 0) return parse_unixat(text, spec);
   if (text.rfind("unix:", 0) == 0) {
     std::string path = text.substr(5);
     if (path.empty() || path[0] != '/') usage_error("forward: unix path must be absolute: " + spec);
@@ -105,7 +169,7 @@ Endpoint parse_endpoint(const std::string& text, const std::string& spec) {
     if (port > 65535) usage_error("forward: bad tcp port: " + spec);
     return TcpEndpoint{tcp::endpoint(address, static_cast<unsigned short>(port))};
   }
-  usage_error("forward: endpoint must start with tcp: or unix: : " + spec);
+  usage_error("forward: endpoint must start with tcp:, unix: or unixat: : " + spec);
 }
 
 Forward parse_forward(const std::string& spec) {
@@ -115,6 +179,7 @@ Forward parse_forward(const std::string& spec) {
   bool listen_tcp = std::holds_alternative<TcpEndpoint>(f.listen);
   bool target_tcp = std::holds_alternative<TcpEndpoint>(f.target);
   if (listen_tcp == target_tcp) usage_error("forward: one side must be tcp and the other unix: " + spec);
+  if (std::holds_alternative<UnixAtEndpoint>(f.listen)) usage_error("forward: unixat can only be a target: " + spec);
   if (target_tcp && std::get<TcpEndpoint>(f.target).endpoint.port() == 0)
     usage_error("forward: target tcp port must not be 0: " + spec);
   return f;
@@ -196,19 +261,77 @@ class Session : public std::enable_shared_from_this<Session> {
   int finished_ = 0;
 };
 
+// Where a TCP listener's connections go: a Unix socket path, or a name checked inside a directory
+// descriptor on every connect.
+using UnixTarget = std::variant<UnixEndpoint, UnixAtEndpoint>;
+
+std::string target_text(const UnixTarget& target) {
+  if (const auto* at = std::get_if<UnixAtEndpoint>(&target)) return at->text;
+  return "unix:" + std::get<UnixEndpoint>(target).path;
+}
+
+// Opens NAME in the directory without following a symlink and checks what it is through the
+// descriptor. Returns the O_PATH descriptor (the caller connects via /proc/self/fd/N and closes
+// it), or -1 with `why` set.
+int open_checked_socket(const UnixAtEndpoint& at, std::string* why) {
+  int fd = ::openat(at.dir_fd, at.name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    *why = at.name + ": " + std::strerror(errno);
+    return -1;
+  }
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) {
+    *why = at.name + ": cannot stat: " + std::strerror(errno);
+  } else if (S_ISLNK(st.st_mode)) {
+    *why = at.name + ": is a symlink (never followed)";
+  } else if (!S_ISSOCK(st.st_mode)) {
+    *why = at.name + ": is not a socket";
+  } else if (at.owner && st.st_uid != *at.owner) {
+    *why = at.name + ": owned by uid " + std::to_string(st.st_uid) + ", expected uid " + std::to_string(*at.owner);
+  } else {
+    return fd;
+  }
+  ::close(fd);
+  return -1;
+}
+
 // Connects to a Unix socket, retrying while the server's listen queue is full (EAGAIN).
 class UnixConnector : public std::enable_shared_from_this<UnixConnector> {
  public:
-  UnixConnector(asio::io_context& io, std::string path, tcp::socket client)
-      : io_(io), path_(std::move(path)), client_(std::move(client)), server_(io), timer_(io) {}
+  UnixConnector(asio::io_context& io, UnixTarget target, tcp::socket client)
+      : io_(io), target_(std::move(target)), path_(target_text(target_)), client_(std::move(client)), server_(io),
+        timer_(io) {}
+  ~UnixConnector() { close_checked(); }
 
   void start() { attempt(); }
 
  private:
+  void close_checked() {
+    if (checked_fd_ >= 0) ::close(checked_fd_);
+    checked_fd_ = -1;
+  }
+
   void attempt() {
     auto self = shared_from_this();
     server_ = unix_proto::socket(io_);
-    server_.async_connect(unix_proto::endpoint(path_), [this, self](error_code ec) {
+    std::string connect_path;
+    if (const auto* at = std::get_if<UnixAtEndpoint>(&target_)) {
+      // Checked afresh for every attempt: the directory's owner may swap NAME at any time.
+      close_checked();
+      std::string why;
+      checked_fd_ = open_checked_socket(*at, &why);
+      if (checked_fd_ < 0) {
+        std::cerr << "tokfence-relay: refused: connection to " << at->text << ": " << why << "\n";
+        error_code ignored;
+        client_.close(ignored);
+        return;
+      }
+      connect_path = "/proc/self/fd/" + std::to_string(checked_fd_);
+    } else {
+      connect_path = std::get<UnixEndpoint>(target_).path;
+    }
+    server_.async_connect(unix_proto::endpoint(connect_path), [this, self](error_code ec) {
+      close_checked();
       if ((ec == asio::error::try_again || ec == asio::error::would_block || ec == asio::error::no_buffer_space) &&
           ++tries_ < kUnixConnectRetries) {
         timer_.expires_after(kUnixRetryDelay);
@@ -226,7 +349,9 @@ class UnixConnector : public std::enable_shared_from_this<UnixConnector> {
   }
 
   asio::io_context& io_;
-  std::string path_;
+  UnixTarget target_;
+  std::string path_;  // for messages
+  int checked_fd_ = -1;
   tcp::socket client_;
   unix_proto::socket server_;
   asio::steady_timer timer_;
@@ -271,7 +396,7 @@ class TcpConnector : public std::enable_shared_from_this<TcpConnector> {
 
 class TcpListener {
  public:
-  TcpListener(asio::io_context& io, const tcp::endpoint& at, std::string target)
+  TcpListener(asio::io_context& io, const tcp::endpoint& at, UnixTarget target)
       : io_(io), acceptor_(io), target_(std::move(target)) {
     acceptor_.open(at.protocol());
     set_cloexec(acceptor_.native_handle());
@@ -310,7 +435,7 @@ class TcpListener {
  private:
   asio::io_context& io_;
   tcp::acceptor acceptor_;
-  std::string target_;
+  UnixTarget target_;
 };
 
 class UnixListener {
@@ -362,7 +487,16 @@ class UnixListener {
 // Starts `argv` as a child in its own process group. If our stdin is a terminal whose foreground
 // group is ours, the child's group becomes the foreground one, so terminal-generated signals
 // (Ctrl-C) reach it once, directly, rather than both through the terminal and our forwarding.
-pid_t start_child(const std::vector<std::string>& args) {
+// Closes every descriptor above stderr: whatever the relay's own parent left open (a file the user
+// opened in the shell that ran tokfence) must not reach the agent.
+void close_inherited_descriptors() {
+  if (::close_range(3, ~0U, 0) == 0) return;
+  long max = ::sysconf(_SC_OPEN_MAX);
+  for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); ++fd) ::close(static_cast<int>(fd));
+}
+
+// `agent_filter`: the seccomp program to install just before the exec, or null.
+pid_t start_child(const std::vector<std::string>& args, const std::vector<sock_filter>* agent_filter) {
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -386,6 +520,15 @@ pid_t start_child(const std::vector<std::string>& args) {
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    close_inherited_descriptors();
+    // Fail closed: the command never runs without the filter it was promised.
+    if (agent_filter) {
+      if (int err = tokfence::sandbox::install_seccomp_program(*agent_filter)) {
+        std::fprintf(stderr, "tokfence-relay: error: agent seccomp filter: cannot install: %s: not starting %s\n",
+                     std::strerror(err), argv[0]);
+        ::_exit(126);
+      }
+    }
     ::execvp(argv[0], argv.data());
     int err = errno;
     std::fprintf(stderr, "tokfence-relay: error: cannot run %s: %s\n", argv[0], std::strerror(err));
@@ -423,6 +566,7 @@ void write_ready_file(const std::string& path, const std::vector<std::string>& l
 int main(int argc, char** argv) {
   std::vector<Forward> forwards;
   std::string ready_file;
+  bool agent_seccomp = false, agent_allow_unix = false;
   std::vector<std::string> command;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -438,10 +582,18 @@ int main(int argc, char** argv) {
       ready_file = argv[++i];
     } else if (arg.rfind("--ready-file=", 0) == 0) {
       ready_file = arg.substr(13);
+    } else if (arg == "--agent-seccomp") {
+      agent_seccomp = true;
+    } else if (arg == "--agent-allow-unix-sockets") {
+      agent_allow_unix = true;
     } else if (arg == "--help" || arg == "-h") {
-      std::cout << "usage: tokfence-relay [--forward SPEC]... [--ready-file PATH] [-- COMMAND ARGS...]\n"
+      std::cout << "usage: tokfence-relay [--forward SPEC]... [--ready-file PATH] [--agent-seccomp\n"
+                   "                      [--agent-allow-unix-sockets]] [-- COMMAND ARGS...]\n"
                    "  SPEC tcp:127.0.0.1:PORT=unix:/path.sock   TCP listener relayed to a Unix socket\n"
                    "       unix:/path.sock=tcp:127.0.0.1:PORT   Unix listener (0666) relayed to TCP\n"
+                   "       tcp:127.0.0.1:PORT=unixat:FD/NAME[@UID]  TCP listener relayed to socket NAME in\n"
+                   "            directory descriptor FD, no symlink followed, owner UID checked, per connection\n"
+                   "  --agent-seccomp   COMMAND runs under the sandbox's seccomp filter (never without it)\n"
                    "example: tokfence-relay --forward tcp:127.0.0.1:9471=unix:/run/tokfence-proxy/proxy.sock -- codex\n";
       return 0;
     } else {
@@ -449,6 +601,18 @@ int main(int argc, char** argv) {
     }
   }
   if (forwards.empty() && command.empty()) usage_error("nothing to do: give --forward or a command");
+  if (agent_allow_unix && !agent_seccomp) usage_error("--agent-allow-unix-sockets needs --agent-seccomp");
+  if (agent_seccomp && command.empty()) usage_error("--agent-seccomp needs a command");
+  std::optional<std::vector<sock_filter>> agent_filter;
+  if (agent_seccomp) {
+    agent_filter = tokfence::sandbox::agent_seccomp_program({.allow_unix_sockets = agent_allow_unix});
+    // Unfiltered and holding the way out: the agent must not ptrace us or reach /proc/1/mem or
+    // /proc/1/fd (non-dumpable: only CAP_SYS_PTRACE could, and the sandbox has no capabilities).
+    if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+      std::cerr << "tokfence-relay: error: cannot make the relay non-dumpable: " << std::strerror(errno) << "\n";
+      return 1;
+    }
+  }
 
   // A write to a peer that has gone must be an error on that connection, not the end of the relay.
   ::signal(SIGPIPE, SIG_IGN);
@@ -467,9 +631,11 @@ int main(int argc, char** argv) {
   for (const auto& f : forwards) {
     try {
       if (auto* t = std::get_if<TcpEndpoint>(&f.listen)) {
-        auto& l = tcp_listeners.emplace_back(
-            std::make_unique<TcpListener>(io, t->endpoint, std::get<UnixEndpoint>(f.target).path));
-        ready_lines.push_back(l->address() + "=unix:" + std::get<UnixEndpoint>(f.target).path);
+        UnixTarget target = std::holds_alternative<UnixAtEndpoint>(f.target)
+                                ? UnixTarget(std::get<UnixAtEndpoint>(f.target))
+                                : UnixTarget(std::get<UnixEndpoint>(f.target));
+        auto& l = tcp_listeners.emplace_back(std::make_unique<TcpListener>(io, t->endpoint, target));
+        ready_lines.push_back(l->address() + "=" + target_text(target));
         l->accept();
       } else {
         const auto& target = std::get<TcpEndpoint>(f.target).endpoint;
@@ -487,7 +653,7 @@ int main(int argc, char** argv) {
   if (!ready_file.empty()) write_ready_file(ready_file, ready_lines);
 
   std::optional<pid_t> child;
-  if (!command.empty()) child = start_child(command);
+  if (!command.empty()) child = start_child(command, agent_filter ? &*agent_filter : nullptr);
   int exit_code = 0;
   bool done = false;
 

@@ -27,6 +27,10 @@ struct Policy {
   int proxy_port = 0;
   // The tokfence-relay binary (runs as the sandbox's PID 1).
   std::filesystem::path relay;
+  // Path sockets the program may connect to (`tokfence run --allow-socket`; existing sockets,
+  // checked by the caller). Empty: the program cannot create Unix sockets at all (seccomp). Not
+  // empty: it can, and every other path socket the host has at the start is covered instead.
+  std::vector<std::filesystem::path> allowed_sockets;
 };
 
 // Where the proxy socket's directory appears inside a Linux sandbox.

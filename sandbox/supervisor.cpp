@@ -1,11 +1,13 @@
 #include "sandbox/supervisor.hpp"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -238,6 +240,9 @@ Spawner plain_spawner(std::vector<std::string> argv, std::vector<std::string> en
         if (tty_fd > 2) ::close(tty_fd);
       }
       if (::chdir(workdir.c_str()) < 0) die(("workdir: " + workdir).c_str());
+      // Descriptors the user's shell left open (`exec 7<file`) do not reach the program; the
+      // error pipe is close-on-exec already and stays usable until the exec.
+      if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) die("close inherited descriptors");
       ::execve(cargv[0], cargv.data(), cenv.data());
       die(("exec " + args[0]).c_str());
     }

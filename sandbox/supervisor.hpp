@@ -27,7 +27,7 @@ enum class Terminal { automatic, never };
 Result<int> supervise(const Spawner& spawn, Terminal terminal = Terminal::automatic);
 
 // Spawner for the unsandboxed case: fork, new session, exec `argv` (absolute path) with `envp` in
-// `workdir`; dies with us (PR_SET_PDEATHSIG).
+// `workdir`; dies with us (PR_SET_PDEATHSIG); inherits no descriptor above stderr.
 Spawner plain_spawner(std::vector<std::string> argv, std::vector<std::string> envp, std::string workdir);
 
 }  // namespace tokfence::sandbox

@@ -69,7 +69,8 @@ expect_eq "$RC" 0 "start -d as the user: $ERR"
 wait_until "test -s '$U/tokfence/daemon.json'"
 port=$(jq -r .port "$U/tokfence/daemon.json")
 url="http://127.0.0.1:$port"
-wait_until "curl -fsS '$url/__tokfence/health'"
+# As the user: the TCP listener serves only its own user's processes (root's curl gets 403).
+wait_until "as_user curl -fsS '$url/__tokfence/health'"
 daemon_pid=$(jq -r .pid "$U/tokfence/daemon.json")
 expect_eq "$(stat -c %u "/proc/$daemon_pid")" "$USER_ID" "daemon runs as the user"
 

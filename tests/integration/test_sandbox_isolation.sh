@@ -88,9 +88,12 @@ while IFS= read -r line; do
 done <<<"$TF_OUT"
 
 log "the relay's socket serves proxy routes only, never control requests"
-inside unix-send /run/tokfence-proxy/proxy.sock '{"op":"ping"}\n{"op":"unkill","provider":"openai"}\n'
+# The program cannot open the socket itself (no AF_UNIX sockets inside): it goes through the relay.
+inside unix-send /run/tokfence-proxy/proxy.sock '{"op":"ping"}\n'
+expect_eq "$TF_RC" "1" "the run's proxy socket opened directly from the sandbox"
+inside tcp-send 127.0.0.1 "$PROXY_PORT" '{"op":"ping"}\n{"op":"unkill","provider":"openai"}\n'
 expect_not_contains "$TF_OUT" '"ok":true' "control answered through the proxy socket"
 expect_not_contains "$TF_OUT" '"ok": true' "control answered through the proxy socket"
 expect_contains "$TF_OUT" "HTTP/1.1 400" "control request through the proxy socket not refused as bad HTTP"
-inside unix-send /run/tokfence-proxy/proxy.sock 'GET /openai/v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tokfence-managed\r\nConnection: close\r\n\r\n'
+inside tcp-send 127.0.0.1 "$PROXY_PORT" 'GET /openai/v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer tokfence-managed\r\nConnection: close\r\n\r\n'
 expect_contains "$TF_OUT" "HTTP/1.1 200" "proxy route through the same socket"

@@ -16,15 +16,39 @@
 //   env                         print the environment
 //   dbus-session [ADDRESS]      connect + authenticate to the D-Bus session bus (ADDRESS, else
 //                               $DBUS_SESSION_BUS_ADDRESS, else /run/user/<uid>/bus)
+//   tcp-send HOST PORT TEXT     like unix-send, over TCP
+//   udp-send HOST PORT TEXT     send one datagram (ok when sendto accepted it)
+//   socket DOMAIN [PROTO]       create a socket: unix, inet, inet6, netlink (PROTO: route=0, or a
+//                               number), packet, vsock
+//   socketpair                  socketpair(AF_UNIX)
+//   io-uring                    io_uring_setup
+//   ping ADDR                   ICMP echo over a ping socket; same interface guard as resolve
+//   ptrace PID                  PTRACE_ATTACH (then detach)
+//   vm-read PID                 process_vm_readv of 8 bytes (ok when permitted, even if EFAULT)
+//   proc-mem PID                open /proc/PID/mem read-write
+//   deny-seccomp CMD [ARGS...]  run CMD where seccomp()/prctl(PR_SET_SECCOMP) fail with EPERM, to
+//                               prove a filter that cannot be installed stops what needed it
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <netinet/ip_icmp.h>
 #include <poll.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
 
 #include <cerrno>
 #include <cstdio>
@@ -293,9 +317,106 @@ int dbus_session(std::string address) {
   return failed("dbus-session " + path + ": not authenticated: " + reply.substr(0, reply.find('\r')));
 }
 
+// Refuses to send anywhere but loopback unless only `lo` is up (see resolve): empty if fine.
+std::string non_loopback_interface_up() {
+  std::string up;
+  if (ifaddrs* list = nullptr; ::getifaddrs(&list) == 0) {
+    for (ifaddrs* i = list; i; i = i->ifa_next)
+      if ((i->ifa_flags & IFF_UP) && !(i->ifa_flags & IFF_LOOPBACK) && up.empty()) up = i->ifa_name;
+    ::freeifaddrs(list);
+  }
+  return up;
+}
+
+bool fill_address(const std::string& host, int port, sockaddr_storage& ss, socklen_t& len) {
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof *v4;
+    return true;
+  }
+  if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof *v6;
+    return true;
+  }
+  return false;
+}
+
+int make_socket(const std::string& domain, const std::string& proto) {
+  int d = domain == "unix" ? AF_UNIX : domain == "inet" ? AF_INET : domain == "inet6" ? AF_INET6
+        : domain == "netlink" ? AF_NETLINK : domain == "packet" ? AF_PACKET : domain == "vsock" ? AF_VSOCK : -1;
+  if (d < 0) return failed("socket: unknown domain: " + domain);
+  int type = d == AF_NETLINK ? SOCK_RAW : d == AF_PACKET ? SOCK_DGRAM : SOCK_STREAM;
+  int protocol = proto.empty() || proto == "route" ? 0 : std::atoi(proto.c_str());
+  int fd = ::socket(d, type | SOCK_CLOEXEC, protocol);
+  if (fd < 0) return failed("socket " + domain + ": " + err());
+  ::close(fd);
+  return ok("socket " + domain);
+}
+
+int ping(const std::string& host) {
+  if (auto up = non_loopback_interface_up(); !up.empty()) {
+    std::cout << "refused: ping " << host << ": interface " << up << " is up, the echo could leave this machine\n";
+    return 2;
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) return failed("ping: not an IPv4 address: " + host);
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_ICMP);
+  if (fd < 0) return failed("ping " + host + ": socket: " + err());
+  icmphdr echo{};
+  echo.type = ICMP_ECHO;
+  echo.un.echo.sequence = htons(1);
+  if (::sendto(fd, &echo, sizeof echo, 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+    std::string e = err();
+    ::close(fd);
+    return failed("ping " + host + ": send: " + e);
+  }
+  pollfd p{fd, POLLIN, 0};
+  int rc = ::poll(&p, 1, kTimeoutMs);
+  ::close(fd);
+  return rc == 1 ? ok("ping " + host + ": echo reply") : failed("ping " + host + ": no reply");
+}
+
+int deny_seccomp_then_exec(std::vector<std::string> command) {
+#if defined(__x86_64__)
+  constexpr std::uint32_t arch = AUDIT_ARCH_X86_64;
+#else
+  constexpr std::uint32_t arch = AUDIT_ARCH_AARCH64;
+#endif
+  constexpr std::uint32_t eperm = SECCOMP_RET_ERRNO | EPERM;
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_seccomp, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, eperm),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_prctl, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PR_SET_SECCOMP, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, eperm),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+    return failed("deny-seccomp: " + err());
+  std::vector<char*> argv;
+  for (auto& a : command) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execvp(argv[0], argv.data());
+  return failed("deny-seccomp: exec " + command[0] + ": " + err());
+}
+
 int usage() {
   std::cerr << "usage: tokfence-probe http-get URL [HEADER...] | connect HOST PORT | connect-unix PATH |\n"
-               "       unix-send PATH TEXT | resolve NAME | write PATH | read PATH | env | dbus-session [ADDRESS]\n";
+               "       unix-send PATH TEXT | resolve NAME | write PATH | read PATH | env | dbus-session [ADDRESS] |\n"
+               "       tcp-send HOST PORT TEXT | udp-send HOST PORT TEXT | socket DOMAIN [PROTO] | socketpair |\n"
+               "       io-uring | ping ADDR | ptrace PID | vm-read PID | proc-mem PID | deny-seccomp CMD [ARGS...]\n";
   return 2;
 }
 
@@ -352,6 +473,62 @@ int main(int argc, char** argv) {
     return ok("env");
   } else if (cmd == "dbus-session" && args.size() <= 2) {
     return dbus_session(args.size() == 2 ? args[1] : "");
+  } else if (cmd == "tcp-send" && args.size() == 4) {
+    int fd = tcp_connect(args[1], std::atoi(args[2].c_str()), error);
+    if (fd < 0) return failed("tcp-send " + args[1] + ":" + args[2] + ": connect: " + error);
+    send_all(fd, unescape(args[3]));
+    std::string reply = read_all(fd, 64 * 1024);
+    ::close(fd);
+    std::cout << reply << "\n";
+    return ok("tcp-send " + args[1] + ":" + args[2] + ": " + std::to_string(reply.size()) + " bytes back");
+  } else if (cmd == "udp-send" && args.size() == 4) {
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    if (!fill_address(args[1], std::atoi(args[2].c_str()), ss, len)) return failed("udp-send: not a numeric address");
+    int fd = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return failed("udp-send: socket: " + err());
+    std::string text = unescape(args[3]);
+    ssize_t n = ::sendto(fd, text.data(), text.size(), 0, reinterpret_cast<sockaddr*>(&ss), len);
+    std::string e = err();
+    ::close(fd);
+    if (n < 0) return failed("udp-send " + args[1] + ":" + args[2] + ": " + e);
+    return ok("udp-send " + args[1] + ":" + args[2]);
+  } else if (cmd == "socket" && (args.size() == 2 || args.size() == 3)) {
+    return make_socket(args[1], args.size() == 3 ? args[2] : "");
+  } else if (cmd == "socketpair" && args.size() == 1) {
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) return failed("socketpair: " + err());
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return ok("socketpair");
+  } else if (cmd == "io-uring" && args.size() == 1) {
+    unsigned char params[120] = {};  // struct io_uring_params, zeroed
+    long fd = ::syscall(425 /* io_uring_setup */, 4, params);
+    if (fd < 0) return failed("io-uring: " + err());
+    ::close(static_cast<int>(fd));
+    return ok("io-uring");
+  } else if (cmd == "ping" && args.size() == 2) {
+    return ping(args[1]);
+  } else if (cmd == "ptrace" && args.size() == 2) {
+    pid_t pid = std::atoi(args[1].c_str());
+    if (::ptrace(PTRACE_ATTACH, pid, nullptr, nullptr) < 0) return failed("ptrace " + args[1] + ": " + err());
+    int status;
+    ::waitpid(pid, &status, __WALL);
+    ::ptrace(PTRACE_DETACH, pid, nullptr, nullptr);
+    return ok("ptrace " + args[1] + ": attached");
+  } else if (cmd == "vm-read" && args.size() == 2) {
+    char buf[8];
+    iovec local{buf, sizeof buf}, remote{reinterpret_cast<void*>(0x10000), sizeof buf};
+    if (::process_vm_readv(std::atoi(args[1].c_str()), &local, 1, &remote, 1, 0) < 0 && errno != EFAULT)
+      return failed("vm-read " + args[1] + ": " + err());
+    return ok("vm-read " + args[1] + ": permitted");
+  } else if (cmd == "proc-mem" && args.size() == 2) {
+    int fd = ::open(("/proc/" + args[1] + "/mem").c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return failed("proc-mem " + args[1] + ": " + err());
+    ::close(fd);
+    return ok("proc-mem " + args[1] + ": opened read-write");
+  } else if (cmd == "deny-seccomp" && args.size() >= 2) {
+    return deny_seccomp_then_exec({args.begin() + 1, args.end()});
   }
   return usage();
 }
