@@ -32,14 +32,18 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
       "Examples:\n"
       "  tokfence vault add anthropic -   # once\n"
       "  tokfence launch                  # foreground; Ctrl-C stops and removes everything\n"
-      "  tokfence launch --detach --port 18790\n"
+      "  tokfence launch --detach --port 18790 --open\n"
       "  tokfence launch -- openclaw --log-level error agent --local --agent main --message ping");
   launch->add_option("--name", options->name, "container name")->capture_default_str();
   launch->add_option("--image", options->image, "image to run")->capture_default_str();
   launch->add_flag("--no-pull", *no_pull, "fail instead of pulling a missing image");
   launch->add_flag("-d,--detach", options->detach, "leave it running (restart policy unless-stopped)");
   launch->add_flag("--json", options->json, "print container id, dashboard URL, providers, model, config path, status as JSON");
-  launch->add_flag("--no-open", *no_open, "do not open the dashboard in a browser");
+  launch->add_flag("--open", options->open_browser,
+                   "open the dashboard in a browser (xdg-open from PATH gets a 0600 page that redirects to the URL:\n"
+                   "the token is never on a command line)");
+  // The default now; still accepted so existing scripts keep working.
+  launch->add_flag("--no-open", *no_open, "")->group("");
   launch->add_option("--port", options->port, "dashboard port on 127.0.0.1 (0 = any free port)")->capture_default_str();
   launch->add_option("--model", *model, "primary model as provider/model (default: from anthropic, openai, google, ...)");
   launch->add_option("--workspace", *workspace, "host directory mounted as the agent's workspace (default: TOKFENCE_HOME/openclaw/<name>/workspace)");
@@ -51,7 +55,7 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
   launch->callback([&ctx, options, no_pull, no_open, workspace, model, launch] {
     if (launch->get_subcommands().size() > 0) return;  // a subcommand ran instead
     options->pull = !*no_pull;
-    options->open_browser = !*no_open;
+    if (*no_open) options->open_browser = false;
     options->dashboard = options->command.empty() || launch->count("--port") > 0;
     if (!workspace->empty()) options->workspace = *workspace;
     if (!model->empty()) options->model = *model;

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/file.hpp"
 #include "launcher/docker.hpp"
 #include "launcher/launch_config.hpp"
 #include "proxy/control_protocol.hpp"
@@ -91,42 +92,38 @@ fs::path find_relay() {
                   "): rebuild tokfence (scripts/build) or set TOKFENCE_RELAY");
 }
 
-void write_private_file(const fs::path& path, const std::string& content, std::optional<std::pair<unsigned, unsigned>> owner) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw UserError("launch: cannot write " + tmp.string() + ": " + std::strerror(errno));
-  std::size_t done = 0;
-  while (done < content.size()) {
-    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n <= 0) {
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw UserError("launch: cannot write " + tmp.string() + ": " + std::strerror(errno));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  ::fchmod(fd, 0600);
-  if (owner && ::fchown(fd, owner->first, owner->second) != 0) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw UserError("launch: cannot hand " + path.string() + " to the container user: " + std::strerror(errno));
-  }
-  ::fsync(fd);
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw UserError("launch: cannot write " + path.string() + ": " + std::strerror(errno));
-  }
+using Owner = std::optional<std::pair<unsigned, unsigned>>;
+
+// Files of a launch live in TOKFENCE_HOME/openclaw/<name>, which only we can write; still written
+// atomically through core/file (random temp name, no link followed), mode 0600.
+void write_private_file(const fs::path& path, const std::string& content, Owner owner) {
+  file::WriteOptions options;
+  if (owner) options.owner = std::pair<uid_t, gid_t>(owner->first, owner->second);
+  if (auto ok = file::write_atomic(path, content, options); !ok) throw UserError("launch: cannot write: " + ok.error().message);
 }
 
-void make_dir(const fs::path& dir, mode_t mode, std::optional<std::pair<unsigned, unsigned>> owner) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw UserError("launch: cannot create " + dir.string() + ": " + ec.message());
-  ::chmod(dir.c_str(), mode);
-  if (owner && ::chown(dir.c_str(), owner->first, owner->second) != 0)
-    throw UserError("launch: cannot hand " + dir.string() + " to the container user: " + std::strerror(errno));
+// Creates (or reuses) directory `name` in `parent_fd` without following a symlink, then sets `mode`
+// and, if given, `owner` through its descriptor. An existing one must be ours or already `owner`'s
+// (a directory handed to the container user by an earlier launch); anything else is refused.
+file::Fd make_dir_at(int parent_fd, const std::string& name, mode_t mode, Owner owner) {
+  if (::mkdirat(parent_fd, name.c_str(), 0700) != 0 && errno != EEXIST)
+    throw UserError("launch: cannot create " + file::describe_fd(parent_fd) + "/" + name + ": " + std::strerror(errno));
+  auto opened = file::open_dir_at(parent_fd, name, file::Create::no);
+  if (!opened && owner) opened = file::open_dir_at(parent_fd, name, file::Create::no, owner->first);
+  if (!opened) throw UserError("launch: " + opened.error().message);
+  if (owner && ::fchown(opened->get(), owner->first, owner->second) != 0)
+    throw UserError("launch: cannot hand " + file::describe_fd(opened->get()) + " to the container user: " + std::strerror(errno));
+  if (::fchmod(opened->get(), mode) != 0)
+    throw UserError("launch: cannot set the mode of " + file::describe_fd(opened->get()) + ": " + std::strerror(errno));
+  return std::move(*opened);
+}
+
+// An absolute directory path we own (TOKFENCE_HOME/openclaw/<name> and the like), opened with no
+// symlink at its last component.
+file::Fd open_own_dir(const fs::path& dir) {
+  auto opened = file::open_dir_nofollow(dir);
+  if (!opened) throw UserError("launch: " + opened.error().message);
+  return std::move(*opened);
 }
 
 bool process_alive(int pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
@@ -136,14 +133,32 @@ std::string short_id(const std::string& id) { return id.size() > 12 ? id.substr(
 // ---------------------------------------------------------------------------------------------
 // Per-launch paths and state
 
+// The socket layout (docs/LAUNCH.md): TOKFENCE_HOME/sockets/launch-<name>/ is ours (0700) and holds
+//   proxy/  ours, 0755, mounted READ-ONLY at /run/tokfence: the daemon's proxy.sock. The container
+//           can connect to it but can neither replace it nor plant anything beside it.
+//   ui/     the container user's, 0700, mounted read-write at /run/tokfence-ui: the container's
+//           relay creates ui.sock here. The host treats everything in it as hostile: it is only
+//           ever reached through a descriptor of ui/ (openat O_NOFOLLOW + fstat type/owner, connect
+//           via /proc/self/fd/N: core/file's connect_unix_at, the relay's unixat:), never by path.
+// Until this layout, launch-<name>/ itself was the container user's and held both sockets; such
+// leftovers are removed by the same no-follow walk.
+inline constexpr const char* kSocketDirPrefix = "launch-";
+inline constexpr const char* kProxyDirName = "proxy";
+inline constexpr const char* kUiDirName = "ui";
+inline constexpr int kSocketLayout = 2;  // recorded in launch.json; absent = the old single directory
+
 struct Paths {
   fs::path dir;         // TOKFENCE_HOME/openclaw/<name>
   fs::path config;      // .../openclaw.json
   fs::path state_file;  // .../launch.json (what `launch status|stop` read)
   fs::path state_home;  // .../home (the container's $HOME, OpenClaw's state)
   fs::path workspace;   // .../workspace unless --workspace
+  fs::path dashboard_page;  // .../dashboard.html: what --open hands the browser (holds the token)
+  std::string sockets_name;  // launch-<name>, inside home.sockets_dir()
   fs::path sockets;     // TOKFENCE_HOME/sockets/launch-<name>
-  fs::path proxy_sock, ui_sock;
+  fs::path proxy_dir, ui_dir;
+  fs::path proxy_sock;
+  fs::path old_proxy_sock;  // where the old layout had it (still closed at the daemon on stop)
   fs::path relay_ready;
   fs::path relay_log;
 };
@@ -155,12 +170,34 @@ Paths paths_for(const Home& home, const std::string& name) {
   p.state_file = p.dir / "launch.json";
   p.state_home = p.dir / "home";
   p.workspace = p.dir / "workspace";
-  p.sockets = home.sockets_dir() / ("launch-" + name);
-  p.proxy_sock = p.sockets / "proxy.sock";
-  p.ui_sock = p.sockets / "ui.sock";
+  p.dashboard_page = p.dir / "dashboard.html";
+  p.sockets_name = kSocketDirPrefix + name;
+  p.sockets = home.sockets_dir() / p.sockets_name;
+  p.proxy_dir = p.sockets / kProxyDirName;
+  p.ui_dir = p.sockets / kUiDirName;
+  p.proxy_sock = p.proxy_dir / kProxySocketName;
+  p.old_proxy_sock = p.sockets / kProxySocketName;
   p.relay_ready = p.dir / "dashboard-relay.ready";
   p.relay_log = p.dir / "dashboard-relay.log";
   return p;
+}
+
+// Opens the container-writable ui/ directory of a launch through descriptors only: sockets/ and
+// launch-<name>/ must be ours, ui/ the container user's (`container_uid`); no symlink anywhere.
+Result<file::Fd> open_ui_dir(const Home& home, const Paths& paths, uid_t container_uid) {
+  auto sockets = file::open_dir_nofollow(home.sockets_dir());
+  if (!sockets) return std::unexpected(sockets.error());
+  auto launch_dir = file::open_dir_at(sockets->get(), paths.sockets_name);
+  if (!launch_dir) return std::unexpected(launch_dir.error());
+  return file::open_dir_at(launch_dir->get(), kUiDirName, file::Create::no, container_uid);
+}
+
+// True when ui.sock in `ui_dir` is a socket of the container user: looked at without following a
+// symlink (fstatat AT_SYMLINK_NOFOLLOW), so a planted link is simply "not there yet".
+bool ui_socket_present(int ui_dir, uid_t container_uid) {
+  struct stat st {};
+  return ::fstatat(ui_dir, kUiSocketName, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode) &&
+         st.st_uid == container_uid;
 }
 
 json read_state(const Paths& paths) {
@@ -207,12 +244,17 @@ void remove_host_resources(const Home& home, const std::string& name) {
       stop_process(relay_pid);
   }
   close_proxy_socket(home, paths.proxy_sock);
-  std::error_code ec;
-  fs::remove_all(paths.sockets, ec);
-  for (const auto& file : {paths.config, paths.state_file, paths.relay_ready, paths.relay_log}) fs::remove(file, ec);
-  fs::path tmp = paths.config;
-  tmp += ".tmp";
-  fs::remove(tmp, ec);
+  close_proxy_socket(home, paths.old_proxy_sock);
+  // ui/ (and all of an old-layout directory) was the container's to write: removed by a walk that
+  // never follows a symlink, through descriptors (core/file), never by fs::remove_all on a path.
+  if (auto sockets = file::open_dir_nofollow(home.sockets_dir())) {
+    if (auto removed = file::remove_tree_at(sockets->get(), paths.sockets_name); !removed)
+      std::cerr << "launch: cannot remove the socket directory: " << removed.error().message << "\n";
+  }
+  if (auto dir = file::open_dir_nofollow(paths.dir)) {
+    for (const auto& path : {paths.config, paths.state_file, paths.relay_ready, paths.relay_log, paths.dashboard_page})
+      ::unlinkat(dir->get(), path.filename().c_str(), 0);
+  }
 }
 
 Result<std::unique_ptr<ContainerEngine>> engine_from_env() {
@@ -236,6 +278,13 @@ void clean_leftovers(const Home& home, ContainerEngine& engine) {
     };
     if (label("org.tokfence.home") != home.root().string()) continue;
     std::string name = label(kLaunchLabel);
+    // The label names host directories (openclaw/<name>, sockets/launch-<name>): anything that is
+    // not a valid launch name (e.g. "../..") is never turned into a path.
+    if (auto valid = check_launch_name(name); !valid) {
+      std::cerr << "launch: ignoring container " << (c.names.empty() ? short_id(c.id) : c.names.front())
+                << ": its label " << kLaunchLabel << " is not a launch name\n";
+      continue;
+    }
     bool running = c.state == "running" || c.state == "restarting";
     bool orphan = label("org.tokfence.mode") == "foreground" && !process_alive(std::atoi(label("org.tokfence.pid").c_str()));
     if (running && !orphan) {
@@ -255,8 +304,9 @@ void clean_leftovers(const Home& home, ContainerEngine& engine) {
   std::error_code ec;
   for (fs::directory_iterator it(home.sockets_dir(), ec), end; !ec && it != end; it.increment(ec)) {
     std::string dir = it->path().filename().string();
-    if (!dir.starts_with("launch-")) continue;
-    std::string name = dir.substr(7);
+    if (!dir.starts_with(kSocketDirPrefix)) continue;
+    std::string name = dir.substr(std::string_view(kSocketDirPrefix).size());
+    if (!check_launch_name(name)) continue;  // not one of ours: never turned into paths
     if (alive_names.count(name)) continue;
     auto held = engine.inspect_container(name);
     if (held && *held) continue;  // the container exists (maybe created by a launch in progress)
@@ -313,17 +363,23 @@ struct DashboardRelay {
   int port = 0;
 };
 
-// Starts the relay (as our child, or detached into its own session). The socket directory is
-// passed as an inherited directory descriptor (/proc/self/fd/N/ui.sock), so a deep TOKFENCE_HOME
-// does not hit the 108-byte limit of Unix socket paths.
-DashboardRelay start_dashboard_relay(const fs::path& relay, const Paths& paths, int port, bool detach) {
+// Starts the relay (as our child, or detached into its own session). The container-writable ui/
+// directory is handed over as an inherited descriptor, `unixat:N/ui.sock@UID`: the relay opens
+// ui.sock in it without following links and checks it is the container user's socket, for every
+// connection (sandbox/relay_main.cpp). A by-path connect would follow a symlink the container
+// planted at ui.sock to any host socket (Docker's, our control socket). The descriptor also keeps
+// a deep TOKFENCE_HOME clear of the 108-byte limit of Unix socket paths.
+DashboardRelay start_dashboard_relay(const fs::path& relay, const Paths& paths, int ui_dir, uid_t container_uid, int port,
+                                     bool detach) {
   std::error_code ec;
   fs::remove(paths.relay_ready, ec);
-  int dir_fd = ::open(paths.sockets.c_str(), O_PATH | O_DIRECTORY);  // inherited on purpose
-  if (dir_fd < 0) throw UserError("launch: cannot open " + paths.sockets.string() + ": " + std::strerror(errno));
-  std::string spec = "tcp:127.0.0.1:" + std::to_string(port) + "=unix:/proc/self/fd/" + std::to_string(dir_fd) + "/ui.sock";
+  // CLOEXEC here (other children must not get it); cleared in the relay's child only.
+  int dir_fd = ::fcntl(ui_dir, F_DUPFD_CLOEXEC, 3);
+  if (dir_fd < 0) throw UserError(std::string("launch: cannot pass the ui directory to the relay: ") + std::strerror(errno));
+  std::string spec = "tcp:127.0.0.1:" + std::to_string(port) + "=unixat:" + std::to_string(dir_fd) + "/" + kUiSocketName +
+                     "@" + std::to_string(container_uid);
   std::vector<std::string> args = {relay.string(), "--forward", spec, "--ready-file", paths.relay_ready.string()};
-  int log_fd = ::open(paths.relay_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int log_fd = ::open(paths.relay_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   pid_t pid = ::fork();
   if (pid < 0) {
     ::close(dir_fd);
@@ -340,6 +396,7 @@ DashboardRelay start_dashboard_relay(const fs::path& relay, const Paths& paths, 
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     for (int signo : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) ::signal(signo, SIG_DFL);
+    ::fcntl(dir_fd, F_SETFD, 0);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -374,39 +431,87 @@ DashboardRelay start_dashboard_relay(const fs::path& relay, const Paths& paths, 
   throw UserError("launch: the dashboard relay did not start within 5 s: see " + paths.relay_log.string());
 }
 
-// True when an HTTP request through `socket_dir`/ui.sock gets an HTTP response: the relay is up
-// and the gateway behind it answers. The directory is reached through a descriptor
-// (/proc/self/fd/N/ui.sock) because a deep TOKFENCE_HOME exceeds the 108 bytes of sun_path.
-bool gateway_answers(const fs::path& socket_dir) {
-  int dir = ::open(socket_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) return false;
-  std::string path = "/proc/self/fd/" + std::to_string(dir) + "/ui.sock";
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  bool ok = false;
-  if (fd >= 0) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-    timeval tv{2, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-      const char request[] = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-      char buffer[5] = {};
-      if (::send(fd, request, sizeof request - 1, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof request - 1)) {
-        std::size_t got = 0;
-        while (got < sizeof buffer) {
-          ssize_t n = ::recv(fd, buffer + got, sizeof buffer - got, 0);
-          if (n <= 0) break;
-          got += static_cast<std::size_t>(n);
-        }
-        ok = got == sizeof buffer && std::string_view(buffer, 5) == "HTTP/";
-      }
-    }
-    ::close(fd);
+// True when an HTTP request through ui.sock in `ui_dir` gets an HTTP response: the relay is up and
+// the gateway behind it answers. Connected the safe way (core/file connect_unix_at: no symlink
+// followed, a socket of the container user only), since the container can write `ui_dir`.
+bool gateway_answers(int ui_dir, uid_t container_uid) {
+  auto connected = file::connect_unix_at(ui_dir, kUiSocketName, container_uid);
+  if (!connected) return false;
+  int fd = connected->get();
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  const char request[] = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  if (::send(fd, request, sizeof request - 1, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof request - 1)) return false;
+  char buffer[5] = {};
+  std::size_t got = 0;
+  while (got < sizeof buffer) {
+    ssize_t n = ::recv(fd, buffer + got, sizeof buffer - got, 0);
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
   }
-  ::close(dir);
-  return ok;
+  return got == sizeof buffer && std::string_view(buffer, 5) == "HTTP/";
+}
+
+// ---------------------------------------------------------------------------------------------
+// A user's workspace that is a git repository
+
+// `launch --workspace DIR` gives the container DIR read-write, but some of DIR is code the HOST
+// runs: .git/hooks/* (on commit, checkout, ...) and .git/config (core.fsmonitor, core.pager,
+// aliases: on plain `git status`). So .git/hooks and .git/config are bound read-only over
+// themselves, and .git itself read-write over itself: a mount point cannot be renamed or removed
+// (EBUSY), so the container cannot move .git away and put a writable one in its place. Everything
+// is looked at through descriptors without following links; a symlinked .git, .git/hooks or
+// .git/config is refused (it may point anywhere, and Docker would follow it). A missing .git/hooks
+// is created empty (as `git init` does), so the container cannot create one. A .git *file*
+// (worktree, submodule) is bound read-only, so it cannot be pointed elsewhere.
+// Not covered, see docs/LAUNCH.md: every other file of DIR, including .git/commondir.
+std::vector<ContainerSpecInput::WorkspaceBind> guard_workspace_git(const fs::path& workspace) {
+  auto refuse = [&](const std::string& what, const std::string& why) -> UserError {
+    return UserError("launch: --workspace: " + (workspace / what).string() + ": " + why +
+                     ": refusing to mount the workspace (remove it, or check where it points)");
+  };
+  int ws = ::open(workspace.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (ws < 0) throw UserError("launch: --workspace: cannot open " + workspace.string() + ": " + std::strerror(errno));
+  file::Fd ws_fd(ws);
+  struct stat st {};
+  if (::fstatat(ws, ".git", &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return {};
+    throw refuse(".git", std::strerror(errno));
+  }
+  if (S_ISLNK(st.st_mode)) throw refuse(".git", "is a symlink");
+  if (S_ISREG(st.st_mode)) return {{".git", true}};
+  if (!S_ISDIR(st.st_mode)) throw refuse(".git", "is neither a directory nor a file");
+  int git = ::openat(ws, ".git", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (git < 0) throw refuse(".git", std::strerror(errno));
+  file::Fd git_fd(git);
+
+  if (::fstatat(git, "hooks", &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno != ENOENT || ::mkdirat(git, "hooks", 0755) != 0 || ::fstatat(git, "hooks", &st, AT_SYMLINK_NOFOLLOW) != 0)
+      throw refuse(".git/hooks", std::strerror(errno));
+  }
+  if (S_ISLNK(st.st_mode)) throw refuse(".git/hooks", "is a symlink");
+  if (!S_ISDIR(st.st_mode)) throw refuse(".git/hooks", "is not a directory");
+
+  if (::fstatat(git, "config", &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno != ENOENT) throw refuse(".git/config", std::strerror(errno));
+    int created = ::openat(git, "config", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (created < 0 || ::fstat(created, &st) != 0) throw refuse(".git/config", std::strerror(errno));
+    ::close(created);
+  }
+  if (S_ISLNK(st.st_mode)) throw refuse(".git/config", "is a symlink");
+  if (!S_ISREG(st.st_mode)) throw refuse(".git/config", "is not a regular file");
+  return {{".git", false}, {".git/hooks", true}, {".git/config", true}};
+}
+
+// After the container is gone: .git/commondir in a repository's own .git redirects git to another
+// config and hooks directory (e.g. one the agent wrote inside the workspace), past the read-only
+// binds above. A warning, since git itself cannot be stopped from reading it.
+void warn_if_git_redirected(const fs::path& workspace) {
+  struct stat st {};
+  if (workspace.empty() || ::fstatat(AT_FDCWD, (workspace / ".git/commondir").c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return;
+  std::cerr << "launch: warning: " << (workspace / ".git/commondir").string()
+            << " exists: it points git at another config and hooks (maybe written by the agent); read it before running git there\n";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -428,6 +533,8 @@ class Launch {
   std::pair<unsigned, unsigned> container_user_ids();
   std::vector<std::string> command_for(const ImageInfo& image) const;
   void print_started();
+  void prepare_socket_dirs();
+  void open_browser();
   int supervise();
   int wait_detached_start();
   std::string last_log_lines(int lines);
@@ -450,6 +557,9 @@ class Launch {
   std::string container_id_;
   bool created_host_resources_ = false;
   bool keep_ = false;  // detached and started: leave everything in place
+  file::Fd ui_dir_;    // sockets/launch-<name>/ui, the container-writable one: only used through this
+  uid_t container_uid_ = 0;
+  std::vector<ContainerSpecInput::WorkspaceBind> workspace_binds_;
 };
 
 std::pair<unsigned, unsigned> Launch::container_user_ids() {
@@ -542,6 +652,7 @@ int Launch::run() {
   }
   fs::path relay = find_relay();
   auto ids = container_user_ids();
+  container_uid_ = ids.first;
   prepare_image();
   if (command_for(image_).empty())
     throw UserError("launch: image " + options_.image + " has no entrypoint or command: pass one after --");
@@ -553,25 +664,26 @@ int Launch::run() {
   check_interrupted();
 
   // From here on, everything created is removed by cleanup() unless the launch is detached.
+  fs::path workspace = options_.workspace ? fs::absolute(*options_.workspace) : paths_.workspace;
+  if (options_.workspace) {
+    if (!fs::is_directory(workspace)) throw UserError("launch: --workspace: not a directory: " + workspace.string());
+    workspace_binds_ = guard_workspace_git(workspace);
+  }
+
   created_host_resources_ = true;
   value_or_throw(ensure_private_dir(home_.openclaw_dir()));
   value_or_throw(ensure_private_dir(home_.sockets_dir()));
-  make_dir(paths_.dir, 0700, std::nullopt);
+  value_or_throw(ensure_private_dir(paths_.dir));
   // Marks the launch as in progress, so a concurrent launch's leftover sweep leaves it alone.
   write_private_file(paths_.state_file,
                      json{{"name", options_.name}, {"launcher_pid", ::getpid()}, {"mode", options_.detach ? "detach" : "foreground"}}.dump() + "\n",
                      std::nullopt);
-  make_dir(paths_.state_home, 0700, owner_);
-  fs::path workspace = options_.workspace ? fs::absolute(*options_.workspace) : paths_.workspace;
-  if (options_.workspace) {
-    if (!fs::is_directory(workspace)) throw UserError("launch: --workspace: not a directory: " + workspace.string());
-  } else {
-    make_dir(workspace, 0700, owner_);
+  {
+    file::Fd dir = open_own_dir(paths_.dir);
+    make_dir_at(dir.get(), paths_.state_home.filename(), 0700, owner_);
+    if (!options_.workspace) make_dir_at(dir.get(), paths_.workspace.filename(), 0700, owner_);
   }
-  std::error_code ec;
-  fs::remove_all(paths_.sockets, ec);
-  // The container user creates ui.sock here; the daemon (our uid) creates proxy.sock.
-  make_dir(paths_.sockets, 0700, owner_);
+  prepare_socket_dirs();
 
   auto opened = proxy::control_call(home_, {{"op", "open_proxy_socket"},
                                             {"path", paths_.proxy_sock.string()},
@@ -587,14 +699,16 @@ int Launch::run() {
   check_interrupted();
 
   if (options_.dashboard) {
-    dashboard_ = start_dashboard_relay(relay, paths_, options_.port, options_.detach);
+    dashboard_ = start_dashboard_relay(relay, paths_, ui_dir_.get(), container_uid_, options_.port, options_.detach);
     dashboard_url_ = "http://127.0.0.1:" + std::to_string(dashboard_.port) + "/#token=" + token_;
   }
 
-  ContainerSpecInput spec{options_.name, options_.image, command_for(image_), user_, memory_, options_.pids_limit,
-                          options_.detach, static_cast<int>(::getpid()), home_.root().string(), relay, paths_.sockets,
-                          paths_.config, paths_.state_home, workspace};
-  (void)ids;
+  ContainerSpecInput spec{options_.name,    options_.image,     command_for(image_),
+                          user_,            memory_,            options_.pids_limit,
+                          options_.detach,  static_cast<int>(::getpid()), home_.root().string(),
+                          relay,            paths_.proxy_dir,   paths_.ui_dir,
+                          paths_.config,    paths_.state_home,  workspace,
+                          workspace_binds_};
   container_id_ = value_or_throw(engine_->create_container(options_.name, container_spec(spec)));
 
   json state = {{"name", options_.name},
@@ -606,6 +720,9 @@ int Launch::run() {
                 {"dashboard_port", dashboard_.port},
                 {"dashboard_relay_pid", dashboard_.pid},
                 {"socket_dir", paths_.sockets.string()},
+                {"socket_layout", kSocketLayout},
+                {"user_workspace", options_.workspace ? workspace.string() : std::string()},
+                {"container_uid", container_uid_},
                 {"config_path", paths_.config.string()},
                 {"primary_model", rendered_.primary_model},
                 {"providers", json::array()}};
@@ -616,6 +733,18 @@ int Launch::run() {
   value_or_throw(engine_->start_container(container_id_));
   if (options_.detach) return wait_detached_start();
   return supervise();
+}
+
+// sockets/launch-<name>/ afresh (a leftover, of either layout, is removed by a no-follow walk):
+// ours 0700, with proxy/ ours 0755 (read-only in the container; 0755 so the container user can
+// reach proxy.sock through the mount) and ui/ handed to the container user, kept open as ui_dir_.
+void Launch::prepare_socket_dirs() {
+  file::Fd sockets = open_own_dir(home_.sockets_dir());
+  if (auto removed = file::remove_tree_at(sockets.get(), paths_.sockets_name); !removed)
+    throw UserError("launch: cannot remove an earlier socket directory: " + removed.error().message);
+  file::Fd launch_dir = make_dir_at(sockets.get(), paths_.sockets_name, 0700, std::nullopt);
+  make_dir_at(launch_dir.get(), kProxyDirName, 0755, std::nullopt);
+  ui_dir_ = make_dir_at(launch_dir.get(), kUiDirName, 0700, owner_);
 }
 
 std::string Launch::last_log_lines(int lines) {
@@ -646,6 +775,7 @@ void Launch::print_started() {
   for (const auto& p : providers_) out["providers"].push_back(p.name);
   if (options_.json) {
     std::cout << out.dump() << std::endl;
+    if (options_.open_browser && !dashboard_url_.empty()) open_browser();
     return;
   }
   std::ostream& os = options_.detach ? std::cout : std::cerr;
@@ -659,15 +789,42 @@ void Launch::print_started() {
   os << (options_.detach ? "  stop with: tokfence launch stop --name " + options_.name + "\n"
                          : "  Ctrl-C stops and removes it.\n");
   os.flush();
-  if (options_.open_browser && !dashboard_url_.empty() && (std::getenv("DISPLAY") || std::getenv("WAYLAND_DISPLAY")) &&
-      ::access("/usr/bin/xdg-open", X_OK) == 0) {
-    if (pid_t pid = ::fork(); pid == 0) {
-      ::setsid();
-      int null_fd = ::open("/dev/null", O_RDWR);
-      ::dup2(null_fd, 0), ::dup2(null_fd, 1), ::dup2(null_fd, 2);
-      ::execl("/usr/bin/xdg-open", "xdg-open", dashboard_url_.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
+  if (options_.open_browser && !dashboard_url_.empty()) open_browser();
+}
+
+// --open: the URL carries the gateway token, and a command line is readable by every local user
+// (/proc/<pid>/cmdline) and ends up in logs. So the browser gets the path of a 0600 page in the
+// launch's private directory that redirects to the URL; the token never is in any argv.
+void Launch::open_browser() {
+  std::string opener;
+  if (const char* path = std::getenv("PATH")) {
+    std::stringstream dirs(path);
+    for (std::string dir; std::getline(dirs, dir, ':');) {
+      if (dir.empty() || dir.front() != '/') continue;  // a relative PATH entry is not a program we chose
+      std::string candidate = dir + "/xdg-open";
+      if (::access(candidate.c_str(), X_OK) == 0) {
+        opener = candidate;
+        break;
+      }
     }
+  }
+  if (opener.empty()) {
+    std::cerr << "launch: --open: no xdg-open on PATH: open the dashboard URL above yourself\n";
+    return;
+  }
+  // The URL is http://127.0.0.1:<port>/#token=<hex>: nothing in it needs escaping in HTML or JS.
+  std::string page = "<!doctype html>\n<meta charset=\"utf-8\">\n<title>tokfence: OpenClaw dashboard</title>\n"
+                     "<meta http-equiv=\"refresh\" content=\"0;url=" + dashboard_url_ + "\">\n"
+                     "<script>location.replace(\"" + dashboard_url_ + "\");</script>\n"
+                     "<p><a href=\"" + dashboard_url_ + "\">Open the OpenClaw dashboard</a></p>\n";
+  write_private_file(paths_.dashboard_page, page, std::nullopt);
+  std::string page_path = paths_.dashboard_page.string();
+  if (pid_t pid = ::fork(); pid == 0) {
+    ::setsid();
+    int null_fd = ::open("/dev/null", O_RDWR);
+    ::dup2(null_fd, 0), ::dup2(null_fd, 1), ::dup2(null_fd, 2);
+    ::execl(opener.c_str(), "xdg-open", page_path.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
   }
 }
 
@@ -686,8 +843,8 @@ int Launch::wait_detached_start() {
       throw UserError("launch: container '" + options_.name + "' exited at start with status " + std::to_string(code) +
                       "; last output:\n" + last_log_lines(20));
     }
-    if (info->running && fs::exists(paths_.ui_sock)) {
-      if (!options_.dashboard || gateway_answers(paths_.sockets)) break;
+    if (info->running && ui_socket_present(ui_dir_.get(), container_uid_)) {
+      if (!options_.dashboard || gateway_answers(ui_dir_.get(), container_uid_)) break;
       if (!announced && !options_.json) std::cerr << "launch: waiting for the OpenClaw gateway to answer...\n";
       announced = true;
     }
@@ -769,6 +926,7 @@ void Launch::cleanup() noexcept {
     if (!container_id_.empty() && engine_) (void)engine_->remove_container(container_id_, /*force=*/true);
     if (dashboard_.pid > 0) stop_process(dashboard_.pid);
     if (created_host_resources_) remove_host_resources(home_, options_.name);
+    if (!workspace_binds_.empty()) warn_if_git_redirected(fs::absolute(*options_.workspace));
   } catch (...) {
   }
 }
@@ -830,7 +988,9 @@ int launch_stop(const Home& home, const LaunchTarget& target, int timeout_second
     value_or_throw(engine->stop_container(info->id, timeout_seconds));
     value_or_throw(engine->remove_container(info->id, true));
   }
+  std::string workspace = read_state(paths_for(home, target.name)).value("user_workspace", "");
   remove_host_resources(home, target.name);
+  if (!workspace.empty()) warn_if_git_redirected(workspace);
   if (target.json) {
     std::cout << json{{"name", target.name}, {"stopped", info.has_value()}}.dump() << "\n";
   } else {
@@ -860,6 +1020,9 @@ int launch_restart(const Home& home, const LaunchTarget& target, int timeout_sec
   if (!info) throw UserError("launch: '" + target.name + "' is not running: start it with 'tokfence launch'");
   Paths paths = paths_for(home, target.name);
   json state = read_state(paths);
+  if (!state.empty() && state.value("socket_layout", 0) != kSocketLayout)
+    throw UserError("launch: '" + target.name + "' was started by an older tokfence whose socket directory the container "
+                    "can tamper with: stop it ('tokfence launch stop --name " + target.name + "') and launch it again");
   if (state.value("mode", "") == "detach") {
     // The daemon must be serving the launch's socket again (it restores persisted ones).
     value_or_throw(proxy::ensure_daemon(home));
@@ -868,7 +1031,10 @@ int launch_restart(const Home& home, const LaunchTarget& target, int timeout_sec
   // A detached launch's dashboard relay may be gone (e.g. after a reboot): start it again.
   if (state.value("mode", "") == "detach" && state.value("dashboard_port", 0) > 0 &&
       !process_alive(state.value("dashboard_relay_pid", 0))) {
-    auto relay = start_dashboard_relay(find_relay(), paths, state.value("dashboard_port", 0), true);
+    uid_t container_uid = state.value("container_uid", 0u);
+    auto ui_dir = open_ui_dir(home, paths, container_uid);
+    if (!ui_dir) throw UserError("launch: cannot restart the dashboard relay: " + ui_dir.error().message);
+    auto relay = start_dashboard_relay(find_relay(), paths, ui_dir->get(), container_uid, state.value("dashboard_port", 0), true);
     state["dashboard_relay_pid"] = relay.pid;
     write_private_file(paths.state_file, state.dump(2) + "\n", std::nullopt);
   }

@@ -2,14 +2,18 @@
 // `tokfence launch`: OpenClaw (or any image) in a Docker container whose only way out is the proxy.
 //
 // The container runs with NetworkMode "none". Its one link to the world is a per-launch socket
-// directory (TOKFENCE_HOME/sockets/launch-<name>/) bind-mounted at /run/tokfence:
-//   proxy.sock  created by the daemon (open_proxy_socket, mode 0666), serves proxy routes only and
-//               logs every request with caller "openclaw:<name>";
-//   ui.sock     created inside the container by the relay, forwarding to OpenClaw's gateway.
+// directory TOKFENCE_HOME/sockets/launch-<name>/ (ours, 0700) with two subdirectories:
+//   proxy/proxy.sock  created by the daemon (open_proxy_socket, mode 0666) in a directory that is
+//                     ours and mounted READ-ONLY at /run/tokfence; serves proxy routes only and logs
+//                     every request with caller "openclaw:<name>";
+//   ui/ui.sock        created inside the container by the relay in a directory that is the
+//                     container user's, mounted read-write at /run/tokfence-ui; forwards to
+//                     OpenClaw's gateway. The host only reaches it through a descriptor of ui/,
+//                     never by path, and never follows a link there (docs/LAUNCH.md).
 // The static tokfence-relay, bind-mounted read-only at /tokfence/relay, is the container's init: it
 // serves 127.0.0.1:9471 inside the container (relayed to proxy.sock), serves ui.sock, and runs the
 // image's entrypoint+command (or the arguments after `--`) as its child. On the host another relay
-// listens on 127.0.0.1:<port> only and forwards to ui.sock, for the dashboard.
+// listens on 127.0.0.1:<port> only and forwards to ui.sock (relay endpoint unixat:), for the dashboard.
 //
 // The container gets no control socket, no Docker socket, no TOKFENCE_HOME and no key: only the
 // socket directory, the rendered config (read-only), its state home and its workspace.
@@ -33,7 +37,7 @@ struct LaunchOptions {
   bool pull = true;
   bool detach = false;
   bool json = false;
-  bool open_browser = true;
+  bool open_browser = false;  // --open: opt-in (the URL holds the gateway token)
   int port = 18789;  // dashboard on the host's loopback; 0 = any free port
   // The host-side dashboard relay. The CLI turns it off for a command after `--` (a one-shot run
   // has no gateway) unless --port is given.

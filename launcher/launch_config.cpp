@@ -207,18 +207,25 @@ std::optional<std::int64_t> parse_memory(const std::string& text) {
 }
 
 json container_spec(const ContainerSpecInput& input) {
-  const std::string sockets = kContainerSocketDir;
-  json cmd = json::array({"--forward", "tcp:127.0.0.1:" + std::to_string(kContainerProxyPort) + "=unix:" + sockets + "/proxy.sock",
-                          "--forward", "unix:" + sockets + "/ui.sock=tcp:127.0.0.1:" + std::to_string(kGatewayPort), "--"});
+  const std::string proxy_dir = kContainerSocketDir, ui_dir = kContainerUiDir;
+  json cmd = json::array({"--forward", "tcp:127.0.0.1:" + std::to_string(kContainerProxyPort) + "=unix:" + proxy_dir + "/" + kProxySocketName,
+                          "--forward", "unix:" + ui_dir + "/" + kUiSocketName + "=tcp:127.0.0.1:" + std::to_string(kGatewayPort), "--"});
   for (const auto& arg : input.command) cmd.push_back(arg);
 
   json binds = json::array({
       input.relay_binary.string() + ":" + kContainerRelay + ":ro",
-      input.socket_dir.string() + ":" + sockets,
+      // Read-only: connect() works through it, but the container can neither replace proxy.sock nor
+      // plant anything beside it for the host to trip over.
+      input.proxy_socket_dir.string() + ":" + proxy_dir + ":ro",
+      input.ui_socket_dir.string() + ":" + ui_dir,
       input.config_file.string() + ":" + kContainerConfig + ":ro",
       input.state_home.string() + ":" + kContainerHome,
       input.workspace.string() + ":" + kContainerWorkspace,
   });
+  // After the workspace, so they land on top of it (Docker mounts parents first).
+  for (const auto& bind : input.workspace_binds)
+    binds.push_back((input.workspace / bind.relative).string() + ":" + kContainerWorkspace + "/" + bind.relative +
+                    (bind.read_only ? ":ro" : ""));
   json labels = {
       {kLaunchLabel, input.name},
       {"org.tokfence.home", input.home_root},

@@ -31,7 +31,12 @@ inline constexpr const char* kContainerRelay = "/tokfence/relay";
 inline constexpr const char* kContainerConfig = "/tokfence/config/openclaw.json";
 inline constexpr const char* kContainerHome = "/tokfence/home";
 inline constexpr const char* kContainerWorkspace = "/workspace";
+// The proxy socket's directory (host-owned, read-only) and the dashboard socket's (the container
+// user's, read-write): see launch.hpp for why they are two.
 inline constexpr const char* kContainerSocketDir = "/run/tokfence";
+inline constexpr const char* kContainerUiDir = "/run/tokfence-ui";
+inline constexpr const char* kProxySocketName = "proxy.sock";
+inline constexpr const char* kUiSocketName = "ui.sock";
 
 // How OpenClaw talks to one provider through the proxy.
 struct OpenClawProvider {
@@ -98,14 +103,21 @@ struct ContainerSpecInput {
   bool detach = false;
   int launcher_pid = 0;  // foreground: the supervising tokfence (a dead one marks a leftover)
   std::string home_root;
-  // Host paths.
-  std::filesystem::path relay_binary, socket_dir, config_file, state_home, workspace;
+  // Host paths. `proxy_socket_dir` is mounted read-only, `ui_socket_dir` read-write.
+  std::filesystem::path relay_binary, proxy_socket_dir, ui_socket_dir, config_file, state_home, workspace;
+  // Paths relative to `workspace` bound over themselves inside /workspace, after the workspace
+  // (e.g. ".git" read-write, so it cannot be renamed away, and ".git/hooks" read-only).
+  struct WorkspaceBind {
+    std::string relative;
+    bool read_only = true;
+  };
+  std::vector<WorkspaceBind> workspace_binds;
 };
 
 // The body of POST /containers/create: NetworkMode none, the relay as entrypoint forwarding
-// 127.0.0.1:9471 -> /run/tokfence/proxy.sock and /run/tokfence/ui.sock -> 127.0.0.1:18789, all
-// capabilities dropped, no-new-privileges, read-only root with a tmpfs /tmp, pids and memory limits,
-// labels for finding leftovers. The environment holds no key.
+// 127.0.0.1:9471 -> /run/tokfence/proxy.sock (read-only mount) and /run/tokfence-ui/ui.sock ->
+// 127.0.0.1:18789, all capabilities dropped, no-new-privileges, read-only root with a tmpfs /tmp,
+// pids and memory limits, labels for finding leftovers. The environment holds no key.
 json container_spec(const ContainerSpecInput& input);
 
 }  // namespace tokfence::launcher

@@ -243,6 +243,33 @@ bool same_namespace(int pid, const char* ns, std::string* why) {
   return true;
 }
 
+// tokfence-relay only ever carries agent traffic (a sandbox's or a container's proxy and dashboard
+// sockets): a control request arriving through one means a relay was tricked into connecting here
+// (e.g. a socket name in a directory the agent can write, replaced by a symlink to control.sock).
+// Recognised by the name of the peer's executable and by being the very file next to our own
+// binary (a hard link under another name). Defence in depth: the relay itself refuses such links.
+bool peer_is_relay(int pid, std::string* why) {
+  std::string exe_link = "/proc/" + std::to_string(pid) + "/exe";
+  std::error_code ec;
+  fs::path exe = fs::read_symlink(exe_link, ec);
+  if (ec) {
+    *why = "cannot read the peer's executable (pid " + std::to_string(pid) + ")";
+    return true;  // fail closed: the namespace checks read the same /proc entry
+  }
+  std::string base = exe.filename().string();
+  bool named_relay = base.rfind("tokfence-relay", 0) == 0;
+  bool same_file = false;
+  struct stat peer{}, relay{};
+  fs::path ours = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec && ::stat(exe_link.c_str(), &peer) == 0 &&
+      ::stat((ours.parent_path() / "tokfence-relay").c_str(), &relay) == 0)
+    same_file = peer.st_dev == relay.st_dev && peer.st_ino == relay.st_ino;
+  if (!named_relay && !same_file) return false;
+  *why = "peer (pid " + std::to_string(pid) + ") is tokfence-relay (" + exe.string() +
+         "): a relay carries agent traffic, never control requests";
+  return true;
+}
+
 }  // namespace
 
 Result<void> check_control_peer(int fd) {
@@ -255,6 +282,7 @@ Result<void> check_control_peer(int fd) {
   std::string why;
   if (!same_namespace(cred->pid, "net", &why) || !same_namespace(cred->pid, "mnt", &why))
     return fail("control: refused: " + why);
+  if (peer_is_relay(cred->pid, &why)) return fail("control: refused: " + why);
   return {};
 }
 

@@ -10,8 +10,9 @@
 
 namespace tokfence::proxy {
 
-// Accepts the peer on connected Unix socket `fd` only when its uid is ours and its network and
-// mount namespaces are ours (compared by /proc/<pid>/ns/{net,mnt} inode). The error says why not.
+// Accepts the peer on connected Unix socket `fd` only when its uid is ours, its network and mount
+// namespaces are ours (compared by /proc/<pid>/ns/{net,mnt} inode) and it is not a tokfence-relay
+// (by /proc/<pid>/exe). The error says why not.
 Result<void> check_control_peer(int fd);
 
 class ControlServer {

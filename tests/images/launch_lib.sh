@@ -27,6 +27,34 @@ expect_nothing_left() {
   [[ ! -e $TOKFENCE_HOME/openclaw/$name/launch.json ]] || die "state file of $name left behind"
 }
 
+# The two socket directories of launch $1 on the host (docs/LAUNCH.md): proxy/ (ours, read-only in
+# the container at /run/tokfence) and ui/ (the container user's, read-write at /run/tokfence-ui).
+launch_proxy_dir() { printf '%s' "$TOKFENCE_HOME/sockets/launch-$1/proxy"; }
+launch_ui_dir() { printf '%s' "$TOKFENCE_HOME/sockets/launch-$1/ui"; }
+
+# A Unix socket server owned by the test that stands in for a host socket an attacker wants (e.g.
+# /var/run/docker.sock): every connection appends "REACHED" to $2 and gets "MARKER-SERVER\n".
+# Runs until the test ends (bounded at 10 minutes). Waits until the socket exists.
+start_marker_server() {
+  local sock=$1 hits=$2
+  python3 - "$sock" "$hits" <<'PY' &
+import os, socket, sys, time
+path, hits = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path); os.chmod(path, 0o666); s.listen(16); s.settimeout(1)
+end = time.time() + 600
+while time.time() < end:
+    try: c, _ = s.accept()
+    except OSError: continue
+    with open(hits, "a") as f: f.write("REACHED\n")
+    try: c.sendall(b"MARKER-SERVER\n")
+    except OSError: pass
+    c.close()
+PY
+  _pids_to_kill+=($!)
+  wait_until "test -S '$sock'"
+}
+
 # Removes every container this test's home may have left (runs at exit).
 launch_cleanup() {
   local ids

@@ -46,7 +46,7 @@ expect_eq "$statuses" "200,403,200,503,200,429,200" "log rows of the launch's re
 tf_ok stop
 expect_contains "$(chat)" "wget: " "request while the daemon is down"
 start_daemon
-wait_until "test -S '$TOKFENCE_HOME/sockets/launch-$name/proxy.sock'"
+wait_until "test -S '$TOKFENCE_HOME/sockets/launch-$name/proxy/proxy.sock'"
 expect_contains "$(chat)" '"content":"pong"' "after the daemon restarted"
 
 tf_ok launch stop --name "$name"

@@ -7,8 +7,8 @@
 #  - TCP to a server bound on all host interfaces (via the test's own Docker network gateway), to
 #    the container's/host loopback, to another container, and a name lookup all fail (and the same
 #    connections from a normal container on that network succeed, so the probe can tell);
-#  - no Docker socket, no control socket, no session bus (issue 8), no TOKFENCE_HOME, only proxy.sock and ui.sock in
-#    /run/tokfence; a control request through proxy.sock is not served;
+#  - no Docker socket, no control socket, no session bus (issue 8), no TOKFENCE_HOME, only proxy.sock in
+#    /run/tokfence and ui.sock in /run/tokfence-ui; a control request through proxy.sock is not served;
 #  - no "tfcanary-" anywhere in the container's environment, /proc or files.
 source "$(dirname "$0")/lib.sh"
 source "$SOURCE_DIR/tests/images/launch_lib.sh"
@@ -68,6 +68,7 @@ wget -q -O - --header 'Content-Type: application/json' \
 /probe dbus-session ${DBUS_SESSION_BUS_ADDRESS:-unix:path=/run/user/$(id -u)/bus}; echo "R session_bus_env \$?"
 test -e $TOKFENCE_HOME; echo "R home_exists \$?"
 echo "SOCKETS \$(ls /run/tokfence | tr '\n' ' ')"
+echo "UI_SOCKETS \$(ls /run/tokfence-ui | tr '\n' ' ')"
 echo BEGIN_CTL; /probe unix-send /run/tokfence/proxy.sock '{"op":"ping"}\n'; echo "R control_via_proxy_sock \$?"
 /probe env | grep -E '^(TOKFENCE_|DOCKER_|OPENAI_|ANTHROPIC_|SSH_AUTH|DBUS_)'; echo "R env_vars \$?"
 printf 'tfcan%sary-' '' > /tmp/pattern
@@ -95,9 +96,9 @@ for check in host_all_interfaces host_loopback_fake_upstream host_loopback_proxy
   expect_eq "$(result $check)" 1 "$check must fail from the container"
 done
 expect_eq "$(result home_exists)" 1 "TOKFENCE_HOME must not exist in the container"
-expect_contains "$out" "SOCKETS proxy.sock ui.sock "
 sockets_line=$(grep '^SOCKETS' <<<"$out")
-expect_eq "$sockets_line" "SOCKETS proxy.sock ui.sock " "only the launch's sockets in /run/tokfence"
+expect_eq "$sockets_line" "SOCKETS proxy.sock " "only the launch's proxy socket in /run/tokfence"
+expect_eq "$(grep '^UI_SOCKETS' <<<"$out")" "UI_SOCKETS ui.sock " "only the dashboard socket in /run/tokfence-ui"
 ctl=$(sed -n '/^BEGIN_CTL/,/^R control_via_proxy_sock/p' <<<"$out")
 [[ -n $ctl ]] || die "control request check did not run"
 expect_not_contains "$ctl" '"ok":true' "control request through proxy.sock"

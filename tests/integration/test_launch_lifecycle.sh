@@ -70,6 +70,12 @@ left="tfl-left-$RUN_ID"
 docker create --name "$left" --label "org.tokfence.launch=$left" --label "org.tokfence.home=$TOKFENCE_HOME" \
   --label org.tokfence.mode=foreground --label org.tokfence.pid=999999999 "$image" >/dev/null
 mkdir -p "$TOKFENCE_HOME/sockets/launch-tfl-stale-$RUN_ID"
+# A label that is not a launch name is never turned into a path: the old code removed
+# openclaw/../victim/openclaw.json (and more) for it.
+docker create --name "tfl-badlabel-$RUN_ID" --label "org.tokfence.launch=../victim" --label "org.tokfence.home=$TOKFENCE_HOME" \
+  --label org.tokfence.mode=foreground --label org.tokfence.pid=999999999 "$image" >/dev/null
+mkdir -p "$TOKFENCE_HOME/victim"
+echo keep >"$TOKFENCE_HOME/victim/openclaw.json"
 [[ ! -e $TOKFENCE_HOME/daemon.json ]] || die "daemon already running"
 
 # --- container death: exit status, output, nothing left
@@ -84,6 +90,9 @@ expect_contains "$TF_ERR" "removing leftover container $left"
 expect_nothing_left "$name"
 [[ -z $(docker ps -aq --filter "name=^/$left\$") ]] || die "leftover container not removed"
 [[ ! -e $TOKFENCE_HOME/sockets/launch-tfl-stale-$RUN_ID ]] || die "stale socket directory not removed"
+[[ -f $TOKFENCE_HOME/victim/openclaw.json ]] || die "a leftover's bad label was turned into a path"
+expect_contains "$TF_ERR" "its label org.tokfence.launch is not a launch name"
+docker rm -f "tfl-badlabel-$RUN_ID" >/dev/null
 
 # Runs a foreground launch in the background; sets LPID, LOUT, LERR.
 launch_bg() {
@@ -100,7 +109,7 @@ launch_bg() {
 # --- SIGTERM to a foreground launch: the container is stopped and removed, exit status is its own
 name="tfl-term-$RUN_ID"
 launch_bg "$name" --stop-timeout 5 -- /bin/sleep 600
-[[ -S $TOKFENCE_HOME/sockets/launch-$name/proxy.sock ]] || die "no proxy socket while running"
+[[ -S $TOKFENCE_HOME/sockets/launch-$name/proxy/proxy.sock ]] || die "no proxy socket while running"
 kill -TERM "$LPID"
 set +e
 wait "$LPID"
@@ -143,7 +152,7 @@ expect_eq "$(jq -r .mode <<<"$TF_OUT")" detach
 tf launch --image "$image" --no-pull --name "$name" -- /probe env
 expect_eq "$TF_RC" 1 "second launch with a running launch's name"
 expect_contains "$TF_ERR" "launch: '$name' is already running: see 'tokfence launch status --name $name'"
-[[ -S $TOKFENCE_HOME/sockets/launch-$name/proxy.sock ]] || die "the refused launch removed the running launch's socket"
+[[ -S $TOKFENCE_HOME/sockets/launch-$name/proxy/proxy.sock ]] || die "the refused launch removed the running launch's socket"
 tf_ok launch config --name "$name"
 expect_contains "$TF_OUT" '"apiKey": "tokfence-managed"'
 expect_contains "$TF_OUT" '"baseUrl": "http://127.0.0.1:9471/openai/v1"'

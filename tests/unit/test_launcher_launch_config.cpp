@@ -154,7 +154,8 @@ TEST_CASE("launcher::container_spec has no network, the relay as init and a hard
   in.launcher_pid = 4242;
   in.home_root = "/h";
   in.relay_binary = "/b/tokfence-relay";
-  in.socket_dir = "/h/sockets/launch-t1";
+  in.proxy_socket_dir = "/h/sockets/launch-t1/proxy";
+  in.ui_socket_dir = "/h/sockets/launch-t1/ui";
   in.config_file = "/h/openclaw/t1/openclaw.json";
   in.state_home = "/h/openclaw/t1/home";
   in.workspace = "/w";
@@ -173,8 +174,10 @@ TEST_CASE("launcher::container_spec has no network, the relay as init and a hard
   CHECK(spec["User"] == "1000:1000");
   CHECK(spec["Entrypoint"] == json::array({"/tokfence/relay"}));
   CHECK(spec["Cmd"] == json::array({"--forward", "tcp:127.0.0.1:9471=unix:/run/tokfence/proxy.sock", "--forward",
-                                    "unix:/run/tokfence/ui.sock=tcp:127.0.0.1:18789", "--", "openclaw", "gateway", "run"}));
-  CHECK(hc["Binds"] == json::array({"/b/tokfence-relay:/tokfence/relay:ro", "/h/sockets/launch-t1:/run/tokfence",
+                                    "unix:/run/tokfence-ui/ui.sock=tcp:127.0.0.1:18789", "--", "openclaw", "gateway", "run"}));
+  // The proxy socket's directory is read-only; only the dashboard socket's is writable.
+  CHECK(hc["Binds"] == json::array({"/b/tokfence-relay:/tokfence/relay:ro", "/h/sockets/launch-t1/proxy:/run/tokfence:ro",
+                                    "/h/sockets/launch-t1/ui:/run/tokfence-ui",
                                     "/h/openclaw/t1/openclaw.json:/tokfence/config/openclaw.json:ro",
                                     "/h/openclaw/t1/home:/tokfence/home", "/w:/workspace"}));
   // Nothing of the home itself, the Docker socket or a key is mounted or passed.
@@ -192,6 +195,11 @@ TEST_CASE("launcher::container_spec has no network, the relay as init and a hard
   CHECK(spec["Labels"]["org.tokfence.launch"] == "t1");
   CHECK(spec["Labels"]["org.tokfence.mode"] == "foreground");
   CHECK(spec["Labels"]["org.tokfence.pid"] == "4242");
+
+  in.workspace_binds = {{".git", false}, {".git/hooks", true}};
+  auto guarded = container_spec(in)["HostConfig"]["Binds"];
+  CHECK(guarded[guarded.size() - 2] == "/w/.git:/workspace/.git");
+  CHECK(guarded.back() == "/w/.git/hooks:/workspace/.git/hooks:ro");
 
   in.detach = true;
   auto detached = container_spec(in);
