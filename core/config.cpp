@@ -1,5 +1,7 @@
 #include "core/config.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -80,6 +82,22 @@ class TableReader {
     out = static_cast<std::int64_t>(std::llround(usd * 1e6));
     return {};
   }
+  // An array of strings; each element must be a non-empty string.
+  Result<void> string_list(const char* key, std::vector<std::string>& out) {
+    known_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (!node) return {};
+    const toml::array* array = node->as_array();
+    if (!array) return type_error(*node, key, "an array of strings");
+    std::vector<std::string> values;
+    for (const toml::node& element : *array) {
+      if (!element.is_string() || element.as_string()->get().empty())
+        return type_error(element, key, "an array of non-empty strings");
+      values.push_back(element.as_string()->get());
+    }
+    out = std::move(values);
+    return {};
+  }
   const toml::table* subtable(const char* key) {
     known_.insert(key);
     const toml::node* node = table_.get(key);
@@ -122,6 +140,37 @@ class TableReader {
     if (auto r_ = (expr); !r_) return std::unexpected(r_.error()); \
   } while (0)
 
+// What a provider lets through to its upstream (docs/PROXY.md "Who may use the keys"): methods,
+// forced_headers, allow_insecure; and the check that its key never travels in clear text.
+Result<void> read_provider_access(const std::string& name, const toml::table& t, const std::string& source,
+                                  TableReader& r, ProviderSpec& spec) {
+  const std::string prefix = "providers." + name + ".";
+  auto at = [&](const char* key) { return where(source, t.get(key) ? t.get(key)->source() : t.source()); };
+  TRY(r.string_list("methods", spec.methods));
+  if (const toml::array* methods = t.get("methods") ? t.get("methods")->as_array() : nullptr) {
+    if (methods->empty()) return fail(at("methods") + ": " + prefix + "methods must name at least one method");
+    const auto& allowed = default_methods();
+    for (const toml::node& m : *methods)
+      if (std::find(allowed.begin(), allowed.end(), m.as_string()->get()) == allowed.end())
+        return fail(where(source, m.source()) + ": " + prefix + "methods: \"" + m.as_string()->get() +
+                    "\" is never forwarded: choose from GET, HEAD, POST, PUT, PATCH, DELETE (upper case)");
+  }
+  TRY(r.expect_table("forced_headers"));
+  if (const toml::table* forced = r.subtable("forced_headers")) {
+    for (auto&& [k, v] : *forced) {
+      std::string header(k.str());
+      if (!v.is_string()) return fail(where(source, v.source()) + ": " + prefix + "forced_headers." + header + " must be a string");
+      if (auto problem = forced_header_problem(header, v.as_string()->get()); !problem.empty())
+        return fail(where(source, k.source()) + ": " + prefix + "forced_headers: '" + header + "' " + std::string(problem));
+      spec.forced_headers[header] = v.as_string()->get();
+    }
+  }
+  TRY(r.boolean("allow_insecure", spec.allow_insecure));
+  if (auto problem = insecure_upstream_problem(spec); !problem.empty())
+    return fail(at("upstream") + ": providers." + name + ": " + problem);
+  return {};
+}
+
 Result<void> read_provider(const std::string& name, const toml::table& t, const std::string& source,
                            Config& config, std::vector<std::string>& warnings) {
   if (auto ok = check_provider_name(name); !ok)
@@ -136,6 +185,14 @@ Result<void> read_provider(const std::string& name, const toml::table& t, const 
   TRY(r.string("auth", auth));
   TRY(r.string("api", api));
   TRY(r.string("client_base_suffix", spec.client_base_suffix));
+  Config::Metering metering = config.metering(name);
+  TRY(r.integer("default_max_output_tokens", metering.default_max_output_tokens, 1, 10'000'000));
+  TRY(r.string_list("budget_allowed_paths", metering.budget_allowed_paths));
+  for (const auto& p : metering.budget_allowed_paths)
+    if (p.front() != '/' || p.find('?') != std::string::npos)
+      return fail(where(source, t.source()) + ": providers." + name +
+                  ".budget_allowed_paths: each entry must be a path starting with '/' and without '?', got \"" + p + "\"");
+  config.provider_metering[name] = std::move(metering);
   if (upstream.empty())
     return fail(where(source, t.source()) + ": providers." + name + ".upstream is required for a new provider");
   if (upstream.rfind("http://", 0) != 0 && upstream.rfind("https://", 0) != 0)
@@ -160,8 +217,32 @@ Result<void> read_provider(const std::string& name, const toml::table& t, const 
       spec.default_headers[std::string(k.str())] = v.as_string()->get();
     }
   }
+  TRY(read_provider_access(name, t, source, r, spec));
   r.finish();
   config.provider_overrides[name] = std::move(spec);
+  return {};
+}
+
+// [daemon] allowed_origins: each a serialized web origin as browsers send it in Origin:
+// scheme://host[:port], no path, lower case. "null" (every sandboxed page and file:// shares it)
+// and "*" are refused.
+Result<void> read_allowed_origins(const toml::table& t, const std::string& source, TableReader& r,
+                                  std::vector<std::string>& out) {
+  TRY(r.string_list("allowed_origins", out));
+  const toml::array* origins = t.get("allowed_origins") ? t.get("allowed_origins")->as_array() : nullptr;
+  if (!origins) return {};
+  for (const toml::node& node : *origins) {
+    const std::string& origin = node.as_string()->get();
+    auto scheme = origin.find("://");
+    bool ok = scheme != std::string::npos && scheme > 0 && scheme + 3 < origin.size() &&
+              origin.find_first_of("/?#@ \t", scheme + 3) == std::string::npos &&
+              std::all_of(origin.begin(), origin.begin() + static_cast<std::ptrdiff_t>(scheme),
+                          [](char ch) { return std::islower(static_cast<unsigned char>(ch)) || std::isdigit(static_cast<unsigned char>(ch)) || ch == '+' || ch == '-' || ch == '.'; }) &&
+              std::none_of(origin.begin(), origin.end(), [](char ch) { return std::isupper(static_cast<unsigned char>(ch)) || static_cast<unsigned char>(ch) < 0x21 || static_cast<unsigned char>(ch) > 0x7e; });
+    if (!ok)
+      return fail(where(source, node.source()) + ": daemon.allowed_origins: \"" + origin +
+                  "\" is not a web origin: write scheme://host[:port] in lower case, no path, e.g. \"https://app.example.com\"");
+  }
   return {};
 }
 
@@ -181,6 +262,13 @@ Result<void> read_all(const toml::table& root, const std::string& source, Config
     TRY(r.integer_as("connect_timeout_seconds", c.daemon.connect_timeout_seconds, 1, 600));
     TRY(r.integer_as("idle_timeout_seconds", c.daemon.idle_timeout_seconds, 1, 86400));
     TRY(r.integer_as("shutdown_grace_seconds", c.daemon.shutdown_grace_seconds, 0, 3600));
+    TRY(r.integer_as("header_timeout_seconds", c.daemon.header_timeout_seconds, 1, 3600));
+    TRY(r.integer_as("keepalive_timeout_seconds", c.daemon.keepalive_timeout_seconds, 1, 86400));
+    TRY(r.integer_as("body_timeout_seconds", c.daemon.body_timeout_seconds, 1, 86400));
+    TRY(r.integer_as("max_connections", c.daemon.max_connections, 1, 1'000'000));
+    TRY(r.integer_as("max_connections_per_listener", c.daemon.max_connections_per_listener, 1, 1'000'000));
+    TRY(r.integer_as("max_inflight_body_bytes", c.daemon.max_inflight_body_bytes, 1024, std::int64_t(64) << 30));
+    TRY(read_allowed_origins(*t, source, r, c.daemon.allowed_origins));
     r.finish();
   }
   if (const toml::table* t = top.subtable("logging")) {
@@ -229,6 +317,22 @@ Result<void> read_all(const toml::table& root, const std::string& source, Config
     for (auto&& [k, v] : *t) {
       std::string model(k.str());
       if (!v.is_table()) return fail(where(source, v.source()) + ": pricing.\"" + model + "\" must be a table");
+      if (model == "fallback") {
+        // Not a model: the price of models missing from the table (input and output required).
+        TableReader r(*v.as_table(), "pricing.fallback", source, w);
+        ModelPrice p{-1, -1, -1, -1};
+        TRY(r.price("input", p.input));
+        TRY(r.price("output", p.output));
+        TRY(r.price("cache_read", p.cache_read));
+        TRY(r.price("cache_write", p.cache_write));
+        r.finish();
+        if (p.input < 0 || p.output < 0)
+          return fail(where(source, v.source()) + ": pricing.fallback needs input and output (USD per million tokens)");
+        if (p.cache_read < 0) p.cache_read = p.input;
+        if (p.cache_write < 0) p.cache_write = p.input;
+        c.pricing_fallback = p;
+        continue;
+      }
       TableReader r(*v.as_table(), "pricing.\"" + model + "\"", source, w);
       ModelPrice p;
       TRY(r.price("input", p.input));
@@ -254,6 +358,12 @@ std::vector<ProviderSpec> Config::providers() const {
   return out;
 }
 
+const Config::Metering& Config::metering(std::string_view provider) const {
+  static const Metering kDefaults;
+  auto it = provider_metering.find(provider);
+  return it == provider_metering.end() ? kDefaults : it->second;
+}
+
 std::optional<ProviderSpec> Config::provider(std::string_view name) const {
   if (auto it = provider_overrides.find(std::string(name)); it != provider_overrides.end()) return it->second;
   for (const auto& p : builtin_providers())
@@ -265,6 +375,7 @@ Result<ConfigLoad> parse_config(std::string_view text, const std::string& source
   ConfigLoad load;
   load.config.daemon.socket_path = home.default_proxy_socket();
   load.config.logging.db_path = home.default_db();
+  load.config.pricing_update_file = home.root() / "pricing-overrides.json";
   toml::table root;
   try {
     root = toml::parse(text, source_name);

@@ -36,6 +36,17 @@ struct Config {
     int connect_timeout_seconds = 10;
     int idle_timeout_seconds = 600;  // reasoning models can think for minutes between chunks
     int shutdown_grace_seconds = 10;
+    // Limits against clients that hold the daemon's memory and descriptors (docs/PROXY.md,
+    // "Limits"). Every wait is also bounded by idle_timeout_seconds.
+    int header_timeout_seconds = 10;      // accept to the end of the first head; first byte to end of a later one
+    int keepalive_timeout_seconds = 75;   // a kept-alive connection waiting for its next request
+    int body_timeout_seconds = 120;       // end of the head to the end of the body, in total
+    int max_connections = 4096;           // all client connections (lowered to fit RLIMIT_NOFILE)
+    int max_connections_per_listener = 1024;  // TCP, the main socket, each launch's socket
+    std::uint64_t max_inflight_body_bytes = 256ull * 1024 * 1024;  // request bodies held at once, all connections
+    // Web origins ("https://app.example.com") whose pages may use the proxy. Empty: a request
+    // sent by a browser page (Origin, or Sec-Fetch-Site other than none) is refused.
+    std::vector<std::string> allowed_origins;
   } daemon;
   struct Logging {
     std::filesystem::path db_path;  // default: home/tokfence.db
@@ -60,6 +71,24 @@ struct Config {
   std::map<std::string, ProviderSpec> provider_overrides;
   // [pricing."<model>"] overrides and additions, per million tokens.
   std::map<std::string, ModelPrice> pricing_overrides;
+  // [pricing] fallback = {input = .., output = ..}: what a model missing from the table costs while a
+  // budget applies. Unset: such requests are refused then (an unknown price is never free).
+  std::optional<ModelPrice> pricing_fallback;
+  // The table `tokfence pricing update` writes (home/pricing-overrides.json): between the embedded
+  // prices and [pricing."<model>"], which win over it.
+  std::filesystem::path pricing_update_file;
+  // Per-provider metering settings ([providers.<name>] keys), by provider name.
+  struct Metering {
+    // Output tokens assumed for a request that names no max_tokens, when a reservation is made and
+    // when a request ends without usage (it is then charged its estimate, never $0).
+    std::int64_t default_max_output_tokens = 4096;
+    // Path suffixes allowed (and charged from their usage like a chat request) while a budget
+    // applies, beyond the built-in allow-list (docs/CONTROLS.md).
+    std::vector<std::string> budget_allowed_paths;
+  };
+  std::map<std::string, Metering, std::less<>> provider_metering;
+  // The provider's metering settings (defaults when it has none).
+  const Metering& metering(std::string_view provider) const;
 
   // Built-ins merged with [providers.*], sorted by name.
   std::vector<ProviderSpec> providers() const;

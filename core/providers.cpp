@@ -1,7 +1,11 @@
 #include "core/providers.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <cstring>
 
 namespace tokfence {
 
@@ -39,7 +43,7 @@ std::optional<ApiStyle> parse_api_style(std::string_view text) {
 
 namespace {
 ProviderSpec openai_style(std::string name, std::string upstream) {
-  return ProviderSpec{std::move(name), std::move(upstream), AuthScheme::bearer, ApiStyle::openai, {}, "/v1", true};
+  return ProviderSpec{std::move(name), std::move(upstream), AuthScheme::bearer, ApiStyle::openai, {}, "/v1", true, {}, {}, false};
 }
 }  // namespace
 
@@ -49,12 +53,12 @@ const std::vector<ProviderSpec>& builtin_providers() {
   static const std::vector<ProviderSpec> table = [] {
     std::vector<ProviderSpec> t{
         ProviderSpec{"anthropic", "https://api.anthropic.com", AuthScheme::x_api_key, ApiStyle::anthropic,
-                     {{"anthropic-version", "2023-06-01"}}, "", true},
+                     {{"anthropic-version", "2023-06-01"}}, "", true, {}, {}, false},
         openai_style("cerebras", "https://api.cerebras.ai"),
         openai_style("deepseek", "https://api.deepseek.com"),
         openai_style("fireworks", "https://api.fireworks.ai/inference"),
         ProviderSpec{"google", "https://generativelanguage.googleapis.com", AuthScheme::x_goog_api_key,
-                     ApiStyle::gemini, {}, "/v1beta", true},
+                     ApiStyle::gemini, {}, "/v1beta", true, {}, {}, false},
         openai_style("groq", "https://api.groq.com/openai"),
         openai_style("mistral", "https://api.mistral.ai"),
         openai_style("openai", "https://api.openai.com"),
@@ -66,6 +70,94 @@ const std::vector<ProviderSpec>& builtin_providers() {
     return t;
   }();
   return table;
+}
+
+const std::vector<std::string>& default_methods() {
+  static const std::vector<std::string> methods{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"};
+  return methods;
+}
+
+namespace {
+
+char fold_header_char(char c) {
+  if (c >= 'A' && c <= 'Z') return static_cast<char>(c - 'A' + 'a');
+  return c == '_' ? '-' : c;
+}
+
+// Headers that carry a credential in some SDK or gateway convention.
+constexpr std::array<std::string_view, 12> credential_header_names = {
+    "authorization", "proxy-authorization", "x-api-key",    "api-key",     "x-goog-api-key",
+    "x-auth-token",  "x-access-token",      "x-goog-user-project-key", "cookie", "openai-api-key",
+    "anthropic-api-key", "x-key"};
+
+// Fields the proxy writes itself or that only describe one connection: a forced value for them
+// would break the framing or fight the proxy.
+constexpr std::array<std::string_view, 14> proxy_owned_header_names = {
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "te",
+    "trailer", "upgrade", "expect", "accept-encoding", "x-tokfence-caller", "proxy-authenticate", "content-encoding"};
+
+bool is_tchar(unsigned char c) {
+  return std::isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+
+}  // namespace
+
+bool header_names_equal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (fold_header_char(a[i]) != fold_header_char(b[i])) return false;
+  return true;
+}
+
+bool is_credential_header_name(std::string_view name) {
+  return std::any_of(credential_header_names.begin(), credential_header_names.end(),
+                     [&](std::string_view n) { return header_names_equal(name, n); });
+}
+
+std::string_view forced_header_problem(std::string_view name, std::string_view value) {
+  if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return is_tchar(static_cast<unsigned char>(c)); }))
+    return "is not a valid header name";
+  if (is_credential_header_name(name)) return "carries a credential: keys come from the vault";
+  if (std::any_of(proxy_owned_header_names.begin(), proxy_owned_header_names.end(),
+                  [&](std::string_view n) { return header_names_equal(name, n); }))
+    return "is set by the proxy itself";
+  for (unsigned char c : value)
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return "has a control character (CR, LF, ...) in its value";
+  return "";
+}
+
+std::string url_host(std::string_view url) {
+  auto scheme = url.find("://");
+  if (scheme == std::string_view::npos) return "";
+  std::string_view authority = url.substr(scheme + 3);
+  authority = authority.substr(0, authority.find_first_of("/?#"));
+  if (auto at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
+  if (authority.starts_with("[")) {
+    auto close = authority.find(']');
+    return close == std::string_view::npos ? "" : std::string(authority.substr(1, close - 1));
+  }
+  return std::string(authority.substr(0, authority.find(':')));
+}
+
+bool is_loopback_host(std::string_view host) {
+  std::string h(host);
+  for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (h == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, h.c_str(), &v6) != 1) return false;
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+}
+
+std::string insecure_upstream_problem(const ProviderSpec& spec) {
+  if (spec.allow_insecure || !spec.upstream.starts_with("http://")) return "";
+  std::string host = url_host(spec.upstream);
+  if (is_loopback_host(host)) return "";
+  return "upstream " + spec.upstream + " is plain http:// to '" + host +
+         "', not loopback: the key would travel in clear text; use https://, or set allow_insecure = true "
+         "in [providers." + spec.name + "] if the network to it is trusted";
 }
 
 std::vector<std::string> key_env_vars(std::string_view provider) {

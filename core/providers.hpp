@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tokfence {
@@ -28,7 +29,42 @@ struct ProviderSpec {
   // providers, "" for Anthropic whose SDKs add /v1 themselves, "/v1beta" for Gemini).
   std::string client_base_suffix;
   bool builtin = true;
+  // Methods forwarded upstream; empty = default_methods(). Only names from default_methods()
+  // may be listed (config.cpp refuses the rest): TRACE, CONNECT and friends never leave.
+  std::vector<std::string> methods;
+  // Always sent, replacing whatever the client sent under that name (e.g. OpenAI-Organization,
+  // so an agent cannot bill another organization or project).
+  std::map<std::string, std::string> forced_headers;
+  // A plain http:// upstream that is not loopback is refused unless set: the key would cross the
+  // network in clear text.
+  bool allow_insecure = false;
 };
+
+// GET, HEAD, POST, PUT, PATCH, DELETE: what the provider APIs use.
+const std::vector<std::string>& default_methods();
+
+// Header names compared the way some servers do: ASCII case-insensitive and '_' equal to '-'
+// (CGI/WSGI turn both X-Api-Key and X_Api_Key into HTTP_X_API_KEY).
+bool header_names_equal(std::string_view a, std::string_view b);
+
+// Whether a header of this name carries a credential in some SDK or gateway convention
+// (Authorization, x-api-key, Cookie, ...), by header_names_equal.
+bool is_credential_header_name(std::string_view name);
+
+// Whether a forced header may have this name: an HTTP token that is not a credential, a
+// hop-by-hop field, or one the proxy sets itself (Host, Content-Length, ...). "" when it may,
+// else why not.
+std::string_view forced_header_problem(std::string_view name, std::string_view value);
+
+// The host of an http(s) URL (brackets removed from IPv6 literals), "" when there is none.
+std::string url_host(std::string_view url);
+
+// localhost, 127.0.0.0/8, ::1 (also IPv4-mapped): traffic to it never leaves the machine.
+bool is_loopback_host(std::string_view host);
+
+// Why `spec`'s upstream may not carry its key ("" when it may): plain http:// to a host that is
+// not loopback, without allow_insecure.
+std::string insecure_upstream_problem(const ProviderSpec& spec);
 
 std::string_view to_string(AuthScheme scheme);
 std::string_view to_string(ApiStyle style);

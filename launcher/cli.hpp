@@ -32,6 +32,9 @@ class Context {
 void register_vault_commands(CLI::App& app, Context& ctx);     // cli_vault.cpp
 void register_daemon_commands(CLI::App& app, Context& ctx);    // cli_daemon.cpp: start stop status
 void register_log_commands(CLI::App& app, Context& ctx);       // cli_log.cpp: log stats env provider pricing
+// cli_pricing.cpp: `pricing update` (added to the `pricing` group) and `pricing list --unknown`.
+void register_pricing_update(CLI::App& pricing, Context& ctx);
+void print_unknown_models(Context& ctx, const std::string& provider, bool as_json);
 void register_control_commands(CLI::App& app, Context& ctx);   // cli_controls.cpp: budget revoke restore kill unkill ratelimit
 void register_run_commands(CLI::App& app, Context& ctx);       // cli_run.cpp: run, codex, claude, opencode
 void register_launch_commands(CLI::App& app, Context& ctx);    // cli_launch.cpp: launch, setup openclaw

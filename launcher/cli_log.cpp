@@ -21,6 +21,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "core/file.hpp"
 #include "core/names.hpp"
 #include "core/providers.hpp"
 #include "launcher/cli.hpp"
@@ -57,9 +58,10 @@ std::string local_time(std::int64_t ms) {
 }
 
 // JSON for stdout. Logged text comes from clients (a path byte, a model name) and need not be
-// UTF-8: bad bytes are replaced rather than making the dump throw.
+// UTF-8: bad bytes are replaced rather than making the dump throw. C0 controls are escaped by the
+// dump itself, C1 controls by escape_c1_in_json (the dump leaves them raw).
 std::string json_text(const json& j, int indent = 2) {
-  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+  return escape_c1_in_json(j.dump(indent, ' ', false, json::error_handler_t::replace));
 }
 
 std::string iso_utc(std::int64_t ms) {
@@ -170,6 +172,7 @@ json row_json(const RequestRecord& r) {
               {"cache_write_tokens", r.usage.cache_write_tokens},
               {"cost_pico", r.cost ? json(*r.cost) : json(nullptr)},
               {"cost_usd", r.cost ? json(proxy::format_usd(*r.cost)) : json(nullptr)},
+              {"cost_source", r.cost_source.empty() ? json(nullptr) : json(r.cost_source)},
               {"latency_ms", r.latency_ms},
               {"ttfb_ms", r.ttfb_ms},
               {"caller_pid", r.caller_pid},
@@ -192,7 +195,8 @@ void print_detail(const RequestRecord& r) {
   field("tokens:", "input " + std::to_string(u.input_tokens) + ", output " + std::to_string(u.output_tokens) +
                        ", cache read " + std::to_string(u.cache_read_tokens) + ", cache write " +
                        std::to_string(u.cache_write_tokens));
-  field("cost:", r.cost ? proxy::format_usd(*r.cost) : "unknown (no price for this model: see 'tokfence pricing list')");
+  field("cost:", r.cost ? proxy::format_usd(*r.cost) + (r.cost_source == "estimate" ? " (estimate: the request ended without usage)" : "")
+                       : "unknown (no price for this model: see 'tokfence pricing list')");
   char timing[80];
   std::snprintf(timing, sizeof timing, "%.1f ms total, first byte after %.1f ms", r.latency_ms, r.ttfb_ms);
   field("latency:", timing);
@@ -702,23 +706,11 @@ EditedConfig set_provider_keys(const std::string& text, const std::string& name,
   return {out.str(), true};
 }
 
-// Replaces the file atomically (temporary file + rename), mode 0600.
+// Replaces the file atomically (random O_EXCL temporary file + rename, core/file), mode 0600: a link
+// planted at the name or at a guessable temporary name is replaced, never written through.
 void write_file_atomically(const std::filesystem::path& path, const std::string& text) {
-  auto tmp = path;
-  tmp += ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw UserError("config " + path.string() + ": cannot write: " + std::strerror(errno));
-  }
-  std::filesystem::permissions(tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp);
-    throw UserError("config " + path.string() + ": cannot replace: " + ec.message());
-  }
+  auto ok = file::write_atomic(path, text, {.mode = 0600, .owner = std::nullopt});
+  if (!ok) throw UserError("config " + path.string() + ": cannot write: " + ok.error().message);
 }
 
 void register_provider(CLI::App& app, Context& ctx) {
@@ -851,6 +843,7 @@ void register_pricing(CLI::App& app, Context& ctx) {
   struct Options {
     std::string provider;
     bool json = false;
+    bool unknown = false;
   };
   auto opt = std::make_shared<Options>();
   auto* list = group->add_subcommand(
@@ -860,12 +853,17 @@ void register_pricing(CLI::App& app, Context& ctx) {
       "Examples:\n  tokfence pricing list\n  tokfence pricing list --provider openai --json");
   list->add_option("--provider", opt->provider, "Only this provider's models");
   list->add_flag("--json", opt->json, "JSON array; prices as numbers in USD per million tokens");
+  list->add_flag("--unknown", opt->unknown, "Instead: the models in the request log that have no price");
   list->callback([opt, &ctx] {
     const Config& config = ctx.config();
     if (!opt->provider.empty()) {
       value_or_throw(check_provider_name(opt->provider));
       if (!config.provider(opt->provider))
         throw UserError("provider '" + opt->provider + "': unknown: run 'tokfence provider list' to see the known ones");
+    }
+    if (opt->unknown) {
+      print_unknown_models(ctx, opt->provider, opt->json);
+      return;
     }
     proxy::PricingTable table(config);
     std::vector<proxy::PricedModel> models = opt->provider.empty() ? table.models() : table.models_of(opt->provider);
@@ -889,6 +887,7 @@ void register_pricing(CLI::App& app, Context& ctx) {
     std::cout << "USD per million tokens:\n";
     t.print(std::cout, true);
   });
+  register_pricing_update(*group, ctx);
 }
 
 }  // namespace

@@ -2,13 +2,87 @@
 
 #include <algorithm>
 #include <ctime>
+#include <string_view>
 
 namespace tokfence::cli {
 
+namespace {
+
+// The length of the well-formed UTF-8 sequence at the start of `s` (RFC 3629: no overlong forms,
+// no surrogates, nothing above U+10FFFF), or 0 when it is not one.
+std::size_t utf8_sequence_length(std::string_view s, char32_t& code_point) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char b0 = byte(0);
+  std::size_t length;
+  char32_t min;
+  if (b0 < 0x80) {
+    code_point = b0;
+    return 1;
+  } else if ((b0 & 0xE0) == 0xC0) {
+    length = 2, code_point = b0 & 0x1F, min = 0x80;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    length = 3, code_point = b0 & 0x0F, min = 0x800;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    length = 4, code_point = b0 & 0x07, min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (s.size() < length) return 0;
+  for (std::size_t i = 1; i < length; ++i) {
+    if ((byte(i) & 0xC0) != 0x80) return 0;
+    code_point = (code_point << 6) | (byte(i) & 0x3F);
+  }
+  if (code_point < min || code_point > 0x10FFFF || (code_point >= 0xD800 && code_point <= 0xDFFF)) return 0;
+  return length;
+}
+
+// C0 controls, DEL and C1 controls (U+0080-U+009F: CSI, OSC and friends to a terminal that
+// takes 8-bit controls).
+bool is_control(char32_t c) { return c < 0x20 || (c >= 0x7F && c <= 0x9F); }
+
+}  // namespace
+
 std::string printable(std::string text) {
-  for (char& c : text)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  return text;
+  std::string out;
+  out.reserve(text.size());
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    char32_t c = 0;
+    std::size_t n = utf8_sequence_length(rest, c);
+    if (n == 0 || is_control(c)) {
+      // A control character, or a byte that is not part of valid UTF-8 (a terminal in a legacy
+      // 8-bit mode reads 0x9B as CSI): one '?' for the byte or the whole character.
+      out.push_back('?');
+      n = n == 0 ? 1 : n;
+    } else {
+      out.append(rest.substr(0, n));
+    }
+    rest.remove_prefix(n);
+  }
+  return out;
+}
+
+std::string escape_c1_in_json(std::string json) {
+  // In UTF-8, U+0080-U+009F is C2 80 - C2 9F, and C2 never starts a byte of JSON syntax: every
+  // match is inside a string, where an escape means the same character.
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  out.reserve(json.size());
+  for (std::size_t i = 0; i < json.size(); ++i) {
+    const auto b = static_cast<unsigned char>(json[i]);
+    const auto next = i + 1 < json.size() ? static_cast<unsigned char>(json[i + 1]) : 0;
+    if (b == 0x7F) {
+      out += "\\u007f";  // DEL, which the dump also leaves raw
+    } else if (b == 0xC2 && next >= 0x80 && next <= 0x9F) {
+      out += "\\u00";
+      out.push_back(hex[next >> 4]);
+      out.push_back(hex[next & 0xF]);
+      ++i;
+    } else {
+      out.push_back(json[i]);
+    }
+  }
+  return out;
 }
 
 std::string with_commas(std::int64_t n) {

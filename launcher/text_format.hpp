@@ -11,9 +11,13 @@ namespace tokfence::cli {
 
 // Text printed for a terminal often comes from elsewhere: from clients and their processes (a model
 // name from a request body, a process name it chose for itself) or from a config file. Control
-// characters are shown as '?', so such text cannot send escape sequences to the terminal that
-// reads it, or end a line early.
+// characters (C0, DEL and C1, U+0080-U+009F) and bytes that are not valid UTF-8 are shown as '?',
+// so such text cannot send escape sequences to the terminal that reads it, or end a line early.
 std::string printable(std::string text);
+
+// JSON text (from nlohmann::json::dump, which writes DEL and C1 characters raw) with each of them
+// written as a JSON escape instead: same JSON, nothing a terminal acts on.
+std::string escape_c1_in_json(std::string json);
 
 // 1234567 -> "1,234,567"; a negative number keeps its sign in front.
 std::string with_commas(std::int64_t n);

@@ -27,6 +27,24 @@ struct PeerCred {
 };
 std::optional<PeerCred> peer_credentials(int fd);
 
+// The socket at the client end of a loopback TCP connection: its inode and owner uid.
+struct SocketOwner {
+  std::uint64_t inode = 0;
+  unsigned uid = 0;
+};
+
+// The owner of the client socket of the accepted TCP connection `fd`, found by the kernel's exact
+// look-up (NETLINK_SOCK_DIAG, one round trip on a netlink socket kept per thread: about as cheap
+// as a getsockopt), or, without sock_diag, in /proc/net/tcp{,6}. nullopt when the peer is not a
+// socket of this machine (or namespace). Cheap enough for the accept path: the proxy refuses
+// connections of other users with it (admission.hpp).
+std::optional<SocketOwner> tcp_peer_owner(int fd);
+
+// The process of the daemon's user (any process, as root) that holds socket `inode` among its
+// descriptors: the recent callers first, then every process, newest first. Can walk /proc: run
+// it off the I/O threads.
+std::optional<Caller> find_socket_holder(std::uint64_t inode);
+
 // The local process that owns the TCP connection whose client side is `peer_ip:peer_port` and
 // whose server side is `local_ip:local_port` (IPv4 dotted or IPv6 text). nullopt when not found
 // (another user's process, already closed, not loopback).

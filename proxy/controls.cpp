@@ -316,19 +316,12 @@ class ControlsImpl final : public Controls {
 
     std::string model_key = request.provider + '\n' + request.model;
     Picodollars estimate = std::max<Picodollars>(0, request.estimated_cost.value_or(0));
-    if (request.estimated_cost) {
+    if (request.estimated_cost && request.endpoint == EndpointCost::tokens) {
       if (auto it = learned_.find(model_key); it != learned_.end()) estimate = std::max(estimate, it->second.max());
     }
     std::vector<const Budget*> applicable;
     for (const std::string& scope : {request.provider, std::string("global")})
       if (auto it = budgets_.find(scope); it != budgets_.end()) applicable.push_back(&it->second);
-    if (!request.estimated_cost && config_.budget.refuse_unknown_cost && !applicable.empty()) {
-      return Refusal{403, "tokfence_budget_unknown_cost",
-                     "model '" + sanitize(request.model, 80) + "' of '" + request.provider +
-                         "' has no price, and [budget] refuse_unknown_cost refuses such requests while a budget "
-                         "applies: add [pricing.\"<model>\"] to config.toml",
-                     json{{"provider", request.provider}, {"model", request.model}}, std::nullopt};
-    }
     std::optional<Refusal> refusal;
     for (const Budget* b : applicable) {
       const Ledger& ledger = ledgers_[period_index(b->stored.period)];
@@ -363,13 +356,55 @@ class ControlsImpl final : public Controls {
           retry};
     }
     if (refusal) return *refusal;
+    // After the budgets' own check: a used-up budget answers 429 for everything in its scope.
+    if (!applicable.empty()) {
+      if (auto unpaid = refuse_unpaid(request)) return *unpaid;
+    }
 
     if (rpm != rpm_.end()) limiter_.record(request.provider, now);
     const std::uint64_t id = next_id_++;
-    in_flight_[id] = InFlight{request.provider, request.estimated_cost ? std::move(model_key) : std::string(), now, estimate};
+    const bool learn = request.estimated_cost && request.endpoint == EndpointCost::tokens;
+    in_flight_[id] = InFlight{request.provider, learn ? std::move(model_key) : std::string(), now, estimate};
     reserved_by_provider_[request.provider] += estimate;
     reserved_total_ += estimate;
     return Reservation{id};
+  }
+
+  bool budget_applies(std::string_view provider) const override {
+    std::lock_guard lock(mutex_);
+    return budgets_.contains(std::string(provider)) || budgets_.contains("global");
+  }
+
+  // While a budget applies, a request that could not be paid for is refused: its endpoint bills
+  // outside any usage field, its body cannot be read, or its model has no price (and there is no
+  // [pricing] fallback).
+  static std::optional<Refusal> refuse_unpaid(const AdmitRequest& request) {
+    if (request.endpoint == EndpointCost::unmetered) {
+      const std::string endpoint = sanitize(request.method, 16) + " " + sanitize(request.path, 120);
+      return Refusal{403, "tokfence_budget_unmetered_endpoint",
+                     "endpoint '" + endpoint + "' of '" + request.provider +
+                         "' is not billed through a usage field, so its cost cannot be counted, and a budget "
+                         "applies: to allow it (charged by usage, else its estimate), add its path to "
+                         "[providers." + request.provider + "] budget_allowed_paths in config.toml",
+                     json{{"provider", request.provider}, {"endpoint", endpoint}}, std::nullopt};
+    }
+    if (request.endpoint == EndpointCost::free) return std::nullopt;
+    if (request.body_unreadable) {
+      return Refusal{400, "tokfence_budget_unreadable_body",
+                     "request: the body is not a JSON object, so its cost cannot be estimated, and a budget "
+                     "applies to '" + request.provider + "': send valid JSON",
+                     json{{"provider", request.provider}}, std::nullopt};
+    }
+    if (!request.estimated_cost) {
+      const std::string model = request.model.empty() ? std::string("(none)") : sanitize(request.model, 80);
+      return Refusal{403, "tokfence_budget_unknown_cost",
+                     "model '" + model + "' of '" + request.provider +
+                         "' has no price, and a budget applies: add [pricing.\"" + model +
+                         "\"] (input, output in USD per million tokens) or a [pricing] fallback to config.toml, "
+                         "or load prices with 'tokfence pricing update --from FILE'",
+                     json{{"provider", request.provider}, {"model", request.model}}, std::nullopt};
+    }
+    return std::nullopt;
   }
 
   void settle(Reservation reservation, std::optional<Picodollars> actual_cost, std::int64_t tokens) override {
@@ -818,6 +853,16 @@ Result<void> check_budget_scope(const Config& config, std::string_view scope) {
     return fail("budget scope '" + sanitize(scope) + "': not 'global' or a provider name ([a-z0-9][a-z0-9_-]{0,31})");
   if (config.provider(scope)) return {};
   return fail("budget scope '" + std::string(scope) + "': unknown: use global or one of " + known_provider_list(config));
+}
+
+ReservationGuard::~ReservationGuard() {
+  if (!settled_) controls_->settle(reservation_, if_abandoned_, 0);
+}
+
+void ReservationGuard::settle(std::optional<Picodollars> actual_cost, std::int64_t tokens) {
+  if (settled_) return;
+  settled_ = true;
+  controls_->settle(reservation_, actual_cost, tokens);
 }
 
 }  // namespace tokfence::proxy

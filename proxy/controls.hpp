@@ -18,6 +18,7 @@
 
 #include "core/config.hpp"
 #include "proxy/control_protocol.hpp"
+#include "proxy/metering.hpp"
 #include "proxy/pricing.hpp"
 
 namespace tokfence::proxy {
@@ -28,6 +29,12 @@ struct AdmitRequest {
   // Estimate reserved against budgets until settle(); nullopt = the model has no known price.
   std::optional<Picodollars> estimated_cost;
   std::int64_t estimated_tokens = 0;
+  // How the endpoint is billed, and whether the body could be read (checked only while a budget
+  // applies): while one does, unmetered endpoints, unreadable bodies and token requests without a
+  // price are refused (docs/CONTROLS.md, "Every request is paid for").
+  EndpointCost endpoint = EndpointCost::tokens;
+  bool body_unreadable = false;
+  std::string method, path;  // for the refusal's message
 };
 
 struct Refusal {
@@ -44,12 +51,36 @@ struct Reservation {
   std::uint64_t id = 0;
 };
 
+class Controls;
+
+// Settles a reservation exactly once: by settle(), or, if the request path is left another way
+// (an exception, a coroutine destroyed at shutdown), at `if_abandoned` when destroyed, so that an
+// abandoned request neither keeps its reservation forever nor costs nothing.
+class ReservationGuard {
+ public:
+  ReservationGuard(Controls& controls, Reservation reservation, std::optional<Picodollars> if_abandoned)
+      : controls_(&controls), reservation_(reservation), if_abandoned_(if_abandoned) {}
+  ReservationGuard(const ReservationGuard&) = delete;
+  ReservationGuard& operator=(const ReservationGuard&) = delete;
+  ~ReservationGuard();
+  void settle(std::optional<Picodollars> actual_cost, std::int64_t tokens);
+
+ private:
+  Controls* controls_;
+  Reservation reservation_;
+  std::optional<Picodollars> if_abandoned_;
+  bool settled_ = false;
+};
+
 class Controls {
  public:
   virtual ~Controls() = default;
   virtual std::variant<Reservation, Refusal> admit(const AdmitRequest& request) = 0;
   // `actual_cost` nullopt = unknown price; tokens are still counted.
   virtual void settle(Reservation reservation, std::optional<Picodollars> actual_cost, std::int64_t tokens) = 0;
+  // Whether a budget (the provider's or the global one) is set: the proxy then checks what it
+  // otherwise leaves to the upstream (a body it cannot read).
+  virtual bool budget_applies(std::string_view provider) const = 0;
   // Registers the control ops (revoke, restore, kill, unkill, budget_*, ratelimit_*, controls_status).
   virtual void register_ops(ControlRouter& router) = 0;
   // For `tokfence status`: kill state, revoked providers, budgets, rate limits, warnings.

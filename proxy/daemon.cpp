@@ -9,13 +9,17 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <set>
 #include <ctime>
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <vector>
 
+#include "core/file.hpp"
+#include "core/home.hpp"
 #include "proxy/control_protocol.hpp"
 #include "proxy/controls.hpp"
 #include "proxy/pricing.hpp"
@@ -62,6 +66,18 @@ void harden_process() {
   ::setrlimit(RLIMIT_CORE, &none);
 }
 
+// Every client connection is a descriptor (two while it is proxied): the soft limit a shell gives
+// (often 1024) would run out long before the connection caps, and once it does no new connection,
+// not even the control socket's, can be accepted. Raised to the hard limit; the caps in
+// proxy/server.cpp are then fitted below it.
+void raise_descriptor_limit() {
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == files.rlim_max) return;
+  files.rlim_cur = files.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &files) != 0)
+    daemon_log(std::string("warning: cannot raise the descriptor limit: ") + std::strerror(errno));
+}
+
 // The single-instance lock: an flock on daemon.pid, held for the daemon's life.
 class PidLock {
  public:
@@ -94,15 +110,56 @@ class PidLock {
   fs::path path_;
 };
 
+// core/file: random O_EXCL temp name + renameat, so a link planted at the name (or at the old fixed
+// `<name>.tmp`) is replaced, never written through.
 Result<void> write_private_file(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return fail("daemon: cannot write " + tmp.string() + ": " + std::strerror(errno));
-  ::fchmod(fd, 0600);
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) return fail("daemon: cannot write " + path.string());
+  auto ok = file::write_atomic(path, text, {.mode = 0600, .owner = std::nullopt});
+  if (!ok) return fail("daemon: cannot write " + path.string() + ": " + ok.error().message);
+  return {};
+}
+
+// `[daemon] socket_path` names a directory tokfence may not own. Policy (docs/PROXY.md):
+//  - a missing directory is created 0700 (tokfence made it, so it may set its mode);
+//  - an existing one is never chmodded; it is refused unless it, and every directory above it, is owned
+//    by root or by us, and it is writable by nobody else (group/world-writable is refused even with the
+//    sticky bit: in /tmp anyone can squat the name); an ancestor may be writable by others only with the
+//    sticky bit (others cannot then rename our entries away).
+// The default socket lives in the tokfence home, which Home::ensure already manages.
+std::string mode_text(mode_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+Result<void> check_socket_dir(const fs::path& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT) return fail("daemon: socket_path: cannot check " + dir.string() + ": " + std::strerror(errno));
+    if (auto ok = ensure_private_dir(dir); !ok) return fail("daemon: socket_path: " + ok.error().message);
+  }
+  std::error_code ec;
+  fs::path real = fs::canonical(dir, ec);
+  if (ec) return fail("daemon: socket_path: cannot resolve " + dir.string() + ": " + ec.message());
+  const uid_t self = ::geteuid();
+  fs::path walked = "/";
+  std::vector<fs::path> chain = {walked};
+  for (const auto& part : real.relative_path()) chain.push_back(walked /= part);
+  for (std::size_t i = 0; i < chain.size(); ++i) {
+    const fs::path& p = chain[i];
+    const bool last = i + 1 == chain.size();
+    if (::lstat(p.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      return fail("daemon: socket_path: " + p.string() + ": not a directory");
+    const std::string fix =
+        ": use a directory only you (or root) can write, or remove [daemon] socket_path for the default in "
+        "the tokfence home";
+    if (st.st_uid != self && st.st_uid != 0)
+      return fail("daemon: socket_path: " + p.string() + " is owned by uid " + std::to_string(st.st_uid) +
+                  ", not by you or root" + fix);
+    const bool others_write = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
+    if (others_write && (last || !(st.st_mode & S_ISVTX)))
+      return fail("daemon: socket_path: " + p.string() + " is writable by other users (mode " +
+                  mode_text(st.st_mode) + ")" + fix);
+  }
   return {};
 }
 
@@ -173,6 +230,7 @@ json socket_json(const ProxySocketInfo& s) {
 
 Result<void> run_daemon(DaemonOptions options) {
   harden_process();
+  raise_descriptor_limit();
   const Home& home = options.home;
   const Config& config = options.config;
   if (auto ok = home.ensure(); !ok) return std::unexpected(ok.error());
@@ -206,7 +264,7 @@ Result<void> run_daemon(DaemonOptions options) {
   auto controls_made = make_controls(config);
   if (!controls_made) return std::unexpected(controls_made.error());
   std::shared_ptr<Controls> controls = std::move(*controls_made);
-  auto pricing = std::make_shared<const PricingTable>(config);
+  auto pricing = std::make_shared<LivePricing>(std::make_shared<const PricingTable>(config));
   auto sockets = SocketStore::open(config.logging.db_path);
   if (!sockets) return std::unexpected(sockets.error());
 
@@ -217,7 +275,11 @@ Result<void> run_daemon(DaemonOptions options) {
   auto port = server->listen_tcp(config.daemon.host, config.daemon.port);
   if (!port) return std::unexpected(port.error());
   fs::path main_socket = config.daemon.socket_path.empty() ? home.default_proxy_socket() : config.daemon.socket_path;
-  if (auto ok = ensure_private_dir(main_socket.parent_path()); !ok) return std::unexpected(ok.error());
+  if (main_socket == home.default_proxy_socket()) {
+    if (auto ok = ensure_private_dir(main_socket.parent_path()); !ok) return std::unexpected(ok.error());
+  } else if (auto ok = check_socket_dir(main_socket.parent_path()); !ok) {
+    return std::unexpected(ok.error());
+  }
   if (auto ok = server->listen_unix({main_socket.string(), "", 0660, false}); !ok) return std::unexpected(ok.error());
   if (auto persisted = sockets->all()) {
     for (const auto& s : *persisted) {
@@ -274,6 +336,16 @@ Result<void> run_daemon(DaemonOptions options) {
   router.add("flush_log", [&](const json&) -> Result<json> {
     request_log->flush();
     return json{{"flushed", true}};
+  });
+  // `tokfence pricing update` wrote a new table: priced from the next request on.
+  router.add("pricing_reload", [&](const json&) -> Result<json> {
+    auto updates = load_price_updates(config.pricing_update_file);
+    if (!updates) return fail("pricing: reload failed, keeping the prices in use: " + updates.error().message);
+    auto table = std::make_shared<const PricingTable>(config, *updates);
+    const std::size_t models = table->models().size();
+    pricing->replace(std::move(table));
+    daemon_log("pricing reloaded: " + std::to_string(updates->size()) + " updated price(s)");
+    return json{{"models", models}, {"updated", updates->size()}};
   });
   router.add("reload_keys", [&](const json&) -> Result<json> {
     auto loaded = load_keys(*vault);

@@ -276,6 +276,43 @@ Parse parse_response_head(std::string_view in, std::string_view request_method, 
   return Parse::complete;
 }
 
+bool HeadScanner::scan(std::string_view in) {
+  // Empty lines before the request line, skipped the way parse_request_head() skips them.
+  while (leading_ && pos_ < in.size()) {
+    if (in[pos_] != '\r') {
+      leading_ = false;
+    } else if (pos_ + 1 >= in.size()) {
+      return false;  // a lone CR so far: an empty line, or the start of something else
+    } else if (in[pos_ + 1] == '\n') {
+      pos_ += 2;
+      scanned_ += 2;
+    } else {
+      leading_ = false;
+    }
+    line_start_ = pos_;
+  }
+  while (pos_ < in.size()) {
+    const char* start = in.data() + pos_;
+    const void* lf = std::memchr(start, '\n', in.size() - pos_);
+    if (!lf) {
+      scanned_ += in.size() - pos_;
+      pos_ = in.size();
+      return false;
+    }
+    std::size_t at = static_cast<std::size_t>(static_cast<const char*>(lf) - in.data());
+    scanned_ += at + 1 - pos_;
+    pos_ = at + 1;
+    std::size_t line_length = at - line_start_;  // with its CR, if any
+    bool bare_lf = line_length == 0 || in[at - 1] != '\r';
+    bool empty_line = line_length == 1;
+    bool request_line = !first_line_done_;
+    first_line_done_ = true;
+    line_start_ = pos_;
+    if (bare_lf || empty_line || request_line) return true;
+  }
+  return false;
+}
+
 ChunkedDecoder::Step ChunkedDecoder::fail(std::string message) {
   state_ = State::failed;
   error_ = std::move(message);

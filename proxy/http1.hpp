@@ -95,6 +95,30 @@ Parse parse_request_head(std::string_view in, RequestHead& out);
 // Parses a response head. `request_method` decides whether a body follows (HEAD: never).
 Parse parse_response_head(std::string_view in, std::string_view request_method, ResponseHead& out);
 
+// Says when a head that arrives in pieces is worth parsing, looking at each byte once: a head sent
+// a byte at a time would otherwise be parsed from its start after every read (quadratic in its
+// size). parse_request_head() can only give an answer other than `incomplete` once the request
+// line has ended, the empty line ending the head has come, or a line ended in a bare LF (an
+// error); scan() reports exactly those points, so a head costs at most three parses. (A malformed
+// field line is therefore refused when the head ends, or at max_header_bytes, not at its CRLF.)
+class HeadScanner {
+ public:
+  // `in` is every byte of the head so far: the bytes given to the previous call plus new ones
+  // (the buffer may have moved; offsets are what count). true: parse `in` now.
+  bool scan(std::string_view in);
+  // For the next head (after a request was consumed from the buffer).
+  void reset() { *this = HeadScanner(); }
+  // Bytes looked at since the last reset(): the unit tests check this stays linear.
+  std::size_t bytes_scanned() const { return scanned_; }
+
+ private:
+  std::size_t pos_ = 0;         // next byte to look at
+  std::size_t line_start_ = 0;  // where the current line began
+  bool leading_ = true;         // still skipping empty lines before the request line
+  bool first_line_done_ = false;
+  std::size_t scanned_ = 0;
+};
+
 // Decodes a chunked body incrementally. Each step() consumes a prefix of its input: framing,
 // then at most one run of body bytes, which it returns as `data` (a view into the input). The
 // caller forwards what was consumed as is, or only the data; consumed == 0 means more input is

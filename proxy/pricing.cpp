@@ -4,7 +4,13 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <fstream>
+#include <iostream>
 #include <limits>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 namespace tokfence::proxy {
 namespace {
@@ -178,10 +184,41 @@ std::vector<std::string> candidates(std::string_view model) {
 
 }  // namespace
 
-PricingTable::PricingTable(const Config& config) {
+namespace {
+
+std::vector<PricedModel> updates_or_warn(const Config& config) {
+  if (config.pricing_update_file.empty()) return {};
+  auto loaded = load_price_updates(config.pricing_update_file);
+  if (loaded) return std::move(*loaded);
+  // Only `tokfence pricing update` writes the file, after validating it; a damaged one costs the
+  // updated prices (those models fall back to the embedded table or count as unknown, which a
+  // budget refuses), never a daemon start.
+  std::cerr << "tokfence: warning: " << loaded.error().message << ": ignored (run 'tokfence pricing update --from FILE')\n";
+  return {};
+}
+
+}  // namespace
+
+PricingTable::PricingTable(const Config& config) : PricingTable(config, updates_or_warn(config)) {}
+
+PricingTable::PricingTable(const Config& config, const std::vector<PricedModel>& updates) {
+  fallback_ = config.pricing_fallback;
   for (const auto& r : kRows) {
     ModelPrice p{micro(r.input), micro(r.output), micro(r.cache_read), r.cache_write < 0 ? micro(r.input) : micro(r.cache_write)};
     models_.push_back(PricedModel{r.provider, r.model, p});
+  }
+  // An updated price replaces the embedded entry of the same provider and name (an update for any
+  // provider, every entry of that name), else adds one.
+  for (const auto& u : updates) {
+    auto key = lower(u.model);
+    bool replaced = false;
+    for (auto& m : models_) {
+      if (lower(m.model) == key && (u.provider.empty() || m.provider == u.provider)) {
+        m.price = u.price;
+        replaced = true;
+      }
+    }
+    if (!replaced) models_.push_back(u);
   }
   // An override replaces every embedded entry of that name (whatever the provider), else adds one
   // that any provider may use.
@@ -285,6 +322,150 @@ std::optional<Picodollars> parse_usd(std::string_view text) {
   Picodollars total = dollars * 1'000'000'000'000LL + pico;
   if (total > kMaxUsd * 1'000'000'000'000LL) return std::nullopt;
   return total;
+}
+
+// ---- pricing update ----------------------------------------------------------------------------
+
+namespace {
+
+using json = nlohmann::json;
+
+// LiteLLM's provider names -> tokfence's built-in providers. Others keep provider "" (any).
+std::string tokfence_provider(std::string_view litellm) {
+  static const std::pair<const char*, const char*> kMap[] = {
+      {"openai", "openai"},       {"text-completion-openai", "openai"}, {"anthropic", "anthropic"},
+      {"gemini", "google"},       {"mistral", "mistral"},               {"codestral", "mistral"},
+      {"groq", "groq"},           {"xai", "xai"},                       {"deepseek", "deepseek"},
+      {"together_ai", "together"}, {"fireworks_ai", "fireworks"},       {"cerebras", "cerebras"},
+      {"openrouter", "openrouter"}};
+  for (const auto& [from, to] : kMap)
+    if (litellm == from) return to;
+  return {};
+}
+
+constexpr std::int64_t kMaxMicroPerMillion = 1'000'000LL * 1'000'000LL;  // $1 per token
+
+// USD per token (a JSON number) -> micro-dollars per million tokens.
+Result<std::int64_t> per_token_price(const json& entry, const std::string& name, const char* field) {
+  const json& v = entry.at(field);
+  if (!v.is_number()) return fail("pricing: entry \"" + name + "\": " + field + " must be a number (USD per token)");
+  double usd = v.get<double>();
+  if (!std::isfinite(usd) || usd < 0 || usd > 1.0)
+    return fail("pricing: entry \"" + name + "\": " + field + " must be between 0 and 1 (USD per token)");
+  return static_cast<std::int64_t>(std::llround(usd * 1e12));
+}
+
+}  // namespace
+
+Result<PriceUpdate> parse_litellm_prices(std::string_view text) {
+  json root = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded()) return fail("pricing: not valid JSON (expected LiteLLM's model_prices_and_context_window.json)");
+  if (!root.is_object()) return fail("pricing: expected a JSON object of model name -> prices (LiteLLM's format)");
+  PriceUpdate out;
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const auto& [name, entry] : root.items()) {
+    if (name == "sample_spec") continue;  // LiteLLM's documentation entry
+    if (!entry.is_object()) return fail("pricing: entry \"" + name + "\": must be an object");
+    std::string mode = entry.contains("mode") && entry["mode"].is_string() ? entry["mode"].get<std::string>() : "";
+    if (!mode.empty() && mode != "chat" && mode != "completion" && mode != "responses" && mode != "embedding") {
+      ++out.skipped;
+      continue;
+    }
+    const bool has_input = entry.contains("input_cost_per_token");
+    const bool has_output = entry.contains("output_cost_per_token");
+    if (!has_input || (!has_output && mode != "embedding")) {
+      ++out.skipped;
+      continue;
+    }
+    std::string litellm = entry.contains("litellm_provider") && entry["litellm_provider"].is_string()
+                              ? entry["litellm_provider"].get<std::string>()
+                              : "";
+    std::string provider = tokfence_provider(litellm);
+    std::string model = name;
+    if (!provider.empty() && model.starts_with(litellm + "/")) model.erase(0, litellm.size() + 1);
+    if (provider.empty() && model.find('/') != std::string::npos) {
+      ++out.skipped;  // another cloud's name for a model (azure/..., bedrock/...)
+      continue;
+    }
+    if (model.empty() || model.size() > 200) return fail("pricing: entry \"" + name + "\": model name must be 1-200 characters");
+    ModelPrice p;
+    auto input = per_token_price(entry, name, "input_cost_per_token");
+    if (!input) return std::unexpected(input.error());
+    p.input = *input;
+    if (has_output) {
+      auto output = per_token_price(entry, name, "output_cost_per_token");
+      if (!output) return std::unexpected(output.error());
+      p.output = *output;
+    }
+    p.cache_read = p.cache_write = p.input;
+    if (entry.contains("cache_read_input_token_cost") && !entry["cache_read_input_token_cost"].is_null()) {
+      auto v = per_token_price(entry, name, "cache_read_input_token_cost");
+      if (!v) return std::unexpected(v.error());
+      p.cache_read = *v;
+    }
+    if (entry.contains("cache_creation_input_token_cost") && !entry["cache_creation_input_token_cost"].is_null()) {
+      auto v = per_token_price(entry, name, "cache_creation_input_token_cost");
+      if (!v) return std::unexpected(v.error());
+      p.cache_write = *v;
+    }
+    // Two entries for the same provider and name (a prefixed and a plain one): the first wins.
+    if (!seen.emplace(provider, lower(model)).second) continue;
+    out.models.push_back(PricedModel{provider, model, p});
+  }
+  if (out.models.empty()) return fail("pricing: no per-token prices in the file (expected LiteLLM's format)");
+  std::sort(out.models.begin(), out.models.end(), [](const PricedModel& a, const PricedModel& b) {
+    return a.provider != b.provider ? a.provider < b.provider : a.model < b.model;
+  });
+  return out;
+}
+
+std::string serialize_price_updates(const std::vector<PricedModel>& models) {
+  json list = json::array();
+  for (const auto& m : models)
+    list.push_back(json{{"provider", m.provider},
+                        {"model", m.model},
+                        {"input", m.price.input},
+                        {"output", m.price.output},
+                        {"cache_read", m.price.cache_read},
+                        {"cache_write", m.price.cache_write}});
+  json root{{"format", "tokfence-pricing"}, {"version", 1}, {"unit", "micro-USD per million tokens"}, {"models", list}};
+  return root.dump(1) + "\n";
+}
+
+Result<std::vector<PricedModel>> parse_price_updates(std::string_view text) {
+  json root = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (!root.is_object() || root.value("format", "") != "tokfence-pricing" || !root.contains("models") ||
+      !root["models"].is_array())
+    return fail("pricing: not a tokfence pricing table");
+  std::vector<PricedModel> out;
+  for (const auto& m : root["models"]) {
+    auto price = [&](const char* k) -> std::optional<std::int64_t> {
+      if (!m.contains(k) || !m[k].is_number_integer()) return std::nullopt;
+      auto v = m[k].get<std::int64_t>();
+      if (v < 0 || v > kMaxMicroPerMillion) return std::nullopt;
+      return v;
+    };
+    auto in = price("input"), outp = price("output"), cr = price("cache_read"), cw = price("cache_write");
+    if (!m.is_object() || !m.contains("model") || !m["model"].is_string() || !m.contains("provider") ||
+        !m["provider"].is_string() || !in || !outp || !cr || !cw || m["model"].get<std::string>().empty())
+      return fail("pricing: malformed entry in the pricing table");
+    out.push_back(PricedModel{m["provider"].get<std::string>(), m["model"].get<std::string>(), ModelPrice{*in, *outp, *cr, *cw}});
+  }
+  return out;
+}
+
+Result<std::vector<PricedModel>> load_price_updates(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return std::vector<PricedModel>{};
+    return fail("pricing: cannot read " + path.string());
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto parsed = parse_price_updates(ss.str());
+  if (!parsed) return fail(path.string() + ": " + parsed.error().message);
+  return parsed;
 }
 
 }  // namespace tokfence::proxy

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS requests(
   ttfb_ms REAL,
   caller_pid INTEGER,
   caller_name TEXT,
-  error TEXT);
+  error TEXT,
+  cost_source TEXT);
 CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts_ms);
 DROP INDEX IF EXISTS requests_provider_ts;
 )sql";
@@ -56,7 +57,7 @@ DROP INDEX IF EXISTS requests_provider_ts;
 // daemon's busiest thread after the I/O threads, for queries that read a provider's rows over a
 // time window, which the ts_ms index serves nearly as well (a window holds few providers).
 
-constexpr int kInsertColumns = 18;
+constexpr int kInsertColumns = 19;
 // Rows per INSERT statement when a batch has that many: one statement execution (VDBE set-up,
 // cursor opens, statement journal) serves them all. Measured ~20 % less writer time per row than
 // one statement per row.
@@ -67,7 +68,7 @@ std::string insert_sql(std::size_t rows) {
   std::string sql =
       "INSERT OR REPLACE INTO requests(id, ts_ms, provider, model, method, path, status, streaming, input_tokens, "
       "output_tokens, cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, ttfb_ms, caller_pid, caller_name, "
-      "error) VALUES ";
+      "error, cost_source) VALUES ";
   for (std::size_t r = 0; r < rows; ++r) {
     sql += r == 0 ? "(" : ",(";
     for (int c = 0; c < kInsertColumns; ++c) sql += c == 0 ? "?" : ",?";
@@ -78,7 +79,13 @@ std::string insert_sql(std::size_t rows) {
 
 constexpr const char* kColumns =
     "rowid, id, ts_ms, provider, model, method, path, status, streaming, input_tokens, output_tokens, "
-    "cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, ttfb_ms, caller_pid, caller_name, error";
+    "cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, ttfb_ms, caller_pid, caller_name, error, cost_source";
+// A log written before cost_source existed, read by a CLI before any daemon added the column.
+constexpr const char* kColumnsWithoutSource =
+    "rowid, id, ts_ms, provider, model, method, path, status, streaming, input_tokens, output_tokens, "
+    "cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, ttfb_ms, caller_pid, caller_name, error, NULL";
+
+bool has_cost_source(sqlite::Database& db) { return static_cast<bool>(db.prepare("SELECT cost_source FROM requests LIMIT 0")); }
 
 std::int64_t now_ms() {
   using namespace std::chrono;
@@ -122,6 +129,9 @@ class SqliteRequestLog final : public RequestLog {
       // The path must never carry a query string (it may hold a key); the proxy strips it, and
       // this is the last place to make sure.
       if (auto q = record.path.find('?'); q != std::string::npos) record.path.resize(q);
+      for (std::string* field : {&record.provider, &record.model, &record.method, &record.path, &record.caller_name,
+                                 &record.error})
+        truncate_for_log(*field);
       {
         std::lock_guard lock(mutex_);
         if (queue_.size() >= kMaxQueuedRows) {
@@ -224,7 +234,7 @@ class SqliteRequestLog final : public RequestLog {
     return tx->commit();
   }
 
-  // Binds one row's values at parameters offset+1 .. offset+18. The batch outlives the insert:
+  // Binds one row's values at parameters offset+1 .. offset+19. The batch outlives the insert:
   // its strings are bound without a copy.
   static void bind_row(sqlite::Statement& st, int offset, const RequestRecord& r) {
     st.bind_static(offset + 1, r.id)
@@ -245,6 +255,10 @@ class SqliteRequestLog final : public RequestLog {
         .bind(offset + 16, r.caller_pid)
         .bind_static(offset + 17, r.caller_name)
         .bind_static(offset + 18, r.error);
+    if (r.cost_source.empty())
+      st.bind_null(offset + 19);
+    else
+      st.bind_static(offset + 19, r.cost_source);
   }
 
   sqlite::Database db_;
@@ -299,6 +313,7 @@ LoggedRequest read_row(const sqlite::Statement& st) {
   r.caller_pid = static_cast<int>(st.column_int64(16));
   r.caller_name = st.column_text(17);
   r.error = st.column_text(18);
+  r.cost_source = st.column_text(19);
   return row;
 }
 
@@ -326,6 +341,10 @@ Result<std::unique_ptr<RequestLog>> RequestLog::open(const std::filesystem::path
   auto db = sqlite::Database::open(db_path, sqlite::Create::yes);
   if (!db) return std::unexpected(db.error());
   if (auto ok = db->exec(kSchema); !ok) return std::unexpected(ok.error());
+  if (!has_cost_source(*db)) {
+    // A log from before the column: added in place (older readers ignore it).
+    if (auto ok = db->exec("ALTER TABLE requests ADD COLUMN cost_source TEXT"); !ok) return std::unexpected(ok.error());
+  }
   if (auto pruned = prune(*db, retention_days); !pruned) return std::unexpected(pruned.error());
   auto insert = db->prepare(insert_sql(1));
   if (!insert) return std::unexpected(insert.error());
@@ -375,11 +394,12 @@ Result<std::vector<LoggedRequest>> query_requests(const std::filesystem::path& d
   if (!*db) return rows;
   std::string where = " WHERE ts_ms >= ?1 AND (?2 = '' OR provider = ?2) AND (?3 = '' OR id = ?3) AND rowid > ?4";
   std::string sql;
+  const char* columns = has_cost_source(**db) ? kColumns : kColumnsWithoutSource;
   // The newest N by time, shown oldest first; a follower reads in commit order instead.
   if (query.after_rowid)
-    sql = std::string("SELECT ") + kColumns + " FROM requests" + where + " ORDER BY rowid LIMIT ?5";
+    sql = std::string("SELECT ") + columns + " FROM requests" + where + " ORDER BY rowid LIMIT ?5";
   else
-    sql = std::string("SELECT * FROM (SELECT ") + kColumns + " FROM requests" + where +
+    sql = std::string("SELECT * FROM (SELECT ") + columns + " FROM requests" + where +
           " ORDER BY ts_ms DESC, rowid DESC LIMIT ?5) ORDER BY ts_ms, rowid";
   auto st = (*db)->prepare(sql);
   if (!st) return std::unexpected(st.error());
@@ -402,6 +422,32 @@ Result<std::int64_t> last_rowid(const std::filesystem::path& db_path) {
   auto row = st->step();
   if (!row) return std::unexpected(row.error());
   return *row ? st->column_int64(0) : 0;
+}
+
+Result<std::vector<SeenModel>> models_seen(const std::filesystem::path& db_path) {
+  auto db = open_for_reading(db_path);
+  if (!db) return std::unexpected(db.error());
+  std::vector<SeenModel> out;
+  if (!*db) return out;
+  // Bounded: a log holds few distinct models, but a hostile client could invent many names.
+  auto st = (*db)->prepare(
+      "SELECT coalesce(provider, ''), model, count(*), max(ts_ms) FROM requests WHERE model IS NOT NULL AND model != '' "
+      "GROUP BY provider, model ORDER BY max(ts_ms) DESC LIMIT 100000");
+  if (!st) return std::unexpected(st.error());
+  auto done = st->for_each_row([&](const sqlite::Statement& row) {
+    out.push_back(SeenModel{row.column_text(0), row.column_text(1), row.column_int64(2), row.column_int64(3)});
+  });
+  if (!done) return std::unexpected(done.error());
+  return out;
+}
+
+void truncate_for_log(std::string& text, std::size_t max_bytes) {
+  if (text.size() <= max_bytes) return;
+  std::size_t cut = max_bytes;
+  // Back off to the start of the character the cut would split (continuation bytes are 10xxxxxx).
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  text.resize(cut);
+  text.append(kTruncatedMarker);
 }
 
 }  // namespace tokfence::proxy

@@ -9,13 +9,15 @@
 //            path TEXT, status INTEGER, streaming INTEGER, input_tokens INTEGER,
 //            output_tokens INTEGER, cache_read_tokens INTEGER, cache_write_tokens INTEGER,
 //            cost_pico INTEGER /* NULL = unknown price */, latency_ms REAL, ttfb_ms REAL,
-//            caller_pid INTEGER, caller_name TEXT, error TEXT)
+//            caller_pid INTEGER, caller_name TEXT, error TEXT,
+//            cost_source TEXT /* usage|estimate|none|free|unpriced, NULL in rows before it existed */)
 //   index on ts_ms (and the primary key's on id); no other: each index costs every insert.
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.hpp"
@@ -37,7 +39,20 @@ struct RequestRecord {
   int caller_pid = 0;
   std::string caller_name;
   std::string error;         // "" = none; e.g. "upstream reset mid-stream"
+  // Where `cost` comes from (proxy/metering.hpp CostSource): "estimate" when the request ended
+  // without usage and was charged its admission estimate. "" = not recorded (NULL).
+  std::string cost_source;
 };
+
+// Text fields of a row come from clients (model, path, caller name, the provider segment, an error
+// quoting them) and are stored at most this long: a client sending an 8 MiB model name must not
+// grow the log by 8 MiB a request.
+inline constexpr std::size_t kMaxLoggedFieldBytes = 256;
+inline constexpr std::string_view kTruncatedMarker = "\u2026[truncated]";
+
+// Cuts `text` to at most `max_bytes` at a UTF-8 character boundary and appends kTruncatedMarker;
+// shorter text is left alone.
+void truncate_for_log(std::string& text, std::size_t max_bytes = kMaxLoggedFieldBytes);
 
 struct Totals {
   std::int64_t requests = 0;
@@ -83,6 +98,13 @@ struct RequestQuery {
 
 // Rows oldest first (by ts_ms, or by rowid when after_rowid is set).
 Result<std::vector<LoggedRequest>> query_requests(const std::filesystem::path& db, const RequestQuery& query);
+// Distinct (provider, model) pairs in the log, most recently seen first (at most 100,000).
+struct SeenModel {
+  std::string provider, model;
+  std::int64_t requests = 0;
+  std::int64_t last_ts_ms = 0;
+};
+Result<std::vector<SeenModel>> models_seen(const std::filesystem::path& db);
 // The largest rowid in the log (0 when empty): where a follower starts.
 Result<std::int64_t> last_rowid(const std::filesystem::path& db);
 

@@ -10,39 +10,86 @@ namespace {
 // ASCII only, as header names are; std::tolower consults the locale on every character.
 using http1::iequals;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-// Headers that carry a credential in some SDK or gateway convention.
-constexpr std::array<std::string_view, 12> credential_header_names = {
-    "authorization", "proxy-authorization", "x-api-key",    "api-key",     "x-goog-api-key",
-    "x-auth-token",  "x-access-token",      "x-goog-user-project-key", "cookie", "openai-api-key",
-    "anthropic-api-key", "x-key"};
-
 constexpr std::array<std::string_view, 8> hop_by_hop_names = {"connection", "keep-alive", "proxy-connection", "te",
                                          "trailer",    "transfer-encoding", "upgrade", "proxy-authenticate"};
 
-constexpr std::array credential_query_names = {"key",          "api_key",   "apikey",        "api-key",
-                                               "access_token", "x-api-key", "x-goog-api-key"};
+// Query parameters that carry a credential, as compared by credential_query_name(): lower case,
+// '-' for '_'. "key" is Google's, the rest are SDK and gateway conventions.
+constexpr std::array<std::string_view, 16> credential_query_names = {
+    "key",           "apikey",       "api-key", "x-api-key", "x-goog-api-key", "access-token",
+    "token",         "auth",         "auth-token", "authorization", "bearer", "id-token",
+    "refresh-token", "client-secret", "secret",  "password"};
 
-// Decodes %XX in a query parameter name, so "k%65y=" is caught too.
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// RFC 3986 pchar without '%': unreserved, sub-delims, ':' and '@'.
+bool is_path_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         std::string_view("-._~!$&'()*+,;=:@").find(c) != std::string_view::npos;
+}
+
+// Whether a query parameter name means a credential to some server. Servers differ in what
+// they make of a name, so it is compared the way the most lenient would read it: %XX decoded
+// ("k%65y"), '+' as a space, control and space characters dropped ("key%00", "%20key"), ASCII
+// lower case, '_' as '-', and a PHP-style "[...]" suffix ignored ("key[]"). Allocation-free: a
+// name longer than any listed one cannot match.
+bool is_credential_query_name(std::string_view raw) {
+  char name[24];
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    char c = raw[i];
+    if (c == '%' && i + 2 < raw.size() && hex_value(raw[i + 1]) >= 0 && hex_value(raw[i + 2]) >= 0) {
+      c = static_cast<char>(hex_value(raw[i + 1]) * 16 + hex_value(raw[i + 2]));
       i += 2;
-    } else if (s[i] == '+') {
-      out.push_back(' ');
-    } else {
-      out.push_back(s[i]);
+    } else if (c == '+') {
+      c = ' ';
     }
+    auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f) continue;
+    if (c == '[') break;
+    if (n == sizeof name) return false;
+    name[n++] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c == '_' ? '-' : c;
   }
-  return out;
+  std::string_view folded(name, n);
+  return std::any_of(credential_query_names.begin(), credential_query_names.end(),
+                     [&](std::string_view c) { return c == folded; });
+}
+
+// Whether one '&'-separated query part names a credential, also in a ';'-separated piece of it
+// (some servers split on ';' too: "a=1;key=x").
+bool is_credential_query_part(std::string_view part) {
+  std::size_t start = 0;
+  while (start <= part.size()) {
+    auto semi = part.find(';', start);
+    std::string_view piece = part.substr(start, semi == std::string_view::npos ? std::string_view::npos : semi - start);
+    if (is_credential_query_name(piece.substr(0, piece.find('=')))) return true;
+    if (semi == std::string_view::npos) break;
+    start = semi + 1;
+  }
+  return false;
+}
+
+// Appends `query` without its credential parameters ("a=1&b=2" form, no '?').
+template <class String>
+void append_filtered_query(std::string_view query, String& out) {
+  bool first = true;
+  std::size_t start = 0;
+  while (start <= query.size()) {
+    auto amp = query.find('&', start);
+    std::string_view part = query.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
+    if (!part.empty() && !is_credential_query_part(part)) {
+      if (!first) out.append("&");
+      out.append(part);
+      first = false;
+    }
+    if (amp == std::string_view::npos) break;
+    start = amp + 1;
+  }
 }
 
 }  // namespace
@@ -123,30 +170,70 @@ Result<UpstreamUrl> parse_upstream_url(std::string_view url) {
 
 std::string strip_query_credentials(std::string_view query) {
   std::string out;
-  std::size_t start = 0;
-  while (start <= query.size()) {
-    auto amp = query.find('&', start);
-    std::string_view part = query.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
-    std::string name = lower(percent_decode(part.substr(0, part.find('='))));
-    bool drop = std::any_of(credential_query_names.begin(), credential_query_names.end(),
-                            [&](const char* n) { return name == n; });
-    if (!drop && !part.empty()) {
-      if (!out.empty()) out += '&';
-      out += part;
-    }
-    if (amp == std::string_view::npos) break;
-    start = amp + 1;
-  }
+  append_filtered_query(query, out);
   return out;
 }
 
-bool is_credential_header(std::string_view name) {
-  return std::any_of(credential_header_names.begin(), credential_header_names.end(),
-                     [&](std::string_view n) { return iequals(name, n); });
-}
+bool is_credential_header(std::string_view name) { return is_credential_header_name(name); }
 
 bool is_hop_by_hop_header(std::string_view name) {
-  return std::any_of(hop_by_hop_names.begin(), hop_by_hop_names.end(), [&](std::string_view n) { return iequals(name, n); });
+  return std::any_of(hop_by_hop_names.begin(), hop_by_hop_names.end(),
+                     [&](std::string_view n) { return header_names_equal(name, n); });
+}
+
+bool is_cors_header(std::string_view name) {
+  constexpr std::string_view prefix = "access-control-";
+  return name.size() >= prefix.size() && iequals(name.substr(0, prefix.size()), prefix);
+}
+
+bool method_allowed(std::string_view method, const ProviderSpec& spec) {
+  const auto& allowed = spec.methods.empty() ? default_methods() : spec.methods;
+  return std::any_of(allowed.begin(), allowed.end(), [&](const std::string& m) { return m == method; });
+}
+
+std::string_view forward_path_problem(std::string_view rest) {
+  if (rest.empty()) return {};
+  // rest starts with '/': walk its segments.
+  std::size_t pos = 1;
+  for (;;) {
+    auto slash = rest.find('/', pos);
+    std::string_view segment = rest.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos);
+    bool last = slash == std::string_view::npos;
+    if (segment.empty() && !last) return "an empty segment ('//')";
+    // The segment as a server would see it once decoded, up to a ';' (Tomcat-style path
+    // parameters make "..;" a "..").
+    std::size_t dots = 0, others = 0;
+    bool in_params = false;
+    for (std::size_t i = 0; i < segment.size(); ++i) {
+      char c = segment[i];
+      const bool encoded = c == '%';
+      if (encoded) {
+        if (i + 2 >= segment.size()) return "a '%' that is not followed by two hex digits";
+        int hi = hex_value(segment[i + 1]), lo = hex_value(segment[i + 2]);
+        if (hi < 0 || lo < 0) return "a '%' that is not followed by two hex digits";
+        c = static_cast<char>(hi * 16 + lo);
+        i += 2;
+        if (c == '/' || c == '\\') return "an encoded '/' or '\\' (%2F, %5C)";
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return "an encoded control character";
+        if (c == '%' && i + 2 < segment.size()) {
+          // "%252e": a dot or separator encoded twice, for a server that decodes twice.
+          int next_hi = hex_value(segment[i + 1]), next_lo = hex_value(segment[i + 2]);
+          char twice = static_cast<char>(next_hi * 16 + next_lo);
+          if (next_hi >= 0 && next_lo >= 0 && (twice == '.' || twice == '/' || twice == '\\'))
+            return "a '.', '/' or '\\' encoded twice (%252E, %252F, %255C)";
+        }
+      } else if (!is_path_char(c)) {
+        return "a character that must be percent-encoded in a path";
+      }
+      if (c == ';' && !encoded) in_params = true;
+      if (in_params) continue;
+      if (c == '.') ++dots;
+      else ++others;
+    }
+    if (others == 0 && (dots == 1 || dots == 2)) return "a '.' or '..' segment (also percent-encoded: %2E)";
+    if (last) return {};
+    pos = slash + 1;
+  }
 }
 
 namespace {
@@ -157,8 +244,10 @@ void append_upstream_target(const UpstreamUrl& upstream, const RouteTarget& rout
   if (upstream.base_path.empty() && route.rest.empty()) out.append("/");
   out.append(upstream.base_path).append(route.rest);
   if (route.query.empty()) return;
-  std::string query = strip_query_credentials(route.query);
-  if (!query.empty()) out.append("?").append(query);
+  const auto before = out.size();
+  out.append("?");
+  append_filtered_query(route.query, out);
+  if (out.size() == before + 1) out.resize(before);  // every parameter was a credential
 }
 
 }  // namespace
@@ -186,9 +275,15 @@ class ConnectionNamed {
     }
   }
   bool contains(std::string_view name) const {
-    if (count_ > kMaxNamed) return head_.has_token("connection", name);
+    if (count_ > kMaxNamed) {
+      bool found = false;
+      for (const auto& h : head_.headers)
+        if (iequals(h.name, "connection"))
+          http1::for_each_list_element(h.value, [&](std::string_view token) { found = found || header_names_equal(token, name); });
+      return found;
+    }
     for (std::size_t i = 0; i < count_; ++i)
-      if (iequals(named_[i], name)) return true;
+      if (header_names_equal(named_[i], name)) return true;
     return false;
   }
 
@@ -211,16 +306,26 @@ void build_upstream_head(const http1::RequestHead& in, const RouteTarget& route,
                          const UpstreamUrl& upstream, const SecretString& key, WipingString& out) {
   out.clear();
   // One allocation in the usual case: growth would free (wiped) copies, but costs a copy each.
-  out.reserve(in.size + upstream.base_path.size() + key.size() + 256);
+  std::size_t forced_bytes = 0;
+  for (const auto& [name, value] : spec.forced_headers) forced_bytes += name.size() + value.size() + 4;
+  out.reserve(in.size + upstream.base_path.size() + key.size() + forced_bytes + 256);
   out.append(in.method).append(" ");
   append_upstream_target(upstream, route, out);
   out.append(" HTTP/1.1\r\n");
   ConnectionNamed named(in);
+  // Names compared as header_names_equal does (case, '_' for '-'): an upstream that reads
+  // X_Api_Key as x-api-key must not get a client's credential or a second Host that way.
+  auto forced = [&spec](std::string_view name) {
+    for (const auto& [forced_name, value] : spec.forced_headers)
+      if (header_names_equal(name, forced_name)) return true;
+    return false;
+  };
   for (const auto& f : in.headers) {
     std::string_view name = f.name;
-    if (is_credential_header(name) || is_hop_by_hop_header(name) || iequals(name, "host") ||
-        iequals(name, "content-length") || iequals(name, "expect") || iequals(name, "accept-encoding") ||
-        iequals(name, "x-tokfence-caller") || named.contains(name))
+    if (is_credential_header(name) || is_hop_by_hop_header(name) || header_names_equal(name, "host") ||
+        header_names_equal(name, "content-length") || header_names_equal(name, "expect") ||
+        header_names_equal(name, "accept-encoding") || header_names_equal(name, "x-tokfence-caller") ||
+        named.contains(name) || (!spec.forced_headers.empty() && forced(name)))
       continue;
     append_field(out, name, f.value);
   }
@@ -238,7 +343,8 @@ void build_upstream_head(const http1::RequestHead& in, const RouteTarget& route,
   }
   append_field(out, "Accept-Encoding", "identity");
   for (const auto& [name, value] : spec.default_headers)
-    if (!in.find(name) && !is_credential_header(name)) append_field(out, name, value);
+    if (!in.find(name) && !is_credential_header(name) && !forced(name)) append_field(out, name, value);
+  for (const auto& [name, value] : spec.forced_headers) append_field(out, name, value);
   if (content_length) append_field(out, "Content-Length", std::to_string(*content_length));
   out.append("\r\n");
 }
@@ -247,7 +353,9 @@ void append_client_response_headers(const http1::ResponseHead& in, std::string& 
   ConnectionNamed named(in);
   for (const auto& f : in.headers) {
     std::string_view name = f.name;
-    if (is_hop_by_hop_header(name) || named.contains(name) ||
+    // Access-Control-*: the upstream's CORS answer would let a web page read the reply (the
+    // proxy serves local agents, never browsers; docs/PROXY.md).
+    if (is_hop_by_hop_header(name) || named.contains(name) || is_cors_header(name) ||
         (in.body == http1::BodyKind::chunked && iequals(name, "content-length")))
       continue;
     append_field(out, name, f.value);

@@ -47,12 +47,29 @@ struct UpstreamUrl {
 };
 Result<UpstreamUrl> parse_upstream_url(std::string_view url);
 
-// The query without credential parameters (key, api_key, apikey, api-key, access_token, ...).
-// Order and encoding of the remaining parameters are kept byte for byte.
+// The query without credential parameters (key, api_key, access_token, token, ...). A name is
+// compared after %XX decoding, dropping control and space characters, ASCII lower-casing and '_'
+// as '-' ("KEY", "k%65y", "key%00", "%20key", "Api_Key" all count); a part is dropped when any
+// ';'-separated piece of it names one. Order and encoding of the remaining parameters are kept
+// byte for byte.
 std::string strip_query_credentials(std::string_view query);
 
-bool is_credential_header(std::string_view name);  // case-insensitive
-bool is_hop_by_hop_header(std::string_view name);  // case-insensitive; RFC 9110 list + proxy-connection
+// Header names compare case-insensitively and with '_' equal to '-' (header_names_equal), since
+// CGI-style servers read X_Api_Key as X-Api-Key.
+bool is_credential_header(std::string_view name);
+bool is_hop_by_hop_header(std::string_view name);  // RFC 9110 list + proxy-connection
+bool is_cors_header(std::string_view name);        // Access-Control-*, case-insensitive
+
+// Whether `method` may be forwarded to `spec`'s upstream: spec.methods, or default_methods()
+// (GET, HEAD, POST, PUT, PATCH, DELETE) when it lists none. Case-sensitive, as methods are.
+bool method_allowed(std::string_view method, const ProviderSpec& spec);
+
+// Why the path after /<provider> must not be forwarded, "" when it may: a '.' or '..' segment
+// (raw, %2E-encoded or mixed, also before a ';'), an empty segment ("//"; a trailing '/' is
+// fine), an encoded '/' or '\', a control character, a malformed or double '%' encoding of
+// those, or a character outside RFC 3986's pchar. Any of them could take the request out of the
+// provider's base path on the upstream (https://host/inference/../admin).
+std::string_view forward_path_problem(std::string_view rest);
 
 // The upstream request target: base path + rest + filtered query ("/" when all are empty).
 std::string upstream_target(const UpstreamUrl& upstream, const RouteTarget& route);
@@ -63,17 +80,18 @@ using WipingString = std::basic_string<char, std::char_traits<char>, WipingAlloc
 
 // Writes the head of the upstream request to `out`: "<method> <upstream_target> HTTP/1.1", then the
 // client's fields without credentials, hop-by-hop fields (incl. those named in Connection), Host,
-// Content-Length, Expect, Accept-Encoding and X-Tokfence-Caller; then Host, the key per
-// `spec.auth`, `Accept-Encoding: identity` (usage is read from the body, so it must not be
-// compressed), every default header the client did not send, and Content-Length when
-// `content_length` is set; then the empty line.
+// Content-Length, Expect, Accept-Encoding, X-Tokfence-Caller and the names of `spec.forced_headers`;
+// then Host, the key per `spec.auth`, `Accept-Encoding: identity` (usage is read from the body, so
+// it must not be compressed), every default header the client did not send, every forced header,
+// and Content-Length when `content_length` is set; then the empty line.
 void build_upstream_head(const http1::RequestHead& in, const RouteTarget& route,
                          std::optional<std::uint64_t> content_length, const ProviderSpec& spec,
                          const UpstreamUrl& upstream, const SecretString& key, WipingString& out);
 
 // Appends an upstream response's end-to-end fields for the client ("Name: value\r\n" each):
-// no hop-by-hop fields (incl. those named in Connection) and no Content-Length beside a
-// Transfer-Encoding (the proxy writes the body's framing itself).
+// no hop-by-hop fields (incl. those named in Connection), no Access-Control-* (no web page may
+// read a reply) and no Content-Length beside a Transfer-Encoding (the proxy writes the body's
+// framing itself).
 void append_client_response_headers(const http1::ResponseHead& in, std::string& out);
 
 // {"error":{"type": type, "message": message, ...extra}} as one line of JSON.

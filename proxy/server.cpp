@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -27,9 +28,11 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "proxy/admission.hpp"
 #include "proxy/asio_types.hpp"
 #include "proxy/caller.hpp"
 #include "proxy/http1.hpp"
+#include "proxy/metering.hpp"
 #include "proxy/routing.hpp"
 #include "proxy/server_sockets.hpp"
 #include "proxy/upstream.hpp"
@@ -106,6 +109,10 @@ struct Provider {
 struct CallerSlot {
   std::atomic<bool> resolved{true};
   Caller caller;
+  // TCP: the peer's socket is not the daemon user's (or its owner is unknown): every request on
+  // the connection is refused (admission.hpp). Set at accept, before the session starts.
+  bool foreign_peer = false;
+  std::optional<unsigned> peer_uid;
 };
 
 class SessionBase {
@@ -138,6 +145,7 @@ struct Worker {
 struct UnixListener {
   ProxySocketInfo info;
   std::unique_ptr<aio::UnixAcceptor> acceptor;
+  std::shared_ptr<std::atomic<int>> connections = std::make_shared<std::atomic<int>>(0);  // open on it now
 };
 
 }  // namespace
@@ -158,7 +166,17 @@ struct ProxyServer::Impl {
   std::vector<std::unique_ptr<aio::TcpAcceptor>> tcp_acceptors;
   mutable std::mutex listeners_mutex;
   std::map<std::string, std::shared_ptr<UnixListener>> unix_listeners;
+  ListenerNames tcp_names;  // the Host names of the TCP listener (set by listen_tcp)
   bool started = false;
+  // Limits against clients that hold memory and descriptors (docs/PROXY.md, "Limits").
+  std::atomic<int> connections{0};  // client connections open, all listeners
+  std::atomic<int> rejecting{0};    // connections over a cap being answered 503
+  std::atomic<std::uint64_t> inflight_body_bytes{0};
+  int connection_cap = 0;  // max_connections, lowered to what RLIMIT_NOFILE leaves (see create())
+  std::shared_ptr<std::atomic<int>> tcp_connections = std::make_shared<std::atomic<int>>(0);
+  // A place for one more client connection, given back when the returned token is destroyed;
+  // null with `why` set when a cap is reached.
+  std::shared_ptr<void> take_connection(const std::shared_ptr<std::atomic<int>>& listener, std::string& why);
 
   Worker& pick_worker() { return *workers[next_worker++ % workers.size()]; }
   Worker& least_loaded(Worker& self);
@@ -179,6 +197,19 @@ constexpr auto kCallerWait = std::chrono::milliseconds(100);
 
 // Request bodies up to this size leave their buffer to the connection's next request.
 constexpr std::size_t kKeptBodyCapacity = 256 * 1024;
+
+// A Content-Length body is read in pieces of this size, the buffer growing with each: memory
+// follows the bytes that arrived, not the length a head declared.
+constexpr std::size_t kBodyReadWindow = 64 * 1024;
+
+// Descriptors kept free beyond the client connections' (each may hold an upstream connection
+// too): the control socket and its clients, the request log, listeners, pooled upstreams, and the
+// accepts that answer 503 to connections over a cap.
+constexpr int kReservedDescriptors = 128;
+// At most this many over-cap connections are being answered at once; past that they are closed
+// without an answer (each answer holds a descriptor for kRejectLinger).
+constexpr int kMaxRejecting = 64;
+constexpr auto kRejectLinger = std::chrono::milliseconds(200);
 
 // What one write sends: the response head, body bytes, chunk framing (at most five pieces). A
 // fixed array, because Asio copies a vector buffer sequence into every write operation.
@@ -281,6 +312,31 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     up_head_.clear();
   }
 
+  std::chrono::seconds within_idle(int seconds) const {
+    return std::min(idle_timeout(), std::chrono::seconds(seconds));
+  }
+  // arm() for a wait that must also end by `limit` (a total deadline, such as a body's).
+  void arm_until(SteadyClock::time_point limit) {
+    deadline_ = std::min(limit, coarse_now() + idle_timeout());
+    timed_out_ = false;
+  }
+
+  // Counts `n` more request-body bytes against max_inflight_body_bytes (all connections); false,
+  // with nothing counted, when that would pass it.
+  bool hold_body_bytes(std::uint64_t n) {
+    const std::uint64_t cap = config().daemon.max_inflight_body_bytes;
+    if (s_.inflight_body_bytes.fetch_add(n, std::memory_order_relaxed) + n > cap) {
+      s_.inflight_body_bytes.fetch_sub(n, std::memory_order_relaxed);
+      return false;
+    }
+    body_held_ += n;
+    return true;
+  }
+  void release_body_bytes() {
+    s_.inflight_body_bytes.fetch_sub(body_held_, std::memory_order_relaxed);
+    body_held_ = 0;
+  }
+
   // Waits (at most kCallerWait) until the caller look-up of this connection is done. Called
   // before the first write of a response while it is not: a one-shot client (a curl, a CLI
   // call) reads its answer and exits, and a look-up that had not found its process by then
@@ -306,14 +362,21 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       // Nothing on the data path should throw; if something does, only this connection ends.
     }
     wipe_upstream_head();
+    release_body_bytes();
     error_code ec;
     stream_.shutdown(net::socket_base::shutdown_send, ec);
     stream_.close(ec);
     w_.sessions.erase(this);
     --w_.session_count;
+    connection_slot_.reset();
   }
 
-  enum class HeadRead { ok, closed, too_large, malformed };
+ public:
+  // This connection's place under the connection caps (Impl::take_connection).
+  void hold(std::shared_ptr<void> connection_slot) { connection_slot_ = std::move(connection_slot); }
+
+ private:
+  enum class HeadRead { ok, closed, too_large, malformed, overloaded };
 
   aio::Task<void> serve() {
     error_code ec;
@@ -321,12 +384,19 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     for (;;) {
       if (s_.stopping) break;
       idle_ = true;
-      arm(idle_timeout());
+      // A new connection has header_timeout_seconds for its whole first head (an idle socket is
+      // closed that soon); a kept-alive one may wait keepalive_timeout_seconds for the first byte
+      // of its next request, then has header_timeout_seconds for the rest of that head.
+      const bool awaiting_next_request = kept_alive_ && in_.empty();
+      arm(within_idle(awaiting_next_request ? config().daemon.keepalive_timeout_seconds
+                                            : config().daemon.header_timeout_seconds));
+      head_scanner_.reset();
       // Reads until a whole request head is in in_ (parsed into head_), or knows why not. Inline,
-      // not a coroutine of its own: a frame allocation per request.
+      // not a coroutine of its own: a frame allocation per request. The scanner looks at each new
+      // byte once and says when a parse can tell more than "incomplete".
       HeadRead got = HeadRead::closed;
       for (;;) {
-        if (!in_.empty()) {
+        if (!in_.empty() && head_scanner_.scan(in_.data())) {
           auto parsed = http1::parse_request_head(in_.data(), head_);
           if (parsed == http1::Parse::complete) {
             got = head_.size > header_limit ? HeadRead::too_large : HeadRead::ok;
@@ -336,14 +406,15 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
             got = HeadRead::malformed;
             break;
           }
-          if (in_.size() >= header_limit) {
-            got = HeadRead::too_large;
-            break;
-          }
+        }
+        if (in_.size() >= header_limit) {
+          got = HeadRead::too_large;
+          break;
         }
         auto room = in_.prepare(4096);
         std::size_t n = co_await stream_.async_read_some(net::buffer(room.data(), room.size()), with_ec(ec));
         if (ec) break;
+        if (in_.empty() && n > 0 && awaiting_next_request) arm(within_idle(config().daemon.header_timeout_seconds));
         in_.commit(n);
       }
       disarm(ec);
@@ -358,6 +429,12 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       }
       if (got == HeadRead::malformed) {
         co_await refuse(400, "tokfence_bad_request", "request: malformed HTTP: " + head_.error, nullptr);
+        break;
+      }
+      // Who may use the keys (admission.hpp): right after the head, before the body is read and
+      // before anything else (the health check included); the connection is closed.
+      if (auto denied = admit(head_)) {
+        co_await refuse(denied->status, denied->type, std::move(denied->message), &head_);
         break;
       }
       auto started = SteadyClock::now();
@@ -380,19 +457,43 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       // are put back there from spill_.
       body_.clear();
       std::size_t taken = head_.size;
+      // The whole body must arrive within body_timeout_seconds, however it trickles in.
+      const auto body_deadline = coarse_now() + std::chrono::seconds(config().daemon.body_timeout_seconds);
       if (head_.body == http1::BodyKind::length) {
         auto here = std::min<std::uint64_t>(head_.content_length, in_.size() - head_.size);
+        if (!hold_body_bytes(here)) {
+          co_await refuse(503, "tokfence_overloaded", inflight_limit_message(), &head_);
+          break;
+        }
         body_.assign(in_.data().substr(head_.size, here));
         taken += here;
-        if (here < head_.content_length) {
-          body_.resize(head_.content_length);
-          arm(idle_timeout());
-          co_await net::async_read(stream_, net::buffer(body_.data() + here, head_.content_length - here), with_ec(ec));
+        // The buffer grows as bytes arrive, never to the declared length up front: a head alone
+        // (Content-Length: 64 MiB, then silence) must not cost the daemon 64 MiB.
+        bool overloaded = false;
+        while (body_.size() < head_.content_length) {
+          const std::size_t window = static_cast<std::size_t>(std::min<std::uint64_t>(head_.content_length - body_.size(), kBodyReadWindow));
+          if (!hold_body_bytes(window)) {
+            overloaded = true;
+            break;
+          }
+          const std::size_t old = body_.size();
+          body_.resize(old + window);
+          arm_until(body_deadline);
+          co_await net::async_read(stream_, net::buffer(body_.data() + old, window), with_ec(ec));
           disarm(ec);
-          if (ec) break;  // the client went away mid-body, or stalled past the idle timeout
+          if (ec) break;  // the client went away mid-body, or stalled past a deadline
+        }
+        if (ec) break;
+        if (overloaded) {
+          co_await refuse(503, "tokfence_overloaded", inflight_limit_message(), &head_);
+          break;
         }
       } else if (head_.body == http1::BodyKind::chunked) {
-        auto outcome = co_await read_chunked_body(taken);
+        auto outcome = co_await read_chunked_body(taken, body_deadline);
+        if (outcome == HeadRead::overloaded) {
+          co_await refuse(503, "tokfence_overloaded", inflight_limit_message(), &head_);
+          break;
+        }
         if (outcome == HeadRead::too_large) {
           co_await refuse(413, "tokfence_body_too_large", body_limit_message(), &head_);
           break;
@@ -404,6 +505,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         if (outcome == HeadRead::closed) break;
       }
       bool keep = co_await handle(started);
+      release_body_bytes();
+      kept_alive_ = true;
       // The body buffer is kept for the next request, unless this one was an upload: an idle
       // connection should not hold on to megabytes.
       if (body_.capacity() > kKeptBodyCapacity) std::string().swap(body_);
@@ -422,9 +525,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   // A chunked request body, decoded into body_. The part already in in_ is decoded in place
   // (`taken` grows by what it used); the rest is read into spill_, and whatever follows the body
   // there is left in spill_ for the next request.
-  aio::Task<HeadRead> read_chunked_body(std::size_t& taken) {
+  aio::Task<HeadRead> read_chunked_body(std::size_t& taken, SteadyClock::time_point deadline) {
     http1::ChunkedDecoder decoder;
     const std::uint64_t max_body = config().daemon.max_body_bytes;
+    HeadRead refused = HeadRead::too_large;  // why decode() returned npos
     auto decode = [&](std::string_view raw) -> std::size_t {
       std::size_t used = 0;
       while (used < raw.size() && !decoder.done() && !decoder.failed()) {
@@ -432,12 +536,16 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         if (step.consumed == 0) break;
         used += step.consumed;
         if (body_.size() + step.data.size() > max_body) return std::string_view::npos;
+        if (!hold_body_bytes(step.data.size())) {
+          refused = HeadRead::overloaded;
+          return std::string_view::npos;
+        }
         body_.append(step.data);
       }
       return used;
     };
     std::size_t used = decode(in_.data().substr(taken));
-    if (used == std::string_view::npos) co_return HeadRead::too_large;
+    if (used == std::string_view::npos) co_return refused;
     taken += used;
     error_code ec;
     while (!decoder.done()) {
@@ -446,7 +554,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         co_return HeadRead::malformed;
       }
       spill_.resize(16 * 1024);
-      arm(idle_timeout());
+      // One deadline for the whole body: a byte every few seconds must not hold the connection
+      // (and its descriptor) forever.
+      arm_until(deadline);
       std::size_t n = co_await stream_.async_read_some(net::buffer(spill_), with_ec(ec));
       disarm(ec);
       if (ec) {
@@ -457,7 +567,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       used = decode(spill_);
       if (used == std::string_view::npos) {
         spill_.clear();
-        co_return HeadRead::too_large;
+        co_return refused;
       }
       spill_.erase(0, used);
     }
@@ -485,10 +595,29 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     s_.record(std::move(rec), caller_, label_.empty() ? caller_override_ : label_);
   }
 
+  // The connection's peer, then the request's Host, Origin and preflight (admission.hpp).
+  std::optional<Denial> admit(const http1::RequestHead& head) const {
+    if (caller_->foreign_peer) return foreign_peer_denial(caller_->peer_uid, ::geteuid());
+    const ListenerNames& names = std::is_same_v<Stream, aio::TcpSocket> ? s_.tcp_names : unix_listener_names();
+    return admit_request(head, names, config().daemon.allowed_origins);
+  }
+
+  static std::string allowed_methods_text(const ProviderSpec& spec) {
+    std::string out;
+    for (const auto& m : spec.methods.empty() ? default_methods() : spec.methods) out += (out.empty() ? "" : ", ") + m;
+    return out;
+  }
+
   // X-Tokfence-Caller names the caller on the main sockets; on a labeled socket the label wins.
   void take_caller_override(const http1::RequestHead& head) {
     if (!label_.empty()) return;
     if (auto h = head.find("x-tokfence-caller")) caller_override_ = std::string(h->value);
+  }
+
+  std::string inflight_limit_message() const {
+    return "request: the proxy holds max_inflight_body_bytes (" +
+           std::to_string(config().daemon.max_inflight_body_bytes) +
+           ") of request bodies already: retry shortly, or raise [daemon] max_inflight_body_bytes";
   }
 
   std::string body_limit_message() const {
@@ -592,6 +721,21 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       co_return finish(keep);
     }
     const Provider& provider = provider_it->second;
+    if (!method_allowed(req.method, provider.spec)) {
+      co_await send_error(405, "tokfence_method_not_allowed",
+                          "request: method " + std::string(req.method) + " is not forwarded to '" + provider_name +
+                              "' (allowed: " + allowed_methods_text(provider.spec) +
+                              "; set providers." + provider_name + ".methods)",
+                          keep, req.version_minor, &rec, nullptr);
+      co_return finish(keep);
+    }
+    if (auto problem = forward_path_problem(route->rest); !problem.empty()) {
+      co_await send_error(400, "tokfence_bad_path",
+                          "request: path refused: it has " + std::string(problem) +
+                              ", which could leave the provider's base path upstream",
+                          keep, req.version_minor, &rec, nullptr);
+      co_return finish(keep);
+    }
     auto keys = s_.deps.keys->snapshot();
     auto key_it = keys->find(route->provider);
     if (key_it == keys->end() || key_it->second.empty()) {
@@ -607,22 +751,28 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     rec.model = info.model;
     rec.streaming = info.streaming;
 
+    // Metering (proxy/metering.hpp): one pricing snapshot from admission to settlement.
+    auto pricing = s_.deps.pricing->snapshot();
+    const auto& metering = config().metering(provider_name);
     AdmitRequest admit{provider_name, info.model, std::nullopt, 0};
-    std::int64_t est_output = info.max_output_tokens > 0 ? info.max_output_tokens : 4096;
-    admit.estimated_tokens = info.estimated_input_tokens + est_output;
-    if (auto price = s_.deps.pricing->find(route->provider, info.model)) {
-      Usage estimate;
-      estimate.input_tokens = info.estimated_input_tokens;
-      estimate.output_tokens = est_output;
-      admit.estimated_cost = cost_of(*price, estimate);
-    }
+    admit.method = rec.method;
+    admit.path = std::string(route->rest.substr(0, route->rest.find('?')));
+    admit.endpoint = endpoint_cost(kind, req.method, route->rest, metering.budget_allowed_paths);
+    const Usage estimate = estimate_usage(info, metering.default_max_output_tokens);
+    admit.estimated_tokens = estimate.total();
+    std::optional<ModelPrice> request_price = price_for(*pricing, route->provider, info.model);
+    if (admit.endpoint == EndpointCost::free) admit.estimated_cost = 0;
+    else if (request_price) admit.estimated_cost = cost_of(*request_price, estimate);
+    if (admit.endpoint == EndpointCost::tokens && s_.deps.controls->budget_applies(provider_name))
+      admit.body_unreadable = !is_json_object(body_);
     auto decision = s_.deps.controls->admit(admit);
     if (auto* refusal = std::get_if<Refusal>(&decision)) {
       co_await send_error(refusal->status, refusal->type, refusal->message, keep, req.version_minor, &rec,
                           refusal->extra, refusal->retry_after_seconds);
       co_return finish(keep);
     }
-    Reservation reservation = std::get<Reservation>(decision);
+    // Settled below; if this coroutine is left any other way, at the estimate.
+    ReservationGuard reservation(*s_.deps.controls, std::get<Reservation>(decision), admit.estimated_cost);
 
     bool had_body = req.body != http1::BodyKind::none || !body_.empty();
     build_upstream_head(req, *route,
@@ -632,17 +782,20 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
     keep = co_await forward(provider, req.method == "HEAD", req.version_minor, keep, kind, rec, started);
 
-    // Known price and usage: exact cost. No upstream answer at all: nothing was billed (0). An
-    // answer without usage: unknown, never $0.
-    std::optional<Picodollars> cost;
+    // The response's model (a dated snapshot) first, then the request's; see settle_cost() for
+    // what a request costs when its usage is missing or cut.
     std::optional<ModelPrice> price;
-    if (!response_model_.empty()) price = s_.deps.pricing->find(route->provider, response_model_);
-    if (!price) price = s_.deps.pricing->find(route->provider, rec.model);
-    if (price && (rec.usage.found || !got_response_)) cost = cost_of(*price, rec.usage);
+    if (!response_model_.empty()) price = pricing->find(route->provider, response_model_);
+    if (!price) price = request_price;
+    const ExchangeEnd end = !request_sent_ ? ExchangeEnd::not_sent
+                            : response_complete_ ? ExchangeEnd::complete
+                                                 : ExchangeEnd::cut;
+    const Settlement settled = settle_cost(price, admit.endpoint, rec.usage, estimate, end, upstream_status_);
     if (rec.model.empty()) rec.model = response_model_;
     response_model_.clear();
-    rec.cost = cost;
-    s_.deps.controls->settle(reservation, cost, rec.usage.total());
+    rec.cost = settled.cost;
+    rec.cost_source = std::string(to_string(settled.source));
+    reservation.settle(settled.cost, settled.source == CostSource::estimate ? estimate.total() : rec.usage.total());
     co_return finish(keep);
   }
 
@@ -656,6 +809,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     in_exchange_ = true;
     Outcome outcome = Outcome::close;
     for (int attempt = 0; attempt < 2; ++attempt) {
+      request_sent_ = response_complete_ = false;
+      upstream_status_ = 0;
       ConnectOutcome connected{w_.pool->take_idle(provider.origin), {}};
       if (!connected.connection) connected = co_await w_.pool->connect(provider.url);
       if (client_gone_) {
@@ -762,6 +917,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         disarm(ec);
       }
     }
+    request_sent_ = !ec;  // from here on the upstream may bill the request (metering)
     if (ec) {
       if (client_gone_) {
         rec.error = "client disconnected before the upstream answered";
@@ -828,6 +984,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     rec.ttfb_ms = ms_since(started);
     got_response_ = true;
     rec.status = res.status;
+    upstream_status_ = res.status;
 
     const http1::BodyKind body_kind = res.body;
     bool event_stream = false;
@@ -950,6 +1107,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     }
     rec.usage = extractor->finish();
     response_model_ = extractor->response_model();
+    response_complete_ = clean && body_done;
     rec.latency_ms = ms_since(started);
     reusable = clean && body_done && upstream_keep && body_kind != http1::BodyKind::until_close && buf.empty() &&
                res.status != 101;
@@ -960,6 +1118,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   Worker& w_;
   Stream stream_;
   http1::ReadBuffer in_;      // the client's bytes: heads are parsed in place
+  http1::HeadScanner head_scanner_;  // how far in_ was looked at for the current head
   http1::RequestHead head_;   // the current request (views into in_)
   std::string body_;          // the current request's body
   std::string spill_;         // bytes read past a chunked request body
@@ -974,8 +1133,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::string caller_override_;
   std::string response_model_;
   bool idle_ = true;
+  bool kept_alive_ = false;           // a request was served: later heads wait keepalive_timeout_seconds
+  std::uint64_t body_held_ = 0;       // bytes counted against max_inflight_body_bytes
+  std::shared_ptr<void> connection_slot_;
   bool in_exchange_ = false;
   bool got_response_ = false;
+  bool request_sent_ = false;       // the upstream got the whole request (metering: it may bill)
+  bool response_complete_ = false;  // the response arrived and was relayed whole
+  int upstream_status_ = 0;
   bool client_gone_ = false;
   bool reply_failed_ = false;
   std::uint64_t exchange_ = 0;
@@ -1032,6 +1197,67 @@ Worker& Impl::least_loaded(Worker& self) {
   return *best;
 }
 
+std::shared_ptr<void> Impl::take_connection(const std::shared_ptr<std::atomic<int>>& listener, std::string& why) {
+  const int per_listener = deps.config.daemon.max_connections_per_listener;
+  const int all = connections.fetch_add(1) + 1;
+  const int here = listener->fetch_add(1) + 1;
+  if (all > connection_cap || here > per_listener) {
+    --connections;
+    --*listener;
+    why = all > connection_cap
+              ? "daemon: too many client connections (" + std::to_string(connection_cap) +
+                    ", [daemon] max_connections or what the descriptor limit allows): retry shortly"
+              : "daemon: too many client connections on this listener ([daemon] max_connections_per_listener " +
+                    std::to_string(per_listener) + "): retry shortly";
+    return nullptr;
+  }
+  // The token's deleter gives the place back (when the session ends, on its worker's thread). It
+  // points at the server only so that it is not null; nothing reads through it.
+  return std::shared_ptr<void>(static_cast<void*>(this), [this, listener](void*) {
+    --connections;
+    --*listener;
+  });
+}
+
+namespace {
+
+// A connection over a cap gets a 503 it can read, then is closed. The answer goes out at once (a
+// fresh connection's socket buffer takes it), the write side is shut, and what the client sent is
+// read and dropped for a moment before the close: closing with unread bytes would reset the
+// connection, and the client could lose the answer. At most kMaxRejecting at a time hold their
+// descriptor that long; the rest are closed at once.
+template <class Socket>
+aio::Task<void> linger_and_close(Impl& server, Socket socket) {
+  aio::Timer linger(socket.get_executor(), kRejectLinger);
+  error_code ec;
+  co_await linger.async_wait(with_ec(ec));
+  char sink[4096];
+  for (int i = 0; i < 16; ++i)
+    if (socket.read_some(net::buffer(sink), ec) == 0 || ec) break;
+  socket.close(ec);
+  --server.rejecting;
+}
+
+template <class Socket>
+void answer_overloaded(Impl& server, Worker& worker, Socket socket, std::string message) {
+  error_code ec;
+  if (server.rejecting.fetch_add(1) >= kMaxRejecting) {
+    --server.rejecting;
+    socket.close(ec);
+    return;
+  }
+  const std::string body = error_body("tokfence_overloaded", message);
+  std::string reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                      "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  char sink[4096];
+  socket.read_some(net::buffer(sink), ec);  // a request already here, dropped unread
+  net::write(socket, net::buffer(reply), ec);
+  socket.shutdown(net::socket_base::shutdown_send, ec);
+  net::co_spawn(worker.ioc, linger_and_close(server, std::move(socket)), net::detached);
+}
+
+}  // namespace
+
 aio::Task<void> Impl::accept_tcp(Worker& acceptor_thread, aio::TcpAcceptor& acceptor) {
   for (;;) {
     error_code ec;
@@ -1049,25 +1275,30 @@ aio::Task<void> Impl::accept_tcp(Worker& acceptor_thread, aio::TcpAcceptor& acce
     set_cloexec(socket.native_handle());
     socket.set_option(tcp::no_delay(true), ec);
     socket.non_blocking(true, ec);  // for Gather::write_now
+    std::string over_cap;
+    auto connection_slot = take_connection(tcp_connections, over_cap);
+    if (!connection_slot) {
+      answer_overloaded(*this, worker, std::move(socket), std::move(over_cap));
+      continue;
+    }
     auto slot = std::make_shared<CallerSlot>();
-    auto peer = socket.remote_endpoint(ec);
-    auto local = socket.local_endpoint(ec);
-    if (!ec && deps.config.logging.identify_tcp_callers) {
-      auto addr = peer.address();
-      bool loopback = addr.is_loopback() || (addr.is_v6() && addr.to_v6().is_v4_mapped() &&
-                                             net::ip::make_address_v4(net::ip::v4_mapped, addr.to_v6()).is_loopback());
-      if (loopback) {
-        slot->resolved = false;
-        net::post(identify_pool, [slot, peer_ip = addr.to_string(), peer_port = peer.port(),
-                                  local_ip = local.address().to_string(), local_port = local.port()] {
-          if (auto c = find_tcp_caller(peer_ip, peer_port, local_ip, local_port)) slot->caller = *c;
-          slot->resolved = true;
-        });
-      }
+    // The TCP listener has no file mode: the owner of the peer's socket (one sock_diag round
+    // trip) must be the daemon's user, or every request of the connection is refused.
+    auto owner = tcp_peer_owner(socket.native_handle());
+    if (!owner || owner->uid != ::geteuid()) {
+      slot->foreign_peer = true;
+      if (owner) slot->peer_uid = owner->uid;
+    } else if (deps.config.logging.identify_tcp_callers) {
+      slot->resolved = false;
+      net::post(identify_pool, [slot, inode = owner->inode] {
+        if (auto c = find_socket_holder(inode)) slot->caller = *c;
+        slot->resolved = true;
+      });
     }
     ++worker.session_count;
     auto session = std::make_shared<Session<aio::TcpSocket>>(*this, worker, std::move(socket), "",
                                                                 std::move(slot));
+    session->hold(std::move(connection_slot));
     net::co_spawn(worker.ioc, Session<aio::TcpSocket>::start(std::move(session)), net::detached);
   }
 }
@@ -1085,11 +1316,18 @@ aio::Task<void> Impl::accept_unix(std::shared_ptr<UnixListener> listener) {
     }
     set_cloexec(socket.native_handle());
     socket.non_blocking(true, ec);  // for Gather::write_now
+    std::string over_cap;
+    auto connection_slot = take_connection(listener->connections, over_cap);
+    if (!connection_slot) {
+      answer_overloaded(*this, worker, std::move(socket), std::move(over_cap));
+      continue;
+    }
     auto slot = std::make_shared<CallerSlot>();
     if (auto cred = peer_credentials(socket.native_handle())) slot->caller = Caller{cred->pid, process_name(cred->pid)};
     ++worker.session_count;
     auto session = std::make_shared<Session<aio::UnixSocket>>(*this, worker, std::move(socket),
                                                          listener->info.caller, std::move(slot));
+    session->hold(std::move(connection_slot));
     net::co_spawn(worker.ioc, Session<aio::UnixSocket>::start(std::move(session)), net::detached);
   }
 }
@@ -1100,9 +1338,19 @@ Result<std::unique_ptr<ProxyServer>> ProxyServer::create(ServerDeps deps) {
   for (const auto& spec : impl->deps.config.providers()) {
     auto url = parse_upstream_url(spec.upstream);
     if (!url) return fail("provider '" + spec.name + "': " + url.error().message);
+    // Also checked when config.toml is read; here for every other way a spec gets in.
+    if (auto problem = insecure_upstream_problem(spec); !problem.empty())
+      return fail("provider '" + spec.name + "': " + problem);
     impl->providers.emplace(spec.name, Provider{spec, *url, url->origin()});
   }
   impl->provider_list = provider_names(impl->deps.config.providers());
+  // Every client connection may hold an upstream one too: the cap leaves room for both, and for
+  // kReservedDescriptors more, within the descriptor limit (raised to its maximum at start).
+  impl->connection_cap = impl->deps.config.daemon.max_connections;
+  if (rlimit files{}; ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+    const auto fitting = (static_cast<std::int64_t>(files.rlim_cur) - kReservedDescriptors) / 2;
+    impl->connection_cap = static_cast<int>(std::clamp<std::int64_t>(fitting, 1, impl->connection_cap));
+  }
   impl->tls = make_client_tls_context();
   // 0 (the default): one thread per core the daemon may run on, like nginx's worker_processes auto;
   // capped at 16, past which a local proxy gains nothing but idle threads.
@@ -1146,6 +1394,7 @@ Result<int> ProxyServer::listen_tcp(const std::string& host, int port) {
                 (ec == net::error::address_in_use ? " (another process uses the port: set [daemon] port)" : ""));
   set_cloexec(acceptor->native_handle());
   int actual = acceptor->local_endpoint().port();
+  impl_->tcp_names = tcp_listener_names(host, static_cast<std::uint16_t>(actual));
   const int listening_fd = acceptor->native_handle();
   impl_->tcp_acceptors.push_back(std::move(acceptor));
   for (std::size_t i = 1; i < impl_->workers.size(); ++i) {

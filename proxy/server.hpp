@@ -42,7 +42,7 @@ struct ServerDeps {
   std::shared_ptr<KeyStore> keys;
   std::shared_ptr<RequestLog> log;
   std::shared_ptr<Controls> controls;
-  std::shared_ptr<const PricingTable> pricing;
+  std::shared_ptr<LivePricing> pricing;  // replaced by the pricing_reload control op
 };
 
 struct ProxySocketInfo {

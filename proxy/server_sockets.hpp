@@ -12,16 +12,20 @@
 
 namespace tokfence::proxy {
 
-// Binds and listens on `path` with permissions `mode`. A stale socket file at `path` (nobody
-// answering) is replaced; a live one or a non-socket file is an error naming the path. The parent
-// directory is created with mode 0700 when missing (an existing one is left as it is).
+// Binds and listens on `path` with permissions `mode`. The parent may be writable by a container, so
+// nothing is done by name in it: the socket is bound and chmodded inside a fresh 0700 directory we
+// create next to it, then renameat() moves it into place through a no-follow descriptor of the parent.
+// A stale socket (nobody answering) or a symlink at `path` is replaced by that rename, never followed;
+// a live socket, a directory or another file is an error naming the path. The parent directory is
+// created with mode 0700 when missing (an existing one is never chmodded).
 Result<int> bind_unix_listener(const std::filesystem::path& path, mode_t mode, int backlog = 512);
 
 // Connects to the Unix socket at `path` (blocking, with `timeout_ms`). Errors keep errno in
 // `*err_no` when given, so callers can tell "nobody there" (ENOENT/ECONNREFUSED) from others.
 Result<int> connect_unix(const std::filesystem::path& path, int timeout_ms, int* err_no = nullptr);
 
-// Removes the socket file at `path` if it is a socket (never anything else).
+// Removes the socket file at `path` if it is a socket (never anything else), through a no-follow
+// descriptor of its parent (unlinkat).
 void remove_socket_file(const std::filesystem::path& path);
 
 // Sets FD_CLOEXEC (Asio does not for listening sockets).

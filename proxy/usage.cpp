@@ -580,9 +580,18 @@ class Extractor final : public UsageExtractor {
 // The body is forwarded as the client wrote it; the only change is an inserted member, spliced into
 // the text so that numbers, key order and whitespace stay exactly as they were.
 
-// `body` is a JSON object (checked by the caller) without stream_options.include_usage.
+// `body` is a JSON object (checked by the caller) whose stream_options.include_usage is not true.
 void inject_include_usage(std::string& body) {
   auto span = find_member_value(body, "stream_options");
+  if (span) {
+    // An explicit include_usage (false, or anything but true) is overwritten: without the usage
+    // chunk the request could not be charged (and the upstream bills it all the same).
+    std::string_view options(body.data() + span->begin, span->end - span->begin);
+    if (auto current = find_member_value(options, "include_usage")) {
+      body.replace(span->begin + current->begin, current->end - current->begin, "true");
+      return;
+    }
+  }
   if (!span) {
     auto open = skip_ws(body, 0);  // the '{' of the top-level object
     auto next = skip_ws(body, open + 1);
@@ -655,8 +664,10 @@ RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& bo
       }
     }
     if (inject_stream_usage && kind == ApiKind::openai_chat && info.streaming &&
-        member_text(m[stream_options], "include_usage").empty())
+        member_text(m[stream_options], "include_usage") != "true") {
+      info.usage_requested_by_proxy = true;
       inject_include_usage(body);
+    }
   } catch (...) {
     // Only allocation can throw here; the request goes out as it came.
   }

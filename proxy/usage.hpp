@@ -35,12 +35,16 @@ struct RequestInfo {
   bool streaming = false;    // stream=true, or Gemini :streamGenerateContent
   std::int64_t max_output_tokens = 0;  // max_tokens / max_output_tokens / max_completion_tokens, 0 = unset
   std::int64_t estimated_input_tokens = 0;  // rough: body bytes / 4
+  bool usage_requested_by_proxy = false;  // include_usage was added or forced to true (see below)
 };
 
 // Inspects a JSON request body. When `inject_stream_usage` is set and this is a streaming OpenAI
-// chat request without stream_options.include_usage, `body` is rewritten to ask for it (one member
-// spliced into the text; everything else byte for byte as sent; an explicit include_usage, true or
-// false, is the client's choice and left alone).
+// chat request whose stream_options.include_usage is not true, `body` is rewritten to ask for the
+// usage chunk: stream_options or include_usage spliced in, or an explicit `false` (or any other
+// value) overwritten with `true`; everything else stays byte for byte as sent. Forced because the
+// upstream bills the stream whether or not the client wants to see the usage, and a stream
+// without it can only be charged an estimate. The client then receives that last chunk (`choices:
+// []`, `usage: {...}`) even when it asked for none: the official SDKs accept it (docs/CONTROLS.md).
 // Never fails: a body that is not JSON yields a RequestInfo with what the path tells.
 RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& body, bool inject_stream_usage);
 

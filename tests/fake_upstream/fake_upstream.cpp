@@ -57,6 +57,8 @@ struct Options {
   std::string require_key;
   int threads = 1;
   std::size_t record = 1000;
+  bool cors = false;        // --cors: permissive CORS, as some provider APIs answer browsers
+  bool echo_trace = false;  // --echo-trace: TRACE/TRACK echo the request, as a misconfigured server does
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -141,6 +143,7 @@ struct Faults {
   int chunks = 1;
   int delay_ms = 0;
   int first_wait_ms = 0;
+  int usage_wait_ms = 0;  // streams: wait this long before the event that carries the final usage
   int reset_after = -1;
   int status = 0;
   bool hang = false;
@@ -166,6 +169,7 @@ Faults read_faults(const http::request<http::string_body>& req) {
   f.chunks = static_cast<int>(header_int(req, "x-fake-chunks", 1, 1, kMaxChunks));
   f.delay_ms = static_cast<int>(header_int(req, "x-fake-delay-ms", 0, 0, 600000));
   f.first_wait_ms = static_cast<int>(header_int(req, "x-fake-first-chunk-then-wait-ms", 0, 0, 600000));
+  f.usage_wait_ms = static_cast<int>(header_int(req, "x-fake-usage-wait-ms", 0, 0, 600000));
   f.reset_after = static_cast<int>(header_int(req, "x-fake-reset-after", -1, 0, kMaxChunks * 2));
   f.status = static_cast<int>(header_int(req, "x-fake-status", 0, 100, 599));
   f.hang = header_int(req, "x-fake-hang", 0, 0, 1) == 1;
@@ -704,7 +708,38 @@ void record(Server& server, const http::request<http::string_body>& req, std::st
   server.recorder.add(std::move(r));
 }
 
+Reply respond_api(Server& server, const http::request<http::string_body>& req);
+
+// --cors: what a provider that lets browsers call it sends (any origin, credentials, every header).
+constexpr std::string_view kCorsHeaders =
+    "Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Credentials: true\r\n"
+    "Access-Control-Allow-Headers: *\r\nAccess-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+    "Access-Control-Expose-Headers: *\r\n";
+
 Reply respond(Server& server, const http::request<http::string_body>& req) {
+  std::string_view path = req.target().substr(0, req.target().find('?'));
+  if (!path.starts_with("/__fake/")) {
+    std::string_view method = req.method_string();
+    if (server.opt.echo_trace && (method == "TRACE" || method == "TRACK")) {
+      // The request as received, key headers and all: what makes TRACE an attack (XST).
+      record(server, req, path, req.target().substr(path.size()));
+      std::string echo = std::string(method) + " " + std::string(req.target()) + " HTTP/1.1\r\n";
+      for (const auto& field : req) echo += std::string(field.name_string()) + ": " + std::string(field.value()) + "\r\n";
+      return full(200, echo + "\r\n", "message/http");
+    }
+    if (server.opt.cors && req.method() == http::verb::options) {
+      record(server, req, path, req.target().substr(path.size()));
+      Reply r = full(204, "", "");
+      r.extra = std::string(kCorsHeaders);
+      return r;
+    }
+  }
+  Reply r = respond_api(server, req);
+  if (server.opt.cors && r.kind == Reply::Kind::full) r.extra += kCorsHeaders;
+  return r;
+}
+
+Reply respond_api(Server& server, const http::request<http::string_body>& req) {
   std::string_view target = req.target();
   auto qpos = target.find('?');
   std::string_view path = target.substr(0, qpos);
@@ -924,13 +959,19 @@ class Session {
       co_return false;
     }
     int sent = 0;
+    // The final usage rides on the last event with a usage object (chat's usage chunk, Responses'
+    // response.completed, Anthropic's message_delta, Gemini's last chunk).
+    std::size_t usage_event = events.size();
+    for (std::size_t i = 0; i < events.size(); ++i)
+      if (events[i].find("\"usage\":{") != std::string::npos || events[i].find("\"usageMetadata\":{") != std::string::npos)
+        usage_event = i;
     for (std::size_t i = 0; i < events.size(); ++i) {
       if (f.reset_after >= 0 && sent >= f.reset_after) {
         reset_connection();
         co_return false;
       }
       if (i > 0) {
-        int wait = f.delay_ms + (i == 1 ? f.first_wait_ms : 0);
+        int wait = f.delay_ms + (i == 1 ? f.first_wait_ms : 0) + (i == usage_event ? f.usage_wait_ms : 0);
         if (!co_await pause(wait)) {
           server_.stats.client_gone++;
           co_return false;
@@ -1013,7 +1054,7 @@ awaitable<void> accept_loop(Server& server, tcp::acceptor& acceptor) {
 [[noreturn]] void usage_exit(const std::string& problem) {
   if (!problem.empty()) std::cerr << "fake_upstream: error: " << problem << "\n";
   std::cerr << "usage: fake_upstream --port N --port-file FILE [--host 127.0.0.1] [--require-key KEY]\n"
-               "                     [--threads N] [--record N]\n"
+               "                     [--threads N] [--record N] [--cors] [--echo-trace]\n"
                "A fake of the OpenAI, Anthropic and Gemini APIs for tests; see tests/fake_upstream/README.md.\n";
   std::exit(2);
 }
@@ -1040,6 +1081,8 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--require-key") o.require_key = value();
     else if (a == "--threads") o.threads = static_cast<int>(number(1, 64));
     else if (a == "--record") o.record = static_cast<std::size_t>(number(0, 1000000));
+    else if (a == "--cors") o.cors = true;
+    else if (a == "--echo-trace") o.echo_trace = true;
     else if (a == "--help" || a == "-h") usage_exit("");
     else usage_exit("unknown argument: " + a);
   }

@@ -61,11 +61,13 @@ tf_ok status --json
 expect_eq "$(jq '.controls.warnings | length' <<<"$TF_OUT")" 1 "status shows the warning"
 expect_contains "$(jq -r '.controls.warnings[0].message' <<<"$TF_OUT")" "spent \$0.60 of \$1.00"
 
-# Unknown price: counted by tokens, flagged, not in spent (and not refused: refuse_unknown_cost is off).
+# Unknown price: refused while a budget applies (never free: docs/CONTROLS.md, "Every request is
+# paid for"), also with refuse_unknown_cost off.
 req unpriced-model
-expect_eq "$CODE" 200 "unknown-price model within the budget"
+expect_eq "$CODE" 403 "unknown-price model within the budget"
+expect_eq "$(jq -r .error.type "$BODY")" tokfence_budget_unknown_cost
 budget_json
-expect_eq "$(jq .unknown_cost_requests <<<"$BJ")" 1
+expect_eq "$(jq .unknown_cost_requests <<<"$BJ")" 0
 expect_eq "$(jq .spent_pico <<<"$BJ")" $((4 * COST))
 
 # Spend the rest: the last request may start alone with $0.90 spent; then the budget refuses.
@@ -91,7 +93,6 @@ tf_ok budget status
 expect_contains "$TF_OUT" "openai      daily    \$1.05 / \$1.00"
 expect_contains "$TF_OUT" "[####################]"
 expect_contains "$TF_OUT" "EXHAUSTED"
-expect_contains "$TF_OUT" "1 request(s) of unknown price"
 expect_contains "$TF_OUT" "live from the running daemon"
 
 # Midnight UTC: move the clock just past it. The next request is admitted, in a new window.

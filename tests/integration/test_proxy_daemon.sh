@@ -46,7 +46,7 @@ expect_contains "$TF_ERR" "already running"
 before=$(curl -fsS "$FAKE_URL/__fake/stats" | jq .requests)
 health=$(curl -fsS "$PROXY_URL/__tokfence/health")
 expect_eq "$(jq -r .status <<<"$health")" ok "health"
-health=$(curl -fsS --unix-socket "$PROXY_SOCKET" http://tokfence/__tokfence/health)
+health=$(curl -fsS --unix-socket "$PROXY_SOCKET" http://localhost/__tokfence/health)
 expect_eq "$(jq -r .status <<<"$health")" ok "health over the Unix socket"
 after=$(curl -fsS "$FAKE_URL/__fake/stats" | jq .requests)
 expect_eq "$after" "$((before + 1))" "health reached the upstream"
@@ -56,7 +56,7 @@ body='{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}'
 for i in 1 2 3; do
   curl -fsS "$PROXY_URL/openai/v1/chat/completions" -H 'content-type: application/json' -d "$body" >/dev/null
 done
-curl -fsS --unix-socket "$PROXY_SOCKET" http://tokfence/openai/v1/chat/completions -d "$body" >"$WORK/out/unix.json"
+curl -fsS --unix-socket "$PROXY_SOCKET" http://localhost/openai/v1/chat/completions -d "$body" >"$WORK/out/unix.json"
 expect_eq "$(jq -r .object "$WORK/out/unix.json")" chat.completion "reply over the Unix socket"
 
 # status --json: every field the issue names.

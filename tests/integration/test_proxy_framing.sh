@@ -191,7 +191,7 @@ id_badchunk=$(request_id "$WORK/out/h-badchunk")
 
 # --- Requests: a chunked body (with an extension) goes upstream with its real Content-Length.
 : >"$WORK/out/requests.log"
-out=$(raw "POST /openai/v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5;x=y\r\n{\"mod\r\n$(printf '%x' $((${#body} - 5)))\r\n${body:5}\r\n0\r\n\r\n")
+out=$(raw "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:$PROXY_PORT\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5;x=y\r\n{\"mod\r\n$(printf '%x' $((${#body} - 5)))\r\n${body:5}\r\n0\r\n\r\n")
 expect_contains "$out" "HTTP/1.1 200" "chunked request"
 sent=$(cat "$WORK/out/requests.log")
 expect_contains "$sent" "Content-Length: ${#body}" "chunked request forwarded with its length"
@@ -209,12 +209,12 @@ expect_eq "$(grep -ac "body-sha256=$big_sha" "$WORK/out/requests.log")" 2 "large
 rm -f "$WORK/out/big.json"
 
 # --- Pipelining: three requests in one write (the second chunked), three answers in order.
-out=$(raw "POST /openai/v1/chat/completions?n=1 HTTP/1.1\r\nContent-Length: ${#body}\r\n\r\n${body}POST /openai/v1/chat/completions?n=2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n$(printf '%x' ${#body})\r\n$body\r\n0\r\n\r\nGET /__tokfence/health HTTP/1.1\r\nConnection: close\r\n\r\n")
+out=$(raw "POST /openai/v1/chat/completions?n=1 HTTP/1.1\r\nHost: 127.0.0.1:$PROXY_PORT\r\nContent-Length: ${#body}\r\n\r\n${body}POST /openai/v1/chat/completions?n=2 HTTP/1.1\r\nHost: 127.0.0.1:$PROXY_PORT\r\nTransfer-Encoding: chunked\r\n\r\n$(printf '%x' ${#body})\r\n$body\r\n0\r\n\r\nGET /__tokfence/health HTTP/1.1\r\nHost: 127.0.0.1:$PROXY_PORT\r\nConnection: close\r\n\r\n")
 expect_eq "$(grep -o 'HTTP/1.1 200' <<<"$out" | wc -l)" 3 "pipelined answers"
 expect_contains "$(tail -c 40 <<<"$out")" '{"status":"ok"}' "pipelined answers in order"
 
 # --- HTTP/1.0 keep-alive on request; HEAD gets the head only and the connection stays usable.
-out=$(raw "GET /__tokfence/health HTTP/1.0\r\nConnection: keep-alive\r\n\r\nHEAD /openai/v1/models HTTP/1.1\r\n\r\nGET /openai/v1/models HTTP/1.1\r\nConnection: close\r\n\r\n")
+out=$(raw "GET /__tokfence/health HTTP/1.0\r\nConnection: keep-alive\r\n\r\nHEAD /openai/v1/models HTTP/1.1\r\nHost: 127.0.0.1:$PROXY_PORT\r\n\r\nGET /openai/v1/models HTTP/1.1\r\nHost: 127.0.0.1:$PROXY_PORT\r\nConnection: close\r\n\r\n")
 expect_contains "$out" "HTTP/1.0 200" "1.0 keep-alive answer"
 expect_contains "$(tr -d '\r' <<<"$out")" "Connection: keep-alive" "1.0 keep-alive said"
 expect_eq "$(grep -o 'HTTP/1.1 200' <<<"$out" | wc -l)" 2 "HEAD then GET on one connection"
@@ -230,7 +230,7 @@ for bad in \
   "POST /openai/v1/chat/completions HTTP/1.1\r\nContent-Length : 2\r\n\r\n{}" \
   "POST /openai/v1/chat/completions HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n" \
   "POST /openai/v1/chat/completions HTTP/1.1\nContent-Length: 2\n\n{}" \
-  "POST /openai/v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n" \
+  "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:$PROXY_PORT\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n" \
   "POST /openai/v1/chat/completions HTTP/2.0\r\n\r\n"; do
   out=$(raw "$bad")
   expect_contains "$(head -1 <<<"$out")" "400" "refused: $bad"

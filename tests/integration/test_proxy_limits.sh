@@ -59,7 +59,7 @@ out=$(raw 'POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Lengt
 expect_contains "$out" "400" "bad Content-Length"
 out=$(raw 'GET /openai/v1/models HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n')
 expect_contains "$out" "400" "bad header line"
-out=$(raw 'GET /\xff\xfe/v1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+out=$(raw "GET /\xff\xfe/v1 HTTP/1.1\r\nHost: 127.0.0.1:$PROXY_PORT\r\nConnection: close\r\n\r\n")
 [[ "$out" == *" 400 "* || "$out" == *" 404 "* ]] || die "non-UTF-8 provider name: $out"
 serving "malformed HTTP"
 

@@ -72,7 +72,7 @@ expect_eq "$(jq -r '.headers["x-goog-api-key"]' <<<"$req")" "$CANARY" "gemini ke
 expect_eq "$(jq -r .query <<<"$req")" "alt=sse" "gemini query"
 
 # --- Unix socket: caller from SO_PEERCRED (curl's pid and name).
-curl -fsS -D "$WORK/out/h2" --unix-socket "$PROXY_SOCKET" http://x/openai/v1/chat/completions -d "$body" >/dev/null
+curl -fsS -D "$WORK/out/h2" --unix-socket "$PROXY_SOCKET" http://localhost/openai/v1/chat/completions -d "$body" >/dev/null
 id=$(grep -i '^x-tokfence-request-id:' "$WORK/out/h2" | tr -d '\r' | awk '{print $2}')
 flush
 expect_eq "$(row "$id" caller_name)" "curl" "caller name over the Unix socket"
@@ -103,7 +103,7 @@ expect_eq "$(jq -r .ok <<<"$reply")" true "open_proxy_socket: $reply"
 expect_eq "$(stat -c %a "$sock")" 600 "labeled socket mode"
 expect_eq "$(ctl '{"op":"list_proxy_sockets"}' | jq -r '.sockets[0].caller')" "launch-demo" "list_proxy_sockets"
 cd "$deep"
-curl -fsS -D "$WORK/out/h3" --unix-socket agent.sock http://x/openai/v1/chat/completions -H 'X-Tokfence-Caller: liar' \
+curl -fsS -D "$WORK/out/h3" --unix-socket agent.sock http://localhost/openai/v1/chat/completions -H 'X-Tokfence-Caller: liar' \
   -d "$body" >/dev/null
 cd - >/dev/null
 id=$(grep -i '^x-tokfence-request-id:' "$WORK/out/h3" | tr -d '\r' | awk '{print $2}')
@@ -122,7 +122,7 @@ tf_ok stop
 [[ ! -e "$psock" ]] || die "persisted socket file left while stopped"
 start_daemon
 wait_until "test -S '$psock'"
-curl -fsS --unix-socket "$psock" http://x/openai/v1/chat/completions -d "$body" -D "$WORK/out/h4" >/dev/null
+curl -fsS --unix-socket "$psock" http://localhost/openai/v1/chat/completions -d "$body" -D "$WORK/out/h4" >/dev/null
 id=$(grep -i '^x-tokfence-request-id:' "$WORK/out/h4" | tr -d '\r' | awk '{print $2}')
 flush
 expect_eq "$(row "$id" caller_name)" "detached" "persisted label"

@@ -136,3 +136,51 @@ TEST_CASE("core::LockedBuffer is zeroed, never grows, wipes what it forgets and 
   CHECK(moved.data() == nullptr);
   CHECK(moved.size() == 0);
 }
+
+TEST_CASE("core::config reads who may use the keys: allowed_origins, methods, forced_headers") {
+  auto load = parse_config(
+      "[daemon]\nallowed_origins = [\"https://app.example.com\", \"vscode-webview://abc\"]\n"
+      "[providers.openai]\nmethods = [\"GET\", \"POST\"]\n"
+      "[providers.openai.forced_headers]\n\"OpenAI-Organization\" = \"org-1\"\n",
+      "c.toml", test_home());
+  REQUIRE(load);
+  CHECK(load->config.daemon.allowed_origins == std::vector<std::string>{"https://app.example.com", "vscode-webview://abc"});
+  auto openai = load->config.provider("openai");
+  REQUIRE(openai);
+  CHECK(openai->methods == std::vector<std::string>{"GET", "POST"});
+  CHECK(openai->forced_headers.at("OpenAI-Organization") == "org-1");
+  CHECK(load->warnings.empty());
+}
+
+TEST_CASE("core::config refuses bad access settings with their position") {
+  auto error = [](const std::string& text) {
+    auto load = parse_config(text, "c.toml", test_home());
+    REQUIRE_FALSE(load);
+    return load.error().message;
+  };
+  CHECK(error("[daemon]\nallowed_origins = [\"https://a.example/x\"]\n").rfind("c.toml:2:", 0) == 0);
+  CHECK(error("[daemon]\nallowed_origins = [\"null\"]\n").find("not a web origin") != std::string::npos);
+  CHECK(error("[daemon]\nallowed_origins = [\"*\"]\n").find("not a web origin") != std::string::npos);
+  CHECK(error("[daemon]\nallowed_origins = [\"HTTPS://A.EXAMPLE\"]\n").find("lower case") != std::string::npos);
+  CHECK(error("[providers.openai]\nmethods = [\"POST\", \"TRACE\"]\n") ==
+        "c.toml:2:20: providers.openai.methods: \"TRACE\" is never forwarded: choose from GET, HEAD, POST, PUT, "
+        "PATCH, DELETE (upper case)");
+  CHECK(error("[providers.openai]\nmethods = []\n").find("at least one") != std::string::npos);
+  CHECK(error("[providers.openai.forced_headers]\nx-api-key = \"k\"\n").find("carries a credential") != std::string::npos);
+  CHECK(error("[providers.openai.forced_headers]\nHost = \"h\"\n").find("set by the proxy") != std::string::npos);
+  CHECK(error("[providers.openai.forced_headers]\n\"A B\" = \"h\"\n").find("not a valid header name") != std::string::npos);
+  CHECK(error("[providers.openai.forced_headers]\nX-A = \"a\\r\\nX-B: b\"\n").find("control character") != std::string::npos);
+}
+
+TEST_CASE("core::config refuses a clear-text upstream that is not loopback, unless allow_insecure") {
+  auto load = parse_config("[providers.lan]\nupstream = \"http://192.168.1.20:11434\"\n", "c.toml", test_home());
+  REQUIRE_FALSE(load);
+  CHECK(load.error().message.rfind("c.toml:2:", 0) == 0);
+  CHECK(load.error().message.find("the key would travel in clear text") != std::string::npos);
+  CHECK(parse_config("[providers.lan]\nupstream = \"http://192.168.1.20\"\nallow_insecure = true\n", "c.toml", test_home()));
+  for (auto ok : {"http://127.0.0.1:8080", "http://127.1.2.3", "http://localhost:11434/v1", "http://[::1]:1",
+                  "https://api.example.com"})
+    CHECK(parse_config(std::string("[providers.x]\nupstream = \"") + ok + "\"\n", "c.toml", test_home()));
+  for (auto bad : {"http://127.0.0.1.example.com", "http://[::ffff:10.0.0.1]", "http://0.0.0.0:80", "http://localhost.evil.example"})
+    CHECK_FALSE(parse_config(std::string("[providers.x]\nupstream = \"") + bad + "\"\n", "c.toml", test_home()));
+}

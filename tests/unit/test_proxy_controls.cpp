@@ -390,21 +390,71 @@ TEST_CASE("proxy::Controls counts unknown-cost requests by tokens and can refuse
   Fixture f;
   auto c = f.make();
   c->settle(admitted(c->admit(req("openai", std::nullopt, "mystery"))), std::nullopt, 1234);
-  call(*c, {{"op", "budget_set"}, {"scope", "openai"}, {"amount", "1"}, {"period", "daily"}});
   c->settle(admitted(c->admit(req("openai", std::nullopt, "mystery"))), std::nullopt, 100);
+  call(*c, {{"op", "budget_set"}, {"scope", "openai"}, {"amount", "1"}, {"period", "daily"}});
   json b = c->status()["budgets"][0];
   CHECK(b["unknown_cost_requests"] == 2);
   CHECK(b["unknown_cost_tokens"] == 1334);
   CHECK(b["spent_pico"] == 0);
 
-  f.config.budget.refuse_unknown_cost = true;
-  c.reset();
-  c = f.make();
+  // Once a budget applies, an unknown price is refused (issue 15: never free), naming the fix.
   auto r = c->admit(req("openai", std::nullopt, "mystery"));
   REQUIRE(refused(r));
   CHECK(refused(r)->type == "tokfence_budget_unknown_cost");
+  CHECK(refused(r)->message.find("[pricing.\"mystery\"]") != std::string::npos);
   // Only where a budget applies.
   admitted(c->admit(req("anthropic", std::nullopt, "mystery")));
+}
+
+TEST_CASE("proxy::Controls refuses what a budget cannot count while one applies") {
+  Fixture f;
+  auto c = f.make();
+  auto with = [](EndpointCost endpoint, bool unreadable, std::optional<Picodollars> estimate) {
+    AdmitRequest r = req("openai", estimate);
+    r.endpoint = endpoint;
+    r.body_unreadable = unreadable;
+    r.method = "POST";
+    r.path = "/v1/images/generations";
+    return r;
+  };
+  // No budget: everything passes as before.
+  c->settle(admitted(c->admit(with(EndpointCost::unmetered, false, std::nullopt))), std::nullopt, 0);
+  c->settle(admitted(c->admit(with(EndpointCost::tokens, true, 0))), 0, 0);
+  CHECK_FALSE(c->budget_applies("openai"));
+  call(*c, {{"op", "budget_set"}, {"scope", "global"}, {"amount", "1"}, {"period", "daily"}});
+  CHECK(c->budget_applies("openai"));
+  CHECK(c->budget_applies("anthropic"));
+
+  auto r = c->admit(with(EndpointCost::unmetered, false, 0));
+  REQUIRE(refused(r));
+  CHECK(refused(r)->type == "tokfence_budget_unmetered_endpoint");
+  CHECK(refused(r)->message.find("budget_allowed_paths") != std::string::npos);
+  CHECK(refused(r)->message.find("POST /v1/images/generations") != std::string::npos);
+  r = c->admit(with(EndpointCost::tokens, true, 0));
+  REQUIRE(refused(r));
+  CHECK(refused(r)->type == "tokfence_budget_unreadable_body");
+  CHECK(refused(r)->status == 400);
+  // Free endpoints (model listings, count_tokens) pass without a price.
+  c->settle(admitted(c->admit(with(EndpointCost::free, false, 0))), 0, 0);
+  c->settle(admitted(c->admit(with(EndpointCost::tokens, false, kCent))), kCent, 10);
+}
+
+TEST_CASE("proxy::ReservationGuard settles exactly once, at the estimate when abandoned") {
+  Fixture f;
+  auto c = f.make();
+  call(*c, {{"op", "budget_set"}, {"scope", "openai"}, {"amount", "1"}, {"period", "daily"}});
+  {
+    ReservationGuard guard(*c, admitted(c->admit(req("openai", 30 * kCent))), 30 * kCent);
+    CHECK(c->status()["budgets"][0]["reserved_pico"] == 30 * kCent);
+  }  // left without settle(): charged the estimate, reservation released
+  CHECK(c->status()["budgets"][0]["reserved_pico"] == 0);
+  CHECK(c->status()["budgets"][0]["spent_pico"] == 30 * kCent);
+  {
+    ReservationGuard guard(*c, admitted(c->admit(req("openai", 30 * kCent))), 30 * kCent);
+    guard.settle(5 * kCent, 10);
+    guard.settle(7 * kCent, 10);  // ignored
+  }
+  CHECK(c->status()["budgets"][0]["spent_pico"] == 35 * kCent);
 }
 
 TEST_CASE("proxy::Controls rate limit admits exactly rpm in a minute and then recovers") {

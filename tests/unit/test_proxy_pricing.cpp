@@ -1,7 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
 #include <limits>
+#include <map>
 #include <set>
+#include <sstream>
 
 #include "proxy/pricing.hpp"
 
@@ -182,4 +186,73 @@ TEST_CASE("proxy::parse_usd rejects negative, non-numeric, imprecise and absurd 
     INFO("'" << bad << "'");
     CHECK_FALSE(parse_usd(bad).has_value());
   }
+}
+
+// ---- tokfence pricing update (LiteLLM's format) ----
+
+namespace {
+
+std::string read_sample() {
+  // Next to this file's folder (CMake passes sources by absolute path).
+  std::ifstream in(std::filesystem::path(__FILE__).parent_path().parent_path() / "pricing" / "litellm_sample.json");
+  REQUIRE(in);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST_CASE("proxy::parse_litellm_prices reads LiteLLM's per-token prices") {
+  auto update = parse_litellm_prices(read_sample());
+  REQUIRE(update);
+  std::map<std::string, PricedModel> by;
+  for (const auto& m : update->models) by[m.provider + "/" + m.model] = m;
+  REQUIRE(by.count("openai/gpt-4o"));
+  CHECK(by["openai/gpt-4o"].price.input == 3'000'000);       // 3e-06 a token = $3 / M
+  CHECK(by["openai/gpt-4o"].price.output == 12'000'000);
+  CHECK(by["openai/gpt-4o"].price.cache_read == 1'500'000);
+  CHECK(by["openai/gpt-4o"].price.cache_write == 3'000'000);  // absent: as input
+  CHECK(by["anthropic/claude-tf-test-4"].price.cache_write == 3'750'000);
+  CHECK(by.count("google/gemini-tf-flash"));                  // gemini/ prefix dropped, provider mapped
+  CHECK(by["openai/text-embedding-tf"].price.output == 0);    // embeddings have no output price
+  CHECK_FALSE(by.count("/azure/gpt-4o"));                     // another cloud's name
+  CHECK_FALSE(by.count("openai/dall-e-3"));                   // priced per image
+  CHECK(update->skipped == 3);                                // azure, dall-e-3, whisper-1 (not sample_spec)
+  CHECK(update->models.size() == 6);
+
+  // The update file round-trips, and the table built with it uses the new prices.
+  auto text = serialize_price_updates(update->models);
+  auto back = parse_price_updates(text);
+  REQUIRE(back);
+  CHECK(back->size() == update->models.size());
+  Config config;
+  PricingTable table(config, *back);
+  CHECK(price_of(table, "openai", "gpt-4o").input == 3'000'000);
+  CHECK(price_of(table, "openai", "gpt-4o-2024-08-06").input == 3'000'000);  // dated names follow
+  CHECK(price_of(table, "openai", "tf-litellm-model").output == 8'000'000);
+  CHECK(price_of(table, "google", "gemini-tf-flash").output == 2'500'000);
+  // config.toml still wins.
+  config.pricing_overrides["gpt-4o"] = ModelPrice{1, 2, 3, 4};
+  CHECK(price_of(PricingTable(config, *back), "openai", "gpt-4o").input == 1);
+}
+
+TEST_CASE("proxy::parse_litellm_prices refuses bad files with a clear error") {
+  auto error_of = [](std::string_view text) {
+    auto r = parse_litellm_prices(text);
+    REQUIRE_FALSE(r);
+    return r.error().message;
+  };
+  CHECK_THAT(error_of("{not json"), Catch::Contains("not valid JSON"));
+  CHECK_THAT(error_of("[1,2]"), Catch::Contains("expected a JSON object"));
+  CHECK_THAT(error_of(R"({"m":{"input_cost_per_token":"0.1","output_cost_per_token":1e-6,"mode":"chat"}})"),
+             Catch::Contains("entry \"m\": input_cost_per_token must be a number"));
+  CHECK_THAT(error_of(R"({"m":{"input_cost_per_token":-1e-6,"output_cost_per_token":1e-6}})"),
+             Catch::Contains("must be between 0 and 1"));
+  CHECK_THAT(error_of(R"({"m":{"input_cost_per_token":1e-6,"output_cost_per_token":5}})"), Catch::Contains("between 0 and 1"));
+  CHECK_THAT(error_of(R"({"img":{"mode":"image_generation","input_cost_per_pixel":1e-9}})"),
+             Catch::Contains("no per-token prices"));
+  CHECK_THAT(error_of("{}"), Catch::Contains("no per-token prices"));
+  CHECK_FALSE(parse_price_updates(R"({"format":"other"})"));
+  CHECK_FALSE(parse_price_updates(R"({"format":"tokfence-pricing","models":[{"provider":"","model":"x","input":-1,"output":0,"cache_read":0,"cache_write":0}]})"));
 }

@@ -528,3 +528,21 @@ TEST_CASE("sqlite::Transaction rolls back unless committed") {
   REQUIRE_FALSE(bad);
   CHECK(bad.error().message.find("no such column: nope") != std::string::npos);
 }
+
+TEST_CASE("proxy::truncate_for_log cuts client text at a character boundary and marks it") {
+  using tokfence::proxy::kTruncatedMarker;
+  using tokfence::proxy::truncate_for_log;
+  std::string short_text = "gpt-4o";
+  truncate_for_log(short_text);
+  CHECK(short_text == "gpt-4o");
+  std::string exact(256, 'm');
+  truncate_for_log(exact);
+  CHECK(exact == std::string(256, 'm'));
+  std::string huge(8 * 1024 * 1024, 'm');
+  truncate_for_log(huge);
+  CHECK(huge == std::string(256, 'm') + std::string(kTruncatedMarker));
+  // A 3-byte character straddling byte 256 is dropped whole, never split.
+  std::string split = std::string(255, 'a') + "\xe2\x80\xa6" + std::string(100, 'b');
+  truncate_for_log(split);
+  CHECK(split == std::string(255, 'a') + std::string(kTruncatedMarker));
+}

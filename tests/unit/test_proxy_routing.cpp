@@ -250,3 +250,99 @@ TEST_CASE("proxy::match_proc_net_tcp_line finds the socket by local address and 
   CHECK(match_proc_net_tcp_line(line, "0100007F", 0xA1B2, 0x24F4) == 0);
   CHECK(match_proc_net_tcp_line("garbage", "0100007F", 1, 2) == 0);
 }
+
+TEST_CASE("proxy::strip_query_credentials compares names the way a lenient server reads them") {
+  // Control and space characters dropped, %XX decoded, case folded, '_' as '-', "[...]" ignored.
+  CHECK(strip_query_credentials("key%00=s&a=1") == "a=1");
+  CHECK(strip_query_credentials("%20key=s&a=1") == "a=1");
+  CHECK(strip_query_credentials("+key=s&a=1") == "a=1");
+  CHECK(strip_query_credentials("k%09ey=s&a=1") == "a=1");
+  CHECK(strip_query_credentials("KEY=s&Api-Key=s&API%5fKEY=s&a=1") == "a=1");
+  CHECK(strip_query_credentials("token=s&access-token=s&auth_token=s&id_token=s&a=1") == "a=1");
+  CHECK(strip_query_credentials("authorization=Bearer%20s&bearer=s&client_secret=s&password=s&a=1") == "a=1");
+  CHECK(strip_query_credentials("key[]=s&key[0]=s&a=1") == "a=1");
+  // Servers that split on ';' too: the whole part goes.
+  CHECK(strip_query_credentials("a=1;key=s&b=2") == "b=2");
+  // Look-alikes stay.
+  CHECK(strip_query_credentials("pageToken=x&keys=1&tokens=2&monkey=3&alt=sse") == "pageToken=x&keys=1&tokens=2&monkey=3&alt=sse");
+  CHECK(strip_query_credentials("%=1&a%zz=2") == "%=1&a%zz=2");
+}
+
+TEST_CASE("proxy::is_credential_header folds case and '_' like CGI servers do") {
+  for (auto name : {"X_Api_Key", "x_api_key", "AUTHORIZATION", "Proxy_Authorization", "x_goog_api_key", "Api_Key", "COOKIE"})
+    CHECK(is_credential_header(name));
+  for (auto name : {"x-api-keys", "xapikey", "x-api_key2", "authorizations"}) CHECK_FALSE(is_credential_header(name));
+  CHECK(is_hop_by_hop_header("Transfer_Encoding"));
+  CHECK(is_cors_header("Access-Control-Allow-Origin"));
+  CHECK(is_cors_header("access-control-expose-headers"));
+  CHECK_FALSE(is_cors_header("access-controls"));
+}
+
+TEST_CASE("proxy::build_upstream_head drops underscore look-alikes: one key, the vault's") {
+  std::string request =
+      "POST /openai/v1/chat/completions?key%00=client-q&%20key=client-q2&alt=1 HTTP/1.1\r\n"
+      "X_Api_Key: client\r\n"
+      "Authorization_: x\r\n"
+      "authorization: Bearer client\r\n"
+      "AUTHORIZATION: Bearer client\r\n"
+      "Host_: evil.example\r\n"
+      "X_Tokfence_Caller: liar\r\n"
+      "Content_Length: 99\r\n\r\n";
+  std::string text = upstream_head_of(request, "openai", "https://api.openai.com", 2);
+  CHECK(text.starts_with("POST /v1/chat/completions?alt=1 HTTP/1.1\r\n"));
+  CHECK(text.find("client") == std::string::npos);
+  CHECK(text.find("liar") == std::string::npos);
+  CHECK(text.find("Content_Length") == std::string::npos);
+  auto out = parsed_request(text);
+  CHECK(count_fields(out, "authorization") == 1);
+  CHECK(field(out, "authorization") == "Bearer vault-key");
+  CHECK(count_fields(out, "x_api_key") == 0);
+}
+
+TEST_CASE("proxy::build_upstream_head sends forced headers in place of the client's") {
+  auto spec = spec_of("openai");
+  spec.forced_headers = {{"OpenAI-Organization", "org-owner"}, {"OpenAI-Project", "proj-owner"}};
+  auto in = parsed_request(
+      "POST /openai/v1/chat/completions HTTP/1.1\r\nOpenAI-Organization: org-other\r\nopenai_project: proj-other\r\n\r\n");
+  auto url = parse_upstream_url("https://api.openai.com");
+  REQUIRE(url);
+  WipingString head;
+  build_upstream_head(in, *split_target(in.target), std::nullopt, spec, *url, SecretString("vault-key"), head);
+  auto out = parsed_request(std::string(head.data(), head.size()));
+  CHECK(count_fields(out, "openai-organization") == 1);
+  CHECK(field(out, "openai-organization") == "org-owner");
+  CHECK(field(out, "openai-project") == "proj-owner");
+  CHECK(std::string(head.data(), head.size()).find("other") == std::string::npos);
+}
+
+TEST_CASE("proxy::append_client_response_headers strips every Access-Control-* field") {
+  std::string text =
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nAccess-Control-Allow-Origin: *\r\n"
+      "access-control-allow-credentials: true\r\nAccess-Control-Expose-Headers: *\r\nContent-Length: 2\r\n\r\n";
+  http1::ResponseHead in;
+  REQUIRE(http1::parse_response_head(text, "POST", in) == http1::Parse::complete);
+  std::string out;
+  append_client_response_headers(in, out);
+  CHECK(out.find("ccess-") == std::string::npos);
+  CHECK(out.find("Content-Type: application/json") != std::string::npos);
+}
+
+TEST_CASE("proxy::method_allowed forwards the API methods only, or the provider's list") {
+  auto spec = spec_of("openai");
+  for (auto m : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}) CHECK(method_allowed(m, spec));
+  for (auto m : {"TRACE", "TRACK", "CONNECT", "OPTIONS", "get", "PROPFIND", "DEBUG"}) CHECK_FALSE(method_allowed(m, spec));
+  spec.methods = {"POST"};
+  CHECK(method_allowed("POST", spec));
+  CHECK_FALSE(method_allowed("GET", spec));
+}
+
+TEST_CASE("proxy::forward_path_problem refuses dot segments, empty segments and encoded separators") {
+  for (auto ok : {"", "/", "/v1/chat/completions", "/v1/models/", "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                  "/v1/files/file-abc_1.txt", "/v1/a%20b", "/v1/...", "/v1/.well-known", "/v1/a.b", "/v1/x;y=1"})
+    CHECK(forward_path_problem(ok).empty());
+  for (auto bad : {"/..", "/../admin", "/v1/../../admin", "/./v1", "/v1/.", "/%2e%2e/admin", "/%2E%2E/admin", "/.%2e/admin",
+                   "/%2e./admin", "/%2e/x", "//admin", "/v1//x", "/..;/admin", "/.;x/admin", "/v1/..%2fadmin",
+                   "/v1/%2F", "/v1/%5c..", "/v1\\..\\admin", "/v1/%00", "/v1/%", "/v1/%2", "/v1/%zz", "/v1/%252e%252e",
+                   "/v1/a b", "/v1/\xff"})
+    CHECK_FALSE(forward_path_problem(bad).empty());
+}

@@ -217,7 +217,6 @@ TEST_CASE("proxy::inspect_request leaves the body alone when usage injection doe
   CHECK(unchanged(ApiKind::openai_chat, R"({"model":"gpt-4o"})", true));                              // not streaming
   CHECK(unchanged(ApiKind::openai_responses, R"({"model":"gpt-4o","stream":true})", true));           // other API
   CHECK(unchanged(ApiKind::anthropic_messages, R"({"model":"c","stream":true})", true));              // other API
-  CHECK(unchanged(ApiKind::openai_chat, R"({"model":"gpt-4o","stream":true,"stream_options":{"include_usage":false}})", true));
   CHECK(unchanged(ApiKind::openai_chat, R"({"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}})", true));
   CHECK(unchanged(ApiKind::openai_chat, R"({"model":"gpt-4o","stream":true)", true));                 // not JSON
   CHECK(unchanged(ApiKind::openai_chat, R"([{"model":"gpt-4o","stream":true}])", true));              // not an object
@@ -505,4 +504,33 @@ TEST_CASE("proxy::UsageExtractor reads usage of other OpenAI endpoints (embeddin
   auto r = run(ApiKind::other, false, R"({"object":"list","data":[],"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}})");
   check_usage(r.usage, 8, 0, 0, 0);
   CHECK(r.model == "text-embedding-3-small");
+}
+
+TEST_CASE("proxy::inspect_request forces include_usage to true when the client says false") {
+  // Without the usage chunk a stream can only be charged an estimate; the upstream bills it all
+  // the same (issue 15).
+  auto forced = [](std::string body) {
+    auto info = inspect_request(ApiKind::openai_chat, "/v1/chat/completions", body, true);
+    CHECK(info.usage_requested_by_proxy);
+    return body;
+  };
+  CHECK(forced(R"({"model":"gpt-4o","stream":true,"stream_options":{"include_usage":false}})") ==
+        R"({"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}})");
+  CHECK(forced(R"({"model":"gpt-4o","stream":true,"stream_options":{"x":1, "include_usage" : false }})") ==
+        R"({"model":"gpt-4o","stream":true,"stream_options":{"x":1, "include_usage" : true }})");
+  // Any other value, too (the upstream would refuse it anyway).
+  CHECK(forced(R"({"stream":true,"stream_options":{"include_usage":0}})") == R"({"stream":true,"stream_options":{"include_usage":true}})");
+  // Duplicates: the last one is what parsers keep, and the one rewritten.
+  auto body = forced(R"({"stream":true,"stream_options":{"include_usage":true,"include_usage":false}})");
+  CHECK(json::parse(body)["stream_options"]["include_usage"] == true);
+  body = forced(R"({"stream":true,"stream_options":{"include_usage":false},"stream_options":{"include_usage":false}})");
+  CHECK(json::parse(body)["stream_options"]["include_usage"] == true);
+  // Escaped key names are the same key to a JSON parser.
+  body = forced(R"({"stream":true,"stream_options":{"include_usage":false}})");
+  CHECK(json::parse(body)["stream_options"]["include_usage"] == true);
+  // Already true: unchanged, and not counted as forced.
+  std::string asked = R"({"stream":true,"stream_options":{"include_usage":true}})";
+  auto info = inspect_request(ApiKind::openai_chat, "/v1/chat/completions", asked, true);
+  CHECK_FALSE(info.usage_requested_by_proxy);
+  CHECK(asked == R"({"stream":true,"stream_options":{"include_usage":true}})");
 }

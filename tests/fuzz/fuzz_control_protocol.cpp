@@ -1,0 +1,42 @@
+// The control socket's request handling: one line of JSON from a local client, parsed the way
+// ControlServer does (json::parse without exceptions) and dispatched through a ControlRouter
+// whose handlers read their arguments like the daemon's do. Malformed requests must become
+// {"ok": false, ...} answers, never an exception or a crash.
+#include <string>
+
+#include "proxy/control_protocol.hpp"
+#include "tests/fuzz/fuzz_input.hpp"
+
+using namespace tokfence::proxy;
+
+namespace {
+
+const ControlRouter& router() {
+  static ControlRouter r;  // not copyable (it holds a mutex): filled in place, once
+  static const bool filled = [] {
+    r.add("ping", [](const json&) -> tokfence::Result<json> { return json{{"pong", true}}; });
+    r.add("open_proxy_socket", [](const json& req) -> tokfence::Result<json> {
+      return json{{"path", req.at("path").get<std::string>()}, {"caller", req.value("caller", std::string())},
+                  {"mode", req.value("mode", 0660)}};
+    });
+    r.add("kill", [](const json& req) -> tokfence::Result<json> {
+      if (!req.contains("provider")) return tokfence::fail("kill: provider missing");
+      return json{{"killed", req["provider"]}};
+    });
+    return true;
+  }();
+  (void)filled;
+  return r;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::string_view line = tokfence::fuzz::as_text(data, size);
+  json request = json::parse(line, nullptr, false);
+  json reply = request.is_discarded() ? json{{"ok", false}, {"error", "control: malformed request: not JSON"}}
+                                      : router().dispatch(request);
+  FUZZ_CHECK(reply.is_object() && reply.contains("ok") && reply["ok"].is_boolean());
+  (void)reply.dump(-1, ' ', false, json::error_handler_t::replace);
+  return 0;
+}
