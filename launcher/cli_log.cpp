@@ -825,16 +825,6 @@ void register_provider(CLI::App& app, Context& ctx) {
 
 // ---- tokfence pricing list ----
 
-// Micro-dollars per million tokens as "$2.50" / "$0.075": at least two decimals, no trailing zeros.
-std::string usd_per_million(std::int64_t micro) {
-  std::string s = "$" + std::to_string(micro / 1'000'000);
-  char frac[8];
-  std::snprintf(frac, sizeof frac, "%06lld", static_cast<long long>(micro % 1'000'000));
-  std::string f = frac;
-  while (f.size() > 2 && f.back() == '0') f.pop_back();
-  return s + "." + f;
-}
-
 void register_pricing(CLI::App& app, Context& ctx) {
   auto* group = app.add_subcommand("pricing",
                                    "Show the prices tokfence uses to compute cost.\n"

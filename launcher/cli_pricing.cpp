@@ -36,15 +36,6 @@ std::string read_price_file(const std::string& path) {
   return text;
 }
 
-std::string usd_per_million(std::int64_t micro) {
-  std::string s = "$" + std::to_string(micro / 1'000'000);
-  char frac[8];
-  std::snprintf(frac, sizeof frac, "%06lld", static_cast<long long>(micro % 1'000'000));
-  std::string f = frac;
-  while (f.size() > 2 && f.back() == '0') f.pop_back();
-  return s + "." + f;
-}
-
 std::string price_text(const ModelPrice& p) {
   return "input " + usd_per_million(p.input) + ", output " + usd_per_million(p.output) + ", cache read " +
          usd_per_million(p.cache_read) + ", cache write " + usd_per_million(p.cache_write);

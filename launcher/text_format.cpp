@@ -1,6 +1,7 @@
 #include "launcher/text_format.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 #include <string_view>
 
@@ -137,6 +138,15 @@ std::string utc_rfc3339(std::int64_t unix_ms) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+std::string usd_per_million(std::int64_t micro) {
+  std::string s = "$" + std::to_string(micro / 1'000'000);
+  char frac[8];
+  std::snprintf(frac, sizeof frac, "%06lld", static_cast<long long>(micro % 1'000'000));
+  std::string f = frac;
+  while (f.size() > 2 && f.back() == '0') f.pop_back();
+  return s + "." + f;
 }
 
 }  // namespace tokfence::cli

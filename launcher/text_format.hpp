@@ -22,6 +22,10 @@ std::string escape_c1_in_json(std::string json);
 // 1234567 -> "1,234,567"; a negative number keeps its sign in front.
 std::string with_commas(std::int64_t n);
 
+// Micro-dollars per million tokens as "$2.50" / "$0.075": at least two decimals, no trailing zeros
+// (`pricing list` and `pricing update` print prices the same way).
+std::string usd_per_million(std::int64_t micro);
+
 // `s` followed by spaces up to `width` (unchanged when longer): fixed columns that do not grow.
 std::string pad(std::string s, std::size_t width);
 

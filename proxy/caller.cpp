@@ -129,17 +129,6 @@ class SockDiag {
 // One per thread: the accept paths of the I/O threads and the identify thread each use their own.
 thread_local SockDiag sock_diag;
 
-// The client's socket: local = peer_ip:peer_port, remote = local_ip:local_port.
-std::optional<SocketOwner> diag_lookup(const std::string& peer_ip, std::uint16_t peer_port, const std::string& local_ip,
-                                       std::uint16_t local_port) {
-  in6_addr src{}, dst{};
-  if (::inet_pton(AF_INET, peer_ip.c_str(), &src) == 1 && ::inet_pton(AF_INET, local_ip.c_str(), &dst) == 1)
-    return sock_diag.lookup(AF_INET, &src, peer_port, &dst, local_port);
-  if (::inet_pton(AF_INET6, peer_ip.c_str(), &src) == 1 && ::inet_pton(AF_INET6, local_ip.c_str(), &dst) == 1)
-    return sock_diag.lookup(AF_INET6, &src, peer_port, &dst, local_port);
-  return std::nullopt;
-}
-
 // One line of /proc/net/tcp{,6}: the inode and uid of the socket whose local address is
 // (`local_hex`, `local_port`) and remote port `remote_port`.
 std::optional<SocketOwner> match_proc_net_tcp_owner(const std::string& line, const std::string& local_hex,
@@ -319,16 +308,6 @@ std::optional<Caller> find_socket_holder(std::uint64_t inode) {
     }
   }
   return std::nullopt;
-}
-
-
-std::optional<Caller> find_tcp_caller(const std::string& peer_ip, std::uint16_t peer_port, const std::string& local_ip,
-                                      std::uint16_t local_port) {
-  auto owner = diag_lookup(peer_ip, peer_port, local_ip, local_port);
-  if (!owner) owner = proc_lookup(peer_ip, peer_port, local_port);
-  // Another user's process: its descriptors are not ours to read (unless we are root).
-  if (!owner || (::getuid() != 0 && owner->uid != ::getuid())) return std::nullopt;
-  return find_socket_holder(owner->inode);
 }
 
 }  // namespace tokfence::proxy

@@ -45,12 +45,6 @@ std::optional<SocketOwner> tcp_peer_owner(int fd);
 // it off the I/O threads.
 std::optional<Caller> find_socket_holder(std::uint64_t inode);
 
-// The local process that owns the TCP connection whose client side is `peer_ip:peer_port` and
-// whose server side is `local_ip:local_port` (IPv4 dotted or IPv6 text). nullopt when not found
-// (another user's process, already closed, not loopback).
-std::optional<Caller> find_tcp_caller(const std::string& peer_ip, std::uint16_t peer_port,
-                                      const std::string& local_ip, std::uint16_t local_port);
-
 // Parses one data line of /proc/net/tcp or tcp6; exposed for tests. Returns the inode of the
 // socket whose local address is (`ip_hex`, `port`) and remote port is `remote_port`, or 0.
 std::uint64_t match_proc_net_tcp_line(const std::string& line, const std::string& local_hex, std::uint16_t local_port,
