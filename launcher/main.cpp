@@ -1,3 +1,3 @@
-#include "launcher/cli.hpp"
+#include "launcher/cli/cli.hpp"
 
 int main(int argc, char** argv) { return tokfence::cli::run(argc, argv); }

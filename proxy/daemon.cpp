@@ -20,13 +20,13 @@
 
 #include "core/file.hpp"
 #include "core/home.hpp"
-#include "proxy/control_protocol.hpp"
-#include "proxy/controls.hpp"
-#include "proxy/pricing.hpp"
-#include "proxy/request_log.hpp"
-#include "proxy/server.hpp"
-#include "proxy/server_control.hpp"
-#include "proxy/sqlite.hpp"
+#include "proxy/control/protocol.hpp"
+#include "proxy/controls/controls.hpp"
+#include "proxy/metering/pricing.hpp"
+#include "proxy/metering/request_log.hpp"
+#include "proxy/http/server.hpp"
+#include "proxy/control/server.hpp"
+#include "core/sqlite.hpp"
 
 namespace tokfence::proxy {
 

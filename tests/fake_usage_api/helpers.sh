@@ -37,7 +37,7 @@ vault_add() { # vault_add NAME KEY
 WATCH_DB="$TOKFENCE_HOME/tokfence.db"
 _local_seq=0
 # local_row PROVIDER TS_MS STATUS INPUT OUTPUT COST_PICO|NULL: one row in the request log, in the
-# schema documented in proxy/request_log.hpp (what the daemon writes for a proxied request).
+# schema documented in proxy/metering/request_log.hpp (what the daemon writes for a proxied request).
 local_row() {
   _local_seq=$((_local_seq + 1))
   sqlite3 "$WATCH_DB" <<SQL

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <string>
 
-#include "proxy/http1.hpp"
+#include "proxy/http/http1.hpp"
 #include "tests/fuzz/fuzz_input.hpp"
 
 using tokfence::proxy::http1::ChunkedDecoder;

@@ -4,7 +4,7 @@
 // {"ok": false, ...} answers, never an exception or a crash.
 #include <string>
 
-#include "proxy/control_protocol.hpp"
+#include "proxy/control/protocol.hpp"
 #include "tests/fuzz/fuzz_input.hpp"
 
 using namespace tokfence::proxy;

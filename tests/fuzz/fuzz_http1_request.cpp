@@ -3,7 +3,7 @@
 // error in a field line may wait for the end of the head), with at most three parses.
 #include <algorithm>
 
-#include "proxy/http1.hpp"
+#include "proxy/http/http1.hpp"
 #include "tests/fuzz/fuzz_input.hpp"
 
 using namespace tokfence::proxy::http1;

@@ -1,5 +1,5 @@
 // The response-head parser, on anything an upstream (or something posing as one) can send.
-#include "proxy/http1.hpp"
+#include "proxy/http/http1.hpp"
 #include "tests/fuzz/fuzz_input.hpp"
 
 using namespace tokfence::proxy::http1;

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "proxy/usage.hpp"
+#include "proxy/metering/usage.hpp"
 #include "tests/fuzz/fuzz_input.hpp"
 
 using namespace tokfence::proxy;

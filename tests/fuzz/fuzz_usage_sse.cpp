@@ -3,7 +3,7 @@
 // megabytes, CR-only line ends, events split anywhere) must neither crash nor grow without bound.
 #include <algorithm>
 
-#include "proxy/usage.hpp"
+#include "proxy/metering/usage.hpp"
 #include "tests/fuzz/fuzz_input.hpp"
 
 using namespace tokfence::proxy;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `tokfence log` and `tokfence stats` read the request log directly (no daemon needed): rows are
-# inserted here with the sqlite3 CLI in the schema documented in proxy/request_log.hpp, then the
+# inserted here with the sqlite3 CLI in the schema documented in proxy/metering/request_log.hpp, then the
 # table, JSON, filters, one-request view, grouping, cost sums (unknown never counted as $0) and
 # every bad input are checked.
 source "$(dirname "$0")/lib.sh"

@@ -8,7 +8,7 @@
 #    (no final chunk, so the client knows it is incomplete) and logged as such;
 #  - a client that sends nothing on an open connection: closed after idle_timeout_seconds.
 # The daemon keeps serving after each. Timeouts are whole seconds, checked once a second
-# (proxy/server.cpp), so each wait here is bounded by timeout + 2 s of slack, never timed tighter.
+# (proxy/http/server.cpp), so each wait here is bounded by timeout + 2 s of slack, never timed tighter.
 source "$(dirname "$0")/lib.sh"
 
 start_fake_upstream

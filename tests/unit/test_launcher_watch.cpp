@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <string>
 
-#include "launcher/watch.hpp"
+#include "launcher/watch/watch.hpp"
 
 using namespace tokfence;
 using namespace tokfence::watch;

@@ -10,10 +10,10 @@
 #include <thread>
 #include <vector>
 
-#include "proxy/controls.hpp"
-#include "proxy/controls_tz.hpp"
-#include "proxy/request_log.hpp"
-#include "proxy/sqlite.hpp"
+#include "proxy/controls/controls.hpp"
+#include "proxy/controls/time_zone.hpp"
+#include "proxy/metering/request_log.hpp"
+#include "core/sqlite.hpp"
 
 using namespace tokfence;
 using namespace tokfence::proxy;

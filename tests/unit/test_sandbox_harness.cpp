@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
-#include "launcher/harness.hpp"
+#include "sandbox/harness/harness.hpp"
 
 using namespace tokfence;
 namespace fs = std::filesystem;

@@ -3,7 +3,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "launcher/harness.hpp"
+#include "sandbox/harness/harness.hpp"
 #include "sandbox/macos_profile.hpp"
 
 using namespace tokfence::sandbox;

@@ -6,7 +6,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "launcher/cli.hpp"
+#include "launcher/cli/cli.hpp"
 
 namespace fs = std::filesystem;
 

@@ -1,0 +1,152 @@
+#include "core/text_format.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <string_view>
+
+namespace tokfence {
+
+namespace {
+
+// The length of the well-formed UTF-8 sequence at the start of `s` (RFC 3629: no overlong forms,
+// no surrogates, nothing above U+10FFFF), or 0 when it is not one.
+std::size_t utf8_sequence_length(std::string_view s, char32_t& code_point) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char b0 = byte(0);
+  std::size_t length;
+  char32_t min;
+  if (b0 < 0x80) {
+    code_point = b0;
+    return 1;
+  } else if ((b0 & 0xE0) == 0xC0) {
+    length = 2, code_point = b0 & 0x1F, min = 0x80;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    length = 3, code_point = b0 & 0x0F, min = 0x800;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    length = 4, code_point = b0 & 0x07, min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (s.size() < length) return 0;
+  for (std::size_t i = 1; i < length; ++i) {
+    if ((byte(i) & 0xC0) != 0x80) return 0;
+    code_point = (code_point << 6) | (byte(i) & 0x3F);
+  }
+  if (code_point < min || code_point > 0x10FFFF || (code_point >= 0xD800 && code_point <= 0xDFFF)) return 0;
+  return length;
+}
+
+// C0 controls, DEL and C1 controls (U+0080-U+009F: CSI, OSC and friends to a terminal that
+// takes 8-bit controls).
+bool is_control(char32_t c) { return c < 0x20 || (c >= 0x7F && c <= 0x9F); }
+
+}  // namespace
+
+std::string printable(std::string text) {
+  std::string out;
+  out.reserve(text.size());
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    char32_t c = 0;
+    std::size_t n = utf8_sequence_length(rest, c);
+    if (n == 0 || is_control(c)) {
+      // A control character, or a byte that is not part of valid UTF-8 (a terminal in a legacy
+      // 8-bit mode reads 0x9B as CSI): one '?' for the byte or the whole character.
+      out.push_back('?');
+      n = n == 0 ? 1 : n;
+    } else {
+      out.append(rest.substr(0, n));
+    }
+    rest.remove_prefix(n);
+  }
+  return out;
+}
+
+std::string escape_c1_in_json(std::string json) {
+  // In UTF-8, U+0080-U+009F is C2 80 - C2 9F, and C2 never starts a byte of JSON syntax: every
+  // match is inside a string, where an escape means the same character.
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  out.reserve(json.size());
+  for (std::size_t i = 0; i < json.size(); ++i) {
+    const auto b = static_cast<unsigned char>(json[i]);
+    const auto next = i + 1 < json.size() ? static_cast<unsigned char>(json[i + 1]) : 0;
+    if (b == 0x7F) {
+      out += "\\u007f";  // DEL, which the dump also leaves raw
+    } else if (b == 0xC2 && next >= 0x80 && next <= 0x9F) {
+      out += "\\u00";
+      out.push_back(hex[next >> 4]);
+      out.push_back(hex[next & 0xF]);
+      ++i;
+    } else {
+      out.push_back(json[i]);
+    }
+  }
+  return out;
+}
+
+std::string with_commas(std::int64_t n) {
+  std::string digits = std::to_string(n < 0 ? -n : n);
+  std::string out;
+  int count = 0;
+  for (auto it = digits.rbegin(); it != digits.rend(); ++it) {
+    if (count && count % 3 == 0) out.insert(out.begin(), ',');
+    out.insert(out.begin(), *it);
+    ++count;
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+void Table::add(std::vector<std::string> row) {
+  for (auto& cell : row) cell = printable(std::move(cell));
+  rows_.push_back(std::move(row));
+}
+
+void Table::print(std::ostream& out, bool header) {
+  std::vector<std::size_t> width;
+  for (auto& [name, min] : columns_) width.push_back(std::max<std::size_t>(name.size(), min));
+  for (auto& row : rows_)
+    for (std::size_t i = 0; i < row.size() && i < width.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string s;
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      s += cells[i];
+      if (i + 1 < cells.size()) s += std::string(width[i] - std::min(width[i], cells[i].size()) + 2, ' ');
+    }
+    while (!s.empty() && s.back() == ' ') s.pop_back();
+    out << s << "\n";
+  };
+  if (header) {
+    std::vector<std::string> names;
+    for (auto& c : columns_) names.push_back(c.first);
+    line(names);
+  }
+  for (auto& row : rows_) line(row);
+  rows_.clear();
+}
+
+std::string pad(std::string s, std::size_t width) {
+  if (s.size() < width) s.append(width - s.size(), ' ');
+  return s;
+}
+
+std::string utc_rfc3339(std::int64_t unix_ms) {
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string usd_per_million(std::int64_t micro) {
+  std::string s = "$" + std::to_string(micro / 1'000'000);
+  char frac[8];
+  std::snprintf(frac, sizeof frac, "%06lld", static_cast<long long>(micro % 1'000'000));
+  std::string f = frac;
+  while (f.size() > 2 && f.back() == '0') f.pop_back();
+  return s + "." + f;
+}
+
+}  // namespace tokfence

@@ -1,0 +1,53 @@
+#pragma once
+// Text shaping shared by the CLI's output (cli_log.cpp, cli_daemon.cpp, cli_vault.cpp, watch):
+// aligned tables, numbers with thousands separators, terminal-safe text, UTC timestamps.
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tokfence {
+
+// Text printed for a terminal often comes from elsewhere: from clients and their processes (a model
+// name from a request body, a process name it chose for itself) or from a config file. Control
+// characters (C0, DEL and C1, U+0080-U+009F) and bytes that are not valid UTF-8 are shown as '?',
+// so such text cannot send escape sequences to the terminal that reads it, or end a line early.
+std::string printable(std::string text);
+
+// JSON text (from nlohmann::json::dump, which writes DEL and C1 characters raw) with each of them
+// written as a JSON escape instead: same JSON, nothing a terminal acts on.
+std::string escape_c1_in_json(std::string json);
+
+// 1234567 -> "1,234,567"; a negative number keeps its sign in front.
+std::string with_commas(std::int64_t n);
+
+// Micro-dollars per million tokens as "$2.50" / "$0.075": at least two decimals, no trailing zeros
+// (`pricing list` and `pricing update` print prices the same way).
+std::string usd_per_million(std::int64_t micro);
+
+// `s` followed by spaces up to `width` (unchanged when longer): fixed columns that do not grow.
+std::string pad(std::string s, std::size_t width);
+
+// Unix milliseconds as RFC 3339 UTC to the second: "2026-11-22T20:28:12Z" (JSON output, and the
+// usage APIs' query parameters in watch).
+std::string utc_rfc3339(std::int64_t unix_ms);
+
+// Column-aligned text. Widths grow to fit the rows given to print(); in follow mode rows arrive one
+// batch at a time, so the header's minimum widths keep columns roughly aligned. Every cell passes
+// through printable().
+class Table {
+ public:
+  // Each column: its header and a minimum width.
+  explicit Table(std::vector<std::pair<std::string, int>> columns) : columns_(std::move(columns)) {}
+  void add(std::vector<std::string> row);
+  // Prints the rows added since the last print() (and the header line first if `header`), then
+  // forgets them. Trailing spaces are trimmed from every line.
+  void print(std::ostream& out, bool header);
+
+ private:
+  std::vector<std::pair<std::string, int>> columns_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+}  // namespace tokfence

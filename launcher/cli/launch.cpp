@@ -1,0 +1,133 @@
+// `tokfence launch` (OpenClaw in Docker behind the proxy) and `tokfence setup openclaw`.
+#include <memory>
+
+#include "launcher/cli/cli.hpp"
+#include "launcher/openclaw/launch.hpp"
+
+namespace tokfence::cli {
+
+namespace {
+
+void add_target_flags(CLI::App* cmd, launcher::LaunchTarget& target) {
+  cmd->add_option("--name", target.name, "the launch's name (container name)")->capture_default_str();
+  cmd->add_flag("--json", target.json, "print JSON");
+}
+
+}  // namespace
+
+void register_launch_commands(CLI::App& app, Context& ctx) {
+  auto options = std::make_shared<launcher::LaunchOptions>();
+  auto no_pull = std::make_shared<bool>(false);
+  auto no_open = std::make_shared<bool>(false);
+  auto workspace = std::make_shared<std::string>();
+  auto model = std::make_shared<std::string>();
+
+  auto* launch = app.add_subcommand(
+      "launch",
+      "Run OpenClaw in Docker with no key and no network: its only way out is the tokfence proxy.\n"
+      "The container has NetworkMode none; a per-launch Unix socket carries its API traffic to the\n"
+      "daemon (logged with caller openclaw:<name>, under your budgets, revoke and kill), another\n"
+      "carries the dashboard to http://127.0.0.1:<port> on the host. Arguments after -- replace the\n"
+      "image's command.\n"
+      "Examples:\n"
+      "  tokfence vault add anthropic -   # once\n"
+      "  tokfence launch                  # foreground; Ctrl-C stops and removes everything\n"
+      "  tokfence launch --detach --port 18790 --open\n"
+      "  tokfence launch -- openclaw --log-level error agent --local --agent main --message ping");
+  launch->add_option("--name", options->name, "container name")->capture_default_str();
+  launch->add_option("--image", options->image, "image to run")->capture_default_str();
+  launch->add_flag("--no-pull", *no_pull, "fail instead of pulling a missing image");
+  launch->add_flag("-d,--detach", options->detach, "leave it running (restart policy unless-stopped)");
+  launch->add_flag("--json", options->json, "print container id, dashboard URL, providers, model, config path, status as JSON");
+  launch->add_flag("--open", options->open_browser,
+                   "open the dashboard in a browser (xdg-open from PATH gets a 0600 page that redirects to the URL:\n"
+                   "the token is never on a command line)");
+  // The default now; still accepted so existing scripts keep working.
+  launch->add_flag("--no-open", *no_open, "")->group("");
+  launch->add_option("--port", options->port, "dashboard port on 127.0.0.1 (0 = any free port)")->capture_default_str();
+  launch->add_option("--model", *model, "primary model as provider/model (default: from anthropic, openai, google, ...)");
+  launch->add_option("--workspace", *workspace, "host directory mounted as the agent's workspace (default: TOKFENCE_HOME/openclaw/<name>/workspace)");
+  launch->add_option("--user", options->user, "container user UID[:GID] (default 1000:1000 as root, else your own ids)");
+  launch->add_option("--memory", options->memory, "memory limit (e.g. 512m, 2g)")->capture_default_str();
+  launch->add_option("--pids-limit", options->pids_limit, "process limit")->capture_default_str();
+  launch->add_option("--stop-timeout", options->stop_timeout_seconds, "seconds to wait for a graceful stop")->capture_default_str();
+  launch->add_option("command", options->command, "command after -- (replaces the image's command)");
+  launch->callback([&ctx, options, no_pull, no_open, workspace, model, launch] {
+    if (launch->get_subcommands().size() > 0) return;  // a subcommand ran instead
+    options->pull = !*no_pull;
+    if (*no_open) options->open_browser = false;
+    options->dashboard = options->command.empty() || launch->count("--port") > 0;
+    if (!workspace->empty()) options->workspace = *workspace;
+    if (!model->empty()) options->model = *model;
+    ctx.exit_code = launcher::run_launch(ctx.home, ctx.config(), *options);
+  });
+
+  // Subcommands: each has its own --name / --json.
+  auto status_target = std::make_shared<launcher::LaunchTarget>();
+  auto* status = launch->add_subcommand("status",
+                                        "Show a launch's state (exit 0 running, 3 not running).\n"
+                                        "Example:\n  tokfence launch status --json");
+  add_target_flags(status, *status_target);
+  status->callback([&ctx, status_target] { ctx.exit_code = launcher::launch_status(ctx.home, *status_target); });
+
+  auto stop_target = std::make_shared<launcher::LaunchTarget>();
+  auto stop_timeout = std::make_shared<int>(10);
+  auto* stop = launch->add_subcommand("stop",
+                                      "Stop and remove a launch's container, sockets and config (state and workspace stay).\n"
+                                      "Example:\n  tokfence launch stop --name tokfence-openclaw");
+  add_target_flags(stop, *stop_target);
+  stop->add_option("--timeout", *stop_timeout, "seconds before the container is killed")->capture_default_str();
+  stop->callback([&ctx, stop_target, stop_timeout] { ctx.exit_code = launcher::launch_stop(ctx.home, *stop_target, *stop_timeout); });
+
+  auto logs_target = std::make_shared<launcher::LaunchTarget>();
+  auto follow = std::make_shared<bool>(false);
+  auto tail = std::make_shared<int>(-1);
+  auto* logs = launch->add_subcommand("logs", "Print a launch's container output.\nExample:\n  tokfence launch logs -f --tail 50");
+  logs->add_option("--name", logs_target->name, "the launch's name")->capture_default_str();
+  logs->add_flag("-f,--follow", *follow, "keep streaming until the container stops");
+  logs->add_option("--tail", *tail, "only the last N lines (-1 = all)")->capture_default_str();
+  logs->callback([&ctx, logs_target, follow, tail] { ctx.exit_code = launcher::launch_logs(ctx.home, *logs_target, *follow, *tail); });
+
+  auto restart_target = std::make_shared<launcher::LaunchTarget>();
+  auto restart_timeout = std::make_shared<int>(10);
+  auto* restart = launch->add_subcommand("restart",
+                                         "Restart a launch's container (and the dashboard relay of a detached one).\n"
+                                         "Example:\n  tokfence launch restart");
+  add_target_flags(restart, *restart_target);
+  restart->add_option("--timeout", *restart_timeout, "seconds before the container is killed")->capture_default_str();
+  restart->callback([&ctx, restart_target, restart_timeout] {
+    ctx.exit_code = launcher::launch_restart(ctx.home, *restart_target, *restart_timeout);
+  });
+
+  auto config_target = std::make_shared<launcher::LaunchTarget>();
+  auto* config = launch->add_subcommand("config",
+                                        "Print the OpenClaw config a running launch uses (no key is in it).\n"
+                                        "Example:\n  tokfence launch config | jq .models.providers");
+  add_target_flags(config, *config_target);
+  config->callback([&ctx, config_target] { ctx.exit_code = launcher::launch_config(ctx.home, *config_target); });
+
+  // setup openclaw
+  // Another part may also add `setup <agent>`: share the group.
+  CLI::App* setup = nullptr;
+  for (auto* sub : app.get_subcommands({}))
+    if (sub->get_name() == "setup") setup = sub;
+  if (setup == nullptr)
+    setup = app.add_subcommand("setup", "Print settings to point an agent at the tokfence proxy.\nExample:\n  tokfence setup openclaw --test");
+  setup->require_subcommand(1);
+  auto setup_options = std::make_shared<launcher::SetupOptions>();
+  auto provider = std::make_shared<std::string>();
+  auto* openclaw = setup->add_subcommand(
+      "openclaw",
+      "Print the proxy base URL for a provider and a models.providers snippet for openclaw.json;\n"
+      "with --test also check daemon_reachable and provider_has_key (exit 1 when one fails).\n"
+      "Example:\n  tokfence setup openclaw --provider anthropic --test");
+  openclaw->add_option("--provider", *provider, "provider (default: the first with a key: anthropic, openai, google, ...)");
+  openclaw->add_flag("--test", setup_options->test, "run the checks");
+  openclaw->add_flag("--json", setup_options->json, "print JSON");
+  openclaw->callback([&ctx, setup_options, provider] {
+    if (!provider->empty()) setup_options->provider = *provider;
+    ctx.exit_code = launcher::setup_openclaw(ctx.home, ctx.config(), *setup_options);
+  });
+}
+
+}  // namespace tokfence::cli

@@ -1,0 +1,405 @@
+// `tokfence run codex|claude|opencode` and the shorthands `tokfence codex|claude|opencode`:
+// run a coding agent with a dummy key, its native config pointing at the proxy, its requests
+// tagged with its name, inside a sandbox whose only way out is the proxy.
+//
+// The flow, each step with its reason:
+//  1. the daemon runs and the provider has a key: otherwise the agent would start and fail late;
+//  2. the daemon opens a proxy-only socket for this run, tagged with the program's name (the
+//     request log's caller), in a fresh directory that the sandbox mounts at a fixed path;
+//  3. the program's config is written under TOKFENCE_HOME/harness/<program>/ from templates/;
+//  4. the child environment is built from an allow-list plus the harness's variables;
+//  5. the child runs sandboxed (Linux: sandbox/linux_sandbox.hpp; macOS: sandbox-exec), supervised
+//     (PTY, signals, exit status), and the socket is closed afterwards.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "launcher/cli/cli.hpp"
+#include "sandbox/harness/harness.hpp"
+#include "proxy/control/protocol.hpp"
+#include "sandbox/environment.hpp"
+#include "sandbox/linux_sandbox.hpp"
+#include "sandbox/macos_profile.hpp"
+#include "sandbox/supervisor.hpp"
+#include "vault/vault.hpp"
+
+namespace tokfence::cli {
+namespace {
+namespace fs = std::filesystem;
+
+struct RunOptions {
+  std::string program;
+  std::string command;
+  std::string workdir;
+  std::vector<std::string> allow_write;
+  std::vector<std::string> allow_socket;
+  std::string provider;
+  std::string model;
+  bool no_sandbox = false;
+  std::vector<std::string> args;
+};
+
+fs::path self_dir() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::path() : exe.parent_path();
+}
+
+std::string find_on_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  std::size_t start = 0;
+  while (start <= dirs.size()) {
+    auto end = dirs.find(':', start);
+    std::string dir = dirs.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!dir.empty()) {
+      fs::path candidate = fs::path(dir) / name;
+      if (::access(candidate.c_str(), X_OK) == 0 && !fs::is_directory(candidate)) return candidate.string();
+    }
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return {};
+}
+
+bool is_under(const fs::path& path, const fs::path& dir) {
+  auto p = path.lexically_normal().string(), d = dir.lexically_normal().string();
+  if (!d.empty() && d.back() == '/') d.pop_back();
+  return p == d || (p.size() > d.size() && p.compare(0, d.size(), d) == 0 && p[d.size()] == '/');
+}
+
+std::string npm_package(const std::string& program) {
+  if (program == "codex") return "@openai/codex";
+  if (program == "claude") return "@anthropic-ai/claude-code";
+  return "opencode-ai";
+}
+
+fs::path existing_dir(const std::string& what, const std::string& value) {
+  std::error_code ec;
+  fs::path p = fs::canonical(value, ec);
+  if (ec || !fs::is_directory(p)) throw UserError(what + ": not an existing directory: " + value);
+  return p;
+}
+
+// The proxy-only socket this run's requests go through: opened by the daemon with the program's
+// name as caller, closed (and its directory removed) when the run ends, whatever way it ends.
+class RunSocket {
+ public:
+  RunSocket(const Home& home, const std::string& caller) : home_(home) {
+    remove_stale(home);
+    std::random_device rd;
+    dir_ = home.sockets_dir() / ("run-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 100000));
+    value_or_throw(ensure_private_dir(dir_));
+    path_ = dir_ / "proxy.sock";
+    auto reply = proxy::control_call(home, {{"op", "open_proxy_socket"},
+                                            {"path", path_.string()},
+                                            {"caller", caller},
+                                            {"mode", 0666},
+                                            {"persist", false}});
+    if (!reply) {
+      std::error_code ec;
+      fs::remove_all(dir_, ec);
+      throw UserError("run: the daemon did not open a proxy socket for " + caller + ": " + reply.error().message +
+                      ": restart it with 'tokfence stop' and 'tokfence start -d'");
+    }
+  }
+  ~RunSocket() {
+    (void)proxy::control_call(home_, {{"op", "close_proxy_socket"}, {"path", path_.string()}});
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  // A run killed with SIGKILL could not close its socket: close those whose tokfence is gone.
+  static void remove_stale(const Home& home) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(home.sockets_dir(), ec)) {
+      std::string name = entry.path().filename().string();
+      if (name.rfind("run-", 0) != 0) continue;
+      int pid = std::atoi(name.c_str() + 4);
+      if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+      (void)proxy::control_call(home, {{"op", "close_proxy_socket"}, {"path", (entry.path() / "proxy.sock").string()}});
+      std::error_code ignored;
+      fs::remove_all(entry.path(), ignored);
+    }
+  }
+
+  const Home& home_;
+  fs::path dir_, path_;
+};
+
+// For runs without the Linux sandbox: the relay listens on a free loopback port and carries the
+// child's requests to the run's socket, so they are still tagged with the program's name.
+class HostRelay {
+ public:
+  HostRelay(const fs::path& relay, const fs::path& socket, const fs::path& ready_file) {
+    std::error_code ec;
+    fs::remove(ready_file, ec);
+    std::string forward = "tcp:127.0.0.1:0=unix:" + socket.string();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::setpgid(0, 0);
+      // Descriptors the user's shell left open stay with tokfence.
+      ::close_range(3, ~0U, 0);
+      const char* argv[] = {"tokfence-relay", "--forward", forward.c_str(), "--ready-file", ready_file.c_str(), nullptr};
+      ::execv(relay.c_str(), const_cast<char* const*>(argv));
+      ::_exit(127);
+    }
+    if (pid_ < 0) throw UserError("run: cannot start tokfence-relay: fork failed");
+    for (int i = 0; i < 400 && port_ == 0; ++i) {
+      std::ifstream in(ready_file);
+      std::string line;
+      if (std::getline(in, line)) {
+        auto colon = line.find(':', 4);
+        auto eq = line.find('=');
+        if (colon != std::string::npos && eq != std::string::npos) port_ = std::atoi(line.substr(colon + 1, eq).c_str());
+      }
+      if (port_ == 0) {
+        int status;
+        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+          pid_ = -1;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+      }
+    }
+    fs::remove(ready_file, ec);
+    if (port_ == 0) throw UserError("run: tokfence-relay did not start: " + relay.string());
+  }
+  ~HostRelay() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status;
+      ::waitpid(pid_, &status, 0);
+    }
+  }
+  int port() const { return port_; }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+void require_key(Context& ctx, const std::string& provider) {
+  auto v = vault::open_vault(ctx.config(), ctx.home, vault::default_passphrase_source());
+  if (!v) throw UserError("run: cannot check the key for '" + provider + "': " + v.error().message);
+  auto keys = (*v)->list();
+  if (!keys) throw UserError("run: cannot check the key for '" + provider + "': " + keys.error().message);
+  for (const auto& k : *keys)
+    if (k.provider == provider) return;
+  throw UserError("no key for provider '" + provider + "': run 'tokfence vault add " + provider + " -'");
+}
+
+void run_harness(Context& ctx, RunOptions& o) {
+  const harness::Program* program = harness::find_program(o.program);
+  if (!program) throw UserError("run: unknown program: '" + o.program + "' (use codex, claude or opencode)");
+  std::string provider = o.provider.empty() ? program->default_provider : o.provider;
+  if (std::find(program->providers.begin(), program->providers.end(), provider) == program->providers.end())
+    throw UserError(program->name + ": provider not supported: " + provider);
+
+  // What to run, where, and what it may write: checked before anything starts.
+  std::string command = o.command.empty() ? find_on_path(program->command) : o.command;
+  if (command.empty())
+    throw UserError(program->name + ": command not found on PATH: install it ('npm install -g " +
+                    npm_package(program->name) + "') or pass --command PATH");
+  {
+    std::error_code ec;
+    fs::path c = fs::canonical(command, ec);
+    if (ec || ::access(c.c_str(), X_OK) != 0 || fs::is_directory(c))
+      throw UserError(program->name + ": --command is not an executable file: " + command);
+    command = fs::absolute(command).lexically_normal().string();
+  }
+  value_or_throw(ctx.home.ensure());
+  const fs::path tf_home = fs::canonical(ctx.home.root());
+  fs::path workdir = existing_dir("--workdir", o.workdir.empty() ? fs::current_path().string() : o.workdir);
+  if (is_under(workdir, tf_home))
+    throw UserError("--workdir: inside the tokfence home, which the agent must not see: " + workdir.string());
+  std::vector<fs::path> allow_write;
+  for (const auto& w : o.allow_write) {
+    std::error_code ec;
+    fs::path p = fs::canonical(w, ec);
+    if (ec) throw UserError("--allow-write: path does not exist: " + w);
+    if (is_under(p, tf_home) || is_under(tf_home, p))
+      throw UserError("--allow-write: overlaps the tokfence home, which the agent must not see: " + w);
+    if (p == "/") throw UserError("--allow-write: '/' would allow writing everything: " + w);
+    allow_write.push_back(p);
+  }
+
+  // Unix sockets: none by default (the sandbox's seccomp filter refuses AF_UNIX sockets); with
+  // --allow-socket exactly these, every other one the host has at the start being covered.
+  std::vector<fs::path> allow_socket;
+  for (const auto& a : o.allow_socket) {
+    std::error_code ec;
+    fs::path p = fs::canonical(a, ec);
+    if (ec) throw UserError("--allow-socket: path does not exist: " + a);
+    if (!fs::is_socket(fs::status(p, ec))) throw UserError("--allow-socket: not a socket: " + a);
+    if (is_under(p, tf_home))
+      throw UserError("--allow-socket: inside the tokfence home, which the agent must not reach: " + a);
+    allow_socket.push_back(p);
+  }
+  if (!allow_socket.empty() && !o.no_sandbox)
+    for (const auto& p : allow_socket)
+      std::cerr << "tokfence: warning: --allow-socket: " << program->name << " can connect to " << p.string()
+                << "; other path sockets are covered only if they exist now (see docs/SANDBOX.md)\n";
+
+  fs::path relay = self_dir() / "tokfence-relay";
+  if (::access(relay.c_str(), X_OK) != 0)
+    throw UserError("run: tokfence-relay not found next to tokfence: " + relay.string());
+
+#if defined(__linux__)
+  if (!o.no_sandbox) {
+    auto missing = sandbox::missing_linux_features();
+    if (!missing.empty()) {
+      std::string list;
+      for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+      throw UserError("sandbox: this system lacks " + list +
+                      ": tokfence will not run the agent unconfined unless you pass --no-sandbox");
+    }
+  }
+#endif
+  if (o.no_sandbox)
+    std::cerr << "tokfence: WARNING: --no-sandbox: " << program->name
+              << " runs UNCONFINED: it can reach the network, your files, sockets and keyring directly;\n"
+                 "tokfence: WARNING: only its configured requests go through the proxy with a dummy key\n";
+
+  auto daemon = value_or_throw(proxy::ensure_daemon(ctx.home));
+  require_key(ctx, provider);
+
+  RunSocket socket(ctx.home, program->name);
+  const fs::path harness_home = ctx.home.harness_dir() / program->name;
+  value_or_throw(ensure_private_dir(harness_home));
+
+  const bool linux_sandbox =
+#if defined(__linux__)
+      !o.no_sandbox;
+#else
+      false;
+#endif
+  std::optional<HostRelay> host_relay;
+  int port = daemon.port;
+  fs::path tmpdir = "/tmp";
+  if (!linux_sandbox) {
+    host_relay.emplace(relay, socket.path(), harness_home / ".relay-ready");
+    port = host_relay->port();
+    tmpdir = harness_home / "tmp";
+    value_or_throw(ensure_private_dir(tmpdir));
+  }
+
+  harness::RenderInput input;
+  input.program = program;
+  input.provider = provider;
+  input.proxy_url = "http://127.0.0.1:" + std::to_string(port);
+  if (!o.model.empty()) input.model = o.model;
+  input.harness_home = harness_home;
+  input.templates_dir = harness::templates_dir();
+  input.tmpdir = tmpdir;
+  input.running_as_root = ::geteuid() == 0;
+  auto rendered = value_or_throw(harness::render(input));
+
+  auto parent_env = sandbox::current_environment();
+  auto env = sandbox::build_child_env(parent_env, rendered.env, rendered.dummy_key_vars);
+  env["PWD"] = workdir.string();
+  std::vector<std::string> argv = {command};
+  argv.insert(argv.end(), o.args.begin(), o.args.end());
+
+  sandbox::Spawner spawner;
+  if (linux_sandbox) {
+    sandbox::Policy policy;
+    policy.argv = argv;
+    policy.env = sandbox::to_envp(env);
+    policy.workdir = workdir;
+    policy.writable = {harness_home};
+    policy.writable.insert(policy.writable.end(), allow_write.begin(), allow_write.end());
+    policy.hidden = harness::sensitive_paths(parent_env, tf_home, ::getuid());
+    policy.proxy_socket = socket.path();
+    policy.proxy_port = port;
+    policy.relay = relay;
+    policy.allowed_sockets = allow_socket;
+    spawner = [policy](int tty) { return sandbox::spawn_sandboxed(policy, tty); };
+  } else {
+#if defined(__APPLE__)
+    if (!o.no_sandbox) {
+      std::ifstream t(harness::templates_dir() / "macos" / "tokfence.sb");
+      std::stringstream text;
+      text << t.rdbuf();
+      sandbox::MacProfileInput mac;
+      mac.program = program->name;
+      mac.proxy_port = port;
+      mac.proxy_socket = socket.path();
+      mac.writable = {workdir, harness_home, tmpdir};
+      mac.writable.insert(mac.writable.end(), allow_write.begin(), allow_write.end());
+      mac.hidden = {tf_home};
+      for (auto& k : sandbox::macos_keychain_paths(parent_env["HOME"])) mac.hidden.push_back(k);
+      auto profile = value_or_throw(sandbox::render_macos_profile(text.str(), mac));
+      fs::path profile_path = harness_home / "sandbox.sb";
+      std::ofstream(profile_path) << profile;
+      argv = sandbox::macos_sandbox_argv(profile_path, argv);
+    }
+#endif
+    spawner = sandbox::plain_spawner(argv, sandbox::to_envp(env), workdir.string());
+  }
+  ctx.exit_code = value_or_throw(sandbox::supervise(spawner));
+}
+
+void add_run_options(CLI::App* sub, RunOptions& o) {
+  sub->add_option("--command", o.command, "The program to run (default: found on PATH)");
+  sub->add_option("--workdir", o.workdir, "Working directory, writable (default: the current one)");
+  // allow_extra_args(false): one value per flag, so `--allow-write X -- -c cmd` ends the option at
+  // X and `--` still starts the program's arguments (CLI11 otherwise swallows the `--`).
+  sub->add_option("--allow-write", o.allow_write, "A further path the agent may write (repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_option("--allow-socket", o.allow_socket,
+                  "A Unix socket the agent may connect to (repeatable; none by default)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_option("--provider", o.provider, "Provider the agent talks to (opencode: openai or anthropic)");
+  sub->add_option("--model", o.model, "Model to configure (default: the program's own)");
+  sub->add_flag("--no-sandbox", o.no_sandbox, "Run without the sandbox (NOT recommended; prints a warning)");
+  sub->add_option("args", o.args, "Arguments for the program, after --");
+}
+
+}  // namespace
+
+void register_run_commands(CLI::App& app, Context& ctx) {
+  static RunOptions options;
+  auto* run = app.add_subcommand(
+      "run",
+      "Run a coding agent (codex, claude, opencode) with a dummy key, talking only to the proxy, in a sandbox\n"
+      "(Linux: own user/network/mount/PID namespaces + Landlock; writes only to the workdir, its harness home,\n"
+      "a private /tmp and --allow-write paths; no Unix sockets unless --allow-socket; tokfence's home,\n"
+      "keyring and credential stores hidden; .git/hooks and .git/config read-only).\n"
+      "Examples:\n"
+      "  tokfence run codex\n"
+      "  tokfence run claude --workdir ~/src/app -- -p 'explain main.cpp'\n"
+      "  tokfence run opencode --provider anthropic --allow-write ~/.cache/go-build");
+  run->add_option("program", options.program, "codex, claude or opencode")->required();
+  add_run_options(run, options);
+  run->callback([&ctx] { run_harness(ctx, options); });
+
+  for (const auto& p : harness::programs()) {
+    auto* sub = app.add_subcommand(p.name, "Shorthand for 'tokfence run " + p.name +
+                                               "' (see 'tokfence run --help').\nExample:\n  tokfence " + p.name +
+                                               " -- " + (p.name == "codex" ? "exec 'fix the failing test'" : p.name == "claude" ? "-p 'summarise README.md'" : "run 'list the TODOs'"));
+    add_run_options(sub, options);
+    std::string name = p.name;
+    sub->callback([&ctx, name] {
+      options.program = name;
+      run_harness(ctx, options);
+    });
+  }
+}
+
+}  // namespace tokfence::cli

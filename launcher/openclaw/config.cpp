@@ -1,0 +1,267 @@
+#include "launcher/openclaw/config.hpp"
+
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#ifndef TOKFENCE_TEMPLATES_DIR
+#define TOKFENCE_TEMPLATES_DIR ""
+#endif
+
+namespace tokfence::launcher {
+
+namespace {
+
+std::string replace_all(std::string text, const std::string& from, const std::string& to) {
+  std::size_t pos = 0;
+  while ((pos = text.find(from, pos)) != std::string::npos) {
+    text.replace(pos, from.size(), to);
+    pos += to.size();
+  }
+  return text;
+}
+
+std::string self_dir() {
+  char buffer[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1);
+  if (n <= 0) return {};
+  return std::filesystem::path(std::string(buffer, static_cast<std::size_t>(n))).parent_path().string();
+}
+
+}  // namespace
+
+std::optional<std::string> openclaw_api(const ProviderSpec& spec) {
+  switch (spec.style) {
+    case ApiStyle::openai: return std::string("openai-completions");
+    case ApiStyle::anthropic: return std::string("anthropic-messages");
+    case ApiStyle::gemini: return std::string("google-generative-ai");
+  }
+  return std::nullopt;
+}
+
+std::string proxy_base_url(const ProviderSpec& spec, const std::string& proxy_root) {
+  return proxy_root + "/" + spec.name + spec.client_base_suffix;
+}
+
+std::string default_model(const std::string& provider, const std::vector<std::string>& models) {
+  // A current general-purpose model where the table has one; the table itself is alphabetical.
+  static const std::map<std::string, std::vector<std::string>> preferred = {
+      {"anthropic", {"claude-sonnet-4-5", "claude-sonnet-4", "claude-3-7-sonnet"}},
+      {"openai", {"gpt-5", "gpt-4.1", "gpt-4o"}},
+      {"google", {"gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash"}},
+      {"mistral", {"mistral-large", "mistral-medium"}},
+      {"deepseek", {"deepseek-chat"}},
+  };
+  if (auto it = preferred.find(provider); it != preferred.end())
+    for (const auto& want : it->second)
+      if (std::find(models.begin(), models.end(), want) != models.end()) return want;
+  return models.empty() ? std::string{} : models.front();
+}
+
+std::vector<std::string> provider_priority(std::vector<std::string> names) {
+  auto rank = [](const std::string& name) {
+    if (name == "anthropic") return 0;
+    if (name == "openai") return 1;
+    if (name == "google") return 2;
+    return 3;
+  };
+  std::stable_sort(names.begin(), names.end(), [&](const std::string& a, const std::string& b) {
+    return rank(a) != rank(b) ? rank(a) < rank(b) : a < b;
+  });
+  return names;
+}
+
+Result<RenderedConfig> render_openclaw_config(const std::string& template_text, const RenderRequest& request) {
+  if (request.providers.empty())
+    return fail("launch: no provider has a key: run 'tokfence vault add openai -' (or another provider) first");
+  json providers = json::object();
+  std::vector<std::string> names;
+  for (const auto& p : request.providers) {
+    if (p.models.empty()) return fail("launch: provider '" + p.name + "': no models known: pass --model " + p.name + "/<model>");
+    json models = json::array();
+    for (const auto& m : p.models) models.push_back({{"id", m}, {"name", m}});
+    providers[p.name] = {{"baseUrl", p.base_url}, {"apiKey", kPlaceholderKey}, {"api", p.api}, {"models", models}};
+    names.push_back(p.name);
+  }
+
+  std::string primary;
+  if (request.model) {
+    auto slash = request.model->find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == request.model->size())
+      return fail("launch: --model: expected provider/model: " + *request.model);
+    std::string provider = request.model->substr(0, slash);
+    if (std::find(names.begin(), names.end(), provider) == names.end())
+      return fail("launch: --model: provider '" + provider + "' has no key: run 'tokfence vault add " + provider + " -'");
+    primary = *request.model;
+  } else {
+    std::string first = provider_priority(names).front();
+    for (const auto& p : request.providers)
+      if (p.name == first) primary = first + "/" + default_model(p.name, p.models);
+  }
+
+  std::string text = template_text;
+  text = replace_all(text, "{{providers}}", providers.dump());
+  text = replace_all(text, "{{primary_model}}", json(primary).dump());
+  text = replace_all(text, "{{gateway_token}}", json(request.gateway_token).dump());
+  text = replace_all(text, "{{gateway_port}}", std::to_string(request.gateway_port));
+  text = replace_all(text, "{{workspace}}", json(request.workspace).dump());
+  if (text.find("{{") != std::string::npos) {
+    auto at = text.find("{{");
+    return fail("launch: template openclaw.json.tmpl: unknown placeholder: " + text.substr(at, text.find("}}", at) - at + 2));
+  }
+  auto parsed = json::parse(text, nullptr, false, /*ignore_comments=*/true);
+  if (!parsed.is_object()) return fail("launch: template openclaw.json.tmpl: does not render to a JSON object");
+
+  // A --model the pricing table does not know must still be listed, or OpenClaw rejects it.
+  if (request.model) {
+    auto slash = request.model->find('/');
+    std::string provider = request.model->substr(0, slash), model = request.model->substr(slash + 1);
+    auto* entry = parsed.contains("models") ? &parsed["models"]["providers"][provider]["models"] : nullptr;
+    if (entry && entry->is_array()) {
+      bool listed = std::any_of(entry->begin(), entry->end(), [&](const json& m) { return m.value("id", "") == model; });
+      if (!listed) entry->insert(entry->begin(), json{{"id", model}, {"name", model}});
+    }
+  }
+  RenderedConfig out;
+  out.text = parsed.dump(2) + "\n";
+  out.providers = request.providers;
+  out.primary_model = primary;
+  return out;
+}
+
+Result<std::string> read_template(const std::string& relative_path) {
+  std::vector<std::filesystem::path> candidates;
+  if (const char* dir = std::getenv("TOKFENCE_TEMPLATES_DIR"); dir && *dir) candidates.emplace_back(dir);
+  if (std::string(TOKFENCE_TEMPLATES_DIR).size()) candidates.emplace_back(TOKFENCE_TEMPLATES_DIR);
+  if (auto dir = self_dir(); !dir.empty()) candidates.push_back(std::filesystem::path(dir) / "../share/tokfence/templates");
+  for (const auto& dir : candidates) {
+    std::ifstream in(dir / relative_path);
+    if (!in) continue;
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+  return fail("launch: template not found: " + relative_path + ": set TOKFENCE_TEMPLATES_DIR to tokfence's templates/");
+}
+
+std::string random_token() {
+  unsigned char bytes[24];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) std::abort();  // no CSPRNG: nothing sensible to do
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += hex[b >> 4];
+    out += hex[b & 15];
+  }
+  return out;
+}
+
+Result<void> check_launch_name(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 63 && std::isalnum(static_cast<unsigned char>(name[0]));
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') ok = false;
+  if (!ok) return fail("launch: --name: must match [a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}: " + name);
+  return {};
+}
+
+std::optional<std::pair<unsigned, unsigned>> numeric_user(const std::string& user) {
+  auto parse = [](std::string_view text) -> std::optional<unsigned> {
+    unsigned value = 0;
+    if (text.empty()) return std::nullopt;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+    return value;
+  };
+  auto colon = user.find(':');
+  auto uid = parse(std::string_view(user).substr(0, colon));
+  if (!uid) return std::nullopt;
+  if (colon == std::string::npos) return std::pair{*uid, *uid};
+  auto gid = parse(std::string_view(user).substr(colon + 1));
+  if (!gid) return std::nullopt;
+  return std::pair{*uid, *gid};
+}
+
+std::optional<std::int64_t> parse_memory(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  std::int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || value <= 0) return std::nullopt;
+  std::string_view suffix(end, static_cast<std::size_t>(text.data() + text.size() - end));
+  std::int64_t multiplier = 1;
+  if (suffix == "" || suffix == "b") multiplier = 1;
+  else if (suffix == "k" || suffix == "K") multiplier = 1LL << 10;
+  else if (suffix == "m" || suffix == "M") multiplier = 1LL << 20;
+  else if (suffix == "g" || suffix == "G") multiplier = 1LL << 30;
+  else return std::nullopt;
+  if (value > (std::int64_t{1} << 50) / multiplier) return std::nullopt;
+  std::int64_t bytes = value * multiplier;
+  if (bytes < (64LL << 20)) return std::nullopt;
+  return bytes;
+}
+
+json container_spec(const ContainerSpecInput& input) {
+  const std::string proxy_dir = kContainerSocketDir, ui_dir = kContainerUiDir;
+  json cmd = json::array({"--forward", "tcp:127.0.0.1:" + std::to_string(kContainerProxyPort) + "=unix:" + proxy_dir + "/" + kProxySocketName,
+                          "--forward", "unix:" + ui_dir + "/" + kUiSocketName + "=tcp:127.0.0.1:" + std::to_string(kGatewayPort), "--"});
+  for (const auto& arg : input.command) cmd.push_back(arg);
+
+  json binds = json::array({
+      input.relay_binary.string() + ":" + kContainerRelay + ":ro",
+      // Read-only: connect() works through it, but the container can neither replace proxy.sock nor
+      // plant anything beside it for the host to trip over.
+      input.proxy_socket_dir.string() + ":" + proxy_dir + ":ro",
+      input.ui_socket_dir.string() + ":" + ui_dir,
+      input.config_file.string() + ":" + kContainerConfig + ":ro",
+      input.state_home.string() + ":" + kContainerHome,
+      input.workspace.string() + ":" + kContainerWorkspace,
+  });
+  // After the workspace, so they land on top of it (Docker mounts parents first).
+  for (const auto& bind : input.workspace_binds)
+    binds.push_back((input.workspace / bind.relative).string() + ":" + kContainerWorkspace + "/" + bind.relative +
+                    (bind.read_only ? ":ro" : ""));
+  json labels = {
+      {kLaunchLabel, input.name},
+      {"org.tokfence.home", input.home_root},
+      {"org.tokfence.mode", input.detach ? "detach" : "foreground"},
+      {"org.tokfence.pid", std::to_string(input.launcher_pid)},
+  };
+  json host_config = {
+      {"NetworkMode", "none"},
+      {"Binds", binds},
+      {"CapDrop", json::array({"ALL"})},
+      {"SecurityOpt", json::array({"no-new-privileges"})},
+      {"ReadonlyRootfs", true},
+      {"Tmpfs", {{"/tmp", "rw,nosuid,nodev,size=512m"}}},
+      {"PidsLimit", input.pids_limit},
+      {"Memory", input.memory_bytes},
+      {"MemorySwap", input.memory_bytes},  // no swap beyond the memory limit
+      {"Privileged", false},
+      {"IpcMode", "private"},
+      {"RestartPolicy", {{"Name", input.detach ? "unless-stopped" : "no"}}},
+  };
+  return json{
+      {"Image", input.image},
+      {"Entrypoint", json::array({kContainerRelay})},
+      {"Cmd", cmd},
+      {"User", input.user},
+      {"Env", json::array({std::string("OPENCLAW_CONFIG_PATH=") + kContainerConfig,
+                           std::string("HOME=") + kContainerHome, "TMPDIR=/tmp"})},
+      {"WorkingDir", kContainerWorkspace},
+      {"Tty", false},
+      {"OpenStdin", false},
+      {"AttachStdin", false},
+      {"AttachStdout", false},
+      {"AttachStderr", false},
+      {"Labels", labels},
+      {"HostConfig", host_config},
+  };
+}
+
+}  // namespace tokfence::launcher

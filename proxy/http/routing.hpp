@@ -1,0 +1,103 @@
+#pragma once
+// Routing and header rewriting: pure functions from an inbound request to what goes upstream.
+// No sockets here, so every rule is unit-tested on its own (tests/unit/test_proxy_routing.cpp).
+//
+// Rules (docs/PROXY.md):
+//  - `/<provider>/<rest>?<query>` goes to `<upstream><rest>?<query>`;
+//  - every inbound credential is removed (headers in credential_headers(), and query parameters
+//    such as `key=`), then the provider's key is injected per its AuthScheme;
+//  - hop-by-hop headers (and the ones named by Connection) are never forwarded, nor is
+//    X-Tokfence-Caller; default_headers are added only when the client did not send them.
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+#include "core/providers.hpp"
+#include "core/secret.hpp"
+#include "proxy/http/http1.hpp"
+
+namespace tokfence::proxy {
+
+// Split of an origin-form request target "/<provider>/<rest>?<query>": views into the target
+// given to split_target (no copies on the request path), valid as long as it is.
+struct RouteTarget {
+  std::string_view provider;
+  std::string_view rest;   // "" or starts with '/'
+  std::string_view query;  // without '?', "" when absent
+  bool has_query = false;
+};
+
+// nullopt when the target is not origin-form or names no provider (e.g. "/", "http://x/").
+std::optional<RouteTarget> split_target(std::string_view target);
+
+// scheme://host[:port][/base-path] of a provider's upstream.
+struct UpstreamUrl {
+  bool tls = false;
+  std::string host;       // without brackets for IPv6 literals
+  std::string port;       // always set ("443"/"80" by default)
+  std::string base_path;  // "" or "/v1"-like, no trailing slash
+  // "host[:port]" as sent in the Host header (default port omitted, IPv6 bracketed).
+  std::string host_header() const;
+  // Pool key: "https://host:port".
+  std::string origin() const;
+};
+Result<UpstreamUrl> parse_upstream_url(std::string_view url);
+
+// The query without credential parameters (key, api_key, access_token, token, ...). A name is
+// compared after %XX decoding, dropping control and space characters, ASCII lower-casing and '_'
+// as '-' ("KEY", "k%65y", "key%00", "%20key", "Api_Key" all count); a part is dropped when any
+// ';'-separated piece of it names one. Order and encoding of the remaining parameters are kept
+// byte for byte.
+std::string strip_query_credentials(std::string_view query);
+
+// Header names compare case-insensitively and with '_' equal to '-' (header_names_equal), since
+// CGI-style servers read X_Api_Key as X-Api-Key.
+bool is_credential_header(std::string_view name);
+bool is_hop_by_hop_header(std::string_view name);  // RFC 9110 list + proxy-connection
+bool is_cors_header(std::string_view name);        // Access-Control-*, case-insensitive
+
+// Whether `method` may be forwarded to `spec`'s upstream: spec.methods, or default_methods()
+// (GET, HEAD, POST, PUT, PATCH, DELETE) when it lists none. Case-sensitive, as methods are.
+bool method_allowed(std::string_view method, const ProviderSpec& spec);
+
+// Why the path after /<provider> must not be forwarded, "" when it may: a '.' or '..' segment
+// (raw, %2E-encoded or mixed, also before a ';'), an empty segment ("//"; a trailing '/' is
+// fine), an encoded '/' or '\', a control character, a malformed or double '%' encoding of
+// those, or a character outside RFC 3986's pchar. Any of them could take the request out of the
+// provider's base path on the upstream (https://host/inference/../admin).
+std::string_view forward_path_problem(std::string_view rest);
+
+// The upstream request target: base path + rest + filtered query ("/" when all are empty).
+std::string upstream_target(const UpstreamUrl& upstream, const RouteTarget& route);
+
+// The head of a request to an upstream: it holds the injected key, so its memory is wiped when
+// freed (also the old block whenever the string grows).
+using WipingString = std::basic_string<char, std::char_traits<char>, WipingAllocator<char>>;
+
+// Writes the head of the upstream request to `out`: "<method> <upstream_target> HTTP/1.1", then the
+// client's fields without credentials, hop-by-hop fields (incl. those named in Connection), Host,
+// Content-Length, Expect, Accept-Encoding, X-Tokfence-Caller and the names of `spec.forced_headers`;
+// then Host, the key per `spec.auth`, `Accept-Encoding: identity` (usage is read from the body, so
+// it must not be compressed), every default header the client did not send, every forced header,
+// and Content-Length when `content_length` is set; then the empty line.
+void build_upstream_head(const http1::RequestHead& in, const RouteTarget& route,
+                         std::optional<std::uint64_t> content_length, const ProviderSpec& spec,
+                         const UpstreamUrl& upstream, const SecretString& key, WipingString& out);
+
+// Appends an upstream response's end-to-end fields for the client ("Name: value\r\n" each):
+// no hop-by-hop fields (incl. those named in Connection), no Access-Control-* (no web page may
+// read a reply) and no Content-Length beside a Transfer-Encoding (the proxy writes the body's
+// framing itself).
+void append_client_response_headers(const http1::ResponseHead& in, std::string& out);
+
+// {"error":{"type": type, "message": message, ...extra}} as one line of JSON.
+std::string error_body(std::string_view type, std::string_view message, const nlohmann::json& extra = nullptr);
+
+// "openai, anthropic, ..." for messages.
+std::string provider_names(const std::vector<ProviderSpec>& providers);
+
+}  // namespace tokfence::proxy

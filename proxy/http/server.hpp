@@ -1,0 +1,83 @@
+#pragma once
+// The proxy's HTTP side: listeners (loopback TCP, the main Unix socket, labeled per-launch Unix
+// sockets), one session per client connection, and the exchange with the upstream (docs/PROXY.md).
+//
+// Threads: `io_threads` I/O threads, each running its own io_context. A connection lives on one
+// thread from accept to close, with that thread's upstream pool, so the data path takes no locks
+// except the ones inside RequestLog::record and Controls::admit/settle. Nothing here throws on the
+// data path: every failure becomes an HTTP error for the client and a log row.
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "core/secret.hpp"
+#include "proxy/controls/controls.hpp"
+#include "proxy/metering/pricing.hpp"
+#include "proxy/metering/request_log.hpp"
+
+namespace tokfence::proxy {
+
+// The keys in memory, swapped as a whole on reload; readers keep the snapshot they took.
+class KeyStore {
+ public:
+  using Map = std::map<std::string, SecretString, std::less<>>;
+  void replace(Map keys);
+  std::shared_ptr<const Map> snapshot() const;
+  std::size_t size() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const Map> keys_ = std::make_shared<const Map>();
+};
+
+struct ServerDeps {
+  Config config;
+  std::shared_ptr<KeyStore> keys;
+  std::shared_ptr<RequestLog> log;
+  std::shared_ptr<Controls> controls;
+  std::shared_ptr<LivePricing> pricing;  // replaced by the pricing_reload control op
+};
+
+struct ProxySocketInfo {
+  std::string path;
+  std::string caller;  // "" = the main socket (caller from peer credentials / header)
+  int mode = 0660;
+  bool persist = false;
+};
+
+class ProxyServer {
+ public:
+  // Validates every provider's upstream URL; errors name the provider.
+  static Result<std::unique_ptr<ProxyServer>> create(ServerDeps deps);
+  ~ProxyServer();
+
+  // Binds [daemon] host:port; returns the actual port (the configured one may be 0).
+  Result<int> listen_tcp(const std::string& host, int port);
+  // A Unix listener. `caller` labels every request on it ("" = main socket).
+  Result<void> listen_unix(const ProxySocketInfo& socket);
+  // Closes a Unix listener and removes its file; connections already open finish normally.
+  Result<void> close_unix(const std::string& path);
+  std::vector<ProxySocketInfo> unix_sockets() const;
+
+  // Starts the I/O threads.
+  void start();
+  // Stops accepting and removes socket files, closes idle connections, lets requests in flight
+  // finish for up to `grace`, then cuts the rest. Returns when every session has ended and the
+  // I/O threads are joined; every row has been handed to the request log by then.
+  void shutdown(std::chrono::seconds grace);
+
+  struct Impl;
+
+ private:
+  explicit ProxyServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tokfence::proxy

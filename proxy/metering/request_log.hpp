@@ -1,0 +1,123 @@
+#pragma once
+// The request log: one SQLite row per proxied request (WAL mode, at config.logging.db_path).
+// Rows are queued by the I/O threads and written by one background thread in batches, so the
+// request path never waits on the disk; flush() (called by `stop`) writes everything queued.
+// Rows older than retention_days are pruned at open and then hourly.
+//
+// Schema (other parts read it; change it only by adding columns):
+//   requests(id TEXT PRIMARY KEY, ts_ms INTEGER NOT NULL, provider TEXT, model TEXT, method TEXT,
+//            path TEXT, status INTEGER, streaming INTEGER, input_tokens INTEGER,
+//            output_tokens INTEGER, cache_read_tokens INTEGER, cache_write_tokens INTEGER,
+//            cost_pico INTEGER /* NULL = unknown price */, latency_ms REAL, ttfb_ms REAL,
+//            caller_pid INTEGER, caller_name TEXT, error TEXT,
+//            cost_source TEXT /* usage|estimate|none|free|unpriced, NULL in rows before it existed */)
+//   index on ts_ms (and the primary key's on id); no other: each index costs every insert.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.hpp"
+#include "proxy/metering/pricing.hpp"
+#include "proxy/metering/usage.hpp"
+
+namespace tokfence::proxy {
+
+struct RequestRecord {
+  std::string id;            // "req_" + 16 hex digits, also sent to the client as X-Tokfence-Request-Id
+  std::int64_t ts_ms = 0;    // request start, unix milliseconds
+  std::string provider, model, method, path;  // path without the query string (it may hold a key)
+  int status = 0;            // status sent to the client; 0 = no response (client gone first)
+  bool streaming = false;
+  Usage usage;
+  std::optional<Picodollars> cost;  // nullopt = unknown price
+  double latency_ms = 0;     // until the last byte was relayed
+  double ttfb_ms = 0;        // until the first response byte from upstream
+  int caller_pid = 0;
+  std::string caller_name;
+  std::string error;         // "" = none; e.g. "upstream reset mid-stream"
+  // Where `cost` comes from (proxy/metering.hpp CostSource): "estimate" when the request ended
+  // without usage and was charged its admission estimate. "" = not recorded (NULL).
+  std::string cost_source;
+};
+
+// Text fields of a row come from clients (model, path, caller name, the provider segment, an error
+// quoting them) and are stored at most this long: a client sending an 8 MiB model name must not
+// grow the log by 8 MiB a request.
+inline constexpr std::size_t kMaxLoggedFieldBytes = 256;
+inline constexpr std::string_view kTruncatedMarker = "\u2026[truncated]";
+
+// Cuts `text` to at most `max_bytes` at a UTF-8 character boundary and appends kTruncatedMarker;
+// shorter text is left alone.
+void truncate_for_log(std::string& text, std::size_t max_bytes = kMaxLoggedFieldBytes);
+
+struct Totals {
+  std::int64_t requests = 0;
+  std::int64_t input_tokens = 0, output_tokens = 0, cache_read_tokens = 0, cache_write_tokens = 0;
+  Picodollars cost = 0;           // sum over rows with a known cost
+  std::int64_t unknown_cost_requests = 0;
+};
+
+class RequestLog {
+ public:
+  // Creates the file (mode 0600) and schema if needed, and prunes old rows before returning.
+  // retention_days <= 0 keeps rows forever. At most 100,000 rows wait in memory; past that,
+  // record() drops rows and says so on stderr (the daemon log) with a running count.
+  static Result<std::unique_ptr<RequestLog>> open(const std::filesystem::path& db, int retention_days);
+  virtual ~RequestLog() = default;  // implementations flush on destruction
+  // Never blocks on I/O; never throws.
+  virtual void record(RequestRecord record) = 0;
+  // Blocks until every row recorded so far is committed (or, after three failed attempts to
+  // commit it, given up and reported on stderr: a broken disk must not hang `stop`).
+  virtual void flush() = 0;
+};
+
+// Read side (any process): totals over rows with ts_ms >= since_ms, optionally one provider.
+Result<Totals> totals_since(const std::filesystem::path& db, std::int64_t since_ms, const std::string& provider = "");
+
+// ---- More of the read side (the CLI's `log` and `stats`; any process, daemon running or not).
+// A database file or table that does not exist yet reads as "no rows", not as an error.
+
+struct LoggedRequest {
+  std::int64_t rowid = 0;  // SQLite rowid: grows in commit order, so followers poll by it
+  RequestRecord record;
+};
+
+struct RequestQuery {
+  std::string id;                // exactly this request ("" = any)
+  std::string provider;          // "" = any
+  std::int64_t since_ms = 0;     // ts_ms >= since_ms
+  // Set: only rows committed after this rowid (0 = from the first), in commit order (follow
+  // mode). Unset: the newest rows by ts_ms.
+  std::optional<std::int64_t> after_rowid;
+  int limit = 20;                // at most this many rows; 0 = no limit
+};
+
+// Rows oldest first (by ts_ms, or by rowid when after_rowid is set).
+Result<std::vector<LoggedRequest>> query_requests(const std::filesystem::path& db, const RequestQuery& query);
+// Distinct (provider, model) pairs in the log, most recently seen first (at most 100,000).
+struct SeenModel {
+  std::string provider, model;
+  std::int64_t requests = 0;
+  std::int64_t last_ts_ms = 0;
+};
+Result<std::vector<SeenModel>> models_seen(const std::filesystem::path& db);
+// The largest rowid in the log (0 when empty): where a follower starts.
+Result<std::int64_t> last_rowid(const std::filesystem::path& db);
+
+enum class GroupBy { model, provider, caller };
+
+struct GroupTotals {
+  std::string key;  // the model / provider / caller name; "(unknown)" when the row has none
+  Totals totals;
+};
+
+// Totals per group over rows with ts_ms >= since_ms (optionally one provider), the most
+// expensive group first.
+Result<std::vector<GroupTotals>> totals_by(const std::filesystem::path& db, std::int64_t since_ms, GroupBy by,
+                                           const std::string& provider = "");
+
+}  // namespace tokfence::proxy

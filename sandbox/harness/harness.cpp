@@ -1,0 +1,290 @@
+#include "sandbox/harness/harness.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "core/file.hpp"
+#include "core/home.hpp"
+
+#ifndef TOKFENCE_TEMPLATES_DIR
+#define TOKFENCE_TEMPLATES_DIR "templates"
+#endif
+
+namespace tokfence::harness {
+namespace fs = std::filesystem;
+namespace {
+
+Result<std::string> read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail("harness: template missing: " + path.string());
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The harness home is writable inside the sandbox, so the agent may have planted symlinks, hard links or
+// other entries under any name we use. Everything below it is therefore opened one component at a time
+// without following links (core/file), and files are replaced atomically from a random O_EXCL temp name.
+Error tampered(const fs::path& harness_home, const Error& error) {
+  return Error{"harness: " + error.message + ": the sandboxed program can write " + harness_home.string() +
+               "; remove that entry (or the whole directory) and run again"};
+}
+
+// Opens (creating, 0700) the directory `rel` below the open harness home `home_fd`, refusing links.
+Result<file::Fd> harness_subdir(int home_fd, const fs::path& harness_home, const std::string& rel) {
+  auto dir = file::open_dir_at(home_fd, rel, file::Create::yes);
+  if (!dir) return std::unexpected(tampered(harness_home, dir.error()));
+  return dir;
+}
+
+// Written to a random temporary name first and renamed, so a program never reads a half-written config
+// and a link planted at the final name is replaced, not written through.
+Result<void> write_text(int home_fd, const fs::path& harness_home, const fs::path& rel, const std::string& text) {
+  file::Fd sub;
+  int dir_fd = home_fd;
+  if (rel.has_parent_path()) {
+    auto dir = harness_subdir(home_fd, harness_home, rel.parent_path().string());
+    if (!dir) return std::unexpected(dir.error());
+    sub = std::move(*dir);
+    dir_fd = sub.get();
+  }
+  auto ok = file::write_atomic_at(dir_fd, rel.filename().string(), text, {.mode = 0600, .owner = std::nullopt});
+  if (!ok) return std::unexpected(tampered(harness_home, ok.error()));
+  return {};
+}
+
+// Opens the harness home itself (TOKFENCE_HOME/harness/<program>, created 0700): its parent is not
+// writable by the agent and is resolved normally; the home must be a real directory owned by us.
+Result<file::Fd> open_harness_home(const fs::path& harness_home) {
+  const fs::path root = harness_home.parent_path();
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) return fail("harness: cannot create " + root.string() + ": " + ec.message());
+  auto home = file::open_dir_beneath(root, harness_home, file::Create::yes);
+  if (!home) return std::unexpected(tampered(harness_home, home.error()));
+  if (::fchmod(home->get(), 0700) != 0)
+    return fail("harness: " + harness_home.string() + ": cannot set mode 0700: " + std::strerror(errno));
+  return home;
+}
+
+// Model names go into TOML and JSON strings unescaped: keep them to a safe alphabet.
+bool safe_model_name(const std::string& model) {
+  if (model.empty() || model.size() > 128) return false;
+  return std::all_of(model.begin(), model.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':' || c == '/' ||
+           c == '@';
+  });
+}
+
+std::string default_model(const std::string& provider) {
+  if (provider == "anthropic") return "claude-sonnet-4-5";
+  return "gpt-5-mini";
+}
+
+}  // namespace
+
+const std::vector<Program>& programs() {
+  static const std::vector<Program> all = {
+      {"codex", "openai", "codex", {"openai"}},
+      {"claude", "anthropic", "claude", {"anthropic"}},
+      {"opencode", "openai", "opencode", {"openai", "anthropic"}},
+  };
+  return all;
+}
+
+const Program* find_program(std::string_view name) {
+  for (const auto& p : programs())
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+Result<std::string> fill_template(std::string_view text, const std::map<std::string, std::string>& values,
+                                  std::string_view source_name) {
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto open = text.find("{{", pos);
+    if (open == std::string_view::npos) {
+      out.append(text.substr(pos));
+      break;
+    }
+    out.append(text.substr(pos, open - pos));
+    auto close = text.find("}}", open);
+    if (close == std::string_view::npos) return fail("template " + std::string(source_name) + ": unclosed '{{'");
+    std::string key(text.substr(open + 2, close - open - 2));
+    auto it = values.find(key);
+    if (it == values.end()) return fail("template " + std::string(source_name) + ": unknown placeholder: {{" + key + "}}");
+    out += it->second;
+    pos = close + 2;
+  }
+  return out;
+}
+
+fs::path templates_dir() {
+  std::error_code ec;
+  fs::path exe = file::self_exe();
+  if (!exe.empty()) {
+    fs::path installed = exe.parent_path().parent_path() / "share" / "tokfence" / "templates";
+    if (fs::is_directory(installed / "harness", ec)) return installed;
+  }
+  return TOKFENCE_TEMPLATES_DIR;
+}
+
+Result<Rendered> render(const RenderInput& in) {
+  const Program& program = *in.program;
+  if (std::find(program.providers.begin(), program.providers.end(), in.provider) == program.providers.end()) {
+    std::string list;
+    for (const auto& p : program.providers) list += (list.empty() ? "" : ", ") + p;
+    return fail(program.name + ": provider not supported: " + in.provider + " (use " + list + ")");
+  }
+  if (in.model && !safe_model_name(*in.model))
+    return fail(program.name + ": bad model name: '" + *in.model + "' (letters, digits and -_.:/@ only)");
+  if (!in.harness_home.is_absolute())
+    return fail("harness: internal: harness home must be absolute: " + in.harness_home.string());
+  auto home_dir = open_harness_home(in.harness_home);
+  if (!home_dir) return std::unexpected(home_dir.error());
+  const int home_fd = home_dir->get();
+
+  const fs::path home = in.harness_home;
+  const fs::path tdir = in.templates_dir / "harness" / program.name;
+  const std::string key(kDummyKey);
+  std::map<std::string, std::string> values = {
+      {"proxy_url", in.proxy_url},
+      {"provider", in.provider},
+      {"dummy_key", key},
+      {"dummy_key_tail", key.size() > 20 ? key.substr(key.size() - 20) : key},
+  };
+  Rendered out;
+  // Programs, and the tools they run, keep caches and state under XDG dirs: inside the harness
+  // home, which is writable in the sandbox, rather than in the read-only real home.
+  for (const char* sub : {"config", "cache", "data", "state"}) {
+    if (auto dir = harness_subdir(home_fd, home, std::string("xdg/") + sub); !dir)
+      return std::unexpected(dir.error());
+  }
+  out.env["XDG_CONFIG_HOME"] = (home / "xdg" / "config").string();
+  out.env["XDG_CACHE_HOME"] = (home / "xdg" / "cache").string();
+  out.env["XDG_DATA_HOME"] = (home / "xdg" / "data").string();
+  out.env["XDG_STATE_HOME"] = (home / "xdg" / "state").string();
+  out.env["TMPDIR"] = in.tmpdir.string();
+
+  // `rel` is relative to the harness home.
+  auto render_file = [&](const std::string& name, const fs::path& rel) -> Result<void> {
+    auto text = read_text(tdir / name);
+    if (!text) return std::unexpected(text.error());
+    auto filled = fill_template(*text, values, (tdir / name).string());
+    if (!filled) return std::unexpected(filled.error());
+    if (auto w = write_text(home_fd, home, rel, *filled); !w) return w;
+    out.files.push_back(home / rel);
+    return {};
+  };
+
+  if (program.name == "codex") {
+    values["key_var"] = "OPENAI_API_KEY";
+    values["model_line"] = in.model ? "model = \"" + *in.model + "\"" : "";
+    fs::path codex_home = home / "codex-home";
+    if (auto r = render_file("config.toml", "codex-home/config.toml"); !r) return std::unexpected(r.error());
+    out.env["CODEX_HOME"] = codex_home.string();
+    out.env["OPENAI_API_KEY"] = key;
+    out.env["OPENAI_BASE_URL"] = in.proxy_url + "/" + in.provider + "/v1";
+    out.dummy_key_vars = {"OPENAI_API_KEY"};
+  } else if (program.name == "claude") {
+    fs::path config_dir = home / "claude-config";
+    if (auto r = render_file("settings.json", "claude-config/settings.json"); !r) return std::unexpected(r.error());
+    // Pre-approves the dummy key, so an interactive first run does not stop to ask about it.
+    if (auto r = render_file("claude.json", "claude-config/.claude.json"); !r) return std::unexpected(r.error());
+    out.env["CLAUDE_CONFIG_DIR"] = config_dir.string();
+    out.env["ANTHROPIC_BASE_URL"] = in.proxy_url + "/" + in.provider;
+    out.env["ANTHROPIC_API_KEY"] = key;
+    out.env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1";
+    out.env["DISABLE_AUTOUPDATER"] = "1";
+    out.env["DISABLE_TELEMETRY"] = "1";
+    out.env["DISABLE_ERROR_REPORTING"] = "1";
+    if (in.model) out.env["ANTHROPIC_MODEL"] = *in.model;
+    // claude refuses permission-skipping flags as root unless told it runs in a sandbox: it does.
+    if (in.running_as_root) out.env["IS_SANDBOX"] = "1";
+    out.dummy_key_vars = {"ANTHROPIC_API_KEY"};
+  } else if (program.name == "opencode") {
+    values["model"] = in.model.value_or(default_model(in.provider));
+    values["sdk_package"] = in.provider == "anthropic" ? "@ai-sdk/anthropic" : "@ai-sdk/openai";
+    fs::path config = home / "opencode.json";
+    if (auto r = render_file("opencode.json", "opencode.json"); !r) return std::unexpected(r.error());
+    // opencode runs `npm install` in its config dirs unless a node_modules is already there.
+    for (const char* rel : {"node_modules", "xdg/config/opencode/node_modules"}) {
+      if (auto dir = harness_subdir(home_fd, home, rel); !dir) return std::unexpected(dir.error());
+    }
+    out.env["OPENCODE_CONFIG"] = config.string();
+    out.env["OPENCODE_DISABLE_MODELS_FETCH"] = "1";
+    out.env["OPENCODE_DISABLE_AUTOUPDATE"] = "1";
+    out.env["OPENCODE_DISABLE_LSP_DOWNLOAD"] = "1";
+    out.env["OPENCODE_DISABLE_SHARE"] = "1";
+  }
+  return out;
+}
+
+}  // namespace tokfence::harness
+
+namespace tokfence::harness {
+
+std::vector<fs::path> sensitive_paths(const std::map<std::string, std::string>& env, const fs::path& tokfence_home,
+                                      unsigned uid) {
+  std::vector<fs::path> out = {tokfence_home,
+                               "/run",
+                               "/var/run",
+                               "/run/user/" + std::to_string(uid),
+                               "/var/run/docker.sock",
+                               "/run/docker.sock",
+                               "/run/podman",
+                               "/var/lib/docker",
+                               "/run/dbus",
+                               "/var/run/dbus"};
+  auto get = [&](const char* name) -> std::string {
+    auto it = env.find(name);
+    return it == env.end() ? std::string() : it->second;
+  };
+  // A socket named by the environment: hide its directory, unless that directory is one the
+  // child legitimately needs whole ($HOME, /, /tmp which is private anyway) - then only the socket.
+  const std::string home = get("HOME");
+  auto add_socket = [&](std::string path) {
+    if (path.empty() || path[0] != '/') return;
+    fs::path p(path), dir = p.parent_path();
+    if (dir == "/" || dir == fs::path(home) || dir.empty())
+      out.push_back(p);
+    else
+      out.push_back(dir);
+  };
+  add_socket(get("SSH_AUTH_SOCK"));
+  if (auto info = get("GPG_AGENT_INFO"); !info.empty()) add_socket(info.substr(0, info.find(':')));
+  if (auto runtime = get("XDG_RUNTIME_DIR"); !runtime.empty() && runtime[0] == '/') out.push_back(runtime);
+  for (const char* var : {"DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST", "CONTAINER_HOST"}) {
+    std::string value = get(var);
+    for (const char* prefix : {"unix:path=", "unix://"}) {
+      auto at = value.find(prefix);
+      if (at == std::string::npos) continue;
+      std::string path = value.substr(at + std::string_view(prefix).size());
+      add_socket(path.substr(0, path.find_first_of(",;")));
+    }
+  }
+  if (!home.empty() && home[0] == '/') {
+    for (const char* rel : {".ssh", ".gnupg", ".docker", ".aws", ".azure", ".kube", ".config/gcloud", ".config/gh",
+                            ".local/share/keyrings", ".password-store", ".netrc", ".git-credentials", ".npmrc",
+                            ".pypirc", ".codex", ".claude", ".claude.json", ".config/opencode",
+                            ".local/share/opencode", ".tokfence"})
+      out.push_back(fs::path(home) / rel);
+  }
+  std::vector<fs::path> existing;
+  for (const auto& p : out) {
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(p, ec)) &&
+        std::find(existing.begin(), existing.end(), p) == existing.end())
+      existing.push_back(p);
+  }
+  return existing;
+}
+
+}  // namespace tokfence::harness

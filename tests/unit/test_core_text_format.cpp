@@ -1,0 +1,43 @@
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "core/text_format.hpp"
+
+using tokfence::escape_c1_in_json;
+using tokfence::printable;
+
+TEST_CASE("text_format::printable masks C0 controls and DEL") {
+  CHECK(printable("a\x1b]0;pwned\x07z") == "a?]0;pwned?z");
+  CHECK(printable("line\nbreak\r\t") == "line?break??");
+  CHECK(printable(std::string("nul\0x", 5)) == "nul?x");
+  CHECK(printable("del\x7f") == "del?");
+}
+
+TEST_CASE("text_format::printable masks C1 controls (U+0080-U+009F) as one '?' each") {
+  CHECK(printable("a\xc2\x9b" "31mred") == "a?31mred");  // U+009B CSI
+  CHECK(printable("\xc2\x80\xc2\x9f") == "??");
+  CHECK(printable("\xc2\x9d" "0;title\xc2\x9c") == "?0;title?");  // OSC ... ST
+}
+
+TEST_CASE("text_format::printable masks bytes that are not valid UTF-8") {
+  CHECK(printable("\x9b" "31m") == "?31m");               // a lone C1 byte (8-bit CSI)
+  CHECK(printable("\xff\xfe") == "??");
+  CHECK(printable("\xc2") == "?");                        // cut sequence
+  CHECK(printable("\xe2\x82") == "??");
+  CHECK(printable("\xc0\x9b") == "??");                   // an overlong form of ESC
+  CHECK(printable("\xed\xa0\x80") == "???");              // a surrogate
+  CHECK(printable("\xf4\x90\x80\x80") == "????");         // above U+10FFFF
+}
+
+TEST_CASE("text_format::printable keeps valid UTF-8 text") {
+  CHECK(printable("gpt-4o") == "gpt-4o");
+  CHECK(printable("caf\xc3\xa9 \xe2\x80\xa6 \xf0\x9f\x98\x80 \xc2\xa0") == "caf\xc3\xa9 \xe2\x80\xa6 \xf0\x9f\x98\x80 \xc2\xa0");
+}
+
+TEST_CASE("text_format::escape_c1_in_json writes C1 characters and DEL as escapes and leaves the rest") {
+  CHECK(escape_c1_in_json("{\"m\":\"a\xc2\x9b" "b\"}") == "{\"m\":\"a\\u009bb\"}");
+  CHECK(escape_c1_in_json("{\"m\":\"\xc2\x80\xc2\xa0\"}") == "{\"m\":\"\\u0080\xc2\xa0\"}");
+  CHECK(escape_c1_in_json("[1,2]") == "[1,2]");
+  CHECK(escape_c1_in_json("{\"m\":\"a\x7f\"}") == "{\"m\":\"a\\u007f\"}");
+}

@@ -1,0 +1,214 @@
+#include <catch2/catch.hpp>
+#include <set>
+#include <string>
+
+#include "core/providers.hpp"
+#include "launcher/openclaw/config.hpp"
+
+using namespace tokfence;
+using namespace tokfence::launcher;
+
+namespace {
+
+const ProviderSpec& builtin(const std::string& name) {
+  for (const auto& p : builtin_providers())
+    if (p.name == name) return p;
+  FAIL("no builtin provider " << name);
+  throw;
+}
+
+std::string template_text() {
+  auto text = read_template("openclaw/openclaw.json.tmpl");
+  REQUIRE(text);
+  return *text;
+}
+
+RenderRequest three_providers() {
+  RenderRequest r;
+  r.providers = {{"openai", "openai-completions", "http://127.0.0.1:9471/openai/v1", {"gpt-4o", "gpt-4o-mini"}},
+                 {"google", "google-generative-ai", "http://127.0.0.1:9471/google/v1beta", {"gemini-2.5-flash"}},
+                 {"anthropic", "anthropic-messages", "http://127.0.0.1:9471/anthropic", {"claude-sonnet-4-5"}}};
+  r.gateway_token = "0123456789abcdef";
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("launcher::proxy_base_url and openclaw_api follow each provider's wire format") {
+  const std::string root = "http://127.0.0.1:9471";
+  CHECK(proxy_base_url(builtin("openai"), root) == "http://127.0.0.1:9471/openai/v1");
+  CHECK(proxy_base_url(builtin("groq"), root) == "http://127.0.0.1:9471/groq/v1");
+  CHECK(proxy_base_url(builtin("anthropic"), root) == "http://127.0.0.1:9471/anthropic");
+  CHECK(proxy_base_url(builtin("google"), root) == "http://127.0.0.1:9471/google/v1beta");
+  CHECK(*openclaw_api(builtin("openai")) == "openai-completions");
+  CHECK(*openclaw_api(builtin("anthropic")) == "anthropic-messages");
+  CHECK(*openclaw_api(builtin("google")) == "google-generative-ai");
+}
+
+TEST_CASE("launcher::provider_priority puts anthropic, openai, google first") {
+  CHECK(provider_priority({"xai", "openai", "groq", "google", "anthropic"}) ==
+        std::vector<std::string>{"anthropic", "openai", "google", "groq", "xai"});
+  CHECK(provider_priority({"mistral", "openai"}) == std::vector<std::string>{"openai", "mistral"});
+}
+
+TEST_CASE("launcher::render_openclaw_config renders providers, primary model and gateway auth") {
+  auto rendered = render_openclaw_config(template_text(), three_providers());
+  REQUIRE(rendered);
+  auto config = json::parse(rendered->text);
+  CHECK(rendered->primary_model == "anthropic/claude-sonnet-4-5");
+  CHECK(config["agents"]["defaults"]["model"]["primary"] == "anthropic/claude-sonnet-4-5");
+  CHECK(config["agents"]["defaults"]["workspace"] == "/workspace");
+  auto& providers = config["models"]["providers"];
+  REQUIRE(providers.size() == 3);
+  CHECK(providers["openai"]["baseUrl"] == "http://127.0.0.1:9471/openai/v1");
+  CHECK(providers["openai"]["api"] == "openai-completions");
+  CHECK(providers["anthropic"]["api"] == "anthropic-messages");
+  CHECK(providers["google"]["api"] == "google-generative-ai");
+  for (auto& [name, p] : providers.items()) {
+    CHECK(p["apiKey"] == "tokfence-managed");
+    CHECK(p["models"].size() >= 1);
+    CHECK(p["models"][0].contains("id"));
+    CHECK(p["models"][0].contains("name"));
+  }
+  CHECK(config["gateway"]["auth"]["mode"] == "token");
+  CHECK(config["gateway"]["auth"]["token"] == "0123456789abcdef");
+  CHECK(config["gateway"]["bind"] == "loopback");
+  CHECK(config["gateway"]["port"] == 18789);
+  CHECK(config["gateway"]["mode"] == "local");
+  // Only keys OpenClaw's strict schema knows (validated against OpenClaw 2026.9.6).
+  std::set<std::string> top;
+  for (auto& [k, v] : config.items()) top.insert(k);
+  CHECK(top == std::set<std::string>{"agents", "gateway", "models"});
+}
+
+TEST_CASE("launcher::render_openclaw_config honours --model and lists an unpriced model") {
+  auto request = three_providers();
+  request.model = "openai/gpt-5-experimental";
+  auto rendered = render_openclaw_config(template_text(), request);
+  REQUIRE(rendered);
+  auto config = json::parse(rendered->text);
+  CHECK(rendered->primary_model == "openai/gpt-5-experimental");
+  CHECK(config["models"]["providers"]["openai"]["models"][0]["id"] == "gpt-5-experimental");
+
+  request.model = "mistral/large";
+  auto no_key = render_openclaw_config(template_text(), request);
+  REQUIRE_FALSE(no_key);
+  CHECK(no_key.error().message == "launch: --model: provider 'mistral' has no key: run 'tokfence vault add mistral -'");
+
+  request.model = "justamodel";
+  auto malformed = render_openclaw_config(template_text(), request);
+  REQUIRE_FALSE(malformed);
+  CHECK(malformed.error().message.find("expected provider/model") != std::string::npos);
+}
+
+TEST_CASE("launcher::render_openclaw_config refuses no providers and bad templates") {
+  RenderRequest empty;
+  auto none = render_openclaw_config(template_text(), empty);
+  REQUIRE_FALSE(none);
+  CHECK(none.error().message.find("run 'tokfence vault add openai -'") != std::string::npos);
+
+  auto unknown = render_openclaw_config("{\"a\": {{nope}}}", three_providers());
+  REQUIRE_FALSE(unknown);
+  CHECK(unknown.error().message.find("unknown placeholder: {{nope}}") != std::string::npos);
+
+  auto not_object = render_openclaw_config("[{{providers}}]", three_providers());
+  REQUIRE_FALSE(not_object);
+  CHECK(not_object.error().message.find("does not render to a JSON object") != std::string::npos);
+}
+
+TEST_CASE("launcher::check_launch_name, numeric_user and parse_memory validate flags") {
+  CHECK(check_launch_name("tokfence-openclaw"));
+  CHECK(check_launch_name("a.b_c-1"));
+  CHECK_FALSE(check_launch_name(""));
+  CHECK_FALSE(check_launch_name("-x"));
+  CHECK_FALSE(check_launch_name("a/b"));
+  CHECK_FALSE(check_launch_name("../up"));
+  CHECK_FALSE(check_launch_name(std::string(64, 'a')));
+  CHECK(numeric_user("1000:1000") == std::pair<unsigned, unsigned>{1000, 1000});
+  CHECK(numeric_user("1001") == std::pair<unsigned, unsigned>{1001, 1001});
+  CHECK_FALSE(numeric_user("node"));
+  CHECK_FALSE(numeric_user("1000:"));
+  CHECK(parse_memory("2g") == 2LL << 30);
+  CHECK(parse_memory("512m") == 512LL << 20);
+  CHECK(parse_memory("134217728") == 134217728);
+  CHECK_FALSE(parse_memory("1m"));  // below 64 MiB
+  CHECK_FALSE(parse_memory("lots"));
+  CHECK_FALSE(parse_memory("-2g"));
+}
+
+TEST_CASE("launcher::random_token is 48 hex characters and differs each time") {
+  auto a = random_token(), b = random_token();
+  CHECK(a.size() == 48);
+  CHECK(a.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(a != b);
+}
+
+TEST_CASE("launcher::container_spec has no network, the relay as init and a hardened host config") {
+  ContainerSpecInput in;
+  in.name = "t1";
+  in.image = "img:1";
+  in.command = {"openclaw", "gateway", "run"};
+  in.user = "1000:1000";
+  in.memory_bytes = 1LL << 30;
+  in.pids_limit = 256;
+  in.launcher_pid = 4242;
+  in.home_root = "/h";
+  in.relay_binary = "/b/tokfence-relay";
+  in.proxy_socket_dir = "/h/sockets/launch-t1/proxy";
+  in.ui_socket_dir = "/h/sockets/launch-t1/ui";
+  in.config_file = "/h/openclaw/t1/openclaw.json";
+  in.state_home = "/h/openclaw/t1/home";
+  in.workspace = "/w";
+  auto spec = container_spec(in);
+  auto& hc = spec["HostConfig"];
+  CHECK(hc["NetworkMode"] == "none");
+  CHECK(hc["CapDrop"] == json::array({"ALL"}));
+  CHECK(hc["SecurityOpt"] == json::array({"no-new-privileges"}));
+  CHECK(hc["ReadonlyRootfs"] == true);
+  CHECK(hc["Tmpfs"].contains("/tmp"));
+  CHECK(hc["PidsLimit"] == 256);
+  CHECK(hc["Memory"] == 1LL << 30);
+  CHECK(hc["Privileged"] == false);
+  CHECK(hc["RestartPolicy"]["Name"] == "no");
+  CHECK_FALSE(hc.contains("PortBindings"));
+  CHECK(spec["User"] == "1000:1000");
+  CHECK(spec["Entrypoint"] == json::array({"/tokfence/relay"}));
+  CHECK(spec["Cmd"] == json::array({"--forward", "tcp:127.0.0.1:9471=unix:/run/tokfence/proxy.sock", "--forward",
+                                    "unix:/run/tokfence-ui/ui.sock=tcp:127.0.0.1:18789", "--", "openclaw", "gateway", "run"}));
+  // The proxy socket's directory is read-only; only the dashboard socket's is writable.
+  CHECK(hc["Binds"] == json::array({"/b/tokfence-relay:/tokfence/relay:ro", "/h/sockets/launch-t1/proxy:/run/tokfence:ro",
+                                    "/h/sockets/launch-t1/ui:/run/tokfence-ui",
+                                    "/h/openclaw/t1/openclaw.json:/tokfence/config/openclaw.json:ro",
+                                    "/h/openclaw/t1/home:/tokfence/home", "/w:/workspace"}));
+  // Nothing of the home itself, the Docker socket or a key is mounted or passed.
+  for (const auto& bind : hc["Binds"]) {
+    auto text = bind.get<std::string>();
+    CHECK(text.find("docker.sock") == std::string::npos);
+    CHECK(text.rfind("/h:", 0) == std::string::npos);
+  }
+  for (const auto& var : spec["Env"]) {
+    auto text = var.get<std::string>();
+    CHECK(text.find("API_KEY") == std::string::npos);
+    CHECK(text.find("TOKFENCE") == std::string::npos);
+    CHECK(text.find("DOCKER_HOST") == std::string::npos);
+  }
+  CHECK(spec["Labels"]["org.tokfence.launch"] == "t1");
+  CHECK(spec["Labels"]["org.tokfence.mode"] == "foreground");
+  CHECK(spec["Labels"]["org.tokfence.pid"] == "4242");
+
+  in.workspace_binds = {{".git", false}, {".git/hooks", true}};
+  auto guarded = container_spec(in)["HostConfig"]["Binds"];
+  CHECK(guarded[guarded.size() - 2] == "/w/.git:/workspace/.git");
+  CHECK(guarded.back() == "/w/.git/hooks:/workspace/.git/hooks:ro");
+
+  in.detach = true;
+  auto detached = container_spec(in);
+  CHECK(detached["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped");
+  CHECK(detached["Labels"]["org.tokfence.mode"] == "detach");
+}
+
+TEST_CASE("launcher::default_model prefers a current general-purpose model") {
+  CHECK(default_model("openai", {"codex-mini", "gpt-3.5-turbo", "gpt-4.1", "gpt-4o"}) == "gpt-4.1");
+  CHECK(default_model("anthropic", {"claude-3-haiku", "claude-sonnet-4-5"}) == "claude-sonnet-4-5");
+  CHECK(default_model("groq", {"llama-3.1-8b-instant", "qwen/qwen3-32b"}) == "llama-3.1-8b-instant");
+}
