@@ -1,5 +1,7 @@
 #include "core/text_format.hpp"
 
+#include "core/money.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
@@ -131,22 +133,9 @@ std::string pad(std::string s, std::size_t width) {
   return s;
 }
 
-std::string utc_rfc3339(std::int64_t unix_ms) {
-  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string usd_per_million(std::int64_t micro) {
-  std::string s = "$" + std::to_string(micro / 1'000'000);
-  char frac[8];
-  std::snprintf(frac, sizeof frac, "%06lld", static_cast<long long>(micro % 1'000'000));
-  std::string f = frac;
-  while (f.size() > 2 && f.back() == '0') f.pop_back();
-  return s + "." + f;
+  // Micro-dollars fit pico-dollars for any price below $9.2 million per million tokens.
+  return format_usd(micro * 1'000'000);
 }
 
 }  // namespace tokfence

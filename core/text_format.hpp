@@ -1,6 +1,6 @@
 #pragma once
-// Text shaping shared by the CLI's output (cli_log.cpp, cli_daemon.cpp, cli_vault.cpp, watch):
-// aligned tables, numbers with thousands separators, terminal-safe text, UTC timestamps.
+// Text shaping shared by the CLI's output (launcher/cli, launcher/watch): aligned tables, numbers
+// with thousands separators, terminal-safe text. Timestamps are core/time's.
 #include <cstdint>
 #include <ostream>
 #include <string>
@@ -29,9 +29,6 @@ std::string usd_per_million(std::int64_t micro);
 // `s` followed by spaces up to `width` (unchanged when longer): fixed columns that do not grow.
 std::string pad(std::string s, std::size_t width);
 
-// Unix milliseconds as RFC 3339 UTC to the second: "2026-11-22T20:28:12Z" (JSON output, and the
-// usage APIs' query parameters in watch).
-std::string utc_rfc3339(std::int64_t unix_ms);
 
 // Column-aligned text. Widths grow to fit the rows given to print(); in follow mode rows arrive one
 // batch at a time, so the header's minimum widths keep columns roughly aligned. Every cell passes

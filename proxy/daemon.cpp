@@ -27,16 +27,13 @@
 #include "proxy/http/server.hpp"
 #include "proxy/control/server.hpp"
 #include "core/sqlite.hpp"
+#include "core/time.hpp"
 
 namespace tokfence::proxy {
 
 void daemon_log(const std::string& text) {
   static std::mutex mutex;
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&now, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  const std::string stamp = utc_rfc3339(now_ms());
   std::lock_guard lock(mutex);
   std::cerr << stamp << " tokfence: " << text << std::endl;
 }
@@ -44,10 +41,6 @@ void daemon_log(const std::string& text) {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // Local midnight, for "today" in `status`.
 std::int64_t start_of_today_ms() {
@@ -190,7 +183,7 @@ class SocketStore {
     std::lock_guard lock(*mutex_);
     auto st = db_.prepare("INSERT OR REPLACE INTO proxy_sockets(path, caller, mode, created_ms) VALUES(?,?,?,?)");
     if (!st) return std::unexpected(st.error());
-    st->bind(1, s.path).bind(2, s.caller).bind(3, s.mode).bind(4, unix_ms());
+    st->bind(1, s.path).bind(2, s.caller).bind(3, s.mode).bind(4, now_ms());
     return st->run();
   }
   Result<void> remove(const std::string& path) {
@@ -292,7 +285,7 @@ Result<void> run_daemon(DaemonOptions options) {
     daemon_log("warning: cannot read persisted proxy sockets: " + persisted.error().message);
   }
 
-  const std::int64_t started_at = unix_ms();
+  const std::int64_t started_at = now_ms();
   const pid_t self = ::getpid();
   ControlRouter router;
   router.add("ping", [&](const json&) -> Result<json> { return json{{"pid", self}, {"version", options.version}}; });
@@ -329,6 +322,14 @@ Result<void> run_daemon(DaemonOptions options) {
       out["today"] = {{"error", totals.error().message}};
     }
     out["controls"] = controls->status();
+    // Rows dropped (queue full past its back-pressure wait) or lost (commits failed): the audit
+    // trail has gaps, and `status` says so.
+    const auto log_stats = request_log->stats();
+    out["request_log"] = {{"recorded", log_stats.recorded},
+                          {"committed", log_stats.committed},
+                          {"queued", log_stats.queued},
+                          {"dropped", log_stats.dropped},
+                          {"lost", log_stats.lost}};
     return out;
   });
   // The request log commits in batches (up to 50 ms late): `tokfence log` and `stats` ask for this

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/file.hpp"
 #include "core/secret.hpp"
 #include "launcher/cli/cli.hpp"
 #include "core/text_format.hpp"
@@ -69,9 +70,8 @@ std::string log_tail(const Home& home, std::size_t lines) {
 }
 
 std::string self_exe() {
-  std::error_code ec;
-  auto p = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) throw UserError("start: cannot find the tokfence executable (/proc/self/exe)");
+  const fs::path p = file::self_exe();
+  if (p.empty()) throw UserError("start: cannot find the tokfence executable (/proc/self/exe)");
   return p.string();
 }
 
@@ -266,6 +266,12 @@ void print_status(const json& s) {
     if (unknown) std::cout << " + " << unknown << " request(s) of unknown price";
     std::cout << "\n";
   }
+  const json& rl = s.value("request_log", json::object());
+  const auto dropped = rl.value("dropped", std::uint64_t{0}), lost = rl.value("lost", std::uint64_t{0});
+  if (dropped || lost)
+    std::cout << "  log:        " << with_commas(static_cast<std::int64_t>(dropped + lost))
+              << " request row(s) not written (" << dropped << " dropped: write queue full, " << lost
+              << " lost: commits failed; see daemon.log)\n";
   const json& c = s.value("controls", json::object());
   std::cout << "  kill:       " << (c.value("killed", false) ? "ON: every request is refused ('tokfence unkill')" : "off")
             << "\n";

@@ -26,6 +26,7 @@
 #include "core/providers.hpp"
 #include "launcher/cli/cli.hpp"
 #include "core/text_format.hpp"
+#include "core/time.hpp"
 #include "proxy/control/protocol.hpp"
 #include "proxy/metering/pricing.hpp"
 #include "proxy/metering/request_log.hpp"
@@ -41,21 +42,9 @@ using proxy::RequestRecord;
 
 constexpr const char* kDummyKey = "tokfence-managed";
 
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 // ---- time ----
 
-std::string local_time(std::int64_t ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  return buf;
-}
+std::string local_time(std::int64_t ms) { return format_local(ms, "%Y-%m-%d %H:%M:%S"); }
 
 // JSON for stdout. Logged text comes from clients (a path byte, a model name) and need not be
 // UTF-8: bad bytes are replaced rather than making the dump throw. C0 controls are escaped by the
@@ -64,16 +53,7 @@ std::string json_text(const json& j, int indent = 2) {
   return escape_c1_in_json(j.dump(indent, ' ', false, json::error_handler_t::replace));
 }
 
-std::string iso_utc(std::int64_t ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
-  return out;
-}
+std::string iso_utc(std::int64_t ms) { return format_utc(ms, "%Y-%m-%dT%H:%M:%S.%fZ"); }
 
 // "30m", "1h", "7d", "2w", "90s" -> now minus that; "2026-11-01" -> local midnight;
 // "2026-11-01T14:30" / "2026-11-01 14:30:00" -> that local time. `flag` names the option in errors.
@@ -118,8 +98,8 @@ std::int64_t parse_since(const std::string& text, const std::string& flag) {
 
 // ---- formatting ----
 
-std::string cost_text(const std::optional<proxy::Picodollars>& cost) {
-  return cost ? proxy::format_usd(*cost) : "unknown";
+std::string cost_text(const std::optional<Picodollars>& cost) {
+  return cost ? format_usd(*cost) : "unknown";
 }
 
 std::string latency_text(double ms) {
@@ -171,7 +151,7 @@ json row_json(const RequestRecord& r) {
               {"cache_read_tokens", r.usage.cache_read_tokens},
               {"cache_write_tokens", r.usage.cache_write_tokens},
               {"cost_pico", r.cost ? json(*r.cost) : json(nullptr)},
-              {"cost_usd", r.cost ? json(proxy::format_usd(*r.cost)) : json(nullptr)},
+              {"cost_usd", r.cost ? json(format_usd(*r.cost)) : json(nullptr)},
               {"cost_source", r.cost_source.empty() ? json(nullptr) : json(r.cost_source)},
               {"latency_ms", r.latency_ms},
               {"ttfb_ms", r.ttfb_ms},
@@ -195,7 +175,7 @@ void print_detail(const RequestRecord& r) {
   field("tokens:", "input " + std::to_string(u.input_tokens) + ", output " + std::to_string(u.output_tokens) +
                        ", cache read " + std::to_string(u.cache_read_tokens) + ", cache write " +
                        std::to_string(u.cache_write_tokens));
-  field("cost:", r.cost ? proxy::format_usd(*r.cost) + (r.cost_source == "estimate" ? " (estimate: the request ended without usage)" : "")
+  field("cost:", r.cost ? format_usd(*r.cost) + (r.cost_source == "estimate" ? " (estimate: the request ended without usage)" : "")
                        : "unknown (no price for this model: see 'tokfence pricing list')");
   char timing[80];
   std::snprintf(timing, sizeof timing, "%.1f ms total, first byte after %.1f ms", r.latency_ms, r.ttfb_ms);
@@ -342,7 +322,7 @@ void register_log(CLI::App& app, Context& ctx) {
 
 std::string totals_cost_text(const proxy::Totals& t) {
   if (t.requests > 0 && t.unknown_cost_requests == t.requests) return "unknown";
-  std::string s = proxy::format_usd(t.cost);
+  std::string s = format_usd(t.cost);
   if (t.unknown_cost_requests > 0) s += " + " + std::to_string(t.unknown_cost_requests) + " unknown";
   return s;
 }
@@ -354,7 +334,7 @@ json totals_json(const proxy::Totals& t) {
               {"cache_read_tokens", t.cache_read_tokens},
               {"cache_write_tokens", t.cache_write_tokens},
               {"cost_pico", t.cost},
-              {"cost_usd", proxy::format_usd(t.cost)},
+              {"cost_usd", format_usd(t.cost)},
               {"unknown_cost_requests", t.unknown_cost_requests}};
 }
 

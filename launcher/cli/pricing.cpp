@@ -12,6 +12,7 @@
 #include "core/file.hpp"
 #include "launcher/cli/cli.hpp"
 #include "core/text_format.hpp"
+#include "core/time.hpp"
 #include "proxy/control/protocol.hpp"
 #include "proxy/metering/pricing.hpp"
 #include "proxy/metering/request_log.hpp"

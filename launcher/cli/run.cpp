@@ -23,6 +23,8 @@
 #include <sstream>
 #include <thread>
 
+#include "core/file.hpp"
+#include "core/process.hpp"
 #include "launcher/cli/cli.hpp"
 #include "sandbox/harness/harness.hpp"
 #include "proxy/control/protocol.hpp"
@@ -48,28 +50,7 @@ struct RunOptions {
   std::vector<std::string> args;
 };
 
-fs::path self_dir() {
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? fs::path() : exe.parent_path();
-}
-
-std::string find_on_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
-  std::size_t start = 0;
-  while (start <= dirs.size()) {
-    auto end = dirs.find(':', start);
-    std::string dir = dirs.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (!dir.empty()) {
-      fs::path candidate = fs::path(dir) / name;
-      if (::access(candidate.c_str(), X_OK) == 0 && !fs::is_directory(candidate)) return candidate.string();
-    }
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
-  return {};
-}
+fs::path self_dir() { return file::self_exe().parent_path(); }
 
 bool is_under(const fs::path& path, const fs::path& dir) {
   auto p = path.lexically_normal().string(), d = dir.lexically_normal().string();
@@ -208,7 +189,7 @@ void run_harness(Context& ctx, RunOptions& o) {
     throw UserError(program->name + ": provider not supported: " + provider);
 
   // What to run, where, and what it may write: checked before anything starts.
-  std::string command = o.command.empty() ? find_on_path(program->command) : o.command;
+  std::string command = o.command.empty() ? tokfence::find_program(program->command).value_or("") : o.command;
   if (command.empty())
     throw UserError(program->name + ": command not found on PATH: install it ('npm install -g " +
                     npm_package(program->name) + "') or pass --command PATH");

@@ -15,6 +15,7 @@
 #include "core/names.hpp"
 #include "launcher/cli/cli.hpp"
 #include "core/text_format.hpp"
+#include "core/time.hpp"
 #include "proxy/control/protocol.hpp"
 #include "vault/terminal.hpp"
 #include "vault/vault.hpp"
@@ -72,12 +73,7 @@ void reload_daemon_keys(const Home& home) {
 
 std::string utc_time(std::int64_t t) {
   if (t == 0) return "-";
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%MZ", &tm);
-  return buf;
+  return format_utc(t * 1000, "%Y-%m-%d %H:%MZ");
 }
 
 std::string read_bundle_file(const std::string& path) {

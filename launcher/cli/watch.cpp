@@ -16,6 +16,8 @@
 #include <thread>
 
 #include "core/names.hpp"
+#include "core/process.hpp"
+#include "core/time.hpp"
 #include "launcher/cli/cli.hpp"
 #include "launcher/watch/watch.hpp"
 #include "proxy/control/protocol.hpp"
@@ -38,67 +40,12 @@ void sleep_interruptible(std::int64_t seconds) {
   while (!g_stop && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(100));
 }
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string utc(std::int64_t ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
-  return buf;
-}
+std::string utc(std::int64_t ms) { return format_utc(ms, "%Y-%m-%d %H:%M:%SZ"); }
 
 std::int64_t duration_flag(const std::string& flag, const std::string& text) {
   auto d = watch::parse_duration_seconds(text);
   if (!d) throw UserError(flag + ": " + d.error().message);
   return *d;
-}
-
-std::optional<std::string> find_in_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  if (path == nullptr) return std::nullopt;
-  std::stringstream ss(path);
-  std::string dir;
-  while (std::getline(ss, dir, ':')) {
-    if (dir.empty()) continue;
-    std::string candidate = dir + "/" + name;
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return std::nullopt;
-}
-
-// notify-send with an argv (no shell) and an environment without anything secret-shaped: the
-// vault passphrase and every provider key variable are dropped.
-void desktop_notify(const std::string& title, const std::string& body) {
-  static const std::optional<std::string> binary = find_in_path("notify-send");
-  if (!binary) return;
-  std::set<std::string> drop{"TOKFENCE_VAULT_PASSPHRASE"};
-  for (const auto& spec : builtin_providers())
-    for (const auto& v : key_env_vars(spec.name)) drop.insert(v);
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string_view entry(*e);
-    std::string name(entry.substr(0, entry.find('=')));
-    if (!drop.contains(name)) env_strings.emplace_back(entry);
-  }
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::string app = "--app-name=tokfence", urgency = "--urgency=critical", t = title, b = body;
-  std::string exe = *binary;
-  std::vector<char*> argv{exe.data(), app.data(), urgency.data(), t.data(), b.data(), nullptr};
-  pid_t pid = 0;
-  if (posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), envp.data()) != 0) return;
-  // notify-send returns at once; a hung session bus must not stall the watch loop.
-  for (int i = 0; i < 50; ++i) {
-    if (waitpid(pid, nullptr, WNOHANG) == pid) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
 }
 
 struct WatchFlags {
@@ -155,7 +102,7 @@ void run_watch(Context& ctx, WatchFlags& f) {
     throw UserError("--idle-window (" + f.idle_window + ") must be longer than --settle (" + f.settle +
                     ") plus a minute: the most recent --settle is not read");
   if (opt.idle_window_s > 86400) throw UserError("--idle-window: at most 24h: " + f.idle_window);
-  auto usd = watch::parse_decimal_scaled(f.threshold_usd, 12);
+  auto usd = parse_decimal_scaled(f.threshold_usd, 12);
   if (!usd || *usd < 0) throw UserError("--threshold-usd: expected a dollar amount like 0.50: " + f.threshold_usd);
   opt.thresholds.usd = *usd;
   if (f.threshold_tokens < 0) throw UserError("--threshold-tokens: must not be negative");
@@ -202,7 +149,8 @@ void run_watch(Context& ctx, WatchFlags& f) {
   env.key = [&](const std::string& name) { return vault->get(name); };
   env.http_get = watch::curl_http_get();
   env.now_ms = now_ms;
-  if (config.notifications.desktop) env.notify = desktop_notify;
+  if (config.notifications.desktop)
+    env.notify = [](const std::string& title, const std::string& body) { desktop_notify(title, body, /*urgent=*/true); };
   const Home home = ctx.home;
   env.revoke = [&config, home](const std::string& provider) -> Result<std::string> {
     proxy::json op{{"op", "revoke"}, {"provider", provider}};

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/text_format.hpp"
+#include "core/time.hpp"
 #include "launcher/watch/watch.hpp"
 
 namespace tokfence::watch {

@@ -14,7 +14,6 @@ namespace tokfence::watch {
 
 namespace {
 
-constexpr Picodollars kPicoPerUsd = 1'000'000'000'000;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -231,34 +230,6 @@ Result<std::pair<std::string, Endpoint>> parse_endpoint_override(std::string_vie
   endpoint.url = copy;
   while (endpoint.format != Format::simple && endpoint.url.ends_with('/')) endpoint.url.pop_back();
   return std::pair{provider, endpoint};
-}
-
-std::optional<Picodollars> parse_decimal_scaled(std::string_view text, int scale_digits) {
-  // value = text x 10^scale_digits picodollars, exactly; digits past pico precision are dropped.
-  if (text.empty()) return std::nullopt;
-  bool negative = false;
-  if (text[0] == '-') {
-    negative = true;
-    text.remove_prefix(1);
-  }
-  auto dot = text.find('.');
-  std::string_view whole = text.substr(0, dot);
-  std::string_view frac = dot == std::string_view::npos ? std::string_view{} : text.substr(dot + 1);
-  if (whole.empty() && frac.empty()) return std::nullopt;
-  for (char c : whole)
-    if (!std::isdigit(static_cast<unsigned char>(c))) return std::nullopt;
-  for (char c : frac)
-    if (!std::isdigit(static_cast<unsigned char>(c))) return std::nullopt;
-  // Up to $999,999.99 in either unit: beyond that int64 pico-dollars would overflow.
-  if (whole.size() + static_cast<std::size_t>(scale_digits) > 18) return std::nullopt;
-  std::string digits(whole);
-  std::string f(frac.substr(0, std::min<std::size_t>(frac.size(), static_cast<std::size_t>(scale_digits))));
-  f.append(static_cast<std::size_t>(scale_digits) - f.size(), '0');
-  digits += f;
-  std::int64_t value = 0;
-  auto r = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (r.ec != std::errc()) return std::nullopt;
-  return negative ? -value : value;
 }
 
 Result<Page> parse_openai_usage(const json& body, const Window& window) {

@@ -6,6 +6,7 @@
 #include "core/text_format.hpp"
 #include "launcher/watch/watch.hpp"
 #include "core/sqlite.hpp"
+#include "core/time.hpp"
 
 namespace tokfence::watch {
 

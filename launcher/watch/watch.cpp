@@ -1,5 +1,6 @@
 // One check of `tokfence watch` for one provider: windows, remote vs local, alerts, auto-revoke.
 #include "launcher/watch/watch.hpp"
+#include "core/time.hpp"
 
 #include <ctime>
 
@@ -14,14 +15,7 @@ constexpr std::int64_t kDay = 86'400'000;
 std::int64_t floor_to(std::int64_t v, std::int64_t step) { return v - ((v % step) + step) % step; }
 std::int64_t ceil_to(std::int64_t v, std::int64_t step) { return floor_to(v + step - 1, step); }
 
-std::string iso_utc(std::int64_t ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", &tm);
-  return buf;
-}
+std::string iso_utc(std::int64_t ms) { return format_utc(ms, "%Y-%m-%d %H:%M UTC"); }
 
 json window_json(const Window& w) { return {{"start_ms", w.start_ms}, {"end_ms", w.end_ms}}; }
 

@@ -27,12 +27,12 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/secret.hpp"
+#include "core/money.hpp"
 #include "proxy/metering/pricing.hpp"
 
 namespace tokfence::watch {
 
 using json = nlohmann::json;
-using proxy::Picodollars;
 
 // "90" (seconds), "30s", "15m", "24h", "7d". Errors name the accepted forms.
 Result<std::int64_t> parse_duration_seconds(std::string_view text);
@@ -92,8 +92,6 @@ Result<Page> parse_anthropic_costs(const json& body, const Window& window);  // 
 // Flat object, or {data:[{...}], has_more, next_page} whose entries are summed (no window filter:
 // the endpoint was asked for the window).
 Result<Page> parse_simple(const json& body);
-// Exact decimal parsing: "123.78912" cents -> picodollars. nullopt when not a plain decimal.
-std::optional<Picodollars> parse_decimal_scaled(std::string_view text, int scale_digits);
 
 struct RemoteUsage {
   Amounts amounts;     // requests/tokens over the usage window; cost over `cost_window`

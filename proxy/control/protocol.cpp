@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/file.hpp"
 #include "core/peer.hpp"
 #include "proxy/control/server.hpp"
 #include "core/unix_socket.hpp"
@@ -92,12 +93,6 @@ std::string tail_of_file(const fs::path& path, std::size_t lines) {
   std::size_t start = all.size() > lines ? all.size() - lines : 0;
   for (std::size_t i = start; i < all.size(); ++i) out += "\n  " + all[i];
   return out;
-}
-
-std::string self_exe() {
-  std::error_code ec;
-  auto p = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string("tokfence") : p.string();
 }
 
 }  // namespace
@@ -191,7 +186,8 @@ std::optional<DaemonInfo> running_daemon(const Home& home) {
 
 Result<DaemonInfo> ensure_daemon(const Home& home) {
   if (auto info = running_daemon(home)) return *info;
-  std::string exe = self_exe();
+  const fs::path self = file::self_exe();
+  const std::string exe = self.empty() ? std::string("tokfence") : self.string();
   pid_t child = ::fork();
   if (child < 0) return fail("daemon: cannot start: fork failed");
   if (child == 0) {
@@ -260,8 +256,8 @@ bool peer_is_relay(int pid, std::string* why) {
   bool named_relay = base.rfind("tokfence-relay", 0) == 0;
   bool same_file = false;
   struct stat peer{}, relay{};
-  fs::path ours = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec && ::stat(exe_link.c_str(), &peer) == 0 &&
+  const fs::path ours = file::self_exe();
+  if (!ours.empty() && ::stat(exe_link.c_str(), &peer) == 0 &&
       ::stat((ours.parent_path() / "tokfence-relay").c_str(), &relay) == 0)
     same_file = peer.st_dev == relay.st_dev && peer.st_ino == relay.st_ino;
   if (!named_relay && !same_file) return false;

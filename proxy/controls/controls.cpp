@@ -48,6 +48,8 @@
 #include <vector>
 
 #include "core/names.hpp"
+#include "core/process.hpp"
+#include "core/time.hpp"
 #include "proxy/controls/store.hpp"
 #include "proxy/controls/time_zone.hpp"
 #include "proxy/controls/rate_limit.hpp"
@@ -60,33 +62,14 @@ namespace {
 
 using nlohmann::json;
 
-constexpr Picodollars kPicoPerUsd = 1'000'000'000'000;
 constexpr Picodollars kMaxBudget = 1'000'000 * kPicoPerUsd;
 constexpr std::size_t kLearnedModels = 4096;
 constexpr std::int64_t kInFlightRetrySeconds = 5;
-
-std::int64_t system_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Picodollars sat_add(Picodollars a, Picodollars b) {
   Picodollars out;
   if (__builtin_add_overflow(a, b, &out)) return b > 0 ? INT64_MAX : INT64_MIN;
   return out;
-}
-
-// "$1.50", "$0.000123": at least two decimals, then as many as the exact value needs.
-std::string usd_text(Picodollars p) {
-  const bool negative = p < 0;
-  const unsigned long long v = negative ? 0ULL - static_cast<unsigned long long>(p) : static_cast<unsigned long long>(p);
-  const unsigned long long whole = v / kPicoPerUsd, frac = v % kPicoPerUsd;
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%s$%llu.%012llu", negative ? "-" : "", whole, frac);
-  std::string s(buf);
-  const std::size_t dot = s.find('.');
-  while (s.size() > dot + 3 && s.back() == '0') s.pop_back();
-  return s;
 }
 
 double usd_number(Picodollars p) { return static_cast<double>(p) / static_cast<double>(kPicoPerUsd); }
@@ -151,57 +134,6 @@ class Worker {
   bool stop_ = false;
   std::thread thread_;
 };
-
-std::optional<std::string> find_in_path(const std::string& program) {
-  const char* path = std::getenv("PATH");
-  if (!path) return std::nullopt;
-  std::string_view rest(path);
-  while (!rest.empty()) {
-    std::size_t colon = rest.find(':');
-    std::string dir(rest.substr(0, colon));
-    rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
-    if (dir.empty()) continue;  // "" means the current directory: never trusted here
-    std::string candidate = dir + "/" + program;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return std::nullopt;
-}
-
-// Runs notify-send with argv only (no shell) and an environment reduced to what a desktop session
-// needs: the daemon's own environment might hold something secret. Waits at most 5 s.
-void desktop_notify(const std::string& title, const std::string& body) {
-  auto program = find_in_path("notify-send");
-  if (!program) return;
-  std::vector<std::string> env_keep;
-  for (const char* name : {"PATH", "HOME", "DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR",
-                           "LANG", "LC_ALL"})
-    if (const char* v = std::getenv(name)) env_keep.push_back(std::string(name) + "=" + v);
-  std::vector<char*> envp;
-  for (auto& e : env_keep) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> args{"notify-send", "--app-name=tokfence", title, body};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, program->c_str(), &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) return;
-  for (int i = 0; i < 100; ++i) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid || (r < 0 && errno != EINTR)) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-}
 
 // --- in-memory state -----------------------------------------------------------------------------
 
@@ -274,7 +206,7 @@ class ControlsImpl final : public Controls {
     }
     // Seed what requests of each model really cost, so that the first requests after a start do
     // not reserve less than they will spend.
-    const std::int64_t skew = now - system_ms();
+    const std::int64_t skew = now - now_ms();
     if (auto seen = store_->max_cost_by_model(now - skew - 30LL * 86400 * 1000, static_cast<int>(kLearnedModels))) {
       for (const auto& [key, cost] : *seen) learned_[key].recent[0] = cost;
     } else {
@@ -344,8 +276,8 @@ class ControlsImpl final : public Controls {
           429, "tokfence_budget_exceeded",
           scope_text + " (" + std::string(to_string(b->stored.period)) + ") " +
               (exhausted ? "is used up" : "has no room for this request while others are in flight") + ": spent " +
-              usd_text(spent) + (reserved > 0 ? " + " + usd_text(reserved) + " in flight" : "") + " of " +
-              usd_text(b->stored.limit) + "; resets at " + resets_at,
+              format_usd(spent) + (reserved > 0 ? " + " + format_usd(reserved) + " in flight" : "") + " of " +
+              format_usd(b->stored.limit) + "; resets at " + resets_at,
           json{{"scope", b->stored.scope},
                {"period", to_string(b->stored.period)},
                {"limit", usd_number(b->stored.limit)},
@@ -621,7 +553,7 @@ class ControlsImpl final : public Controls {
   // Requires mutex_. Reads the request log for `ledger.window` (real time: the request log stamps
   // rows with the system clock, which differs from clock_ only under the test offset).
   Result<void> fill_from_log(Ledger& ledger) {
-    const std::int64_t skew = clock_() - system_ms();
+    const std::int64_t skew = clock_() - now_ms();
     auto spent = store_->spent_between(ledger.window.start_ms - skew, ledger.window.end_ms - skew);
     if (!spent) return std::unexpected(spent.error());
     ledger.providers.clear();
@@ -642,7 +574,7 @@ class ControlsImpl final : public Controls {
     char pct[32];
     std::snprintf(pct, sizeof pct, "%.1f%%", percent_of(spent, b.stored.limit));
     return scope_text + " (" + std::string(to_string(b.stored.period)) + ") at " + pct + ": spent " +
-           usd_text(spent) + " of " + usd_text(b.stored.limit) + "; resets at " + iso8601(zone_, window.end_ms);
+           format_usd(spent) + " of " + format_usd(b.stored.limit) + "; resets at " + iso8601(zone_, window.end_ms);
   }
 
   // Requires mutex_. Fires the warning once per window when spend crosses the threshold.
@@ -681,13 +613,13 @@ class ControlsImpl final : public Controls {
                 {"period", to_string(b.stored.period)},
                 {"limit", usd_number(b.stored.limit)},
                 {"limit_pico", b.stored.limit},
-                {"limit_text", usd_text(b.stored.limit)},
+                {"limit_text", format_usd(b.stored.limit)},
                 {"spent", usd_number(t.cost)},
                 {"spent_pico", t.cost},
-                {"spent_text", usd_text(t.cost)},
+                {"spent_text", format_usd(t.cost)},
                 {"reserved", usd_number(reserved)},
                 {"reserved_pico", reserved},
-                {"reserved_text", usd_text(reserved)},
+                {"reserved_text", format_usd(reserved)},
                 {"percent", percent_of(t.cost, b.stored.limit)},
                 {"window_start", iso8601(zone_, ledger.window.start_ms)},
                 {"resets_at", iso8601(zone_, ledger.window.end_ms)},
@@ -766,7 +698,7 @@ Clock default_clock() {
   if (const char* v = std::getenv("TOKFENCE_TEST_NOW_OFFSET_SECONDS"); v && *v) fixed = parse_offset_seconds(v);
   std::string file;
   if (const char* v = std::getenv("TOKFENCE_TEST_NOW_OFFSET_FILE"); v && *v) file = v;
-  if (fixed == 0 && file.empty()) return system_ms;
+  if (fixed == 0 && file.empty()) return now_ms;
   return [fixed, file] {
     std::int64_t offset = fixed;
     if (!file.empty()) {
@@ -774,7 +706,7 @@ Clock default_clock() {
       std::string line;
       if (in && std::getline(in, line)) offset += parse_offset_seconds(line);
     }
-    return system_ms() + offset * 1000;
+    return now_ms() + offset * 1000;
   };
 }
 
@@ -855,14 +787,44 @@ Result<void> check_budget_scope(const Config& config, std::string_view scope) {
   return fail("budget scope '" + std::string(scope) + "': unknown: use global or one of " + known_provider_list(config));
 }
 
-ReservationGuard::~ReservationGuard() {
-  if (!settled_) controls_->settle(reservation_, if_abandoned_, 0);
+ReservationGuard::ReservationGuard(ReservationGuard&& other) noexcept
+    : controls_(other.controls_),
+      reservation_(other.reservation_),
+      if_abandoned_(other.if_abandoned_),
+      settled_(std::exchange(other.settled_, true)) {}
+
+ReservationGuard& ReservationGuard::operator=(ReservationGuard&& other) noexcept {
+  if (this == &other) return *this;
+  abandon();
+  controls_ = other.controls_;
+  reservation_ = other.reservation_;
+  if_abandoned_ = other.if_abandoned_;
+  settled_ = std::exchange(other.settled_, true);
+  return *this;
+}
+
+ReservationGuard::~ReservationGuard() { abandon(); }
+
+void ReservationGuard::abandon() noexcept {
+  if (settled_) return;
+  settled_ = true;
+  try {
+    controls_->settle(reservation_, if_abandoned_, 0);
+  } catch (...) {
+    // settle() does no I/O and should not throw; a destructor must not, whatever it does.
+  }
 }
 
 void ReservationGuard::settle(std::optional<Picodollars> actual_cost, std::int64_t tokens) {
   if (settled_) return;
   settled_ = true;
   controls_->settle(reservation_, actual_cost, tokens);
+}
+
+std::variant<ReservationGuard, Refusal> admit_guarded(Controls& controls, const AdmitRequest& request) {
+  auto decision = controls.admit(request);
+  if (auto* refusal = std::get_if<Refusal>(&decision)) return std::move(*refusal);
+  return ReservationGuard(controls, std::get<Reservation>(decision), request.estimated_cost);
 }
 
 }  // namespace tokfence::proxy

@@ -288,42 +288,6 @@ Picodollars cost_of(const ModelPrice& price, const Usage& usage) {
   return static_cast<Picodollars>(total);
 }
 
-std::string format_usd(Picodollars cost) {
-  constexpr std::uint64_t kPerDollar = 1'000'000'000'000ULL;
-  bool negative = cost < 0;
-  std::uint64_t magnitude = negative ? static_cast<std::uint64_t>(-(cost + 1)) + 1 : static_cast<std::uint64_t>(cost);
-  std::string frac = std::to_string(magnitude % kPerDollar);
-  frac.insert(0, 12 - frac.size(), '0');
-  // Trailing zeros go, but cents always show: $1.50, $0.000123, $0.00000005.
-  while (frac.size() > 2 && frac.back() == '0') frac.pop_back();
-  return std::string(negative ? "-$" : "$") + std::to_string(magnitude / kPerDollar) + "." + frac;
-}
-
-std::optional<Picodollars> parse_usd(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
-  if (!text.empty() && text.front() == '$') text.remove_prefix(1);
-  if (text.empty()) return std::nullopt;
-  auto dot = text.find('.');
-  std::string_view whole = text.substr(0, dot);
-  std::string_view frac = dot == std::string_view::npos ? std::string_view{} : text.substr(dot + 1);
-  if (whole.empty() && frac.empty()) return std::nullopt;
-  if (!whole.empty() && !all_digits(whole)) return std::nullopt;
-  if (dot != std::string_view::npos && !frac.empty() && !all_digits(frac)) return std::nullopt;
-  if (frac.size() > 12) return std::nullopt;  // finer than a pico-dollar: not exact
-  while (whole.size() > 1 && whole.front() == '0') whole.remove_prefix(1);
-  // Pico-dollars in 64 bits end near $9.2 million; a budget or price beyond $1 million is surely a
-  // typo, so that is the ceiling.
-  if (whole.size() > 7) return std::nullopt;
-  std::int64_t dollars = 0;
-  for (char c : whole) dollars = dollars * 10 + (c - '0');
-  std::int64_t pico = 0;
-  for (std::size_t i = 0; i < 12; ++i) pico = pico * 10 + (i < frac.size() ? frac[i] - '0' : 0);
-  Picodollars total = dollars * 1'000'000'000'000LL + pico;
-  if (total > kMaxUsd * 1'000'000'000'000LL) return std::nullopt;
-  return total;
-}
-
 // ---- pricing update ----------------------------------------------------------------------------
 
 namespace {

@@ -12,11 +12,10 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "core/money.hpp"
 #include "proxy/metering/usage.hpp"
 
 namespace tokfence::proxy {
-
-using Picodollars = std::int64_t;
 
 struct PricedModel {
   std::string provider;  // built-in provider it belongs to ("" = any)
@@ -94,12 +93,5 @@ Result<std::vector<PricedModel>> parse_price_updates(std::string_view text);
 Result<std::vector<PricedModel>> load_price_updates(const std::filesystem::path& path);
 
 Picodollars cost_of(const ModelPrice& price, const Usage& usage);
-// "$0.000123" style: exact (down to the pico-dollar), trailing zeros dropped but cents kept
-// ("$1.50", "$0.00000005"); "unknown" is the caller's job.
-std::string format_usd(Picodollars cost);
-// Parses "12.5" / "0.75" / "$3" (USD) into pico-dollars; nullopt for negative, non-numeric, more
-// than 12 decimals, or absurd (above kMaxUsd).
-std::optional<Picodollars> parse_usd(std::string_view text);
-inline constexpr std::int64_t kMaxUsd = 1'000'000;
 
 }  // namespace tokfence::proxy

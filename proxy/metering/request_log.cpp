@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "core/sqlite.hpp"
+#include "core/time.hpp"
 
 namespace tokfence::proxy {
 
@@ -86,11 +87,6 @@ constexpr const char* kColumnsWithoutSource =
     "cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, ttfb_ms, caller_pid, caller_name, error, NULL";
 
 bool has_cost_source(sqlite::Database& db) { return static_cast<bool>(db.prepare("SELECT cost_source FROM requests LIMIT 0")); }
-
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 void warn(const std::string& message) { std::cerr << "tokfence: request log: " << message << std::endl; }
 

@@ -155,7 +155,7 @@ TEST_CASE("proxy::cost_of is exact in pico-dollars") {
   CHECK(cost_of(gpt4o, huge) == std::numeric_limits<Picodollars>::max());
 }
 
-TEST_CASE("proxy::format_usd keeps every digit and drops trailing zeros") {
+TEST_CASE("format_usd keeps every digit and drops trailing zeros") {
   CHECK(format_usd(0) == "$0.00");
   CHECK(format_usd(kDollar) == "$1.00");
   CHECK(format_usd(kDollar * 3 / 2) == "$1.50");
@@ -167,7 +167,7 @@ TEST_CASE("proxy::format_usd keeps every digit and drops trailing zeros") {
   CHECK(format_usd(std::numeric_limits<Picodollars>::min()) == "-$9223372.036854775808");
 }
 
-TEST_CASE("proxy::parse_usd reads dollar amounts exactly") {
+TEST_CASE("parse_usd reads dollar amounts exactly") {
   CHECK(parse_usd("12.5") == 12 * kDollar + kDollar / 2);
   CHECK(parse_usd("0.75") == kDollar * 3 / 4);
   CHECK(parse_usd("$3") == 3 * kDollar);
@@ -180,7 +180,7 @@ TEST_CASE("proxy::parse_usd reads dollar amounts exactly") {
   CHECK(format_usd(*parse_usd("0.000123")) == "$0.000123");
 }
 
-TEST_CASE("proxy::parse_usd rejects negative, non-numeric, imprecise and absurd amounts") {
+TEST_CASE("parse_usd rejects negative, non-numeric, imprecise and absurd amounts") {
   for (auto bad : {"", " ", "-1", "-0.5", "abc", "1,5", "1.2.3", "nan", "NaN", "inf", "1e3", "0x10", "$", ".", "+5",
                    "5 dollars", "1000000.01", "1000000000", "1e9", "99999999999999999999", "0.0000000000001"}) {
     INFO("'" << bad << "'");
