@@ -376,10 +376,17 @@ class ControlsImpl final : public Controls {
   }
 
   void register_ops(ControlRouter& router) override {
-    for (const char* op : {"revoke", "restore", "kill", "unkill", "budget_set", "budget_clear", "budget_status",
-                           "ratelimit_set", "ratelimit_clear", "controls_status"}) {
-      router.add(op, [this](const json& request) { return handle(request); });
-    }
+    for (const auto& [op, member] : kOps) router.add(op, [this, member](const json& request) { return run(member, request); });
+  }
+
+  // One op of the control protocol, by name; apply_control_offline's entry (no daemon running).
+  Result<json> handle(const json& request) {
+    if (!request.is_object() || !request.contains("op") || !request["op"].is_string())
+      return fail("control request: missing 'op'");
+    const std::string op = request["op"].get<std::string>();
+    for (const auto& [name, member] : kOps)
+      if (op == name) return run(member, request);
+    return fail("control request: unknown op '" + sanitize(op) + "'");
   }
 
   json status() const override {
@@ -407,114 +414,138 @@ class ControlsImpl final : public Controls {
     return out;
   }
 
-  Result<json> handle(const json& request) {
-    std::lock_guard ops(ops_mutex_);  // persist-then-apply must not interleave between two ops
-    if (!request.is_object() || !request.contains("op") || !request["op"].is_string())
-      return fail("control request: missing 'op'");
-    const std::string op = request["op"].get<std::string>();
-    const std::int64_t now = clock_();
-    if (op == "kill" || op == "unkill") {
-      const bool on = op == "kill";
-      if (auto ok = store_->set_killed(on, now); !ok) return std::unexpected(ok.error());
+  // Each op: check the request, persist, then apply to memory (see run()).
+  Result<json> kill(const json&, std::int64_t now) { return set_killed(true, now); }
+  Result<json> unkill(const json&, std::int64_t now) { return set_killed(false, now); }
+  Result<json> set_killed(bool on, std::int64_t now) {
+    if (auto ok = store_->set_killed(on, now); !ok) return std::unexpected(ok.error());
+    std::lock_guard lock(mutex_);
+    const bool changed = killed_ != on;
+    killed_ = on;
+    return json{{"killed", on}, {"changed", changed}};
+  }
+
+  Result<json> revoke(const json& request, std::int64_t now) { return set_revoked(request, "revoke", true, now); }
+  Result<json> restore(const json& request, std::int64_t now) { return set_revoked(request, "restore", false, now); }
+  Result<json> set_revoked(const json& request, const std::string& op, bool revoke, std::int64_t now) {
+    auto provider = string_arg(request, "provider", op);
+    if (!provider) return std::unexpected(provider.error());
+    bool is_revoked;
+    {
       std::lock_guard lock(mutex_);
-      const bool changed = killed_ != on;
-      killed_ = on;
-      return json{{"killed", on}, {"changed", changed}};
+      is_revoked = revoked_.contains(*provider);
     }
-    if (op == "revoke" || op == "restore") {
-      auto provider = string_arg(request, "provider", op);
-      if (!provider) return std::unexpected(provider.error());
-      const bool revoke = op == "revoke";
-      bool is_revoked;
-      {
-        std::lock_guard lock(mutex_);
-        is_revoked = revoked_.contains(*provider);
-      }
-      // A provider removed from the config can still be restored; everything else must exist.
-      if (revoke || !is_revoked)
-        if (auto ok = check_known_provider(config_, *provider); !ok) return std::unexpected(ok.error());
-      auto changed = store_->set_revoked(*provider, revoke, now);
-      if (!changed) return std::unexpected(changed.error());
-      std::lock_guard lock(mutex_);
-      if (revoke)
-        revoked_.insert(*provider);
-      else
-        revoked_.erase(*provider);
-      return json{{"provider", *provider}, {"revoked", revoke}, {"changed", *changed}};
-    }
-    if (op == "budget_set") {
-      auto scope = string_arg(request, "scope", op);
-      if (!scope) return std::unexpected(scope.error());
-      if (auto ok = check_budget_scope(config_, *scope); !ok) return std::unexpected(ok.error());
-      auto amount_text = text_arg(request, "amount", op);
-      if (!amount_text) return std::unexpected(amount_text.error());
-      auto amount = parse_budget_amount(*amount_text);
-      if (!amount) return std::unexpected(amount.error());
-      auto period_text = string_arg(request, "period", op);
-      if (!period_text) return std::unexpected(period_text.error());
-      auto period = parse_budget_period(*period_text);
-      if (!period) return fail("budget period: unknown: '" + sanitize(*period_text) + "': use daily or monthly");
-      StoredBudget b{*scope, *period, *amount, now};
-      if (auto ok = store_->put_budget(b); !ok) return std::unexpected(ok.error());
-      std::lock_guard lock(mutex_);
-      roll(now);
-      budgets_[*scope] = Budget{b};
-      check_warning(budgets_[*scope], now);
-      return budget_json(budgets_[*scope]);
-    }
-    if (op == "budget_clear") {
-      auto scope = string_arg(request, "scope", op);
-      if (!scope) return std::unexpected(scope.error());
-      bool exists;
-      {
-        std::lock_guard lock(mutex_);
-        exists = budgets_.contains(*scope);
-      }
-      if (!exists)
-        if (auto ok = check_budget_scope(config_, *scope); !ok) return std::unexpected(ok.error());
-      auto changed = store_->clear_budget(*scope);
-      if (!changed) return std::unexpected(changed.error());
-      std::lock_guard lock(mutex_);
-      budgets_.erase(*scope);
-      return json{{"scope", *scope}, {"cleared", *changed}};
-    }
-    if (op == "budget_status") {
-      std::lock_guard lock(mutex_);
-      roll(now);
-      return json{{"budgets", budgets_json()}, {"timezone", zone_.name()}};
-    }
-    if (op == "ratelimit_set") {
-      auto provider = string_arg(request, "provider", op);
-      if (!provider) return std::unexpected(provider.error());
+    // A provider removed from the config can still be restored; everything else must exist.
+    if (revoke || !is_revoked)
       if (auto ok = check_known_provider(config_, *provider); !ok) return std::unexpected(ok.error());
-      auto rpm_text = text_arg(request, "rpm", op);
-      if (!rpm_text) return std::unexpected(rpm_text.error());
-      auto rpm = parse_rpm(*rpm_text);
-      if (!rpm) return std::unexpected(rpm.error());
-      if (auto ok = store_->put_ratelimit(*provider, *rpm, now); !ok) return std::unexpected(ok.error());
+    auto changed = store_->set_revoked(*provider, revoke, now);
+    if (!changed) return std::unexpected(changed.error());
+    std::lock_guard lock(mutex_);
+    if (revoke)
+      revoked_.insert(*provider);
+    else
+      revoked_.erase(*provider);
+    return json{{"provider", *provider}, {"revoked", revoke}, {"changed", *changed}};
+  }
+
+  Result<json> budget_set(const json& request, std::int64_t now) {
+    const std::string op = "budget_set";
+    auto scope = string_arg(request, "scope", op);
+    if (!scope) return std::unexpected(scope.error());
+    if (auto ok = check_budget_scope(config_, *scope); !ok) return std::unexpected(ok.error());
+    auto amount_text = text_arg(request, "amount", op);
+    if (!amount_text) return std::unexpected(amount_text.error());
+    auto amount = parse_budget_amount(*amount_text);
+    if (!amount) return std::unexpected(amount.error());
+    auto period_text = string_arg(request, "period", op);
+    if (!period_text) return std::unexpected(period_text.error());
+    auto period = parse_budget_period(*period_text);
+    if (!period) return fail("budget period: unknown: '" + sanitize(*period_text) + "': use daily or monthly");
+    StoredBudget b{*scope, *period, *amount, now};
+    if (auto ok = store_->put_budget(b); !ok) return std::unexpected(ok.error());
+    std::lock_guard lock(mutex_);
+    roll(now);
+    budgets_[*scope] = Budget{b};
+    check_warning(budgets_[*scope], now);
+    return budget_json(budgets_[*scope]);
+  }
+
+  Result<json> budget_clear(const json& request, std::int64_t) {
+    auto scope = string_arg(request, "scope", "budget_clear");
+    if (!scope) return std::unexpected(scope.error());
+    bool exists;
+    {
       std::lock_guard lock(mutex_);
-      rpm_[*provider] = *rpm;
-      return json{{"provider", *provider}, {"rpm", *rpm}};
+      exists = budgets_.contains(*scope);
     }
-    if (op == "ratelimit_clear") {
-      auto provider = string_arg(request, "provider", op);
-      if (!provider) return std::unexpected(provider.error());
-      bool exists;
-      {
-        std::lock_guard lock(mutex_);
-        exists = rpm_.contains(*provider);
-      }
-      if (!exists)
-        if (auto ok = check_known_provider(config_, *provider); !ok) return std::unexpected(ok.error());
-      auto changed = store_->clear_ratelimit(*provider);
-      if (!changed) return std::unexpected(changed.error());
+    if (!exists)
+      if (auto ok = check_budget_scope(config_, *scope); !ok) return std::unexpected(ok.error());
+    auto changed = store_->clear_budget(*scope);
+    if (!changed) return std::unexpected(changed.error());
+    std::lock_guard lock(mutex_);
+    budgets_.erase(*scope);
+    return json{{"scope", *scope}, {"cleared", *changed}};
+  }
+
+  Result<json> budget_status(const json&, std::int64_t now) {
+    std::lock_guard lock(mutex_);
+    roll(now);
+    return json{{"budgets", budgets_json()}, {"timezone", zone_.name()}};
+  }
+
+  Result<json> ratelimit_set(const json& request, std::int64_t now) {
+    const std::string op = "ratelimit_set";
+    auto provider = string_arg(request, "provider", op);
+    if (!provider) return std::unexpected(provider.error());
+    if (auto ok = check_known_provider(config_, *provider); !ok) return std::unexpected(ok.error());
+    auto rpm_text = text_arg(request, "rpm", op);
+    if (!rpm_text) return std::unexpected(rpm_text.error());
+    auto rpm = parse_rpm(*rpm_text);
+    if (!rpm) return std::unexpected(rpm.error());
+    if (auto ok = store_->put_ratelimit(*provider, *rpm, now); !ok) return std::unexpected(ok.error());
+    std::lock_guard lock(mutex_);
+    rpm_[*provider] = *rpm;
+    return json{{"provider", *provider}, {"rpm", *rpm}};
+  }
+
+  Result<json> ratelimit_clear(const json& request, std::int64_t) {
+    auto provider = string_arg(request, "provider", "ratelimit_clear");
+    if (!provider) return std::unexpected(provider.error());
+    bool exists;
+    {
       std::lock_guard lock(mutex_);
-      rpm_.erase(*provider);
-      limiter_.forget(*provider);
-      return json{{"provider", *provider}, {"cleared", *changed}};
+      exists = rpm_.contains(*provider);
     }
-    if (op == "controls_status") return status();
-    return fail("control request: unknown op '" + sanitize(op) + "'");
+    if (!exists)
+      if (auto ok = check_known_provider(config_, *provider); !ok) return std::unexpected(ok.error());
+    auto changed = store_->clear_ratelimit(*provider);
+    if (!changed) return std::unexpected(changed.error());
+    std::lock_guard lock(mutex_);
+    rpm_.erase(*provider);
+    limiter_.forget(*provider);
+    return json{{"provider", *provider}, {"cleared", *changed}};
+  }
+
+  Result<json> controls_status(const json&, std::int64_t) { return status(); }
+
+  using Op = Result<json> (ControlsImpl::*)(const json&, std::int64_t);
+  static constexpr std::pair<const char*, Op> kOps[] = {
+      {"kill", &ControlsImpl::kill},
+      {"unkill", &ControlsImpl::unkill},
+      {"revoke", &ControlsImpl::revoke},
+      {"restore", &ControlsImpl::restore},
+      {"budget_set", &ControlsImpl::budget_set},
+      {"budget_clear", &ControlsImpl::budget_clear},
+      {"budget_status", &ControlsImpl::budget_status},
+      {"ratelimit_set", &ControlsImpl::ratelimit_set},
+      {"ratelimit_clear", &ControlsImpl::ratelimit_clear},
+      {"controls_status", &ControlsImpl::controls_status},
+  };
+
+  // Ops run one at a time: persist-then-apply must not interleave between two ops.
+  Result<json> run(Op member, const json& request) {
+    std::lock_guard ops(ops_mutex_);
+    return (this->*member)(request, clock_());
   }
 
  private:
