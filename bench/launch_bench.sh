@@ -4,15 +4,46 @@
 # `docker run -p 127.0.0.1:P:18789` of the same image with an equivalent config, in the same run.
 # Runs alternate (tokfence, bare, tokfence, bare, ...) so drift affects both alike.
 #
-#   bench/launch_bench.sh [RUNS]        (default 3; needs the OpenClaw image, built if missing)
-# Prints each run and the medians. Traffic: loopback and the containers only.
+#   bench/launch_bench.sh [RUNS] [--cold]   (default 3; needs the OpenClaw image, built if missing)
+# Prints each run and the medians. Traffic: loopback and the containers only (the image build,
+# when it has to run, fetches from npm and Debian's mirror).
+# Also times `tokfence launch image build`: warm (image up to date), --force (every stage cached,
+# the engine's build only), and with --cold a build into an empty cache under a throw-away tag
+# (downloads ~700 MB). Run 1 of tokfence includes the one-time `openclaw config validate` check
+# of a config not seen before; runs 2+ do not.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${TOKFENCE_BUILD_DIR:-$root/build}
-runs=${1:-3}
+runs=3 cold=0
+for arg in "$@"; do
+  case $arg in
+    --cold) cold=1 ;;
+    *) runs=$arg ;;
+  esac
+done
 tf=$build/bin/tokfence
 [[ -x $tf ]] || { echo "launch_bench: build first (scripts/build): $tf" >&2; exit 1; }
 image=$("$root/scripts/build-openclaw-image" --cache "$build/openclaw-image")
+# Prints "LABEL: N ms" for a command that must succeed (its output goes to $build/launch_bench.log).
+timed() {
+  local label=$1 t0 t1
+  shift
+  t0=$(date +%s%3N)
+  "$@" >>"$build/launch_bench.log" 2>&1 || { echo "launch_bench: failed: $* (see $build/launch_bench.log)" >&2; exit 1; }
+  t1=$(date +%s%3N)
+  printf '%s: %d ms\n' "$label" $((t1 - t0))
+}
+: >"$build/launch_bench.log"
+timed "image build warm (up to date)" "$tf" launch image build --cache "$build/openclaw-image"
+timed "image build --force (stages cached, engine build only)" \
+  "$tf" launch image build --cache "$build/openclaw-image" --tag localhost/tokfence-openclaw-bench:force --force
+docker rmi localhost/tokfence-openclaw-bench:force >/dev/null 2>&1 || true
+if ((cold)); then
+  cold_cache=$(mktemp -d)
+  timed "image build cold (empty cache)" "$tf" launch image build --cache "$cold_cache" --tag localhost/tokfence-openclaw-bench:cold
+  docker rmi localhost/tokfence-openclaw-bench:cold >/dev/null 2>&1 || true
+  rm -rf "$cold_cache"
+fi
 
 work=$(mktemp -d)
 export TOKFENCE_HOME=$work/home TOKFENCE_VAULT_PASSPHRASE=bench-$RANDOM$RANDOM

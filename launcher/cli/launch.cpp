@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "launcher/cli/cli.hpp"
+#include "launcher/openclaw/image.hpp"
 #include "launcher/openclaw/launch.hpp"
 
 namespace tokfence::cli {
@@ -21,6 +22,8 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
   auto no_open = std::make_shared<bool>(false);
   auto workspace = std::make_shared<std::string>();
   auto model = std::make_shared<std::string>();
+  auto no_validate = std::make_shared<bool>(false);
+  auto image_cache = std::make_shared<std::string>();
 
   auto* launch = app.add_subcommand(
       "launch",
@@ -29,14 +32,21 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
       "daemon (logged with caller openclaw:<name>, under your budgets, revoke and kill), another\n"
       "carries the dashboard to http://127.0.0.1:<port> on the host. Arguments after -- replace the\n"
       "image's command.\n"
+      "The default image is OpenClaw " + std::string(launcher::kOpenClawVersion) + " (the version tokfence's config is validated\n"
+      "against), built locally from npm when absent (see 'launch image'); --build-image builds another\n"
+      "absent --image the same way instead of failing.\n"
+      "With no key in the vault, launch asks for one on a terminal.\n"
       "Examples:\n"
-      "  tokfence vault add anthropic -   # once\n"
-      "  tokfence launch                  # foreground; Ctrl-C stops and removes everything\n"
+      "  tokfence launch                  # first run builds the image and asks for a key; Ctrl-C stops it\n"
       "  tokfence launch --detach --port 18790 --open\n"
       "  tokfence launch -- openclaw --log-level error agent --local --agent main --message ping");
   launch->add_option("--name", options->name, "container name")->capture_default_str();
   launch->add_option("--image", options->image, "image to run")->capture_default_str();
   launch->add_flag("--no-pull", *no_pull, "fail instead of pulling a missing image");
+  launch->add_flag("--build-image", options->build_image,
+                   "build an absent image from npm (OpenClaw " + std::string(launcher::kOpenClawVersion) + ") instead of failing");
+  launch->add_option("--image-cache", *image_cache, "cache directory of --build-image (default ~/.cache/tokfence/openclaw-image)");
+  launch->add_flag("--no-validate", *no_validate, "skip 'openclaw config validate' in the image before the start");
   launch->add_flag("-d,--detach", options->detach, "leave it running (restart policy unless-stopped)");
   launch->add_flag("--json", options->json, "print container id, dashboard URL, providers, model, config path, status as JSON");
   launch->add_flag("--open", options->open_browser,
@@ -52,9 +62,11 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
   launch->add_option("--pids-limit", options->pids_limit, "process limit")->capture_default_str();
   launch->add_option("--stop-timeout", options->stop_timeout_seconds, "seconds to wait for a graceful stop")->capture_default_str();
   launch->add_option("command", options->command, "command after -- (replaces the image's command)");
-  launch->callback([&ctx, options, no_pull, no_open, workspace, model, launch] {
+  launch->callback([&ctx, options, no_pull, no_open, workspace, model, no_validate, image_cache, launch] {
     if (launch->get_subcommands().size() > 0) return;  // a subcommand ran instead
     options->pull = !*no_pull;
+    options->validate_config = !*no_validate;
+    if (!image_cache->empty()) options->image_cache = *image_cache;
     if (*no_open) options->open_browser = false;
     options->dashboard = options->command.empty() || launch->count("--port") > 0;
     if (!workspace->empty()) options->workspace = *workspace;
@@ -105,6 +117,42 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
                                         "Example:\n  tokfence launch config | jq .models.providers");
   add_target_flags(config, *config_target);
   config->callback([&ctx, config_target] { ctx.exit_code = launcher::launch_config(ctx.home, *config_target); });
+
+  // launch image build|list|rm
+  auto* image = launch->add_subcommand("image",
+                                       "The OpenClaw images tokfence builds from npm (no container registry needed).\n"
+                                       "Examples:\n  tokfence launch image build\n  tokfence launch image list\n"
+                                       "  tokfence launch image rm " + launcher::default_image_tag());
+  image->require_subcommand(1);
+  auto build_options = std::make_shared<launcher::ImageBuildOptions>();
+  auto build_cache = std::make_shared<std::string>();
+  auto build_json = std::make_shared<bool>(false);
+  auto* build = image->add_subcommand(
+      "build",
+      "Build the OpenClaw image: node and openclaw from npm, a Debian bookworm root filesystem (debootstrap),\n"
+      "then an image that only copies them (no RUN, no network). Each stage is cached and checked; an image\n"
+      "built from the same inputs is reused. Prints the tag.\n"
+      "Example:\n  tokfence launch image build --openclaw-version " + std::string(launcher::kOpenClawVersion));
+  build->add_option("--openclaw-version", build_options->openclaw_version, "npm version of openclaw")->capture_default_str();
+  build->add_option("--tag", build_options->tag, "image tag (default " + std::string(launcher::kImageRepository) + ":<version>)");
+  build->add_option("--cache", *build_cache, "cache directory (default ~/.cache/tokfence/openclaw-image)");
+  build->add_flag("--force", build_options->force, "rebuild the image even when it is up to date (stages stay cached)");
+  build->add_flag("--json", *build_json, "print JSON");
+  build->callback([&ctx, build_options, build_cache, build_json] {
+    if (!build_cache->empty()) build_options->cache = *build_cache;
+    ctx.exit_code = launcher::image_build_command(*build_options, *build_json);
+  });
+  auto list_json = std::make_shared<bool>(false);
+  auto* list = image->add_subcommand("list", "List the images tokfence built.\nExample:\n  tokfence launch image list --json");
+  list->add_flag("--json", *list_json, "print JSON");
+  list->callback([&ctx, list_json] { ctx.exit_code = launcher::image_list(*list_json); });
+  auto rm_refs = std::make_shared<std::vector<std::string>>();
+  auto rm_json = std::make_shared<bool>(false);
+  auto* rm = image->add_subcommand("rm", "Remove images tokfence built (others are refused).\nExample:\n  tokfence launch image rm " +
+                                             launcher::default_image_tag());
+  rm->add_option("image", *rm_refs, "image tags or ids")->required();
+  rm->add_flag("--json", *rm_json, "print JSON");
+  rm->callback([&ctx, rm_refs, rm_json] { ctx.exit_code = launcher::image_remove(*rm_refs, *rm_json); });
 
   // setup openclaw
   // Another part may also add `setup <agent>`: share the group.

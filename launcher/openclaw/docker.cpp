@@ -150,6 +150,7 @@ class DockerEngine final : public ContainerEngine {
       info.env = string_array(config.value("Env", json()));
       info.user = json_string(config, "User");
       info.working_dir = json_string(config, "WorkingDir");
+      info.labels = string_map(config.value("Labels", json()));
     }
     return std::optional<ImageInfo>{std::move(info)};
   }
@@ -190,8 +191,131 @@ class DockerEngine final : public ContainerEngine {
     return {};
   }
 
+  Result<std::string> build_image(const BuildRequest& request,
+                                  const std::function<Result<std::size_t>(char*, std::size_t)>& read_context,
+                                  const std::function<void(std::string_view)>& on_output) override {
+    json labels = json::object();
+    for (const auto& [k, v] : request.labels) labels[k] = v;
+    std::string target = full_target("/build?t=" + url_encode(request.tag) + "&labels=" + url_encode(labels.dump()) +
+                                         "&rm=1&forcerm=1" + (request.network_none ? "&networkmode=none" : ""),
+                                     true);
+    std::string what = "build image '" + request.tag + "'";
+    asio::io_context ioc;
+    Local::socket socket(ioc);
+    // COPY of a large context can keep the engine silent for minutes.
+    constexpr int kIdleMs = 600'000;
+    if (auto opened = open(socket, kIdleMs); !opened) return std::unexpected(opened.error());
+    http::request<http::empty_body> head{http::verb::post, target, 11};
+    head.set(http::field::host, "docker");
+    head.set(http::field::user_agent, "tokfence");
+    head.set(http::field::content_type, "application/x-tar");
+    head.chunked(true);
+    boost::system::error_code ec;
+    http::request_serializer<http::empty_body> serializer{head};
+    http::write_header(socket, serializer, ec);
+    if (ec) return std::unexpected(io_error(what, ec, kIdleMs));
+    std::vector<char> chunk(256 * 1024);
+    while (true) {
+      auto got = read_context(chunk.data(), chunk.size());
+      if (!got) return std::unexpected(got.error());
+      if (*got == 0) break;
+      asio::write(socket, http::make_chunk(asio::buffer(chunk.data(), *got)), ec);
+      // The engine answers (and may close) early on a bad request: read its answer below.
+      if (ec) break;
+    }
+    if (!ec) asio::write(socket, http::make_chunk_last(), ec);
+    bool send_failed = static_cast<bool>(ec);
+
+    std::string image_id, build_error, line_buffer, error_body;
+    auto handle_line = [&](std::string_view line) {
+      auto message = json::parse(line, nullptr, false);
+      if (!message.is_object()) return;
+      if (auto e = message.find("error"); e != message.end()) build_error = e->is_string() ? e->get<std::string>() : e->dump();
+      if (auto s = message.find("stream"); s != message.end() && s->is_string()) {
+        std::string text = s->get<std::string>();
+        std::size_t start = 0, nl;
+        while ((nl = text.find('\n', start)) != std::string::npos) {
+          if (nl > start) on_output(std::string_view(text).substr(start, nl - start));
+          start = nl + 1;
+        }
+        if (start < text.size()) on_output(std::string_view(text).substr(start));
+      }
+      if (auto aux = message.find("aux"); aux != message.end() && aux->is_object()) image_id = json_string(*aux, "ID");
+    };
+    beast::flat_buffer buffer;
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+    http::read_header(socket, buffer, parser, ec);
+    if (ec) return std::unexpected(io_error(what + (send_failed ? " (sending the context)" : ""), ec, kIdleMs));
+    int status = static_cast<int>(parser.get().result_int());
+    std::array<char, 16384> bytes;
+    while (!parser.is_done()) {
+      parser.get().body().data = bytes.data();
+      parser.get().body().size = bytes.size();
+      http::read(socket, buffer, parser, ec);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec == http::error::end_of_stream || ec == asio::error::eof) break;
+      if (ec) return std::unexpected(io_error(what, ec, kIdleMs));
+      std::size_t got = bytes.size() - parser.get().body().size;
+      if (status >= 400) {
+        if (error_body.size() < 65536) error_body.append(bytes.data(), got);
+        continue;
+      }
+      line_buffer.append(bytes.data(), got);
+      std::size_t start = 0, nl;
+      while ((nl = line_buffer.find('\n', start)) != std::string::npos) {
+        handle_line(std::string_view(line_buffer).substr(start, nl - start));
+        start = nl + 1;
+      }
+      line_buffer.erase(0, start);
+    }
+    if (status >= 400) return fail("docker: " + what + ": " + engine_message(error_body));
+    if (!line_buffer.empty()) handle_line(line_buffer);
+    if (!build_error.empty()) return fail("docker: " + what + ": " + build_error);
+    if (image_id.empty()) {
+      // Older engines report only "Successfully built <id>": look the tag up instead.
+      auto info = inspect_image(request.tag);
+      if (!info) return std::unexpected(info.error());
+      if (!*info) return fail("docker: " + what + ": the engine reported no image");
+      image_id = (*info)->id;
+    }
+    return image_id;
+  }
+
+  Result<std::vector<ImageSummary>> list_images(const std::string& label) override {
+    json filters = {{"label", json::array({label})}};
+    auto r = call(http::verb::get, "/images/json?filters=" + url_encode(filters.dump()));
+    if (!r) return std::unexpected(r.error());
+    if (r->status != 200) return fail("docker: list images: " + engine_message(r->body));
+    auto body = json::parse(r->body, nullptr, false);
+    if (!body.is_array()) return fail("docker: list images: malformed response");
+    std::vector<ImageSummary> out;
+    for (const auto& item : body) {
+      if (!item.is_object()) continue;
+      ImageSummary summary;
+      summary.id = json_string(item, "Id");
+      for (auto& tag : string_array(item.value("RepoTags", json())))
+        if (tag != "<none>:<none>") summary.tags.push_back(std::move(tag));
+      summary.labels = string_map(item.value("Labels", json()));
+      if (auto size = item.find("Size"); size != item.end() && size->is_number()) summary.size = size->get<std::int64_t>();
+      if (auto created = item.find("Created"); created != item.end() && created->is_number())
+        summary.created = created->get<std::int64_t>();
+      out.push_back(std::move(summary));
+    }
+    return out;
+  }
+
+  Result<void> remove_image(const std::string& ref) override {
+    auto r = call(http::verb::delete_, "/images/" + url_encode(ref), std::nullopt, 120'000);
+    if (!r) return std::unexpected(r.error());
+    if (r->status == 200) return {};
+    if (r->status == 404) return fail("docker: remove image '" + ref + "': no such image");
+    return fail("docker: remove image '" + ref + "': " + engine_message(r->body));
+  }
+
   Result<std::string> create_container(const std::string& name, const json& spec) override {
-    auto r = call(http::verb::post, "/containers/create?name=" + url_encode(name), spec, 60'000);
+    auto r = call(http::verb::post, name.empty() ? std::string("/containers/create") : "/containers/create?name=" + url_encode(name),
+                  spec, 60'000);
     if (!r) return std::unexpected(r.error());
     if (r->status != 201) return fail("docker: create container '" + name + "': " + engine_message(r->body));
     auto body = json::parse(r->body, nullptr, false);

@@ -36,6 +36,7 @@ struct ImageInfo {
   std::vector<std::string> env;         // Config.Env, "K=V"
   std::string user;                     // Config.User
   std::string working_dir;              // Config.WorkingDir
+  std::map<std::string, std::string> labels;  // Config.Labels
 };
 
 struct ContainerInfo {
@@ -55,6 +56,21 @@ struct ContainerSummary {
   std::string image;
   std::string state;
   std::map<std::string, std::string> labels;
+};
+
+struct ImageSummary {
+  std::string id;
+  std::vector<std::string> tags;  // RepoTags ("name:tag")
+  std::map<std::string, std::string> labels;
+  std::int64_t size = 0;     // bytes
+  std::int64_t created = 0;  // Unix time
+};
+
+// POST /build: a Dockerfile-only context, built with the engine's classic builder.
+struct BuildRequest {
+  std::string tag;
+  std::map<std::string, std::string> labels;
+  bool network_none = true;  // RUN steps (if any) get no network
 };
 
 enum class LogStream { stdout_stream = 1, stderr_stream = 2 };
@@ -81,7 +97,21 @@ class ContainerEngine {
   // error line (e.g. "manifest unknown").
   virtual Result<void> pull_image(const std::string& ref, const std::function<void(const PullProgress&)>& on_progress) = 0;
 
-  // POST /containers/create?name=<name> with `spec` as the body; returns the id. A name conflict
+  // Builds an image from the tar context that `read_context` yields (it fills the buffer and
+  // returns the byte count, 0 at the end, or an error); the body is sent chunked as it is read.
+  // `on_output` gets each line of the builder's output ("Step 2/6 : COPY ...", " ---> Using
+  // cache"). Returns the new image's id. Errors carry the builder's error line.
+  virtual Result<std::string> build_image(const BuildRequest& request,
+                                          const std::function<Result<std::size_t>(char*, std::size_t)>& read_context,
+                                          const std::function<void(std::string_view)>& on_output) = 0;
+  // Images carrying `label` (key, or key=value).
+  virtual Result<std::vector<ImageSummary>> list_images(const std::string& label) = 0;
+  // Removes the image `ref` (a tag removes that tag; the layers go when no tag is left). Absent is
+  // an error whose message contains "no such image".
+  virtual Result<void> remove_image(const std::string& ref) = 0;
+
+  // POST /containers/create?name=<name> with `spec` as the body (an empty `name`: the engine picks
+  // one); returns the id. A name conflict
   // comes back as an error whose message contains "already in use".
   virtual Result<std::string> create_container(const std::string& name, const json& spec) = 0;
   virtual Result<void> start_container(const std::string& id) = 0;

@@ -27,9 +27,13 @@
 #include "core/file.hpp"
 #include "launcher/openclaw/docker.hpp"
 #include "launcher/openclaw/config.hpp"
+#include "launcher/openclaw/image.hpp"
 #include "proxy/control/protocol.hpp"
 #include "proxy/metering/pricing.hpp"
+#include "vault/terminal.hpp"
 #include "vault/vault.hpp"
+
+#include <openssl/evp.h>
 
 namespace tokfence::launcher {
 
@@ -319,10 +323,63 @@ void clean_leftovers(const Home& home, ContainerEngine& engine) {
 // ---------------------------------------------------------------------------------------------
 // Providers
 
+// The first run: no key in the vault. On a terminal, asks for a provider and its key (read without
+// echo, like `vault add <provider> -`) and stores it; the vault is written only once both were
+// entered, so Ctrl-C at either prompt leaves it as it was. Without a terminal, names the command.
+void ask_for_first_key(vault::Vault& vault, const Config& config) {
+  std::vector<std::string> usable;
+  for (const auto& spec : config.providers())
+    if (openclaw_api(spec)) usable.push_back(spec.name);
+  usable = provider_priority(usable);
+  // The suggestion: openai (the most common key), else the first OpenClaw can use.
+  std::string fallback = usable.empty() || std::find(usable.begin(), usable.end(), "openai") != usable.end() ? "openai" : usable.front();
+  if (!::isatty(STDIN_FILENO))
+    throw UserError("launch: no provider has a key: run 'tokfence vault add " + fallback + " -' (then paste the key), then launch again");
+  std::string names;
+  for (const auto& n : usable) names += (names.empty() ? "" : ", ") + n;
+  std::cerr << "launch: the vault has no provider key yet. OpenClaw can use: " << names << "\n";
+  std::string provider;
+  for (int attempt = 0; attempt < 5 && provider.empty(); ++attempt) {
+    std::cerr << "launch: provider [" << fallback << "]: " << std::flush;
+    std::string line;
+    char c;
+    while (true) {
+      ssize_t n = ::read(STDIN_FILENO, &c, 1);
+      if (n < 0 && errno == EINTR) {
+        check_interrupted();
+        continue;
+      }
+      if (n <= 0) throw UserError("launch: no provider entered: nothing was changed");
+      if (c == '\n') break;
+      if (line.size() < 64) line += c;
+    }
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.front()))) line.erase(0, 1);
+    if (line.empty()) line = fallback;
+    if (std::find(usable.begin(), usable.end(), line) != usable.end()) provider = line;
+    else std::cerr << "launch: '" << line << "' is not one of: " << names << "\n";
+  }
+  if (provider.empty()) throw UserError("launch: no usable provider entered: nothing was changed");
+  check_interrupted();
+  auto raw = vault::read_hidden_line(STDIN_FILENO, STDERR_FILENO, "launch: key for " + provider + " (input hidden): ", 16 * 1024);
+  check_interrupted();
+  if (!raw) throw UserError("launch: key for '" + provider + "': " + raw.error().message + ": nothing was changed");
+  SecretString key = vault::trim_secret(*raw);
+  if (auto ok = vault::check_key(key.reveal()); !ok)
+    throw UserError("launch: key for '" + provider + "': " + ok.error().message + ": nothing was changed");
+  value_or_throw(vault.put(provider, key, vault::Overwrite::no));
+  std::cerr << "launch: stored the key for " << provider << " in the vault (" << vault.backend_name()
+            << "); 'tokfence vault list' shows it\n";
+}
+
 std::vector<OpenClawProvider> providers_with_keys(const Home& home, const Config& config,
                                                   const std::optional<std::string>& model_override) {
   auto vault = value_or_throw(vault::open_vault(config, home, vault::default_passphrase_source()));
   auto keys = value_or_throw(vault->list());
+  if (keys.empty()) {
+    ask_for_first_key(*vault, config);
+    keys = value_or_throw(vault->list());
+  }
   proxy::PricingTable pricing(config);
   std::string root = "http://127.0.0.1:" + std::to_string(kContainerProxyPort);
   std::vector<std::string> names;
@@ -529,6 +586,9 @@ class Launch {
  private:
   void cleanup() noexcept;
   void prepare_image();
+  Result<void> pull_image();
+  bool image_is_openclaw() const;
+  void validate_config();
   void check_name();
   std::pair<unsigned, unsigned> container_user_ids();
   std::vector<std::string> command_for(const ImageInfo& image) const;
@@ -602,25 +662,156 @@ void Launch::check_name() {
 
 void Launch::prepare_image() {
   auto found = value_or_throw(engine_->inspect_image(options_.image));
-  if (!found) {
-    if (!options_.pull)
+  if (found) {
+    image_ = *found;
+    return;
+  }
+  // tokfence's own tag is built, never pulled: the same name in a registry could be anyone's image.
+  std::string why;
+  if (is_local_build_tag(options_.image)) {
+    why = "tokfence builds it from npm; it is never pulled";
+  } else if (!options_.pull) {
+    if (!options_.build_image)
       throw UserError("launch: image " + options_.image + " not present and --no-pull given: pull it or build it first");
-    bool tty = ::isatty(2);
-    std::cerr << "launch: pulling " << options_.image << "\n";
-    auto last = std::chrono::steady_clock::now() - 1s;
-    auto pulled = engine_->pull_image(options_.image, [&](const PullProgress& progress) {
-      auto now = std::chrono::steady_clock::now();
-      if (now - last < (tty ? 100ms : 2s)) return;
-      last = now;
-      std::cerr << (tty ? "\r" : "") << render_progress_bar(progress) << (tty ? "\x1b[K" : "\n") << std::flush;
-    });
-    if (tty) std::cerr << "\r\x1b[K";
-    if (!pulled) throw UserError(pulled.error());
-    check_interrupted();
+    why = "--no-pull given";
+  } else if (auto pulled = pull_image(); !pulled) {
+    why = "cannot be pulled: " + pulled.error().message;
+  } else {
     found = value_or_throw(engine_->inspect_image(options_.image));
     if (!found) throw UserError("launch: image " + options_.image + " still missing after the pull");
+    image_ = *found;
+    return;
   }
+  // The pinned default is tokfence's own image: built when absent, so `scripts/tokfence launch`
+  // on a fresh machine ends in a running OpenClaw. Anything else is built in its place only when
+  // asked (--build-image).
+  const bool pinned_default = options_.image == default_image_tag();
+  if (!options_.build_image && !pinned_default) {
+    if (is_local_build_tag(options_.image))
+      throw UserError("launch: image " + options_.image + " is not built yet (" + why +
+                      "): run 'tokfence launch --build-image' to build it now (debootstrap + npm, a few minutes, cached), "
+                      "or 'tokfence launch image build' first");
+    throw UserError("launch: image " + options_.image + " is not present (" + why +
+                    "): load it into the engine, or leave out --image and pass --build-image to build the pinned OpenClaw " +
+                    kOpenClawVersion + " from npm");
+  }
+  std::cerr << "launch: image " << options_.image << " is not present (" << why << "): building it from npm\n";
+  ImageBuildOptions build;
+  build.tag = options_.image;
+  build.cache = options_.image_cache;
+  if (is_local_build_tag(options_.image)) build.openclaw_version = options_.image.substr(options_.image.rfind(':') + 1);
+  build_openclaw_image(*engine_, build, std::cerr);
+  check_interrupted();
+  found = value_or_throw(engine_->inspect_image(options_.image));
+  if (!found) throw UserError("launch: image " + options_.image + " still missing after the build");
   image_ = *found;
+}
+
+// Pulls options_.image with a progress bar (one line every 2 s when stderr is not a terminal).
+Result<void> Launch::pull_image() {
+  bool tty = ::isatty(2);
+  std::cerr << "launch: pulling " << options_.image << "\n";
+  auto last = std::chrono::steady_clock::now() - 1s;
+  auto pulled = engine_->pull_image(options_.image, [&](const PullProgress& progress) {
+    auto now = std::chrono::steady_clock::now();
+    if (now - last < (tty ? 100ms : 2s)) return;
+    last = now;
+    std::cerr << (tty ? "\r" : "") << render_progress_bar(progress) << (tty ? "\x1b[K" : "\n") << std::flush;
+  });
+  if (tty) std::cerr << "\r\x1b[K";
+  check_interrupted();
+  return pulled;
+}
+
+bool Launch::image_is_openclaw() const {
+  if (image_.labels.count("org.tokfence.openclaw-version")) return true;
+  auto command = command_for(image_);
+  return !command.empty() && fs::path(command.front()).filename() == "openclaw";
+}
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_Digest(data.data(), data.size(), digest, &size, EVP_sha256(), nullptr);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < size; ++i) {
+    out += hex[digest[i] >> 4];
+    out += hex[digest[i] & 15];
+  }
+  return out;
+}
+
+// OpenClaw's validation is strict (an unknown key stops it) and its schema changes between
+// releases: before the gateway starts, `openclaw config validate` runs in the chosen image on the
+// rendered config, in a one-shot container with no network, and its verdict is reported verbatim.
+// A config already accepted by the same image (same image id, same text but for the per-launch
+// gateway token) is not checked again: TOKFENCE_HOME/openclaw/validated lists those.
+void Launch::validate_config() {
+  std::string masked = rendered_.text;
+  for (std::size_t at; !token_.empty() && (at = masked.find(token_)) != std::string::npos;)
+    masked.replace(at, token_.size(), "{{gateway_token}}");
+  std::string key = image_.id + " " + sha256_hex(masked);
+  fs::path record = home_.openclaw_dir() / "validated";
+  std::vector<std::string> known;
+  {
+    std::ifstream in(record);
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) known.push_back(line);
+  }
+  if (std::find(known.begin(), known.end(), key) != known.end()) return;
+
+  if (!options_.json) std::cerr << "launch: checking the config with 'openclaw config validate' in " << options_.image << "\n";
+  json spec = {
+      {"Image", options_.image},
+      {"Cmd", json::array({"openclaw", "--log-level", "error", "config", "validate"})},
+      {"User", user_},
+      {"Env", json::array({std::string("OPENCLAW_CONFIG_PATH=") + kContainerConfig, "HOME=/tmp", "TMPDIR=/tmp", "NO_COLOR=1"})},
+      {"Tty", false},
+      {"Labels", {{"org.tokfence.validate", options_.name}, {"org.tokfence.home", home_.root().string()}}},
+      {"HostConfig",
+       {{"NetworkMode", "none"},
+        {"Binds", json::array({paths_.config.string() + ":" + kContainerConfig + ":ro"})},
+        {"CapDrop", json::array({"ALL"})},
+        {"SecurityOpt", json::array({"no-new-privileges"})},
+        {"ReadonlyRootfs", true},
+        {"Tmpfs", {{"/tmp", "rw,nosuid,nodev,size=256m"}}},
+        {"PidsLimit", options_.pids_limit},
+        {"Memory", memory_},
+        {"MemorySwap", memory_}}},
+  };
+  std::string id = value_or_throw(engine_->create_container("", spec));
+  struct Remove {
+    ContainerEngine& engine;
+    std::string id;
+    ~Remove() { (void)engine.remove_container(id, true); }
+  } remove{*engine_, id};
+  value_or_throw(engine_->start_container(id));
+  std::optional<ContainerInfo> info;
+  for (int i = 0; i < 600; ++i) {  // up to 120 s
+    check_interrupted();
+    info = value_or_throw(engine_->inspect_container(id));
+    if (!info || (!info->running && info->state != "created")) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  if (info && (info->running || info->state == "created"))
+    throw UserError("launch: 'openclaw config validate' in " + options_.image + " did not finish within 120 s");
+  std::string output;
+  (void)engine_->stream_logs(id, false, -1, [&](LogStream, std::string_view bytes) {
+    if (output.size() < 64 * 1024) output.append(bytes);
+    return true;
+  });
+  while (!output.empty() && output.back() == '\n') output.pop_back();
+  int code = info ? info->exit_code : -1;
+  if (code != 0)
+    throw UserError("launch: OpenClaw in " + options_.image + " rejects the config tokfence rendered ('openclaw config validate' exited " +
+                    std::to_string(code) + "; a template from TOKFENCE_TEMPLATES_DIR or an OpenClaw other than " +
+                    kOpenClawVersion + "?):\n" + output);
+  known.push_back(key);
+  if (known.size() > 50) known.erase(known.begin(), known.end() - 50);
+  std::string text;
+  for (const auto& line : known) text += line + "\n";
+  write_private_file(record, text, std::nullopt);
 }
 
 std::vector<std::string> Launch::command_for(const ImageInfo& image) const {
@@ -697,6 +888,7 @@ int Launch::run() {
   rendered_ = value_or_throw(render_openclaw_config(value_or_throw(read_template("openclaw/openclaw.json.tmpl")), request));
   write_private_file(paths_.config, rendered_.text, owner_);
   check_interrupted();
+  if (options_.validate_config && image_is_openclaw()) validate_config();
 
   if (options_.dashboard) {
     dashboard_ = start_dashboard_relay(relay, paths_, ui_dir_.get(), container_uid_, options_.port, options_.detach);

@@ -28,13 +28,21 @@
 
 #include "core/config.hpp"
 #include "core/home.hpp"
+#include "launcher/openclaw/image.hpp"
 
 namespace tokfence::launcher {
 
 struct LaunchOptions {
   std::string name = "tokfence-openclaw";
-  std::string image = "ghcr.io/openclaw/openclaw:latest";
+  // The pinned OpenClaw image tokfence builds from npm (image.hpp); never pulled.
+  std::string image = default_image_tag();
   bool pull = true;
+  // An absent image that cannot be pulled is built from npm (image.hpp) instead of an error.
+  bool build_image = false;
+  std::filesystem::path image_cache;  // "" = default_image_cache()
+  // Runs `openclaw config validate` in the image on the rendered config before the start (for
+  // images that are OpenClaw: tokfence-built, or whose command is openclaw).
+  bool validate_config = true;
   bool detach = false;
   bool json = false;
   bool open_browser = false;  // --open: opt-in (the URL holds the gateway token)
