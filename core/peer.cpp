@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
@@ -11,11 +12,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <string_view>
+#include <unordered_set>
 #include <vector>
 
 namespace tokfence {
@@ -148,47 +152,98 @@ std::optional<SocketOwner> match_proc_net_tcp_owner(const std::string& line, con
   return SocketOwner{inode, uid};
 }
 
-// Whether process `pid` holds the socket `want` ("socket:[<inode>]") among its descriptors.
-bool holds_socket(int pid, const std::string& want) {
-  std::string fd_dir = "/proc/" + std::to_string(pid) + "/fd";
-  DIR* fds = ::opendir(fd_dir.c_str());
-  if (!fds) return false;
-  bool found = false;
+// The socket inodes among the descriptors of process `pid` ("socket:[<inode>]" links), read
+// until `deadline` (checked every 64 links). false when the table cannot be read, or the deadline
+// cut the read short (`inodes` then holds what was read).
+bool read_socket_inodes(int pid, std::chrono::steady_clock::time_point deadline, std::vector<std::uint64_t>& inodes,
+                        HolderScanStats& stats, bool& cut) {
+  cut = false;
+  char fd_dir[32];
+  std::snprintf(fd_dir, sizeof fd_dir, "/proc/%d/fd", pid);
+  const int dir_fd = ::open(fd_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return false;
+  DIR* fds = ::fdopendir(dir_fd);
+  if (!fds) {
+    ::close(dir_fd);
+    return false;
+  }
+  ++stats.tables_scanned;
+  stats.scanned_pids.push_back(pid);
+  static constexpr std::string_view kPrefix = "socket:[";
   char target[64];
+  std::size_t since_check = 0;
   while (dirent* f = ::readdir(fds)) {
     if (f->d_name[0] == '.') continue;
-    std::string link = fd_dir + "/" + f->d_name;
-    ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
-    if (n > 0 && static_cast<std::size_t>(n) == want.size() && std::memcmp(target, want.data(), want.size()) == 0) {
-      found = true;
-      break;
+    if (++since_check == 64) {
+      since_check = 0;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        cut = true;
+        break;
+      }
     }
+    // Relative to the open directory: no path built, no lookup of /proc/<pid> per link.
+    ssize_t n = ::readlinkat(dir_fd, f->d_name, target, sizeof target - 1);
+    ++stats.links_read;
+    if (n <= static_cast<ssize_t>(kPrefix.size()) || std::string_view(target, kPrefix.size()) != kPrefix) continue;
+    std::uint64_t inode = 0;
+    auto [end, ec] = std::from_chars(target + kPrefix.size(), target + n, inode);
+    if (ec == std::errc() && end < target + n && *end == ']' && inode) inodes.push_back(inode);
   }
   ::closedir(fds);
-  return found;
+  return !cut;
 }
 
-// The processes found most recently, asked first: an agent opens its connections from one process,
-// and a look at its descriptors is far cheaper than a walk over every process of the user.
-class RecentCallers {
- public:
-  std::vector<int> list() {
-    std::lock_guard lock(mutex_);
-    return pids_;
+// Field 22 of /proc/<pid>/stat (start time in clock ticks since boot): with the pid, it names one
+// process for good; a pid reused by a new process has another start time. 0 when gone.
+std::uint64_t start_time(int pid) {
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[1024];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  std::string_view stat(buf, static_cast<std::size_t>(n));
+  // The name (field 2) is in parentheses and may hold anything, ')' and spaces included.
+  auto close_paren = stat.rfind(')');
+  if (close_paren == std::string_view::npos) return 0;
+  std::size_t pos = close_paren + 2;  // field 3
+  for (int field = 3; field < 22 && pos < stat.size(); ++field) {
+    pos = stat.find(' ', pos);
+    if (pos == std::string_view::npos) return 0;
+    ++pos;
   }
-  void remember(int pid) {
-    std::lock_guard lock(mutex_);
-    std::erase(pids_, pid);
-    pids_.insert(pids_.begin(), pid);
-    if (pids_.size() > kKeep) pids_.pop_back();
-  }
+  std::uint64_t ticks = 0;
+  std::from_chars(stat.data() + pos, stat.data() + stat.size(), ticks);
+  return ticks;
+}
 
- private:
-  static constexpr std::size_t kKeep = 8;
-  std::mutex mutex_;
-  std::vector<int> pids_;
+// The client processes found so far, most recent first, each with the sockets it held when its
+// table was last read. An agent opens its connections from one process (often thousands of them
+// in a burst); once its table has been read, the connections it had already opened by then are
+// answered from here, and a later read serves every connection queued since.
+struct KnownProcess {
+  int pid = 0;
+  std::uint64_t started = 0;
+  std::string name;
+  std::unordered_set<std::uint64_t> sockets;
 };
-RecentCallers recent_callers;
+
+class KnownProcesses {
+ public:
+  static constexpr std::size_t kKeep = 8;
+  std::mutex mutex;
+  std::vector<KnownProcess> list;  // most recent first
+
+  // Puts `p` first (replacing an older entry of the same pid).
+  void remember(KnownProcess p) {
+    std::erase_if(list, [&](const KnownProcess& k) { return k.pid == p.pid; });
+    list.insert(list.begin(), std::move(p));
+    if (list.size() > kKeep) list.pop_back();
+  }
+};
+KnownProcesses known_processes;
 
 std::optional<SocketOwner> find_in_proc(const char* table, const std::string& hex, std::uint16_t port,
                                         std::uint16_t remote_port) {
@@ -268,46 +323,114 @@ std::optional<SocketOwner> tcp_peer_owner(int fd) {
 
 std::optional<Caller> find_socket_holder(std::uint64_t inode) {
   if (!inode) return std::nullopt;
-  const uid_t me = ::getuid();
-  std::string want = "socket:[" + std::to_string(inode) + "]";
-  for (int pid : recent_callers.list()) {
-    if (holds_socket(pid, want)) {
-      recent_callers.remember(pid);
-      return Caller{pid, process_name(pid)};
-    }
-  }
-  // Newest processes first: a caller not seen before is most likely one just started (curl, a
-  // script), which also tends to be gone soonest, so the walk must reach it early. Pids are
-  // handed out upwards from the last one and wrap at pid_max, so "newest" is the distance below
-  // the last pid given out, modulo pid_max.
-  std::vector<int> pids;
-  if (DIR* proc = ::opendir("/proc")) {
-    while (dirent* e = ::readdir(proc))
-      if (e->d_name[0] >= '0' && e->d_name[0] <= '9') pids.push_back(std::atoi(e->d_name));
-    ::closedir(proc);
-  }
-  auto read_number = [](const char* path, long fallback) {
-    std::ifstream in(path);
-    long v = fallback;
-    in >> v;
-    return v > 0 ? v : fallback;
-  };
-  const long pid_max = read_number("/proc/sys/kernel/pid_max", 4194304);
-  const long last = read_number("/proc/sys/kernel/ns_last_pid", pid_max);
-  auto age = [&](int pid) { return ((last - pid) % pid_max + pid_max) % pid_max; };
-  std::sort(pids.begin(), pids.end(), [&](int a, int b) { return age(a) < age(b); });
-  const int self = ::getpid();
-  for (int pid : pids) {
-    if (pid == self) continue;
-    std::string dir = "/proc/" + std::to_string(pid);
-    struct stat st{};
-    if (::stat(dir.c_str(), &st) != 0 || (me != 0 && st.st_uid != me)) continue;
-    if (holds_socket(pid, want)) {
-      recent_callers.remember(pid);
-      return Caller{pid, process_name(pid)};
-    }
-  }
+  const std::uint64_t one[] = {inode};
+  auto result = resolve_socket_holders(one, std::chrono::steady_clock::now() + std::chrono::seconds(10));
+  if (auto it = result.found.find(inode); it != result.found.end()) return it->second;
   return std::nullopt;
+}
+
+void forget_socket_holders() {
+  std::lock_guard lock(known_processes.mutex);
+  known_processes.list.clear();
+}
+
+HolderLookup resolve_socket_holders(std::span<const std::uint64_t> inodes, std::chrono::steady_clock::time_point deadline) {
+  HolderLookup out;
+  std::unordered_set<std::uint64_t> wanted;
+  for (auto inode : inodes)
+    if (inode) wanted.insert(inode);
+  // One look-up at a time: the cache is read and rewritten as a whole.
+  std::lock_guard lock(known_processes.mutex);
+  auto& known = known_processes.list;
+
+  // 1. The remembered processes' sockets, no descriptor read. A process that is gone, or whose
+  //    pid now names another process, is forgotten.
+  std::erase_if(known, [](const KnownProcess& k) { return start_time(k.pid) != k.started; });
+  for (auto it = wanted.begin(); it != wanted.end();) {
+    const KnownProcess* holder = nullptr;
+    for (const auto& k : known)
+      if (k.sockets.count(*it)) {
+        holder = &k;
+        break;
+      }
+    if (holder) {
+      out.found[*it] = Caller{holder->pid, holder->name};
+      ++out.stats.from_cache;
+      it = wanted.erase(it);
+    } else {
+      ++it;
+    }
+  }
+
+  // 2. Read one process's table; every wanted inode in it is answered, and a process holding any
+  //    is remembered with all its sockets. Each process is read at most once per call.
+  std::unordered_set<int> read;
+  bool gave_up = false;  // stopped at the deadline with processes left unread
+  auto scan = [&](int pid, std::uint64_t started) {
+    if (!read.insert(pid).second) return;
+    std::vector<std::uint64_t> sockets;
+    bool cut = false;
+    read_socket_inodes(pid, deadline, sockets, out.stats, cut);
+    gave_up = gave_up || cut;
+    bool holds_any = false;
+    for (auto inode : sockets) {
+      if (wanted.count(inode)) holds_any = true;
+    }
+    if (!holds_any) return;
+    KnownProcess p{pid, started ? started : start_time(pid), process_name(pid), {}};
+    p.sockets.insert(sockets.begin(), sockets.end());
+    for (auto inode : sockets)
+      if (wanted.erase(inode)) out.found[inode] = Caller{pid, p.name};
+    if (p.started) known_processes.remember(std::move(p));
+  };
+  auto late = [&] {
+    if (!gave_up && std::chrono::steady_clock::now() >= deadline) gave_up = true;
+    return gave_up;
+  };
+
+  // 2a. The remembered processes first: the likeliest holders of new connections.
+  std::vector<std::pair<int, std::uint64_t>> recent;
+  for (const auto& k : known) recent.emplace_back(k.pid, k.started);
+  for (auto [pid, started] : recent) {
+    if (wanted.empty() || late()) break;
+    scan(pid, started);
+  }
+
+  // 2b. Then every process of the daemon's user, newest first: a caller not seen before is most
+  //     likely one just started (curl, a script), which also tends to be gone soonest, so the
+  //     walk must reach it early. Pids are handed out upwards from the last one and wrap at
+  //     pid_max, so "newest" is the distance below the last pid given out, modulo pid_max.
+  if (!wanted.empty() && !late()) {
+    std::vector<int> pids;
+    if (DIR* proc = ::opendir("/proc")) {
+      while (dirent* e = ::readdir(proc))
+        if (e->d_name[0] >= '0' && e->d_name[0] <= '9') pids.push_back(std::atoi(e->d_name));
+      ::closedir(proc);
+    }
+    auto read_number = [](const char* path, long fallback) {
+      std::ifstream in(path);
+      long v = fallback;
+      in >> v;
+      return v > 0 ? v : fallback;
+    };
+    const long pid_max = read_number("/proc/sys/kernel/pid_max", 4194304);
+    const long last = read_number("/proc/sys/kernel/ns_last_pid", pid_max);
+    auto age = [&](int pid) { return ((last - pid) % pid_max + pid_max) % pid_max; };
+    std::sort(pids.begin(), pids.end(), [&](int a, int b) { return age(a) < age(b); });
+    const uid_t me = ::getuid();
+    const int self = ::getpid();
+    for (int pid : pids) {
+      if (wanted.empty() || late()) break;
+      if (pid == self || read.count(pid)) continue;
+      char dir[32];
+      std::snprintf(dir, sizeof dir, "/proc/%d", pid);
+      struct stat st{};
+      if (::stat(dir, &st) != 0 || (me != 0 && st.st_uid != me)) continue;
+      scan(pid, 0);
+    }
+  }
+  if (gave_up) out.timed_out.assign(wanted.begin(), wanted.end());
+  return out;
 }
 
 }  // namespace tokfence

@@ -4,10 +4,14 @@
 //  - Loopback TCP: the peer's socket is looked up by its address pair through NETLINK_SOCK_DIAG
 //    (falling back to /proc/net/tcp{,6}), and its inode in some /proc/<pid>/fd of our own user:
 //    first in the processes found most recently, then in all of them. That can cost a walk over
-//    /proc, so callers run it once per connection, off the I/O threads.
+//    /proc, so callers batch the connections' look-ups and run them off the I/O threads.
+#include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 namespace tokfence {
 
@@ -41,9 +45,39 @@ struct SocketOwner {
 std::optional<SocketOwner> tcp_peer_owner(int fd);
 
 // The process of the daemon's user (any process, as root) that holds socket `inode` among its
-// descriptors: the recent callers first, then every process, newest first. Can walk /proc: run
-// it off the I/O threads.
+// descriptors: resolve_socket_holders() for one inode, with a generous deadline (10 s). Can walk
+// /proc: run it off the I/O threads.
 std::optional<Caller> find_socket_holder(std::uint64_t inode);
+
+// What one resolve_socket_holders() call did, for tests and the daemon's counters.
+struct HolderScanStats {
+  std::size_t tables_scanned = 0;  // /proc/<pid>/fd directories read (each process at most once a call)
+  std::size_t links_read = 0;      // readlink() calls
+  std::size_t from_cache = 0;      // inodes answered without reading any descriptor table
+  std::vector<int> scanned_pids;   // the processes whose table was read, in order
+};
+
+struct HolderLookup {
+  std::unordered_map<std::uint64_t, Caller> found;
+  // Inodes not searched for everywhere before `deadline`. An inode in neither list was looked for
+  // in every process and is held by none (the client is gone, or is not ours to see).
+  std::vector<std::uint64_t> timed_out;
+  HolderScanStats stats;
+};
+
+// The processes holding the sockets `inodes` (loopback TCP clients), in one pass over each
+// candidate process's descriptor table however many inodes are asked for: the table is read once
+// into an inode -> pid map. A process found holding one is remembered by (pid, start time) with
+// every socket it held when read, so its next connections, already open then, are answered with
+// no read at all, and it is read again only for inodes it did not hold before. Processes are
+// asked in this order: the remembered ones (most recent first), then the rest of the daemon
+// user's processes (all, as root), newest first. Stops reading at `deadline`: what is left is
+// `timed_out`. Thread-safe; meant for one look-up thread (it walks /proc).
+HolderLookup resolve_socket_holders(std::span<const std::uint64_t> inodes,
+                                    std::chrono::steady_clock::time_point deadline);
+
+// Forgets the remembered processes (tests).
+void forget_socket_holders();
 
 // Parses one data line of /proc/net/tcp or tcp6; exposed for tests. Returns the inode of the
 // socket whose local address is (`ip_hex`, `port`) and remote port is `remote_port`, or 0.

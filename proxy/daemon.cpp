@@ -219,83 +219,34 @@ json socket_json(const ProxySocketInfo& s) {
   return {{"path", s.path}, {"caller", s.caller}, {"mode", s.mode}, {"persist", s.persist}};
 }
 
-}  // namespace
 
-Result<void> run_daemon(DaemonOptions options) {
-  harden_process();
-  raise_descriptor_limit();
-  const Home& home = options.home;
-  const Config& config = options.config;
-  if (auto ok = home.ensure(); !ok) return std::unexpected(ok.error());
+// What a running daemon holds. Its own control ops (the controls register theirs) are members,
+// registered from one table; everything they touch is here, so no op captures run_daemon's locals.
+struct Daemon {
+  const Home& home;
+  const Config& config;
+  std::string version;
+  std::shared_ptr<vault::Vault> vault;
+  std::shared_ptr<KeyStore> keys = std::make_shared<KeyStore>();
+  std::shared_ptr<RequestLog> request_log;
+  std::shared_ptr<Controls> controls;
+  std::shared_ptr<LivePricing> pricing;
+  std::optional<SocketStore> sockets;
+  std::unique_ptr<ProxyServer> server;
+  int port = 0;
+  fs::path main_socket;
+  std::int64_t started_at = now_ms();
+  pid_t self = ::getpid();
 
-  auto lock = PidLock::acquire(home.pid_file());
-  if (!lock) return std::unexpected(lock.error());
+  Result<json> ping(const json&) { return json{{"pid", self}, {"version", version}}; }
 
-  // Signals are taken by sigwait on this thread only; every thread started below inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
-
-  if (!options.vault) return fail("daemon: no vault");
-  std::shared_ptr<vault::Vault> vault = std::move(options.vault);
-  auto keys = std::make_shared<KeyStore>();
-  {
-    auto loaded = load_keys(*vault);
-    if (!loaded) return fail("daemon: cannot load keys: " + loaded.error().message);
-    keys->replace(std::move(*loaded));
-  }
-
-  std::error_code ec;
-  fs::create_directories(config.logging.db_path.parent_path(), ec);
-  auto log = RequestLog::open(config.logging.db_path, config.logging.retention_days);
-  if (!log) return std::unexpected(log.error());
-  std::shared_ptr<RequestLog> request_log = std::move(*log);
-  auto controls_made = make_controls(config);
-  if (!controls_made) return std::unexpected(controls_made.error());
-  std::shared_ptr<Controls> controls = std::move(*controls_made);
-  auto pricing = std::make_shared<LivePricing>(std::make_shared<const PricingTable>(config));
-  auto sockets = SocketStore::open(config.logging.db_path);
-  if (!sockets) return std::unexpected(sockets.error());
-
-  auto server_made = ProxyServer::create({config, keys, request_log, controls, pricing});
-  if (!server_made) return std::unexpected(server_made.error());
-  std::unique_ptr<ProxyServer> server = std::move(*server_made);
-
-  auto port = server->listen_tcp(config.daemon.host, config.daemon.port);
-  if (!port) return std::unexpected(port.error());
-  fs::path main_socket = config.daemon.socket_path.empty() ? home.default_proxy_socket() : config.daemon.socket_path;
-  if (main_socket == home.default_proxy_socket()) {
-    if (auto ok = ensure_private_dir(main_socket.parent_path()); !ok) return std::unexpected(ok.error());
-  } else if (auto ok = check_socket_dir(main_socket.parent_path()); !ok) {
-    return std::unexpected(ok.error());
-  }
-  if (auto ok = server->listen_unix({main_socket.string(), "", 0660, false}); !ok) return std::unexpected(ok.error());
-  if (auto persisted = sockets->all()) {
-    for (const auto& s : *persisted) {
-      if (auto ok = server->listen_unix(s); !ok)
-        daemon_log("warning: persisted proxy socket not re-created: " + ok.error().message);
-      else
-        daemon_log("proxy socket re-created: " + s.path + " (caller " + s.caller + ")");
-    }
-  } else {
-    daemon_log("warning: cannot read persisted proxy sockets: " + persisted.error().message);
-  }
-
-  const std::int64_t started_at = now_ms();
-  const pid_t self = ::getpid();
-  ControlRouter router;
-  router.add("ping", [&](const json&) -> Result<json> { return json{{"pid", self}, {"version", options.version}}; });
-  router.add("status", [&](const json&) -> Result<json> {
+  Result<json> status(const json&) {
     json out = {{"running", true},
                 {"pid", self},
-                {"version", options.version},
+                {"version", version},
                 {"started_at", started_at / 1000},
                 {"host", config.daemon.host},
-                {"port", *port},
+                {"port", port},
                 {"proxy_socket", main_socket.string()},
                 {"control_socket", home.control_socket().string()},
                 {"vault_backend", vault->backend_name()}};
@@ -331,15 +282,17 @@ Result<void> run_daemon(DaemonOptions options) {
                           {"dropped", log_stats.dropped},
                           {"lost", log_stats.lost}};
     return out;
-  });
+  }
+
   // The request log commits in batches (up to 50 ms late): `tokfence log` and `stats` ask for this
   // first, so they show every request answered before they ran.
-  router.add("flush_log", [&](const json&) -> Result<json> {
+  Result<json> flush_log(const json&) {
     request_log->flush();
     return json{{"flushed", true}};
-  });
+  }
+
   // `tokfence pricing update` wrote a new table: priced from the next request on.
-  router.add("pricing_reload", [&](const json&) -> Result<json> {
+  Result<json> pricing_reload(const json&) {
     auto updates = load_price_updates(config.pricing_update_file);
     if (!updates) return fail("pricing: reload failed, keeping the prices in use: " + updates.error().message);
     auto table = std::make_shared<const PricingTable>(config, *updates);
@@ -347,21 +300,24 @@ Result<void> run_daemon(DaemonOptions options) {
     pricing->replace(std::move(table));
     daemon_log("pricing reloaded: " + std::to_string(updates->size()) + " updated price(s)");
     return json{{"models", models}, {"updated", updates->size()}};
-  });
-  router.add("reload_keys", [&](const json&) -> Result<json> {
+  }
+
+  Result<json> reload_keys(const json&) {
     auto loaded = load_keys(*vault);
     if (!loaded) return fail("vault: reload failed, keeping the keys in memory: " + loaded.error().message);
-    std::size_t n = loaded->size();
+    const std::size_t n = loaded->size();
     keys->replace(std::move(*loaded));
     daemon_log("keys reloaded: " + std::to_string(n) + " provider(s)");
     return json{{"keys", n}};
-  });
-  router.add("shutdown", [&](const json&) -> Result<json> {
-    // The main thread does the work; this thread only answers.
+  }
+
+  Result<json> shutdown(const json&) {
+    // The main thread does the work (sigwait in run_daemon); this thread only answers.
     ::kill(self, SIGTERM);
     return json{{"pid", self}, {"grace_seconds", config.daemon.shutdown_grace_seconds}};
-  });
-  router.add("open_proxy_socket", [&](const json& r) -> Result<json> {
+  }
+
+  Result<json> open_proxy_socket(const json& r) {
     if (!r.contains("path") || !r["path"].is_string()) return fail("open_proxy_socket: 'path' (string) is required");
     if (!r.contains("caller") || !r["caller"].is_string() || !valid_label(r["caller"].get<std::string>()))
       return fail("open_proxy_socket: 'caller' must be a non-empty label of printable characters (max 128)");
@@ -393,8 +349,9 @@ Result<void> run_daemon(DaemonOptions options) {
     }
     daemon_log("proxy socket opened: " + s.path + " (caller " + s.caller + (s.persist ? ", persisted)" : ")"));
     return json{{"path", s.path}, {"already_open", false}};
-  });
-  router.add("close_proxy_socket", [&](const json& r) -> Result<json> {
+  }
+
+  Result<json> close_proxy_socket(const json& r) {
     if (!r.contains("path") || !r["path"].is_string()) return fail("close_proxy_socket: 'path' (string) is required");
     std::string path = r["path"].get<std::string>();
     if (fs::path(path) == main_socket) return fail("close_proxy_socket: the main proxy socket stays open: " + path);
@@ -404,8 +361,9 @@ Result<void> run_daemon(DaemonOptions options) {
     if (!removed) return std::unexpected(removed.error());
     daemon_log("proxy socket closed: " + path);
     return json{{"path", path}};
-  });
-  router.add("list_proxy_sockets", [&](const json&) -> Result<json> {
+  }
+
+  Result<json> list_proxy_sockets(const json&) {
     json list = json::array();
     std::set<std::string> persisted;
     if (auto all = sockets->all())
@@ -416,57 +374,158 @@ Result<void> run_daemon(DaemonOptions options) {
       list.push_back(socket_json(s));
     }
     return json{{"sockets", list}};
-  });
-  controls->register_ops(router);
-
-  server->start();
-  auto control = ControlServer::start(home.control_socket(), router);
-  if (!control) {
-    server->shutdown(std::chrono::seconds(0));
-    return std::unexpected(control.error());
   }
 
-  json runtime = {{"pid", self},
-                  {"host", config.daemon.host},
-                  {"port", *port},
-                  {"proxy_socket", main_socket.string()},
-                  {"control_socket", home.control_socket().string()},
-                  {"vault_backend", vault->backend_name()},
-                  {"version", options.version},
-                  {"started_at", started_at / 1000}};
-  if (auto ok = write_private_file(home.runtime_file(), runtime.dump(2) + "\n"); !ok) {
-    (*control)->stop();
-    server->shutdown(std::chrono::seconds(0));
-    return std::unexpected(ok.error());
-  }
-  daemon_log("daemon started (pid " + std::to_string(self) + "): http://" + config.daemon.host + ":" +
-             std::to_string(*port) + ", unix " + main_socket.string() + ", vault " + vault->backend_name() + ", " +
-             std::to_string(keys->size()) + " key(s)");
-  if (options.on_ready) options.on_ready(*port);
+  using Op = Result<json> (Daemon::*)(const json&);
+  static constexpr std::pair<const char*, Op> kOps[] = {
+      {"ping", &Daemon::ping},
+      {"status", &Daemon::status},
+      {"flush_log", &Daemon::flush_log},
+      {"pricing_reload", &Daemon::pricing_reload},
+      {"reload_keys", &Daemon::reload_keys},
+      {"shutdown", &Daemon::shutdown},
+      {"open_proxy_socket", &Daemon::open_proxy_socket},
+      {"close_proxy_socket", &Daemon::close_proxy_socket},
+      {"list_proxy_sockets", &Daemon::list_proxy_sockets},
+  };
 
+  void register_ops(ControlRouter& router) {
+    for (const auto& [op, member] : kOps) router.add(op, [this, member](const json& r) { return (this->*member)(r); });
+    controls->register_ops(router);
+  }
+
+  // Everything the daemon serves from, opened in order; the first failure stops the start.
+  Result<void> open(std::shared_ptr<vault::Vault> the_vault) {
+    if (!the_vault) return fail("daemon: no vault");
+    vault = std::move(the_vault);
+    auto loaded = load_keys(*vault);
+    if (!loaded) return fail("daemon: cannot load keys: " + loaded.error().message);
+    keys->replace(std::move(*loaded));
+
+    std::error_code ec;
+    fs::create_directories(config.logging.db_path.parent_path(), ec);
+    auto log = RequestLog::open(config.logging.db_path, config.logging.retention_days);
+    if (!log) return std::unexpected(log.error());
+    request_log = std::move(*log);
+    auto controls_made = make_controls(config);
+    if (!controls_made) return std::unexpected(controls_made.error());
+    controls = std::move(*controls_made);
+    pricing = std::make_shared<LivePricing>(std::make_shared<const PricingTable>(config));
+    auto store = SocketStore::open(config.logging.db_path);
+    if (!store) return std::unexpected(store.error());
+    sockets.emplace(std::move(*store));
+
+    auto server_made = ProxyServer::create({config, keys, request_log, controls, pricing});
+    if (!server_made) return std::unexpected(server_made.error());
+    server = std::move(*server_made);
+    return listen();
+  }
+
+  // The TCP listener, the main Unix socket and the persisted per-launch sockets.
+  Result<void> listen() {
+    auto bound = server->listen_tcp(config.daemon.host, config.daemon.port);
+    if (!bound) return std::unexpected(bound.error());
+    port = *bound;
+    main_socket = config.daemon.socket_path.empty() ? home.default_proxy_socket() : config.daemon.socket_path;
+    if (main_socket == home.default_proxy_socket()) {
+      if (auto ok = ensure_private_dir(main_socket.parent_path()); !ok) return std::unexpected(ok.error());
+    } else if (auto ok = check_socket_dir(main_socket.parent_path()); !ok) {
+      return std::unexpected(ok.error());
+    }
+    if (auto ok = server->listen_unix({main_socket.string(), "", 0660, false}); !ok) return std::unexpected(ok.error());
+    auto persisted = sockets->all();
+    if (!persisted) {
+      daemon_log("warning: cannot read persisted proxy sockets: " + persisted.error().message);
+      return {};
+    }
+    for (const auto& s : *persisted) {
+      if (auto ok = server->listen_unix(s); !ok)
+        daemon_log("warning: persisted proxy socket not re-created: " + ok.error().message);
+      else
+        daemon_log("proxy socket re-created: " + s.path + " (caller " + s.caller + ")");
+    }
+    return {};
+  }
+
+  json runtime_json() const {
+    return {{"pid", self},
+            {"host", config.daemon.host},
+            {"port", port},
+            {"proxy_socket", main_socket.string()},
+            {"control_socket", home.control_socket().string()},
+            {"vault_backend", vault->backend_name()},
+            {"version", version},
+            {"started_at", started_at / 1000}};
+  }
+};
+
+// Blocks until SIGTERM or SIGINT; SIGHUP reloads the keys from the vault and keeps waiting.
+int wait_for_stop(const sigset_t& signals, Daemon& daemon) {
   for (;;) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
-    if (sig == SIGHUP) {
-      auto loaded = load_keys(*vault);
-      if (loaded) {
-        keys->replace(std::move(*loaded));
-        daemon_log("keys reloaded (SIGHUP)");
-      } else {
-        daemon_log("warning: key reload failed: " + loaded.error().message);
-      }
-      continue;
+    if (sig != SIGHUP) return sig;
+    auto loaded = load_keys(*daemon.vault);
+    if (loaded) {
+      daemon.keys->replace(std::move(*loaded));
+      daemon_log("keys reloaded (SIGHUP)");
+    } else {
+      daemon_log("warning: key reload failed: " + loaded.error().message);
     }
-    daemon_log(std::string("stopping (") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + "): in-flight requests get " +
-               std::to_string(config.daemon.shutdown_grace_seconds) + " s");
-    break;
   }
-  server->shutdown(std::chrono::seconds(config.daemon.shutdown_grace_seconds));
-  request_log->flush();
+}
+
+}  // namespace
+
+Result<void> run_daemon(DaemonOptions options) {
+  harden_process();
+  raise_descriptor_limit();
+  const Home& home = options.home;
+  const Config& config = options.config;
+  if (auto ok = home.ensure(); !ok) return std::unexpected(ok.error());
+
+  auto lock = PidLock::acquire(home.pid_file());
+  if (!lock) return std::unexpected(lock.error());
+
+  // Signals are taken by sigwait on this thread only; every thread started below inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  Daemon daemon{home, config, options.version};
+  if (auto ok = daemon.open(std::move(options.vault)); !ok) return std::unexpected(ok.error());
+  ControlRouter router;
+  daemon.register_ops(router);
+
+  daemon.server->start();
+  auto control = ControlServer::start(home.control_socket(), router);
+  if (!control) {
+    daemon.server->shutdown(std::chrono::seconds(0));
+    return std::unexpected(control.error());
+  }
+  if (auto ok = write_private_file(home.runtime_file(), daemon.runtime_json().dump(2) + "\n"); !ok) {
+    (*control)->stop();
+    daemon.server->shutdown(std::chrono::seconds(0));
+    return std::unexpected(ok.error());
+  }
+  daemon_log("daemon started (pid " + std::to_string(daemon.self) + "): http://" + config.daemon.host + ":" +
+             std::to_string(daemon.port) + ", unix " + daemon.main_socket.string() + ", vault " +
+             daemon.vault->backend_name() + ", " + std::to_string(daemon.keys->size()) + " key(s)");
+  if (options.on_ready) options.on_ready(daemon.port);
+
+  const int sig = wait_for_stop(signals, daemon);
+  daemon_log(std::string("stopping (") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + "): in-flight requests get " +
+             std::to_string(config.daemon.shutdown_grace_seconds) + " s");
+  daemon.server->shutdown(std::chrono::seconds(config.daemon.shutdown_grace_seconds));
+  daemon.request_log->flush();
   (*control)->stop();
   ::unlink(home.runtime_file().c_str());
-  server.reset();
-  keys->replace({});
+  daemon.server.reset();
+  daemon.keys->replace({});
   daemon_log("daemon stopped; request log flushed");
   return {};
 }

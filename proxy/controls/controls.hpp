@@ -55,17 +55,25 @@ class Controls;
 
 // Settles a reservation exactly once: by settle(), or, if the request path is left another way
 // (an exception, a coroutine destroyed at shutdown), at `if_abandoned` when destroyed, so that an
-// abandoned request neither keeps its reservation forever nor costs nothing.
+// abandoned request neither keeps its reservation forever nor costs nothing. Moving a guard moves
+// the duty: the moved-from guard settles nothing.
 class ReservationGuard {
  public:
   ReservationGuard(Controls& controls, Reservation reservation, std::optional<Picodollars> if_abandoned)
       : controls_(&controls), reservation_(reservation), if_abandoned_(if_abandoned) {}
+  ReservationGuard(ReservationGuard&& other) noexcept;
+  // Settles this guard's reservation (as abandoned) before taking `other`'s.
+  ReservationGuard& operator=(ReservationGuard&& other) noexcept;
   ReservationGuard(const ReservationGuard&) = delete;
   ReservationGuard& operator=(const ReservationGuard&) = delete;
   ~ReservationGuard();
+  // Settles at `actual_cost` (nullopt = unknown price); later calls do nothing.
   void settle(std::optional<Picodollars> actual_cost, std::int64_t tokens);
 
  private:
+  // Settles at if_abandoned_ unless settled; never throws.
+  void abandon() noexcept;
+
   Controls* controls_;
   Reservation reservation_;
   std::optional<Picodollars> if_abandoned_;
@@ -86,6 +94,10 @@ class Controls {
   // For `tokfence status`: kill state, revoked providers, budgets, rate limits, warnings.
   virtual nlohmann::json status() const = 0;
 };
+
+// Controls::admit(), with an admitted request's reservation in a guard that settles it at the
+// request's estimated cost unless it is settled otherwise.
+std::variant<ReservationGuard, Refusal> admit_guarded(Controls& controls, const AdmitRequest& request);
 
 // State is loaded from and stored in the SQLite database at config.logging.db_path.
 Result<std::unique_ptr<Controls>> make_controls(const Config& config);

@@ -5,6 +5,8 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include "proxy/http/routing.hpp"
+
 namespace tokfence::proxy {
 namespace {
 
@@ -120,6 +122,17 @@ std::optional<Denial> admit_request(const http1::RequestHead& head, const Listen
                   "request: sent by a web page (Sec-Fetch-Site " + quoted(fetch_site->value) +
                       ", no Origin): the proxy serves local agents, not browsers"};
   return std::nullopt;
+}
+
+std::optional<Denial> method_denial(std::string_view method, std::string_view provider, const ProviderSpec& spec) {
+  if (method_allowed(method, spec)) return std::nullopt;
+  std::string allow;
+  for (const auto& m : spec.methods.empty() ? default_methods() : spec.methods) allow += (allow.empty() ? "" : ", ") + m;
+  const std::string name(provider);
+  return Denial{405, "tokfence_method_not_allowed",
+                "request: method " + std::string(method) + " is not forwarded to '" + name + "' (allowed: " + allow +
+                    "; set providers." + name + ".methods)",
+                allow};
 }
 
 Denial foreign_peer_denial(std::optional<unsigned> peer_uid, unsigned own_uid) {

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/providers.hpp"
 #include "proxy/http/http1.hpp"
 
 namespace tokfence::proxy {
@@ -53,6 +54,7 @@ struct Denial {
   int status = 403;
   std::string_view type;
   std::string message;
+  std::string allow = {};  // a 405's Allow header: the methods that are forwarded
 };
 
 // Host, CORS preflight, Origin and Sec-Fetch-Site, in that order. nullopt: admitted.
@@ -64,6 +66,11 @@ struct Denial {
 //    Origin: 403 tokfence_forbidden_origin.
 std::optional<Denial> admit_request(const http1::RequestHead& head, const ListenerNames& listener,
                                     const std::vector<std::string>& allowed_origins);
+
+// A method `spec`'s upstream is not sent (routing.hpp: method_allowed): 405
+// tokfence_method_not_allowed, whose Allow lists the methods `provider` forwards (RFC 9110
+// section 15.5.6). nullopt: the method is forwarded.
+std::optional<Denial> method_denial(std::string_view method, std::string_view provider, const ProviderSpec& spec);
 
 // The refusal for every request on a TCP connection whose peer socket belongs to `peer_uid`
 // (nullopt: its owner could not be found), not to the daemon's `own_uid`:

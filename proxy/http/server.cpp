@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <cstring>
+#include <exception>
+#include <iostream>
 #include <random>
 #include <set>
 #include <span>
@@ -30,8 +32,12 @@
 
 #include "proxy/http/admission.hpp"
 #include "proxy/http/asio_types.hpp"
+#include "proxy/http/caller_lookup.hpp"
 #include "core/peer.hpp"
+#include "core/text_format.hpp"
+#include "core/time.hpp"
 #include "proxy/http/http1.hpp"
+#include "proxy/http/relay.hpp"
 #include "proxy/metering/billing.hpp"
 #include "proxy/http/routing.hpp"
 #include "core/unix_socket.hpp"
@@ -104,17 +110,6 @@ struct Provider {
   std::string origin;  // url.origin(), the upstream pool's key
 };
 
-// The process behind a connection. For loopback TCP it is found on the identify thread; rows of
-// that connection are recorded from the same thread, after the look-up (one FIFO queue).
-struct CallerSlot {
-  std::atomic<bool> resolved{true};
-  Caller caller;
-  // TCP: the peer's socket is not the daemon user's (or its owner is unknown): every request on
-  // the connection is refused (admission.hpp). Set at accept, before the session starts.
-  bool foreign_peer = false;
-  std::optional<unsigned> peer_uid;
-};
-
 class SessionBase {
  public:
   virtual ~SessionBase() = default;
@@ -158,7 +153,8 @@ struct ProxyServer::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   std::atomic<std::size_t> next_worker{0};
   std::atomic<bool> stopping{false};
-  net::thread_pool identify_pool{1};
+  // The loopback TCP connections' callers, looked up in batches on one thread (caller_lookup.hpp).
+  CallerLookup callers{[this](RequestRecord rec) { deps.log->record(std::move(rec)); }};
   // One acceptor per worker, each on its own dup() of the listening socket: a connection is
   // accepted by the thread that will serve it, with no hand-off between threads (a wake-up of
   // the other thread per connection, on the latency path). Not SO_REUSEPORT: that would let any
@@ -192,9 +188,6 @@ using Impl = ProxyServer::Impl;
 
 enum class Outcome { keep, close, retry };
 
-// How long a response may wait for its connection's caller look-up (see await_caller).
-constexpr auto kCallerWait = std::chrono::milliseconds(100);
-
 // Request bodies up to this size leave their buffer to the connection's next request.
 constexpr std::size_t kKeptBodyCapacity = 256 * 1024;
 
@@ -211,49 +204,70 @@ constexpr int kReservedDescriptors = 128;
 constexpr int kMaxRejecting = 64;
 constexpr auto kRejectLinger = std::chrono::milliseconds(200);
 
-// What one write sends: the response head, body bytes, chunk framing (at most five pieces). A
-// fixed array, because Asio copies a vector buffer sequence into every write operation.
-//
-// write_now() offers everything to the kernel at once, without waiting: a reply or a request
-// normally fits the socket buffer, and then the coroutine neither suspends nor allocates an
-// operation (an asynchronous write costs an operation object, a coroutine frame for its
-// initiation and a trip through the scheduler, for a send that has already happened). What the
-// kernel did not take is left for an asynchronous write. Sockets are put in non-blocking mode
-// when opened, so this never blocks a thread.
-class Gather {
- public:
-  void add(net::const_buffer b) {
-    if (b.size() > 0) pieces_[count_++] = b;
-  }
-  bool empty() const { return first_ == count_; }
-  std::span<const net::const_buffer> sequence() const { return {pieces_.data() + first_, count_ - first_}; }
-
-  // true when all was written; false with `ec` clear when the rest must be written
-  // asynchronously (sequence()), false with `ec` set on an error.
-  template <class Socket>
-  bool write_now(Socket& socket, error_code& ec) {
-    std::size_t n = socket.write_some(sequence(), ec);
-    if (ec == net::error::would_block || ec == net::error::try_again) ec = {};
-    consume(n);
-    return !ec && empty();
-  }
-
- private:
-  void consume(std::size_t n) {
-    while (n > 0 && first_ < count_) {
-      net::const_buffer& b = pieces_[first_];
-      if (n < b.size()) {
-        b += n;
-        return;
-      }
-      n -= b.size();
-      ++first_;
-    }
-  }
-  std::array<net::const_buffer, 5> pieces_;
-  std::size_t first_ = 0;
-  std::size_t count_ = 0;
+// A step of a request's exchange with the upstream either lets the next one run, or ends the
+// exchange with `outcome` (the client has had its error answer by then, when one was due).
+struct Step {
+  bool next = false;
+  Outcome outcome = Outcome::close;
 };
+
+// What an exchange with the upstream returns: whether the client connection stays open, whether
+// the upstream connection may go back to the pool, and what metering needs (settle_cost).
+struct ExchangeResult {
+  Outcome outcome = Outcome::close;
+  bool reusable = false;
+  ExchangeEnd end = ExchangeEnd::not_sent;  // sent (the upstream may bill it), and relayed whole
+  int upstream_status = 0;                  // 0: no response head came
+  std::string response_model;               // the model the response names (a dated snapshot), or ""
+};
+
+// Headers some of the proxy's own replies carry besides the usual ones.
+struct ReplyHeaders {
+  std::optional<int> retry_after;  // Retry-After, in seconds (429, 503)
+  std::string_view allow;          // Allow (405): the methods the provider forwards
+};
+
+// What a request is expected to cost, worked out before it is admitted (billing.hpp).
+struct CostEstimate {
+  AdmitRequest admit;               // with the estimated tokens and cost
+  Usage usage;                      // the estimated tokens
+  std::optional<ModelPrice> price;  // the request's model's price, when known
+};
+
+// Prices a request from what its exchange returned, puts the cost in its row and settles its
+// reservation. The response's model (a dated snapshot) is priced first, then the request's;
+// settle_cost() says what a request costs when its usage is missing or cut.
+void settle_request(ReservationGuard& reservation, const ExchangeResult& result, const CostEstimate& estimate,
+                    const PricingTable& pricing, std::string_view provider, RequestRecord& rec) {
+  std::optional<ModelPrice> price;
+  if (!result.response_model.empty()) price = pricing.find(provider, result.response_model);
+  if (!price) price = estimate.price;
+  const Settlement settled =
+      settle_cost(price, estimate.admit.endpoint, rec.usage, estimate.usage, result.end, result.upstream_status);
+  if (rec.model.empty()) rec.model = result.response_model;
+  rec.cost = settled.cost;
+  rec.cost_source = std::string(to_string(settled.source));
+  reservation.settle(settled.cost, settled.source == CostSource::estimate ? estimate.usage.total() : rec.usage.total());
+}
+
+// An exception's message, for the daemon's log and the request's row.
+std::string exception_text(const std::exception_ptr& failure) {
+  try {
+    std::rethrow_exception(failure);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
+
+// A line for the daemon's log (ServerDeps::warn, else stderr, where the daemon's log goes).
+void log_warning(const ServerDeps& deps, const std::string& text) {
+  std::string line = printable(text);
+  truncate_for_log(line, 1024);
+  if (deps.warn) return deps.warn(line);
+  std::cerr << utc_rfc3339(unix_ms()) + " tokfence: " + line + "\n" << std::flush;
+}
 
 template <class Stream>
 class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
@@ -274,16 +288,16 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     error_code ec;
     stream_.shutdown(net::socket_base::shutdown_both, ec);
     stream_.close(ec);
-    if (upstream_) upstream_->close();
+    if (in_flight_.upstream) in_flight_.upstream->close();
   }
   void sweep(SteadyClock::time_point now) override {
-    if (in_exchange_ && !watching_ && watched_exchange_ != exchange_) watch_client();
+    if (in_flight_.active && !in_flight_.watching && in_flight_.watched != in_flight_.exchange) watch_client();
     if (now < deadline_) return;
     deadline_ = SteadyClock::time_point::max();
     timed_out_ = true;
     error_code ec;
     stream_.cancel(ec);
-    if (upstream_) upstream_->tcp().cancel(ec);
+    if (in_flight_.upstream) in_flight_.upstream->tcp().cancel(ec);
   }
 
  private:
@@ -345,12 +359,19 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   aio::Task<void> await_caller() {
     aio::Timer timer(w_.ioc);
     const auto give_up = SteadyClock::now() + kCallerWait;
+    // Polled, 250 us at first, backing off to 2 ms: thousands of connections of a burst may wait
+    // at once, and each poll is a timer and a resumption.
+    auto poll = std::chrono::microseconds(250);
     while (!caller_->resolved.load() && SteadyClock::now() < give_up) {
-      timer.expires_after(std::chrono::microseconds(250));
+      timer.expires_after(poll);
       error_code ec;
       co_await timer.async_wait(with_ec(ec));
       if (ec) break;  // the daemon is stopping
+      poll = std::min<std::chrono::microseconds>(poll * 2, std::chrono::milliseconds(2));
     }
+    // Still running: the caller stays "unknown (look-up timed out)", and the connection's rows
+    // are written without waiting for it.
+    s_.callers.give_up(caller_);
   }
 
   aio::Task<void> run() {
@@ -359,7 +380,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     try {
       co_await serve();
     } catch (...) {
-      // Nothing on the data path should throw; if something does, only this connection ends.
+      // Nothing on the data path should throw; if something does, only this connection ends. A
+      // request being served has been logged and recorded by handle(); this is the rest (reading
+      // a head or a body, answering a refusal).
+      log_warning(s_.deps, "connection ended by an unexpected exception: " + exception_text(std::current_exception()));
     }
     wipe_upstream_head();
     release_body_bytes();
@@ -380,7 +404,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   aio::Task<void> serve() {
     error_code ec;
-    const std::size_t header_limit = config().daemon.max_header_bytes;
     for (;;) {
       if (s_.stopping) break;
       idle_ = true;
@@ -392,23 +415,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                                             : config().daemon.header_timeout_seconds));
       head_scanner_.reset();
       // Reads until a whole request head is in in_ (parsed into head_), or knows why not. Inline,
-      // not a coroutine of its own: a frame allocation per request. The scanner looks at each new
-      // byte once and says when a parse can tell more than "incomplete".
+      // not a coroutine of its own: a frame allocation per request.
       HeadRead got = HeadRead::closed;
       for (;;) {
-        if (!in_.empty() && head_scanner_.scan(in_.data())) {
-          auto parsed = http1::parse_request_head(in_.data(), head_);
-          if (parsed == http1::Parse::complete) {
-            got = head_.size > header_limit ? HeadRead::too_large : HeadRead::ok;
-            break;
-          }
-          if (parsed == http1::Parse::error) {
-            got = HeadRead::malformed;
-            break;
-          }
-        }
-        if (in_.size() >= header_limit) {
-          got = HeadRead::too_large;
+        if (auto known = scan_head()) {
+          got = *known;
           break;
         }
         auto room = in_.prepare(4096);
@@ -420,15 +431,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       disarm(ec);
       idle_ = false;
       if (got == HeadRead::closed) break;
-      if (got == HeadRead::too_large) {
-        co_await refuse(431, "tokfence_header_too_large",
-                        "request: header larger than max_header_bytes (" +
-                            std::to_string(config().daemon.max_header_bytes) + ")",
-                        nullptr);
-        break;
-      }
-      if (got == HeadRead::malformed) {
-        co_await refuse(400, "tokfence_bad_request", "request: malformed HTTP: " + head_.error, nullptr);
+      if (got != HeadRead::ok) {
+        Denial refused = read_refusal(got, false);
+        co_await refuse(refused.status, refused.type, std::move(refused.message), nullptr);
         break;
       }
       // Who may use the keys (admission.hpp): right after the head, before the body is read and
@@ -437,74 +442,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         co_await refuse(denied->status, denied->type, std::move(denied->message), &head_);
         break;
       }
-      auto started = SteadyClock::now();
-      const std::uint64_t max_body = config().daemon.max_body_bytes;
-      if (head_.body == http1::BodyKind::length && head_.content_length > max_body) {
-        // The declared length alone is over the limit: refused before reading the body.
-        co_await refuse(413, "tokfence_body_too_large", body_limit_message(), &head_);
-        break;
-      }
-      if (head_.expect_continue && head_.version_minor >= 1 &&
-          in_.size() - head_.size < (head_.body == http1::BodyKind::length ? head_.content_length : 1)) {
-        static const std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
-        arm(idle_timeout());
-        co_await net::async_write(stream_, net::buffer(cont), with_ec(ec));
-        disarm(ec);
-        if (ec) break;
-      }
-      // The body goes to body_; head_'s views stay valid because in_ is not read into again
-      // until this request is done. Bytes past the body (a pipelined request) stay in in_, or
-      // are put back there from spill_.
-      body_.clear();
-      std::size_t taken = head_.size;
-      // The whole body must arrive within body_timeout_seconds, however it trickles in.
-      const auto body_deadline = coarse_now() + std::chrono::seconds(config().daemon.body_timeout_seconds);
-      if (head_.body == http1::BodyKind::length) {
-        auto here = std::min<std::uint64_t>(head_.content_length, in_.size() - head_.size);
-        if (!hold_body_bytes(here)) {
-          co_await refuse(503, "tokfence_overloaded", inflight_limit_message(), &head_);
-          break;
-        }
-        body_.assign(in_.data().substr(head_.size, here));
-        taken += here;
-        // The buffer grows as bytes arrive, never to the declared length up front: a head alone
-        // (Content-Length: 64 MiB, then silence) must not cost the daemon 64 MiB.
-        bool overloaded = false;
-        while (body_.size() < head_.content_length) {
-          const std::size_t window = static_cast<std::size_t>(std::min<std::uint64_t>(head_.content_length - body_.size(), kBodyReadWindow));
-          if (!hold_body_bytes(window)) {
-            overloaded = true;
-            break;
-          }
-          const std::size_t old = body_.size();
-          body_.resize(old + window);
-          arm_until(body_deadline);
-          co_await net::async_read(stream_, net::buffer(body_.data() + old, window), with_ec(ec));
-          disarm(ec);
-          if (ec) break;  // the client went away mid-body, or stalled past a deadline
-        }
-        if (ec) break;
-        if (overloaded) {
-          co_await refuse(503, "tokfence_overloaded", inflight_limit_message(), &head_);
-          break;
-        }
-      } else if (head_.body == http1::BodyKind::chunked) {
-        auto outcome = co_await read_chunked_body(taken, body_deadline);
-        if (outcome == HeadRead::overloaded) {
-          co_await refuse(503, "tokfence_overloaded", inflight_limit_message(), &head_);
-          break;
-        }
-        if (outcome == HeadRead::too_large) {
-          co_await refuse(413, "tokfence_body_too_large", body_limit_message(), &head_);
-          break;
-        }
-        if (outcome == HeadRead::malformed) {
-          co_await refuse(400, "tokfence_bad_request", "request: malformed HTTP body: " + chunk_error_, &head_);
-          break;
-        }
-        if (outcome == HeadRead::closed) break;
-      }
-      bool keep = co_await handle(started);
+      std::size_t taken = head_.size;  // the bytes of in_ this request used
+      bool keep = co_await handle(taken);
       release_body_bytes();
       kept_alive_ = true;
       // The body buffer is kept for the next request, unless this one was an upload: an idle
@@ -520,6 +459,153 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       }
       if (!keep) break;
     }
+  }
+
+  // Whether in_ holds a whole request head (then parsed into head_) or one that cannot be
+  // served; nullopt while more bytes are needed. The scanner looks at each new byte once and says
+  // when a parse can tell more than "incomplete".
+  std::optional<HeadRead> scan_head() {
+    const std::size_t header_limit = config().daemon.max_header_bytes;
+    if (!in_.empty() && head_scanner_.scan(in_.data())) {
+      auto parsed = http1::parse_request_head(in_.data(), head_);
+      if (parsed == http1::Parse::complete) return head_.size > header_limit ? HeadRead::too_large : HeadRead::ok;
+      if (parsed == http1::Parse::error) return HeadRead::malformed;
+    }
+    if (in_.size() >= header_limit) return HeadRead::too_large;
+    return std::nullopt;
+  }
+
+  // The answer to a request whose head (`in_body` false) or body could not be read whole: `got`
+  // is too_large, malformed or overloaded.
+  Denial read_refusal(HeadRead got, bool in_body) const {
+    if (got == HeadRead::too_large && !in_body)
+      return {431, "tokfence_header_too_large",
+              "request: header larger than max_header_bytes (" + std::to_string(config().daemon.max_header_bytes) + ")"};
+    if (got == HeadRead::too_large) return {413, "tokfence_body_too_large", body_limit_message()};
+    if (got == HeadRead::malformed && !in_body)
+      return {400, "tokfence_bad_request", "request: malformed HTTP: " + head_.error};
+    if (got == HeadRead::malformed) return {400, "tokfence_bad_request", "request: malformed HTTP body: " + chunk_error_};
+    return {503, "tokfence_overloaded", inflight_limit_message()};
+  }
+
+  // One request, from the end of its head to its log row: the body, then its steps (route_request,
+  // admit_and_forward, Exchange). Returns whether the client connection stays open; `taken` grows
+  // by the bytes of in_ the request used. Nothing on the data path should throw; if something
+  // does, the request ends as an internal error (answer_failure) and still gets its row, and a
+  // budget reservation it held has been settled by its guard on the way out.
+  aio::Task<bool> handle(std::size_t& taken) {
+    const auto started = SteadyClock::now();
+    HeadRead got = HeadRead::ok;
+    if (head_.body == http1::BodyKind::length && head_.content_length > config().daemon.max_body_bytes)
+      got = HeadRead::too_large;  // the declared length alone is over the limit: refused unread
+    if (got == HeadRead::ok && head_.expect_continue && head_.version_minor >= 1 &&
+        in_.size() - head_.size < (head_.body == http1::BodyKind::length ? head_.content_length : 1)) {
+      static const std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+      error_code ec;
+      arm(idle_timeout());
+      co_await net::async_write(stream_, net::buffer(cont), with_ec(ec));
+      disarm(ec);
+      if (ec) co_return false;
+    }
+    // The body goes to body_; head_'s views stay valid because in_ is not read into again until
+    // this request is done. Bytes past the body (a pipelined request) stay in in_, or are put back
+    // there from spill_. The whole body must arrive within body_timeout_seconds, however it
+    // trickles in.
+    body_.clear();
+    const auto body_deadline = coarse_now() + std::chrono::seconds(config().daemon.body_timeout_seconds);
+    if (got == HeadRead::ok && head_.body == http1::BodyKind::length) {
+      got = take_buffered_body(taken);
+      if (got == HeadRead::ok && body_.size() < head_.content_length) got = co_await read_body_rest(body_deadline);
+    } else if (got == HeadRead::ok && head_.body == http1::BodyKind::chunked) {
+      got = co_await read_chunked_body(taken, body_deadline);
+    }
+    if (got == HeadRead::closed) co_return false;  // the client went away mid-body, or stalled
+    if (got != HeadRead::ok) {
+      Denial refused = read_refusal(got, true);
+      co_await refuse(refused.status, refused.type, std::move(refused.message), &head_);
+      co_return false;
+    }
+
+    RequestRecord rec;
+    rec.ts_ms = unix_ms();
+    rec.id = new_request_id(rec.ts_ms);
+    rec.method = std::string(head_.method);
+    rec.path = std::string(head_.target.substr(0, head_.target.find('?')));
+    take_caller_override(head_);
+    response_begun_ = false;
+    bool keep = head_.keep_alive && !s_.stopping;
+    if (rec.path == "/__tokfence/health") {
+      const bool sent = co_await send_reply(200, head_.version_minor, keep, rec.id, R"({"status":"ok"})" "\n");
+      co_return keep && sent;
+    }
+    std::exception_ptr failure;
+    try {
+      auto routed = route_request(rec);
+      if (auto* to = std::get_if<Routed>(&routed)) {
+        keep = co_await admit_and_forward(rec, started, keep, *to);
+      } else {
+        const Denial& refused = std::get<Denial>(routed);
+        const ReplyHeaders allow{std::nullopt, refused.allow};
+        co_await send_error(refused.status, refused.type, refused.message, keep, head_.version_minor, &rec, nullptr,
+                            allow);
+      }
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    if (failure) {
+      try {
+        keep = co_await answer_failure(failure, rec);
+      } catch (...) {
+        keep = false;  // the row below is written all the same
+      }
+    }
+    rec.latency_ms = ms_since(started);
+    s_.record(std::move(rec), caller_, label_.empty() ? caller_override_ : label_);
+    caller_override_.clear();
+    co_return keep;
+  }
+
+  // The part of a Content-Length body that came with the head (taken from in_: `taken` grows by
+  // it), counted against max_inflight_body_bytes.
+  HeadRead take_buffered_body(std::size_t& taken) {
+    auto here = std::min<std::uint64_t>(head_.content_length, in_.size() - head_.size);
+    if (!hold_body_bytes(here)) return HeadRead::overloaded;
+    body_.assign(in_.data().substr(head_.size, here));
+    taken += here;
+    return HeadRead::ok;
+  }
+
+  // The rest of a Content-Length body. The buffer grows as bytes arrive, never to the declared
+  // length up front: a head alone (Content-Length: 64 MiB, then silence) must not cost the daemon
+  // 64 MiB.
+  aio::Task<HeadRead> read_body_rest(SteadyClock::time_point deadline) {
+    error_code ec;
+    while (body_.size() < head_.content_length) {
+      const std::size_t window =
+          static_cast<std::size_t>(std::min<std::uint64_t>(head_.content_length - body_.size(), kBodyReadWindow));
+      if (!hold_body_bytes(window)) co_return HeadRead::overloaded;
+      const std::size_t old = body_.size();
+      body_.resize(old + window);
+      arm_until(deadline);
+      co_await net::async_read(stream_, net::buffer(body_.data() + old, window), with_ec(ec));
+      disarm(ec);
+      if (ec) co_return HeadRead::closed;  // the client went away mid-body, or stalled past a deadline
+    }
+    co_return HeadRead::ok;
+  }
+
+  // An exception escaped the request's steps. The daemon's log gets it with the request id, the
+  // row an error, and the client a 500 if no response to it had begun (else the cut response ends
+  // it). The connection is closed: what state the exchange left it in is unknown.
+  aio::Task<bool> answer_failure(const std::exception_ptr& failure, RequestRecord& rec) {
+    const std::string what = exception_text(failure);
+    log_warning(s_.deps, "request " + rec.id + ": unexpected exception: " + what);
+    rec.error = "proxy: internal error: " + what;
+    if (!response_begun_)
+      co_await send_error(500, "tokfence_internal_error",
+                          "proxy: internal error (request " + rec.id + "): see the daemon's log", false,
+                          head_.version_minor, &rec, nullptr);
+    co_return false;
   }
 
   // A chunked request body, decoded into body_. The part already in in_ is decoded in place
@@ -602,12 +688,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     return admit_request(head, names, config().daemon.allowed_origins);
   }
 
-  static std::string allowed_methods_text(const ProviderSpec& spec) {
-    std::string out;
-    for (const auto& m : spec.methods.empty() ? default_methods() : spec.methods) out += (out.empty() ? "" : ", ") + m;
-    return out;
-  }
-
   // X-Tokfence-Caller names the caller on the main sockets; on a labeled socket the label wins.
   void take_caller_override(const http1::RequestHead& head) {
     if (!label_.empty()) return;
@@ -643,14 +723,16 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       out.append("Connection: keep-alive\r\n");
   }
 
-  // A complete small reply of the proxy's own: JSON body, Content-Length, one write.
-  aio::Task<void> send_reply(int status, int client_minor, bool keep, std::string_view request_id,
-                             std::string_view body, std::optional<int> retry_after = std::nullopt) {
+  // A complete small reply of the proxy's own: JSON body, Content-Length, one write. Returns
+  // whether it was written.
+  aio::Task<bool> send_reply(int status, int client_minor, bool keep, std::string_view request_id,
+                             std::string_view body, ReplyHeaders headers = {}) {
     out_.clear();
     append_status_line(out_, client_minor, status, {});
     out_.append("Content-Type: application/json\r\n");
     if (!request_id.empty()) out_.append("X-Tokfence-Request-Id: ").append(request_id).append("\r\n");
-    if (retry_after) out_.append("Retry-After: ").append(std::to_string(*retry_after)).append("\r\n");
+    if (headers.retry_after) out_.append("Retry-After: ").append(std::to_string(*headers.retry_after)).append("\r\n");
+    if (!headers.allow.empty()) out_.append("Allow: ").append(headers.allow).append("\r\n");
     out_.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
     append_connection(out_, client_minor, keep && !s_.stopping);
     out_.append("\r\n");
@@ -658,201 +740,145 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     Gather pieces;
     pieces.add(net::buffer(out_));
     pieces.add(net::buffer(body.data(), body.size()));
+    response_begun_ = true;
     error_code ec;
-    if (!pieces.write_now(stream_, ec) && !ec) {
-      arm(std::chrono::seconds(30));
-      co_await net::async_write(stream_, pieces.sequence(), with_ec(ec));
-      disarm(ec);
-    }
-    reply_failed_ = static_cast<bool>(ec);
+    if (!pieces.write_now(stream_, ec) && !ec) ec = co_await write_rest(pieces, std::chrono::seconds(30));
+    co_return !ec;
+  }
+
+  // What write_now() left of `pieces`, written asynchronously within `timeout`.
+  aio::Task<error_code> write_rest(Gather& pieces, std::chrono::seconds timeout) {
+    error_code ec;
+    arm(timeout);
+    co_await net::async_write(stream_, pieces.sequence(), with_ec(ec));
+    disarm(ec);
+    co_return ec;
   }
 
   aio::Task<void> send_error(int status, std::string_view type, std::string_view message, bool keep,
                              int client_minor, RequestRecord* rec, const nlohmann::json& extra,
-                             std::optional<int> retry_after = std::nullopt) {
+                             ReplyHeaders headers = {}) {
     if (rec) {
       rec->status = status;
       if (rec->error.empty()) rec->error = std::string(message);
     }
     std::string_view request_id = rec ? std::string_view(rec->id) : std::string_view();
     std::string body = error_body(type, message, extra);
-    co_await send_reply(status, client_minor, keep, request_id, body, retry_after);
+    co_await send_reply(status, client_minor, keep, request_id, body, headers);
   }
 
-  // One request from its header to the log row. Returns whether the client connection stays open.
-  aio::Task<bool> handle(SteadyClock::time_point started) {
-    const http1::RequestHead& req = head_;
-    bool keep = req.keep_alive && !s_.stopping;
-    std::string_view target = req.target;
-    RequestRecord rec;
-    rec.ts_ms = unix_ms();
-    rec.id = new_request_id(rec.ts_ms);
-    rec.method = std::string(req.method);
-    rec.path = std::string(target.substr(0, target.find('?')));
-    take_caller_override(req);
+  // Where a routed request goes: its target, its provider, and the keys snapshot holding its key.
+  struct Routed {
+    RouteTarget route;
+    const Provider* provider = nullptr;
+    std::shared_ptr<const KeyStore::Map> keys;
+  };
 
-    if (rec.path == "/__tokfence/health") {
-      co_await send_reply(200, req.version_minor, keep, rec.id, R"({"status":"ok"})" "\n");
-      co_return keep && !reply_failed_;
-    }
-
-    auto finish = [&](bool still_keep) {
-      rec.latency_ms = ms_since(started);
-      s_.record(std::move(rec), caller_, label_.empty() ? caller_override_ : label_);
-      caller_override_.clear();
-      return still_keep;
-    };
-
-    auto route = split_target(target);
-    if (!route || route->provider.starts_with("__")) {
-      co_await send_error(404, "tokfence_not_found",
-                          "route: requests go to /<provider>/<path>: known providers: " + s_.provider_list, keep,
-                          req.version_minor, &rec, nullptr);
-      co_return finish(keep);
-    }
+  // Routes the request and checks it against its provider (method, path, key): the refusal to
+  // answer, or where the request goes. Not a coroutine: a frame allocation per request.
+  std::variant<Denial, Routed> route_request(RequestRecord& rec) const {
+    auto route = split_target(head_.target);
+    if (!route || route->provider.starts_with("__"))
+      return Denial{404, "tokfence_not_found",
+                    "route: requests go to /<provider>/<path>: known providers: " + s_.provider_list};
     rec.provider = std::string(route->provider);
     const std::string& provider_name = rec.provider;  // for messages (route's fields are views)
     auto provider_it = s_.providers.find(route->provider);
-    if (provider_it == s_.providers.end()) {
-      co_await send_error(404, "tokfence_unknown_provider",
-                          "provider: unknown: '" + provider_name + "': known providers: " + s_.provider_list +
-                              " (add one with 'tokfence provider set " + provider_name + " <upstream-url>')",
-                          keep, req.version_minor, &rec, nullptr);
-      co_return finish(keep);
-    }
+    if (provider_it == s_.providers.end())
+      return Denial{404, "tokfence_unknown_provider",
+                    "provider: unknown: '" + provider_name + "': known providers: " + s_.provider_list +
+                        " (add one with 'tokfence provider set " + provider_name + " <upstream-url>')"};
     const Provider& provider = provider_it->second;
-    if (!method_allowed(req.method, provider.spec)) {
-      co_await send_error(405, "tokfence_method_not_allowed",
-                          "request: method " + std::string(req.method) + " is not forwarded to '" + provider_name +
-                              "' (allowed: " + allowed_methods_text(provider.spec) +
-                              "; set providers." + provider_name + ".methods)",
-                          keep, req.version_minor, &rec, nullptr);
-      co_return finish(keep);
-    }
-    if (auto problem = forward_path_problem(route->rest); !problem.empty()) {
-      co_await send_error(400, "tokfence_bad_path",
-                          "request: path refused: it has " + std::string(problem) +
-                              ", which could leave the provider's base path upstream",
-                          keep, req.version_minor, &rec, nullptr);
-      co_return finish(keep);
-    }
+    if (auto denied = method_denial(head_.method, provider_name, provider.spec)) return std::move(*denied);
+    if (auto problem = forward_path_problem(route->rest); !problem.empty())
+      return Denial{400, "tokfence_bad_path",
+                    "request: path refused: it has " + std::string(problem) +
+                        ", which could leave the provider's base path upstream"};
     auto keys = s_.deps.keys->snapshot();
     auto key_it = keys->find(route->provider);
-    if (key_it == keys->end() || key_it->second.empty()) {
-      co_await send_error(401, "tokfence_no_key",
-                          "vault: no key for provider '" + provider_name + "': run 'tokfence vault add " +
-                              provider_name + " -'",
-                          keep, req.version_minor, &rec, nullptr);
-      co_return finish(keep);
-    }
+    if (key_it == keys->end() || key_it->second.empty())
+      return Denial{401, "tokfence_no_key",
+                    "vault: no key for provider '" + provider_name + "': run 'tokfence vault add " + provider_name +
+                        " -'"};
+    return Routed{*route, &provider, std::move(keys)};
+  }
 
-    ApiKind kind = classify(provider.spec.style, route->rest);
-    RequestInfo info = inspect_request(kind, route->rest, body_, config().proxy.inject_stream_usage);
+
+  // Admits the request against the controls (kill, revoke, rate limits, budgets: controls.hpp)
+  // and forwards it. Its reservation is settled with what the exchange says the request cost, or,
+  // if this is left any other way (an exception, the coroutine destroyed at shutdown), at the
+  // estimate by its guard.
+  aio::Task<bool> admit_and_forward(RequestRecord& rec, SteadyClock::time_point started, bool keep, Routed& to) {
+    const http1::RequestHead& req = head_;
+    const RouteTarget& route = to.route;
+    const Provider& provider = *to.provider;
+    auto keys = std::move(to.keys);
+    const ApiKind kind = classify(provider.spec.style, route.rest);
+    RequestInfo info = inspect_request(kind, route.rest, body_, config().proxy.inject_stream_usage);
     rec.model = info.model;
     rec.streaming = info.streaming;
-
-    // Metering (proxy/metering.hpp): one pricing snapshot from admission to settlement.
-    auto pricing = s_.deps.pricing->snapshot();
-    const auto& metering = config().metering(provider_name);
-    AdmitRequest admit{provider_name, info.model, std::nullopt, 0};
-    admit.method = rec.method;
-    admit.path = std::string(route->rest.substr(0, route->rest.find('?')));
-    admit.endpoint = endpoint_cost(kind, req.method, route->rest, metering.budget_allowed_paths);
-    const Usage estimate = estimate_usage(info, metering.default_max_output_tokens);
-    admit.estimated_tokens = estimate.total();
-    std::optional<ModelPrice> request_price = price_for(*pricing, route->provider, info.model);
-    if (admit.endpoint == EndpointCost::free) admit.estimated_cost = 0;
-    else if (request_price) admit.estimated_cost = cost_of(*request_price, estimate);
-    if (admit.endpoint == EndpointCost::tokens && s_.deps.controls->budget_applies(provider_name))
-      admit.body_unreadable = !is_json_object(body_);
-    auto decision = s_.deps.controls->admit(admit);
-    if (auto* refusal = std::get_if<Refusal>(&decision)) {
+    auto pricing = s_.deps.pricing->snapshot();  // one table from admission to settlement
+    const CostEstimate estimate = estimate_cost(rec, route, kind, info, *pricing);
+    auto admitted = admit_guarded(*s_.deps.controls, estimate.admit);
+    if (auto* refusal = std::get_if<Refusal>(&admitted)) {
+      const ReplyHeaders retry{refusal->retry_after_seconds, {}};
       co_await send_error(refusal->status, refusal->type, refusal->message, keep, req.version_minor, &rec,
-                          refusal->extra, refusal->retry_after_seconds);
-      co_return finish(keep);
+                          refusal->extra, retry);
+      co_return keep;
     }
-    // Settled below; if this coroutine is left any other way, at the estimate.
-    ReservationGuard reservation(*s_.deps.controls, std::get<Reservation>(decision), admit.estimated_cost);
-
-    bool had_body = req.body != http1::BodyKind::none || !body_.empty();
-    build_upstream_head(req, *route,
-                        had_body ? std::optional<std::uint64_t>(body_.size()) : std::nullopt, provider.spec,
-                        provider.url, key_it->second, up_head_);
+    ReservationGuard& reservation = std::get<ReservationGuard>(admitted);
+    if (estimate.admit.estimated_cost) {
+      // What the guard charges if the request ends unexpectedly; replaced when it is settled.
+      rec.cost = estimate.admit.estimated_cost;
+      rec.cost_source = std::string(to_string(CostSource::estimate));
+    }
+    const bool had_body = req.body != http1::BodyKind::none || !body_.empty();
+    build_upstream_head(req, route, had_body ? std::optional<std::uint64_t>(body_.size()) : std::nullopt,
+                        provider.spec, provider.url, keys->find(route.provider)->second, up_head_);
     keys.reset();
-
-    keep = co_await forward(provider, req.method == "HEAD", req.version_minor, keep, kind, rec, started);
-
-    // The response's model (a dated snapshot) first, then the request's; see settle_cost() for
-    // what a request costs when its usage is missing or cut.
-    std::optional<ModelPrice> price;
-    if (!response_model_.empty()) price = pricing->find(route->provider, response_model_);
-    if (!price) price = request_price;
-    const ExchangeEnd end = !request_sent_ ? ExchangeEnd::not_sent
-                            : response_complete_ ? ExchangeEnd::complete
-                                                 : ExchangeEnd::cut;
-    const Settlement settled = settle_cost(price, admit.endpoint, rec.usage, estimate, end, upstream_status_);
-    if (rec.model.empty()) rec.model = response_model_;
-    response_model_.clear();
-    rec.cost = settled.cost;
-    rec.cost_source = std::string(to_string(settled.source));
-    reservation.settle(settled.cost, settled.source == CostSource::estimate ? estimate.total() : rec.usage.total());
-    co_return finish(keep);
+    ExchangeResult result;
+    {
+      Exchange exchange(*this, provider, kind, rec, started, keep);
+      result = co_await exchange.run();
+    }
+    settle_request(reservation, result, estimate, *pricing, route.provider, rec);
+    co_return result.outcome == Outcome::keep;
   }
 
-  // The exchange with the upstream, retried once on a fresh connection when a pooled one turns out
-  // to be closed before any response byte.
-  aio::Task<bool> forward(const Provider& provider, bool head, int client_minor, bool keep, ApiKind kind,
-                          RequestRecord& rec, SteadyClock::time_point started) {
-    ++exchange_;
-    got_response_ = false;
-    client_gone_ = false;
-    in_exchange_ = true;
-    Outcome outcome = Outcome::close;
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      request_sent_ = response_complete_ = false;
-      upstream_status_ = 0;
-      ConnectOutcome connected{w_.pool->take_idle(provider.origin), {}};
-      if (!connected.connection) connected = co_await w_.pool->connect(provider.url);
-      if (client_gone_) {
-        rec.error = "client disconnected before the upstream answered";
-        if (connected.connection) w_.pool->release(std::move(connected.connection));
-        outcome = Outcome::close;
-        break;
-      }
-      if (!connected.connection) {
-        co_await send_error(connected.failure.status, connected.failure.type, connected.failure.message, keep,
-                            client_minor, &rec, nullptr);
-        outcome = keep ? Outcome::keep : Outcome::close;
-        break;
-      }
-      std::unique_ptr<UpstreamConnection> conn = std::move(connected.connection);
-      upstream_ = conn.get();
-      bool reusable = false;
-      if (conn->is_tls())
-        outcome = co_await exchange(conn->tls(), *conn, head, client_minor, keep, kind, rec, started, reusable);
-      else
-        outcome = co_await exchange(conn->plain(), *conn, head, client_minor, keep, kind, rec, started, reusable);
-      upstream_ = nullptr;
-      if (reusable && !client_gone_)
-        w_.pool->release(std::move(conn));
-      else
-        conn->close();
-      if (outcome != Outcome::retry) break;
-      if (attempt == 1) {
-        co_await send_error(502, "tokfence_upstream_error",
-                            "upstream: " + provider.url.origin() + " closed the connection before responding", keep,
-                            client_minor, &rec, nullptr);
-        outcome = keep ? Outcome::keep : Outcome::close;
-      }
-    }
-    wipe_upstream_head();
-    in_exchange_ = false;
-    if (watching_) {
-      error_code ec;
-      stream_.cancel(ec);  // ends the watcher
-    }
-    co_return outcome == Outcome::keep && !client_gone_;
+  // The request as admission sees it, with its estimated tokens and cost (billing.hpp).
+  CostEstimate estimate_cost(const RequestRecord& rec, const RouteTarget& route, ApiKind kind,
+                             const RequestInfo& info, const PricingTable& pricing) const {
+    const auto& metering = config().metering(rec.provider);
+    CostEstimate e;
+    e.admit.provider = rec.provider;
+    e.admit.model = info.model;
+    e.admit.method = rec.method;
+    e.admit.path = std::string(route.rest.substr(0, route.rest.find('?')));
+    e.admit.endpoint = endpoint_cost(kind, head_.method, route.rest, metering.budget_allowed_paths);
+    e.usage = estimate_usage(info, metering.default_max_output_tokens);
+    e.admit.estimated_tokens = e.usage.total();
+    e.price = price_for(pricing, route.provider, info.model);
+    if (e.admit.endpoint == EndpointCost::free)
+      e.admit.estimated_cost = 0;
+    else if (e.price)
+      e.admit.estimated_cost = cost_of(*e.price, e.usage);
+    if (e.admit.endpoint == EndpointCost::tokens && s_.deps.controls->budget_applies(rec.provider))
+      e.admit.body_unreadable = !is_json_object(body_);
+    return e;
   }
+
+  class Exchange;  // one request's exchange with the upstream (below)
+
+  // The request in flight as the sweeper and the client watch see it (watch_client). Set up and
+  // torn down by the Exchange; touched on this session's thread only.
+  struct InFlight {
+    std::uint64_t exchange = 0;              // counts exchanges: a watch belongs to one
+    bool active = false;                     // an exchange is running
+    bool client_gone = false;                // found gone by the watch, or by a failed write
+    bool watching = false;                   // a watch_client() wait is pending
+    std::uint64_t watched = 0;               // the exchange whose watch already fired
+    UpstreamConnection* upstream = nullptr;  // the exchange's connection, closed when the client goes
+  };
 
   // Fires when the client sends something or goes away while its request is in flight. A peek of
   // 0 bytes is a disconnect: the upstream connection is closed, which cancels the upstream
@@ -860,17 +886,18 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   // request: a wait on the socket costs an epoll_ctl each time, and a quick reply needs no watch
   // (a client gone mid-stream is also found by the next write failing).
   void watch_client() {
-    watching_ = true;
+    in_flight_.watching = true;
     stream_.async_wait(net::socket_base::wait_read,
-                       [self = this->shared_from_this(), exchange = exchange_](error_code ec) {
-                         self->watching_ = false;
-                         if (ec || !self->in_exchange_ || self->exchange_ != exchange) return;
-                         self->watched_exchange_ = exchange;  // whatever it found, once is enough
+                       [self = this->shared_from_this(), exchange = in_flight_.exchange](error_code ec) {
+                         InFlight& f = self->in_flight_;
+                         f.watching = false;
+                         if (ec || !f.active || f.exchange != exchange) return;
+                         f.watched = exchange;  // whatever it found, once is enough
                          char byte;
                          ssize_t n = ::recv(self->stream_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
                          if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) return;  // pipelined
-                         self->client_gone_ = true;
-                         if (self->upstream_) self->upstream_->close();
+                         f.client_gone = true;
+                         if (f.upstream) f.upstream->close();
                        });
   }
 
@@ -897,223 +924,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     return encode;
   }
 
-  template <class Up>
-  aio::Task<Outcome> exchange(Up& up, UpstreamConnection& conn, bool head, int client_minor, bool keep,
-                              ApiKind kind, RequestRecord& rec, SteadyClock::time_point started,
-                              bool& reusable) {
-    error_code ec;
-    auto idle = idle_timeout();
-    {
-      // Head and body in one gather write; at once on a plain connection when the kernel takes
-      // it all (TLS records are written by the TLS stream, asynchronously).
-      Gather request;
-      request.add(net::buffer(up_head_.data(), up_head_.size()));
-      request.add(net::buffer(body_));
-      bool written = false;
-      if constexpr (std::is_same_v<Up, aio::TcpSocket>) written = request.write_now(up, ec);
-      if (!written && !ec) {
-        arm(idle);
-        co_await net::async_write(up, request.sequence(), with_ec(ec));
-        disarm(ec);
-      }
-    }
-    request_sent_ = !ec;  // from here on the upstream may bill the request (metering)
-    if (ec) {
-      if (client_gone_) {
-        rec.error = "client disconnected before the upstream answered";
-        co_return Outcome::close;
-      }
-      bool timeout = ec == net::error::timed_out;
-      if (conn.reused && !timeout) co_return Outcome::retry;
-      co_await send_error(timeout ? 504 : 502, timeout ? "tokfence_upstream_timeout" : "tokfence_upstream_error",
-                          "upstream: cannot send the request to " + conn.origin() + ": " + ec.message(), keep,
-                          client_minor, &rec, nullptr);
-      co_return keep ? Outcome::keep : Outcome::close;
-    }
-
-    // The response head; interim 1xx responses (100 Continue, 103 Early Hints) are skipped.
-    http1::ReadBuffer& buf = conn.buffer;
-    http1::ResponseHead& res = res_head_;
-    const std::size_t head_limit = std::max<std::size_t>(config().daemon.max_header_bytes, 64 * 1024);
-    bool got_some = false;
-    for (;;) {
-      auto parsed = buf.empty() ? http1::Parse::incomplete
-                                : http1::parse_response_head(buf.data(), head ? "HEAD" : "GET", res);
-      if (parsed == http1::Parse::complete) {
-        if (res.status / 100 == 1 && res.status != 101) {
-          buf.consume(res.size);
-          continue;
-        }
-        break;
-      }
-      if (parsed == http1::Parse::error || buf.size() >= head_limit) {
-        // Built before the co_await: GCC 12 destroys a temporary from a conditional expression
-        // inside a co_await twice.
-        std::string why = parsed == http1::Parse::error ? res.error : std::string("header too large");
-        co_await send_error(502, "tokfence_upstream_error",
-                            "upstream: " + conn.origin() + " sent a malformed response: " + why, keep, client_minor,
-                            &rec, nullptr);
-        co_return keep ? Outcome::keep : Outcome::close;
-      }
-      auto room = buf.prepare(4096);
-      arm(idle);
-      std::size_t n = co_await up.async_read_some(net::buffer(room.data(), room.size()), with_ec(ec));
-      disarm(ec);
-      if (ec) {
-        if (client_gone_) {
-          rec.error = "client disconnected before the upstream answered";
-          co_return Outcome::close;
-        }
-        if (ec == net::error::timed_out) {
-          co_await send_error(504, "tokfence_upstream_timeout",
-                              "upstream: no response from " + conn.origin() + " within " +
-                                  std::to_string(config().daemon.idle_timeout_seconds) + " s (idle_timeout_seconds)",
-                              keep, client_minor, &rec, nullptr);
-          co_return keep ? Outcome::keep : Outcome::close;
-        }
-        if (conn.reused && !got_some && buf.empty()) co_return Outcome::retry;
-        co_await send_error(502, "tokfence_upstream_error",
-                            "upstream: " + conn.origin() + " closed the connection before a complete response: " +
-                                ec.message(),
-                            keep, client_minor, &rec, nullptr);
-        co_return keep ? Outcome::keep : Outcome::close;
-      }
-      got_some = true;
-      buf.commit(n);
-    }
-    rec.ttfb_ms = ms_since(started);
-    got_response_ = true;
-    rec.status = res.status;
-    upstream_status_ = res.status;
-
-    const http1::BodyKind body_kind = res.body;
-    bool event_stream = false;
-    if (auto ct = res.find("content-type")) event_stream = istarts_with(ct->value, "text/event-stream");
-    if (event_stream) rec.streaming = true;
-    auto extractor = make_usage_extractor(kind, event_stream);
-    const bool encode = build_client_head(res, client_minor, keep, rec.id);
-    // Passed through as is to an HTTP/1.1 client (framing and all); decoded for an HTTP/1.0 one.
-    const bool relay_chunks = body_kind == http1::BodyKind::chunked && client_minor >= 1;
-    const bool upstream_keep = res.keep_alive;
-    std::uint64_t remaining = res.content_length;
-    buf.consume(res.size);  // res's views are not used past here
-
-    // The client gets the head together with the first piece of body when that piece is already
-    // here (read with the head: the usual case for JSON replies), so a small reply costs one
-    // write. When only the head has come, it goes out at once: a stream's client sees the status
-    // and headers before the first event, however long the model thinks. Body bytes go from the
-    // upstream connection's buffer to the client without a copy.
-    http1::ChunkedDecoder decoder;
-    bool header_sent = false;
-    bool body_done = body_kind == http1::BodyKind::none || (body_kind == http1::BodyKind::length && remaining == 0);
-    bool clean = true;
-    for (;;) {
-      Gather pieces;
-      if (!header_sent) pieces.add(net::buffer(out_));
-      std::string_view avail = buf.data();
-      std::size_t used = 0;
-      switch (body_kind) {
-        case http1::BodyKind::none:
-          break;
-        case http1::BodyKind::length: {
-          used = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, avail.size()));
-          remaining -= used;
-          body_done = remaining == 0;
-          if (used > 0) {
-            extractor->feed(avail.substr(0, used));
-            pieces.add(net::buffer(avail.data(), used));
-          }
-          break;
-        }
-        case http1::BodyKind::chunked: {
-          dechunked_.clear();
-          while (used < avail.size() && !decoder.done() && !decoder.failed()) {
-            auto step = decoder.step(avail.substr(used));
-            if (step.consumed == 0) break;
-            used += step.consumed;
-            if (!step.data.empty()) {
-              extractor->feed(step.data);
-              if (!relay_chunks) dechunked_.append(step.data);  // for an HTTP/1.0 client (rare)
-            }
-          }
-          if (relay_chunks && used > 0) pieces.add(net::buffer(avail.data(), used));
-          if (!dechunked_.empty()) pieces.add(net::buffer(dechunked_));
-          body_done = decoder.done();
-          break;
-        }
-        case http1::BodyKind::until_close: {
-          used = avail.size();
-          if (used > 0) {
-            extractor->feed(avail);
-            if (encode) {
-              chunk_head_ = http1::chunk_header(used);
-              pieces.add(net::buffer(chunk_head_));
-              pieces.add(net::buffer(avail.data(), used));
-              pieces.add(net::buffer("\r\n", 2));
-            } else {
-              pieces.add(net::buffer(avail.data(), used));
-            }
-          }
-          break;
-        }
-      }
-      if (body_done && encode) pieces.add(net::buffer(http1::last_chunk.data(), http1::last_chunk.size()));
-      if (!header_sent && !caller_->resolved.load()) co_await await_caller();
-      if (!pieces.empty()) {
-        error_code wec;
-        if (!pieces.write_now(stream_, wec) && !wec) {
-          arm(idle);
-          co_await net::async_write(stream_, pieces.sequence(), with_ec(wec));
-          disarm(wec);
-        }
-        if (wec) {
-          if (!header_sent) rec.status = 0;
-          client_gone_ = true;
-          rec.error = "client disconnected mid-response";
-          clean = false;
-          break;
-        }
-        header_sent = true;
-      }
-      buf.consume(used);
-      if (decoder.failed()) {
-        rec.error = "upstream sent a malformed chunked body: " + decoder.error() + "; stream cut";
-        clean = false;
-        break;
-      }
-      if (body_done) break;
-
-      auto room = buf.prepare(4096);
-      arm(idle);
-      std::size_t n = co_await up.async_read_some(net::buffer(room.data(), room.size()), with_ec(ec));
-      disarm(ec);
-      buf.commit(n);
-      if (ec) {
-        if (body_kind == http1::BodyKind::until_close &&
-            (ec == net::error::eof || ec == net::ssl::error::stream_truncated) && !client_gone_) {
-          body_done = true;  // the upstream's close ends this body: send the end (last chunk)
-          continue;
-        }
-        clean = false;
-        if (client_gone_)
-          rec.error = "client disconnected mid-response";
-        else if (ec == net::error::timed_out)
-          rec.error = "upstream: no data for " + std::to_string(config().daemon.idle_timeout_seconds) +
-                      " s (idle_timeout_seconds); stream cut";
-        else
-          rec.error = "upstream reset mid-stream: " + ec.message();
-        break;
-      }
-    }
-    rec.usage = extractor->finish();
-    response_model_ = extractor->response_model();
-    response_complete_ = clean && body_done;
-    rec.latency_ms = ms_since(started);
-    reusable = clean && body_done && upstream_keep && body_kind != http1::BodyKind::until_close && buf.empty() &&
-               res.status != 101;
-    co_return clean && keep ? Outcome::keep : Outcome::close;
-  }
-
   Impl& s_;
   Worker& w_;
   Stream stream_;
@@ -1131,24 +941,294 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::string label_;
   std::shared_ptr<CallerSlot> caller_;
   std::string caller_override_;
-  std::string response_model_;
   bool idle_ = true;
   bool kept_alive_ = false;           // a request was served: later heads wait keepalive_timeout_seconds
+  bool response_begun_ = false;       // bytes of the current request's response went to the client
   std::uint64_t body_held_ = 0;       // bytes counted against max_inflight_body_bytes
   std::shared_ptr<void> connection_slot_;
-  bool in_exchange_ = false;
-  bool got_response_ = false;
-  bool request_sent_ = false;       // the upstream got the whole request (metering: it may bill)
-  bool response_complete_ = false;  // the response arrived and was relayed whole
-  int upstream_status_ = 0;
-  bool client_gone_ = false;
-  bool reply_failed_ = false;
-  std::uint64_t exchange_ = 0;
-  UpstreamConnection* upstream_ = nullptr;
+  InFlight in_flight_;
   SteadyClock::time_point deadline_ = SteadyClock::time_point::max();
   bool timed_out_ = false;
-  bool watching_ = false;             // a watch_client() wait is pending
-  std::uint64_t watched_exchange_ = 0;  // the exchange whose watch already fired
+};
+
+// One request's exchange with the upstream: a connection from the pool (or a new one), then
+// send_request, read_response_head and relay_body, retried once on a fresh connection when a
+// pooled one turns out to be closed before any response byte. It lives for one request on the
+// session's thread, answers the client's errors itself, and returns what happened; while it runs,
+// the sweeper may watch the client (Session::InFlight).
+template <class Stream>
+class Session<Stream>::Exchange {
+ public:
+  Exchange(Session& session, const Provider& provider, ApiKind kind, RequestRecord& rec,
+           SteadyClock::time_point started, bool keep)
+      : session_(session),
+        provider_(provider),
+        kind_(kind),
+        rec_(rec),
+        started_(started),
+        keep_(keep),
+        client_minor_(session.head_.version_minor),
+        head_request_(session.head_.method == "HEAD") {
+    InFlight& f = session_.in_flight_;
+    ++f.exchange;
+    f.client_gone = false;
+    f.active = true;
+  }
+  // Whichever way the exchange ends: the upstream request's head (it holds the key) is wiped, and
+  // a pending client watch is ended.
+  ~Exchange() {
+    session_.wipe_upstream_head();
+    InFlight& f = session_.in_flight_;
+    f.active = false;
+    f.upstream = nullptr;
+    if (f.watching) {
+      error_code ec;
+      session_.stream_.cancel(ec);
+    }
+  }
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  // Up to two tries, each on a pooled connection to the upstream when there is one, else a new
+  // one; the second only when the first's pooled connection turned out to be closed before any
+  // response byte. One coroutine for both: a frame allocation per request.
+  aio::Task<ExchangeResult> run() {
+    UpstreamPool& pool = *session_.w_.pool;
+    InFlight& f = session_.in_flight_;
+    ExchangeResult result;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      result = ExchangeResult{};
+      ConnectOutcome connected{pool.take_idle(provider_.origin), {}};
+      if (!connected.connection) connected = co_await pool.connect(provider_.url);
+      if (f.client_gone) {
+        rec_.error = "client disconnected before the upstream answered";
+        if (connected.connection) pool.release(std::move(connected.connection));
+        break;
+      }
+      if (!connected.connection) {
+        const ConnectFailure& failed = connected.failure;
+        result.outcome = co_await fail(failed.status, failed.type, failed.message);
+        break;
+      }
+      std::unique_ptr<UpstreamConnection> conn = std::move(connected.connection);
+      f.upstream = conn.get();
+      if (conn->is_tls())
+        result = co_await over(conn->tls(), *conn);
+      else
+        result = co_await over(conn->plain(), *conn);
+      f.upstream = nullptr;
+      if (result.reusable && !f.client_gone)
+        pool.release(std::move(conn));
+      else
+        conn->close();
+      if (result.outcome != Outcome::retry) break;
+      if (attempt == 1)
+        result.outcome = co_await fail(502, "tokfence_upstream_error",
+                                       "upstream: " + provider_.url.origin() + " closed the connection before responding");
+    }
+    if (f.client_gone) result.outcome = Outcome::close;
+    co_return result;
+  }
+
+ private:
+  // The exchange over one connection.
+  template <class Up>
+  aio::Task<ExchangeResult> over(Up& up, UpstreamConnection& conn) {
+    ExchangeResult result;
+    Step step = co_await send_request(up, conn);
+    if (!step.next) {
+      result.outcome = step.outcome;
+      co_return result;
+    }
+    result.end = ExchangeEnd::cut;  // sent: from here on the upstream may bill the request
+    step = co_await read_response_head(up, conn);
+    if (!step.next) {
+      result.outcome = step.outcome;
+      co_return result;
+    }
+    const http1::ResponseHead& res = session_.res_head_;
+    rec_.ttfb_ms = ms_since(started_);
+    rec_.status = result.upstream_status = res.status;
+    bool event_stream = false;
+    if (auto ct = res.find("content-type")) event_stream = istarts_with(ct->value, "text/event-stream");
+    if (event_stream) rec_.streaming = true;
+    auto usage = make_usage_extractor(kind_, event_stream);
+    bool keep = keep_;
+    const bool encode = session_.build_client_head(res, client_minor_, keep, rec_.id);
+    BodyFraming framing(res, client_minor_, encode, session_.dechunked_, session_.chunk_head_);
+    const bool upstream_keep = res.keep_alive;
+    conn.buffer.consume(res.size);  // res's views are not used past here
+    const bool complete = co_await relay_body(up, conn.buffer, framing, *usage);
+    rec_.usage = usage->finish();
+    result.response_model = usage->response_model();
+    if (complete) result.end = ExchangeEnd::complete;
+    rec_.latency_ms = ms_since(started_);
+    result.reusable = complete && upstream_keep && framing.kind() != http1::BodyKind::until_close &&
+                      conn.buffer.empty() && result.upstream_status != 101;
+    result.outcome = complete && keep ? Outcome::keep : Outcome::close;
+    co_return result;
+  }
+
+  // The request's head and body in one gather write: at once on a plain connection when the
+  // kernel takes it all (TLS records are written by the TLS stream, asynchronously).
+  template <class Up>
+  aio::Task<Step> send_request(Up& up, UpstreamConnection& conn) {
+    Gather request;
+    request.add(net::buffer(session_.up_head_.data(), session_.up_head_.size()));
+    request.add(net::buffer(session_.body_));
+    error_code ec;
+    bool written = false;
+    if constexpr (std::is_same_v<Up, aio::TcpSocket>) written = request.write_now(up, ec);
+    if (!written && !ec) {
+      session_.arm(session_.idle_timeout());
+      co_await net::async_write(up, request.sequence(), with_ec(ec));
+      session_.disarm(ec);
+    }
+    if (!ec) co_return Step{true};
+    if (session_.in_flight_.client_gone) {
+      rec_.error = "client disconnected before the upstream answered";
+      co_return Step{};
+    }
+    const bool timeout = ec == net::error::timed_out;
+    if (conn.reused && !timeout) co_return Step{false, Outcome::retry};
+    const Outcome failed =
+        co_await fail(timeout ? 504 : 502, timeout ? "tokfence_upstream_timeout" : "tokfence_upstream_error",
+                      "upstream: cannot send the request to " + conn.origin() + ": " + ec.message());
+    co_return Step{false, failed};
+  }
+
+  // The response head, parsed into the session's res_head_; interim 1xx responses (100 Continue,
+  // 103 Early Hints) are skipped.
+  template <class Up>
+  aio::Task<Step> read_response_head(Up& up, UpstreamConnection& conn) {
+    http1::ReadBuffer& buf = conn.buffer;
+    http1::ResponseHead& res = session_.res_head_;
+    const std::size_t head_limit = std::max<std::size_t>(session_.config().daemon.max_header_bytes, 64 * 1024);
+    bool got_some = false;
+    for (;;) {
+      auto parsed = buf.empty() ? http1::Parse::incomplete
+                                : http1::parse_response_head(buf.data(), head_request_ ? "HEAD" : "GET", res);
+      if (parsed == http1::Parse::complete) {
+        if (res.status / 100 == 1 && res.status != 101) {
+          buf.consume(res.size);
+          continue;
+        }
+        co_return Step{true};
+      }
+      if (parsed == http1::Parse::error || buf.size() >= head_limit) {
+        // Built before the co_await: GCC 12 destroys a temporary from a conditional expression
+        // inside a co_await twice.
+        std::string why = parsed == http1::Parse::error ? res.error : std::string("header too large");
+        const Outcome failed =
+            co_await fail(502, "tokfence_upstream_error", "upstream: " + conn.origin() + " sent a malformed response: " + why);
+        co_return Step{false, failed};
+      }
+      error_code ec;
+      auto room = buf.prepare(4096);
+      session_.arm(session_.idle_timeout());
+      std::size_t n = co_await up.async_read_some(net::buffer(room.data(), room.size()), with_ec(ec));
+      session_.disarm(ec);
+      if (ec) co_return co_await head_not_read(conn, ec, got_some);
+      got_some = true;
+      buf.commit(n);
+    }
+  }
+
+  // No response head came (`ec`): the client's error, or a retry when a pooled connection turns
+  // out to be closed before any response byte.
+  aio::Task<Step> head_not_read(UpstreamConnection& conn, error_code ec, bool got_some) {
+    if (session_.in_flight_.client_gone) {
+      rec_.error = "client disconnected before the upstream answered";
+      co_return Step{};
+    }
+    if (ec != net::error::timed_out && conn.reused && !got_some && conn.buffer.empty())
+      co_return Step{false, Outcome::retry};
+    Outcome failed;
+    if (ec == net::error::timed_out)
+      failed = co_await fail(504, "tokfence_upstream_timeout",
+                             "upstream: no response from " + conn.origin() + " within " +
+                                 std::to_string(session_.config().daemon.idle_timeout_seconds) +
+                                 " s (idle_timeout_seconds)");
+    else
+      failed = co_await fail(502, "tokfence_upstream_error",
+                             "upstream: " + conn.origin() + " closed the connection before a complete response: " +
+                                 ec.message());
+    co_return Step{false, failed};
+  }
+
+  // The response body, relayed as it arrives (BodyFraming); returns whether it went to the client
+  // whole. The client gets the head (the session's out_) together with the first piece of body
+  // when that piece is already here (read with the head: the usual case for JSON replies), so a
+  // small reply costs one write. When only the head has come, it goes out at once: a stream's
+  // client sees the status and headers before the first event, however long the model thinks.
+  // Body bytes go from the upstream connection's buffer to the client without a copy.
+  template <class Up>
+  aio::Task<bool> relay_body(Up& up, http1::ReadBuffer& buf, BodyFraming& framing, UsageExtractor& usage) {
+    Session& s = session_;
+    bool header_sent = false;
+    for (;;) {
+      Gather pieces;
+      if (!header_sent) pieces.add(net::buffer(s.out_));
+      const std::size_t used = framing.take(buf.data(), usage, pieces);
+      if (!header_sent && !s.caller_->resolved.load()) co_await s.await_caller();
+      if (!pieces.empty()) {
+        s.response_begun_ = true;
+        error_code wec;
+        if (!pieces.write_now(s.stream_, wec) && !wec) wec = co_await s.write_rest(pieces, s.idle_timeout());
+        if (wec) {
+          if (!header_sent) rec_.status = 0;
+          s.in_flight_.client_gone = true;
+          rec_.error = "client disconnected mid-response";
+          co_return false;
+        }
+        header_sent = true;
+      }
+      buf.consume(used);
+      if (framing.decoder().failed()) {
+        rec_.error = "upstream sent a malformed chunked body: " + framing.decoder().error() + "; stream cut";
+        co_return false;
+      }
+      if (framing.done()) co_return true;
+      error_code ec;
+      auto room = buf.prepare(4096);
+      s.arm(s.idle_timeout());
+      std::size_t n = co_await up.async_read_some(net::buffer(room.data(), room.size()), with_ec(ec));
+      s.disarm(ec);
+      buf.commit(n);
+      if (!ec) continue;
+      if (framing.kind() == http1::BodyKind::until_close &&
+          (ec == net::error::eof || ec == net::ssl::error::stream_truncated) && !s.in_flight_.client_gone) {
+        framing.end_at_close();  // the upstream's close ends this body: send the end (last chunk)
+        continue;
+      }
+      rec_.error = cut_reason(ec);
+      co_return false;
+    }
+  }
+
+  // The row's error for a response body cut by `ec`.
+  std::string cut_reason(const error_code& ec) const {
+    if (session_.in_flight_.client_gone) return "client disconnected mid-response";
+    if (ec == net::error::timed_out)
+      return "upstream: no data for " + std::to_string(session_.config().daemon.idle_timeout_seconds) +
+             " s (idle_timeout_seconds); stream cut";
+    return "upstream reset mid-stream: " + ec.message();
+  }
+
+  // Answers the client with the proxy's error; the exchange ends there.
+  aio::Task<Outcome> fail(int status, std::string_view type, std::string message) {
+    co_await session_.send_error(status, type, message, keep_, client_minor_, &rec_, nullptr);
+    co_return keep_ ? Outcome::keep : Outcome::close;
+  }
+
+  Session& session_;
+  const Provider& provider_;
+  const ApiKind kind_;
+  RequestRecord& rec_;
+  const SteadyClock::time_point started_;
+  const bool keep_;          // the client connection may stay open (before the response's head says)
+  const int client_minor_;
+  const bool head_request_;  // a HEAD: the response has no body whatever its head says
 };
 
 // Once a second: every session of this worker past its deadline has its waits cancelled.
@@ -1165,19 +1245,10 @@ void start_sweeper(Worker& worker) {
 
 }  // namespace
 
+// A row never waits on the look-up thread's queue: it is written at once when the caller is known
+// or its look-up is overdue, else by the look-up when it ends (at most kCallerWait after accept).
 void Impl::record(RequestRecord rec, const std::shared_ptr<CallerSlot>& slot, std::string name) {
-  if (slot->resolved.load()) {
-    rec.caller_pid = slot->caller.pid;
-    rec.caller_name = name.empty() ? slot->caller.name : std::move(name);
-    deps.log->record(std::move(rec));
-    return;
-  }
-  // Queued behind the connection's look-up on the identify thread.
-  net::post(identify_pool, [this, rec = std::move(rec), slot, name = std::move(name)]() mutable {
-    rec.caller_pid = slot->caller.pid;
-    rec.caller_name = name.empty() ? slot->caller.name : std::move(name);
-    deps.log->record(std::move(rec));
-  });
+  callers.record(std::move(rec), slot, std::move(name));
 }
 
 // The worker with the fewest connections, `self` on a tie. Connections are spread by load, not by
@@ -1289,11 +1360,9 @@ aio::Task<void> Impl::accept_tcp(Worker& acceptor_thread, aio::TcpAcceptor& acce
       slot->foreign_peer = true;
       if (owner) slot->peer_uid = owner->uid;
     } else if (deps.config.logging.identify_tcp_callers) {
-      slot->resolved = false;
-      net::post(identify_pool, [slot, inode = owner->inode] {
-        if (auto c = find_socket_holder(inode)) slot->caller = *c;
-        slot->resolved = true;
-      });
+      // Batched with the other connections accepted meanwhile: one read of each client's
+      // descriptor table per batch, not one per connection.
+      callers.start(slot, owner->inode);
     }
     ++worker.session_count;
     auto session = std::make_shared<Session<aio::TcpSocket>>(*this, worker, std::move(socket), "",
@@ -1540,7 +1609,8 @@ void ProxyServer::shutdown(std::chrono::seconds grace) {
     w->ioc.stop();
     if (w->thread.joinable()) w->thread.join();
   }
-  s.identify_pool.join();
+  // Look-ups still queued end as timed out, their rows written (before the log is flushed).
+  s.callers.stop();
 }
 
 }  // namespace tokfence::proxy

@@ -5,10 +5,14 @@
 // Threads: `io_threads` I/O threads, each running its own io_context. A connection lives on one
 // thread from accept to close, with that thread's upstream pool, so the data path takes no locks
 // except the ones inside RequestLog::record and Controls::admit/settle. Nothing here throws on the
-// data path: every failure becomes an HTTP error for the client and a log row.
+// data path: every failure becomes an HTTP error for the client and a log row. An exception that
+// escapes all the same (a bug, memory running out) ends only its request: it is logged with the
+// request id (ServerDeps::warn), the client gets a 500 if nothing was sent yet, the request its
+// row, and a budget reservation is settled at its estimate (ReservationGuard).
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -43,6 +47,9 @@ struct ServerDeps {
   std::shared_ptr<RequestLog> log;
   std::shared_ptr<Controls> controls;
   std::shared_ptr<LivePricing> pricing;  // replaced by the pricing_reload control op
+  // Lines for the daemon's log (an unexpected exception on the data path, with its request id);
+  // empty = stderr, with a UTC time stamp.
+  std::function<void(const std::string&)> warn = {};
 };
 
 struct ProxySocketInfo {

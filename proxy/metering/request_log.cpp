@@ -1,10 +1,12 @@
 // The request log's writer: I/O threads hand rows to record(), which only appends to a queue under a
 // mutex; one background thread takes whatever has accumulated and commits it in one transaction.
-// The writer lingers up to kLinger after the first row of a batch arrives, so rows arrive in
-// batches even at a modest rate (a commit costs about as much as a hundred inserts: one commit
-// per request would cost more CPU than proxying it), and the request path never waits for the
-// disk. Under heavy load the batches grow further by themselves. flush() waits for a sequence number: every row recorded before the call is committed
-// (or, after repeated write failures, reported on stderr and given up) when it returns.
+// The writer lingers up to kLinger after the oldest queued row arrived, so rows arrive in batches
+// even at a modest rate (a commit costs about as much as a hundred inserts: one commit per request
+// would cost more CPU than proxying it), and the request path never waits for the disk. Because
+// the linger counts from that row's arrival, a row is committed at most kLinger after record()
+// plus the commit running then and its own. Under heavy load the batches grow by themselves.
+// flush() waits for a sequence number: every row recorded before the call is committed (or, after
+// repeated write failures, reported on stderr and given up) when it returns.
 #include "proxy/metering/request_log.hpp"
 
 #include <chrono>
@@ -21,6 +23,10 @@ namespace tokfence::proxy {
 namespace {
 
 constexpr std::size_t kMaxQueuedRows = 100'000;    // about 50 MB of rows: only a dead disk gets here
+// How long record() waits for room in a full queue before it drops the row: back-pressure that
+// slows the I/O thread (and so the traffic) while the writer catches up, bounded so that a dead
+// disk cannot stop the proxy.
+constexpr auto kBackPressureWait = std::chrono::milliseconds(100);
 constexpr std::size_t kMaxRowsPerCommit = 10'000;  // keeps one transaction (and the WAL) modest
 // How long a row may wait for company before it is committed, and the batch size that ends the
 // wait early. 50 ms is invisible to `tokfence log -f` and to anyone reading the log.
@@ -112,6 +118,7 @@ class SqliteRequestLog final : public RequestLog {
       stopping_ = true;
     }
     work_.notify_one();
+    room_.notify_all();
     thread_.join();
     // Statements before their connection.
     insert_ = sqlite::Statement();
@@ -129,10 +136,15 @@ class SqliteRequestLog final : public RequestLog {
                                  &record.error})
         truncate_for_log(*field);
       {
-        std::lock_guard lock(mutex_);
+        std::unique_lock lock(mutex_);
+        if (queue_.size() >= kMaxQueuedRows) {
+          work_.notify_one();
+          room_.wait_for(lock, kBackPressureWait, [&] { return queue_.size() < kMaxQueuedRows || stopping_; });
+        }
         if (queue_.size() >= kMaxQueuedRows) {
           dropped = ++dropped_;
         } else {
+          if (queue_.empty()) first_queued_ = std::chrono::steady_clock::now();
           queue_.push_back(std::move(record));
           ++enqueued_;
           // The writer sleeps until a first row comes, then lingers until kLingerRows have come:
@@ -151,6 +163,11 @@ class SqliteRequestLog final : public RequestLog {
     }
   }
 
+  Stats stats() const override {
+    std::lock_guard lock(mutex_);
+    return Stats{enqueued_, committed_, queue_.size(), dropped_, lost_};
+  }
+
   void flush() override {
     std::unique_lock lock(mutex_);
     const std::uint64_t target = enqueued_;
@@ -167,8 +184,10 @@ class SqliteRequestLog final : public RequestLog {
     for (;;) {
       work_.wait_until(lock, next_prune, [&] { return stopping_ || !queue_.empty(); });
       if (!queue_.empty()) {
+        // The linger counts from the oldest queued row's arrival, not from this wake-up: rows
+        // that came while the last batch was being committed have waited already.
         auto hurry = [&] { return stopping_ || flush_target_ > processed_ || queue_.size() >= kLingerRows; };
-        if (!hurry()) work_.wait_for(lock, kLinger, hurry);
+        if (!hurry()) work_.wait_until(lock, first_queued_ + kLinger, hurry);
         std::size_t n = std::min(queue_.size(), kMaxRowsPerCommit);
         if (n == queue_.size()) {
           // The usual case: the whole queue is the batch. Swapped, so both vectors keep their
@@ -180,11 +199,13 @@ class SqliteRequestLog final : public RequestLog {
           queue_.erase(queue_.begin(), queue_.begin() + n);
         }
         lock.unlock();
-        write(batch);
+        const bool ok = write(batch);
         batch.clear();
         lock.lock();
         processed_ += n;
+        (ok ? committed_ : lost_) += n;
         done_.notify_all();
+        room_.notify_all();
       }
       if (std::chrono::steady_clock::now() >= next_prune) {
         lock.unlock();
@@ -199,16 +220,17 @@ class SqliteRequestLog final : public RequestLog {
 
   // A failed commit is retried (the database may be locked by a long reader or the disk briefly
   // full); after the last attempt the rows are given up and the loss is reported.
-  void write(const std::vector<RequestRecord>& batch) {
+  bool write(const std::vector<RequestRecord>& batch) {
     std::string last_error;
     for (int attempt = 1; attempt <= kWriteAttempts; ++attempt) {
       auto ok = write_once(batch);
-      if (ok) return;
+      if (ok) return true;
       last_error = ok.error().message;
       if (attempt < kWriteAttempts) std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
     }
     warn("lost " + std::to_string(batch.size()) + " rows after " + std::to_string(kWriteAttempts) +
          " attempts: " + last_error);
+    return false;
   }
 
   Result<void> write_once(const std::vector<RequestRecord>& batch) {
@@ -262,13 +284,17 @@ class SqliteRequestLog final : public RequestLog {
   sqlite::Statement insert_many_;  // kRowsPerInsert rows
   const int retention_days_;
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable work_;  // rows queued, or stopping
   std::condition_variable done_;  // processed_ advanced
+  std::condition_variable room_;  // the queue shrank (record() waiting on a full queue)
+  std::chrono::steady_clock::time_point first_queued_{};  // when the oldest queued row came
   std::vector<RequestRecord> queue_;
   std::uint64_t enqueued_ = 0;    // rows accepted by record()
   std::uint64_t processed_ = 0;   // rows committed or given up, in queue order
   std::uint64_t dropped_ = 0;     // rows refused because the queue was full
+  std::uint64_t committed_ = 0;   // rows committed
+  std::uint64_t lost_ = 0;        // rows given up after kWriteAttempts failed commits
   std::uint64_t flush_target_ = 0;  // flush() waits for processed_ to reach this: no lingering
   bool stopping_ = false;
   std::thread thread_;

@@ -2,6 +2,9 @@
 // The request log: one SQLite row per proxied request (WAL mode, at config.logging.db_path).
 // Rows are queued by the I/O threads and written by one background thread in batches, so the
 // request path never waits on the disk; flush() (called by `stop`) writes everything queued.
+// A row is committed at most kLinger (50 ms) after it was recorded plus the commit in progress
+// then and its own: the audit trail and the budgets' memory after a crash (kill -9 loses no row
+// committed; WAL with synchronous=NORMAL survives the process, not a power cut).
 // Rows older than retention_days are pruned at open and then hourly.
 //
 // Schema (other parts read it; change it only by adding columns):
@@ -65,7 +68,9 @@ class RequestLog {
  public:
   // Creates the file (mode 0600) and schema if needed, and prunes old rows before returning.
   // retention_days <= 0 keeps rows forever. At most 100,000 rows wait in memory; past that,
-  // record() drops rows and says so on stderr (the daemon log) with a running count.
+  // record() waits for room (back-pressure on the I/O thread, at most 100 ms per row), and only
+  // then drops the row, counting it (stats(), `tokfence status`) and saying so on stderr (the
+  // daemon log) with a running count.
   static Result<std::unique_ptr<RequestLog>> open(const std::filesystem::path& db, int retention_days);
   virtual ~RequestLog() = default;  // implementations flush on destruction
   // Never blocks on I/O; never throws.
@@ -73,6 +78,15 @@ class RequestLog {
   // Blocks until every row recorded so far is committed (or, after three failed attempts to
   // commit it, given up and reported on stderr: a broken disk must not hang `stop`).
   virtual void flush() = 0;
+
+  struct Stats {
+    std::uint64_t recorded = 0;   // rows accepted by record()
+    std::uint64_t committed = 0;  // rows committed to the database
+    std::uint64_t queued = 0;     // rows waiting for the writer now
+    std::uint64_t dropped = 0;    // rows refused because the queue stayed full
+    std::uint64_t lost = 0;       // rows given up after failed commits (a broken disk)
+  };
+  virtual Stats stats() const = 0;
 };
 
 // Read side (any process): totals over rows with ts_ms >= since_ms, optionally one provider.

@@ -51,6 +51,8 @@ for method in TRACE TRACK CONNECT OPTIONS PROPFIND DEBUG get; do
   expect_contains "$out" "HTTP/1.1 405" "$method"
   expect_contains "$out" '"type":"tokfence_method_not_allowed"'
   expect_contains "$out" "allowed: GET, HEAD, POST, PUT, PATCH, DELETE"
+  # RFC 9110 section 15.5.6: a 405 names the methods that are allowed, in an Allow header.
+  expect_contains "$out" $'\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE\r\n' "$method: Allow header"
 done
 out=$(curl -sS -D "$WORK/out/trace.h" -X TRACE "$PROXY_URL/openai/v1/models")
 [[ "$out" != *"$CANARY"* ]] || die "TRACE through the proxy returned the key"
@@ -61,8 +63,9 @@ expect_contains "$row" "TRACE|405|request: method TRACE is not forwarded to 'ope
 expect_eq "$(upstream_requests)" 0 "a refused method reached the upstream"
 
 log "a provider's own list: anthropic forwards POST only"
-out=$(curl -sS -w '\n%{http_code}' "$PROXY_URL/anthropic/v1/models")
+out=$(curl -sS -D "$WORK/out/anthropic.h" -w '\n%{http_code}' "$PROXY_URL/anthropic/v1/models")
 expect_eq "$(tail -1 <<<"$out")" 405 "GET to a POST-only provider"
+expect_eq "$(grep -i '^allow:' "$WORK/out/anthropic.h" | tr -d '\r')" "Allow: POST" "Allow of a POST-only provider"
 expect_eq "$(curl -sS -o /dev/null -w '%{http_code}' "$PROXY_URL/anthropic/v1/messages" \
   -d '{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[]}')" 200 "POST to a POST-only provider"
 expect_eq "$(upstream_requests)" 1 "only the POST reached the upstream"

@@ -457,6 +457,94 @@ TEST_CASE("proxy::ReservationGuard settles exactly once, at the estimate when ab
   CHECK(c->status()["budgets"][0]["spent_pico"] == 35 * kCent);
 }
 
+namespace {
+
+// Controls that admit everything and note every settle(): what a guard did, call by call.
+class CountingControls final : public Controls {
+ public:
+  struct Settled {
+    std::uint64_t reservation;
+    std::optional<Picodollars> cost;
+  };
+  std::vector<Settled> settled;
+  std::variant<Reservation, Refusal> admit(const AdmitRequest& request) override {
+    if (request.model == "refuse-me") return Refusal{429, "tokfence_budget_exceeded", "budget: spent", {}, 60};
+    return Reservation{++admitted_};
+  }
+  void settle(Reservation reservation, std::optional<Picodollars> cost, std::int64_t) override {
+    settled.push_back({reservation.id, cost});
+  }
+  bool budget_applies(std::string_view) const override { return true; }
+  void register_ops(ControlRouter&) override {}
+  json status() const override { return json::object(); }
+
+ private:
+  std::uint64_t admitted_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("proxy::ReservationGuard moved: the moved-from guard settles nothing, the new one once") {
+  CountingControls c;
+  {
+    ReservationGuard first(c, Reservation{7}, 30 * kCent);
+    {
+      ReservationGuard second(std::move(first));
+      second.settle(5 * kCent, 10);
+    }  // second's destructor: already settled
+    CHECK(c.settled.size() == 1);
+  }  // first's destructor: moved from, nothing to settle
+  REQUIRE(c.settled.size() == 1);
+  CHECK(c.settled[0].reservation == 7);
+  CHECK(c.settled[0].cost == 5 * kCent);
+}
+
+TEST_CASE("proxy::ReservationGuard move-assigned: the reservation it held is settled as abandoned, once") {
+  CountingControls c;
+  {
+    ReservationGuard held(c, Reservation{1}, 10 * kCent);
+    ReservationGuard other(c, Reservation{2}, 20 * kCent);
+    held = std::move(other);
+    REQUIRE(c.settled.size() == 1);
+    CHECK(c.settled[0].reservation == 1);
+    CHECK(c.settled[0].cost == 10 * kCent);
+  }
+  REQUIRE(c.settled.size() == 2);
+  CHECK(c.settled[1].reservation == 2);
+  CHECK(c.settled[1].cost == 20 * kCent);
+}
+
+TEST_CASE("proxy::ReservationGuard left by an exception settles once, at the estimate") {
+  CountingControls c;
+  auto request_path = [&c] {
+    ReservationGuard guard(c, Reservation{3}, 12 * kCent);
+    throw std::runtime_error("something on the data path failed");
+  };
+  CHECK_THROWS_AS(request_path(), std::runtime_error);
+  REQUIRE(c.settled.size() == 1);
+  CHECK(c.settled[0].reservation == 3);
+  CHECK(c.settled[0].cost == 12 * kCent);
+}
+
+TEST_CASE("proxy::admit_guarded: a refusal as is, an admission in a guard that settles at the estimate") {
+  CountingControls c;
+  AdmitRequest request;
+  request.provider = "openai";
+  request.model = "refuse-me";
+  auto refused = admit_guarded(c, request);
+  REQUIRE(std::holds_alternative<Refusal>(refused));
+  CHECK(std::get<Refusal>(refused).retry_after_seconds == 60);
+  request.model = "gpt-4o";
+  request.estimated_cost = 4 * kCent;
+  {
+    auto admitted = admit_guarded(c, request);
+    REQUIRE(std::holds_alternative<ReservationGuard>(admitted));
+    CHECK(c.settled.empty());
+  }
+  REQUIRE(c.settled.size() == 1);
+  CHECK(c.settled[0].cost == 4 * kCent);
+}
+
 TEST_CASE("proxy::Controls rate limit admits exactly rpm in a minute and then recovers") {
   Fixture f;
   auto c = f.make();

@@ -124,3 +124,25 @@ TEST_CASE("proxy::foreign_peer_denial names both uids") {
   CHECK(d.message.find("(uid 0)") != std::string::npos);
   CHECK(foreign_peer_denial(std::nullopt, 1000).message.find("could not be found") != std::string::npos);
 }
+
+TEST_CASE("proxy::method_denial answers 405 with an Allow header listing the provider's methods") {
+  tokfence::ProviderSpec spec;
+  spec.name = "openai";
+  CHECK_FALSE(method_denial("POST", "openai", spec));
+  CHECK_FALSE(method_denial("DELETE", "openai", spec));
+  for (auto method : {"TRACE", "TRACK", "CONNECT", "OPTIONS", "get"}) {
+    auto denied = method_denial(method, "openai", spec);
+    REQUIRE(denied);
+    CHECK(denied->status == 405);
+    CHECK(denied->type == "tokfence_method_not_allowed");
+    CHECK(denied->allow == "GET, HEAD, POST, PUT, PATCH, DELETE");
+    CHECK(denied->message == "request: method " + std::string(method) +
+                                 " is not forwarded to 'openai' (allowed: GET, HEAD, POST, PUT, PATCH, DELETE; "
+                                 "set providers.openai.methods)");
+  }
+  spec.methods = {"POST"};
+  auto denied = method_denial("GET", "anthropic", spec);
+  REQUIRE(denied);
+  CHECK(denied->allow == "POST");
+  CHECK_FALSE(method_denial("POST", "anthropic", spec));
+}

@@ -252,6 +252,29 @@ TEST_CASE("proxy::RequestLog commits everything still queued when destroyed") {
   CHECK(totals->requests == kRows);
 }
 
+TEST_CASE("proxy::RequestLog commits a row on its own, without flush(), and counts it") {
+  TempDir dir;
+  auto log = open_log(dir.db());
+  log->record(make_row("req_alone", now_ms()));
+  // Read by another connection, as `tokfence log -f` or a crash's survivor would. Bounded wait:
+  // the writer's linger is 50 ms; this allows 10 s on a loaded machine.
+  bool seen = false;
+  for (int i = 0; i < 1000 && !seen; ++i) {
+    auto totals = totals_since(dir.db(), 0);
+    REQUIRE(totals);
+    // The count is updated just after the commit: wait for both.
+    seen = totals->requests == 1 && log->stats().committed == 1;
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(seen);
+  auto stats = log->stats();
+  CHECK(stats.recorded == 1);
+  CHECK(stats.committed == 1);
+  CHECK(stats.queued == 0);
+  CHECK(stats.dropped == 0);
+  CHECK(stats.lost == 0);
+}
+
 TEST_CASE("proxy::RequestLog flush() waits only for rows recorded before it, and can be repeated") {
   TempDir dir;
   auto log = open_log(dir.db());
