@@ -653,8 +653,12 @@ TEST_CASE("proxy::parse_budget_amount is exact and strict") {
 
 TEST_CASE("proxy::Controls restore works for a provider removed from the config") {
   Fixture f;
-  f.config.provider_overrides["custom"] = ProviderSpec{"custom", "http://127.0.0.1:1", AuthScheme::bearer,
-                                                       ApiStyle::openai, {}, "/v1", false};
+  ProviderSpec custom;
+  custom.name = "custom";
+  custom.upstream = "http://127.0.0.1:1";
+  custom.client_base_suffix = "/v1";
+  custom.builtin = false;
+  f.config.provider_overrides["custom"] = custom;
   f.op({{"op", "revoke"}, {"provider", "custom"}});
   f.config.provider_overrides.clear();
   json r = f.op({{"op", "restore"}, {"provider", "custom"}});
