@@ -248,7 +248,7 @@ Result<void> read_allowed_origins(const toml::table& t, const std::string& sourc
 
 Result<void> read_all(const toml::table& root, const std::string& source, Config& c, std::vector<std::string>& w) {
   TableReader top(root, "", source, w);
-  for (const char* section : {"daemon", "logging", "notifications", "vault", "proxy", "budget", "providers", "pricing"})
+  for (const char* section : {"daemon", "logging", "notifications", "vault", "launch", "proxy", "budget", "providers", "pricing"})
     TRY(top.expect_table(section));
 
   if (const toml::table* t = top.subtable("daemon")) {
@@ -293,6 +293,14 @@ Result<void> read_all(const toml::table& root, const std::string& source, Config
     else if (backend == "secret-service") c.vault.backend = VaultBackendChoice::secret_service;
     else if (!backend.empty())
       return fail(where(source, t->get("backend")->source()) + ": vault.backend must be \"auto\", \"file\" or \"secret-service\", got \"" + backend + "\"");
+    r.finish();
+  }
+  if (const toml::table* t = top.subtable("launch")) {
+    TableReader r(*t, "launch", source, w);
+    TRY(r.path("engine_socket", c.launch.engine_socket));
+    if (!c.launch.engine_socket.empty() && !c.launch.engine_socket.is_absolute())
+      return fail(where(source, t->get("engine_socket")->source()) +
+                  ": launch.engine_socket must be an absolute path to a Unix socket, e.g. \"/run/podman/podman.sock\"");
     r.finish();
   }
   if (const toml::table* t = top.subtable("proxy")) {

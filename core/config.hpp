@@ -60,6 +60,11 @@ struct Config {
   struct Vault {
     VaultBackendChoice backend = VaultBackendChoice::automatic;
   } vault;
+  struct Launch {
+    // The Docker Engine API socket `launch` uses (Docker, or Podman's `podman system service`);
+    // empty = /var/run/docker.sock. DOCKER_HOST (unix://), when set, wins.
+    std::filesystem::path engine_socket;
+  } launch;
   struct Proxy {
     bool inject_stream_usage = true;  // add stream_options.include_usage to OpenAI chat streams
   } proxy;

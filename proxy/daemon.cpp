@@ -223,6 +223,8 @@ json socket_json(const ProxySocketInfo& s) {
 // What a running daemon holds. Its own control ops (the controls register theirs) are members,
 // registered from one table; everything they touch is here, so no op captures run_daemon's locals.
 struct Daemon {
+  Daemon(const Home& h, const Config& c, std::string v) : home(h), config(c), version(std::move(v)) {}
+
   const Home& home;
   const Config& config;
   std::string version;
@@ -415,7 +417,7 @@ struct Daemon {
     if (!store) return std::unexpected(store.error());
     sockets.emplace(std::move(*store));
 
-    auto server_made = ProxyServer::create({config, keys, request_log, controls, pricing});
+    auto server_made = ProxyServer::create({config, keys, request_log, controls, pricing, daemon_log});
     if (!server_made) return std::unexpected(server_made.error());
     server = std::move(*server_made);
     return listen();

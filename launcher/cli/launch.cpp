@@ -9,6 +9,13 @@ namespace tokfence::cli {
 
 namespace {
 
+// The engine every launch command talks to: DOCKER_HOST, else `[launch] engine_socket`, else
+// /var/run/docker.sock (docker_socket_from_env). Reads the config, so a bad config.toml stops
+// the command with its positioned error before any engine is touched.
+void use_configured_engine(Context& ctx) {
+  launcher::set_configured_engine_socket(ctx.config().launch.engine_socket.string());
+}
+
 void add_target_flags(CLI::App* cmd, launcher::LaunchTarget& target) {
   cmd->add_option("--name", target.name, "the launch's name (container name)")->capture_default_str();
   cmd->add_flag("--json", target.json, "print JSON");
@@ -63,6 +70,7 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
   launch->add_option("--stop-timeout", options->stop_timeout_seconds, "seconds to wait for a graceful stop")->capture_default_str();
   launch->add_option("command", options->command, "command after -- (replaces the image's command)");
   launch->callback([&ctx, options, no_pull, no_open, workspace, model, no_validate, image_cache, launch] {
+    use_configured_engine(ctx);
     if (launch->get_subcommands().size() > 0) return;  // a subcommand ran instead
     options->pull = !*no_pull;
     options->validate_config = !*no_validate;
@@ -80,7 +88,10 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
                                         "Show a launch's state (exit 0 running, 3 not running).\n"
                                         "Example:\n  tokfence launch status --json");
   add_target_flags(status, *status_target);
-  status->callback([&ctx, status_target] { ctx.exit_code = launcher::launch_status(ctx.home, *status_target); });
+  status->callback([&ctx, status_target] {
+    use_configured_engine(ctx);
+    ctx.exit_code = launcher::launch_status(ctx.home, *status_target);
+  });
 
   auto stop_target = std::make_shared<launcher::LaunchTarget>();
   auto stop_timeout = std::make_shared<int>(10);
@@ -89,7 +100,10 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
                                       "Example:\n  tokfence launch stop --name tokfence-openclaw");
   add_target_flags(stop, *stop_target);
   stop->add_option("--timeout", *stop_timeout, "seconds before the container is killed")->capture_default_str();
-  stop->callback([&ctx, stop_target, stop_timeout] { ctx.exit_code = launcher::launch_stop(ctx.home, *stop_target, *stop_timeout); });
+  stop->callback([&ctx, stop_target, stop_timeout] {
+    use_configured_engine(ctx);
+    ctx.exit_code = launcher::launch_stop(ctx.home, *stop_target, *stop_timeout);
+  });
 
   auto logs_target = std::make_shared<launcher::LaunchTarget>();
   auto follow = std::make_shared<bool>(false);
@@ -98,7 +112,10 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
   logs->add_option("--name", logs_target->name, "the launch's name")->capture_default_str();
   logs->add_flag("-f,--follow", *follow, "keep streaming until the container stops");
   logs->add_option("--tail", *tail, "only the last N lines (-1 = all)")->capture_default_str();
-  logs->callback([&ctx, logs_target, follow, tail] { ctx.exit_code = launcher::launch_logs(ctx.home, *logs_target, *follow, *tail); });
+  logs->callback([&ctx, logs_target, follow, tail] {
+    use_configured_engine(ctx);
+    ctx.exit_code = launcher::launch_logs(ctx.home, *logs_target, *follow, *tail);
+  });
 
   auto restart_target = std::make_shared<launcher::LaunchTarget>();
   auto restart_timeout = std::make_shared<int>(10);
@@ -108,6 +125,7 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
   add_target_flags(restart, *restart_target);
   restart->add_option("--timeout", *restart_timeout, "seconds before the container is killed")->capture_default_str();
   restart->callback([&ctx, restart_target, restart_timeout] {
+    use_configured_engine(ctx);
     ctx.exit_code = launcher::launch_restart(ctx.home, *restart_target, *restart_timeout);
   });
 
@@ -116,7 +134,10 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
                                         "Print the OpenClaw config a running launch uses (no key is in it).\n"
                                         "Example:\n  tokfence launch config | jq .models.providers");
   add_target_flags(config, *config_target);
-  config->callback([&ctx, config_target] { ctx.exit_code = launcher::launch_config(ctx.home, *config_target); });
+  config->callback([&ctx, config_target] {
+    use_configured_engine(ctx);
+    ctx.exit_code = launcher::launch_config(ctx.home, *config_target);
+  });
 
   // launch image build|list|rm
   auto* image = launch->add_subcommand("image",
@@ -139,20 +160,27 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
   build->add_flag("--force", build_options->force, "rebuild the image even when it is up to date (stages stay cached)");
   build->add_flag("--json", *build_json, "print JSON");
   build->callback([&ctx, build_options, build_cache, build_json] {
+    use_configured_engine(ctx);
     if (!build_cache->empty()) build_options->cache = *build_cache;
     ctx.exit_code = launcher::image_build_command(*build_options, *build_json);
   });
   auto list_json = std::make_shared<bool>(false);
   auto* list = image->add_subcommand("list", "List the images tokfence built.\nExample:\n  tokfence launch image list --json");
   list->add_flag("--json", *list_json, "print JSON");
-  list->callback([&ctx, list_json] { ctx.exit_code = launcher::image_list(*list_json); });
+  list->callback([&ctx, list_json] {
+    use_configured_engine(ctx);
+    ctx.exit_code = launcher::image_list(*list_json);
+  });
   auto rm_refs = std::make_shared<std::vector<std::string>>();
   auto rm_json = std::make_shared<bool>(false);
   auto* rm = image->add_subcommand("rm", "Remove images tokfence built (others are refused).\nExample:\n  tokfence launch image rm " +
                                              launcher::default_image_tag());
   rm->add_option("image", *rm_refs, "image tags or ids")->required();
   rm->add_flag("--json", *rm_json, "print JSON");
-  rm->callback([&ctx, rm_refs, rm_json] { ctx.exit_code = launcher::image_remove(*rm_refs, *rm_json); });
+  rm->callback([&ctx, rm_refs, rm_json] {
+    use_configured_engine(ctx);
+    ctx.exit_code = launcher::image_remove(*rm_refs, *rm_json);
+  });
 
   // setup openclaw
   // Another part may also add `setup <agent>`: share the group.
@@ -173,6 +201,7 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
   openclaw->add_flag("--test", setup_options->test, "run the checks");
   openclaw->add_flag("--json", setup_options->json, "print JSON");
   openclaw->callback([&ctx, setup_options, provider] {
+    use_configured_engine(ctx);
     if (!provider->empty()) setup_options->provider = *provider;
     ctx.exit_code = launcher::setup_openclaw(ctx.home, ctx.config(), *setup_options);
   });

@@ -603,9 +603,19 @@ Result<std::string> negotiate_api_version(std::string_view engine_version, std::
   return std::string(engine_version);
 }
 
+namespace {
+std::string& configured_engine_socket() {
+  static std::string path;
+  return path;
+}
+}  // namespace
+
+void set_configured_engine_socket(const std::string& path) { configured_engine_socket() = path; }
+
 Result<std::string> docker_socket_from_env() {
   const char* host = std::getenv("DOCKER_HOST");
-  if (host == nullptr || *host == '\0') return std::string("/var/run/docker.sock");
+  if (host == nullptr || *host == '\0')
+    return configured_engine_socket().empty() ? std::string("/var/run/docker.sock") : configured_engine_socket();
   std::string_view value(host);
   if (value.starts_with("unix://")) {
     std::string path(value.substr(7));

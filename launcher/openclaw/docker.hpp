@@ -28,6 +28,9 @@ using json = nlohmann::json;
 // Errors for a DOCKER_HOST that is not a unix:// URL (tcp:// is refused: a remote engine could not
 // bind-mount tokfence's sockets).
 Result<std::string> docker_socket_from_env();
+// The socket docker_socket_from_env() answers when DOCKER_HOST is unset: `[launch] engine_socket`,
+// set once by the CLI before any engine is used (empty = /var/run/docker.sock).
+void set_configured_engine_socket(const std::string& path);
 
 struct ImageInfo {
   std::string id;

@@ -184,3 +184,14 @@ TEST_CASE("core::config refuses a clear-text upstream that is not loopback, unle
   for (auto bad : {"http://127.0.0.1.example.com", "http://[::ffff:10.0.0.1]", "http://0.0.0.0:80", "http://localhost.evil.example"})
     CHECK_FALSE(parse_config(std::string("[providers.x]\nupstream = \"") + bad + "\"\n", "c.toml", test_home()));
 }
+
+TEST_CASE("core::config reads [launch] engine_socket and refuses a relative one with its position") {
+  auto load = parse_config("[launch]\nengine_socket = \"/run/podman/podman.sock\"\n", "config.toml", test_home());
+  REQUIRE(load);
+  CHECK(load->config.launch.engine_socket == "/run/podman/podman.sock");
+  CHECK(load->warnings.empty());
+  auto relative = parse_config("[launch]\nengine_socket = \"run/podman.sock\"\n", "/x/config.toml", test_home());
+  REQUIRE_FALSE(relative);
+  CHECK(relative.error().message.find("/x/config.toml:2:") == 0);
+  CHECK(relative.error().message.find("launch.engine_socket must be an absolute path") != std::string::npos);
+}
