@@ -260,6 +260,7 @@ struct Daemon {
       if (!s.caller.empty()) extra.push_back(socket_json(s));
     out["proxy_sockets"] = extra;
     // Rows are written in batches: flush so `status` counts every request answered so far.
+    server->hand_over_finished_rows();
     request_log->flush();
     auto totals = totals_since(config.logging.db_path, start_of_today_ms());
     if (totals) {
@@ -289,6 +290,7 @@ struct Daemon {
   // The request log commits in batches (up to 50 ms late): `tokfence log` and `stats` ask for this
   // first, so they show every request answered before they ran.
   Result<json> flush_log(const json&) {
+    server->hand_over_finished_rows();
     request_log->flush();
     return json{{"flushed", true}};
   }

@@ -3,13 +3,23 @@
 #include <cstring>
 #include <iostream>
 
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
 #include "core/error.hpp"
+#include "proxy/control/protocol.hpp"
 
 namespace tokfence::cli {
 
 const Config& Context::config() {
   if (!config_) config_ = load_config_or_throw(home);
   return *config_;
+}
+
+void flush_running_daemon(Context& ctx) {
+  if (!std::filesystem::exists(ctx.home.runtime_file())) return;
+  (void)proxy::control_call(ctx.home, nlohmann::json{{"op", "flush_log"}}, 1000);
 }
 
 void Context::scrub_argument(std::string_view secret) {

@@ -29,16 +29,21 @@ class Context {
   std::optional<Config> config_;
 };
 
-void register_vault_commands(CLI::App& app, Context& ctx);     // cli_vault.cpp
-void register_daemon_commands(CLI::App& app, Context& ctx);    // cli_daemon.cpp: start stop status
-void register_log_commands(CLI::App& app, Context& ctx);       // cli_log.cpp: log stats env provider pricing
+void register_vault_commands(CLI::App& app, Context& ctx);     // vault.cpp
+void register_daemon_commands(CLI::App& app, Context& ctx);    // daemon.cpp: start stop status
+void register_log_commands(CLI::App& app, Context& ctx);       // log.cpp: log stats env provider pricing
 // cli_pricing.cpp: `pricing update` (added to the `pricing` group) and `pricing list --unknown`.
 void register_pricing_update(CLI::App& pricing, Context& ctx);
 void print_unknown_models(Context& ctx, const std::string& provider, bool as_json);
-void register_control_commands(CLI::App& app, Context& ctx);   // cli_controls.cpp: budget revoke restore kill unkill ratelimit
-void register_run_commands(CLI::App& app, Context& ctx);       // cli_run.cpp: run, codex, claude, opencode
-void register_launch_commands(CLI::App& app, Context& ctx);    // cli_launch.cpp: launch, setup openclaw
-void register_watch_commands(CLI::App& app, Context& ctx);     // cli_watch.cpp: watch
+// The daemon commits log rows in batches; a running one is asked to commit what it has (rows
+// still waiting for their caller look-up included), so what a command reads from tokfence.db
+// includes every request answered before it ran. No daemon, or one that does not answer within
+// a second: the log as it is on disk.
+void flush_running_daemon(Context& ctx);
+void register_control_commands(CLI::App& app, Context& ctx);   // controls.cpp: budget revoke restore kill unkill ratelimit
+void register_run_commands(CLI::App& app, Context& ctx);       // run.cpp: run, codex, claude, opencode
+void register_launch_commands(CLI::App& app, Context& ctx);    // launch.cpp: launch, setup openclaw
+void register_watch_commands(CLI::App& app, Context& ctx);     // watch.cpp: watch
 
 // Parses argv, runs the command, maps UserError to `tokfence: error: ...` and an exit code.
 int run(int argc, char** argv);

@@ -184,14 +184,6 @@ void print_detail(const RequestRecord& r) {
   if (!r.error.empty()) field("error:", r.error);
 }
 
-// The daemon commits log rows in batches; a running one is asked to commit what it has, so the
-// output includes every request answered before the command ran. No daemon, or one that does not
-// answer within a second: the log as it is on disk.
-void flush_running_daemon(Context& ctx) {
-  if (!std::filesystem::exists(ctx.home.runtime_file())) return;
-  (void)proxy::control_call(ctx.home, json{{"op", "flush_log"}}, 1000);
-}
-
 std::atomic<bool> g_stop{false};
 // Not extern "C": that would give it a global name, shared with other files' handlers.
 void on_follow_signal(int) { g_stop = true; }

@@ -120,6 +120,7 @@ void register_pricing_update(CLI::App& pricing, Context& ctx) {
 void print_unknown_models(Context& ctx, const std::string& provider, bool as_json) {
   const Config& config = ctx.config();
   const proxy::PricingTable table(config);
+  flush_running_daemon(ctx);
   auto seen = value_or_throw(proxy::models_seen(config.logging.db_path));
   json out = json::array();
   Table t({{"PROVIDER", 0}, {"MODEL", 0}, {"REQUESTS", 0}, {"LAST SEEN (UTC)", 0}});

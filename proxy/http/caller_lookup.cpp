@@ -93,6 +93,7 @@ void CallerLookup::run() {
     work_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
     if (stopping_) break;
     batch.swap(pending_);
+    in_batch_ = true;
     lock.unlock();
 
     inodes.clear();
@@ -132,7 +133,18 @@ void CallerLookup::run() {
     counters_.tables_scanned += add.tables_scanned;
     counters_.links_read += add.links_read;
     counters_.from_cache += add.from_cache;
+    in_batch_ = false;
+    if (pending_.empty()) idle_.notify_all();
   }
+  in_batch_ = false;
+  idle_.notify_all();
+}
+
+void CallerLookup::drain() {
+  std::unique_lock lock(mutex_);
+  // Every look-up's deadline is at most kCallerWait after its start: twice that bounds the wait
+  // even for one queued just now, plus the batch running.
+  idle_.wait_for(lock, 3 * kCallerWait, [&] { return stopping_ || (pending_.empty() && !in_batch_); });
 }
 
 void CallerLookup::stop() {

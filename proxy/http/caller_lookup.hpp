@@ -68,6 +68,10 @@ class CallerLookup {
   void record(RequestRecord rec, const std::shared_ptr<CallerSlot>& slot, std::string name);
   // Ends `slot`'s look-up now as timed out, if it is still running (a response waited kCallerWait).
   void give_up(const std::shared_ptr<CallerSlot>& slot);
+  // Waits until every look-up started before the call has ended and so handed its waiting rows
+  // to the sink (at most about kCallerWait: each look-up ends by its deadline). For `flush`:
+  // a row parked in its slot is not yet in the request log's queue.
+  void drain();
   // Ends every look-up still queued as timed out (its rows written) and stops the thread.
   // Idempotent; later start() calls end their look-up at once.
   void stop();
@@ -92,6 +96,8 @@ class CallerLookup {
   mutable std::mutex mutex_;
   std::condition_variable work_;
   std::vector<Pending> pending_;
+  bool in_batch_ = false;  // the thread is resolving a batch taken from pending_
+  std::condition_variable idle_;  // pending_ empty and no batch running
   bool stopping_ = false;
   Counters counters_;
   std::thread thread_;

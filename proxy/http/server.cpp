@@ -1547,6 +1547,8 @@ void ProxyServer::start() {
   }
 }
 
+void ProxyServer::hand_over_finished_rows() { impl_->callers.drain(); }
+
 void ProxyServer::shutdown(std::chrono::seconds grace) {
   auto& s = *impl_;
   if (!s.started) return;

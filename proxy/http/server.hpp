@@ -79,6 +79,9 @@ class ProxyServer {
   // finish for up to `grace`, then cuts the rest. Returns when every session has ended and the
   // I/O threads are joined; every row has been handed to the request log by then.
   void shutdown(std::chrono::seconds grace);
+  // Hands the request log every row of a request that has ended, including rows still waiting
+  // for their connection's caller look-up (at most ~kCallerWait). `flush_log` calls this first.
+  void hand_over_finished_rows();
 
   struct Impl;
 
