@@ -330,9 +330,10 @@ struct Daemon {
     s.caller = r["caller"].get<std::string>();
     s.mode = 0660;
     if (r.contains("mode")) {
-      if (!r["mode"].is_number_integer() || r["mode"].get<int>() < 0 || r["mode"].get<int>() > 0777)
+      // Range-checked as 64 bits: get<int>() would wrap 4294967296 + 0660 to 0660.
+      if (!r["mode"].is_number_integer() || r["mode"].get<std::int64_t>() < 0 || r["mode"].get<std::int64_t>() > 0777)
         return fail("open_proxy_socket: 'mode' must be an integer permission between 0 and 0777 (e.g. 432 = 0660)");
-      s.mode = r["mode"].get<int>();
+      s.mode = static_cast<int>(r["mode"].get<std::int64_t>());
     }
     s.persist = r.value("persist", false);
     if (!fs::path(s.path).is_absolute()) return fail("open_proxy_socket: path must be absolute: " + s.path);

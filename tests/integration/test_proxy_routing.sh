@@ -114,6 +114,8 @@ expect_eq "$(ctl "{\"op\":\"close_proxy_socket\",\"path\":\"$sock\"}" | jq -r .o
 expect_eq "$(ctl '{"op":"no_such_op"}' | jq -r .error)" "control: unknown op: no_such_op" "unknown op"
 expect_contains "$(ctl 'not json')" "malformed request"
 expect_contains "$(ctl '{"op":"open_proxy_socket","path":"relative.sock","caller":"x"}')" "must be absolute"
+# A mode beyond int: refused, not wrapped to 0660 (4294967728 = 2^32 + 0660).
+expect_contains "$(ctl "{\"op\":\"open_proxy_socket\",\"path\":\"$WORK/wrap.sock\",\"caller\":\"x\",\"mode\":4294967728}")" "must be an integer permission"
 
 # --- Persisted socket survives a restart.
 psock="$WORK/sockets/persist.sock"
