@@ -24,7 +24,7 @@ std::optional<std::string> find_program(const std::string& name) {
     const std::size_t colon = rest.find(':');
     const std::string dir(rest.substr(0, colon));
     rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
-    if (dir.empty()) continue;  // "" means the current directory: never trusted here
+    if (dir.empty() || dir.front() != '/') continue;  // "" and relative entries: the current directory, never trusted
     const std::string candidate = dir + "/" + name;
     struct stat st{};
     if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0)

@@ -9,8 +9,8 @@
 namespace tokfence {
 
 // The first executable regular file called `name` in PATH's directories (PATH unset: the
-// system's /usr/local/bin:/usr/bin:/bin). Empty entries (the current directory) are never
-// searched. A name with a '/' is not looked up.
+// system's /usr/local/bin:/usr/bin:/bin). Empty and relative entries (the current directory)
+// are never searched. A name with a '/' is not looked up.
 std::optional<std::string> find_program(const std::string& name);
 
 // notify-send, if installed, with argv only (no shell), stdio on /dev/null and only the

@@ -1,5 +1,7 @@
 #include "launcher/openclaw/config.hpp"
 
+#include "core/file.hpp"
+
 #include <openssl/rand.h>
 #include <unistd.h>
 
@@ -28,12 +30,7 @@ std::string replace_all(std::string text, const std::string& from, const std::st
   return text;
 }
 
-std::string self_dir() {
-  char buffer[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1);
-  if (n <= 0) return {};
-  return std::filesystem::path(std::string(buffer, static_cast<std::size_t>(n))).parent_path().string();
-}
+std::string self_dir() { return file::self_exe().parent_path().string(); }
 
 }  // namespace
 

@@ -18,6 +18,8 @@
 
 #include "core/error.hpp"
 #include "core/file.hpp"
+#include "core/process.hpp"
+#include "core/time.hpp"
 
 extern char** environ;
 
@@ -50,13 +52,7 @@ std::string log_tail(const fs::path& log, int lines) {
   return out.empty() ? "\n  (no output)" : out;
 }
 
-bool on_path(const std::string& tool) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "");
-  for (std::string dir; std::getline(dirs, dir, ':');)
-    if (!dir.empty() && ::access((fs::path(dir) / tool).c_str(), X_OK) == 0) return true;
-  return false;
-}
+bool on_path(const std::string& tool) { return find_program(tool).has_value(); }
 
 struct Run {
   std::vector<std::string> argv;
@@ -452,14 +448,7 @@ std::unique_ptr<ContainerEngine> connect_or_throw() {
   return value_or_throw(connect_engine(socket));
 }
 
-std::string format_time(std::int64_t unix_time) {
-  std::time_t t = static_cast<std::time_t>(unix_time);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M", &tm);
-  return text;
-}
+std::string format_time(std::int64_t unix_time) { return format_utc(unix_time * 1000, "%Y-%m-%d %H:%M"); }
 
 }  // namespace
 

@@ -25,6 +25,7 @@
 
 #include "core/error.hpp"
 #include "core/file.hpp"
+#include "core/process.hpp"
 #include "launcher/openclaw/docker.hpp"
 #include "launcher/openclaw/config.hpp"
 #include "launcher/openclaw/image.hpp"
@@ -78,12 +79,7 @@ void check_interrupted() {
   if (int signo = g_signal.load()) throw UserError("launch: interrupted by signal " + std::to_string(signo), 128 + signo);
 }
 
-std::string self_dir() {
-  char buffer[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1);
-  if (n <= 0) return {};
-  return fs::path(std::string(buffer, static_cast<std::size_t>(n))).parent_path().string();
-}
+std::string self_dir() { return file::self_exe().parent_path().string(); }
 
 fs::path find_relay() {
   if (const char* env = std::getenv("TOKFENCE_RELAY"); env && *env) {
@@ -988,18 +984,7 @@ void Launch::print_started() {
 // (/proc/<pid>/cmdline) and ends up in logs. So the browser gets the path of a 0600 page in the
 // launch's private directory that redirects to the URL; the token never is in any argv.
 void Launch::open_browser() {
-  std::string opener;
-  if (const char* path = std::getenv("PATH")) {
-    std::stringstream dirs(path);
-    for (std::string dir; std::getline(dirs, dir, ':');) {
-      if (dir.empty() || dir.front() != '/') continue;  // a relative PATH entry is not a program we chose
-      std::string candidate = dir + "/xdg-open";
-      if (::access(candidate.c_str(), X_OK) == 0) {
-        opener = candidate;
-        break;
-      }
-    }
-  }
+  const std::string opener = find_program("xdg-open").value_or("");
   if (opener.empty()) {
     std::cerr << "launch: --open: no xdg-open on PATH: open the dashboard URL above yourself\n";
     return;
