@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# GET /metrics on the daemon's loopback dashboard listener ([dashboard] enabled, port 0): after a
+# known load through the proxy (priced and unpriced models, cache tokens, a refusal, an upstream
+# error), the Prometheus text parses strictly and its counters equal the request log's
+# (`tokfence log --json`). Other users, other Host names, other paths and methods are refused.
+source "$(dirname "$0")/lib.sh"
+command -v python3 >/dev/null || skip "python3 is needed to parse the metrics"
+
+start_fake_upstream
+write_test_config '[budget]' 'timezone = "UTC"' '[dashboard]' 'enabled = true' 'port = 0'
+for p in openai anthropic mistral; do
+  tf_in "$CANARY" vault add $p -
+  [[ $TF_RC -eq 0 ]] || die "vault add $p: $TF_ERR"
+done
+start_daemon
+DASH_PORT=$(jq .dashboard_port "$TOKFENCE_HOME/daemon.json")
+[[ $DASH_PORT =~ ^[0-9]+$ && $DASH_PORT != 0 ]] || die "daemon.json has no dashboard_port: $(cat "$TOKFENCE_HOME/daemon.json")"
+METRICS_URL="http://127.0.0.1:$DASH_PORT/metrics"
+tf_ok budget set global 5 monthly
+tf_ok revoke mistral
+
+send() {  # PROVIDER MODEL [curl args]: prints the status
+  local provider=$1 model=$2 url
+  shift 2
+  case $provider in
+    anthropic) url="$PROXY_URL/anthropic/v1/messages" ;;
+    *) url="$PROXY_URL/$provider/v1/chat/completions" ;;
+  esac
+  curl -sS --max-time 30 -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+    -H 'authorization: Bearer dummy' -H 'x-api-key: dummy' "$@" \
+    --data "{\"model\":\"$model\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" "$url"
+}
+expect_eq "$(send openai gpt-4o -H 'x-fake-reasoning: 500')" 200
+expect_eq "$(send openai gpt-4o -H 'x-fake-cache: 64')" 200
+expect_eq "$(send openai gpt-4o-mini -H 'x-fake-chunks: 40')" 200
+expect_eq "$(send anthropic claude-sonnet-4-5 -H 'x-fake-cache: 2000' -H 'x-fake-cache-write: 300')" 200
+expect_eq "$(send anthropic claude-sonnet-4-5)" 200
+expect_eq "$(send openai gpt-4o -H 'x-fake-status: 500')" 500
+expect_eq "$(send mistral mistral-large-latest)" 403
+# A model with no price (allowed: no budget refuses unknown cost unless [budget] says so).
+tf_ok budget clear global
+expect_eq "$(send openai no-such-model-9000)" 200
+# A model name with quotes and a backslash must be escaped, not break the format.
+expect_eq "$(send openai 'we\\\"ird model')" 200
+
+tf_ok log -n 1000 --json
+LOG="$WORK/out/log.json"
+printf '%s\n' "$TF_OUT" >"$LOG"
+expect_eq "$(jq length "$LOG")" 9 "rows logged"
+curl -sS --max-time 10 -D "$WORK/out/metrics.h" -o "$WORK/out/metrics.txt" "$METRICS_URL"
+expect_contains "$(tr -d '\r' <"$WORK/out/metrics.h")" "Content-Type: text/plain; version=0.0.4"
+python3 "$SOURCE_DIR/tests/integration/metrics_check.py" "$WORK/out/metrics.txt" "$LOG" || die "metrics do not match the log"
+M=$(cat "$WORK/out/metrics.txt")
+# Every series the Grafana dashboard in docs/ queries is one the daemon serves.
+python3 - "$SOURCE_DIR/docs/grafana/tokfence-dashboard.json" "$WORK/out/metrics.txt" <<'PY' || die "the Grafana dashboard queries a series /metrics does not have"
+import json, re, sys
+served = {l.split()[2] for l in open(sys.argv[2]) if l.startswith("# TYPE ")}
+used = {m for p in json.load(open(sys.argv[1]))["panels"] for t in p["targets"]
+        for m in re.findall(r"\b(?:gen_ai|tokfence)_[a-z_]+", re.sub(r"by \([^)]*\)|\{[^}]*\}", "", t["expr"]))}
+missing = {m for m in used if re.sub(r"_(bucket|sum|count)$", "", m) not in served}
+print("grafana: missing " + ", ".join(sorted(missing)), file=sys.stderr) if missing else None
+sys.exit(1 if missing else 0)
+PY
+expect_contains "$M" 'tokfence_provider_revoked{gen_ai_provider_name="mistral"} 1'
+expect_contains "$M" 'tokfence_kill_switch 0'
+expect_contains "$M" '# TYPE gen_ai_client_token_usage histogram'
+expect_contains "$M" 'gen_ai_request_model="we\\\"ird model"' "escaped label value"
+tf_ok kill
+expect_contains "$(curl -sS --max-time 10 "$METRICS_URL")" 'tokfence_kill_switch 1' "kill switch gauge"
+tf_ok unkill
+tf_ok budget set openai 2 daily
+expect_contains "$(curl -sS --max-time 10 "$METRICS_URL")" 'tokfence_budget_limit_usd{scope="openai",period="daily"} 2'
+
+# --- refusals ---------------------------------------------------------------------------------
+code() { curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "$@"; }
+expect_eq "$(code -H 'Host: attacker.example' "$METRICS_URL")" 421 "a rebound Host name"
+expect_eq "$(code -H "Host: localhost:$DASH_PORT" "$METRICS_URL")" 200 "localhost"
+expect_eq "$(code "http://127.0.0.1:$DASH_PORT/")" 404 "another path"
+expect_eq "$(code -X POST "$METRICS_URL")" 405 "POST"
+if [[ $(id -u) -eq 0 ]] && command -v setpriv >/dev/null; then
+  other=$(setpriv --reuid 65534 --regid 65534 --clear-groups curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "$METRICS_URL" || true)
+  expect_eq "$other" 403 "another uid"
+else
+  log "not root: the other-uid refusal is not tested here"
+fi
+# Still serving after the refusals (one thread, each connection bounded).
+expect_eq "$(code "$METRICS_URL")" 200 "after refusals"
+
+# --- off by default -------------------------------------------------------------------------------
+stop_daemon
+write_test_config
+start_daemon
+expect_eq "$(jq .dashboard_port "$TOKFENCE_HOME/daemon.json")" null "no listener unless [dashboard] enabled"
