@@ -24,7 +24,10 @@ expect_eq "$TF_RC" 1
 expect_contains "$TF_ERR" "docker: no engine socket at $WORK/no-such-docker.sock: start Docker"
 DOCKER_HOST=tcp://127.0.0.1:2375 tf launch --image "$image" --no-pull -- /probe env
 expect_contains "$TF_ERR" "only a local unix:// engine socket can be used"
-sock_mode=$(stat -c %a /var/run/docker.sock)
+# The engine socket under test: Docker's, or the one DOCKER_HOST names (tests/podman).
+engine_sock=/var/run/docker.sock
+[[ ${DOCKER_HOST:-} == unix://* ]] && engine_sock=${DOCKER_HOST#unix://}
+sock_mode=$(stat -c %a "$engine_sock")
 if [[ ${sock_mode: -1} != [2367] ]]; then
   # As an unprivileged user outside the docker group the socket refuses us.
   nobody_home=$(mktemp -d)
@@ -36,7 +39,7 @@ if [[ ${sock_mode: -1} != [2367] ]]; then
   set -e
   rm -rf "$nobody_home"
   expect_eq "$rc" 1 "launch without access to the Docker socket"
-  expect_contains "$err" "docker: permission denied on /var/run/docker.sock: join the 'docker' group"
+  expect_contains "$err" "docker: permission denied on $engine_sock: join the 'docker' group"
 fi
 
 # --- image missing with --no-pull
@@ -158,8 +161,13 @@ expect_contains "$TF_OUT" '"apiKey": "tokfence-managed"'
 expect_contains "$TF_OUT" '"baseUrl": "http://127.0.0.1:9471/openai/v1"'
 mode=$(stat -c %a "$TOKFENCE_HOME/openclaw/$name/openclaw.json")
 expect_eq "$mode" 600 "config file mode"
-policy=$(docker inspect -f '{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.NetworkMode}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.Config.User}}' "$name")
-expect_eq "$policy" "unless-stopped none true [ALL] [no-new-privileges] 1000:1000" "hardened host config"
+policy=$(docker inspect -f '{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.NetworkMode}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.SecurityOpt}} {{.Config.User}}' "$name")
+expect_eq "$policy" "unless-stopped none true [no-new-privileges] 1000:1000" "hardened host config"
+# Capabilities as the kernel sees them, not as the engine reports them (Docker shows CapDrop
+# [ALL], Podman lists each dropped capability): the container's first process has an empty
+# bounding set, so nothing in it can ever gain one.
+caps=$(docker exec "$name" grep -E '^Cap(Eff|Prm|Bnd):' /proc/1/status | tr -s '\t ' ' ' | tr '\n' ' ')
+expect_eq "$caps" "CapPrm: 0000000000000000 CapEff: 0000000000000000 CapBnd: 0000000000000000 " "capabilities of the container's process"
 tf_ok launch restart --name "$name"
 wait_until "curl -fsS http://127.0.0.1:$port/ | grep -q hello-ui" 15
 tf_ok launch logs --name "$name" --tail 5
