@@ -246,9 +246,42 @@ Result<void> read_allowed_origins(const toml::table& t, const std::string& sourc
   return {};
 }
 
+// [egress], [egress.presets.<name>] and [egress.resolve]; the rules themselves are checked by
+// proxy/egress when the daemon starts.
+Result<void> read_egress(const toml::table& t, const std::string& source, Config::Egress& e, std::vector<std::string>& w) {
+  TableReader r(t, "egress", source, w);
+  TRY(r.string_list("allow", e.allow));
+  TRY(r.string("extra_ca_file", e.extra_ca_file));
+  TRY(r.expect_table("presets"));
+  TRY(r.expect_table("resolve"));
+  if (const toml::table* presets = r.subtable("presets")) {
+    for (auto&& [k, v] : *presets) {
+      const std::string name(k.str());
+      if (!v.is_table()) return fail(where(source, v.source()) + ": egress.presets." + name + " must be a table");
+      TableReader p(*v.as_table(), "egress.presets." + name, source, w);
+      std::vector<std::string> hosts;
+      TRY(p.string_list("hosts", hosts));
+      if (hosts.empty())
+        return fail(where(source, v.source()) + ": egress.presets." + name + ".hosts must list at least one host");
+      e.presets[name] = std::move(hosts);
+      p.finish();
+    }
+  }
+  if (const toml::table* resolve = r.subtable("resolve")) {
+    for (auto&& [k, v] : *resolve) {
+      if (!v.is_string() || v.as_string()->get().empty())
+        return fail(where(source, v.source()) + ": egress.resolve.\"" + std::string(k.str()) +
+                    "\" must be an address string, e.g. \"127.0.0.1:8443\"");
+      e.resolve[std::string(k.str())] = v.as_string()->get();
+    }
+  }
+  r.finish();
+  return {};
+}
+
 Result<void> read_all(const toml::table& root, const std::string& source, Config& c, std::vector<std::string>& w) {
   TableReader top(root, "", source, w);
-  for (const char* section : {"daemon", "logging", "notifications", "vault", "launch", "proxy", "budget", "providers", "pricing"})
+  for (const char* section : {"daemon", "logging", "notifications", "vault", "launch", "proxy", "budget", "providers", "pricing", "egress", "dashboard"})
     TRY(top.expect_table(section));
 
   if (const toml::table* t = top.subtable("daemon")) {
@@ -308,12 +341,19 @@ Result<void> read_all(const toml::table& root, const std::string& source, Config
     TRY(r.boolean("inject_stream_usage", c.proxy.inject_stream_usage));
     r.finish();
   }
+  if (const toml::table* t = top.subtable("dashboard")) {
+    TableReader r(*t, "dashboard", source, w);
+    TRY(r.boolean("enabled", c.dashboard.enabled));
+    TRY(r.integer_as("port", c.dashboard.port, 0, 65535));
+    r.finish();
+  }
   if (const toml::table* t = top.subtable("budget")) {
     TableReader r(*t, "budget", source, w);
     TRY(r.string("timezone", c.budget.timezone));
     TRY(r.boolean("refuse_unknown_cost", c.budget.refuse_unknown_cost));
     r.finish();
   }
+  if (const toml::table* t = top.subtable("egress")) TRY(read_egress(*t, source, c.egress, w));
   if (const toml::table* t = top.subtable("providers")) {
     for (auto&& [k, v] : *t) {
       if (!v.is_table())

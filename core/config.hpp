@@ -68,10 +68,26 @@ struct Config {
   struct Proxy {
     bool inject_stream_usage = true;  // add stream_options.include_usage to OpenAI chat streams
   } proxy;
+  // [dashboard]: the daemon's loopback status listener (docs/METRICS.md): GET /metrics for the
+  // daemon's own user. Off unless enabled; port 0 = any free port (daemon.json's dashboard_port).
+  struct Dashboard {
+    bool enabled = false;
+    int port = 9472;
+  } dashboard;
   struct Budget {
     std::string timezone;  // IANA name; empty = the machine's local zone
     bool refuse_unknown_cost = false;  // refuse models with no price once a budget is set
   } budget;
+  // [egress]: the policy proxy on per-launch and per-run sockets (docs/EGRESS.md). Kept as text
+  // here; proxy/egress checks the rules and refuses a daemon start on a bad one.
+  struct Egress {
+    std::vector<std::string> allow;  // [egress] allow = ["HOST[:PORT]", ...]: every relay listener
+    std::string extra_ca_file;       // [egress] extra_ca_file (trust for inspected upstreams; later phase)
+    // [egress.presets.<name>] hosts = [...]: added to, or replacing, the built-in presets.
+    std::map<std::string, std::vector<std::string>> presets;
+    // [egress.resolve] "name" = "ADDRESS[:PORT]": the name is connected there, trusted as given.
+    std::map<std::string, std::string> resolve;
+  } egress;
   // Overrides and additions to the built-in providers, by name (already merged: see providers()).
   std::map<std::string, ProviderSpec> provider_overrides;
   // [pricing."<model>"] overrides and additions, per million tokens.

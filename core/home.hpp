@@ -26,6 +26,8 @@ class Home {
   std::filesystem::path daemon_log() const { return root_ / "daemon.log"; }
   // Written by a running daemon: pid, host, actual port (port 0 resolves here), socket paths.
   std::filesystem::path runtime_file() const { return root_ / "daemon.json"; }
+  // Kept current by a running daemon for menu-bar widgets and desktop apps (docs/WIDGET.md).
+  std::filesystem::path desktop_snapshot_file() const { return root_ / "desktop_snapshot.json"; }
   // Per-launch / per-harness proxy sockets live in subdirectories of this.
   std::filesystem::path sockets_dir() const { return root_ / "sockets"; }
   std::filesystem::path openclaw_dir() const { return root_ / "openclaw"; }

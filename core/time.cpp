@@ -59,4 +59,13 @@ std::string format_local(std::int64_t unix_ms, const char* fmt) {
 
 std::string utc_rfc3339(std::int64_t unix_ms) { return format_utc(unix_ms, "%Y-%m-%dT%H:%M:%SZ"); }
 
+std::int64_t start_of_local_day(std::int64_t unix_ms) {
+  std::time_t t = seconds_of(unix_ms);
+  std::tm tm{};
+  ::localtime_r(&t, &tm);
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  tm.tm_isdst = -1;
+  return static_cast<std::int64_t>(std::mktime(&tm)) * 1000;
+}
+
 }  // namespace tokfence

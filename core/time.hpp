@@ -18,4 +18,8 @@ std::string format_local(std::int64_t unix_ms, const char* format);
 // "2026-12-06T17:03:05Z": what the providers' APIs and our JSON output use.
 std::string utc_rfc3339(std::int64_t unix_ms);
 
+// The local midnight that starts the day `unix_ms` falls in: where "today" begins in `status`,
+// the widget snapshot and the metrics.
+std::int64_t start_of_local_day(std::int64_t unix_ms);
+
 }  // namespace tokfence

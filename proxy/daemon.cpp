@@ -26,6 +26,10 @@
 #include "proxy/metering/request_log.hpp"
 #include "proxy/http/server.hpp"
 #include "proxy/control/server.hpp"
+#include "proxy/egress/policy.hpp"
+#include "proxy/snapshot/snapshot.hpp"
+#include "proxy/dashboard/listener.hpp"
+#include "proxy/dashboard/metrics.hpp"
 #include "core/sqlite.hpp"
 #include "core/time.hpp"
 
@@ -43,14 +47,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // Local midnight, for "today" in `status`.
-std::int64_t start_of_today_ms() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  ::localtime_r(&now, &tm);
-  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-  tm.tm_isdst = -1;
-  return static_cast<std::int64_t>(std::mktime(&tm)) * 1000;
-}
+std::int64_t start_of_today_ms() { return start_of_local_day(now_ms()); }
 
 // Keys in memory must not be readable through ptrace, /proc/<pid>/mem or a core file.
 void harden_process() {
@@ -166,7 +163,27 @@ class SocketStore {
         "CREATE TABLE IF NOT EXISTS proxy_sockets(path TEXT PRIMARY KEY, caller TEXT NOT NULL, "
         "mode INTEGER NOT NULL, created_ms INTEGER NOT NULL)");
     if (!schema) return std::unexpected(schema.error());
+    // The listener's egress policy (JSON, as `egress` list shows it), kept with the socket.
+    if (!db->prepare("SELECT egress FROM proxy_sockets LIMIT 0"))
+      if (auto ok = db->exec("ALTER TABLE proxy_sockets ADD COLUMN egress TEXT"); !ok) return std::unexpected(ok.error());
     return SocketStore(std::move(*db));
+  }
+  // The stored egress policy of the persisted socket at `path` ("" when none).
+  std::string egress_of(const std::string& path) {
+    std::lock_guard lock(*mutex_);
+    auto st = db_.prepare("SELECT coalesce(egress, '') FROM proxy_sockets WHERE path = ?");
+    if (!st) return "";
+    st->bind(1, path);
+    auto row = st->step();
+    return row && *row ? st->column_text(0) : std::string();
+  }
+  // Stores `policy` with the persisted socket at `path` (nothing when it is not persisted).
+  Result<void> put_egress(const std::string& path, const std::string& policy) {
+    std::lock_guard lock(*mutex_);
+    auto st = db_.prepare("UPDATE proxy_sockets SET egress = ? WHERE path = ?");
+    if (!st) return std::unexpected(st.error());
+    st->bind(1, policy).bind(2, path);
+    return st->run();
   }
   Result<std::vector<ProxySocketInfo>> all() {
     std::lock_guard lock(*mutex_);
@@ -174,7 +191,7 @@ class SocketStore {
     if (!st) return std::unexpected(st.error());
     std::vector<ProxySocketInfo> out;
     auto done = st->for_each_row([&](const sqlite::Statement& row) {
-      out.push_back({row.column_text(0), row.column_text(1), static_cast<int>(row.column_int64(2)), true});
+      out.push_back({row.column_text(0), row.column_text(1), static_cast<int>(row.column_int64(2)), true, {}});
     });
     if (!done) return std::unexpected(done.error());
     return out;
@@ -235,6 +252,12 @@ struct Daemon {
   std::shared_ptr<LivePricing> pricing;
   std::optional<SocketStore> sockets;
   std::unique_ptr<ProxyServer> server;
+  // TOKFENCE_HOME/desktop_snapshot.json (docs/WIDGET.md): dirty after each request row and each
+  // control op, rewritten by its own timer thread at most once a second.
+  std::unique_ptr<SnapshotWriter> snapshot_file;
+  // Counters for GET /metrics, fed by every request row; served by `dashboard` when enabled.
+  std::shared_ptr<Metrics> metrics = std::make_shared<Metrics>();
+  std::unique_ptr<DashboardListener> dashboard;
   int port = 0;
   fs::path main_socket;
   std::int64_t started_at = now_ms();
@@ -287,6 +310,44 @@ struct Daemon {
     return out;
   }
 
+  // The widget snapshot (`tokfence widget render --json`, desktop_snapshot.json), with every
+  // request answered so far counted. `running` false: the one written as the daemon exits.
+  json snapshot(bool running) {
+    server->hand_over_finished_rows();
+    request_log->flush();
+    SnapshotSources in;
+    in.running = running;
+    in.pid = self;
+    const std::string& host = config.daemon.host;
+    in.addr = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+    in.controls = controls->status();
+    std::vector<std::string> names;
+    for (const auto& [name, key] : *keys->snapshot()) names.push_back(name);
+    in.vault_providers = std::move(names);
+    for (const auto& s : server->unix_sockets())
+      if (!s.caller.empty()) in.sessions.push_back(socket_json(s));
+    if (running) {
+      const auto st = request_log->stats();
+      in.request_log = {{"recorded", st.recorded}, {"committed", st.committed}, {"queued", st.queued},
+                        {"dropped", st.dropped}, {"lost", st.lost}};
+    }
+    in.version = version;
+    return build_snapshot(config, in, now_ms());
+  }
+  Result<json> widget_snapshot(const json&) { return snapshot(true); }
+
+  // GET /metrics: rows still waiting for their caller look-up are counted first.
+  std::string metrics_text() {
+    server->hand_over_finished_rows();
+    Metrics::Gauges g;
+    g.controls = controls->status();
+    g.log = request_log->stats();
+    for (const auto& s : server->unix_sockets())
+      if (!s.caller.empty()) ++g.proxy_sessions;
+    g.start_time_ms = started_at;
+    return metrics->render(g);
+  }
+
   // The request log commits in batches (up to 50 ms late): `tokfence log` and `stats` ask for this
   // first, so they show every request answered before they ran.
   Result<json> flush_log(const json&) {
@@ -336,6 +397,12 @@ struct Daemon {
       s.mode = static_cast<int>(r["mode"].get<std::int64_t>());
     }
     s.persist = r.value("persist", false);
+    // The forward proxy's policy (docs/EGRESS.md); checked before anything is opened.
+    if (r.contains("egress")) {
+      auto policy = egress::policy_from_json(r["egress"], server->egress_settings());
+      if (!policy) return fail("open_proxy_socket: " + policy.error().message);
+      s.egress = std::move(*policy);
+    }
     if (!fs::path(s.path).is_absolute()) return fail("open_proxy_socket: path must be absolute: " + s.path);
     if (fs::path(s.path) == main_socket || fs::path(s.path) == home.control_socket())
       return fail("open_proxy_socket: path is one of the daemon's own sockets: " + s.path);
@@ -343,11 +410,17 @@ struct Daemon {
       if (open.path == s.path) {
         if (open.caller != s.caller)
           return fail("open_proxy_socket: already open for caller '" + open.caller + "': " + s.path);
+        if (r.contains("egress")) {  // re-opened with a policy: it replaces the one in force
+          if (auto live = server->egress_policy(s.path)) live->update([&](egress::Policy& p) { p = s.egress; });
+          (void)sockets->put_egress(s.path, egress::policy_json(s.egress).dump());
+        }
         return json{{"path", s.path}, {"already_open", true}};
       }
     if (auto ok = server->listen_unix(s); !ok) return std::unexpected(ok.error());
     if (s.persist) {
-      if (auto ok = sockets->put(s); !ok) {
+      auto ok = sockets->put(s);
+      if (ok) ok = sockets->put_egress(s.path, egress::policy_json(s.egress).dump());
+      if (!ok) {
         (void)server->close_unix(s.path);
         return std::unexpected(ok.error());
       }
@@ -381,17 +454,70 @@ struct Daemon {
     return json{{"sockets", list}};
   }
 
+  // {"op":"egress","caller":C,"action":"allow"|"deny"|"list","rule":"HOST[:PORT]"}: changes or
+  // shows the forward-proxy policy of caller C's sockets; a change applies from their next
+  // connection on. "list" without a caller: every labeled socket's policy.
+  Result<json> egress_op(const json& r) {
+    const std::string action = r.contains("action") && r["action"].is_string() ? r["action"].get<std::string>() : "";
+    if (action != "allow" && action != "deny" && action != "list")
+      return fail("egress: 'action' must be \"allow\", \"deny\" or \"list\"");
+    if (r.contains("caller") && !r["caller"].is_string()) return fail("egress: 'caller' must be a string");
+    const std::string caller = r.value("caller", std::string());
+    std::vector<ProxySocketInfo> matching;
+    std::string open_callers;
+    for (const auto& s : server->unix_sockets()) {
+      if (s.caller.empty()) continue;
+      if (open_callers.find("'" + s.caller + "'") == std::string::npos)
+        open_callers += (open_callers.empty() ? "'" : ", '") + s.caller + "'";
+      if (caller.empty() || s.caller == caller) matching.push_back(s);
+    }
+    auto listener_json = [](const ProxySocketInfo& s) {
+      json j = egress::policy_json(s.egress);
+      j["caller"] = s.caller;
+      j["path"] = s.path;
+      return j;
+    };
+    if (caller.empty()) {
+      if (action != "list") return fail("egress: 'caller' is required to " + action + " (e.g. openclaw:NAME or codex)");
+      json all = json::array();
+      for (const auto& s : matching) all.push_back(listener_json(s));
+      return json{{"listeners", all}};
+    }
+    if (matching.empty())
+      return fail("egress: no proxy socket is open for caller '" + caller + "'" +
+                  (open_callers.empty() ? std::string(" (none is open)") : " (open: " + open_callers + ")"));
+    if (action != "list") {
+      if (!r.contains("rule") || !r["rule"].is_string()) return fail("egress: 'rule' (HOST[:PORT]) is required to " + action);
+      auto rule = egress::parse_rule(r["rule"].get<std::string>());
+      if (!rule) return std::unexpected(rule.error());
+      for (auto& s : matching) {
+        auto live = server->egress_policy(s.path);
+        if (!live) continue;
+        live->update([&](egress::Policy& p) { action == "allow" ? egress::allow(p, *rule) : egress::deny(p, *rule); });
+        s.egress = *live->snapshot();
+        if (auto ok = sockets->put_egress(s.path, egress::policy_json(s.egress).dump()); !ok)
+          daemon_log("warning: egress policy of " + s.path + " not persisted: " + ok.error().message);
+      }
+      daemon_log("egress: " + caller + ": " + action + " " + rule->text());
+    }
+    json out = listener_json(matching.front());
+    out.erase("path");
+    return out;
+  }
+
   using Op = Result<json> (Daemon::*)(const json&);
   static constexpr std::pair<const char*, Op> kOps[] = {
       {"ping", &Daemon::ping},
       {"status", &Daemon::status},
       {"flush_log", &Daemon::flush_log},
+      {"widget_snapshot", &Daemon::widget_snapshot},
       {"pricing_reload", &Daemon::pricing_reload},
       {"reload_keys", &Daemon::reload_keys},
       {"shutdown", &Daemon::shutdown},
       {"open_proxy_socket", &Daemon::open_proxy_socket},
       {"close_proxy_socket", &Daemon::close_proxy_socket},
       {"list_proxy_sockets", &Daemon::list_proxy_sockets},
+      {"egress", &Daemon::egress_op},
   };
 
   void register_ops(ControlRouter& router) {
@@ -420,7 +546,14 @@ struct Daemon {
     if (!store) return std::unexpected(store.error());
     sockets.emplace(std::move(*store));
 
-    auto server_made = ProxyServer::create({config, keys, request_log, controls, pricing, daemon_log});
+    snapshot_file = std::make_unique<SnapshotWriter>(home.desktop_snapshot_file(), [this] { return snapshot(true); });
+    snapshot_file->warn = daemon_log;
+    // The I/O threads only mark the snapshot dirty (a flag store); its own thread rewrites it.
+    auto observed_log = observe_records(request_log, [file = snapshot_file.get(), m = metrics.get()](const RequestRecord& r) {
+      m->record(r);
+      file->mark_dirty();
+    });
+    auto server_made = ProxyServer::create({config, keys, observed_log, controls, pricing, daemon_log});
     if (!server_made) return std::unexpected(server_made.error());
     server = std::move(*server_made);
     return listen();
@@ -431,19 +564,34 @@ struct Daemon {
     auto bound = server->listen_tcp(config.daemon.host, config.daemon.port);
     if (!bound) return std::unexpected(bound.error());
     port = *bound;
+    if (config.dashboard.enabled) {
+      auto started = DashboardListener::start({config.dashboard.port, [this] { return metrics_text(); }, daemon_log});
+      if (!started) return std::unexpected(started.error());
+      dashboard = std::move(*started);
+    }
     main_socket = config.daemon.socket_path.empty() ? home.default_proxy_socket() : config.daemon.socket_path;
     if (main_socket == home.default_proxy_socket()) {
       if (auto ok = ensure_private_dir(main_socket.parent_path()); !ok) return std::unexpected(ok.error());
     } else if (auto ok = check_socket_dir(main_socket.parent_path()); !ok) {
       return std::unexpected(ok.error());
     }
-    if (auto ok = server->listen_unix({main_socket.string(), "", 0660, false}); !ok) return std::unexpected(ok.error());
+    if (auto ok = server->listen_unix({main_socket.string(), "", 0660, false, {}}); !ok) return std::unexpected(ok.error());
     auto persisted = sockets->all();
     if (!persisted) {
       daemon_log("warning: cannot read persisted proxy sockets: " + persisted.error().message);
       return {};
     }
-    for (const auto& s : *persisted) {
+    for (auto s : *persisted) {
+      // Its egress policy, as stored; one that no longer parses (a preset gone from config.toml)
+      // leaves the socket with none: deny by default.
+      if (auto text = sockets->egress_of(s.path); !text.empty()) {
+        auto parsed = json::parse(text, nullptr, false);
+        auto policy = egress::policy_from_json(parsed.is_discarded() ? json() : parsed, server->egress_settings());
+        if (policy)
+          s.egress = std::move(*policy);
+        else
+          daemon_log("warning: egress policy of " + s.path + " dropped: " + policy.error().message);
+      }
       if (auto ok = server->listen_unix(s); !ok)
         daemon_log("warning: persisted proxy socket not re-created: " + ok.error().message);
       else
@@ -460,7 +608,8 @@ struct Daemon {
             {"control_socket", home.control_socket().string()},
             {"vault_backend", vault->backend_name()},
             {"version", version},
-            {"started_at", started_at / 1000}};
+            {"started_at", started_at / 1000},
+            {"dashboard_port", dashboard ? json(dashboard->port()) : json(nullptr)}};
   }
 };
 
@@ -505,6 +654,7 @@ Result<void> run_daemon(DaemonOptions options) {
   if (auto ok = daemon.open(std::move(options.vault)); !ok) return std::unexpected(ok.error());
   ControlRouter router;
   daemon.register_ops(router);
+  router.set_observer([file = daemon.snapshot_file.get()](const std::string&) { file->mark_dirty(); });
 
   daemon.server->start();
   auto control = ControlServer::start(home.control_socket(), router);
@@ -520,13 +670,17 @@ Result<void> run_daemon(DaemonOptions options) {
   daemon_log("daemon started (pid " + std::to_string(daemon.self) + "): http://" + config.daemon.host + ":" +
              std::to_string(daemon.port) + ", unix " + daemon.main_socket.string() + ", vault " +
              daemon.vault->backend_name() + ", " + std::to_string(daemon.keys->size()) + " key(s)");
+  daemon.snapshot_file->start();
   if (options.on_ready) options.on_ready(daemon.port);
 
   const int sig = wait_for_stop(signals, daemon);
   daemon_log(std::string("stopping (") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + "): in-flight requests get " +
              std::to_string(config.daemon.shutdown_grace_seconds) + " s");
+  daemon.snapshot_file->stop();
+  if (daemon.dashboard) daemon.dashboard->stop();
   daemon.server->shutdown(std::chrono::seconds(config.daemon.shutdown_grace_seconds));
   daemon.request_log->flush();
+  daemon.snapshot_file->write(daemon.snapshot(false));
   (*control)->stop();
   ::unlink(home.runtime_file().c_str());
   daemon.server.reset();

@@ -47,6 +47,8 @@ int run(int argc, char** argv) {
   register_run_commands(app, ctx);
   register_launch_commands(app, ctx);
   register_watch_commands(app, ctx);
+  register_widget_commands(app, ctx);
+  register_egress_commands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -4,6 +4,12 @@
 // Only commands that work are registered.
 #include <CLI/CLI.hpp>
 #include <optional>
+#include <set>
+#include <string>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "core/config.hpp"
 #include "core/home.hpp"
@@ -40,10 +46,19 @@ void print_unknown_models(Context& ctx, const std::string& provider, bool as_jso
 // includes every request answered before it ran. No daemon, or one that does not answer within
 // a second: the log as it is on disk.
 void flush_running_daemon(Context& ctx);
+// Which providers have a key in the vault, without ever prompting (log.cpp): the file backend needs
+// the passphrase from TOKFENCE_VAULT_PASSPHRASE; anything that fails reads as "unknown" (nullopt).
+std::optional<std::set<std::string>> providers_with_keys(Context& ctx);
 void register_control_commands(CLI::App& app, Context& ctx);   // controls.cpp: budget revoke restore kill unkill ratelimit
 void register_run_commands(CLI::App& app, Context& ctx);       // run.cpp: run, codex, claude, opencode
 void register_launch_commands(CLI::App& app, Context& ctx);    // launch.cpp: launch, setup openclaw
 void register_watch_commands(CLI::App& app, Context& ctx);     // watch.cpp: watch
+void register_widget_commands(CLI::App& app, Context& ctx);    // widget.cpp: widget render|install|uninstall
+void register_egress_commands(CLI::App& app, Context& ctx);    // egress.cpp: egress allow|deny|list
+// `--allow HOST[:PORT]` and `--egress-preset NAME` of run and launch, checked with the daemon's
+// parser and config.toml's presets (UserError naming the flag and the entry); the "egress" field
+// of open_proxy_socket, or null when both are empty (egress.cpp).
+nlohmann::json egress_field(Context& ctx, const std::vector<std::string>& allow, const std::vector<std::string>& presets);
 
 // Parses argv, runs the command, maps UserError to `tokfence: error: ...` and an exit code.
 int run(int argc, char** argv);

@@ -31,6 +31,8 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
   auto model = std::make_shared<std::string>();
   auto no_validate = std::make_shared<bool>(false);
   auto image_cache = std::make_shared<std::string>();
+  auto egress_allow = std::make_shared<std::vector<std::string>>();
+  auto egress_presets = std::make_shared<std::vector<std::string>>();
 
   auto* launch = app.add_subcommand(
       "launch",
@@ -39,6 +41,9 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
       "daemon (logged with caller openclaw:<name>, under your budgets, revoke and kill), another\n"
       "carries the dashboard to http://127.0.0.1:<port> on the host. Arguments after -- replace the\n"
       "image's command.\n"
+      "Other hosts (chat channels, web search, registries) only through tokfence's forward proxy, which\n"
+      "HTTPS_PROXY and OPENCLAW_PROXY_URL point at, and only those --allow/--egress-preset name\n"
+      "(deny by default; change them live with 'tokfence egress').\n"
       "The default image is OpenClaw " + std::string(launcher::kOpenClawVersion) + " (the version tokfence's config is validated\n"
       "against), built locally from npm when absent (see 'launch image'); --build-image builds another\n"
       "absent --image the same way instead of failing.\n"
@@ -46,6 +51,7 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
       "Examples:\n"
       "  tokfence launch                  # first run builds the image and asks for a key; Ctrl-C stops it\n"
       "  tokfence launch --detach --port 18790 --open\n"
+      "  tokfence launch --egress-preset telegram --allow api.search.brave.com\n"
       "  tokfence launch -- openclaw --log-level error agent --local --agent main --message ping");
   launch->add_option("--name", options->name, "container name")->capture_default_str();
   launch->add_option("--image", options->image, "image to run")->capture_default_str();
@@ -68,10 +74,25 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
   launch->add_option("--memory", options->memory, "memory limit (e.g. 512m, 2g)")->capture_default_str();
   launch->add_option("--pids-limit", options->pids_limit, "process limit")->capture_default_str();
   launch->add_option("--stop-timeout", options->stop_timeout_seconds, "seconds to wait for a graceful stop")->capture_default_str();
+  launch->add_option("--allow", *egress_allow,
+                     "a host OpenClaw may reach through tokfence's forward proxy, HOST[:PORT] (port 443 unless given;\n"
+                     "*.example.com for subdomains; repeatable; none by default)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  launch->add_option("--egress-preset", *egress_presets,
+                     "a named set of hosts to allow: telegram, discord, slack, whatsapp, web-search, github, npm, pypi,\n"
+                     "or [egress.presets.<name>] of config.toml (repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   launch->add_option("command", options->command, "command after -- (replaces the image's command)");
-  launch->callback([&ctx, options, no_pull, no_open, workspace, model, no_validate, image_cache, launch] {
+  launch->callback([&ctx, options, no_pull, no_open, workspace, model, no_validate, image_cache, egress_allow,
+                    egress_presets, launch] {
     use_configured_engine(ctx);
     if (launch->get_subcommands().size() > 0) return;  // a subcommand ran instead
+    // Before the engine, the image or the daemon is touched: a typo starts nothing.
+    options->egress = egress_field(ctx, *egress_allow, *egress_presets);
     options->pull = !*no_pull;
     options->validate_config = !*no_validate;
     if (!image_cache->empty()) options->image_cache = *image_cache;

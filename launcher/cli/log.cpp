@@ -240,11 +240,59 @@ void check_provider_filter(Context& ctx, const std::string& provider) {
   value_or_throw(check_provider_name(provider));
 }
 
+// ---- tokfence log --egress: the forward proxy's connections (docs/EGRESS.md) ----
+
+json egress_json(const proxy::LoggedEgress& row) {
+  const auto& e = row.record;
+  return json{{"id", row.id},
+              {"ts_ms", e.ts_ms},
+              {"time", iso_utc(e.ts_ms)},
+              {"caller", e.caller},
+              {"caller_pid", e.caller_pid},
+              {"kind", e.kind},
+              {"host", e.host},
+              {"port", e.port},
+              {"address", e.address},
+              {"decision", e.decision},
+              {"rule", e.rule},
+              {"bytes_up", e.bytes_up},
+              {"bytes_down", e.bytes_down},
+              {"duration_ms", e.duration_ms},
+              {"error", e.error}};
+}
+
+void print_egress(const std::filesystem::path& db, const proxy::EgressQuery& query, bool as_json) {
+  auto rows = value_or_throw(proxy::query_egress(db, query));
+  if (as_json) {
+    json out = json::array();
+    for (const auto& row : rows) out.push_back(egress_json(row));
+    std::cout << json_text(out) << "\n";
+    return;
+  }
+  if (rows.empty()) {
+    std::cerr << "tokfence: no egress connections logged" << (query.since_ms == 0 && query.caller.empty() ? "" : " that match")
+              << " yet (" << db.string() << ")\n";
+    return;
+  }
+  Table table({{"TIME", 8}, {"CALLER", 8}, {"DESTINATION", 12}, {"DECISION", 0}, {"RULE", 8}, {"UP", 0}, {"DOWN", 0},
+               {"MS", 0}, {"ERROR", 0}});
+  for (const auto& row : rows) {
+    const auto& e = row.record;
+    const bool v6 = e.host.find(':') != std::string::npos;
+    char ms[32];
+    std::snprintf(ms, sizeof ms, "%.0f", e.duration_ms);
+    table.add({local_time(e.ts_ms), printable(e.caller),
+               printable((v6 ? "[" + e.host + "]" : e.host) + ":" + std::to_string(e.port)), e.decision,
+               printable(e.rule), std::to_string(e.bytes_up), std::to_string(e.bytes_down), ms, printable(e.error)});
+  }
+  table.print(std::cout, true);
+}
+
 void register_log(CLI::App& app, Context& ctx) {
   struct Options {
-    std::string id, provider, since;
+    std::string id, provider, since, caller;
     std::string lines = "20";
-    bool json = false, follow = false;
+    bool json = false, follow = false, egress = false;
   };
   auto opt = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
@@ -256,13 +304,17 @@ void register_log(CLI::App& app, Context& ctx) {
       "  tokfence log -n 50 --provider openai --since 1h\n"
       "  tokfence log req_0123456789abcdef     # one request, every field\n"
       "  tokfence log -f                       # follow new requests live (Ctrl-C stops)\n"
-      "  tokfence log --json | jq '.[].cost_usd'");
+      "  tokfence log --json | jq '.[].cost_usd'\n"
+      "  tokfence log --egress                 # connections through the forward proxy, allowed or refused");
   cmd->add_option("request-id", opt->id, "Show only this request (its X-Tokfence-Request-Id)");
   cmd->add_option("-n,--lines", opt->lines, "How many rows to show (default 20)");
   cmd->add_option("--provider", opt->provider, "Only this provider's requests");
   cmd->add_option("--since", opt->since, "Only requests since: 30m, 1h, 7d, 2w, or a date like 2026-11-01");
   cmd->add_flag("--json", opt->json, "JSON: an array of rows (one object for a request id; one object per line with -f)");
   cmd->add_flag("-f,--follow", opt->follow, "Keep printing new requests as the daemon logs them (rows arrive in batches)");
+  cmd->add_flag("--egress", opt->egress,
+                "Instead: connections through the forward proxy of 'run'/'launch' (host, port, decision, rule, bytes)");
+  cmd->add_option("--caller", opt->caller, "With --egress: only this caller's connections (e.g. openclaw:NAME, codex)");
   cmd->callback([opt, &ctx] {
     check_provider_filter(ctx, opt->provider);
     flush_running_daemon(ctx);
@@ -274,6 +326,12 @@ void register_log(CLI::App& app, Context& ctx) {
       throw UserError("-n '" + opt->lines + "': expected a whole number of rows from 1 to 1000000");
     if (!opt->since.empty()) query.since_ms = parse_since(opt->since, "--since");
     const auto db = ctx.config().logging.db_path;
+    if (opt->egress) {
+      if (!opt->id.empty() || opt->follow || !opt->provider.empty())
+        throw UserError("log: --egress cannot be combined with a request id, --follow or --provider: drop them");
+      return print_egress(db, proxy::EgressQuery{query.since_ms, opt->caller, query.limit}, opt->json);
+    }
+    if (!opt->caller.empty()) throw UserError("log: --caller goes with --egress");
     if (!opt->id.empty()) {
       if (opt->follow) throw UserError("log: --follow cannot be combined with a request id: drop one of them");
       static const std::regex id_shape(R"(^[A-Za-z0-9_-]{1,64}$)");
@@ -345,14 +403,36 @@ void register_stats(CLI::App& app, Context& ctx) {
       "  tokfence stats --period 24h --by caller\n"
       "  tokfence stats --period 2026-11-01 --by provider --json");
   cmd->add_option("--period", opt->period, "How far back: 30m, 24h, 7d, 2w, a date like 2026-11-01, or 'all' (default 7d)");
-  cmd->add_option("--by", opt->by, "Group by model, provider or caller (default model)")
-      ->check(CLI::IsMember({"model", "provider", "caller"}));
+  cmd->add_option("--by", opt->by,
+                  "Group by model, provider or caller (default model); 'host': the forward proxy's connections by destination")
+      ->check(CLI::IsMember({"model", "provider", "caller", "host"}));
   cmd->add_option("--provider", opt->provider, "Only this provider's requests");
   cmd->add_flag("--json", opt->json, "JSON: {since, by, groups: [...], total}");
   cmd->callback([opt, &ctx] {
     check_provider_filter(ctx, opt->provider);
     flush_running_daemon(ctx);
     std::int64_t since = opt->period == "all" ? 0 : parse_since(opt->period, "--period");
+    if (opt->by == "host") {
+      if (!opt->provider.empty()) throw UserError("stats: --by host counts egress connections: drop --provider");
+      auto hosts = value_or_throw(proxy::egress_totals_by_host(ctx.config().logging.db_path, since));
+      if (opt->json) {
+        json out{{"since_ms", since}, {"since", since ? json(iso_utc(since)) : json(nullptr)}, {"by", "host"}};
+        out["groups"] = json::array();
+        for (const auto& h : hosts)
+          out["groups"].push_back(json{{"host", h.host}, {"allowed", h.allowed}, {"denied", h.denied},
+                                       {"bytes_up", h.bytes_up}, {"bytes_down", h.bytes_down}});
+        std::cout << json_text(out) << "\n";
+        return;
+      }
+      std::cout << "Egress connections since " << (since ? local_time(since) : std::string("the first one")) << " ("
+                << opt->period << "), by host:\n";
+      Table table({{"HOST", 12}, {"ALLOWED", 0}, {"DENIED", 0}, {"BYTES UP", 0}, {"BYTES DOWN", 0}});
+      for (const auto& h : hosts)
+        table.add({printable(h.host), std::to_string(h.allowed), std::to_string(h.denied), std::to_string(h.bytes_up),
+                   std::to_string(h.bytes_down)});
+      table.print(std::cout, true);
+      return;
+    }
     auto by = opt->by == "provider" ? proxy::GroupBy::provider
               : opt->by == "caller" ? proxy::GroupBy::caller
                                     : proxy::GroupBy::model;
@@ -508,22 +588,6 @@ void register_env(CLI::App& app, Context& ctx) {
 
 // ---- tokfence provider list|set ----
 
-// Which providers have a key, without ever prompting: the file backend needs the passphrase from
-// TOKFENCE_VAULT_PASSPHRASE; anything that fails reads as "unknown".
-std::optional<std::set<std::string>> providers_with_keys(Context& ctx) {
-  vault::PassphraseSource no_prompt = [](const std::string&, bool) -> Result<SecretString> {
-    const char* env = std::getenv("TOKFENCE_VAULT_PASSPHRASE");
-    if (!env || !*env) return fail("vault: no passphrase without a prompt");
-    return SecretString(env);
-  };
-  auto v = vault::open_vault(ctx.config(), ctx.home, no_prompt);
-  if (!v) return std::nullopt;
-  auto keys = (*v)->list();
-  if (!keys) return std::nullopt;
-  std::set<std::string> names;
-  for (const auto& k : *keys) names.insert(k.provider);
-  return names;
-}
 
 // An upstream must be an absolute http(s) URL with a host and nothing that would change where
 // requests go or leak (no credentials, query or fragment). Returns it without trailing slashes.
@@ -853,6 +917,21 @@ void register_pricing(CLI::App& app, Context& ctx) {
 }
 
 }  // namespace
+
+std::optional<std::set<std::string>> providers_with_keys(Context& ctx) {
+  vault::PassphraseSource no_prompt = [](const std::string&, bool) -> Result<SecretString> {
+    const char* env = std::getenv("TOKFENCE_VAULT_PASSPHRASE");
+    if (!env || !*env) return fail("vault: no passphrase without a prompt");
+    return SecretString(env);
+  };
+  auto v = vault::open_vault(ctx.config(), ctx.home, no_prompt);
+  if (!v) return std::nullopt;
+  auto keys = (*v)->list();
+  if (!keys) return std::nullopt;
+  std::set<std::string> names;
+  for (const auto& k : *keys) names.insert(k.provider);
+  return names;
+}
 
 void register_log_commands(CLI::App& app, Context& ctx) {
   register_log(app, ctx);

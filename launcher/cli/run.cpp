@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/egress_env.hpp"
 #include "core/file.hpp"
 #include "core/process.hpp"
 #include "launcher/cli/cli.hpp"
@@ -44,6 +45,8 @@ struct RunOptions {
   std::string workdir;
   std::vector<std::string> allow_write;
   std::vector<std::string> allow_socket;
+  std::vector<std::string> egress_allow;    // --allow HOST[:PORT]
+  std::vector<std::string> egress_presets;  // --egress-preset NAME
   std::string provider;
   std::string model;
   bool no_sandbox = false;
@@ -72,23 +75,31 @@ fs::path existing_dir(const std::string& what, const std::string& value) {
 }
 
 // The proxy-only socket this run's requests go through: opened by the daemon with the program's
-// name as caller, closed (and its directory removed) when the run ends, whatever way it ends.
+// name as caller and the run's egress policy (`egress`: open_proxy_socket's field, null = none),
+// closed (and its directory removed) when the run ends, whatever way it ends. The same socket is
+// the sandbox's forward proxy for every other host (docs/EGRESS.md).
 class RunSocket {
  public:
-  RunSocket(const Home& home, const std::string& caller) : home_(home) {
+  RunSocket(const Home& home, const std::string& caller, const proxy::json& egress) : home_(home) {
     remove_stale(home);
     std::random_device rd;
     dir_ = home.sockets_dir() / ("run-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 100000));
     value_or_throw(ensure_private_dir(dir_));
     path_ = dir_ / "proxy.sock";
-    auto reply = proxy::control_call(home, {{"op", "open_proxy_socket"},
-                                            {"path", path_.string()},
-                                            {"caller", caller},
-                                            {"mode", 0666},
-                                            {"persist", false}});
+    proxy::json request = {{"op", "open_proxy_socket"},
+                           {"path", path_.string()},
+                           {"caller", caller},
+                           {"mode", 0666},
+                           {"persist", false}};
+    if (!egress.is_null()) request["egress"] = egress;
+    auto reply = proxy::control_call(home, request);
     if (!reply) {
       std::error_code ec;
       fs::remove_all(dir_, ec);
+      // A policy the daemon refuses (a preset only its config knows of...) is the user's to fix,
+      // not a daemon to restart.
+      if (!egress.is_null() && reply.error().message.find("egress") != std::string::npos)
+        throw UserError("run: " + reply.error().message + ": nothing was started");
       throw UserError("run: the daemon did not open a proxy socket for " + caller + ": " + reply.error().message +
                       ": restart it with 'tokfence stop' and 'tokfence start -d'");
     }
@@ -248,6 +259,13 @@ void run_harness(Context& ctx, RunOptions& o) {
     }
   }
 #endif
+  // Checked before anything starts; unsandboxed, the program reaches the network directly anyway.
+  proxy::json egress = egress_field(ctx, o.egress_allow, o.egress_presets);
+  if (o.no_sandbox && !egress.is_null()) {
+    std::cerr << "tokfence: warning: --allow/--egress-preset ignored with --no-sandbox: " << program->name
+              << " is not fenced, nothing routes it through the egress proxy\n";
+    egress = proxy::json();
+  }
   if (o.no_sandbox)
     std::cerr << "tokfence: WARNING: --no-sandbox: " << program->name
               << " runs UNCONFINED: it can reach the network, your files, sockets and keyring directly;\n"
@@ -256,7 +274,7 @@ void run_harness(Context& ctx, RunOptions& o) {
   auto daemon = value_or_throw(proxy::ensure_daemon(ctx.home));
   require_key(ctx, provider);
 
-  RunSocket socket(ctx.home, program->name);
+  RunSocket socket(ctx.home, program->name, egress);
   const fs::path harness_home = ctx.home.harness_dir() / program->name;
   value_or_throw(ensure_private_dir(harness_home));
 
@@ -290,6 +308,10 @@ void run_harness(Context& ctx, RunOptions& o) {
   auto parent_env = sandbox::current_environment();
   auto env = sandbox::build_child_env(parent_env, rendered.env, rendered.dummy_key_vars);
   env["PWD"] = workdir.string();
+  // Fenced, every HTTP client is pointed at the run's listener as its forward proxy, rules or not
+  // (core/egress_env.hpp). Set after build_child_env, which drops every *_PROXY: these are ours.
+  if (!o.no_sandbox)
+    for (const auto& [name, value] : egress_proxy_env(input.proxy_url)) env[name] = value;
   std::vector<std::string> argv = {command};
   argv.insert(argv.end(), o.args.begin(), o.args.end());
 
@@ -346,6 +368,18 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_option("--allow", o.egress_allow,
+                  "A host the agent may reach through tokfence's forward proxy, HOST[:PORT] (port 443 unless\n"
+                  "given; *.example.com for subdomains; repeatable; none by default)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_option("--egress-preset", o.egress_presets,
+                  "A named set of hosts to allow: telegram, discord, slack, whatsapp, web-search, github, npm,\n"
+                  "pypi, or [egress.presets.<name>] of config.toml (repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   sub->add_option("--provider", o.provider, "Provider the agent talks to (opencode: openai or anthropic)");
   sub->add_option("--model", o.model, "Model to configure (default: the program's own)");
   sub->add_flag("--no-sandbox", o.no_sandbox, "Run without the sandbox (NOT recommended; prints a warning)");
@@ -361,11 +395,13 @@ void register_run_commands(CLI::App& app, Context& ctx) {
       "Run a coding agent (codex, claude, opencode) with a dummy key, talking only to the proxy, in a sandbox\n"
       "(Linux: own user/network/mount/PID namespaces + Landlock; writes only to the workdir, its harness home,\n"
       "a private /tmp and --allow-write paths; no Unix sockets unless --allow-socket; tokfence's home,\n"
-      "keyring and credential stores hidden; .git/hooks and .git/config read-only).\n"
+      "keyring and credential stores hidden; .git/hooks and .git/config read-only). Other hosts only\n"
+      "through tokfence's forward proxy (HTTPS_PROXY is set) and only those --allow/--egress-preset name.\n"
       "Examples:\n"
       "  tokfence run codex\n"
       "  tokfence run claude --workdir ~/src/app -- -p 'explain main.cpp'\n"
-      "  tokfence run opencode --provider anthropic --allow-write ~/.cache/go-build");
+      "  tokfence run opencode --provider anthropic --allow-write ~/.cache/go-build\n"
+      "  tokfence run codex --egress-preset npm --allow api.github.com");
   run->add_option("program", options.program, "codex, claude or opencode")->required();
   add_run_options(run, options);
   run->callback([&ctx] { run_harness(ctx, options); });

@@ -1,5 +1,6 @@
 #include "launcher/openclaw/config.hpp"
 
+#include "core/egress_env.hpp"
 #include "core/file.hpp"
 
 #include <openssl/rand.h>
@@ -109,6 +110,7 @@ Result<RenderedConfig> render_openclaw_config(const std::string& template_text, 
   text = replace_all(text, "{{gateway_token}}", json(request.gateway_token).dump());
   text = replace_all(text, "{{gateway_port}}", std::to_string(request.gateway_port));
   text = replace_all(text, "{{workspace}}", json(request.workspace).dump());
+  text = replace_all(text, "{{egress_proxy_url}}", json(request.egress_proxy_url).dump());
   if (text.find("{{") != std::string::npos) {
     auto at = text.find("{{");
     return fail("launch: template openclaw.json.tmpl: unknown placeholder: " + text.substr(at, text.find("}}", at) - at + 2));
@@ -203,6 +205,18 @@ std::optional<std::int64_t> parse_memory(const std::string& text) {
   return bytes;
 }
 
+std::string container_proxy_url() { return "http://127.0.0.1:" + std::to_string(kContainerProxyPort); }
+
+// The container's own variables. Every HTTP client is pointed at the relay's loopback listener as
+// its forward proxy (the daemon's egress policy decides, docs/EGRESS.md); OpenClaw's managed proxy
+// mode gets it too (it is also in the rendered config as proxy.proxyUrl). No key, nothing inherited.
+json container_env() {
+  json env = json::array({std::string("OPENCLAW_CONFIG_PATH=") + kContainerConfig, std::string("HOME=") + kContainerHome,
+                          "TMPDIR=/tmp", "OPENCLAW_PROXY_URL=" + container_proxy_url()});
+  for (const auto& [name, value] : egress_proxy_env(container_proxy_url())) env.push_back(name + "=" + value);
+  return env;
+}
+
 json container_spec(const ContainerSpecInput& input) {
   const std::string proxy_dir = kContainerSocketDir, ui_dir = kContainerUiDir;
   json cmd = json::array({"--forward", "tcp:127.0.0.1:" + std::to_string(kContainerProxyPort) + "=unix:" + proxy_dir + "/" + kProxySocketName,
@@ -243,13 +257,13 @@ json container_spec(const ContainerSpecInput& input) {
       {"IpcMode", "private"},
       {"RestartPolicy", {{"Name", input.detach ? "unless-stopped" : "no"}}},
   };
+  if (input.keep_host_ids) host_config["UsernsMode"] = "keep-id";
   return json{
       {"Image", input.image},
       {"Entrypoint", json::array({kContainerRelay})},
       {"Cmd", cmd},
       {"User", input.user},
-      {"Env", json::array({std::string("OPENCLAW_CONFIG_PATH=") + kContainerConfig,
-                           std::string("HOME=") + kContainerHome, "TMPDIR=/tmp"})},
+      {"Env", container_env()},
       {"WorkingDir", kContainerWorkspace},
       {"Tty", false},
       {"OpenStdin", false},

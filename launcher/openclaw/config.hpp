@@ -38,6 +38,13 @@ inline constexpr const char* kContainerUiDir = "/run/tokfence-ui";
 inline constexpr const char* kProxySocketName = "proxy.sock";
 inline constexpr const char* kUiSocketName = "ui.sock";
 
+// "http://127.0.0.1:9471": the proxy as the container sees it (model requests, and the forward
+// proxy for every other host: HTTPS_PROXY, OPENCLAW_PROXY_URL).
+std::string container_proxy_url();
+// The container's environment ("NAME=value"): OPENCLAW_CONFIG_PATH, HOME, TMPDIR, OPENCLAW_PROXY_URL
+// and core/egress_env.hpp's proxy variables, all pointing at container_proxy_url(). No key.
+json container_env();
+
 // How OpenClaw talks to one provider through the proxy.
 struct OpenClawProvider {
   std::string name;
@@ -70,10 +77,13 @@ struct RenderRequest {
   std::string gateway_token;
   int gateway_port = kGatewayPort;
   std::string workspace = kContainerWorkspace;
+  // OpenClaw's proxy.proxyUrl (managed proxy mode): the launch's listener, which is also the
+  // forward proxy its egress policy applies to.
+  std::string egress_proxy_url = container_proxy_url();
 };
 
 // Renders `template_text` ({{providers}}, {{primary_model}}, {{gateway_token}}, {{gateway_port}},
-// {{workspace}} are replaced by JSON values) and checks the result is one JSON object. Errors: no
+// {{workspace}}, {{egress_proxy_url}} are replaced by JSON values) and checks the result is one JSON object. Errors: no
 // provider, a --model whose provider is not among them (naming `vault add`), a malformed template.
 Result<RenderedConfig> render_openclaw_config(const std::string& template_text, const RenderRequest& request);
 
@@ -112,6 +122,8 @@ struct ContainerSpecInput {
     bool read_only = true;
   };
   std::vector<WorkspaceBind> workspace_binds;
+  // Rootless Podman: map our uid and gid to themselves in the container (UsernsMode "keep-id").
+  bool keep_host_ids = false;
 };
 
 // The body of POST /containers/create: NetworkMode none, the relay as entrypoint forwarding

@@ -1,7 +1,9 @@
 #include "launcher/openclaw/docker.hpp"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -121,8 +123,14 @@ class DockerEngine final : public ContainerEngine {
           if (component.is_object() && json_string(component, "Name").find("Podman") != std::string::npos)
             product = "Podman";
         description_ = product + " " + json_string(body, "Version");
+        podman_ = product == "Podman";
       }
     }
+    // A rootless engine runs as its user, and so owns its socket. Root's own engine, and a
+    // rootful one whose socket a group may use, are owned by root.
+    struct stat socket_stat{};
+    if (::geteuid() != 0 && ::stat(socket_path_.c_str(), &socket_stat) == 0 && socket_stat.st_uid == ::geteuid())
+      id_mapping_ = podman_ ? IdMapping::podman_rootless : IdMapping::docker_rootless;
     if (engine_api.empty()) return fail("docker: engine at " + socket_path_ + " reports no API version");
     auto chosen = negotiate_api_version(engine_api, min_api);
     if (!chosen) return std::unexpected(chosen.error());
@@ -133,6 +141,7 @@ class DockerEngine final : public ContainerEngine {
 
   const std::string& api_version() const override { return api_version_; }
   const std::string& engine_description() const override { return description_; }
+  IdMapping id_mapping() const override { return id_mapping_; }
 
   Result<std::optional<ImageInfo>> inspect_image(const std::string& ref) override {
     auto r = call(http::verb::get, "/images/" + url_encode(ref) + "/json");
@@ -554,7 +563,9 @@ class DockerEngine final : public ContainerEngine {
     while (!parser.is_done()) {
       parser.get().body().data = chunk.data();
       parser.get().body().size = chunk.size();
-      http::read(socket, buffer, parser, ec);
+      // read_some: each piece goes on as it arrives (a followed log); read() would wait until the
+      // 16 KiB chunk is full or the stream ends, so a foreground launch's output came at its exit.
+      http::read_some(socket, buffer, parser, ec);
       if (ec == http::error::need_buffer) ec = {};
       if (ec == http::error::end_of_stream || ec == asio::error::eof) break;
       if (ec) return std::unexpected(io_error(what, ec, idle_timeout_ms));
@@ -573,6 +584,8 @@ class DockerEngine final : public ContainerEngine {
   std::string socket_path_;
   std::string api_version_ = std::string(kOldestApi);
   std::string description_;
+  bool podman_ = false;
+  IdMapping id_mapping_ = IdMapping::same;
 };
 
 std::pair<int, int> parse_version(std::string_view text) {

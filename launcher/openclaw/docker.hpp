@@ -93,6 +93,13 @@ class ContainerEngine {
   virtual const std::string& api_version() const = 0;
   // Engine name and version for messages ("Docker 20.10.24", "Podman 5.0.1").
   virtual const std::string& engine_description() const = 0;
+  // How container user ids land on the host. `same`: a rootful engine, container uid N is host
+  // uid N. `podman_rootless`: Podman running as the calling user (its socket is ours): container
+  // ids map to subordinate ids unless the container asks for UsernsMode "keep-id", which maps
+  // our own uid and gid to themselves. `docker_rootless`: the same for rootless Docker, which has
+  // no keep-id.
+  enum class IdMapping { same, podman_rootless, docker_rootless };
+  virtual IdMapping id_mapping() const = 0;
 
   // nullopt when the image is not present locally.
   virtual Result<std::optional<ImageInfo>> inspect_image(const std::string& ref) = 0;

@@ -615,6 +615,7 @@ class Launch {
   bool keep_ = false;  // detached and started: leave everything in place
   file::Fd ui_dir_;    // sockets/launch-<name>/ui, the container-writable one: only used through this
   uid_t container_uid_ = 0;
+  bool keep_host_ids_ = false;  // rootless Podman: UsernsMode keep-id (container_user_ids)
   std::vector<ContainerSpecInput::WorkspaceBind> workspace_binds_;
 };
 
@@ -630,6 +631,18 @@ std::pair<unsigned, unsigned> Launch::container_user_ids() {
   auto ids = numeric_user(user_);
   if (!ids) throw UserError("launch: --user: expected UID[:GID] (numeric): " + user_);
   if (ids->first == 0) throw UserError("launch: --user: refusing to run the container as root: " + user_);
+  switch (engine_->id_mapping()) {
+    case ContainerEngine::IdMapping::same: break;
+    case ContainerEngine::IdMapping::podman_rootless:
+      // Our uid and gid are the container user's too (keep-id), so the socket directory the
+      // container writes and the files in the state home and workspace stay ours.
+      keep_host_ids_ = true;
+      break;
+    case ContainerEngine::IdMapping::docker_rootless:
+      throw UserError("launch: rootless Docker is not supported yet (" + engine_->engine_description() +
+                      "): its container users map to subordinate uids that cannot use the launch's socket directory; "
+                      "use rootless Podman (DOCKER_HOST=unix://$XDG_RUNTIME_DIR/podman/podman.sock) or a rootful engine");
+  }
   if (::geteuid() == 0) owner_ = *ids;
   else if (ids->first != ::geteuid())
     throw UserError("launch: --user: " + user_ + " cannot use files owned by uid " + std::to_string(::geteuid()) +
@@ -776,6 +789,7 @@ void Launch::validate_config() {
         {"Memory", memory_},
         {"MemorySwap", memory_}}},
   };
+  if (keep_host_ids_) spec["HostConfig"]["UsernsMode"] = "keep-id";
   std::string id = value_or_throw(engine_->create_container("", spec));
   struct Remove {
     ContainerEngine& engine;
@@ -872,11 +886,13 @@ int Launch::run() {
   }
   prepare_socket_dirs();
 
-  auto opened = proxy::control_call(home_, {{"op", "open_proxy_socket"},
-                                            {"path", paths_.proxy_sock.string()},
-                                            {"caller", caller_label(options_.name)},
-                                            {"mode", 0666},
-                                            {"persist", options_.detach}});
+  json open_request = {{"op", "open_proxy_socket"},
+                       {"path", paths_.proxy_sock.string()},
+                       {"caller", caller_label(options_.name)},
+                       {"mode", 0666},
+                       {"persist", options_.detach}};
+  if (!options_.egress.is_null()) open_request["egress"] = options_.egress;
+  auto opened = proxy::control_call(home_, open_request);
   if (!opened) throw UserError("launch: the daemon could not open the launch's proxy socket: " + opened.error().message);
 
   token_ = random_token();
@@ -897,6 +913,7 @@ int Launch::run() {
                           relay,            paths_.proxy_dir,   paths_.ui_dir,
                           paths_.config,    paths_.state_home,  workspace,
                           workspace_binds_};
+  spec.keep_host_ids = keep_host_ids_;
   container_id_ = value_or_throw(engine_->create_container(options_.name, container_spec(spec)));
 
   json state = {{"name", options_.name},
@@ -913,6 +930,7 @@ int Launch::run() {
                 {"container_uid", container_uid_},
                 {"config_path", paths_.config.string()},
                 {"primary_model", rendered_.primary_model},
+                {"egress", options_.egress},
                 {"providers", json::array()}};
   for (const auto& p : providers_) state["providers"].push_back(p.name);
   write_private_file(paths_.state_file, state.dump(2) + "\n", std::nullopt);
@@ -973,6 +991,13 @@ void Launch::print_started() {
   for (const auto& p : providers_) names += (names.empty() ? "" : ", ") + p.name;
   os << "  providers: " << names << "; primary model: " << rendered_.primary_model << "\n";
   os << "  config:    " << paths_.config.string() << "\n";
+  std::string egress;
+  for (const char* key : {"allow", "presets"})
+    if (options_.egress.is_object() && options_.egress.contains(key))
+      for (const auto& entry : options_.egress[key])
+        egress += (egress.empty() ? "" : ", ") + std::string(key[0] == 'p' ? "preset " : "") + entry.get<std::string>();
+  os << "  egress:    " << (egress.empty() ? "none (add hosts with 'tokfence egress allow HOST --launch " + options_.name + "')" : egress)
+     << "\n";
   if (!dashboard_url_.empty()) os << "  dashboard: " << dashboard_url_ << "\n";
   os << (options_.detach ? "  stop with: tokfence launch stop --name " + options_.name + "\n"
                          : "  Ctrl-C stops and removes it.\n");

@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/config.hpp"
 #include "core/home.hpp"
 #include "launcher/openclaw/image.hpp"
@@ -57,6 +59,10 @@ struct LaunchOptions {
   std::int64_t pids_limit = 1024;
   int stop_timeout_seconds = 10;
   std::vector<std::string> command;  // after `--`: replaces the image's command
+  // open_proxy_socket's "egress" field ({"allow": [...], "presets": [...]}, checked by the CLI);
+  // null: no host besides the model proxy. The container's HTTP clients are pointed at the
+  // launch's listener as their forward proxy either way (docs/EGRESS.md).
+  nlohmann::json egress;
 };
 
 // Runs a launch. Foreground: streams the container's logs until it exits (or SIGINT/SIGTERM stops

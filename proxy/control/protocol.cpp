@@ -118,6 +118,7 @@ json ControlRouter::dispatch(const json& request) const {
     if (!result) return {{"ok", false}, {"error", result.error().message}};
     json out = result->is_object() ? *result : json{{"result", *result}};
     out["ok"] = true;
+    if (observer_) observer_(op);
     return out;
   } catch (const std::exception& e) {
     return {{"ok", false}, {"error", std::string("control: request failed: ") + e.what()}};

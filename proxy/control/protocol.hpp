@@ -30,10 +30,14 @@ class ControlRouter {
   void add(const std::string& op, Handler handler);
   // Never throws: unknown ops and malformed requests become {"ok":false,...}.
   json dispatch(const json& request) const;
+  // Called with the op's name after each op that succeeded (e.g. to refresh the widget snapshot
+  // after a control change). Set once, before the router serves.
+  void set_observer(std::function<void(const std::string& op)> observer) { observer_ = std::move(observer); }
 
  private:
   mutable std::mutex mutex_;
   std::map<std::string, Handler> handlers_;
+  std::function<void(const std::string&)> observer_;
 };
 
 // Client side. Sends one request to the daemon of `home`. Errors: no daemon running (message says

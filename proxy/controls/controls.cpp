@@ -307,6 +307,11 @@ class ControlsImpl final : public Controls {
     return budgets_.contains(std::string(provider)) || budgets_.contains("global");
   }
 
+  bool killed() const override {
+    std::lock_guard lock(mutex_);
+    return killed_;
+  }
+
   // While a budget applies, a request that could not be paid for is refused: its endpoint bills
   // outside any usage field, its body cannot be read, or its model has no price (and there is no
   // [pricing] fallback).
@@ -653,6 +658,8 @@ class ControlsImpl final : public Controls {
                 {"reserved_text", format_usd(reserved)},
                 {"percent", percent_of(t.cost, b.stored.limit)},
                 {"window_start", iso8601(zone_, ledger.window.start_ms)},
+                {"window_start_ms", ledger.window.start_ms},
+                {"resets_at_ms", ledger.window.end_ms},
                 {"resets_at", iso8601(zone_, ledger.window.end_ms)},
                 {"resets_in_seconds", std::max<std::int64_t>(0, (ledger.window.end_ms - clock_() + 999) / 1000)},
                 {"warned", b.warned_window_start == ledger.window.start_ms},

@@ -89,6 +89,8 @@ class Controls {
   // Whether a budget (the provider's or the global one) is set: the proxy then checks what it
   // otherwise leaves to the upstream (a body it cannot read).
   virtual bool budget_applies(std::string_view provider) const = 0;
+  // Whether the kill switch is on: the forward proxy refuses new egress and cuts live tunnels.
+  virtual bool killed() const = 0;
   // Registers the control ops (revoke, restore, kill, unkill, budget_*, ratelimit_*, controls_status).
   virtual void register_ops(ControlRouter& router) = 0;
   // For `tokfence status`: kill state, revoked providers, budgets, rate limits, warnings.

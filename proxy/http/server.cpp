@@ -30,6 +30,8 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "proxy/egress/address.hpp"
+#include "proxy/egress/policy.hpp"
 #include "proxy/http/admission.hpp"
 #include "proxy/http/asio_types.hpp"
 #include "proxy/http/caller_lookup.hpp"
@@ -141,6 +143,7 @@ struct UnixListener {
   ProxySocketInfo info;
   std::unique_ptr<aio::UnixAcceptor> acceptor;
   std::shared_ptr<std::atomic<int>> connections = std::make_shared<std::atomic<int>>(0);  // open on it now
+  std::shared_ptr<egress::LivePolicy> policy;  // labeled listeners only: the forward proxy's policy
 };
 
 }  // namespace
@@ -163,6 +166,9 @@ struct ProxyServer::Impl {
   mutable std::mutex listeners_mutex;
   std::map<std::string, std::shared_ptr<UnixListener>> unix_listeners;
   ListenerNames tcp_names;  // the Host names of the TCP listener (set by listen_tcp)
+  egress::Settings egress_settings;  // [egress] of config.toml, checked
+  // getaddrinfo for the forward proxy runs here, never on an I/O thread (it blocks).
+  std::unique_ptr<net::thread_pool> resolvers = std::make_unique<net::thread_pool>(2);
   bool started = false;
   // Limits against clients that hold memory and descriptors (docs/PROXY.md, "Limits").
   std::atomic<int> connections{0};  // client connections open, all listeners
@@ -225,6 +231,7 @@ struct ExchangeResult {
 struct ReplyHeaders {
   std::optional<int> retry_after;  // Retry-After, in seconds (429, 503)
   std::string_view allow;          // Allow (405): the methods the provider forwards
+  std::string_view egress_rule;    // X-Tokfence-Egress: the rule that refused a forward-proxy request
 };
 
 // What a request is expected to cost, worked out before it is admitted (billing.hpp).
@@ -272,8 +279,14 @@ void log_warning(const ServerDeps& deps, const std::string& text) {
 template <class Stream>
 class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(Impl& server, Worker& worker, Stream stream, std::string label, std::shared_ptr<CallerSlot> caller)
-      : s_(server), w_(worker), stream_(std::move(stream)), label_(std::move(label)), caller_(std::move(caller)) {}
+  Session(Impl& server, Worker& worker, Stream stream, std::string label, std::shared_ptr<CallerSlot> caller,
+          std::shared_ptr<egress::LivePolicy> policy = nullptr)
+      : s_(server),
+        w_(worker),
+        stream_(std::move(stream)),
+        label_(std::move(label)),
+        caller_(std::move(caller)),
+        policy_(std::move(policy)) {}
   ~Session() override { wipe_upstream_head(); }
 
   static aio::Task<void> start(std::shared_ptr<Session> self) { co_await self->run(); }
@@ -283,14 +296,23 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       error_code ec;
       stream_.cancel(ec);
     }
+    // A tunnel may stay open for hours (a chat channel's long poll or websocket): not waited for.
+    if (tunnel_) cut_tunnel("the daemon is stopping");
   }
   void force_close() override {
     error_code ec;
     stream_.shutdown(net::socket_base::shutdown_both, ec);
     stream_.close(ec);
     if (in_flight_.upstream) in_flight_.upstream->close();
+    if (egress_up_) egress_up_->close(ec);
   }
   void sweep(SteadyClock::time_point now) override {
+    if (egress_up_) [[unlikely]] {
+      // A forward-proxy connection: the kill switch cuts it; a tunnel quiet both ways for
+      // idle_timeout_seconds ends.
+      if (s_.deps.controls->killed()) cut_tunnel("cut by the kill switch");
+      else if (tunnel_ && now - tunnel_->last_activity > idle_timeout()) cut_tunnel("idle for idle_timeout_seconds");
+    }
     if (in_flight_.active && !in_flight_.watching && in_flight_.watched != in_flight_.exchange) watch_client();
     if (now < deadline_) return;
     deadline_ = SteadyClock::time_point::max();
@@ -298,6 +320,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     error_code ec;
     stream_.cancel(ec);
     if (in_flight_.upstream) in_flight_.upstream->tcp().cancel(ec);
+    if (egress_up_) egress_up_->cancel(ec);
   }
 
  private:
@@ -436,6 +459,16 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         co_await refuse(refused.status, refused.type, std::move(refused.message), nullptr);
         break;
       }
+      // A forward-proxy request (CONNECT, or an absolute-form target): one test on the request
+      // line, which a model request (origin form, "/...") never passes. An absolute-form request
+      // to the proxy's own name is a model request (OpenClaw's proxy mode sends those); anything
+      // else is egress, under the listener's policy, and ends the connection.
+      if (head_.target.front() != '/') [[unlikely]] {
+        if (!absolute_form_to_self()) {
+          co_await forward_proxy();
+          break;
+        }
+      }
       // Who may use the keys (admission.hpp): right after the head, before the body is read and
       // before anything else (the health check included); the connection is closed.
       if (auto denied = admit(head_)) {
@@ -545,7 +578,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         keep = co_await admit_and_forward(rec, started, keep, *to);
       } else {
         const Denial& refused = std::get<Denial>(routed);
-        const ReplyHeaders allow{std::nullopt, refused.allow};
+        const ReplyHeaders allow{std::nullopt, refused.allow, {}};
         co_await send_error(refused.status, refused.type, refused.message, keep, head_.version_minor, &rec, nullptr,
                             allow);
       }
@@ -733,6 +766,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (!request_id.empty()) out_.append("X-Tokfence-Request-Id: ").append(request_id).append("\r\n");
     if (headers.retry_after) out_.append("Retry-After: ").append(std::to_string(*headers.retry_after)).append("\r\n");
     if (!headers.allow.empty()) out_.append("Allow: ").append(headers.allow).append("\r\n");
+    if (!headers.egress_rule.empty()) out_.append("X-Tokfence-Egress: ").append(headers.egress_rule).append("\r\n");
     out_.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
     append_connection(out_, client_minor, keep && !s_.stopping);
     out_.append("\r\n");
@@ -821,7 +855,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     const CostEstimate estimate = estimate_cost(rec, route, kind, info, *pricing);
     auto admitted = admit_guarded(*s_.deps.controls, estimate.admit);
     if (auto* refusal = std::get_if<Refusal>(&admitted)) {
-      const ReplyHeaders retry{refusal->retry_after_seconds, {}};
+      const ReplyHeaders retry{refusal->retry_after_seconds, {}, {}};
       co_await send_error(refusal->status, refusal->type, refusal->message, keep, req.version_minor, &rec,
                           refusal->extra, retry);
       co_return keep;
@@ -868,6 +902,350 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
   class Exchange;  // one request's exchange with the upstream (below)
+
+  // ---- The forward proxy (docs/EGRESS.md) ---------------------------------------------------
+
+  // "http://" + own name (127.0.0.1, localhost, [::1]; any port on a Unix listener, the exact
+  // port on TCP): rewrites head_'s target to its origin form and says so.
+  bool absolute_form_to_self() {
+    std::string_view target = head_.target;
+    constexpr std::string_view scheme = "http://";
+    if (head_.method == "CONNECT" || target.size() < scheme.size() || !iequals(target.substr(0, scheme.size()), scheme))
+      return false;
+    target.remove_prefix(scheme.size());
+    const auto end = target.find_first_of("/?#");
+    const std::string_view authority = target.substr(0, end);
+    const ListenerNames& names = std::is_same_v<Stream, aio::TcpSocket> ? s_.tcp_names : unix_listener_names();
+    if (!is_own_host(authority, names)) return false;
+    head_.target = end == std::string_view::npos || target[end] != '/' ? std::string_view("/") : target.substr(end);
+    return true;
+  }
+
+  // What a forward-proxy connection ends as: its log row, finished and recorded by the caller.
+  struct EgressEnd {
+    int status = 0;          // the refusal's status (0: allowed)
+    std::string rule;        // which rule decided
+    std::string message;     // the refusal's message
+  };
+
+  // One forward-proxy request: checked, refused (403 + X-Tokfence-Egress + row) or connected and
+  // relayed; the connection ends afterwards.
+  aio::Task<void> forward_proxy() {
+    const auto started = SteadyClock::now();
+    EgressRecord rec;
+    rec.ts_ms = unix_ms();
+    rec.caller = label_.empty() ? std::string("(main listener)") : label_;
+    rec.caller_pid = caller_->caller.pid;
+    const bool connect = head_.method == "CONNECT";
+    rec.kind = connect ? "connect" : "http";
+    response_begun_ = false;  // a model request may have come first on this connection
+    EgressEnd end = co_await egress_exchange(rec, connect);
+    if (end.status != 0) {
+      // 502: allowed, but the destination could not be reached (the row keeps the allowing rule).
+      rec.decision = end.status == 502 ? "allowed" : "denied";
+      if (end.status != 502 || rec.rule.empty()) rec.rule = end.rule;
+      if (rec.error.empty()) rec.error = end.message;
+      const ReplyHeaders headers{std::nullopt, {}, end.rule};
+      std::string body = error_body("tokfence_egress", end.message);
+      if (!response_begun_) co_await send_reply(end.status, head_.version_minor, false, {}, body, headers);
+    }
+    rec.duration_ms = ms_since(started);
+    s_.deps.log->record_egress(std::move(rec));
+  }
+
+  aio::Task<EgressEnd> egress_exchange(EgressRecord& rec, bool connect) {
+    std::string_view target = head_.target;
+    std::string_view path = "/";
+    if (!connect) {
+      constexpr std::string_view scheme = "http://";
+      if (target.size() < scheme.size() || !iequals(target.substr(0, scheme.size()), scheme)) {
+        rec.host = std::string(target.substr(0, std::min<std::size_t>(target.size(), 200)));
+        co_return EgressEnd{403, "not-http",
+                            "egress: only CONNECT and http:// requests are proxied; for https, clients send "
+                            "CONNECT (set HTTPS_PROXY)"};
+      }
+      target.remove_prefix(scheme.size());
+      const auto slash = target.find_first_of("/?#");
+      if (slash != std::string_view::npos) {
+        path = target[slash] == '/' ? target.substr(slash) : std::string_view("/");
+        target = target.substr(0, slash);
+      }
+    }
+    auto to = egress::parse_authority(target, connect ? egress::kDefaultPort : 80);
+    if (!to) {
+      rec.host = std::string(target.substr(0, std::min<std::size_t>(target.size(), 200)));
+      co_return EgressEnd{400, "bad-destination", to.error().message};
+    }
+    rec.host = to->host;
+    rec.port = to->port;
+    const std::string where = to->text();
+    if (!policy_)
+      co_return EgressEnd{403, "no-egress-on-main-listener",
+                          "egress: " + where + ": the main proxy listeners serve model requests only; agents reach "
+                          "other hosts through 'tokfence run' or 'tokfence launch' with --allow or --egress-preset"};
+    if (s_.deps.controls->killed())
+      co_return EgressEnd{403, "kill-switch", "egress: " + where + ": the kill switch is on: 'tokfence unkill' ends it"};
+    // The daemon's own listener, named directly: refused whatever the policy says (a tunnel to it
+    // would be a second way to the model proxy). Reached through a name, it is caught below.
+    if (to->host == "localhost" ? to->port == s_.tcp_names.port : to->ip && is_own_endpoint(*egress::parse_ip(to->host), to->port))
+      co_return EgressEnd{403, "own-port",
+                          "egress: " + where + " is tokfence's own proxy port: model requests go to the proxy directly, "
+                          "not through CONNECT"};
+    const auto policy = policy_->snapshot();
+    const egress::Decision decision = egress::decide(*policy, s_.egress_settings, *to);
+    rec.rule = decision.rule;
+    if (!decision.allowed)
+      co_return EgressEnd{403, decision.rule,
+                          "egress: " + where + " is not allowed for '" + label_ + "' (" + decision.rule +
+                              "): allow it with 'tokfence egress allow " + where +
+                              "' (or --allow / --egress-preset when starting the agent)"};
+    // Where to connect: [egress.resolve] and IP literals as given (the user named them), else
+    // the name's addresses, each of which must be public.
+    std::vector<boost::asio::ip::address> addresses;
+    std::uint16_t port = to->port;
+    if (auto mapped = s_.egress_settings.resolve.find(to->host); mapped != s_.egress_settings.resolve.end()) {
+      addresses.push_back(*egress::parse_ip(mapped->second.address));
+      port = mapped->second.port.value_or(port);
+    } else if (to->ip) {
+      addresses.push_back(*egress::parse_ip(to->host));
+    } else {
+      auto resolved = co_await resolve(to->host);
+      if (!resolved) {
+        rec.decision = "allowed";
+        rec.error = resolved.error().message;
+        co_return EgressEnd{502, "resolve-failed", "egress: " + where + ": " + resolved.error().message};
+      }
+      for (const auto& a : *resolved) {
+        if (auto why = egress::special_address(a); !why.empty()) {
+          rec.address = a.to_string();
+          co_return EgressEnd{403, "private-address",
+                              "egress: " + where + " resolves to " + a.to_string() + " (" + std::string(why) +
+                                  "), which is refused unless named by address: allow the IP literal, or map the "
+                                  "name in [egress.resolve]"};
+        }
+      }
+      addresses = std::move(*resolved);
+    }
+    for (const auto& a : addresses)
+      if (is_own_endpoint(a, port)) {
+        rec.address = a.to_string();
+        co_return EgressEnd{403, "own-port", "egress: " + where + ": " + a.to_string() + ":" + std::to_string(port) +
+                                                 " is tokfence's own proxy port"};
+      }
+    // Connect to exactly the checked addresses, in order.
+    aio::TcpSocket up(w_.ioc);
+    egress_up_ = &up;
+    struct Clear {
+      aio::TcpSocket*& p;
+      ~Clear() { p = nullptr; }
+    } clear{egress_up_};
+    error_code ec = net::error::host_not_found;
+    for (const auto& a : addresses) {
+      error_code close_ec;
+      up.close(close_ec);
+      arm(std::chrono::seconds(config().daemon.connect_timeout_seconds));
+      co_await up.async_connect(tcp::endpoint(a, port), with_ec(ec));
+      disarm(ec);
+      rec.address = tcp::endpoint(a, port).address().is_v6() ? "[" + a.to_string() + "]:" + std::to_string(port)
+                                                              : a.to_string() + ":" + std::to_string(port);
+      if (!ec) break;
+      if (s_.deps.controls->killed()) break;
+    }
+    if (s_.deps.controls->killed())
+      co_return EgressEnd{403, "kill-switch", "egress: " + where + ": the kill switch is on: 'tokfence unkill' ends it"};
+    rec.decision = "allowed";
+    if (ec) {
+      rec.error = "connect failed: " + ec.message();
+      co_return EgressEnd{502, "connect-failed",
+                          "egress: " + where + ": cannot connect to " + rec.address + ": " + ec.message()};
+    }
+    up.set_option(tcp::no_delay(true), ec);
+    // The bytes the client sent after the head: the start of the tunnel (or of a request body).
+    std::string first(in_.data().substr(head_.size));
+    if (connect) {
+      static constexpr std::string_view established = "HTTP/1.1 200 Connection Established\r\n\r\n";
+      response_begun_ = true;
+      arm(idle_timeout());
+      co_await net::async_write(stream_, net::buffer(established), with_ec(ec));
+      disarm(ec);
+      if (ec) {
+        rec.error = "client went away before the tunnel started";
+        co_return EgressEnd{};
+      }
+      if (to->port == 443) {
+        // Port 443 carries TLS, and only TLS: the first byte must be a handshake record (0x16).
+        if (first.empty()) {
+          first.resize(16 * 1024);
+          arm(within_idle(config().daemon.header_timeout_seconds));
+          std::size_t n = co_await stream_.async_read_some(net::buffer(first), with_ec(ec));
+          disarm(ec);
+          first.resize(ec ? 0 : n);
+          if (ec) {
+            rec.error = "no bytes from the client in the tunnel";
+            co_return EgressEnd{};
+          }
+        }
+        if (static_cast<unsigned char>(first[0]) != 0x16) {
+          // Refused in the tunnel: a plain-text client reads the 403 (its bytes were not TLS).
+          rec.decision = "denied";
+          rec.rule = "not-tls";
+          rec.error = "egress: " + where + ": the tunnel's first bytes are not a TLS handshake";
+          std::string body = error_body("tokfence_egress", rec.error + " (port 443 carries TLS only)");
+          const std::string reply = "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nX-Tokfence-Egress: "
+                                    "not-tls\r\nContent-Length: " + std::to_string(body.size()) +
+                                    "\r\nConnection: close\r\n\r\n" + body;
+          arm(std::chrono::seconds(5));
+          co_await net::async_write(stream_, net::buffer(reply), with_ec(ec));
+          disarm(ec);
+          co_return EgressEnd{};
+        }
+      }
+    } else {
+      // The request in origin form, to the destination itself: the proxy's own headers stripped,
+      // Host from the URL, Connection: close (one request per connection).
+      std::string out;
+      out.append(head_.method).append(" ").append(path).append(head_.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+      out.append("Host: ").append(target).append("\r\n");
+      for (const auto& h : head_.headers) {
+        if (iequals(h.name, "host") || iequals(h.name, "proxy-authorization") || iequals(h.name, "proxy-connection") ||
+            iequals(h.name, "connection") || iequals(h.name, "keep-alive") || iequals(h.name, "x-tokfence-caller"))
+          continue;
+        out.append(h.name).append(": ").append(h.value).append("\r\n");
+      }
+      out.append("Connection: close\r\n\r\n");
+      first.insert(0, out);
+    }
+    co_await run_tunnel(up, std::move(first), rec);
+    co_return EgressEnd{};
+  }
+
+  // Whether `a`:`port` is the daemon's own TCP listener (loopback, unspecified or its host).
+  bool is_own_endpoint(const boost::asio::ip::address& a, std::uint16_t port) const {
+    if (port != s_.tcp_names.port || s_.tcp_names.port == 0) return false;
+    const auto why = egress::special_address(a);
+    if (why == "loopback" || why == "unspecified") return true;
+    std::string host = s_.tcp_names.host;
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    auto own = egress::parse_ip(host);
+    return own && *own == a;
+  }
+
+  // getaddrinfo on the resolver threads, waited for at most connect_timeout_seconds.
+  aio::Task<Result<std::vector<boost::asio::ip::address>>> resolve(const std::string& host) {
+    struct Shared {
+      std::mutex mutex;
+      std::optional<Result<std::vector<boost::asio::ip::address>>> result;
+    };
+    auto shared = std::make_shared<Shared>();
+    auto timer = std::make_shared<aio::Timer>(w_.ioc);
+    timer->expires_after(std::chrono::seconds(config().daemon.connect_timeout_seconds));
+    net::post(*s_.resolvers, [shared, timer, host, executor = w_.ioc.get_executor()] {
+      auto r = egress::resolve_blocking(host);
+      {
+        std::lock_guard lock(shared->mutex);
+        shared->result = std::move(r);
+      }
+      net::post(executor, [timer] { timer->cancel(); });
+    });
+    error_code ec;
+    co_await timer->async_wait(with_ec(ec));
+    std::lock_guard lock(shared->mutex);
+    if (!shared->result)
+      co_return fail("cannot resolve '" + host + "' within " + std::to_string(config().daemon.connect_timeout_seconds) +
+                     " s (connect_timeout_seconds)");
+    co_return std::move(*shared->result);
+  }
+
+  // The two directions of a forward-proxy connection, counted.
+  struct Tunnel {
+    explicit Tunnel(net::io_context& ioc) : waiter(ioc) {}
+    std::uint64_t up = 0, down = 0;
+    SteadyClock::time_point last_activity = coarse_now();
+    std::string cut;          // why it was cut; "" = it ended by itself
+    bool down_done = false;   // the destination -> client direction has ended
+    aio::Timer waiter;        // cancelled when down_done is set
+  };
+
+  void cut_tunnel(std::string why) {
+    if (!tunnel_ || !tunnel_->cut.empty()) return;
+    tunnel_->cut = std::move(why);
+    error_code ec;
+    stream_.shutdown(net::socket_base::shutdown_both, ec);
+    stream_.cancel(ec);
+    if (egress_up_) {
+      egress_up_->shutdown(net::socket_base::shutdown_both, ec);
+      egress_up_->cancel(ec);
+    }
+  }
+
+  // Copies `from` to `to` until either ends, counting bytes in `count`; then half-closes `to`.
+  template <class From, class To>
+  static aio::Task<error_code> pump(From& from, To& to, std::uint64_t& count, Tunnel& tunnel) {
+    std::unique_ptr<char[]> buffer(new char[64 * 1024]);
+    error_code ec;
+    for (;;) {
+      std::size_t n = co_await from.async_read_some(net::buffer(buffer.get(), 64 * 1024), with_ec(ec));
+      if (ec) break;
+      tunnel.last_activity = coarse_now();
+      co_await net::async_write(to, net::buffer(buffer.get(), n), with_ec(ec));
+      if (ec) break;
+      count += n;
+    }
+    error_code ignored;
+    to.shutdown(net::socket_base::shutdown_send, ignored);
+    co_return ec == net::error::eof ? error_code() : ec;
+  }
+
+  // Relays until both directions have ended (or the tunnel is cut: kill switch, idle, shutdown).
+  // `first` goes to the destination before anything else.
+  aio::Task<void> run_tunnel(aio::TcpSocket& up, std::string first, EgressRecord& rec) {
+    Tunnel tunnel(w_.ioc);
+    tunnel_ = &tunnel;
+    idle_ = false;
+    error_code ec;
+    if (!first.empty()) {
+      co_await net::async_write(up, net::buffer(first), with_ec(ec));
+      if (!ec) tunnel.up += first.size();
+    }
+    error_code down_ec;
+    if (!ec) {
+      auto self = this->shared_from_this();
+      net::co_spawn(
+          w_.ioc,
+          [self, &up, &tunnel, &down_ec]() -> aio::Task<void> {
+            down_ec = co_await pump(up, self->stream_, tunnel.down, tunnel);
+            tunnel.down_done = true;
+            tunnel.waiter.cancel();
+            // The destination has closed and everything it sent is with the client: the client's
+            // side ends too (a tunnel does not outlive its destination).
+            error_code ignored;
+            self->stream_.cancel(ignored);
+          },
+          net::detached);
+      ec = co_await pump(stream_, up, tunnel.up, tunnel);
+      if (ec == net::error::operation_aborted) ec = {};
+      if (ec) {
+        error_code ignored;
+        up.shutdown(net::socket_base::shutdown_both, ignored);
+      }
+      while (!tunnel.down_done) {
+        tunnel.waiter.expires_at(SteadyClock::time_point::max());
+        error_code wait_ec;
+        co_await tunnel.waiter.async_wait(with_ec(wait_ec));
+      }
+    } else {
+      tunnel.down_done = true;
+    }
+    rec.bytes_up += tunnel.up;
+    rec.bytes_down = tunnel.down;
+    if (!tunnel.cut.empty())
+      rec.error = tunnel.cut;
+    else if (ec && ec != net::error::connection_reset)
+      rec.error = "client side: " + ec.message();
+    else if (down_ec && down_ec != net::error::connection_reset)
+      rec.error = "destination side: " + down_ec.message();
+    tunnel_ = nullptr;
+  }
 
   // The request in flight as the sweeper and the client watch see it (watch_client). Set up and
   // torn down by the Exchange; touched on this session's thread only.
@@ -940,6 +1318,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::string dechunked_;
   std::string label_;
   std::shared_ptr<CallerSlot> caller_;
+  std::shared_ptr<egress::LivePolicy> policy_;  // null: no forward proxy here (the main listeners)
+  aio::TcpSocket* egress_up_ = nullptr;         // a forward-proxy connection's destination socket
+  Tunnel* tunnel_ = nullptr;                    // while a forward-proxy connection relays
   std::string caller_override_;
   bool idle_ = true;
   bool kept_alive_ = false;           // a request was served: later heads wait keepalive_timeout_seconds
@@ -1395,7 +1776,7 @@ aio::Task<void> Impl::accept_unix(std::shared_ptr<UnixListener> listener) {
     if (auto cred = peer_credentials(socket.native_handle())) slot->caller = Caller{cred->pid, process_name(cred->pid)};
     ++worker.session_count;
     auto session = std::make_shared<Session<aio::UnixSocket>>(*this, worker, std::move(socket),
-                                                         listener->info.caller, std::move(slot));
+                                                         listener->info.caller, std::move(slot), listener->policy);
     session->hold(std::move(connection_slot));
     net::co_spawn(worker.ioc, Session<aio::UnixSocket>::start(std::move(session)), net::detached);
   }
@@ -1413,6 +1794,9 @@ Result<std::unique_ptr<ProxyServer>> ProxyServer::create(ServerDeps deps) {
     impl->providers.emplace(spec.name, Provider{spec, *url, url->origin()});
   }
   impl->provider_list = provider_names(impl->deps.config.providers());
+  auto egress_settings = egress::compile_settings(impl->deps.config.egress);
+  if (!egress_settings) return std::unexpected(egress_settings.error());
+  impl->egress_settings = std::move(*egress_settings);
   // Every client connection may hold an upstream one too: the cap leaves room for both, and for
   // kReservedDescriptors more, within the descriptor limit (raised to its maximum at start).
   impl->connection_cap = impl->deps.config.daemon.max_connections;
@@ -1490,6 +1874,7 @@ Result<void> ProxyServer::listen_unix(const ProxySocketInfo& socket) {
   if (!fd) return std::unexpected(fd.error());
   auto listener = std::make_shared<UnixListener>();
   listener->info = socket;
+  if (!socket.caller.empty()) listener->policy = std::make_shared<egress::LivePolicy>(socket.egress);
   listener->acceptor = std::make_unique<aio::UnixAcceptor>(impl_->acceptor_worker().ioc);
   error_code ec;
   listener->acceptor->assign(unix_proto(), *fd, ec);
@@ -1523,9 +1908,20 @@ Result<void> ProxyServer::close_unix(const std::string& path) {
 std::vector<ProxySocketInfo> ProxyServer::unix_sockets() const {
   std::lock_guard lock(impl_->listeners_mutex);
   std::vector<ProxySocketInfo> out;
-  for (const auto& [path, l] : impl_->unix_listeners) out.push_back(l->info);
+  for (const auto& [path, l] : impl_->unix_listeners) {
+    out.push_back(l->info);
+    if (l->policy) out.back().egress = *l->policy->snapshot();
+  }
   return out;
 }
+
+std::shared_ptr<egress::LivePolicy> ProxyServer::egress_policy(const std::string& path) const {
+  std::lock_guard lock(impl_->listeners_mutex);
+  auto it = impl_->unix_listeners.find(path);
+  return it == impl_->unix_listeners.end() ? nullptr : it->second->policy;
+}
+
+const egress::Settings& ProxyServer::egress_settings() const { return impl_->egress_settings; }
 
 void ProxyServer::start() {
   if (impl_->started) return;
@@ -1613,6 +2009,9 @@ void ProxyServer::shutdown(std::chrono::seconds grace) {
   }
   // Look-ups still queued end as timed out, their rows written (before the log is flushed).
   s.callers.stop();
+  // Name look-ups still running are waited for (getaddrinfo cannot be cancelled; its own
+  // timeouts bound it); their sessions are gone.
+  s.resolvers->join();
 }
 
 }  // namespace tokfence::proxy

@@ -23,6 +23,7 @@
 #include "core/error.hpp"
 #include "core/secret.hpp"
 #include "proxy/controls/controls.hpp"
+#include "proxy/egress/policy.hpp"
 #include "proxy/metering/pricing.hpp"
 #include "proxy/metering/request_log.hpp"
 
@@ -57,6 +58,10 @@ struct ProxySocketInfo {
   std::string caller;  // "" = the main socket (caller from peer credentials / header)
   int mode = 0660;
   bool persist = false;
+  // A labeled listener is also a forward proxy (CONNECT, absolute-form) under this policy, which
+  // starts as given here and changes through egress_policy() (docs/EGRESS.md). The main socket
+  // and the TCP listener refuse every CONNECT ("no-egress-on-main-listener").
+  egress::Policy egress;
 };
 
 class ProxyServer {
@@ -72,6 +77,11 @@ class ProxyServer {
   // Closes a Unix listener and removes its file; connections already open finish normally.
   Result<void> close_unix(const std::string& path);
   std::vector<ProxySocketInfo> unix_sockets() const;
+  // The live egress policy of the labeled listener at `path`; null when no such listener is open.
+  // A change applies from the listener's next connection on.
+  std::shared_ptr<egress::LivePolicy> egress_policy(const std::string& path) const;
+  // [egress] of config.toml, checked by create() (a bad rule fails the start).
+  const egress::Settings& egress_settings() const;
 
   // Starts the I/O threads.
   void start();

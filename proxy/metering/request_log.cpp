@@ -59,7 +59,27 @@ CREATE TABLE IF NOT EXISTS requests(
   cost_source TEXT);
 CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts_ms);
 DROP INDEX IF EXISTS requests_provider_ts;
+CREATE TABLE IF NOT EXISTS egress(
+  id INTEGER PRIMARY KEY,
+  ts_ms INTEGER NOT NULL,
+  caller TEXT,
+  caller_pid INTEGER,
+  kind TEXT,
+  host TEXT,
+  port INTEGER,
+  address TEXT,
+  decision TEXT,
+  rule TEXT,
+  bytes_up INTEGER,
+  bytes_down INTEGER,
+  duration_ms REAL,
+  error TEXT);
+CREATE INDEX IF NOT EXISTS egress_ts ON egress(ts_ms);
 )sql";
+
+constexpr const char* kEgressInsert =
+    "INSERT INTO egress(ts_ms, caller, caller_pid, kind, host, port, address, decision, rule, bytes_up, bytes_down, "
+    "duration_ms, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)";
 // requests_provider_ts (provider, ts_ms) was dropped: it cost a third of each row's insert, on the
 // daemon's busiest thread after the I/O threads, for queries that read a provider's rows over a
 // time window, which the ts_ms index serves nearly as well (a window holds few providers).
@@ -102,13 +122,23 @@ Result<std::int64_t> prune(sqlite::Database& db, int retention_days) {
   if (!st) return std::unexpected(st.error());
   st->bind(1, now_ms() - static_cast<std::int64_t>(retention_days) * kDayMs);
   if (auto ok = st->run(); !ok) return std::unexpected(ok.error());
-  return db.changes();
+  const std::int64_t pruned = db.changes();
+  auto egress = db.prepare("DELETE FROM egress WHERE ts_ms < ?");
+  if (!egress) return std::unexpected(egress.error());
+  egress->bind(1, now_ms() - static_cast<std::int64_t>(retention_days) * kDayMs);
+  if (auto ok = egress->run(); !ok) return std::unexpected(ok.error());
+  return pruned + db.changes();
 }
 
 class SqliteRequestLog final : public RequestLog {
  public:
-  SqliteRequestLog(sqlite::Database db, sqlite::Statement insert, sqlite::Statement insert_many, int retention_days)
-      : db_(std::move(db)), insert_(std::move(insert)), insert_many_(std::move(insert_many)), retention_days_(retention_days) {
+  SqliteRequestLog(sqlite::Database db, sqlite::Statement insert, sqlite::Statement insert_many,
+                   sqlite::Statement insert_egress, int retention_days)
+      : db_(std::move(db)),
+        insert_(std::move(insert)),
+        insert_many_(std::move(insert_many)),
+        insert_egress_(std::move(insert_egress)),
+        retention_days_(retention_days) {
     thread_ = std::thread([this] { run(); });
   }
 
@@ -123,6 +153,34 @@ class SqliteRequestLog final : public RequestLog {
     // Statements before their connection.
     insert_ = sqlite::Statement();
     insert_many_ = sqlite::Statement();
+    insert_egress_ = sqlite::Statement();
+  }
+
+  void record_egress(EgressRecord record) override {
+    bool wake = false;
+    std::uint64_t dropped = 0;
+    try {
+      for (std::string* field : {&record.caller, &record.host, &record.address, &record.rule, &record.error})
+        truncate_for_log(*field);
+      std::unique_lock lock(mutex_);
+      if (pending() >= kMaxQueuedRows) {
+        work_.notify_one();
+        room_.wait_for(lock, kBackPressureWait, [&] { return pending() < kMaxQueuedRows || stopping_; });
+      }
+      if (pending() >= kMaxQueuedRows) {
+        dropped = ++dropped_;
+      } else {
+        if (pending() == 0) first_queued_ = std::chrono::steady_clock::now();
+        egress_queue_.push_back(std::move(record));
+        ++enqueued_;
+        wake = pending() == 1 || pending() == kLingerRows;
+      }
+    } catch (...) {
+      // Out of memory while queueing: losing one row beats taking the connection down.
+    }
+    if (wake) work_.notify_one();
+    else if (dropped == 1 || (dropped > 0 && dropped % 10'000 == 0))
+      warn("the write queue is full: dropped " + std::to_string(dropped) + " rows so far");
   }
 
   void record(RequestRecord record) override {
@@ -137,19 +195,19 @@ class SqliteRequestLog final : public RequestLog {
         truncate_for_log(*field);
       {
         std::unique_lock lock(mutex_);
-        if (queue_.size() >= kMaxQueuedRows) {
+        if (pending() >= kMaxQueuedRows) {
           work_.notify_one();
-          room_.wait_for(lock, kBackPressureWait, [&] { return queue_.size() < kMaxQueuedRows || stopping_; });
+          room_.wait_for(lock, kBackPressureWait, [&] { return pending() < kMaxQueuedRows || stopping_; });
         }
-        if (queue_.size() >= kMaxQueuedRows) {
+        if (pending() >= kMaxQueuedRows) {
           dropped = ++dropped_;
         } else {
-          if (queue_.empty()) first_queued_ = std::chrono::steady_clock::now();
+          if (pending() == 0) first_queued_ = std::chrono::steady_clock::now();
           queue_.push_back(std::move(record));
           ++enqueued_;
           // The writer sleeps until a first row comes, then lingers until kLingerRows have come:
           // no other row needs to wake it (a wake-up is a syscall on the request path).
-          wake = queue_.size() == 1 || queue_.size() == kLingerRows;
+          wake = pending() == 1 || pending() == kLingerRows;
         }
       }
       if (wake) {
@@ -165,7 +223,7 @@ class SqliteRequestLog final : public RequestLog {
 
   Stats stats() const override {
     std::lock_guard lock(mutex_);
-    return Stats{enqueued_, committed_, queue_.size(), dropped_, lost_};
+    return Stats{enqueued_, committed_, pending(), dropped_, lost_};
   }
 
   void flush() override {
@@ -180,13 +238,14 @@ class SqliteRequestLog final : public RequestLog {
   void run() {
     auto next_prune = std::chrono::steady_clock::now() + kPruneInterval;
     std::vector<RequestRecord> batch;
+    std::vector<EgressRecord> egress_batch;
     std::unique_lock lock(mutex_);
     for (;;) {
-      work_.wait_until(lock, next_prune, [&] { return stopping_ || !queue_.empty(); });
-      if (!queue_.empty()) {
+      work_.wait_until(lock, next_prune, [&] { return stopping_ || pending() > 0; });
+      if (pending() > 0) {
         // The linger counts from the oldest queued row's arrival, not from this wake-up: rows
         // that came while the last batch was being committed have waited already.
-        auto hurry = [&] { return stopping_ || flush_target_ > processed_ || queue_.size() >= kLingerRows; };
+        auto hurry = [&] { return stopping_ || flush_target_ > processed_ || pending() >= kLingerRows; };
         if (!hurry()) work_.wait_until(lock, first_queued_ + kLinger, hurry);
         std::size_t n = std::min(queue_.size(), kMaxRowsPerCommit);
         if (n == queue_.size()) {
@@ -198,9 +257,13 @@ class SqliteRequestLog final : public RequestLog {
           batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.begin() + n));
           queue_.erase(queue_.begin(), queue_.begin() + n);
         }
+        // Egress rows are few (one per connection): all of them go with this batch.
+        egress_batch.swap(egress_queue_);
+        n += egress_batch.size();
         lock.unlock();
-        const bool ok = write(batch);
+        const bool ok = write(batch, egress_batch);
         batch.clear();
+        egress_batch.clear();
         lock.lock();
         processed_ += n;
         (ok ? committed_ : lost_) += n;
@@ -213,27 +276,27 @@ class SqliteRequestLog final : public RequestLog {
         next_prune = std::chrono::steady_clock::now() + kPruneInterval;
         lock.lock();
       }
-      if (stopping_ && queue_.empty()) break;
+      if (stopping_ && pending() == 0) break;
     }
     if (dropped_ > 0) warn("closed; " + std::to_string(dropped_) + " rows were dropped because the write queue was full");
   }
 
   // A failed commit is retried (the database may be locked by a long reader or the disk briefly
   // full); after the last attempt the rows are given up and the loss is reported.
-  bool write(const std::vector<RequestRecord>& batch) {
+  bool write(const std::vector<RequestRecord>& batch, const std::vector<EgressRecord>& egress) {
     std::string last_error;
     for (int attempt = 1; attempt <= kWriteAttempts; ++attempt) {
-      auto ok = write_once(batch);
+      auto ok = write_once(batch, egress);
       if (ok) return true;
       last_error = ok.error().message;
       if (attempt < kWriteAttempts) std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
     }
-    warn("lost " + std::to_string(batch.size()) + " rows after " + std::to_string(kWriteAttempts) +
+    warn("lost " + std::to_string(batch.size() + egress.size()) + " rows after " + std::to_string(kWriteAttempts) +
          " attempts: " + last_error);
     return false;
   }
 
-  Result<void> write_once(const std::vector<RequestRecord>& batch) {
+  Result<void> write_once(const std::vector<RequestRecord>& batch, const std::vector<EgressRecord>& egress) {
     auto tx = sqlite::Transaction::begin(db_);
     if (!tx) return std::unexpected(tx.error());
     std::size_t i = 0;
@@ -247,8 +310,26 @@ class SqliteRequestLog final : public RequestLog {
       bind_row(insert_, 0, batch[i]);
       if (auto ok = insert_.run(); !ok) return ok;
     }
+    for (const auto& e : egress) {
+      insert_egress_.reset();
+      insert_egress_.bind(1, e.ts_ms)
+          .bind_static(2, e.caller)
+          .bind(3, e.caller_pid)
+          .bind_static(4, e.kind)
+          .bind_static(5, e.host)
+          .bind(6, e.port)
+          .bind_static(7, e.address)
+          .bind_static(8, e.decision)
+          .bind_static(9, e.rule)
+          .bind(10, static_cast<std::int64_t>(e.bytes_up))
+          .bind(11, static_cast<std::int64_t>(e.bytes_down))
+          .bind(12, e.duration_ms)
+          .bind_static(13, e.error);
+      if (auto ok = insert_egress_.run(); !ok) return ok;
+    }
     insert_.reset();
     insert_many_.reset();
+    insert_egress_.reset();
     return tx->commit();
   }
 
@@ -282,7 +363,10 @@ class SqliteRequestLog final : public RequestLog {
   sqlite::Database db_;
   sqlite::Statement insert_;       // one row
   sqlite::Statement insert_many_;  // kRowsPerInsert rows
+  sqlite::Statement insert_egress_;
   const int retention_days_;
+
+  std::size_t pending() const { return queue_.size() + egress_queue_.size(); }
 
   mutable std::mutex mutex_;
   std::condition_variable work_;  // rows queued, or stopping
@@ -290,6 +374,7 @@ class SqliteRequestLog final : public RequestLog {
   std::condition_variable room_;  // the queue shrank (record() waiting on a full queue)
   std::chrono::steady_clock::time_point first_queued_{};  // when the oldest queued row came
   std::vector<RequestRecord> queue_;
+  std::vector<EgressRecord> egress_queue_;
   std::uint64_t enqueued_ = 0;    // rows accepted by record()
   std::uint64_t processed_ = 0;   // rows committed or given up, in queue order
   std::uint64_t dropped_ = 0;     // rows refused because the queue was full
@@ -372,8 +457,10 @@ Result<std::unique_ptr<RequestLog>> RequestLog::open(const std::filesystem::path
   if (!insert) return std::unexpected(insert.error());
   auto insert_many = db->prepare(insert_sql(kRowsPerInsert));
   if (!insert_many) return std::unexpected(insert_many.error());
-  return std::unique_ptr<RequestLog>(
-      new SqliteRequestLog(std::move(*db), std::move(*insert), std::move(*insert_many), retention_days));
+  auto insert_egress = db->prepare(kEgressInsert);
+  if (!insert_egress) return std::unexpected(insert_egress.error());
+  return std::unique_ptr<RequestLog>(new SqliteRequestLog(std::move(*db), std::move(*insert), std::move(*insert_many),
+                                                          std::move(*insert_egress), retention_days));
 }
 
 Result<Totals> totals_since(const std::filesystem::path& db_path, std::int64_t since_ms, const std::string& provider) {
@@ -463,6 +550,71 @@ Result<std::vector<SeenModel>> models_seen(const std::filesystem::path& db_path)
   return out;
 }
 
+// Opens the log for reading egress rows. nullopt: no database or no egress table yet.
+Result<std::optional<sqlite::Database>> open_egress_for_reading(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return std::optional<sqlite::Database>();
+  auto db = sqlite::Database::open(path, sqlite::Create::no);
+  if (!db) return std::unexpected(db.error());
+  auto has = db->has_table("egress");
+  if (!has) return std::unexpected(has.error());
+  if (!*has) return std::optional<sqlite::Database>();
+  return std::optional<sqlite::Database>(std::move(*db));
+}
+
+Result<std::vector<LoggedEgress>> query_egress(const std::filesystem::path& db_path, const EgressQuery& query) {
+  auto db = open_egress_for_reading(db_path);
+  if (!db) return std::unexpected(db.error());
+  std::vector<LoggedEgress> rows;
+  if (!*db) return rows;
+  auto st = (*db)->prepare(
+      "SELECT * FROM (SELECT id, ts_ms, caller, caller_pid, kind, host, port, address, decision, rule, bytes_up, "
+      "bytes_down, duration_ms, error FROM egress WHERE ts_ms >= ?1 AND (?2 = '' OR caller = ?2) "
+      "ORDER BY ts_ms DESC, id DESC LIMIT ?3) ORDER BY ts_ms, id");
+  if (!st) return std::unexpected(st.error());
+  st->bind(1, query.since_ms).bind(2, query.caller).bind(3, static_cast<std::int64_t>(query.limit > 0 ? query.limit : -1));
+  auto done = st->for_each_row([&](const sqlite::Statement& row) {
+    LoggedEgress e;
+    e.id = row.column_int64(0);
+    EgressRecord& r = e.record;
+    r.ts_ms = row.column_int64(1);
+    r.caller = row.column_text(2);
+    r.caller_pid = static_cast<int>(row.column_int64(3));
+    r.kind = row.column_text(4);
+    r.host = row.column_text(5);
+    r.port = static_cast<int>(row.column_int64(6));
+    r.address = row.column_text(7);
+    r.decision = row.column_text(8);
+    r.rule = row.column_text(9);
+    r.bytes_up = static_cast<std::uint64_t>(row.column_int64(10));
+    r.bytes_down = static_cast<std::uint64_t>(row.column_int64(11));
+    r.duration_ms = row.column_double(12);
+    r.error = row.column_text(13);
+    rows.push_back(std::move(e));
+  });
+  if (!done) return std::unexpected(done.error());
+  return rows;
+}
+
+Result<std::vector<HostTotals>> egress_totals_by_host(const std::filesystem::path& db_path, std::int64_t since_ms) {
+  auto db = open_egress_for_reading(db_path);
+  if (!db) return std::unexpected(db.error());
+  std::vector<HostTotals> out;
+  if (!*db) return out;
+  auto st = (*db)->prepare(
+      "SELECT host, sum(decision = 'allowed'), sum(decision != 'allowed'), total(bytes_up), total(bytes_down) "
+      "FROM egress WHERE ts_ms >= ?1 GROUP BY host ORDER BY count(*) DESC, host LIMIT 100000");
+  if (!st) return std::unexpected(st.error());
+  st->bind(1, since_ms);
+  auto done = st->for_each_row([&](const sqlite::Statement& row) {
+    out.push_back(HostTotals{row.column_text(0), row.column_int64(1), row.column_int64(2),
+                             static_cast<std::int64_t>(row.column_double(3)),
+                             static_cast<std::int64_t>(row.column_double(4))});
+  });
+  if (!done) return std::unexpected(done.error());
+  return out;
+}
+
 void truncate_for_log(std::string& text, std::size_t max_bytes) {
   if (text.size() <= max_bytes) return;
   std::size_t cut = max_bytes;
@@ -470,6 +622,32 @@ void truncate_for_log(std::string& text, std::size_t max_bytes) {
   while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
   text.resize(cut);
   text.append(kTruncatedMarker);
+}
+
+namespace {
+
+class ObservedLog final : public RequestLog {
+ public:
+  ObservedLog(std::shared_ptr<RequestLog> inner, std::function<void(const RequestRecord&)> on_record)
+      : inner_(std::move(inner)), on_record_(std::move(on_record)) {}
+  void record(RequestRecord record) override {
+    on_record_(record);
+    inner_->record(std::move(record));
+  }
+  void record_egress(EgressRecord record) override { inner_->record_egress(std::move(record)); }
+  void flush() override { inner_->flush(); }
+  Stats stats() const override { return inner_->stats(); }
+
+ private:
+  std::shared_ptr<RequestLog> inner_;
+  std::function<void(const RequestRecord&)> on_record_;
+};
+
+}  // namespace
+
+std::shared_ptr<RequestLog> observe_records(std::shared_ptr<RequestLog> inner,
+                                            std::function<void(const RequestRecord&)> on_record) {
+  return std::make_shared<ObservedLog>(std::move(inner), std::move(on_record));
 }
 
 }  // namespace tokfence::proxy

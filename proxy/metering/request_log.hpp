@@ -15,8 +15,15 @@
 //            caller_pid INTEGER, caller_name TEXT, error TEXT,
 //            cost_source TEXT /* usage|estimate|none|free|unpriced, NULL in rows before it existed */)
 //   index on ts_ms (and the primary key's on id); no other: each index costs every insert.
+//   egress(id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, caller TEXT, caller_pid INTEGER,
+//          kind TEXT /* connect|http */, host TEXT, port INTEGER, address TEXT /* what was
+//          connected to, "" when nothing was */, decision TEXT /* allowed|denied */, rule TEXT,
+//          bytes_up INTEGER, bytes_down INTEGER, duration_ms REAL, error TEXT)
+//   one row per CONNECT or absolute-form request on a forward proxy (proxy/egress), written by the
+//   same writer, in the same transactions, as the requests rows (flush() covers both).
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +54,23 @@ struct RequestRecord {
   std::string cost_source;
 };
 
+// One connection attempt through the forward proxy, allowed or refused (docs/EGRESS.md).
+struct EgressRecord {
+  std::int64_t ts_ms = 0;     // when the request head was read, unix milliseconds
+  std::string caller;         // the listener's label (openclaw:NAME, codex, ...)
+  int caller_pid = 0;
+  std::string kind;           // "connect" (a tunnel) or "http" (an absolute-form request)
+  std::string host;           // as the client named it, normalised
+  int port = 0;
+  std::string address;        // the address connected to; "" when none was
+  std::string decision;       // "allowed" | "denied"
+  std::string rule;           // the rule that decided: allow:HOST:PORT, default-deny, private-address, ...
+  std::uint64_t bytes_up = 0;    // client -> destination
+  std::uint64_t bytes_down = 0;  // destination -> client
+  double duration_ms = 0;
+  std::string error;          // "" = none
+};
+
 // Text fields of a row come from clients (model, path, caller name, the provider segment, an error
 // quoting them) and are stored at most this long: a client sending an 8 MiB model name must not
 // grow the log by 8 MiB a request.
@@ -75,6 +99,8 @@ class RequestLog {
   virtual ~RequestLog() = default;  // implementations flush on destruction
   // Never blocks on I/O; never throws.
   virtual void record(RequestRecord record) = 0;
+  // An egress row: queued and committed like record()'s rows, counted in the same stats.
+  virtual void record_egress(EgressRecord record) = 0;
   // Blocks until every row recorded so far is committed (or, after three failed attempts to
   // commit it, given up and reported on stderr: a broken disk must not hang `stop`).
   virtual void flush() = 0;
@@ -88,6 +114,12 @@ class RequestLog {
   };
   virtual Stats stats() const = 0;
 };
+
+// A RequestLog that forwards everything to `inner` and hands each record to `on_record` first
+// (on the recording I/O thread: keep it to a flag store or a counter update). The daemon's widget
+// snapshot and metrics watch the traffic through it.
+std::shared_ptr<RequestLog> observe_records(std::shared_ptr<RequestLog> inner,
+                                            std::function<void(const RequestRecord&)> on_record);
 
 // Read side (any process): totals over rows with ts_ms >= since_ms, optionally one provider.
 Result<Totals> totals_since(const std::filesystem::path& db, std::int64_t since_ms, const std::string& provider = "");
@@ -133,5 +165,25 @@ struct GroupTotals {
 // expensive group first.
 Result<std::vector<GroupTotals>> totals_by(const std::filesystem::path& db, std::int64_t since_ms, GroupBy by,
                                            const std::string& provider = "");
+
+// ---- Egress rows (`tokfence log --egress`, `stats --by host`).
+struct LoggedEgress {
+  std::int64_t id = 0;
+  EgressRecord record;
+};
+struct EgressQuery {
+  std::int64_t since_ms = 0;
+  std::string caller;  // "" = any
+  int limit = 20;      // the newest N, shown oldest first; 0 = no limit
+};
+Result<std::vector<LoggedEgress>> query_egress(const std::filesystem::path& db, const EgressQuery& query);
+
+struct HostTotals {
+  std::string host;
+  std::int64_t allowed = 0, denied = 0;
+  std::int64_t bytes_up = 0, bytes_down = 0;
+};
+// Per destination host over egress rows with ts_ms >= since_ms, most attempts first.
+Result<std::vector<HostTotals>> egress_totals_by_host(const std::filesystem::path& db, std::int64_t since_ms);
 
 }  // namespace tokfence::proxy

@@ -77,7 +77,10 @@ using tcp = asio::ip::tcp;
 using unix_proto = asio::local::stream_protocol;
 using boost::system::error_code;
 
-constexpr std::size_t kBufferSize = 16 * 1024;
+// Per direction and connection. 64 KiB: with 16 KiB a CONNECT tunnel through the relay moved
+// 0.46x what a direct connection does (bench/egress_tunnel.sh), four syscalls per 64 KiB instead of
+// one; at most kMaxConnections x 128 KiB.
+constexpr std::size_t kBufferSize = 64 * 1024;
 // A bound on open relayed connections: beyond it new connections are closed at once.
 constexpr int kMaxConnections = 1024;
 constexpr auto kConnectTimeout = std::chrono::seconds(10);

@@ -49,7 +49,7 @@ expect_eq "$(stat -c '%u %a' "$proxy_dir")" "$(id -u) 755" "proxy directory owne
 inode_before=$(stat -c %i "$proxy_dir/proxy.sock")
 
 chat() {
-  docker exec "$name" wget -q -O - --header 'Content-Type: application/json' \
+  docker exec "$name" wget -Y off -q -O - --header 'Content-Type: application/json' \
     --post-data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
     http://127.0.0.1:9471/openai/v1/chat/completions 2>&1 || true
 }

@@ -12,9 +12,10 @@ name="tfc-$RUN_ID"
 tf launch --image "$TEST_IMAGE" --no-pull --name "$name" --detach -- /bin/sleep 600
 [[ $TF_RC -eq 0 ]] || die "detached launch failed: $TF_ERR"
 
-# One chat request from inside the container; prints the reply or wget's error line.
+# One chat request from inside the container; prints the reply or wget's error line. -Y off: not
+# through the container's http_proxy (busybox wget would send the POST as a GET there).
 chat() {
-  docker exec "$name" wget -q -O - --header 'Content-Type: application/json' \
+  docker exec "$name" wget -Y off -q -O - --header 'Content-Type: application/json' \
     --post-data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
     http://127.0.0.1:9471/openai/v1/chat/completions 2>&1 || true
 }

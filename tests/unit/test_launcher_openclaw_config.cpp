@@ -78,7 +78,7 @@ TEST_CASE("launcher::render_openclaw_config renders providers, primary model and
   // Only keys OpenClaw's strict schema knows (validated against OpenClaw 2026.9.6).
   std::set<std::string> top;
   for (auto& [k, v] : config.items()) top.insert(k);
-  CHECK(top == std::set<std::string>{"agents", "gateway", "models"});
+  CHECK(top == std::set<std::string>{"agents", "gateway", "models", "proxy"});
 }
 
 TEST_CASE("launcher::render_openclaw_config honours --model and lists an unpriced model") {
@@ -211,4 +211,28 @@ TEST_CASE("launcher::default_model prefers a current general-purpose model") {
   CHECK(default_model("openai", {"codex-mini", "gpt-3.5-turbo", "gpt-4.1", "gpt-4o"}) == "gpt-4.1");
   CHECK(default_model("anthropic", {"claude-3-haiku", "claude-sonnet-4-5"}) == "claude-sonnet-4-5");
   CHECK(default_model("groq", {"llama-3.1-8b-instant", "qwen/qwen3-32b"}) == "llama-3.1-8b-instant");
+}
+
+TEST_CASE("launcher::container_spec points every HTTP client at the launch's listener as forward proxy") {
+  ContainerSpecInput in;
+  in.name = "t1";
+  auto env = container_spec(in)["Env"];
+  std::set<std::string> vars;
+  for (const auto& v : env) vars.insert(v.get<std::string>());
+  for (const char* name : {"HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy",
+                           "OPENCLAW_PROXY_URL"})
+    CHECK(vars.count(std::string(name) + "=http://127.0.0.1:9471"));
+  // Requests to the model proxy itself stay direct.
+  CHECK(vars.count("NO_PROXY=127.0.0.1,localhost,::1"));
+  CHECK(vars.count("no_proxy=127.0.0.1,localhost,::1"));
+}
+
+TEST_CASE("launcher::render_openclaw_config turns on OpenClaw's managed proxy mode at the launch's listener") {
+  auto rendered = render_openclaw_config(template_text(), three_providers());
+  REQUIRE(rendered);
+  auto config = json::parse(rendered->text);
+  CHECK(config["proxy"]["enabled"] == true);
+  CHECK(config["proxy"]["proxyUrl"] == "http://127.0.0.1:9471");
+  // Loopback (the model proxy, the gateway) bypasses it.
+  CHECK(config["proxy"]["loopbackMode"] == "gateway-only");
 }

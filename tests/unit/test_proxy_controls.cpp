@@ -475,6 +475,7 @@ class CountingControls final : public Controls {
     settled.push_back({reservation.id, cost});
   }
   bool budget_applies(std::string_view) const override { return true; }
+  bool killed() const override { return false; }
   void register_ops(ControlRouter&) override {}
   json status() const override { return json::object(); }
 

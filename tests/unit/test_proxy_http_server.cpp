@@ -132,6 +132,7 @@ class ScriptedControls final : public Controls {
     if (throw_in_settle) throw std::runtime_error("settle failed (test)");
   }
   bool budget_applies(std::string_view) const override { return false; }
+  bool killed() const override { return false; }
   void register_ops(ControlRouter&) override {}
   nlohmann::json status() const override { return nlohmann::json::object(); }
 };
@@ -142,6 +143,7 @@ class NotingLog final : public RequestLog {
     std::lock_guard lock(mutex_);
     rows_.push_back(std::move(record));
   }
+  void record_egress(EgressRecord) override {}
   void flush() override {}
   Stats stats() const override { return {}; }
   // The row with `id`, waiting up to 5 s for it.
@@ -195,7 +197,7 @@ struct Proxy {
     server = std::move(*created);
     server->start();
     socket_path = (home.path / "proxy.sock").string();
-    REQUIRE(server->listen_unix(ProxySocketInfo{socket_path, "unit-test", 0600, false}));
+    REQUIRE(server->listen_unix(ProxySocketInfo{socket_path, "unit-test", 0600, false, {}}));
   }
   ~Proxy() { server->shutdown(std::chrono::seconds(0)); }
 

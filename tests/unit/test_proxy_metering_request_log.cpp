@@ -569,3 +569,49 @@ TEST_CASE("proxy::truncate_for_log cuts client text at a character boundary and 
   truncate_for_log(split);
   CHECK(split == std::string(255, 'a') + std::string(kTruncatedMarker));
 }
+
+TEST_CASE("proxy::RequestLog egress rows: flushed with request rows, read back newest N, summed by host") {
+  TempDir dir;
+  auto log = open_log(dir.db());
+  const std::int64_t t = now_ms();
+  auto egress_row = [&](std::string host, std::string decision, std::uint64_t up, std::int64_t at) {
+    EgressRecord e;
+    e.ts_ms = at;
+    e.caller = "openclaw:demo";
+    e.kind = "connect";
+    e.host = std::move(host);
+    e.port = 443;
+    e.address = decision == "allowed" ? "203.0.113.7:443" : "";
+    e.decision = std::move(decision);
+    e.rule = e.decision == "allowed" ? "preset:telegram:api.telegram.org:443" : "default-deny";
+    e.bytes_up = up;
+    e.bytes_down = 2 * up;
+    e.duration_ms = 1.5;
+    return e;
+  };
+  log->record(make_row("req_1", t));
+  log->record_egress(egress_row("api.telegram.org", "allowed", 100, t + 1));
+  log->record_egress(egress_row("api.telegram.org", "allowed", 50, t + 2));
+  log->record_egress(egress_row("evil.example", "denied", 0, t + 3));
+  log->record_egress(egress_row(std::string(1000, 'h'), "denied", 0, t + 4));  // cut like other fields
+  log->flush();  // no linger: every row recorded so far is committed
+  CHECK(log->stats().committed == 5);
+  auto rows = query_egress(dir.db(), EgressQuery{0, "", 3});
+  REQUIRE(rows);
+  REQUIRE(rows->size() == 3);  // the newest 3, oldest first
+  CHECK((*rows)[0].record.bytes_up == 50);
+  CHECK((*rows)[1].record.host == "evil.example");
+  CHECK((*rows)[1].record.rule == "default-deny");
+  CHECK((*rows)[2].record.host.size() < 300);
+  auto by_host = egress_totals_by_host(dir.db(), 0);
+  REQUIRE(by_host);
+  REQUIRE(by_host->size() == 3);
+  CHECK((*by_host)[0].host == "api.telegram.org");
+  CHECK((*by_host)[0].allowed == 2);
+  CHECK((*by_host)[0].bytes_down == 300);
+  auto other = query_egress(dir.db(), EgressQuery{0, "codex", 0});
+  REQUIRE(other);
+  CHECK(other->empty());
+  // A log that has no egress table yet (an older daemon's) reads as no rows.
+  CHECK(query_egress(dir.path / "missing.db", EgressQuery{})->empty());
+}
