@@ -63,7 +63,11 @@ for t in "${selected[@]}"; do
     2>"$BUILD/fuzz-$t.log"
   rc=$?
   set -e
-  execs=$(grep -h 'stat::number_of_executed_units' "$BUILD/fuzz-$t.log" "$crashes"/fuzz-*.log 2>/dev/null | awk '{s += $2} END {print s + 0}')
+  # With -jobs, every worker's stats are in its own fuzz-N.log and the main log repeats them: count
+  # the workers' logs when there are any (adding both counted every execution twice).
+  stat_logs=("$crashes"/fuzz-*.log)
+  [[ -e ${stat_logs[0]} ]] || stat_logs=("$BUILD/fuzz-$t.log")
+  execs=$(grep -h 'stat::number_of_executed_units' "${stat_logs[@]}" 2>/dev/null | awk '{s += $2} END {print s + 0}')
   found=$(find "$crashes" -maxdepth 1 -name 'crash-*' -o -maxdepth 1 -name 'leak-*' -o -maxdepth 1 -name 'timeout-*' -o -maxdepth 1 -name 'oom-*' | wc -l)
   echo "fuzz: $t: ${execs} executions in ${SECONDS_EACH}s, exit $rc, ${found} crash/leak/timeout/oom inputs in $crashes (log: $BUILD/fuzz-$t.log)"
   [[ $rc -eq 0 && $found -eq 0 ]] || status=1

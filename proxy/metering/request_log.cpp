@@ -157,35 +157,16 @@ class SqliteRequestLog final : public RequestLog {
   }
 
   void record_egress(EgressRecord record) override {
-    bool wake = false;
-    std::uint64_t dropped = 0;
     try {
       for (std::string* field : {&record.caller, &record.host, &record.address, &record.rule, &record.error})
         truncate_for_log(*field);
-      std::unique_lock lock(mutex_);
-      if (pending() >= kMaxQueuedRows) {
-        work_.notify_one();
-        room_.wait_for(lock, kBackPressureWait, [&] { return pending() < kMaxQueuedRows || stopping_; });
-      }
-      if (pending() >= kMaxQueuedRows) {
-        dropped = ++dropped_;
-      } else {
-        if (pending() == 0) first_queued_ = std::chrono::steady_clock::now();
-        egress_queue_.push_back(std::move(record));
-        ++enqueued_;
-        wake = pending() == 1 || pending() == kLingerRows;
-      }
+      enqueue(egress_queue_, std::move(record));
     } catch (...) {
       // Out of memory while queueing: losing one row beats taking the connection down.
     }
-    if (wake) work_.notify_one();
-    else if (dropped == 1 || (dropped > 0 && dropped % 10'000 == 0))
-      warn("the write queue is full: dropped " + std::to_string(dropped) + " rows so far");
   }
 
   void record(RequestRecord record) override {
-    std::uint64_t dropped = 0;
-    bool wake = false;
     try {
       // The path must never carry a query string (it may hold a key); the proxy strips it, and
       // this is the last place to make sure.
@@ -193,29 +174,7 @@ class SqliteRequestLog final : public RequestLog {
       for (std::string* field : {&record.provider, &record.model, &record.method, &record.path, &record.caller_name,
                                  &record.error})
         truncate_for_log(*field);
-      {
-        std::unique_lock lock(mutex_);
-        if (pending() >= kMaxQueuedRows) {
-          work_.notify_one();
-          room_.wait_for(lock, kBackPressureWait, [&] { return pending() < kMaxQueuedRows || stopping_; });
-        }
-        if (pending() >= kMaxQueuedRows) {
-          dropped = ++dropped_;
-        } else {
-          if (pending() == 0) first_queued_ = std::chrono::steady_clock::now();
-          queue_.push_back(std::move(record));
-          ++enqueued_;
-          // The writer sleeps until a first row comes, then lingers until kLingerRows have come:
-          // no other row needs to wake it (a wake-up is a syscall on the request path).
-          wake = pending() == 1 || pending() == kLingerRows;
-        }
-      }
-      if (wake) {
-        work_.notify_one();
-      } else if (dropped > 0 && (dropped == 1 || dropped % 10'000 == 0)) {
-        warn("the write queue is full (" + std::to_string(kMaxQueuedRows) +
-             " rows waiting for the disk): dropped " + std::to_string(dropped) + " rows so far");
-      }
+      enqueue(queue_, std::move(record));
     } catch (...) {
       // Out of memory while queueing: losing one log row beats taking the request down.
     }
@@ -367,6 +326,37 @@ class SqliteRequestLog final : public RequestLog {
   const int retention_days_;
 
   std::size_t pending() const { return queue_.size() + egress_queue_.size(); }
+
+  // Queues a row of either kind. A full queue (kMaxQueuedRows) wakes the writer and waits up to
+  // kBackPressureWait for room, then drops the row and counts it. The writer sleeps until a first
+  // row comes, then lingers until kLingerRows have come: no other row needs to wake it (a wake-up
+  // is a syscall on the request path).
+  template <class Row>
+  void enqueue(std::vector<Row>& queue, Row&& row) {
+    std::uint64_t dropped = 0;
+    bool wake = false;
+    {
+      std::unique_lock lock(mutex_);
+      if (pending() >= kMaxQueuedRows) {
+        work_.notify_one();
+        room_.wait_for(lock, kBackPressureWait, [&] { return pending() < kMaxQueuedRows || stopping_; });
+      }
+      if (pending() >= kMaxQueuedRows) {
+        dropped = ++dropped_;
+      } else {
+        if (pending() == 0) first_queued_ = std::chrono::steady_clock::now();
+        queue.push_back(std::move(row));
+        ++enqueued_;
+        wake = pending() == 1 || pending() == kLingerRows;
+      }
+    }
+    if (wake) {
+      work_.notify_one();
+    } else if (dropped > 0 && (dropped == 1 || dropped % 10'000 == 0)) {
+      warn("the write queue is full (" + std::to_string(kMaxQueuedRows) + " rows waiting for the disk): dropped " +
+           std::to_string(dropped) + " rows so far");
+    }
+  }
 
   mutable std::mutex mutex_;
   std::condition_variable work_;  // rows queued, or stopping

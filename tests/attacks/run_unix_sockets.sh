@@ -47,7 +47,10 @@ with open("/proc/net/unix") as f:
 print("\n".join(seen[:400]))
 ' | while IFS= read -r s; do
     [[ -S "$s" ]] || continue
-    as_principal "$PROBE" connect-unix "$s" >/dev/null 2>&1 && printf '%s\n' "$s"
+    # A socket this principal may not use (another user's, e.g. a rootless Podman service running
+    # beside) is simply not listed: with `&&` here, such a socket coming last made the loop, and
+    # so the test, fail under set -e.
+    if as_principal "$PROBE" connect-unix "$s" >/dev/null 2>&1; then printf '%s\n' "$s"; fi
   done
 }
 
