@@ -18,7 +18,7 @@
 # __cpp_concepts=202002L, which its concepts support in fact meets for <expected>.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TARGETS=(http1_request http1_response chunked usage_json usage_sse inspect_request control_protocol config vault_file)
+TARGETS=(http1_request http1_response chunked usage_json usage_sse inspect_request control_protocol config vault_file scanner egress_rule capability)
 usage() { echo "usage: bench/fuzz.sh TARGET|all|list SECONDS [--jobs N] [--build DIR]" >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 TARGET=$1

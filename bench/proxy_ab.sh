@@ -11,6 +11,10 @@
 #     cmake --build /tmp/prev/build --target tokfence -j2
 #   bench/proxy_ab.sh /tmp/prev/build/bin/tokfence build/bin/tokfence --conc 64
 #
+# A binary that knows ImmuneFence sessions (`tokfence session`) runs with its default
+# [immunefence] require_token = true and its client sends a session token; an older one gets a
+# dummy key. So A/B against a commit before ImmuneFence measures what the token check costs.
+#
 # Everything stays on 127.0.0.1; every run is bounded in time; the temp dir and all processes are
 # removed at exit. Needs wrk, curl, jq (scripts/setup --test) and a built fake_upstream.
 set -euo pipefail
@@ -75,6 +79,11 @@ for side in a b; do
   TOKFENCE_HOME=$home TOKFENCE_VAULT_PASSPHRASE=$PASS "$WORK/tokfence-$side" start -d >/dev/null
   wait_until "test -s '$home/daemon.json'"
   wait_until "curl -fsS http://127.0.0.1:\$(jq -r .port '$home/daemon.json')/__tokfence/health"
+  key=tokfence-managed
+  if "$WORK/tokfence-$side" --help 2>/dev/null | grep -qE "^  session "; then
+    key=$(TOKFENCE_HOME=$home "$WORK/tokfence-$side" session new --name ab --json | jq -r .token)
+  fi
+  { cat "$WORK/post.lua"; printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$key"; } >"$WORK/post-$side.lua"
 done
 
 THREADS=$((CONC < 2 ? 1 : 2))  # wrk needs at least one connection per thread
@@ -86,7 +95,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     port=$(jq -r .port "$home/daemon.json")
     pid=$(jq -r .pid "$home/daemon.json")
     t0=$(cpu_ticks "$pid")
-    out=$(timeout $((DURATION + 30)) wrk -t"$THREADS" -c"$CONC" -d"${DURATION}s" -s "$WORK/post.lua" \
+    out=$(timeout $((DURATION + 30)) wrk -t"$THREADS" -c"$CONC" -d"${DURATION}s" -s "$WORK/post-$side.lua" \
       "http://127.0.0.1:$port/openai/v1/chat/completions")
     t1=$(cpu_ticks "$pid")
     n=$(awk '/requests in/ {print $1}' <<<"$out")

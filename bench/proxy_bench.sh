@@ -7,7 +7,11 @@
 # request of the proxy process(es), time to the first SSE event (median of N sequential streams),
 # and memory with 1,000 streams open at once. Prints a table with tokfence's ratios.
 #
-#   bench/proxy_bench.sh [--build DIR] [--duration S] [--ttfc N] [--streams N] [--quick]
+#   bench/proxy_bench.sh [--build DIR] [--duration S] [--ttfc N] [--streams N] [--quick] [--no-token]
+#
+# tokfence's requests carry an ImmuneFence session token (the default [immunefence] require_token
+# = true, so each request pays for the token check and the secret scan); --no-token runs with
+# require_token = false and a dummy key, to measure what ImmuneFence costs.
 #
 # Needs: wrk, nginx (nginx-light), curl, jq, python3, g++ (scripts/setup --test installs them).
 # Every number is printed; nothing here asserts a speed.
@@ -19,6 +23,7 @@ DURATION=5
 TTFC_N=50
 STREAMS=1000
 CONCURRENCIES=(1 64 256)
+REQUIRE_TOKEN=true
 while (($#)); do
   case $1 in
     --build) BUILD=$2; shift 2 ;;
@@ -26,6 +31,7 @@ while (($#)); do
     --ttfc) TTFC_N=$2; shift 2 ;;
     --streams) STREAMS=$2; shift 2 ;;
     --quick) DURATION=2; TTFC_N=20; STREAMS=200; shift ;;
+    --no-token) REQUIRE_TOKEN=false; shift ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "proxy_bench: error: unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -138,6 +144,9 @@ port = 0
 [vault]
 backend = "file"
 
+[immunefence]
+require_token = $REQUIRE_TOKEN
+
 [providers.openai]
 upstream = "http://127.0.0.1:$FAKE_PORT"
 EOF
@@ -151,8 +160,14 @@ wait_until "test -s '$TOKFENCE_HOME/daemon.json'" 60
 TF_PORT=$(jq -r .port "$TOKFENCE_HOME/daemon.json")
 TF_PID=$(jq -r .pid "$TOKFENCE_HOME/daemon.json")
 wait_until "curl -fsS http://127.0.0.1:$TF_PORT/__tokfence/health" 20
+# What tokfence's client sends as its API key: a session token, or a dummy key with --no-token.
+TF_KEY=tokfence-managed
+if [[ $REQUIRE_TOKEN == true ]]; then
+  TF_KEY=$("$TOKFENCE" session new --name bench --json | jq -r .token)
+  [[ $TF_KEY == tfc1.* ]] || die "tokfence session new gave no token"
+fi
 # The proxy must really work (key injected, answer relayed) before it is timed.
-probe=$(curl -sS -w ' %{http_code}' "http://127.0.0.1:$TF_PORT/openai/v1/chat/completions" \
+probe=$(curl -sS -w ' %{http_code}' "http://127.0.0.1:$TF_PORT/openai/v1/chat/completions" -H "Authorization: Bearer $TF_KEY" \
   -H 'Content-Type: application/json' -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"ping"}]}')
 [[ $probe == *'"pong"'*' 200' ]] || die "tokfence does not proxy to the fake upstream: $probe"
 
@@ -195,8 +210,9 @@ for t in "${TARGETS[@]}"; do
     echo 'wrk.method = "POST"'
     echo "wrk.body = '$BODY'"
     echo 'wrk.headers["Content-Type"] = "application/json"'
-    # tokfence injects the real key; the others need it from the client.
-    [[ $t == tokfence ]] || echo "wrk.headers[\"Authorization\"] = \"Bearer $KEY\""
+    # tokfence injects the real key (its client sends a session token); the others need the key.
+    if [[ $t == tokfence ]]; then echo "wrk.headers[\"Authorization\"] = \"Bearer $TF_KEY\""
+    else echo "wrk.headers[\"Authorization\"] = \"Bearer $KEY\""; fi
   } >"$WORK/$t.lua"
 done
 
@@ -225,8 +241,8 @@ SSE_BODY='{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","conte
 declare -A TTFC
 for t in "${TARGETS[@]}"; do
   log "first SSE event: $t, $TTFC_N sequential streams"
-  auth=()
-  [[ $t == tokfence ]] || auth=(--header "Authorization: Bearer $KEY")
+  auth=(--header "Authorization: Bearer $KEY")
+  [[ $t == tokfence ]] && auth=(--header "Authorization: Bearer $TF_KEY")
   out=$(timeout 120 "$WORK/stream_client" ttfc --port "${PORT[$t]}" --path "${PREFIX[$t]}/v1/chat/completions" \
     --body "$SSE_BODY" --header "x-fake-chunks: 3" "${auth[@]}" --count "$TTFC_N")
   TTFC[$t]=$(awk '/^median_us/ {printf "%.3f", $2 / 1000}' <<<"$out")
@@ -240,8 +256,8 @@ for t in nginx tokfence; do
   pids=$(proc_pids "$t")
   RSS_IDLE[$t]=$(rss_kb $pids)
   log "$STREAMS open streams: $t"
-  auth=()
-  [[ $t == tokfence ]] || auth=(--header "Authorization: Bearer $KEY")
+  auth=(--header "Authorization: Bearer $KEY")
+  [[ $t == tokfence ]] && auth=(--header "Authorization: Bearer $TF_KEY")
   rm -f "$WORK/ready"
   timeout 150 "$WORK/stream_client" hold --port "${PORT[$t]}" --path "${PREFIX[$t]}/v1/chat/completions" \
     --body "$SSE_BODY" --header "x-fake-chunks: 100" --header "x-fake-delay-ms: 200" "${auth[@]}" \
@@ -265,7 +281,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; 
 diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", a - b }'; }
 
 echo
-echo "tokfence proxy benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, loopback; wrk ${DURATION}s per cell)"
+echo "tokfence proxy benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, loopback; wrk ${DURATION}s per cell; tokfence with a session token: $REQUIRE_TOKEN)"
 echo "load average at start: $LOADAVG_START (numbers from a busy machine are noise: rerun when it is idle)"
 echo "load: POST /v1/chat/completions, JSON reply; CPU = proxy process time per request (direct: the fake upstream's own)"
 echo

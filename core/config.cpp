@@ -281,7 +281,7 @@ Result<void> read_egress(const toml::table& t, const std::string& source, Config
 
 Result<void> read_all(const toml::table& root, const std::string& source, Config& c, std::vector<std::string>& w) {
   TableReader top(root, "", source, w);
-  for (const char* section : {"daemon", "logging", "notifications", "vault", "launch", "proxy", "budget", "providers", "pricing", "egress", "dashboard"})
+  for (const char* section : {"daemon", "logging", "notifications", "vault", "launch", "proxy", "budget", "providers", "pricing", "egress", "dashboard", "immunefence"})
     TRY(top.expect_table(section));
 
   if (const toml::table* t = top.subtable("daemon")) {
@@ -345,6 +345,22 @@ Result<void> read_all(const toml::table& root, const std::string& source, Config
     TableReader r(*t, "dashboard", source, w);
     TRY(r.boolean("enabled", c.dashboard.enabled));
     TRY(r.integer_as("port", c.dashboard.port, 0, 65535));
+    r.finish();
+  }
+  if (const toml::table* t = top.subtable("immunefence")) {
+    TableReader r(*t, "immunefence", source, w);
+    auto& f = c.immunefence;
+    TRY(r.boolean("require_token", f.require_token));
+    TRY(r.integer_as("session_ttl_hours", f.session_ttl_hours, 1, 24 * 366));
+    TRY(r.integer_as("yellow_token_ttl_minutes", f.yellow_token_ttl_minutes, 1, 24 * 60));
+    TRY(r.integer_as("scope_violations_to_orange", f.scope_violations_to_orange, 1, 1000));
+    TRY(r.integer_as("egress_denials_per_minute", f.egress_denials_per_minute, 1, 100000));
+    TRY(r.integer_as("yellow_rpm", f.yellow_rpm, 1, 100000));
+    TRY(r.string_list("sensors", f.sensors));
+    for (const auto& name : f.sensors)
+      if (name != "honeytoken" && name != "secret_outbound" && name != "scope" && name != "egress_denials")
+        return fail(where(source, t->get("sensors")->source()) + ": immunefence.sensors: unknown sensor \"" + name +
+                    "\" (known: honeytoken, secret_outbound, scope, egress_denials)");
     r.finish();
   }
   if (const toml::table* t = top.subtable("budget")) {

@@ -88,6 +88,20 @@ struct Config {
     // [egress.resolve] "name" = "ADDRESS[:PORT]": the name is connected there, trusted as given.
     std::map<std::string, std::string> resolve;
   } egress;
+  // [immunefence]: agent sessions, capability tokens and the sensors that move their risk state
+  // (docs/IMMUNEFENCE.md).
+  struct ImmuneFence {
+    // A valid session token on every request of the main listeners (TCP and the main socket).
+    // Launch and run sockets always require their own session's token.
+    bool require_token = true;
+    int session_ttl_hours = 8;            // `tokfence session new` without --ttl
+    int yellow_token_ttl_minutes = 60;    // tokens issued to a YELLOW (or worse) session
+    int scope_violations_to_orange = 3;   // the scope sensor: YELLOW at the first, ORANGE at this many
+    int egress_denials_per_minute = 10;   // YELLOW at this many refused egress attempts in a minute
+    int yellow_rpm = 30;                  // a YELLOW session's rate when it has none of its own
+    // The sensors that move risk states: honeytoken, secret_outbound, scope, egress_denials.
+    std::vector<std::string> sensors = {"honeytoken", "secret_outbound", "scope", "egress_denials"};
+  } immunefence;
   // Overrides and additions to the built-in providers, by name (already merged: see providers()).
   std::map<std::string, ProviderSpec> provider_overrides;
   // [pricing."<model>"] overrides and additions, per million tokens.

@@ -30,6 +30,8 @@ class Home {
   std::filesystem::path desktop_snapshot_file() const { return root_ / "desktop_snapshot.json"; }
   // Per-launch / per-harness proxy sockets live in subdirectories of this.
   std::filesystem::path sockets_dir() const { return root_ / "sockets"; }
+  // ImmuneFence's Ed25519 signing key (PKCS#8 PEM, 0600): the daemon's alone.
+  std::filesystem::path immunefence_key() const { return root_ / "immunefence.key"; }
   std::filesystem::path openclaw_dir() const { return root_ / "openclaw"; }
   std::filesystem::path harness_dir() const { return root_ / "harness"; }
 

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +21,7 @@
 
 #include "core/file.hpp"
 #include "core/home.hpp"
+#include "core/process.hpp"
 #include "proxy/control/protocol.hpp"
 #include "proxy/controls/controls.hpp"
 #include "proxy/metering/pricing.hpp"
@@ -27,6 +29,7 @@
 #include "proxy/http/server.hpp"
 #include "proxy/control/server.hpp"
 #include "proxy/egress/policy.hpp"
+#include "proxy/immune/control_ops.hpp"
 #include "proxy/snapshot/snapshot.hpp"
 #include "proxy/dashboard/listener.hpp"
 #include "proxy/dashboard/metrics.hpp"
@@ -191,7 +194,7 @@ class SocketStore {
     if (!st) return std::unexpected(st.error());
     std::vector<ProxySocketInfo> out;
     auto done = st->for_each_row([&](const sqlite::Statement& row) {
-      out.push_back({row.column_text(0), row.column_text(1), static_cast<int>(row.column_int64(2)), true, {}});
+      out.push_back({row.column_text(0), row.column_text(1), static_cast<int>(row.column_int64(2)), true, {}, {}});
     });
     if (!done) return std::unexpected(done.error());
     return out;
@@ -249,6 +252,7 @@ struct Daemon {
   std::shared_ptr<KeyStore> keys = std::make_shared<KeyStore>();
   std::shared_ptr<RequestLog> request_log;
   std::shared_ptr<Controls> controls;
+  std::shared_ptr<immune::Registry> immune;  // ImmuneFence: sessions, tokens, sensors
   std::shared_ptr<LivePricing> pricing;
   std::optional<SocketStore> sockets;
   std::unique_ptr<ProxyServer> server;
@@ -257,6 +261,12 @@ struct Daemon {
   std::unique_ptr<SnapshotWriter> snapshot_file;
   // Counters for GET /metrics, fed by every request row; served by `dashboard` when enabled.
   std::shared_ptr<Metrics> metrics = std::make_shared<Metrics>();
+  // The control ops, a member so the dashboard's actions (which dispatch through it in-process)
+  // never outlive it; `router_ready` once its ops and observer are in place.
+  ControlRouter router;
+  std::atomic<bool> router_ready{false};
+  // Request rows for the dashboard's live view (fed like `metrics`).
+  std::shared_ptr<DashboardEvents> dashboard_events = std::make_shared<DashboardEvents>();
   std::unique_ptr<DashboardListener> dashboard;
   int port = 0;
   fs::path main_socket;
@@ -282,6 +292,10 @@ struct Daemon {
     for (const auto& s : server->unix_sockets())
       if (!s.caller.empty()) extra.push_back(socket_json(s));
     out["proxy_sockets"] = extra;
+    json sessions = json::array();
+    for (const auto& session : immune->live())
+      sessions.push_back({{"name", session->name}, {"kind", session->kind}, {"risk_state", immune::to_string(session->state())}});
+    out["immunefence"] = {{"require_token", immune->settings().require_token}, {"sessions", std::move(sessions)}};
     // Rows are written in batches: flush so `status` counts every request answered so far.
     server->hand_over_finished_rows();
     request_log->flush();
@@ -372,8 +386,15 @@ struct Daemon {
     if (!loaded) return fail("vault: reload failed, keeping the keys in memory: " + loaded.error().message);
     const std::size_t n = loaded->size();
     keys->replace(std::move(*loaded));
+    immune->set_vault_keys(*keys->snapshot());
     daemon_log("keys reloaded: " + std::to_string(n) + " provider(s)");
     return json{{"keys", n}};
+  }
+
+  // `tokfence dashboard --print-url`: a one-time login URL for the web dashboard (docs/DASHBOARD.md).
+  Result<json> dashboard_login(const json&) {
+    if (!dashboard) return fail("dashboard: off: set [dashboard] enabled = true in config.toml, then 'tokfence stop' and 'tokfence start -d'");
+    return dashboard->login_url();
   }
 
   Result<json> shutdown(const json&) {
@@ -406,27 +427,76 @@ struct Daemon {
     if (!fs::path(s.path).is_absolute()) return fail("open_proxy_socket: path must be absolute: " + s.path);
     if (fs::path(s.path) == main_socket || fs::path(s.path) == home.control_socket())
       return fail("open_proxy_socket: path is one of the daemon's own sockets: " + s.path);
+    // ImmuneFence: the socket's own session (launch and run ask for one): its token is the only
+    // credential the socket accepts, and it ends when the socket closes.
+    std::optional<immune::SessionRequest> session_request;
+    if (r.contains("session")) {
+      auto req = immune::session_request_from(r["session"]);
+      if (!req) return fail("open_proxy_socket: " + req.error().message);
+      if (req->kind != "run" && req->kind != "launch") return fail("open_proxy_socket: session.kind must be \"run\" or \"launch\"");
+      req->client_id = s.caller;
+      req->listener = s.path;
+      if (req->name.empty()) req->name = session_name_for(s.caller);
+      session_request = std::move(*req);
+    }
     for (const auto& open : server->unix_sockets())
       if (open.path == s.path) {
         if (open.caller != s.caller)
           return fail("open_proxy_socket: already open for caller '" + open.caller + "': " + s.path);
+        if (session_request) {
+          // A new session for this socket (a relaunch): the old one ends with the old listener,
+          // and its connections' requests are refused from now on.
+          (void)server->close_unix(s.path);
+          immune->end_bound(s.path, now_ms());
+          break;
+        }
         if (r.contains("egress")) {  // re-opened with a policy: it replaces the one in force
           if (auto live = server->egress_policy(s.path)) live->update([&](egress::Policy& p) { p = s.egress; });
           (void)sockets->put_egress(s.path, egress::policy_json(s.egress).dump());
         }
         return json{{"path", s.path}, {"already_open", true}};
       }
-    if (auto ok = server->listen_unix(s); !ok) return std::unexpected(ok.error());
+    std::optional<immune::Issued> issued;
+    if (session_request) {
+      auto made = immune->create(std::move(*session_request), now_ms());
+      if (!made) return fail("open_proxy_socket: " + made.error().message);
+      issued = std::move(*made);
+      s.session_id = issued->session->id;
+    }
+    auto undo_session = [&] {
+      if (issued) (void)immune->revoke(issued->session->id, "its socket could not be opened", now_ms());
+    };
+    if (auto ok = server->listen_unix(s); !ok) {
+      undo_session();
+      return std::unexpected(ok.error());
+    }
     if (s.persist) {
       auto ok = sockets->put(s);
       if (ok) ok = sockets->put_egress(s.path, egress::policy_json(s.egress).dump());
       if (!ok) {
         (void)server->close_unix(s.path);
+        undo_session();
         return std::unexpected(ok.error());
       }
     }
-    daemon_log("proxy socket opened: " + s.path + " (caller " + s.caller + (s.persist ? ", persisted)" : ")"));
-    return json{{"path", s.path}, {"already_open", false}};
+    daemon_log("proxy socket opened: " + s.path + " (caller " + s.caller + (s.persist ? ", persisted" : "") +
+               (issued ? ", session " + issued->session->name + ")" : ")"));
+    json reply = {{"path", s.path}, {"already_open", false}};
+    if (issued)
+      reply["session"] = {{"session_id", issued->session->id},
+                          {"name", issued->session->name},
+                          {"token", issued->token},
+                          {"expires_at", issued->token_expires_ms},
+                          {"decoys", immune->decoys_of(*issued->session)}};
+    return reply;
+  }
+
+  // A session name from a socket's caller label: the characters a name may hold, the rest as '-'.
+  static std::string session_name_for(const std::string& caller) {
+    std::string name;
+    for (unsigned char c : caller.substr(0, 100))
+      name.push_back(std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':' ? static_cast<char>(c) : '-');
+    return name.empty() ? std::string("agent") : name;
   }
 
   Result<json> close_proxy_socket(const json& r) {
@@ -435,6 +505,7 @@ struct Daemon {
     if (fs::path(path) == main_socket) return fail("close_proxy_socket: the main proxy socket stays open: " + path);
     auto closed = server->close_unix(path);
     auto removed = sockets->remove(path);
+    immune->end_bound(path, now_ms());
     if (!closed) return std::unexpected(closed.error());
     if (!removed) return std::unexpected(removed.error());
     daemon_log("proxy socket closed: " + path);
@@ -518,11 +589,13 @@ struct Daemon {
       {"close_proxy_socket", &Daemon::close_proxy_socket},
       {"list_proxy_sockets", &Daemon::list_proxy_sockets},
       {"egress", &Daemon::egress_op},
+      {"dashboard_login", &Daemon::dashboard_login},
   };
 
   void register_ops(ControlRouter& router) {
     for (const auto& [op, member] : kOps) router.add(op, [this, member](const json& r) { return (this->*member)(r); });
     controls->register_ops(router);
+    immune::register_session_ops(router, immune);
   }
 
   // Everything the daemon serves from, opened in order; the first failure stops the start.
@@ -549,14 +622,33 @@ struct Daemon {
     snapshot_file = std::make_unique<SnapshotWriter>(home.desktop_snapshot_file(), [this] { return snapshot(true); });
     snapshot_file->warn = daemon_log;
     // The I/O threads only mark the snapshot dirty (a flag store); its own thread rewrites it.
-    auto observed_log = observe_records(request_log, [file = snapshot_file.get(), m = metrics.get()](const RequestRecord& r) {
+    auto observed_log = observe_records(request_log, [file = snapshot_file.get(), m = metrics.get(),
+                                                      e = dashboard_events.get()](const RequestRecord& r) {
       m->record(r);
+      e->publish(r);
       file->mark_dirty();
     });
-    auto server_made = ProxyServer::create({config, keys, observed_log, controls, pricing, daemon_log});
+    if (auto ok = open_immunefence(); !ok) return ok;
+    auto server_made = ProxyServer::create({config, keys, observed_log, controls, pricing, immune, daemon_log});
     if (!server_made) return std::unexpected(server_made.error());
     server = std::move(*server_made);
     return listen();
+  }
+
+  // ImmuneFence's signing key and session registry; the scanner starts with the vault's keys.
+  Result<void> open_immunefence() {
+    auto key = immune::SigningKey::load_or_create(home.immunefence_key());
+    if (!key) return std::unexpected(key.error());
+    auto notify = [desktop = config.notifications.desktop](const std::string& line, bool alarm) {
+      daemon_log(line);
+      if (alarm && desktop) desktop_notify("tokfence ImmuneFence", line, true);
+    };
+    auto registry = immune::Registry::open(config.logging.db_path, std::move(*key),
+                                           immune::settings_from(config.immunefence), notify);
+    if (!registry) return std::unexpected(registry.error());
+    immune = std::move(*registry);
+    immune->set_vault_keys(*keys->snapshot());
+    return {};
   }
 
   // The TCP listener, the main Unix socket and the persisted per-launch sockets.
@@ -565,7 +657,12 @@ struct Daemon {
     if (!bound) return std::unexpected(bound.error());
     port = *bound;
     if (config.dashboard.enabled) {
-      auto started = DashboardListener::start({config.dashboard.port, [this] { return metrics_text(); }, daemon_log});
+      auto dispatch = [this](const json& op) -> json {
+        if (!router_ready.load()) return {{"ok", false}, {"error", "daemon: still starting: try again"}};
+        return router.dispatch(op);
+      };
+      auto started = DashboardListener::start({config.dashboard.port, [this] { return metrics_text(); }, daemon_log,
+                                               dispatch, config.logging.db_path, dashboard_events});
       if (!started) return std::unexpected(started.error());
       dashboard = std::move(*started);
     }
@@ -575,7 +672,7 @@ struct Daemon {
     } else if (auto ok = check_socket_dir(main_socket.parent_path()); !ok) {
       return std::unexpected(ok.error());
     }
-    if (auto ok = server->listen_unix({main_socket.string(), "", 0660, false, {}}); !ok) return std::unexpected(ok.error());
+    if (auto ok = server->listen_unix({main_socket.string(), "", 0660, false, {}, {}}); !ok) return std::unexpected(ok.error());
     auto persisted = sockets->all();
     if (!persisted) {
       daemon_log("warning: cannot read persisted proxy sockets: " + persisted.error().message);
@@ -592,6 +689,8 @@ struct Daemon {
         else
           daemon_log("warning: egress policy of " + s.path + " dropped: " + policy.error().message);
       }
+      for (const auto& session : immune->live())
+        if (session->listener == s.path) s.session_id = session->id;
       if (auto ok = server->listen_unix(s); !ok)
         daemon_log("warning: persisted proxy socket not re-created: " + ok.error().message);
       else
@@ -622,6 +721,7 @@ int wait_for_stop(const sigset_t& signals, Daemon& daemon) {
     auto loaded = load_keys(*daemon.vault);
     if (loaded) {
       daemon.keys->replace(std::move(*loaded));
+      daemon.immune->set_vault_keys(*daemon.keys->snapshot());
       daemon_log("keys reloaded (SIGHUP)");
     } else {
       daemon_log("warning: key reload failed: " + loaded.error().message);
@@ -652,9 +752,10 @@ Result<void> run_daemon(DaemonOptions options) {
 
   Daemon daemon{home, config, options.version};
   if (auto ok = daemon.open(std::move(options.vault)); !ok) return std::unexpected(ok.error());
-  ControlRouter router;
+  ControlRouter& router = daemon.router;
   daemon.register_ops(router);
   router.set_observer([file = daemon.snapshot_file.get()](const std::string&) { file->mark_dirty(); });
+  daemon.router_ready = true;  // the dashboard's actions may dispatch from now on
 
   daemon.server->start();
   auto control = ControlServer::start(home.control_socket(), router);

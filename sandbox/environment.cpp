@@ -61,13 +61,13 @@ bool forbidden(const std::string& name) {
   return false;
 }
 
-EnvMap build_child_env(const EnvMap& parent, const EnvMap& own, const std::vector<std::string>& dummy_key_vars) {
+EnvMap build_child_env(const EnvMap& parent, const EnvMap& own, const std::vector<std::string>& vouched_vars) {
   EnvMap env;
   for (const auto& [name, value] : parent)
     if (allowed_from_parent(name)) env[name] = value;
   for (const auto& [name, value] : own) {
-    bool is_dummy = std::find(dummy_key_vars.begin(), dummy_key_vars.end(), name) != dummy_key_vars.end();
-    if (forbidden(name) && !is_dummy) continue;
+    bool vouched = std::find(vouched_vars.begin(), vouched_vars.end(), name) != vouched_vars.end();
+    if (forbidden(name) && !vouched) continue;
     env[name] = value;
   }
   return env;

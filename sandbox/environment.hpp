@@ -22,9 +22,11 @@ bool forbidden(const std::string& name);
 
 // `parent` filtered through allowed_from_parent, then `own` (the harness's variables) added on top.
 // A name in `own` that is forbidden() is dropped too, so a template cannot smuggle one in; the
-// one exception is the harness's dummy key variable(s) listed in `dummy_key_vars`, whose values the
-// caller guarantees are dummies.
-EnvMap build_child_env(const EnvMap& parent, const EnvMap& own, const std::vector<std::string>& dummy_key_vars = {});
+// exceptions are the names listed in `vouched_vars`, whose values in `own` the caller vouches for:
+// the harness's key variables (holding the session's capability token, or the dummy key) and the
+// session's decoy variables (AWS_ACCESS_KEY_ID... holding decoys, core/decoys.hpp). The parent's
+// values for those names still never pass.
+EnvMap build_child_env(const EnvMap& parent, const EnvMap& own, const std::vector<std::string>& vouched_vars = {});
 
 // The current process environment as a map.
 EnvMap current_environment();

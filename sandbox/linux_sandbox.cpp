@@ -51,6 +51,7 @@
 #include <optional>
 #include <set>
 
+#include "core/file.hpp"
 #include "sandbox/landlock.hpp"
 
 namespace tokfence::sandbox {
@@ -58,14 +59,21 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Op {
-  enum Kind { hide_dir, hide_file, private_tmp, expose } kind;
+  // synth_dir: a tmpfs over a real directory on the way to a planted file; its real entries come
+  // back as `expose` (may_vanish) and `symlink` ops. plant: a file written into a tmpfs.
+  enum Kind { hide_dir, hide_file, private_tmp, expose, synth_dir, symlink, plant } kind;
   std::string target;  // path inside
-  std::string source;  // expose: host path (cloned before any hiding)
+  std::string source;  // expose: host path (cloned before any hiding); symlink: the link's text; plant: content
   int tree_fd = -1;    // expose: the detached copy
-  int mounted_fd = -1; // hide_dir: O_PATH fd of the new mount, made read-only at the end
+  int mounted_fd = -1; // hide_dir, synth_dir: O_PATH fd of the new mount, made read-only at the end
   bool read_only = false;  // expose: the copy is made read-only before it is attached
   bool file = false;       // expose: a missing mount point is created as a file (a socket)
+  bool may_vanish = false; // expose: an entry listed by the parent that is gone by now is skipped
+  mode_t mode = 0755;      // synth_dir: the real directory's mode
 };
+
+// More entries to re-expose in tmpfs-covered directories than this is refused rather than slow.
+constexpr std::size_t kMaxSynthEntries = 4096;
 
 // More covered sockets than this (--allow-socket mode) is refused rather than slow.
 constexpr std::size_t kMaxCoveredSockets = 4096;
@@ -109,10 +117,32 @@ bool write_file(const char* path, const std::string& text) {
   return ok;
 }
 
-void mkdir_p(const std::string& path) {
+void mkdir_p(const std::string& path, mode_t mode = 0755) {
   for (std::size_t i = 1; i <= path.size(); ++i) {
-    if (i == path.size() || path[i] == '/') ::mkdir(path.substr(0, i).c_str(), 0755);
+    if (i == path.size() || path[i] == '/') ::mkdir(path.substr(0, i).c_str(), mode);
   }
+}
+
+// A planted file: its missing directories (0700) and the file itself are created in a tmpfs of
+// ours (plan: every directory on the way that exists on the host is covered), O_EXCL|O_NOFOLLOW.
+int plant_file(const std::string& target, const std::string& content) {
+  mkdir_p(target.substr(0, target.rfind('/')), 0700);
+  int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return errno;
+  std::size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      return err;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  int err = ::fchmod(fd, 0600) < 0 ? errno : 0;
+  ::close(fd);
+  return err;
 }
 
 int bring_up_loopback() {
@@ -197,6 +227,7 @@ int drop_capabilities() {
     if (op.kind != Op::expose) continue;
     op.tree_fd = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, op.source.c_str(),
                                             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_SYMLINK_NOFOLLOW));
+    if (op.tree_fd < 0 && op.may_vanish && errno == ENOENT) continue;
     if (op.tree_fd < 0) child_fail(err_fd, "mount namespace: clone " + op.source, errno);
   }
   for (auto& op : plan.ops) {
@@ -224,7 +255,26 @@ int drop_capabilities() {
         ::close(fd);
         break;
       }
+      case Op::synth_dir: {
+        // The real directory (or a tmpfs above it, where it was not listed) is covered with a
+        // tmpfs of its mode; its entries come back by the ops that follow (sorted by path).
+        mkdir_p(op.target);
+        char options[32];
+        std::snprintf(options, sizeof options, "mode=%04o,size=4m", static_cast<unsigned>(op.mode & 07777));
+        if (::mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options) < 0)
+          child_fail(err_fd, "mount namespace: tmpfs on " + op.target, errno);
+        op.mounted_fd = ::open(target, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        break;
+      }
+      case Op::symlink:
+        if (::symlink(op.source.c_str(), target) < 0 && errno != EEXIST)
+          child_fail(err_fd, "mount namespace: symlink " + op.target, errno);
+        break;
+      case Op::plant:
+        if (int err = plant_file(op.target, op.source)) child_fail(err_fd, "plant " + op.target, err);
+        break;
       case Op::expose: {
+        if (op.tree_fd < 0) break;  // may_vanish, and it did
         if (op.read_only)
           if (int err = make_read_only(op.tree_fd, AT_RECURSIVE))
             child_fail(err_fd, "mount namespace: read-only " + op.source, err);
@@ -311,6 +361,109 @@ std::set<std::string> bound_socket_paths() {
   return paths;
 }
 
+// Where each planted file goes, and which real directories must be covered for it: walking from
+// the home towards the file, a directory that exists on the host is covered by a tmpfs (`synth`)
+// unless it is hidden or below /tmp or /dev/shm (a tmpfs already, or gone: created in the parent's
+// tmpfs); the first missing one and everything below it is created in that tmpfs. So a planted
+// file never touches the host's disk, and nothing on the way is a directory the program could have
+// written (the home is not writable in the sandbox; the walk stops at anything writable).
+Result<void> plan_planted(const Policy& policy, const std::vector<std::string>& writable,
+                          const std::vector<std::string>& hidden, std::set<std::string>& synth, std::vector<Op>& plants) {
+  if (policy.planted.empty()) return {};
+  const std::string home = canonical_or_empty(policy.plant_home);
+  if (home.empty() || home == "/" || !fs::is_directory(home))
+    return fail("sandbox: cannot plant files: home is not an existing directory: " + policy.plant_home.string());
+  for (const auto& w : writable)
+    if (is_under(home, w))
+      return fail("sandbox: cannot plant files in " + home + ": it is writable in the sandbox (" + w + ")");
+  auto covered = [&](const std::string& p) {
+    return std::any_of(hidden.begin(), hidden.end(), [&](const std::string& h) { return is_under(p, h); }) ||
+           is_under(p, "/tmp") || is_under(p, "/dev/shm");
+  };
+  const bool home_covered = covered(home);
+  for (const auto& f : policy.planted) {
+    std::vector<std::string> parts;
+    for (std::size_t at = 0; at <= f.path.size();) {
+      std::size_t end = std::min(f.path.find('/', at), f.path.size());
+      parts.push_back(f.path.substr(at, end - at));
+      at = end + 1;
+    }
+    if (f.path.empty() || f.path.front() == '/' ||
+        std::any_of(parts.begin(), parts.end(), [](const std::string& c) { return !file::is_single_component(c); }))
+      return fail("sandbox: cannot plant a file at a path that is not plainly relative to the home");
+    std::string dir = home, why;
+    bool walking = !home_covered;
+    for (std::size_t i = 0; i < parts.size() && why.empty(); ++i) {
+      const std::string next = dir + "/" + parts[i];
+      if (std::any_of(writable.begin(), writable.end(), [&](const std::string& w) { return is_under(next, w); })) {
+        why = next + " is writable in the sandbox";
+        break;
+      }
+      if (walking && i + 1 < parts.size()) {
+        struct stat st{};
+        if (covered(next) || ::lstat(next.c_str(), &st) < 0) {
+          walking = false;  // created in the tmpfs above it
+        } else if (S_ISDIR(st.st_mode)) {
+          synth.insert(next);
+        } else {
+          why = next + (S_ISLNK(st.st_mode) ? " is a symbolic link" : " is not a directory");
+        }
+      }
+      dir = next;
+    }
+    if (!why.empty()) {
+      std::fprintf(stderr, "tokfence: note: sandbox: decoy ~/%s not planted: %s\n", f.path.c_str(), why.c_str());
+      continue;
+    }
+    Op op{Op::plant, dir, f.content};
+    plants.push_back(op);
+  }
+  if (!plants.empty() && !home_covered) synth.insert(home);
+  return {};
+}
+
+// The ops that cover each `synth` directory with a tmpfs and bring its real entries back: bind
+// mounts of directories and files, symbolic links recreated with the same text. Left out: hidden
+// entries, planted names, directories that are covered themselves, writable paths (they have
+// their own expose), and sockets, FIFOs and devices.
+Result<void> synth_ops(const std::set<std::string>& synth, const std::vector<Op>& plants,
+                       const std::vector<std::string>& writable, const std::vector<std::string>& hidden,
+                       std::vector<Op>& ops) {
+  std::size_t entries = 0;
+  for (const auto& dir : synth) {
+    struct stat dst{};
+    if (::lstat(dir.c_str(), &dst) < 0 || !S_ISDIR(dst.st_mode)) return fail("sandbox: cannot cover " + dir + ": not a directory");
+    Op cover{Op::synth_dir, dir, {}};
+    cover.mode = dst.st_mode & 07777;
+    ops.push_back(cover);
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string p = it->path().string();
+      if (synth.count(p) || std::find(hidden.begin(), hidden.end(), p) != hidden.end() ||
+          std::find(writable.begin(), writable.end(), p) != writable.end() ||
+          std::any_of(plants.begin(), plants.end(), [&](const Op& o) { return o.target == p; }))
+        continue;
+      if (++entries > kMaxSynthEntries)
+        return fail("sandbox: more than " + std::to_string(kMaxSynthEntries) + " entries to keep visible in " + dir +
+                    ": refusing to run");
+      struct stat st{};
+      if (::lstat(p.c_str(), &st) < 0) continue;
+      if (S_ISLNK(st.st_mode)) {
+        std::error_code lec;
+        auto text = fs::read_symlink(p, lec);
+        if (!lec) ops.push_back(Op{Op::symlink, p, text.string()});
+      } else if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
+        Op op{Op::expose, p, p};
+        op.file = S_ISREG(st.st_mode);
+        op.may_vanish = true;
+        ops.push_back(op);
+      }
+    }
+    if (ec) return fail("sandbox: cannot list " + dir + ": " + ec.message());
+  }
+  return {};
+}
+
 Result<Plan> make_plan(const Policy& policy, int tty_fd) {
   Plan plan;
   plan.uid = ::geteuid();
@@ -357,8 +510,13 @@ Result<Plan> make_plan(const Policy& policy, int tty_fd) {
       if (is_under(w, h) && (h == w || w == "/run"))
         return fail("sandbox: writable path is hidden in the sandbox: " + w);
 
+  std::set<std::string> synth;
+  std::vector<Op> plants;
+  if (auto r = plan_planted(policy, writable, hidden, synth, plants); !r) return std::unexpected(r.error());
+
   auto under_a_hide = [&](const std::string& p) {
     return std::any_of(hidden.begin(), hidden.end(), [&](const std::string& h) { return is_under(p, h); }) ||
+           std::any_of(synth.begin(), synth.end(), [&](const std::string& d) { return is_under(p, d); }) ||
            is_under(p, "/tmp") || is_under(p, "/dev/shm");
   };
   for (const auto& h : hidden) {
@@ -394,6 +552,8 @@ Result<Plan> make_plan(const Policy& policy, int tty_fd) {
       plan.ops.push_back(op);
     }
   }
+  if (auto r = synth_ops(synth, plants, writable, hidden, plan.ops); !r) return std::unexpected(r.error());
+  plan.ops.insert(plan.ops.end(), plants.begin(), plants.end());
   std::stable_sort(plan.ops.begin(), plan.ops.end(), [](const Op& a, const Op& b) {
     if (a.target != b.target) return a.target < b.target;
     return a.kind != Op::expose && b.kind == Op::expose;

@@ -31,6 +31,20 @@ struct Policy {
   // checked by the caller). Empty: the program cannot create Unix sockets at all (seccomp). Not
   // empty: it can, and every other path socket the host has at the start is covered instead.
   std::vector<std::filesystem::path> allowed_sockets;
+  // Files that exist only inside the sandbox (the session's decoy credentials, core/decoys.hpp):
+  // each `path` (relative, no `..`) is created below `plant_home` (the program's $HOME) mode 0600,
+  // owned by the caller, in a tmpfs the sandbox mounts, never on the host's disk. A directory
+  // between `plant_home` and the file that exists on the host becomes a tmpfs holding bind mounts
+  // of its real entries (so the rest of it looks unchanged), minus hidden ones and the planted
+  // names. `plant_home` must not be writable in the sandbox (a writable path at or above it).
+  // A file whose directory on the host is a symbolic link or not a directory is left out with a
+  // note on stderr.
+  struct PlantedFile {
+    std::string path;
+    std::string content;
+  };
+  std::filesystem::path plant_home;
+  std::vector<PlantedFile> planted;
 };
 
 // Where the proxy socket's directory appears inside a Linux sandbox.

@@ -49,6 +49,8 @@ int run(int argc, char** argv) {
   register_watch_commands(app, ctx);
   register_widget_commands(app, ctx);
   register_egress_commands(app, ctx);
+  register_dashboard_commands(app, ctx);
+  register_session_commands(app, ctx);
 
   try {
     app.parse(argc, argv);

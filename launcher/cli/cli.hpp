@@ -55,6 +55,8 @@ void register_launch_commands(CLI::App& app, Context& ctx);    // launch.cpp: la
 void register_watch_commands(CLI::App& app, Context& ctx);     // watch.cpp: watch
 void register_widget_commands(CLI::App& app, Context& ctx);    // widget.cpp: widget render|install|uninstall
 void register_egress_commands(CLI::App& app, Context& ctx);    // egress.cpp: egress allow|deny|list
+void register_session_commands(CLI::App& app, Context& ctx);   // session.cpp: session new|list|show|revoke|reset
+void register_dashboard_commands(CLI::App& app, Context& ctx); // dashboard.cpp: dashboard [--open|--print-url]
 // `--allow HOST[:PORT]` and `--egress-preset NAME` of run and launch, checked with the daemon's
 // parser and config.toml's presets (UserError naming the flag and the entry); the "egress" field
 // of open_proxy_socket, or null when both are empty (egress.cpp).

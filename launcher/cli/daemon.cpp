@@ -247,6 +247,14 @@ void print_status(const json& s) {
   std::cout << "              unix " << s.value("proxy_socket", "") << "\n";
   for (const auto& p : s.value("proxy_sockets", json::array()))
     std::cout << "              unix " << p.value("path", "") << " (caller " << p.value("caller", "") << ")\n";
+  if (s.contains("immunefence")) {
+    const json& f = s["immunefence"];
+    std::string list;
+    for (const auto& x : f.value("sessions", json::array()))
+      list += (list.empty() ? "" : ", ") + printable(x.value("name", "")) + " " + x.value("risk_state", "");
+    std::cout << "  sessions:   " << f.value("sessions", json::array()).size() << " live" << (list.empty() ? "" : ": " + list)
+              << (f.value("require_token", true) ? "" : " (main listeners accept requests without a token)") << "\n";
+  }
   std::string keys;
   for (const auto& k : s.value("keys", json::array())) keys += (keys.empty() ? "" : ", ") + k.get<std::string>();
   std::cout << "  vault:      " << s.value("vault_backend", "") << " (" << s.value("keys", json::array()).size()

@@ -157,6 +157,7 @@ json row_json(const RequestRecord& r) {
               {"ttfb_ms", r.ttfb_ms},
               {"caller_pid", r.caller_pid},
               {"caller_name", r.caller_name},
+              {"session", r.session.empty() ? json(nullptr) : json(r.session)},
               {"error", r.error}};
 }
 
@@ -405,7 +406,7 @@ void register_stats(CLI::App& app, Context& ctx) {
   cmd->add_option("--period", opt->period, "How far back: 30m, 24h, 7d, 2w, a date like 2026-11-01, or 'all' (default 7d)");
   cmd->add_option("--by", opt->by,
                   "Group by model, provider or caller (default model); 'host': the forward proxy's connections by destination")
-      ->check(CLI::IsMember({"model", "provider", "caller", "host"}));
+      ->check(CLI::IsMember({"model", "provider", "caller", "session", "host"}));
   cmd->add_option("--provider", opt->provider, "Only this provider's requests");
   cmd->add_flag("--json", opt->json, "JSON: {since, by, groups: [...], total}");
   cmd->callback([opt, &ctx] {
@@ -434,8 +435,9 @@ void register_stats(CLI::App& app, Context& ctx) {
       return;
     }
     auto by = opt->by == "provider" ? proxy::GroupBy::provider
-              : opt->by == "caller" ? proxy::GroupBy::caller
-                                    : proxy::GroupBy::model;
+              : opt->by == "caller"  ? proxy::GroupBy::caller
+              : opt->by == "session" ? proxy::GroupBy::session
+                                     : proxy::GroupBy::model;
     const auto db = ctx.config().logging.db_path;
     auto groups = value_or_throw(proxy::totals_by(db, since, by, opt->provider));
     auto total = value_or_throw(proxy::totals_since(db, since, opt->provider));
@@ -510,9 +512,31 @@ std::string base_url_for(Context& ctx) {
   return "http://" + host + ":" + std::to_string(d.port);
 }
 
+// The value env puts in the key variables: a session token (--session, or the session "env" when
+// the proxy requires tokens), else the dummy key the proxy replaces. The token goes to stdout only,
+// for the user's own shell, like any API key an SDK is given.
+std::string env_key(Context& ctx, const std::string& session) {
+  const bool required = ctx.config().immunefence.require_token;
+  if (session.empty() && !required) return kDummyKey;
+  if (!proxy::running_daemon(ctx.home)) {
+    if (!session.empty())
+      throw UserError("env: --session needs the running daemon (it signs tokens): run 'tokfence start -d' first");
+    std::cerr << "tokfence: env: the proxy requires a session token and the daemon is not running: start it "
+                 "('tokfence start -d') and run env again; the key variables hold a placeholder meanwhile\n";
+    return kDummyKey;
+  }
+  const std::string name = session.empty() ? std::string("env") : session;
+  auto reply = proxy::control_call(ctx.home, {{"op", "session_token"}, {"name", name}});
+  if (!reply && session.empty()) {
+    reply = proxy::control_call(ctx.home, {{"op", "session_new"}, {"name", name}, {"kind", "manual"}});
+  }
+  if (!reply) throw UserError("env: " + reply.error().message);
+  return reply->value("token", std::string(kDummyKey));
+}
+
 void register_env(CLI::App& app, Context& ctx) {
   struct Options {
-    std::string shell, provider;
+    std::string shell, provider, session;
   };
   auto opt = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
@@ -524,7 +548,11 @@ void register_env(CLI::App& app, Context& ctx) {
       "Examples:\n"
       "  eval \"$(tokfence env)\"                      # bash or zsh\n"
       "  tokfence env --shell fish | source\n"
-      "  eval \"$(tokfence env --provider anthropic)\"");
+      "  eval \"$(tokfence env --provider anthropic)\"\n"
+      "  eval \"$(tokfence env --session ci)\"         # a token of session 'ci' (tokfence session new --name ci)\n"
+      "With [immunefence] require_token = true (the default) the key variables hold a session token: the\n"
+      "one of --session, else of the session 'env' (created when missing); the daemon must be running.");
+  cmd->add_option("--session", opt->session, "Use a fresh token of this session (tokfence session new)");
   cmd->add_option("--shell", opt->shell, "bash, zsh or fish (default: from $SHELL, else bash)");
   cmd->add_option("--provider", opt->provider, "Only this provider's variables");
   cmd->callback([opt, &ctx] {
@@ -554,6 +582,7 @@ void register_env(CLI::App& app, Context& ctx) {
       providers = {*spec};
     }
     const std::string base = base_url_for(ctx);
+    const std::string key = env_key(ctx, opt->session);
 
     std::ostringstream out;
     std::set<std::string> done;
@@ -577,7 +606,7 @@ void register_env(CLI::App& app, Context& ctx) {
       if (p.name == "google") set("GOOGLE_GEMINI_BASE_URL", base + "/google");  // the SDK adds /v1beta
       for (const auto& var : key_env_vars(p.name)) {
         if (is_env_name(var))
-          set(var, kDummyKey);
+          set(var, key);
         else
           out << "# (" << var << " is not a valid variable name: set the key in your client yourself)\n";
       }

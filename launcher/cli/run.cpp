@@ -1,15 +1,20 @@
 // `tokfence run codex|claude|opencode` and the shorthands `tokfence codex|claude|opencode`:
-// run a coding agent with a dummy key, its native config pointing at the proxy, its requests
-// tagged with its name, inside a sandbox whose only way out is the proxy.
+// run a coding agent whose only key is its run's session token, its native config pointing at the
+// proxy, its requests tagged with its name, inside a sandbox whose only way out is the proxy.
 //
 // The flow, each step with its reason:
 //  1. the daemon runs and the provider has a key: otherwise the agent would start and fail late;
 //  2. the daemon opens a proxy-only socket for this run, tagged with the program's name (the
-//     request log's caller), in a fresh directory that the sandbox mounts at a fixed path;
-//  3. the program's config is written under TOKFENCE_HOME/harness/<program>/ from templates/;
-//  4. the child environment is built from an allow-list plus the harness's variables;
+//     request log's caller), in a fresh directory that the sandbox mounts at a fixed path, and a
+//     session for it (ImmuneFence): the capability token every request on that socket must carry
+//     as its key, and decoy credentials. No session, no run (fail closed);
+//  3. the program's config is written under TOKFENCE_HOME/harness/<program>/ from templates/,
+//     with the token as its key;
+//  4. the child environment is built from an allow-list plus the harness's variables and the
+//     decoy variables; the decoy files are planted in the sandbox's view of $HOME only;
 //  5. the child runs sandboxed (Linux: sandbox/linux_sandbox.hpp; macOS: sandbox-exec), supervised
-//     (PTY, signals, exit status), and the socket is closed afterwards.
+//     (PTY, signals, exit status); afterwards the token is scrubbed from the harness home and the
+//     socket closed, which ends the session.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +31,7 @@
 #include "core/egress_env.hpp"
 #include "core/file.hpp"
 #include "core/process.hpp"
+#include "launcher/openclaw/session.hpp"
 #include "launcher/cli/cli.hpp"
 #include "sandbox/harness/harness.hpp"
 #include "proxy/control/protocol.hpp"
@@ -90,26 +96,32 @@ class RunSocket {
                            {"path", path_.string()},
                            {"caller", caller},
                            {"mode", 0666},
-                           {"persist", false}};
+                           {"persist", false},
+                           {"session", launcher::session_request(caller, "run")}};
     if (!egress.is_null()) request["egress"] = egress;
     auto reply = proxy::control_call(home, request);
-    if (!reply) {
-      std::error_code ec;
-      fs::remove_all(dir_, ec);
-      // A policy the daemon refuses (a preset only its config knows of...) is the user's to fix,
-      // not a daemon to restart.
-      if (!egress.is_null() && reply.error().message.find("egress") != std::string::npos)
-        throw UserError("run: " + reply.error().message + ": nothing was started");
-      throw UserError("run: the daemon did not open a proxy socket for " + caller + ": " + reply.error().message +
-                      ": restart it with 'tokfence stop' and 'tokfence start -d'");
+    if (reply) {
+      auto session = launcher::session_from_reply(*reply);
+      if (!session) {
+        close();
+        throw UserError("run: the daemon opened no usable " + session.error().message + ": nothing was started");
+      }
+      session_ = std::move(*session);
+      return;
     }
-  }
-  ~RunSocket() {
-    (void)proxy::control_call(home_, {{"op", "close_proxy_socket"}, {"path", path_.string()}});
     std::error_code ec;
     fs::remove_all(dir_, ec);
+    // A policy the daemon refuses (a preset only its config knows of...) is the user's to fix,
+    // not a daemon to restart.
+    if (!egress.is_null() && reply.error().message.find("egress") != std::string::npos)
+      throw UserError("run: " + reply.error().message + ": nothing was started");
+    throw UserError("run: the daemon did not open a proxy socket for " + caller + ": " + reply.error().message +
+                    ": restart it with 'tokfence stop' and 'tokfence start -d'");
   }
+  ~RunSocket() { close(); }
   const fs::path& path() const { return path_; }
+  // The run's session: its token is the agent's key; closing the socket ends it.
+  const launcher::AgentSession& session() const { return session_; }
 
  private:
   // A run killed with SIGKILL could not close its socket: close those whose tokfence is gone.
@@ -126,8 +138,34 @@ class RunSocket {
     }
   }
 
+  void close() {
+    (void)proxy::control_call(home_, {{"op", "close_proxy_socket"}, {"path", path_.string()}});
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
   const Home& home_;
   fs::path dir_, path_;
+  launcher::AgentSession session_;
+};
+
+// After the run, whatever way it ends: the token leaves no trace in the harness home (the rendered
+// configs hold it, and the program may have copied it into its own state).
+class ScrubOnExit {
+ public:
+  ScrubOnExit(fs::path harness_home, const std::string& token) : home_(std::move(harness_home)), token_(token) {}
+  ~ScrubOnExit() {
+    auto scrubbed = harness::scrub_secret(home_, token_);
+    if (!scrubbed)
+      std::cerr << "tokfence: warning: run: " << scrubbed.error().message << "\n";
+    else if (scrubbed->skipped > 0)
+      std::cerr << "tokfence: warning: run: " << scrubbed->skipped << " entries in " << home_.string()
+                << " were too large or too many to check for the run's token (it expires with the run)\n";
+  }
+
+ private:
+  fs::path home_;
+  const std::string& token_;
 };
 
 // For runs without the Linux sandbox: the relay listens on a free loopback port and carries the
@@ -190,6 +228,31 @@ void require_key(Context& ctx, const std::string& provider) {
   for (const auto& k : *keys)
     if (k.provider == provider) return;
   throw UserError("no key for provider '" + provider + "': run 'tokfence vault add " + provider + " -'");
+}
+
+// The session's decoy files, planted in the sandbox's view of $HOME only (sandbox.hpp: a tmpfs,
+// never the host's disk). A $HOME the program may write (the workdir or an --allow-write path at
+// or above it) would put them on the disk: then none are planted, and a note says so.
+void plant_decoy_files(sandbox::Policy& policy, const launcher::AgentSession& session, const sandbox::EnvMap& parent_env,
+                       const fs::path& workdir, const std::vector<fs::path>& allow_write) {
+  if (session.decoys.files.empty()) return;
+  auto home_var = parent_env.find("HOME");
+  std::error_code ec;
+  fs::path home = home_var == parent_env.end() ? fs::path() : fs::canonical(home_var->second, ec);
+  if (home.empty() || ec || home == "/") {
+    std::cerr << "tokfence: note: run: decoy files not planted: HOME is not an existing directory\n";
+    return;
+  }
+  std::vector<fs::path> writable = {workdir};
+  writable.insert(writable.end(), allow_write.begin(), allow_write.end());
+  for (const auto& w : writable)
+    if (is_under(home, w)) {
+      std::cerr << "tokfence: note: run: decoy files not planted: your home " << home.string()
+                << " is writable in the sandbox (" << w.string() << ")\n";
+      return;
+    }
+  policy.plant_home = home;
+  for (const auto& f : session.decoys.files) policy.planted.push_back({f.path, f.content});
 }
 
 void run_harness(Context& ctx, RunOptions& o) {
@@ -269,14 +332,16 @@ void run_harness(Context& ctx, RunOptions& o) {
   if (o.no_sandbox)
     std::cerr << "tokfence: WARNING: --no-sandbox: " << program->name
               << " runs UNCONFINED: it can reach the network, your files, sockets and keyring directly;\n"
-                 "tokfence: WARNING: only its configured requests go through the proxy with a dummy key\n";
+                 "tokfence: WARNING: only its configured requests go through the proxy (with its session token)\n";
 
   auto daemon = value_or_throw(proxy::ensure_daemon(ctx.home));
   require_key(ctx, provider);
 
   RunSocket socket(ctx.home, program->name, egress);
+  const launcher::AgentSession& session = socket.session();
   const fs::path harness_home = ctx.home.harness_dir() / program->name;
   value_or_throw(ensure_private_dir(harness_home));
+  ScrubOnExit scrub(harness_home, session.token);
 
   const bool linux_sandbox =
 #if defined(__linux__)
@@ -303,10 +368,20 @@ void run_harness(Context& ctx, RunOptions& o) {
   input.templates_dir = harness::templates_dir();
   input.tmpdir = tmpdir;
   input.running_as_root = ::geteuid() == 0;
+  input.api_key = session.token;
   auto rendered = value_or_throw(harness::render(input));
 
+  // The decoy variables (AWS_ACCESS_KEY_ID...) are names the allow-list forbids: they pass as the
+  // harness's own, vouched for, never from the parent. The harness's variables win a clash.
   auto parent_env = sandbox::current_environment();
-  auto env = sandbox::build_child_env(parent_env, rendered.env, rendered.dummy_key_vars);
+  sandbox::EnvMap own;
+  std::vector<std::string> vouched = rendered.key_vars;
+  for (const auto& [name, value] : session.decoys.env) {
+    own[name] = value;
+    vouched.push_back(name);
+  }
+  for (const auto& [name, value] : rendered.env) own[name] = value;
+  auto env = sandbox::build_child_env(parent_env, own, vouched);
   env["PWD"] = workdir.string();
   // Fenced, every HTTP client is pointed at the run's listener as its forward proxy, rules or not
   // (core/egress_env.hpp). Set after build_child_env, which drops every *_PROXY: these are ours.
@@ -328,6 +403,7 @@ void run_harness(Context& ctx, RunOptions& o) {
     policy.proxy_port = port;
     policy.relay = relay;
     policy.allowed_sockets = allow_socket;
+    plant_decoy_files(policy, session, parent_env, workdir, allow_write);
     spawner = [policy](int tty) { return sandbox::spawn_sandboxed(policy, tty); };
   } else {
 #if defined(__APPLE__)
@@ -392,7 +468,7 @@ void register_run_commands(CLI::App& app, Context& ctx) {
   static RunOptions options;
   auto* run = app.add_subcommand(
       "run",
-      "Run a coding agent (codex, claude, opencode) with a dummy key, talking only to the proxy, in a sandbox\n"
+      "Run a coding agent (codex, claude, opencode) with a per-run session key, talking only to the proxy, in a sandbox\n"
       "(Linux: own user/network/mount/PID namespaces + Landlock; writes only to the workdir, its harness home,\n"
       "a private /tmp and --allow-write paths; no Unix sockets unless --allow-socket; tokfence's home,\n"
       "keyring and credential stores hidden; .git/hooks and .git/config read-only). Other hosts only\n"

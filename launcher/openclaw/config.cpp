@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
+#include <ctime>
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
@@ -85,7 +87,7 @@ Result<RenderedConfig> render_openclaw_config(const std::string& template_text, 
     if (p.models.empty()) return fail("launch: provider '" + p.name + "': no models known: pass --model " + p.name + "/<model>");
     json models = json::array();
     for (const auto& m : p.models) models.push_back({{"id", m}, {"name", m}});
-    providers[p.name] = {{"baseUrl", p.base_url}, {"apiKey", kPlaceholderKey}, {"api", p.api}, {"models", models}};
+    providers[p.name] = {{"baseUrl", p.base_url}, {"apiKey", request.api_key}, {"api", p.api}, {"models", models}};
     names.push_back(p.name);
   }
 
@@ -258,12 +260,14 @@ json container_spec(const ContainerSpecInput& input) {
       {"RestartPolicy", {{"Name", input.detach ? "unless-stopped" : "no"}}},
   };
   if (input.keep_host_ids) host_config["UsernsMode"] = "keep-id";
+  json env = container_env();
+  for (const auto& [name, value] : input.decoy_env) env.push_back(name + "=" + value);
   return json{
       {"Image", input.image},
       {"Entrypoint", json::array({kContainerRelay})},
       {"Cmd", cmd},
       {"User", input.user},
-      {"Env", container_env()},
+      {"Env", env},
       {"WorkingDir", kContainerWorkspace},
       {"Tty", false},
       {"OpenStdin", false},
@@ -273,6 +277,57 @@ json container_spec(const ContainerSpecInput& input) {
       {"Labels", labels},
       {"HostConfig", host_config},
   };
+}
+
+namespace {
+
+// One 512-byte ustar header. Numeric fields are octal, NUL-terminated; the checksum is computed
+// with its own field as spaces.
+std::string tar_header(const std::string& name, char type, unsigned mode, unsigned uid, unsigned gid, std::size_t size) {
+  std::string h(512, '\0');
+  auto put = [&](std::size_t at, const std::string& text) { h.replace(at, text.size(), text); };
+  auto octal = [](unsigned long long value, std::size_t width) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%0*llo", static_cast<int>(width - 1), value);
+    return std::string(buffer);
+  };
+  put(0, name);
+  put(100, octal(mode, 8));
+  put(108, octal(uid, 8));
+  put(116, octal(gid, 8));
+  put(124, octal(size, 12));
+  put(136, octal(static_cast<unsigned long long>(std::time(nullptr)), 12));
+  h[156] = type;
+  put(257, std::string("ustar\0", 6));
+  put(263, "00");
+  h.replace(148, 8, std::string(8, ' '));
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  std::string check = octal(sum, 7);
+  h.replace(148, 7, check + std::string(1, '\0'));
+  return h;
+}
+
+}  // namespace
+
+Result<std::string> home_archive(const std::vector<ArchiveFile>& files, unsigned uid, unsigned gid) {
+  std::string tar;
+  std::vector<std::string> dirs;
+  for (const auto& f : files) {
+    if (f.path.empty() || f.path.size() > 99 || f.path.front() == '/' || f.path.find("..") != std::string::npos)
+      return fail("launch: decoy path does not fit the archive: " + f.path);
+    for (std::size_t at = f.path.find('/'); at != std::string::npos; at = f.path.find('/', at + 1)) {
+      std::string dir = f.path.substr(0, at + 1);
+      if (std::find(dirs.begin(), dirs.end(), dir) != dirs.end()) continue;
+      dirs.push_back(dir);
+      tar += tar_header(dir, '5', 0700, uid, gid, 0);
+    }
+    tar += tar_header(f.path, '0', 0600, uid, gid, f.content.size());
+    tar += f.content;
+    tar.append((512 - f.content.size() % 512) % 512, '\0');
+  }
+  tar.append(1024, '\0');
+  return tar;
 }
 
 }  // namespace tokfence::launcher

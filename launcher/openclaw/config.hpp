@@ -3,8 +3,9 @@
 // reading the template), so they can be unit-tested without a container:
 //  - the OpenClaw config (templates/openclaw/openclaw.json.tmpl) with one `models.providers`
 //    entry per provider that has a vault key, every one pointing at the proxy as the container
-//    sees it and carrying the placeholder key "tokfence-managed";
-//  - the container create body: no network, the relay as init, read-only root, no capabilities.
+//    sees it and carrying the launch's session token as its apiKey (ImmuneFence, issue 19);
+//  - the container create body: no network, the relay as init, read-only root, no capabilities;
+//  - the tar of decoy files put into the container's $HOME before it starts.
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -23,6 +24,8 @@ using json = nlohmann::json;
 // Inside the container the proxy is the relay's TCP listener on loopback.
 inline constexpr int kContainerProxyPort = 9471;
 inline constexpr int kGatewayPort = 18789;
+// The apiKey of the time before sessions: still what `setup openclaw` prints for a hand-written
+// config on the main listener, and RenderRequest's default. A launch renders its session token.
 inline constexpr const char* kPlaceholderKey = "tokfence-managed";
 inline constexpr const char* kLaunchLabel = "org.tokfence.launch";
 
@@ -80,6 +83,8 @@ struct RenderRequest {
   // OpenClaw's proxy.proxyUrl (managed proxy mode): the launch's listener, which is also the
   // forward proxy its egress policy applies to.
   std::string egress_proxy_url = container_proxy_url();
+  // Every provider's apiKey: the launch's session token (a secret; [A-Za-z0-9._-] only).
+  std::string api_key = kPlaceholderKey;
 };
 
 // Renders `template_text` ({{providers}}, {{primary_model}}, {{gateway_token}}, {{gateway_port}},
@@ -124,6 +129,8 @@ struct ContainerSpecInput {
   std::vector<WorkspaceBind> workspace_binds;
   // Rootless Podman: map our uid and gid to themselves in the container (UsernsMode "keep-id").
   bool keep_host_ids = false;
+  // The session's decoy variables (GH_TOKEN), added to container_env(). Never a key.
+  std::vector<std::pair<std::string, std::string>> decoy_env = {};
 };
 
 // The body of POST /containers/create: NetworkMode none, the relay as entrypoint forwarding
@@ -131,5 +138,16 @@ struct ContainerSpecInput {
 // 127.0.0.1:18789, all capabilities dropped, no-new-privileges, read-only root with a tmpfs /tmp,
 // pids and memory limits, labels for finding leftovers. The environment holds no key.
 json container_spec(const ContainerSpecInput& input);
+
+// A tar (ustar, built in memory) of `files` (paths relative to the container's $HOME, as
+// decoys_from_json checked them) for PUT /containers/{id}/archive?path=$HOME: every directory on
+// the way as its own entry (0700) and every file (0600), all owned by `uid`:`gid`, so the engine
+// creates nothing as root. The engine replaces whatever is at those names (a planted symlink
+// included) instead of following it. Errors: a path that does not fit a ustar header.
+struct ArchiveFile {
+  std::string path;
+  std::string content;
+};
+Result<std::string> home_archive(const std::vector<ArchiveFile>& files, unsigned uid, unsigned gid);
 
 }  // namespace tokfence::launcher

@@ -341,6 +341,31 @@ class DockerEngine final : public ContainerEngine {
     return {};
   }
 
+  Result<void> put_archive(const std::string& id, const std::string& dir, const std::string& archive) override {
+    asio::io_context ioc;
+    Local::socket socket(ioc);
+    if (auto opened = open(socket, 60'000); !opened) return std::unexpected(opened.error());
+    const std::string what = "put files into container '" + short_id(id) + "'";
+    http::request<http::string_body> request{http::verb::put,
+                                             full_target("/containers/" + url_encode(id) + "/archive?path=" + url_encode(dir), true), 11};
+    request.set(http::field::host, "docker");
+    request.set(http::field::user_agent, "tokfence");
+    request.set(http::field::content_type, "application/x-tar");
+    request.body() = archive;
+    request.prepare_payload();
+    boost::system::error_code ec;
+    http::write(socket, request, ec);
+    if (ec) return std::unexpected(io_error(what, ec, 60'000));
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(kJsonBodyLimit);
+    http::read(socket, buffer, parser, ec);
+    if (ec) return std::unexpected(io_error(what, ec, 60'000));
+    // The body is the engine's error text, never the archive: safe to show.
+    if (parser.get().result_int() != 200) return fail("docker: " + what + ": " + engine_message(parser.get().body()));
+    return {};
+  }
+
   Result<void> stop_container(const std::string& id, int timeout_seconds) override {
     auto r = call(http::verb::post, "/containers/" + url_encode(id) + "/stop?t=" + std::to_string(timeout_seconds),
                   std::nullopt, (timeout_seconds + 30) * 1000);

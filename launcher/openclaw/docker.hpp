@@ -125,6 +125,10 @@ class ContainerEngine {
   // comes back as an error whose message contains "already in use".
   virtual Result<std::string> create_container(const std::string& name, const json& spec) = 0;
   virtual Result<void> start_container(const std::string& id) = 0;
+  // PUT /containers/{id}/archive?path=<dir>: extracts the tar `archive` into the existing directory
+  // `dir` of the container (created or stopped; a bind mount there receives the files). The engine
+  // extracts within the container's view and replaces what is at each name instead of following it.
+  virtual Result<void> put_archive(const std::string& id, const std::string& dir, const std::string& archive) = 0;
   // Asks the container to stop (its stop signal, then SIGKILL after `timeout_seconds`). A container
   // that is already stopped is not an error.
   virtual Result<void> stop_container(const std::string& id, int timeout_seconds) = 0;

@@ -29,6 +29,7 @@
 #include "launcher/openclaw/docker.hpp"
 #include "launcher/openclaw/config.hpp"
 #include "launcher/openclaw/image.hpp"
+#include "launcher/openclaw/session.hpp"
 #include "proxy/control/protocol.hpp"
 #include "proxy/metering/pricing.hpp"
 #include "vault/terminal.hpp"
@@ -228,6 +229,42 @@ void stop_process(int pid) {
   ::waitpid(pid, nullptr, WNOHANG);
 }
 
+// The session's decoy files (recorded in launch.json) leave the state home with the launch. The
+// state home is the container's: reached through descriptors, each directory checked to be the
+// container user's, names unlinked (a link is removed, never followed); directories on the way
+// are removed only if empty.
+void remove_decoy_files(int launch_dir, const Paths& paths, const json& state) {
+  const json files = state.value("decoy_files", json::array());
+  if (!files.is_array() || files.empty()) return;
+  const uid_t owner = state.value("container_uid", static_cast<unsigned>(::geteuid()));
+  auto home = file::open_dir_at(launch_dir, paths.state_home.filename().string(), file::Create::no, owner);
+  if (!home) return;
+  std::set<std::string, std::greater<>> dirs;  // deepest first
+  for (const auto& f : files) {
+    if (!f.is_string()) continue;
+    const fs::path rel = f.get<std::string>();
+    bool plain = !rel.empty() && rel.is_relative();
+    for (const auto& part : rel) plain = plain && file::is_single_component(part.string());
+    if (!plain) continue;
+    if (!rel.has_parent_path()) {
+      ::unlinkat(home->get(), rel.c_str(), 0);
+      continue;
+    }
+    auto parent = file::open_dir_at(home->get(), rel.parent_path().string(), file::Create::no, owner);
+    if (parent) ::unlinkat(parent->get(), rel.filename().c_str(), 0);
+    for (fs::path d = rel.parent_path(); !d.empty(); d = d.parent_path()) dirs.insert(d.string());
+  }
+  for (const auto& d : dirs) {
+    const fs::path rel = d;
+    if (!rel.has_parent_path()) {
+      ::unlinkat(home->get(), rel.c_str(), AT_REMOVEDIR);
+      continue;
+    }
+    auto parent = file::open_dir_at(home->get(), rel.parent_path().string(), file::Create::no, owner);
+    if (parent) ::unlinkat(parent->get(), rel.filename().c_str(), AT_REMOVEDIR);
+  }
+}
+
 // Removes everything a launch of `name` leaves on the host: the dashboard relay, the daemon's
 // listener and the socket directory, the config (it holds the gateway token) and the state file.
 // OpenClaw's state home and the workspace are the user's data and stay.
@@ -252,6 +289,7 @@ void remove_host_resources(const Home& home, const std::string& name) {
       std::cerr << "launch: cannot remove the socket directory: " << removed.error().message << "\n";
   }
   if (auto dir = file::open_dir_nofollow(paths.dir)) {
+    remove_decoy_files(dir->get(), paths, state);
     for (const auto& path : {paths.config, paths.state_file, paths.relay_ready, paths.relay_log, paths.dashboard_page})
       ::unlinkat(dir->get(), path.filename().c_str(), 0);
   }
@@ -607,6 +645,7 @@ class Launch {
   std::vector<OpenClawProvider> providers_;
   RenderedConfig rendered_;
   std::string token_;
+  AgentSession session_;  // the token is OpenClaw's apiKey; the socket's close ends the session
   std::optional<proxy::DaemonInfo> daemon_;
   DashboardRelay dashboard_;
   std::string dashboard_url_;
@@ -760,6 +799,10 @@ void Launch::validate_config() {
   std::string masked = rendered_.text;
   for (std::size_t at; !token_.empty() && (at = masked.find(token_)) != std::string::npos;)
     masked.replace(at, token_.size(), "{{gateway_token}}");
+  // The session token differs per launch too (and must not reach the record, even hashed with
+  // the rest).
+  for (std::size_t at; !session_.token.empty() && (at = masked.find(session_.token)) != std::string::npos;)
+    masked.replace(at, session_.token.size(), "{{api_key}}");
   std::string key = image_.id + " " + sha256_hex(masked);
   fs::path record = home_.openclaw_dir() / "validated";
   std::vector<std::string> known;
@@ -890,13 +933,20 @@ int Launch::run() {
                        {"path", paths_.proxy_sock.string()},
                        {"caller", caller_label(options_.name)},
                        {"mode", 0666},
-                       {"persist", options_.detach}};
+                       {"persist", options_.detach},
+                       {"session", session_request(caller_label(options_.name), "launch")}};
   if (!options_.egress.is_null()) open_request["egress"] = options_.egress;
   auto opened = proxy::control_call(home_, open_request);
   if (!opened) throw UserError("launch: the daemon could not open the launch's proxy socket: " + opened.error().message);
+  // Fail closed: without a session OpenClaw would hold no key the socket accepts, and no decoy.
+  // (cleanup() closes the socket again.)
+  auto session = session_from_reply(*opened);
+  if (!session) throw UserError("launch: the daemon opened no usable " + session.error().message + ": nothing was started");
+  session_ = std::move(*session);
 
   token_ = random_token();
   RenderRequest request{providers_, options_.model, token_, kGatewayPort, kContainerWorkspace};
+  request.api_key = session_.token;
   rendered_ = value_or_throw(render_openclaw_config(value_or_throw(read_template("openclaw/openclaw.json.tmpl")), request));
   write_private_file(paths_.config, rendered_.text, owner_);
   check_interrupted();
@@ -914,7 +964,14 @@ int Launch::run() {
                           paths_.config,    paths_.state_home,  workspace,
                           workspace_binds_};
   spec.keep_host_ids = keep_host_ids_;
+  spec.decoy_env = session_.decoys.env;
   container_id_ = value_or_throw(engine_->create_container(options_.name, container_spec(spec)));
+  std::vector<ArchiveFile> decoy_files;
+  json decoy_paths = json::array();
+  for (const auto& f : session_.decoys.files) {
+    decoy_files.push_back({f.path, f.content});
+    decoy_paths.push_back(f.path);
+  }
 
   json state = {{"name", options_.name},
                 {"container_id", container_id_},
@@ -931,9 +988,23 @@ int Launch::run() {
                 {"config_path", paths_.config.string()},
                 {"primary_model", rendered_.primary_model},
                 {"egress", options_.egress},
+                {"session_id", session_.session_id},
+                {"decoy_files", decoy_paths},
                 {"providers", json::array()}};
   for (const auto& p : providers_) state["providers"].push_back(p.name);
   write_private_file(paths_.state_file, state.dump(2) + "\n", std::nullopt);
+  check_interrupted();
+
+  // The decoy files go into $HOME before the container starts, through the engine (PUT archive):
+  // the state home is the container's to write and kept between launches, so the host never
+  // writes there by name; the engine replaces a planted link instead of following it. After the
+  // state file names them, so a failure here still has them removed.
+  if (!decoy_files.empty()) {
+    auto archive = value_or_throw(home_archive(decoy_files, ids.first, ids.second));
+    if (auto put = engine_->put_archive(container_id_, kContainerHome, archive); !put)
+      throw UserError("launch: cannot plant the session's decoy files in " + std::string(kContainerHome) + ": " +
+                      put.error().message);
+  }
   check_interrupted();
 
   value_or_throw(engine_->start_container(container_id_));
@@ -1252,8 +1323,17 @@ int launch_config(const Home& home, const LaunchTarget& target) {
   if (!in) throw UserError("launch: no rendered config for '" + target.name + "' (" + paths.config.string() + "): is it running?");
   std::ostringstream text;
   text << in.rdbuf();
+  // The providers' apiKey is the launch's session token: a credential, not shown.
+  json config = json::parse(text.str(), nullptr, false, /*ignore_comments=*/true);
+  if (config.is_object() && config.contains("models") && config["models"].is_object() &&
+      config["models"].contains("providers") && config["models"]["providers"].is_object())
+    for (auto& [_, provider] : config["models"]["providers"].items())
+      if (provider.is_object() && provider.contains("apiKey") && provider["apiKey"].is_string() &&
+          plausible_token(provider["apiKey"].get<std::string>()))
+        provider["apiKey"] = "(the launch's session token, not shown)";
+  if (config.is_object()) text.str(config.dump(2) + "\n");
   if (target.json) {
-    std::cout << json{{"name", target.name}, {"config_path", paths.config.string()}, {"config", json::parse(text.str(), nullptr, false)}}.dump()
+    std::cout << json{{"name", target.name}, {"config_path", paths.config.string()}, {"config", config}}.dump()
               << "\n";
   } else {
     std::cerr << "# " << paths.config.string() << "\n";

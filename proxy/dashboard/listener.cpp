@@ -13,9 +13,13 @@
 #include <cctype>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <thread>
+#include <variant>
 
 #include "core/peer.hpp"
+#include "proxy/dashboard/auth.hpp"
+#include "proxy/dashboard/web.hpp"
 
 namespace tokfence::proxy {
 
@@ -63,6 +67,63 @@ std::string trim(std::string s) {
   return s.substr(b);
 }
 
+HttpResponse text_response(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+// Reads until `data` holds `want` bytes or the deadline passes; false on timeout or EOF.
+enum class ReadResult { ok, timeout, closed };
+ReadResult read_until(int fd, std::string& data, Clock::time_point deadline,
+                      const std::function<bool(const std::string&)>& enough) {
+  char buf[2048];
+  while (!enough(data)) {
+    pollfd p{fd, POLLIN, 0};
+    int left = ms_left(deadline);
+    if (left == 0) return ReadResult::timeout;
+    int r = ::poll(&p, 1, left);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return ReadResult::timeout;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) return ReadResult::closed;
+    data.append(buf, static_cast<std::size_t>(n));
+  }
+  return ReadResult::ok;
+}
+
+// The request line and headers of `head` (up to the blank line); a response when malformed.
+std::variant<HttpRequest, HttpResponse> parse_head(const std::string& head) {
+  HttpRequest req;
+  const std::size_t line_end = head.find("\r\n");
+  const std::string request_line = head.substr(0, line_end);
+  const std::size_t sp1 = request_line.find(' '), sp2 = request_line.rfind(' ');
+  if (sp1 == std::string::npos || sp2 == sp1 || request_line.compare(sp2 + 1, 7, "HTTP/1.") != 0)
+    return text_response(400, "malformed request line\n");
+  req.method = request_line.substr(0, sp1);
+  std::string target = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
+  if (target.empty() || target[0] != '/') return text_response(400, "the request target must be a path\n");
+  if (auto q = target.find('?'); q != std::string::npos) {
+    req.query = target.substr(q + 1);
+    target.resize(q);
+  }
+  req.path = std::move(target);
+  for (std::size_t at = line_end + 2; at < head.size();) {
+    std::size_t end = head.find("\r\n", at);
+    if (end == std::string::npos || end == at) break;
+    std::string line = head.substr(at, end - at);
+    at = end + 2;
+    std::size_t colon = line.find(':');
+    // A folded line (leading space) or a name with spaces could hide a header from our checks.
+    if (colon == std::string::npos || colon == 0 || line.find_first_of(" \t") < colon)
+      return text_response(400, "malformed header line\n");
+    req.headers.emplace_back(lower(line.substr(0, colon)), trim(line.substr(colon + 1)));
+  }
+  return req;
+}
+
 }  // namespace
 
 struct DashboardListener::Impl {
@@ -72,19 +133,16 @@ struct DashboardListener::Impl {
   int port = 0;
   std::thread thread;
   Clock::time_point last_refusal_log{};
+  std::optional<DashboardAuth> auth;
+  std::unique_ptr<DashboardWeb> web;
 
   ~Impl() {
     for (int fd : {listen_fd, wake[0], wake[1]})
       if (fd >= 0) ::close(fd);
   }
 
-  void respond(int fd, int status, const char* reason, const std::string& type, const std::string& body,
-               bool head_only = false) {
-    std::string out = "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " + type +
-                      "\r\nContent-Length: " + std::to_string(body.size()) +
-                      "\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n";
-    if (!head_only) out += body;
-    (void)write_all(fd, out, Clock::now() + kWriteTime);
+  void respond(int fd, const HttpResponse& r, bool head_only = false) {
+    (void)write_all(fd, serialize(r, head_only), Clock::now() + kWriteTime);
   }
 
   void note_refusal(const std::string& line) {
@@ -103,68 +161,90 @@ struct DashboardListener::Impl {
     return false;
   }
 
-  void serve(int fd) {
-    const char* text = "text/plain; charset=utf-8";
+  // The head and (for POST) the body, bounded in size and time; or the response refusing them.
+  std::variant<HttpRequest, HttpResponse> read_request(int fd) {
+    std::string data;
+    const auto deadline = Clock::now() + kReadTime;
+    auto head_done = [](const std::string& d) { return d.find("\r\n\r\n") != std::string::npos || d.size() > kMaxHead; };
+    auto got = read_until(fd, data, deadline, head_done);
+    if (got == ReadResult::closed) return text_response(400, "");
+    if (got == ReadResult::timeout) return text_response(408, "request head not received in time\n");
+    const std::size_t head_end = data.find("\r\n\r\n");
+    if (head_end == std::string::npos || head_end > kMaxHead) return text_response(431, "request head too large\n");
+    auto parsed = parse_head(data.substr(0, head_end + 2));
+    if (auto* refused = std::get_if<HttpResponse>(&parsed)) return *refused;
+    HttpRequest req = std::get<HttpRequest>(std::move(parsed));
+    int hosts = 0, lengths = 0;
+    std::string host, length;
+    for (const auto& [name, value] : req.headers) {
+      if (name == "host") ++hosts, host = value;
+      if (name == "content-length") ++lengths, length = value;
+      if (name == "transfer-encoding") return text_response(411, "send the body with Content-Length\n");
+    }
+    if (hosts != 1 || !host_allowed(host))
+      return text_response(421, "the Host header must be 127.0.0.1:" + std::to_string(port) + " or localhost:" +
+                                    std::to_string(port) + "\n");
+    auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    if (lengths > 1 ||
+        (lengths == 1 && (length.empty() || length.size() > 6 || !std::all_of(length.begin(), length.end(), digit))))
+      return text_response(400, "malformed Content-Length\n");
+    const std::size_t body_size = lengths ? std::stoul(length) : 0;
+    if (body_size > 0 && req.method != "POST") return text_response(400, "only POST takes a body\n");
+    if (body_size > kMaxBody) return text_response(413, "the body may hold at most 4096 bytes\n");
+    const std::size_t want = head_end + 4 + body_size;
+    got = read_until(fd, data, deadline, [want](const std::string& d) { return d.size() >= want; });
+    if (got != ReadResult::ok) return text_response(408, "request body not received in time\n");
+    req.body = data.substr(head_end + 4, body_size);
+    return req;
+  }
+
+  HttpResponse metrics(const HttpRequest& req) {
+    if (req.method != "GET" && req.method != "HEAD") return text_response(405, "use GET\n");
+    HttpResponse r;
+    r.type = "text/plain; version=0.0.4; charset=utf-8";
+    try {
+      r.body = options.metrics ? options.metrics() : std::string();
+    } catch (const std::exception& e) {
+      return text_response(500, std::string("metrics failed: ") + e.what() + "\n");
+    }
+    return r;
+  }
+
+  // Answers one connection; true when the connection was handed over (an event stream).
+  bool serve(int fd) {
     // Who is asking, before reading a byte: only the daemon's own user.
     auto owner = tcp_peer_owner(fd);
     if (!owner || owner->uid != ::geteuid()) {
       note_refusal("dashboard: refused a connection from " +
                    (owner ? "uid " + std::to_string(owner->uid) : std::string("an unknown peer")) +
                    ": only the daemon's own user may connect");
-      respond(fd, 403, "Forbidden", text, "forbidden: only the user running the tokfence daemon may connect\n");
-      return;
+      respond(fd, text_response(403, "forbidden: only the user running the tokfence daemon may connect\n"));
+      return false;
     }
-    // The request head, bounded in size and time.
-    std::string head;
-    const auto deadline = Clock::now() + kReadTime;
-    char buf[2048];
-    while (head.find("\r\n\r\n") == std::string::npos) {
-      if (head.size() > kMaxHead) return respond(fd, 431, "Request Header Fields Too Large", text, "request head too large\n");
-      pollfd p{fd, POLLIN, 0};
-      int left = ms_left(deadline);
-      if (left == 0) return respond(fd, 408, "Request Timeout", text, "request head not received in time\n");
-      int r = ::poll(&p, 1, left);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return respond(fd, 408, "Request Timeout", text, "request head not received in time\n");
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n <= 0) return;
-      head.append(buf, static_cast<std::size_t>(n));
+    auto read = read_request(fd);
+    if (auto* refused = std::get_if<HttpResponse>(&read)) {
+      if (refused->status != 400 || !refused->body.empty()) respond(fd, *refused);
+      return false;
     }
-    const std::size_t line_end = head.find("\r\n");
-    const std::string request_line = head.substr(0, line_end);
-    const std::size_t sp1 = request_line.find(' '), sp2 = request_line.rfind(' ');
-    if (sp1 == std::string::npos || sp2 == sp1 || request_line.compare(sp2 + 1, 7, "HTTP/1.") != 0)
-      return respond(fd, 400, "Bad Request", text, "malformed request line\n");
-    const std::string method = request_line.substr(0, sp1);
-    std::string target = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
-    std::string host;
-    int hosts = 0;
-    for (std::size_t at = line_end + 2; at < head.size();) {
-      std::size_t end = head.find("\r\n", at);
-      if (end == std::string::npos || end == at) break;
-      std::string line = head.substr(at, end - at);
-      at = end + 2;
-      std::size_t colon = line.find(':');
-      if (colon == std::string::npos) return respond(fd, 400, "Bad Request", text, "malformed header line\n");
-      if (lower(line.substr(0, colon)) == "host") {
-        ++hosts;
-        host = trim(line.substr(colon + 1));
-      }
+    const HttpRequest& req = std::get<HttpRequest>(read);
+    const bool head_only = req.method == "HEAD";
+    if (req.path == "/metrics") {
+      respond(fd, metrics(req), head_only);
+      return false;
     }
-    if (hosts != 1 || !host_allowed(host))
-      return respond(fd, 421, "Misdirected Request", text,
-                     "the Host header must be 127.0.0.1:" + std::to_string(port) + " or localhost:" + std::to_string(port) + "\n");
-    if (auto q = target.find('?'); q != std::string::npos) target.resize(q);
-    if (target != "/metrics") return respond(fd, 404, "Not Found", text, "not found: the listener serves GET /metrics\n");
-    if (method != "GET" && method != "HEAD") return respond(fd, 405, "Method Not Allowed", text, "use GET\n");
-    std::string body;
-    try {
-      body = options.metrics ? options.metrics() : std::string();
-    } catch (const std::exception& e) {
-      return respond(fd, 500, "Internal Server Error", text, std::string("metrics failed: ") + e.what() + "\n");
+    if (!web) {
+      respond(fd, text_response(404, "not found: the listener serves GET /metrics\n"));
+      return false;
     }
-    respond(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, method == "HEAD");
+    HttpResponse r = web->handle(req);
+    if (r.status == 403 && req.method == "POST")
+      note_refusal("dashboard: refused an action (" + req.path.substr(0, 40) + "): " + r.body.substr(0, 120));
+    if (r.event_stream && !head_only) {
+      if (options.events && options.events->adopt(fd, serialize(r, false))) return true;
+      r = text_response(503, "too many live views are open: close one\n");
+    }
+    respond(fd, r, head_only);
+    return false;
   }
 
   void loop() {
@@ -179,7 +259,7 @@ struct DashboardListener::Impl {
       if (!(p[0].revents & POLLIN)) continue;
       int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd < 0) continue;
-      serve(fd);
+      if (serve(fd)) continue;  // the event stream owns it now
       ::shutdown(fd, SHUT_WR);
       ::close(fd);
     }
@@ -204,6 +284,13 @@ Result<std::unique_ptr<DashboardListener>> DashboardListener::start(DashboardOpt
   socklen_t len = sizeof addr;
   ::getsockname(impl->listen_fd, reinterpret_cast<sockaddr*>(&addr), &len);
   impl->port = ntohs(addr.sin_port);
+  if (impl->options.control) {
+    auto auth = DashboardAuth::create();
+    if (!auth) return std::unexpected(auth.error());
+    impl->auth.emplace(std::move(*auth));
+    impl->web = std::make_unique<DashboardWeb>(
+        DashboardWeb::Sources{impl->port, impl->options.control, impl->options.db_path, impl->options.log}, *impl->auth);
+  }
   if (::pipe2(impl->wake, O_CLOEXEC) != 0) return fail(where + ": cannot create a pipe");
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->loop(); });
@@ -214,10 +301,16 @@ DashboardListener::DashboardListener(std::unique_ptr<Impl> impl) : impl_(std::mo
 DashboardListener::~DashboardListener() { stop(); }
 int DashboardListener::port() const { return impl_->port; }
 
+Result<nlohmann::json> DashboardListener::login_url() {
+  if (!impl_->web) return fail("dashboard: the web dashboard is not served by this daemon");
+  return impl_->web->login_url();
+}
+
 void DashboardListener::stop() {
   if (!impl_->thread.joinable()) return;
   [[maybe_unused]] auto n = ::write(impl_->wake[1], "x", 1);
   impl_->thread.join();
+  if (impl_->options.events) impl_->options.events->stop();
 }
 
 }  // namespace tokfence::proxy

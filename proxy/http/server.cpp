@@ -44,6 +44,7 @@
 #include "proxy/http/routing.hpp"
 #include "core/unix_socket.hpp"
 #include "proxy/http/upstream.hpp"
+#include "proxy/immune/sessions.hpp"
 #include "proxy/metering/usage.hpp"
 
 namespace tokfence::proxy {
@@ -280,13 +281,14 @@ template <class Stream>
 class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
  public:
   Session(Impl& server, Worker& worker, Stream stream, std::string label, std::shared_ptr<CallerSlot> caller,
-          std::shared_ptr<egress::LivePolicy> policy = nullptr)
+          std::shared_ptr<egress::LivePolicy> policy = nullptr, std::string bound_session = {})
       : s_(server),
         w_(worker),
         stream_(std::move(stream)),
         label_(std::move(label)),
         caller_(std::move(caller)),
-        policy_(std::move(policy)) {}
+        policy_(std::move(policy)),
+        bound_session_(std::move(bound_session)) {}
   ~Session() override { wipe_upstream_head(); }
 
   static aio::Task<void> start(std::shared_ptr<Session> self) { co_await self->run(); }
@@ -314,6 +316,12 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       else if (tunnel_ && now - tunnel_->last_activity > idle_timeout()) cut_tunnel("idle for idle_timeout_seconds");
     }
     if (in_flight_.active && !in_flight_.watching && in_flight_.watched != in_flight_.exchange) watch_client();
+    // ImmuneFence: a revoked, ended or RED session's stream in flight is cut within a second.
+    if (entry_ && in_flight_.active && !session_cut_ && in_flight_.upstream && immune::Registry::recheck(*entry_, unix_ms())) {
+      session_cut_ = true;
+      error_code ec;
+      in_flight_.upstream->tcp().cancel(ec);
+    }
     if (now < deadline_) return;
     deadline_ = SteadyClock::time_point::max();
     timed_out_ = true;
@@ -571,6 +579,13 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       const bool sent = co_await send_reply(200, head_.version_minor, keep, rec.id, R"({"status":"ok"})" "\n");
       co_return keep && sent;
     }
+    if (auto refused = check_capability(rec)) {
+      co_await send_error(refused->status, refused->type, refused->message, keep, head_.version_minor, &rec, nullptr);
+      rec.latency_ms = ms_since(started);
+      s_.record(std::move(rec), caller_, label_.empty() ? caller_override_ : label_);
+      caller_override_.clear();
+      co_return keep;
+    }
     std::exception_ptr failure;
     try {
       auto routed = route_request(rec);
@@ -721,6 +736,155 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     return admit_request(head, names, config().daemon.allowed_origins);
   }
 
+  // ---- ImmuneFence (docs/IMMUNEFENCE.md) ------------------------------------------------------
+
+  // The capability token the request carries: the first of X-Tokfence-Capability, Authorization
+  // (Bearer), x-api-key, x-goog-api-key and api-key whose value is one (every real client sends
+  // its API key in one of them). Another, different token beside it is a refusal: which of two
+  // credentials counts must not depend on the order a header parser reads them.
+  std::variant<std::string_view, Denial> capability_in_request() const {
+    static constexpr std::string_view kFields[] = {"x-tokfence-capability", "authorization", "x-api-key",
+                                                   "x-goog-api-key", "api-key"};
+    std::string_view found;
+    for (const auto& h : head_.headers) {
+      bool named = false;
+      for (auto f : kFields) named = named || header_names_equal(h.name, f);
+      if (!named) continue;
+      std::string_view v = h.value;
+      if (v.size() > 7 && iequals(v.substr(0, 7), "bearer ")) v.remove_prefix(7);
+      while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+      if (!immune::looks_like_token(v)) continue;
+      if (!found.empty() && v != found)
+        return Denial{403, "tokfence_capability", "capability: two different tokens in one request: send one"};
+      found = v;
+    }
+    return found;
+  }
+
+  // Verifies the capability before anything about the request is routed: nullopt = admitted
+  // (entry_ names the session, null when none was needed), else the refusal.
+  std::optional<Denial> check_capability(RequestRecord& rec) {
+    entry_.reset();
+    session_cut_ = false;
+    scan_.reset();
+    immune::Registry* registry = s_.deps.immune.get();
+    if (!registry) return std::nullopt;
+    auto token = capability_in_request();
+    if (auto* denied = std::get_if<Denial>(&token)) return std::move(*denied);
+    const std::string_view presented = std::get<std::string_view>(token);
+    const std::int64_t now = unix_ms();
+    if (!presented.empty() && last_entry_ && presented == last_token_) {
+      if (auto refused = immune::Registry::recheck(*last_entry_, now)) {
+        rec.session = last_entry_->session->name;
+        return Denial{refused->status, refused->type, std::move(refused->message)};
+      }
+      entry_ = last_entry_;
+    } else {
+      auto verdict = registry->authorize(presented, bound_session_, registry->settings().require_token, now);
+      if (auto* refused = std::get_if<immune::Refusal>(&verdict))
+        return Denial{refused->status, refused->type, std::move(refused->message)};
+      entry_ = std::move(std::get<std::shared_ptr<immune::TokenEntry>>(verdict));
+      last_token_.assign(presented);
+      last_entry_ = entry_;
+    }
+    if (entry_) rec.session = entry_->session->name;
+    return std::nullopt;
+  }
+
+  // The session's own rules for a routed request (scope, ORANGE's read-only routes, its rate and
+  // budget) and the outbound-secret sensors on what the request would send; nullopt = go on.
+  std::optional<Denial> immune_checks(RequestRecord& rec, std::string_view rest) {
+    immune::Registry* registry = s_.deps.immune.get();
+    if (!registry) return std::nullopt;
+    const auto& settings = registry->settings();
+    const std::int64_t now = unix_ms();
+    immune::Session* session = entry_ ? entry_->session.get() : nullptr;
+    if (session) {
+      const std::string_view path = rest.substr(0, rest.find('?'));
+      if (auto refused = registry->check_scope(*session, rec.provider, rec.model, path, rec.id, now))
+        return Denial{refused->status, refused->type, std::move(refused->message)};
+      if (session->state() == immune::RiskState::orange && head_.method != "GET" && head_.method != "HEAD")
+        return Denial{403, "tokfence_risk_orange",
+                      "immunefence: session '" + session->name + "' is ORANGE: only read-like requests (GET) pass until "
+                      "'tokfence session reset " + session->name + "'"};
+      if (!session->take_rate(now, settings))
+        return Denial{429, "tokfence_session_rate_limited",
+                      "immunefence: session '" + session->name + "' is over its requests per minute" +
+                          std::string(session->state() >= immune::RiskState::yellow ? " (halved: it is YELLOW)" : "")};
+      if (session->budget_spent(now))
+        return Denial{402, "tokfence_session_budget",
+                      "immunefence: session '" + session->name + "' has spent its daily budget"};
+    }
+    auto scan = registry->scanner();
+    if (!scan->empty()) {
+      auto hit = scan_request(scan->scanner);
+      if (!hit && settings.sensor_honeytoken && session) {
+        // A decoy variable (an environment dump in a tool's output, say): suspicious, not proof;
+        // the request goes on (the value is worthless), the session turns YELLOW.
+        if (auto env_hit = scan_request(scan->env_scanner))
+          registry->observe(*session, immune::Sensor::decoy_env, rec.id, "request carried " + registry->describe_hit(*env_hit), now);
+      }
+      if (hit) {
+        const bool decoy = hit->kind == immune::NeedleKind::decoy;
+        if (decoy ? settings.sensor_honeytoken : settings.sensor_secret_outbound) {
+          const std::string what = registry->describe_hit(*hit);
+          if (session)
+            registry->observe(*session, decoy ? immune::Sensor::honeytoken : immune::Sensor::secret_outbound, rec.id,
+                              "request carried " + what, now);
+          return Denial{403, decoy ? "tokfence_honeytoken" : "tokfence_secret_outbound",
+                        "immunefence: request refused: it carries " + what +
+                            (session ? "; session '" + session->name + "' is RED" : std::string())};
+        }
+      }
+      // The response is scanned as it streams (a decoy the model repeats), never held back.
+      if (settings.sensor_honeytoken) {
+        scan_ = std::move(scan);
+        response_scan_ = immune::StreamScan();
+        response_env_scan_ = immune::StreamScan();
+        response_hit_.reset();
+        response_env_hit_.reset();
+      }
+    }
+    return std::nullopt;
+  }
+
+  // What the request would send upstream, scanned for decoys and vault keys: the target, the
+  // headers and the body. A client's own credentials (a credential header, a key= query parameter)
+  // are stripped and never forwarded, so a vault key there is no leak (a user whose SDK still holds
+  // the real key is served as before); a decoy there still is a sign it was read.
+  std::optional<immune::Hit> scan_request(const immune::SecretScanner& scanner) const {
+    auto counts = [](const std::optional<immune::Hit>& hit, bool stripped) {
+      return hit && !(stripped && hit->kind == immune::NeedleKind::vault_key);
+    };
+    if (auto hit = scanner.find(head_.target)) {
+      const std::string_view target = head_.target;
+      const auto q = target.find('?');
+      if (q == std::string_view::npos || hit->kind == immune::NeedleKind::decoy) return hit;
+      if (auto path_hit = scanner.find(target.substr(0, q))) return path_hit;
+      if (auto query_hit = scanner.find(strip_query_credentials(target.substr(q + 1)))) return query_hit;
+    }
+    for (const auto& h : head_.headers)
+      if (auto hit = scanner.find(h.value); counts(hit, is_credential_header(h.name))) return hit;
+    return scanner.find(body_);
+  }
+
+  // After the exchange: a decoy seen in the response, and what the request cost the session.
+  void immune_after(RequestRecord& rec) {
+    immune::Registry* registry = s_.deps.immune.get();
+    if (!registry || !entry_) return;
+    immune::Session& session = *entry_->session;
+    if (rec.cost && *rec.cost > 0) session.add_cost(*rec.cost, unix_ms());
+    if (response_hit_)
+      registry->observe(session, immune::Sensor::honeytoken, rec.id,
+                        "response carried " + registry->describe_hit(*response_hit_), unix_ms());
+    else if (response_env_hit_)
+      registry->observe(session, immune::Sensor::decoy_env, rec.id,
+                        "response carried " + registry->describe_hit(*response_env_hit_), unix_ms());
+    scan_.reset();
+    response_hit_.reset();
+    response_env_hit_.reset();
+  }
+
   // X-Tokfence-Caller names the caller on the main sockets; on a labeled socket the label wins.
   void take_caller_override(const http1::RequestHead& head) {
     if (!label_.empty()) return;
@@ -851,6 +1015,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     RequestInfo info = inspect_request(kind, route.rest, body_, config().proxy.inject_stream_usage);
     rec.model = info.model;
     rec.streaming = info.streaming;
+    if (auto refused = immune_checks(rec, route.rest)) {
+      co_await send_error(refused->status, refused->type, refused->message, keep, req.version_minor, &rec, nullptr);
+      co_return keep;
+    }
     auto pricing = s_.deps.pricing->snapshot();  // one table from admission to settlement
     const CostEstimate estimate = estimate_cost(rec, route, kind, info, *pricing);
     auto admitted = admit_guarded(*s_.deps.controls, estimate.admit);
@@ -876,6 +1044,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       result = co_await exchange.run();
     }
     settle_request(reservation, result, estimate, *pricing, route.provider, rec);
+    immune_after(rec);
     co_return result.outcome == Outcome::keep;
   }
 
@@ -939,7 +1108,19 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     const bool connect = head_.method == "CONNECT";
     rec.kind = connect ? "connect" : "http";
     response_begun_ = false;  // a model request may have come first on this connection
-    EgressEnd end = co_await egress_exchange(rec, connect);
+    // ImmuneFence: an ORANGE or RED session has no egress; refusals count toward YELLOW.
+    immune::Registry* registry = s_.deps.immune.get();
+    auto session = registry && !bound_session_.empty() ? registry->find(bound_session_) : nullptr;
+    EgressEnd end;
+    if (session && session->state() >= immune::RiskState::orange)
+      end = EgressEnd{403, "risk-" + std::string(session->state() == immune::RiskState::red ? "red" : "orange"),
+                      "egress: session '" + session->name + "' is " + std::string(immune::to_string(session->state())) +
+                          ": no egress until 'tokfence session reset " + session->name + "'"};
+    else
+      end = co_await egress_exchange(rec, connect);
+    if (session && end.status == 403 && registry->settings().sensor_egress)
+      registry->observe(*session, immune::Sensor::egress_denials, "", "egress refused: " + rec.host + " (" + end.rule + ")",
+                        unix_ms());
     if (end.status != 0) {
       // 502: allowed, but the destination could not be reached (the row keeps the allowing rule).
       rec.decision = end.status == 502 ? "allowed" : "denied";
@@ -1319,6 +1500,19 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::string label_;
   std::shared_ptr<CallerSlot> caller_;
   std::shared_ptr<egress::LivePolicy> policy_;  // null: no forward proxy here (the main listeners)
+  // ImmuneFence (docs/IMMUNEFENCE.md): the session this socket belongs to ("" = a main listener),
+  // and the token the connection's last request was admitted with, so that a keep-alive
+  // connection pays for the signature and the hash once, then two atomic loads a request.
+  std::string bound_session_;
+  std::string last_token_;
+  std::shared_ptr<immune::TokenEntry> last_entry_;
+  std::shared_ptr<immune::TokenEntry> entry_;          // the current request's session (null: none)
+  std::shared_ptr<const immune::ScanSet> scan_;        // the current request's response scan
+  immune::StreamScan response_scan_;
+  std::optional<immune::Hit> response_hit_;
+  immune::StreamScan response_env_scan_;
+  std::optional<immune::Hit> response_env_hit_;
+  bool session_cut_ = false;  // sweep() cut the exchange: its session was revoked or turned RED
   aio::TcpSocket* egress_up_ = nullptr;         // a forward-proxy connection's destination socket
   Tunnel* tunnel_ = nullptr;                    // while a forward-proxy connection relays
   std::string caller_override_;
@@ -1551,6 +1745,11 @@ class Session<Stream>::Exchange {
       Gather pieces;
       if (!header_sent) pieces.add(net::buffer(s.out_));
       const std::size_t used = framing.take(buf.data(), usage, pieces);
+      if (s.scan_ && !s.response_hit_ && used > 0) {
+        const std::string_view piece = std::string_view(buf.data()).substr(0, used);
+        s.response_hit_ = s.response_scan_.feed(s.scan_->scanner, piece);
+        if (!s.response_env_hit_) s.response_env_hit_ = s.response_env_scan_.feed(s.scan_->env_scanner, piece);
+      }
       if (!header_sent && !s.caller_->resolved.load()) co_await s.await_caller();
       if (!pieces.empty()) {
         s.response_begun_ = true;
@@ -1590,6 +1789,8 @@ class Session<Stream>::Exchange {
   // The row's error for a response body cut by `ec`.
   std::string cut_reason(const error_code& ec) const {
     if (session_.in_flight_.client_gone) return "client disconnected mid-response";
+    if (session_.session_cut_)
+      return "cut: session '" + session_.entry_->session->name + "' was revoked, ended or turned RED";
     if (ec == net::error::timed_out)
       return "upstream: no data for " + std::to_string(session_.config().daemon.idle_timeout_seconds) +
              " s (idle_timeout_seconds); stream cut";
@@ -1776,7 +1977,8 @@ aio::Task<void> Impl::accept_unix(std::shared_ptr<UnixListener> listener) {
     if (auto cred = peer_credentials(socket.native_handle())) slot->caller = Caller{cred->pid, process_name(cred->pid)};
     ++worker.session_count;
     auto session = std::make_shared<Session<aio::UnixSocket>>(*this, worker, std::move(socket),
-                                                         listener->info.caller, std::move(slot), listener->policy);
+                                                         listener->info.caller, std::move(slot), listener->policy,
+                                                         listener->info.session_id);
     session->hold(std::move(connection_slot));
     net::co_spawn(worker.ioc, Session<aio::UnixSocket>::start(std::move(session)), net::detached);
   }

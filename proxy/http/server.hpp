@@ -24,6 +24,7 @@
 #include "core/secret.hpp"
 #include "proxy/controls/controls.hpp"
 #include "proxy/egress/policy.hpp"
+#include "proxy/immune/sessions.hpp"
 #include "proxy/metering/pricing.hpp"
 #include "proxy/metering/request_log.hpp"
 
@@ -48,6 +49,8 @@ struct ServerDeps {
   std::shared_ptr<RequestLog> log;
   std::shared_ptr<Controls> controls;
   std::shared_ptr<LivePricing> pricing;  // replaced by the pricing_reload control op
+  // ImmuneFence's sessions and sensors; null = off (unit tests of the data path alone).
+  std::shared_ptr<immune::Registry> immune;
   // Lines for the daemon's log (an unexpected exception on the data path, with its request id);
   // empty = stderr, with a UTC time stamp.
   std::function<void(const std::string&)> warn = {};
@@ -62,6 +65,9 @@ struct ProxySocketInfo {
   // starts as given here and changes through egress_policy() (docs/EGRESS.md). The main socket
   // and the TCP listener refuse every CONNECT ("no-egress-on-main-listener").
   egress::Policy egress;
+  // ImmuneFence: the session this socket belongs to; every request on it must carry that
+  // session's token ("" = none: the main listeners' rule, [immunefence] require_token).
+  std::string session_id;
 };
 
 class ProxyServer {

@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS requests(
   caller_pid INTEGER,
   caller_name TEXT,
   error TEXT,
-  cost_source TEXT);
+  cost_source TEXT,
+  session TEXT);
 CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts_ms);
 DROP INDEX IF EXISTS requests_provider_ts;
 CREATE TABLE IF NOT EXISTS egress(
@@ -84,7 +85,7 @@ constexpr const char* kEgressInsert =
 // daemon's busiest thread after the I/O threads, for queries that read a provider's rows over a
 // time window, which the ts_ms index serves nearly as well (a window holds few providers).
 
-constexpr int kInsertColumns = 19;
+constexpr int kInsertColumns = 20;
 // Rows per INSERT statement when a batch has that many: one statement execution (VDBE set-up,
 // cursor opens, statement journal) serves them all. Measured ~20 % less writer time per row than
 // one statement per row.
@@ -95,7 +96,7 @@ std::string insert_sql(std::size_t rows) {
   std::string sql =
       "INSERT OR REPLACE INTO requests(id, ts_ms, provider, model, method, path, status, streaming, input_tokens, "
       "output_tokens, cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, ttfb_ms, caller_pid, caller_name, "
-      "error, cost_source) VALUES ";
+      "error, cost_source, session) VALUES ";
   for (std::size_t r = 0; r < rows; ++r) {
     sql += r == 0 ? "(" : ",(";
     for (int c = 0; c < kInsertColumns; ++c) sql += c == 0 ? "?" : ",?";
@@ -104,15 +105,18 @@ std::string insert_sql(std::size_t rows) {
   return sql;
 }
 
-constexpr const char* kColumns =
-    "rowid, id, ts_ms, provider, model, method, path, status, streaming, input_tokens, output_tokens, "
-    "cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, ttfb_ms, caller_pid, caller_name, error, cost_source";
-// A log written before cost_source existed, read by a CLI before any daemon added the column.
-constexpr const char* kColumnsWithoutSource =
-    "rowid, id, ts_ms, provider, model, method, path, status, streaming, input_tokens, output_tokens, "
-    "cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, ttfb_ms, caller_pid, caller_name, error, NULL";
+bool has_column(sqlite::Database& db, const char* column) {
+  return static_cast<bool>(db.prepare(std::string("SELECT ") + column + " FROM requests LIMIT 0"));
+}
 
-bool has_cost_source(sqlite::Database& db) { return static_cast<bool>(db.prepare("SELECT cost_source FROM requests LIMIT 0")); }
+// The columns read_row() reads. A log written before cost_source or session existed, read by a
+// CLI before any daemon added them, reads NULL in their place.
+std::string row_columns(sqlite::Database& db) {
+  return std::string(
+             "rowid, id, ts_ms, provider, model, method, path, status, streaming, input_tokens, output_tokens, "
+             "cache_read_tokens, cache_write_tokens, cost_pico, latency_ms, ttfb_ms, caller_pid, caller_name, error, ") +
+         (has_column(db, "cost_source") ? "cost_source, " : "NULL, ") + (has_column(db, "session") ? "session" : "NULL");
+}
 
 void warn(const std::string& message) { std::cerr << "tokfence: request log: " << message << std::endl; }
 
@@ -317,6 +321,10 @@ class SqliteRequestLog final : public RequestLog {
       st.bind_null(offset + 19);
     else
       st.bind_static(offset + 19, r.cost_source);
+    if (r.session.empty())
+      st.bind_null(offset + 20);
+    else
+      st.bind_static(offset + 20, r.session);
   }
 
   sqlite::Database db_;
@@ -411,6 +419,7 @@ LoggedRequest read_row(const sqlite::Statement& st) {
   r.caller_name = st.column_text(17);
   r.error = st.column_text(18);
   r.cost_source = st.column_text(19);
+  r.session = st.column_text(20);
   return row;
 }
 
@@ -438,10 +447,11 @@ Result<std::unique_ptr<RequestLog>> RequestLog::open(const std::filesystem::path
   auto db = sqlite::Database::open(db_path, sqlite::Create::yes);
   if (!db) return std::unexpected(db.error());
   if (auto ok = db->exec(kSchema); !ok) return std::unexpected(ok.error());
-  if (!has_cost_source(*db)) {
-    // A log from before the column: added in place (older readers ignore it).
-    if (auto ok = db->exec("ALTER TABLE requests ADD COLUMN cost_source TEXT"); !ok) return std::unexpected(ok.error());
-  }
+  // A log from before a column: added in place (older readers ignore it).
+  for (const char* column : {"cost_source", "session"})
+    if (!has_column(*db, column))
+      if (auto ok = db->exec(std::string("ALTER TABLE requests ADD COLUMN ") + column + " TEXT"); !ok)
+        return std::unexpected(ok.error());
   if (auto pruned = prune(*db, retention_days); !pruned) return std::unexpected(pruned.error());
   auto insert = db->prepare(insert_sql(1));
   if (!insert) return std::unexpected(insert.error());
@@ -472,7 +482,11 @@ Result<std::vector<GroupTotals>> totals_by(const std::filesystem::path& db_path,
   if (!db) return std::unexpected(db.error());
   std::vector<GroupTotals> groups;
   if (!*db) return groups;
-  const char* column = by == GroupBy::model ? "model" : by == GroupBy::provider ? "provider" : "caller_name";
+  const char* column = by == GroupBy::model      ? "model"
+                       : by == GroupBy::provider ? "provider"
+                       : by == GroupBy::caller   ? "caller_name"
+                       : has_column(**db, "session") ? "session"
+                                                     : "NULL";
   std::string key = std::string("CASE WHEN ") + column + " IS NULL OR " + column + " = '' THEN '(unknown)' ELSE " +
                     column + " END";
   auto st = (*db)->prepare("SELECT " + key + " AS k, " + kTotalsColumns +
@@ -493,7 +507,7 @@ Result<std::vector<LoggedRequest>> query_requests(const std::filesystem::path& d
   if (!*db) return rows;
   std::string where = " WHERE ts_ms >= ?1 AND (?2 = '' OR provider = ?2) AND (?3 = '' OR id = ?3) AND rowid > ?4";
   std::string sql;
-  const char* columns = has_cost_source(**db) ? kColumns : kColumnsWithoutSource;
+  const std::string columns = row_columns(**db);
   // The newest N by time, shown oldest first; a follower reads in commit order instead.
   if (query.after_rowid)
     sql = std::string("SELECT ") + columns + " FROM requests" + where + " ORDER BY rowid LIMIT ?5";

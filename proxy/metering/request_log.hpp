@@ -13,7 +13,8 @@
 //            output_tokens INTEGER, cache_read_tokens INTEGER, cache_write_tokens INTEGER,
 //            cost_pico INTEGER /* NULL = unknown price */, latency_ms REAL, ttfb_ms REAL,
 //            caller_pid INTEGER, caller_name TEXT, error TEXT,
-//            cost_source TEXT /* usage|estimate|none|free|unpriced, NULL in rows before it existed */)
+//            cost_source TEXT /* usage|estimate|none|free|unpriced, NULL in rows before it existed */,
+//            session TEXT /* the ImmuneFence session named by the request's signed token; NULL = none */)
 //   index on ts_ms (and the primary key's on id); no other: each index costs every insert.
 //   egress(id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, caller TEXT, caller_pid INTEGER,
 //          kind TEXT /* connect|http */, host TEXT, port INTEGER, address TEXT /* what was
@@ -52,6 +53,9 @@ struct RequestRecord {
   // Where `cost` comes from (proxy/metering.hpp CostSource): "estimate" when the request ended
   // without usage and was charged its admission estimate. "" = not recorded (NULL).
   std::string cost_source;
+  // The ImmuneFence session the request's token belongs to ("" = none): from the signed token,
+  // so, unlike caller_name, it cannot be claimed by the client.
+  std::string session;
 };
 
 // One connection attempt through the forward proxy, allowed or refused (docs/EGRESS.md).
@@ -154,7 +158,7 @@ Result<std::vector<SeenModel>> models_seen(const std::filesystem::path& db);
 // The largest rowid in the log (0 when empty): where a follower starts.
 Result<std::int64_t> last_rowid(const std::filesystem::path& db);
 
-enum class GroupBy { model, provider, caller };
+enum class GroupBy { model, provider, caller, session };
 
 struct GroupTotals {
   std::string key;  // the model / provider / caller name; "(unknown)" when the row has none

@@ -1,5 +1,7 @@
 #include "sandbox/harness/harness.hpp"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -153,12 +155,18 @@ Result<Rendered> render(const RenderInput& in) {
 
   const fs::path home = in.harness_home;
   const fs::path tdir = in.templates_dir / "harness" / program.name;
-  const std::string key(kDummyKey);
+  const std::string& key = in.api_key;
+  // The key goes into JSON strings unescaped: the token's alphabet (base64url and '.') and the
+  // dummy need no escaping; anything else is refused rather than rendered wrong.
+  if (key.empty() || key.size() > 4096 || !std::all_of(key.begin(), key.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+      }))
+    return fail("harness: the session token has characters a config cannot hold unescaped");
   std::map<std::string, std::string> values = {
       {"proxy_url", in.proxy_url},
       {"provider", in.provider},
-      {"dummy_key", key},
-      {"dummy_key_tail", key.size() > 20 ? key.substr(key.size() - 20) : key},
+      {"api_key", key},
+      {"api_key_tail", key.size() > kClaudeKeyTail ? key.substr(key.size() - kClaudeKeyTail) : key},
   };
   Rendered out;
   // Programs, and the tools they run, keep caches and state under XDG dirs: inside the harness
@@ -192,11 +200,11 @@ Result<Rendered> render(const RenderInput& in) {
     out.env["CODEX_HOME"] = codex_home.string();
     out.env["OPENAI_API_KEY"] = key;
     out.env["OPENAI_BASE_URL"] = in.proxy_url + "/" + in.provider + "/v1";
-    out.dummy_key_vars = {"OPENAI_API_KEY"};
+    out.key_vars = {"OPENAI_API_KEY"};
   } else if (program.name == "claude") {
     fs::path config_dir = home / "claude-config";
     if (auto r = render_file("settings.json", "claude-config/settings.json"); !r) return std::unexpected(r.error());
-    // Pre-approves the dummy key, so an interactive first run does not stop to ask about it.
+    // Pre-approves the key, so an interactive first run does not stop to ask about it.
     if (auto r = render_file("claude.json", "claude-config/.claude.json"); !r) return std::unexpected(r.error());
     out.env["CLAUDE_CONFIG_DIR"] = config_dir.string();
     out.env["ANTHROPIC_BASE_URL"] = in.proxy_url + "/" + in.provider;
@@ -208,7 +216,7 @@ Result<Rendered> render(const RenderInput& in) {
     if (in.model) out.env["ANTHROPIC_MODEL"] = *in.model;
     // claude refuses permission-skipping flags as root unless told it runs in a sandbox: it does.
     if (in.running_as_root) out.env["IS_SANDBOX"] = "1";
-    out.dummy_key_vars = {"ANTHROPIC_API_KEY"};
+    out.key_vars = {"ANTHROPIC_API_KEY"};
   } else if (program.name == "opencode") {
     values["model"] = in.model.value_or(default_model(in.provider));
     values["sdk_package"] = in.provider == "anthropic" ? "@ai-sdk/anthropic" : "@ai-sdk/openai";
@@ -285,6 +293,109 @@ std::vector<fs::path> sensitive_paths(const std::map<std::string, std::string>& 
       existing.push_back(p);
   }
   return existing;
+}
+
+}  // namespace tokfence::harness
+
+namespace tokfence::harness {
+namespace {
+
+constexpr std::size_t kScrubFileLimit = 32u << 20;
+constexpr std::size_t kScrubEntryLimit = 20000;
+constexpr int kScrubDepthLimit = 16;
+
+std::string replace_all(std::string text, std::string_view from, std::string_view to) {
+  for (std::size_t at = 0; (at = text.find(from, at)) != std::string::npos; at += to.size())
+    text.replace(at, from.size(), to);
+  return text;
+}
+
+// Any capability token ("tfc1." + at least 16 of [A-Za-z0-9._-]) replaced by kDummyKey: tokens of
+// runs that were killed before their own scrub, found by the next run's.
+bool token_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+}
+std::string replace_tokens(std::string text) {
+  for (std::size_t at = 0; (at = text.find("tfc1.", at)) != std::string::npos;) {
+    std::size_t end = at + 5;
+    while (end < text.size() && token_char(text[end])) ++end;
+    if (end - at - 5 >= 16) {
+      text.replace(at, end - at, kDummyKey);
+      at += kDummyKey.size();
+    } else {
+      at = end;
+    }
+  }
+  return text;
+}
+
+// One directory of the walk: `dir_fd` was opened without following a link and checked to be ours.
+Result<void> scrub_dir(int dir_fd, std::string_view secret, std::string_view tail, int depth, std::size_t& entries,
+                       ScrubResult& result) {
+  int list_fd = ::dup(dir_fd);
+  if (list_fd < 0) return fail(std::string("harness: scrub: dup: ") + std::strerror(errno));
+  DIR* dir = ::fdopendir(list_fd);
+  if (!dir) {
+    ::close(list_fd);
+    return fail(std::string("harness: scrub: fdopendir: ") + std::strerror(errno));
+  }
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(dir)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(std::move(name));
+  }
+  ::closedir(dir);
+  for (const auto& name : names) {
+    if (++entries > kScrubEntryLimit) {
+      ++result.skipped;
+      continue;
+    }
+    struct stat st {};
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (st.st_uid != ::geteuid()) continue;  // not ours to rewrite (and not written by the program as us)
+    if (S_ISDIR(st.st_mode)) {
+      if (depth >= kScrubDepthLimit) {
+        ++result.skipped;
+        continue;
+      }
+      auto sub = file::open_dir_at(dir_fd, name, file::Create::no);
+      if (!sub) continue;  // replaced meanwhile: not followed
+      if (auto r = scrub_dir(sub->get(), secret, tail, depth + 1, entries, result); !r) return r;
+    } else if (S_ISREG(st.st_mode)) {
+      if (static_cast<std::size_t>(st.st_size) > kScrubFileLimit) {
+        ++result.skipped;
+        continue;
+      }
+      auto text = file::read_at(dir_fd, name, kScrubFileLimit);
+      if (!text) continue;
+      if (text->find(secret) == std::string::npos && (tail.empty() || text->find(tail) == std::string::npos) &&
+          text->find("tfc1.") == std::string::npos)
+        continue;
+      std::string clean = replace_all(*text, secret, kDummyKey);
+      if (!tail.empty()) clean = replace_all(std::move(clean), tail, kDummyKey);
+      clean = replace_tokens(std::move(clean));
+      if (clean == *text) continue;
+      auto ok = file::write_atomic_at(dir_fd, name, clean, {.mode = static_cast<mode_t>(st.st_mode & 0777), .owner = std::nullopt});
+      if (!ok) return fail("harness: scrub: cannot rewrite " + file::describe_fd(dir_fd) + "/" + name);
+      ++result.rewritten;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<ScrubResult> scrub_secret(const fs::path& harness_home, std::string_view secret) {
+  ScrubResult result;
+  if (secret.size() < kClaudeKeyTail) return fail("harness: scrub: secret too short to look for");
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(harness_home, ec))) return result;
+  auto home = file::open_dir_beneath(harness_home.parent_path(), harness_home, file::Create::no);
+  if (!home) return std::unexpected(tampered(harness_home, home.error()));
+  std::string_view tail = secret.substr(secret.size() - kClaudeKeyTail);
+  std::size_t entries = 0;
+  if (auto r = scrub_dir(home->get(), secret, tail, 0, entries, result); !r) return std::unexpected(r.error());
+  return result;
 }
 
 }  // namespace tokfence::harness

@@ -48,11 +48,7 @@ proxy_dir=$(launch_proxy_dir "$name")
 expect_eq "$(stat -c '%u %a' "$proxy_dir")" "$(id -u) 755" "proxy directory owner and mode on the host"
 inode_before=$(stat -c %i "$proxy_dir/proxy.sock")
 
-chat() {
-  docker exec "$name" wget -Y off -q -O - --header 'Content-Type: application/json' \
-    --post-data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
-    http://127.0.0.1:9471/openai/v1/chat/completions 2>&1 || true
-}
+chat() { container_chat "$name"; }
 expect_contains "$(chat)" '"content":"pong"' "proxy before the tampering"
 
 for user in 1000 0; do

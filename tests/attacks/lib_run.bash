@@ -14,6 +14,7 @@
 #                               sets RC OUT ERR; TRUN_PRE='shell code' runs first in the same
 #                               shell (e.g. 'exec 7<file;'), so tokfence inherits what it sets up
 #   prun ARGS...                ptf run codex --command tokfence-probe --workdir $P_PROJECT ARGS
+#   prun_get_keyed URL          the probe's http-get URL with the run's session token as the key
 #   as_principal CMD...         a plain command as the principal
 #   for_each_principal FUNC     FUNC root, then FUNC user (when possible)
 PROBE="$BUILD_DIR/bin/tokfence-probe"
@@ -63,7 +64,7 @@ principal_setup() {
     P_TFHOME="$P_BASE/t"
     mkdir -p "$P_TFHOME"
     chmod 700 "$P_TFHOME"
-    printf '[daemon]\nport = 0\n\n[vault]\nbackend = "file"\n\n[providers.openai]\nupstream = "%s"\n' \
+    printf '[daemon]\nport = 0\n\n[vault]\nbackend = "file"\n\n[immunefence]\nrequire_token = false\n\n[providers.openai]\nupstream = "%s"\n' \
       "$FAKE_URL" >"$P_TFHOME/config.toml"
     chown -R "$USER_ID:$USER_ID" "$P_BASE"
     printf '%s' "$CANARY" >"$WORK/key.in"
@@ -100,6 +101,12 @@ ptf() {
 }
 
 prun() { ptf run codex --command "$PROBE" --workdir "$P_PROJECT" "$@"; }
+# prun http-get URL, sending the run's session token (the agent's key, from its environment) as the
+# key: the run's socket accepts nothing else (ImmuneFence).
+prun_get_keyed() {
+  ptf run codex --command /bin/sh --workdir "$P_PROJECT" -- \
+    -c '"$0" http-get "$1" "Authorization: Bearer $OPENAI_API_KEY"' "$PROBE" "$1"
+}
 
 for_each_principal() {
   local why

@@ -114,7 +114,7 @@ attack() {
     expect_eq "$RC" 1 "ICMP to the resolver from the sandbox (2 = the probe saw a real interface): $OUT"
     [[ -z $PING_CONTROL ]] || log "[$P_MODE] (the same probe's ping works where ICMP is allowed)"
   fi
-  prun -- http-get "$P_URL/openai/v1/models" "Authorization: Bearer tokfence-managed"
+  prun_get_keyed "$P_URL/openai/v1/models"
   expect_eq "$RC" 0 "the proxy from the sandbox: $OUT $ERR"
   expect_contains "$OUT" "status 200"
 }

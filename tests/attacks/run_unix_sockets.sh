@@ -100,7 +100,7 @@ attack() {
   expect_eq "$RC" 0 "socketpair(AF_UNIX) must keep working: $OUT"
   prun -- socket netlink route
   expect_eq "$RC" 0 "netlink route (getifaddrs) must keep working: $OUT"
-  prun -- http-get "$P_URL/openai/v1/models" "Authorization: Bearer tokfence-managed"
+  prun_get_keyed "$P_URL/openai/v1/models"
   expect_eq "$RC" 0 "the proxy stays reachable: $OUT $ERR"
 
   log "[$P_MODE] --allow-socket: exactly that socket, every other one still refused"

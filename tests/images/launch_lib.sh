@@ -55,6 +55,20 @@ PY
   wait_until "test -S '$sock'"
 }
 
+# ImmuneFence: a launch's socket accepts only its session token, which OpenClaw reads from its
+# rendered config (apiKey). Shell code for a script run in the container that sets $TFKEY to it
+# (send it as "Authorization: Bearer $TFKEY"):
+CONTAINER_KEY_SH='TFKEY=$(sed -n "s/.*\"apiKey\": \"\([^\"]*\)\".*/\1/p" /tokfence/config/openclaw.json | head -1)'
+# One chat request from inside launch $1's container with that key; prints the reply or wget's
+# error line. -Y off: not through the container's http_proxy (busybox wget would send the POST as
+# a GET there).
+container_chat() {
+  docker exec "$1" sh -c "$CONTAINER_KEY_SH"'
+wget -Y off -q -O - --header "Authorization: Bearer $TFKEY" --header "Content-Type: application/json" \
+  --post-data "$0" http://127.0.0.1:9471/openai/v1/chat/completions' \
+    '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' 2>&1 || true
+}
+
 # Removes every container this test's home may have left (runs at exit).
 launch_cleanup() {
   local ids

@@ -87,6 +87,9 @@ write_test_config() {
   chmod 700 "$TOKFENCE_HOME"
   {
     printf '[daemon]\nport = 0\n\n[vault]\nbackend = "%s"\n\n' "$TOKFENCE_TEST_BACKEND"
+    # Most scenarios test something other than ImmuneFence on the main listener and send a dummy
+    # key; the immune_* tests set TOKFENCE_TEST_REQUIRE_TOKEN=true (the product's default).
+    printf '[immunefence]\nrequire_token = %s\n\n' "${TOKFENCE_TEST_REQUIRE_TOKEN:-false}"
     for p in openai anthropic google mistral groq; do
       printf '[providers.%s]\nupstream = "%s"\n\n' "$p" "$FAKE_URL"
     done

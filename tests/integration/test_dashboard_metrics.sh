@@ -75,7 +75,7 @@ expect_contains "$(curl -sS --max-time 10 "$METRICS_URL")" 'tokfence_budget_limi
 code() { curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "$@"; }
 expect_eq "$(code -H 'Host: attacker.example' "$METRICS_URL")" 421 "a rebound Host name"
 expect_eq "$(code -H "Host: localhost:$DASH_PORT" "$METRICS_URL")" 200 "localhost"
-expect_eq "$(code "http://127.0.0.1:$DASH_PORT/")" 404 "another path"
+expect_eq "$(code "http://127.0.0.1:$DASH_PORT/")" 401 "the web dashboard without its cookie (docs/DASHBOARD.md)"
 expect_eq "$(code -X POST "$METRICS_URL")" 405 "POST"
 if [[ $(id -u) -eq 0 ]] && command -v setpriv >/dev/null; then
   other=$(setpriv --reuid 65534 --regid 65534 --clear-groups curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "$METRICS_URL" || true)

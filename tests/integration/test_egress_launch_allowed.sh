@@ -14,7 +14,8 @@ name="tfea-$RUN_ID"
 script=$(cat <<EOF
 env | grep -i -E '_proxy=|_proxy_url=' | sort
 $CURL_C -sS --max-time 20 --cacert /workspace/ca.pem https://allowed.test/; echo "R allowed \$?"
-$CURL_C -sS --max-time 20 --noproxy '' -H 'Content-Type: application/json' \
+$CONTAINER_KEY_SH
+$CURL_C -sS --max-time 20 --noproxy '' -H 'Content-Type: application/json' -H "Authorization: Bearer \$TFKEY" \
   -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
   http://127.0.0.1:9471/openai/v1/chat/completions; rc=\$?; echo; echo "R model_via_proxy \$rc"
 EOF

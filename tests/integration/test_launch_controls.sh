@@ -14,11 +14,7 @@ tf launch --image "$TEST_IMAGE" --no-pull --name "$name" --detach -- /bin/sleep 
 
 # One chat request from inside the container; prints the reply or wget's error line. -Y off: not
 # through the container's http_proxy (busybox wget would send the POST as a GET there).
-chat() {
-  docker exec "$name" wget -Y off -q -O - --header 'Content-Type: application/json' \
-    --post-data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
-    http://127.0.0.1:9471/openai/v1/chat/completions 2>&1 || true
-}
+chat() { container_chat "$name"; }
 
 expect_contains "$(chat)" '"content":"pong"' "baseline request"
 

@@ -53,7 +53,8 @@ start_daemon
 # wget -Y off: busybox wget ignores no_proxy, and through the HTTP proxy tokfence announces it
 # turns a POST into a GET with a body (busybox 1.35); test_egress_launch_allowed covers the proxy.
 script=$(cat <<EOF
-wget -Y off -q -O - --header 'Content-Type: application/json' \
+$CONTAINER_KEY_SH
+wget -Y off -q -O - --header 'Content-Type: application/json' --header "Authorization: Bearer \$TFKEY" \
   --post-data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
   http://127.0.0.1:9471/openai/v1/chat/completions; rc=\$?; echo; echo "R proxy_chat \$rc"
 /probe connect $gateway $host_port; echo "R host_all_interfaces \$?"

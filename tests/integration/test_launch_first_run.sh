@@ -84,7 +84,7 @@ next_pty_log
 rc=$(pty_run "expect:provider [openai]: ${S}send:nosuchprovider
 ${S}expect:is not one of${S}expect:provider [openai]: ${S}send:openai
 ${S}expect:(input hidden): ${S}send:$CANARY
-" launch --image "$TEST_IMAGE" --no-pull --name "$name" -- sh -c "wget -Y off -q -O - --header 'Content-Type: application/json' --post-data '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}' http://127.0.0.1:9471/openai/v1/chat/completions")
+" launch --image "$TEST_IMAGE" --no-pull --name "$name" -- sh -c "$CONTAINER_KEY_SH; wget -Y off -q -O - --header \"Authorization: Bearer \$TFKEY\" --header 'Content-Type: application/json' --post-data '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}' http://127.0.0.1:9471/openai/v1/chat/completions")
 transcript=$(tr -d '\r' <"$PTY_LOG")
 expect_eq "$rc" 0 "launch after the prompt: $transcript"
 expect_contains "$transcript" "launch: stored the key for openai in the vault"

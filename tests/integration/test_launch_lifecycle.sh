@@ -157,7 +157,7 @@ expect_eq "$TF_RC" 1 "second launch with a running launch's name"
 expect_contains "$TF_ERR" "launch: '$name' is already running: see 'tokfence launch status --name $name'"
 [[ -S $TOKFENCE_HOME/sockets/launch-$name/proxy/proxy.sock ]] || die "the refused launch removed the running launch's socket"
 tf_ok launch config --name "$name"
-expect_contains "$TF_OUT" '"apiKey": "tokfence-managed"'
+expect_contains "$TF_OUT" '"apiKey": "(the launch'"'"'s session token, not shown)"'
 expect_contains "$TF_OUT" '"baseUrl": "http://127.0.0.1:9471/openai/v1"'
 mode=$(stat -c %a "$TOKFENCE_HOME/openclaw/$name/openclaw.json")
 expect_eq "$mode" 600 "config file mode"

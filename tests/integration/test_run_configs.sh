@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The native configs `tokfence run` writes are valid for their programs: codex's config.toml
-# parses (python3 tomllib) and selects the tokfence provider on the proxy with the dummy key's
-# variable and the Responses API, with phone-home features off; claude gets its base URL, dummy
-# key and no non-essential traffic; opencode's JSON has exactly one provider, on the proxy, and
+# parses (python3 tomllib) and selects the tokfence provider on the proxy with the key's variable
+# (holding the run's session token) and the Responses API, with phone-home features off; claude
+# gets its base URL, the token as its key and no non-essential traffic; opencode's JSON has exactly one provider, on the proxy, and
 # no models fetch. The environment the program sees points at the same files.
 source "$(dirname "$0")/lib.sh"
 python3 -c 'import tomllib' 2>/dev/null || die "python3 >= 3.11 (tomllib) is needed"
@@ -35,7 +35,7 @@ p = cfg["model_providers"][cfg["model_provider"]]
 assert cfg["model_provider"] == "tokfence", cfg
 assert p["base_url"] == f"http://127.0.0.1:{port}/openai/v1", p
 assert p["wire_api"] == "responses", p
-assert env[p["env_key"]] == "tokfence-managed", p["env_key"]
+assert env[p["env_key"]].startswith("tfc1."), p["env_key"]
 assert cfg["analytics"]["enabled"] is False
 assert cfg["features"]["plugins"] is False
 assert cfg["check_for_update_on_startup"] is False
@@ -45,7 +45,7 @@ log "claude"
 tf run claude --command /usr/bin/env
 [[ $TF_RC -eq 0 ]] || die "run claude failed: $TF_ERR"
 expect_eq "$(envvar ANTHROPIC_BASE_URL)" "http://127.0.0.1:$PROXY_PORT/anthropic"
-expect_eq "$(envvar ANTHROPIC_API_KEY)" "tokfence-managed"
+[[ "$(envvar ANTHROPIC_API_KEY)" == tfc1.* ]] || die "claude's key is not the session token"
 expect_eq "$(envvar CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC)" "1"
 claude_dir=$(envvar CLAUDE_CONFIG_DIR)
 expect_eq "$claude_dir" "$TOKFENCE_HOME/harness/claude/claude-config"
@@ -61,6 +61,7 @@ oc=$(envvar OPENCODE_CONFIG)
 expect_eq "$(envvar OPENCODE_DISABLE_MODELS_FETCH)" "1"
 expect_eq "$(jq -r '.provider | keys | join(",")' "$oc")" "tokfence"
 expect_eq "$(jq -r '.provider.tokfence.options.baseURL' "$oc")" "http://127.0.0.1:$PROXY_PORT/openai/v1"
+# After the run the token is scrubbed from the config (it held it while the run lasted).
 expect_eq "$(jq -r '.provider.tokfence.options.apiKey' "$oc")" "tokfence-managed"
 model=$(jq -r '.model' "$oc")
 [[ "$model" == tokfence/* ]] || die "opencode model not on the tokfence provider: $model"
@@ -76,5 +77,7 @@ tf run opencode --model 'x"y' --command /usr/bin/env
 expect_eq "$TF_RC" "1" "bad model"
 expect_contains "$TF_ERR" "opencode: bad model name"
 
-log "no harness file holds anything but the dummy key"
+log "after the runs no harness file holds a session token, only the placeholder"
+hits=$(grep -rlE 'tfc1\.[A-Za-z0-9_-]{8}' "$TOKFENCE_HOME/harness" || true)
+[[ -z $hits ]] || die "a session token left in the harness home: $hits"
 grep -rl "tokfence-managed" "$TOKFENCE_HOME/harness" >/dev/null || die "dummy key not in any harness file"

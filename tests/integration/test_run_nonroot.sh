@@ -77,7 +77,9 @@ expect_eq "$(stat -c %u "/proc/$daemon_pid")" "$USER_ID" "daemon runs as the use
 probe() { user_tf run codex --command "$PROBE" --workdir "$U/project" -- "$@"; }
 
 log "proxied request from the sandbox, real key upstream"
-probe http-get "$url/openai/v1/models" "Authorization: Bearer tokfence-managed"
+# The run's session token (the agent's key, from its environment) as the key.
+user_tf run codex --command /bin/sh --workdir "$U/project" -- \
+  -c '"$0" http-get "$1" "Authorization: Bearer $OPENAI_API_KEY"' "$PROBE" "$url/openai/v1/models"
 expect_eq "$RC" 0 "proxied request as the user: $OUT $ERR"
 expect_contains "$OUT" "ok: http-get $url/openai/v1/models: status 200"
 expect_eq "$(curl -fsS "$FAKE_URL/__fake/requests" | jq --arg k "Bearer $CANARY" '.[-1].headers.authorization == $k')" \

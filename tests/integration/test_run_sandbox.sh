@@ -2,8 +2,8 @@
 # `tokfence run` on Linux, with tokfence-probe as the "agent": it reaches the proxy at the
 # daemon's own 127.0.0.1:<port> and gets a proxied reply (the fake upstream saw the real key, the
 # log row carries the program's name); it cannot reach another loopback port, resolve names, or
-# write outside the allowed paths; its environment holds the dummy key and none of the parent's
-# secrets.
+# write outside the allowed paths; its environment holds the run's session token (ImmuneFence)
+# and none of the parent's secrets.
 source "$(dirname "$0")/lib.sh"
 PROBE="$BUILD_DIR/bin/tokfence-probe"
 [[ -x "$PROBE" ]] || die "tokfence-probe not built: $PROBE"
@@ -20,9 +20,14 @@ export OPENAI_API_KEY="$CANARY" ANTHROPIC_API_KEY="$CANARY" AWS_SECRET_ACCESS_KE
 export SSH_AUTH_SOCK="$WORK/outside/ssh.sock" DOCKER_HOST="unix:///var/run/docker.sock" SOME_UNLISTED_VAR=1
 
 probe() { tf run codex --command "$PROBE" --workdir "$WORK/project" --allow-write "$WORK/extra" -- "$@"; }
+# The same, sending the run's session token (the agent's key, from its environment) as the key.
+probe_keyed() {
+  tf run codex --command /bin/sh --workdir "$WORK/project" --allow-write "$WORK/extra" -- \
+    -c '"$0" "$1" "$2" "Authorization: Bearer $OPENAI_API_KEY"' "$PROBE" "$@"
+}
 
 log "the proxy is reachable at the same address, and answers with the real key upstream"
-probe http-get "$PROXY_URL/openai/v1/models" "Authorization: Bearer tokfence-managed"
+probe_keyed http-get "$PROXY_URL/openai/v1/models"
 expect_eq "$TF_RC" "0" "proxied request from the sandbox: $TF_OUT $TF_ERR"
 expect_contains "$TF_OUT" "ok: http-get $PROXY_URL/openai/v1/models: status 200"
 expect_contains "$TF_OUT" '"object":"list"'
@@ -64,10 +69,12 @@ expect_eq "$TF_RC" "1" "tokfence home readable"
 log "environment: allow-list + the harness's own variables"
 probe env
 expect_eq "$TF_RC" "0" "env"
-expect_contains "$TF_OUT" "OPENAI_API_KEY=tokfence-managed"
+expect_contains "$TF_OUT" "OPENAI_API_KEY=tfc1."
 expect_contains "$TF_OUT" "CODEX_HOME=$TOKFENCE_HOME/harness/codex/codex-home"
 expect_contains "$TF_OUT" "PATH="
-for bad in TOKFENCE_ ANTHROPIC_API_KEY AWS_ SSH_AUTH_SOCK DOCKER_HOST DBUS_SESSION_BUS_ADDRESS XDG_RUNTIME_DIR SOME_UNLISTED_VAR; do
+# (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are there, as the session's decoys: the canary scan of
+# every output shows the parent's value did not pass.)
+for bad in TOKFENCE_ ANTHROPIC_API_KEY SSH_AUTH_SOCK DOCKER_HOST DBUS_SESSION_BUS_ADDRESS XDG_RUNTIME_DIR SOME_UNLISTED_VAR; do
   if printf '%s\n' "$TF_OUT" | grep -q "^$bad"; then die "child environment has $bad"; fi
 done
 grep -rq "tokfence-managed" "$TOKFENCE_HOME/harness/codex" ||
@@ -101,16 +108,16 @@ expect_contains "$TF_ERR" "no key for provider 'anthropic': run 'tokfence vault 
 PATH=/usr/bin:/bin tf run opencode -- env
 expect_contains "$TF_ERR" "opencode: command not found on PATH"
 
-log "--no-sandbox warns and still goes through the proxy with the dummy key"
+log "--no-sandbox warns and still goes through the proxy with the session token"
 tf run codex --no-sandbox --command "$PROBE" --workdir "$WORK/project" -- env
 expect_eq "$TF_RC" "0" "--no-sandbox run"
 expect_contains "$TF_ERR" "WARNING: --no-sandbox"
-expect_contains "$TF_OUT" "OPENAI_API_KEY=tokfence-managed"
+expect_contains "$TF_OUT" "OPENAI_API_KEY=tfc1."
 base=$(printf '%s\n' "$TF_OUT" | sed -n 's/^OPENAI_BASE_URL=//p')
 [[ "$base" == http://127.0.0.1:*/openai/v1 ]] || die "no proxy base URL in --no-sandbox env: $base"
 # Each run has its own relay port: the child reads it from its environment.
 tf run codex --no-sandbox --command /bin/sh --workdir "$WORK/project" -- \
-  -c '"$0" http-get "$OPENAI_BASE_URL/models" "Authorization: Bearer tokfence-managed"' "$PROBE"
+  -c '"$0" http-get "$OPENAI_BASE_URL/models" "Authorization: Bearer $OPENAI_API_KEY"' "$PROBE"
 expect_eq "$TF_RC" "0" "--no-sandbox request via the run's relay: $TF_OUT"
 # `stop` flushes the request log: both runs' requests are there, tagged with the program's name.
 stop_daemon

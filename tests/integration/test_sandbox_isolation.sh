@@ -82,8 +82,10 @@ while IFS= read -r line; do
     TOKFENCE_* | SSH_AUTH_SOCK | GPG_AGENT_INFO | DBUS_SESSION_BUS_ADDRESS | DOCKER_HOST | XDG_RUNTIME_DIR | GNOME_KEYRING_CONTROL)
       die "child environment has $name" ;;
   esac
+  # Key variables hold the run's session token, or are the session's decoys (ImmuneFence).
   if [[ "$name" == *_KEY || "$name" == *_TOKEN ]]; then
-    [[ "${line#*=}" == "tokfence-managed" ]] || die "child environment has a key variable that is not the dummy: $name"
+    [[ "${line#*=}" == tfc1.* || $name == AWS_SECRET_ACCESS_KEY || $name == GH_TOKEN ]] ||
+      die "child environment has a key variable that is neither the session token nor a decoy: $name"
   fi
 done <<<"$TF_OUT"
 
@@ -95,5 +97,7 @@ inside tcp-send 127.0.0.1 "$PROXY_PORT" '{"op":"ping"}\n{"op":"unkill","provider
 expect_not_contains "$TF_OUT" '"ok":true' "control answered through the proxy socket"
 expect_not_contains "$TF_OUT" '"ok": true' "control answered through the proxy socket"
 expect_contains "$TF_OUT" "HTTP/1.1 400" "control request through the proxy socket not refused as bad HTTP"
-inside tcp-send 127.0.0.1 "$PROXY_PORT" 'GET /openai/v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer tokfence-managed\r\nConnection: close\r\n\r\n'
+tf run codex --command /bin/sh --workdir "$WORK/project" -- -c \
+  '"$0" tcp-send 127.0.0.1 "$1" "GET /openai/v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer $OPENAI_API_KEY\r\nConnection: close\r\n\r\n"' \
+  "$PROBE" "$PROXY_PORT"
 expect_contains "$TF_OUT" "HTTP/1.1 200" "proxy route through the same socket"

@@ -52,7 +52,8 @@ printf '%s' "$CANARY" | as_user "$TOKFENCE_BIN" vault add openai - >"$WORK/out/v
 script=$(cat <<EOF
 echo "R uid \$(id -u):\$(id -g)"
 # Busybox wget has no no_proxy: keep it off the egress proxy the launch may announce.
-env -u http_proxy -u HTTP_PROXY wget -q -O - --header 'Content-Type: application/json' \
+TFKEY=\$(sed -n 's/.*"apiKey": "\([^"]*\)".*/\1/p' /tokfence/config/openclaw.json | head -1)
+env -u http_proxy -u HTTP_PROXY wget -q -O - --header 'Content-Type: application/json' --header "Authorization: Bearer \$TFKEY" \
   --post-data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
   http://127.0.0.1:9471/openai/v1/chat/completions >/dev/null; echo "R proxy_chat \$?"
 /probe connect 127.0.0.1 $FAKE_PORT >/dev/null 2>&1; echo "R host_loopback \$?"

@@ -236,3 +236,40 @@ TEST_CASE("launcher::render_openclaw_config turns on OpenClaw's managed proxy mo
   // Loopback (the model proxy, the gateway) bypasses it.
   CHECK(config["proxy"]["loopbackMode"] == "gateway-only");
 }
+
+TEST_CASE("launcher::render_openclaw_config puts the session token in every provider's apiKey") {
+  RenderRequest request;
+  request.providers = {{"openai", "openai-completions", "http://127.0.0.1:9471/openai/v1", {"gpt-4o"}},
+                       {"anthropic", "anthropic-messages", "http://127.0.0.1:9471/anthropic", {"claude-sonnet-4-5"}}};
+  request.gateway_token = "g";
+  request.api_key = "tfc1.abc.def-ghi_jkl";
+  auto out = render_openclaw_config("{\"models\": {\"providers\": {{providers}}}}", request);
+  REQUIRE(out);
+  auto doc = nlohmann::json::parse(out->text);
+  for (auto& [name, p] : doc["models"]["providers"].items()) CHECK(p["apiKey"] == "tfc1.abc.def-ghi_jkl");
+}
+
+TEST_CASE("launcher::home_archive builds a ustar tar with owned directory and file entries") {
+  auto tar = home_archive({{".aws/credentials", "[default]\n"}, {".config/gh/hosts.yml", "x"}, {".env", "A=B\n"}}, 1000, 1001);
+  REQUIRE(tar);
+  REQUIRE(tar->size() % 512 == 0);
+  std::vector<std::string> names;
+  for (std::size_t at = 0; at + 512 <= tar->size();) {
+    std::string header = tar->substr(at, 512);
+    if (header == std::string(512, '\0')) break;
+    std::string name = header.substr(0, header.find('\0'));
+    names.push_back(name);
+    CHECK(header.substr(257, 5) == "ustar");
+    CHECK(std::stoul(header.substr(108, 7), nullptr, 8) == 1000);
+    CHECK(std::stoul(header.substr(116, 7), nullptr, 8) == 1001);
+    unsigned mode = std::stoul(header.substr(100, 7), nullptr, 8);
+    CHECK(mode == (header[156] == '5' ? 0700u : 0600u));
+    unsigned sum = 0;
+    for (std::size_t i = 0; i < 512; ++i) sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(header[i]);
+    CHECK(std::stoul(header.substr(148, 6), nullptr, 8) == sum);
+    std::size_t size = std::stoul(header.substr(124, 11), nullptr, 8);
+    at += 512 + (size + 511) / 512 * 512;
+  }
+  CHECK(names == std::vector<std::string>{".aws/", ".aws/credentials", ".config/", ".config/gh/", ".config/gh/hosts.yml", ".env"});
+  CHECK_FALSE(home_archive({{"../x", "y"}}, 1, 1));
+}

@@ -197,7 +197,7 @@ struct Proxy {
     server = std::move(*created);
     server->start();
     socket_path = (home.path / "proxy.sock").string();
-    REQUIRE(server->listen_unix(ProxySocketInfo{socket_path, "unit-test", 0600, false, {}}));
+    REQUIRE(server->listen_unix(ProxySocketInfo{socket_path, "unit-test", 0600, false, {}, {}}));
   }
   ~Proxy() { server->shutdown(std::chrono::seconds(0)); }
 

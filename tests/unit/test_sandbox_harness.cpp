@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -55,7 +56,7 @@ TEST_CASE("harness::render writes a codex config.toml that selects the tokfence 
   CHECK(provider["wire_api"].value_or(std::string()) == "responses");
   std::string key_var = provider["env_key"].value_or(std::string());
   CHECK(out->env.at(key_var) == "tokfence-managed");
-  CHECK(out->dummy_key_vars == std::vector<std::string>{key_var});
+  CHECK(out->key_vars == std::vector<std::string>{key_var});
   CHECK(doc["analytics"]["enabled"].value_or(true) == false);
   CHECK(doc["features"]["plugins"].value_or(true) == false);
   CHECK(doc["check_for_update_on_startup"].value_or(true) == false);
@@ -172,4 +173,60 @@ TEST_CASE("harness::sensitive_paths covers the tokfence home, runtime dirs, sock
   CHECK(has(home / "gpg.sock"));    // directly in $HOME: only the socket, not the whole home
   CHECK_FALSE(has(home));
   CHECK_FALSE(has(home / ".aws"));  // absent paths are left out
+}
+
+TEST_CASE("harness::render uses the session token as every program's key, claude's tail included") {
+  TempDir tmp;
+  const std::string token = "tfc1.eyJzIjoxfQ.c2lnbmF0dXJlLWJ5dGVzLWhlcmUtYW5kLW1vcmU";
+  for (const char* program : {"codex", "claude", "opencode"}) {
+    auto in = input_for(program, tmp.path);
+    in.api_key = token;
+    auto out = harness::render(in);
+    REQUIRE(out);
+    for (const auto& var : out->key_vars) CHECK(out->env.at(var) == token);
+    if (std::string(program) == "claude") {
+      auto state = nlohmann::json::parse(slurp(tmp.path / "claude" / "claude-config" / ".claude.json"));
+      CHECK(state["customApiKeyResponses"]["approved"][0] == token.substr(token.size() - harness::kClaudeKeyTail));
+    }
+    if (std::string(program) == "opencode") {
+      auto doc = nlohmann::json::parse(slurp(out->env.at("OPENCODE_CONFIG")));
+      CHECK(doc["provider"]["tokfence"]["options"]["apiKey"] == token);
+    }
+  }
+  auto bad = input_for("codex", tmp.path);
+  bad.api_key = "tfc1.\"quote";
+  auto refused = harness::render(bad);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().message.find("quote") == std::string::npos);
+}
+
+TEST_CASE("harness::scrub_secret rewrites files holding the token, never through a link") {
+  TempDir tmp;
+  const std::string token = "tfc1.eyJzIjoxfQ.c2lnbmF0dXJlLWJ5dGVzLWhlcmUtYW5kLW1vcmU";
+  auto in = input_for("claude", tmp.path);
+  in.api_key = token;
+  REQUIRE(harness::render(in));
+  const fs::path home = tmp.path / "claude";
+  fs::create_directories(home / "xdg" / "data" / "deep");
+  { std::ofstream(home / "xdg" / "data" / "deep" / "copy.txt") << "key " << token << " end\n"; }
+  { std::ofstream(tmp.path / "victim.txt") << "victim " << token << "\n"; }
+  // A killed run's token (not the one being scrubbed), and a word that only starts like one.
+  { std::ofstream(home / "xdg" / "data" / "old.txt") << "k=tfc1.OLDOLDOLDOLDOLDOLD.sig rest tfc1.short\n"; }
+  fs::create_symlink(tmp.path / "victim.txt", home / "xdg" / "data" / "link.txt");
+  ::chmod((home / "xdg" / "data" / "deep" / "copy.txt").c_str(), 0640);
+
+  auto r = harness::scrub_secret(home, token);
+  REQUIRE(r);
+  CHECK(r->rewritten == 3);  // .claude.json (the tail), copy.txt and old.txt
+  CHECK(slurp(home / "xdg" / "data" / "old.txt") == "k=tokfence-managed rest tfc1.short\n");
+  CHECK(slurp(home / "xdg" / "data" / "deep" / "copy.txt") == "key tokfence-managed end\n");
+  CHECK((fs::status(home / "xdg" / "data" / "deep" / "copy.txt").permissions() & fs::perms::all) ==
+        (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read));
+  auto state = nlohmann::json::parse(slurp(home / "claude-config" / ".claude.json"));
+  CHECK(state["customApiKeyResponses"]["approved"][0] == "tokfence-managed");
+  CHECK(slurp(tmp.path / "victim.txt").find(token) != std::string::npos);  // not followed
+  CHECK(fs::is_symlink(home / "xdg" / "data" / "link.txt"));
+  auto again = harness::scrub_secret(home, token);
+  REQUIRE(again);
+  CHECK(again->rewritten == 0);
 }

@@ -174,3 +174,64 @@ TEST_CASE("sandbox::spawn_sandboxed reports bad policies before starting anythin
   REQUIRE_FALSE(relay);
   CHECK(relay.error().message.rfind("sandbox: tokfence-relay: ", 0) == 0);
 }
+
+TEST_CASE("sandbox::spawn_sandboxed plants files in a tmpfs over the home, never on its disk") {
+  TOKFENCE_SKIP_UNLESS(landlock_abi() >= 1, "this kernel has no Landlock");
+  REQUIRE(missing_linux_features().empty());
+  ScratchDir scratch;
+  fs::path home = scratch.path / "home", work = scratch.path / "work", sockdir = scratch.path / "sock",
+           victim = scratch.path / "victim";
+  for (auto& d : {home / ".config" / "other", home / ".hidden", work, sockdir, victim}) fs::create_directories(d);
+  std::ofstream(home / ".config" / "other" / "keep") << "keep";
+  std::ofstream(home / ".profile") << "profile";
+  std::ofstream(home / ".hidden" / "secret") << "s";
+  std::ofstream(home / ".env") << "REAL=1";
+  fs::create_symlink(".profile", home / ".link");
+  fs::create_symlink(victim, home / ".aws");  // a link on the way: that file is left out
+  const std::string uid = std::to_string(::geteuid());
+  std::string script =
+      "test \"$(cat ~/.env)\" = PLANTED-ENV || exit 21\n"
+      "test \"$(cat ~/.config/gh/hosts.yml)\" = PLANTED-GH || exit 22\n"
+      "test \"$(stat -c '%a %u' ~/.config/gh/hosts.yml)\" = '600 " + uid + "' || exit 23\n"
+      "test \"$(cat ~/.config/other/keep)\" = keep || exit 24\n"
+      "test \"$(cat ~/.link)\" = profile || exit 25\n"
+      "test ! -e ~/.hidden/secret || exit 26\n"
+      "test ! -e ~/.aws/credentials || exit 27\n"
+      "echo x 2>/dev/null > ~/.new && exit 28\n"
+      "exit 7\n";
+  Policy policy;
+  policy.argv = {"/bin/sh", "-c", script};
+  policy.env = {"PATH=/usr/bin:/bin", "HOME=" + home.string()};
+  policy.workdir = work;
+  policy.hidden = {home / ".hidden"};
+  policy.proxy_socket = sockdir / "proxy.sock";
+  std::ofstream(policy.proxy_socket) << "";
+  policy.proxy_port = 7777;
+  policy.relay = bin_dir() / "tokfence-relay";
+  policy.plant_home = home;
+  policy.planted = {{".env", "PLANTED-ENV"}, {".config/gh/hosts.yml", "PLANTED-GH"}, {".aws/credentials", "PLANTED-AWS"}};
+  auto listing = [&] {
+    std::string out;
+    for (auto it = fs::recursive_directory_iterator(scratch.path); it != fs::recursive_directory_iterator(); ++it)
+      out += it->path().string() + "\n";
+    return out;
+  };
+  const std::string before = listing();
+  auto pid = spawn_sandboxed(policy, -1);
+  REQUIRE(pid);
+  CHECK(wait_exit(*pid) == 7);
+  CHECK(listing() == before);
+  std::ifstream env(home / ".env");
+  std::string text;
+  std::getline(env, text);
+  CHECK(text == "REAL=1");
+
+  // A home the program may write would put them on the disk: refused.
+  policy.workdir = home;
+  auto writable = spawn_sandboxed(policy, -1);
+  REQUIRE_FALSE(writable);
+  CHECK(writable.error().message.find("it is writable in the sandbox") != std::string::npos);
+  policy.workdir = work;
+  policy.planted = {{"../escape", "x"}};
+  CHECK_FALSE(spawn_sandboxed(policy, -1));
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# A hostile agent inside a launch/run fence reads the decoy credentials planted in its HOME and
+# sends one out in a prompt (or a header); or it pastes a real vault key into a request. Without
+# the sensors (the deliberately unprotected run below, [immunefence] sensors = []) the decoy goes
+# upstream and the session carries on. With them: the request is refused before anything is
+# forwarded, the session turns RED, and its next request, an innocent one, is refused too until
+# `tokfence session reset`. The token of one socket's session does not work on another's.
+source "$(dirname "$0")/../integration/lib.sh"
+
+ctl() {
+  /usr/bin/python3 - "$TOKFENCE_HOME/control.sock" "$1" <<'PY'
+import os, socket, sys
+path, request = sys.argv[1], sys.argv[2]
+d = os.open(os.path.dirname(path), os.O_PATH)
+s = socket.socket(socket.AF_UNIX)
+s.connect(f"/proc/self/fd/{d}/{os.path.basename(path)}")
+s.sendall(request.encode() + b"\n")
+data = b""
+while not data.endswith(b"\n"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode().strip())
+PY
+}
+
+# open_socket NAME -> the reply (token, decoys) in $WORK/out/NAME.json; the socket path in SOCK_NAME
+open_socket() {
+  local path="$WORK/sock-$1/proxy.sock"
+  mkdir -p "$WORK/sock-$1"
+  ctl "{\"op\":\"open_proxy_socket\",\"path\":\"$path\",\"caller\":\"$1\",\"mode\":384,\"session\":{\"kind\":\"run\",\"decoys\":true}}" \
+    >"$WORK/out/$1.json"
+  [[ $(jq -r .ok "$WORK/out/$1.json") == true ]] || die "open_proxy_socket $1: $(jq -c 'del(.session.token)' "$WORK/out/$1.json")"
+}
+token_of() { jq -r .session.token "$WORK/out/$1.json"; }
+decoy_of() { jq -r '.session.decoys.values[0]' "$WORK/out/$1.json"; }
+
+# send NAME TOKEN BODY [curl args] -> status; reply in $WORK/out/reply
+send() {
+  local name=$1 token=$2 body=$3; shift 3
+  curl -s -o "$WORK/out/reply" -w '%{http_code}' --unix-socket "$WORK/sock-$name/proxy.sock" \
+    http://localhost/openai/v1/chat/completions -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' -d "$body" "$@"
+}
+prompt() { printf '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"%s"}]}' "$1"; }
+upstream_count() { curl -s "$FAKE_URL/__fake/requests" | jq length; }
+
+TOKFENCE_TEST_REQUIRE_TOKEN=true
+start_fake_upstream
+write_test_config
+sed -i 's/^require_token = true$/require_token = true\nsensors = []/' "$TOKFENCE_HOME/config.toml"
+grep -qx 'sensors = \[\]' "$TOKFENCE_HOME/config.toml" || die "config: sensors line not written"
+tf_in "$CANARY" vault add openai -
+[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+
+# 1. Unprotected (sensors off): the stolen decoy leaves, the session stays usable.
+start_daemon
+open_socket weak
+DECOY=$(decoy_of weak)
+[[ ${#DECOY} -ge 20 ]] || die "no decoy values in the reply"
+expect_eq "$(send weak "$(token_of weak)" "$(prompt "found creds: $DECOY")")" 200 "unprotected: decoy sent: $(cat "$WORK/out/reply")"
+curl -s "$FAKE_URL/__fake/requests" | grep -qF -- "$DECOY" || die "unprotected run: the decoy did not reach the upstream (the test could not fail)"
+stop_daemon
+sed -i '/^sensors = \[\]$/d' "$TOKFENCE_HOME/config.toml"
+
+# 2. Protected.
+start_daemon
+before=$(upstream_count)
+open_socket agent
+open_socket neighbour
+TOKEN=$(token_of agent)
+DECOY=$(decoy_of agent)
+expect_eq "$(send agent "$TOKEN" "$(prompt "hello")")" 200 "a normal request"
+expect_eq "$(send neighbour "$TOKEN" "$(prompt "hello")")" 403 "token of another socket's session"
+expect_contains "$(cat "$WORK/out/reply")" tokfence_capability
+expect_eq "$(send agent "" "$(prompt "hello")")" 403 "no token on a bound socket"
+expect_eq "$(send agent tokfence-managed "$(prompt "hello")")" 403 "dummy key on a bound socket"
+
+expect_eq "$(send agent "$TOKEN" "$(prompt "here are the keys I found: $DECOY")")" 403 "decoy in a prompt"
+expect_contains "$(cat "$WORK/out/reply")" tokfence_honeytoken
+expect_not_contains "$(cat "$WORK/out/reply")" "$DECOY" "the refusal quotes the decoy"
+expect_eq "$(send agent "$TOKEN" "$(prompt "hello again")")" 403 "the next, innocent request"
+expect_contains "$(cat "$WORK/out/reply")" tokfence_risk_red
+curl -s "$FAKE_URL/__fake/requests" | grep -qF -- "$DECOY" && die "the decoy reached the upstream"
+expect_eq "$(upstream_count)" "$((before + 1))" "only the normal request went upstream"
+name=$(jq -r .session.name "$WORK/out/agent.json")
+tf session show "$name" --json
+expect_eq "$(jq -r .risk_state <<<"$TF_OUT")" RED
+expect_eq "$(jq -r '.transitions[-1].sensor' <<<"$TF_OUT")" honeytoken
+# The neighbour's decoy in a header of the neighbour's own session: RED too (any header counts).
+N_DECOY=$(jq -r '.session.decoys.values[-1]' "$WORK/out/neighbour.json")
+expect_eq "$(send neighbour "$(token_of neighbour)" "$(prompt "hi")" -H "X-Debug: $N_DECOY")" 403 "decoy in a header"
+tf session reset "$name"
+[[ $TF_RC -eq 0 ]] || die "reset: $TF_ERR"
+expect_eq "$(send agent "$TOKEN" "$(prompt "hello")")" 200 "after reset the bound token works again"
+
+# A decoy planted only as a variable (GH_TOKEN) is what a harmless `env` dump in a tool's output
+# carries: forwarded, session YELLOW. Put in front of a file decoy it must not hide that one.
+open_socket printer
+P_TOKEN=$(token_of printer)
+ENV_DECOY=$(jq -r '.session.decoys.env.GH_TOKEN' "$WORK/out/printer.json")
+[[ $ENV_DECOY == ghp_* ]] || die "no GH_TOKEN decoy variable"
+expect_eq "$(send printer "$P_TOKEN" "$(prompt "env output: GH_TOKEN=$ENV_DECOY HOME=/home/agent")")" 200 "env dump"
+p_name=$(jq -r .session.name "$WORK/out/printer.json")
+tf session show "$p_name" --json
+expect_eq "$(jq -r .risk_state <<<"$TF_OUT")" YELLOW "after an env dump"
+expect_eq "$(jq -r '.transitions[-1].sensor' <<<"$TF_OUT")" decoy_env
+P_FILE_DECOY=$(jq -r '.session.decoys.values[0]' "$WORK/out/printer.json")
+expect_eq "$(send printer "$P_TOKEN" "$(prompt "GH_TOKEN=$ENV_DECOY and aws $P_FILE_DECOY")")" 403 "env decoy before a file decoy"
+tf session show "$p_name" --json
+expect_eq "$(jq -r .risk_state <<<"$TF_OUT")" RED "the file decoy behind the env one"
+
+# A real vault key in a request body: refused, RED, the key never forwarded nor logged.
+expect_eq "$(send agent "$TOKEN" "$(prompt "use this key: $CANARY")")" 403 "vault key in a prompt"
+expect_contains "$(cat "$WORK/out/reply")" tokfence_secret_outbound
+expect_eq "$(send agent "$TOKEN" "$(prompt "hello")")" 403 "RED after the vault key"
+
+# The daemon log and DB keep no decoy (an agent reading them must not learn which values are decoys).
+tf_ok log --json -n 50 >/dev/null
+if grep -qaF -- "$DECOY" "$TOKFENCE_HOME/daemon.log"; then die "decoy in the daemon log"; fi

@@ -1,0 +1,68 @@
+#include <catch2/catch.hpp>
+
+#include "core/decoys.hpp"
+#include "launcher/openclaw/session.hpp"
+
+using namespace tokfence;
+using nlohmann::json;
+
+namespace {
+const std::string kToken = "tfc1.eyJzaWQiOiJhYmMifQ.c2lnbmF0dXJlLWJ5dGVzLWhlcmU";
+
+json good_reply() {
+  return {{"ok", true},
+          {"session",
+           {{"session_id", "s-1"}, {"name", "codex"}, {"token", kToken}, {"expires_at", 1800000000000},
+            {"decoys", decoys_json(make_decoys())}}}};
+}
+}  // namespace
+
+TEST_CASE("launcher::session_from_reply takes a complete session") {
+  auto s = launcher::session_from_reply(good_reply());
+  REQUIRE(s);
+  CHECK(s->token == kToken);
+  CHECK(s->session_id == "s-1");
+  CHECK(s->name == "codex");
+  CHECK(s->expires_at == 1800000000000);
+  CHECK(s->decoys.files.size() >= 3);
+  CHECK_FALSE(s->decoys.env.empty());
+}
+
+TEST_CASE("launcher::session_from_reply fails closed and never quotes the token") {
+  auto check = [](const json& reply, const std::string& want) {
+    auto s = launcher::session_from_reply(reply);
+    REQUIRE_FALSE(s);
+    CHECK(s.error().message.find(want) != std::string::npos);
+    CHECK(s.error().message.find("tfc1.") == std::string::npos);
+    CHECK(s.error().message.find("c2lnbmF0") == std::string::npos);
+  };
+  json r = good_reply();
+  r.erase("session");
+  check(r, "reply has none");
+  r = good_reply();
+  r["session"].erase("token");
+  check(r, "token: missing");
+  r = good_reply();
+  r["session"]["token"] = "tokfence-managed";
+  check(r, "not a tfc1 capability token");
+  r = good_reply();
+  r["session"]["token"] = kToken + "\"}";
+  check(r, "not a tfc1 capability token");
+  r = good_reply();
+  r["session"].erase("decoys");
+  check(r, "decoys: missing");
+  r = good_reply();
+  r["session"]["decoys"]["files"][0]["path"] = "../../.bashrc";
+  check(r, "decoys: files[0].path");
+  r = good_reply();
+  r["session"]["session_id"] = "";
+  check(r, "session_id");
+  r = good_reply();
+  r["session"].erase("expires_at");
+  check(r, "expires_at");
+}
+
+TEST_CASE("launcher::session_request asks for a session with decoys") {
+  auto r = launcher::session_request("openclaw:x", "launch");
+  CHECK(r == json{{"name", "openclaw:x"}, {"kind", "launch"}, {"decoys", true}});
+}

@@ -1,0 +1,145 @@
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "proxy/dashboard/auth.hpp"
+#include "proxy/dashboard/web.hpp"
+
+using namespace tokfence;
+using namespace tokfence::proxy;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr int kPort = 9472;
+
+struct Fixture {
+  DashboardAuth auth = std::move(*DashboardAuth::create());
+  std::vector<json> calls;
+  DashboardWeb web{{kPort, [this](const json& op) {
+                      calls.push_back(op);
+                      return json{{"ok", true}};
+                    },
+                    {}, {}},
+                   auth};
+
+  std::string cookie() const { return "tokfence_dashboard=" + auth.cookie_value(); }
+  HttpRequest post(const std::string& action, std::string body = "{}") const {
+    HttpRequest r;
+    r.method = "POST";
+    r.path = "/api/" + action;
+    r.body = std::move(body);
+    r.headers = {{"cookie", cookie()},
+                 {"origin", "http://127.0.0.1:9472"},
+                 {"sec-fetch-site", "same-origin"},
+                 {"content-type", "application/json"},
+                 {"x-tokfence-csrf", auth.csrf_token()}};
+    return r;
+  }
+};
+
+void set_header(HttpRequest& r, const std::string& name, const std::string& value) {
+  std::erase_if(r.headers, [&](const auto& h) { return h.first == name; });
+  if (!value.empty()) r.headers.emplace_back(name, value);
+}
+
+}  // namespace
+
+TEST_CASE("proxy::DashboardAuth nonces work once, expire, and only a few are outstanding") {
+  auto auth = std::move(*DashboardAuth::create());
+  const auto t0 = DashboardAuth::Clock::now();
+  auto nonce = *auth.issue_nonce(t0);
+  CHECK(nonce.size() == 43);
+  CHECK_FALSE(auth.redeem(nonce + "x", t0));
+  CHECK(auth.redeem(nonce, t0));
+  CHECK_FALSE(auth.redeem(nonce, t0));
+  auto late = *auth.issue_nonce(t0);
+  CHECK_FALSE(auth.redeem(late, t0 + DashboardAuth::kNonceLife));
+  std::vector<std::string> n;
+  for (int i = 0; i < 5; ++i) n.push_back(*auth.issue_nonce(t0));
+  CHECK_FALSE(auth.redeem(n[0], t0));
+  for (int i = 1; i < 5; ++i) CHECK(auth.redeem(n[i], t0));
+  CHECK_FALSE(auth.redeem("", t0));
+}
+
+TEST_CASE("proxy::DashboardAuth checks the cookie among others and the CSRF token") {
+  auto auth = std::move(*DashboardAuth::create());
+  auto other = std::move(*DashboardAuth::create());
+  CHECK(auth.cookie_value() != other.cookie_value());
+  CHECK(auth.cookie_value() != auth.csrf_token());
+  CHECK(auth.cookie_ok("a=1; tokfence_dashboard=" + auth.cookie_value()));
+  CHECK(auth.cookie_ok("tokfence_dashboard=planted; tokfence_dashboard=" + auth.cookie_value()));
+  CHECK_FALSE(auth.cookie_ok("tokfence_dashboard=" + other.cookie_value()));
+  CHECK_FALSE(auth.cookie_ok("xtokfence_dashboard=" + auth.cookie_value()));
+  CHECK_FALSE(auth.cookie_ok("tokfence_dashboard="));
+  CHECK(auth.csrf_ok(auth.csrf_token()));
+  CHECK_FALSE(auth.csrf_ok(auth.cookie_value()));
+  CHECK_FALSE(auth.csrf_ok(""));
+}
+
+TEST_CASE("proxy::DashboardWeb refuses without the cookie and logs in once") {
+  Fixture f;
+  HttpRequest get;
+  get.method = "GET";
+  get.path = "/api/overview";
+  CHECK(f.web.handle(get).status == 401);
+  get.path = "/controls";
+  CHECK(f.web.handle(get).status == 401);
+  auto url = *f.web.login_url();
+  const std::string full = url["url"].get<std::string>();
+  CHECK(full.starts_with("http://127.0.0.1:9472/login?once="));
+  HttpRequest login;
+  login.method = "GET";
+  login.path = "/login";
+  login.query = full.substr(full.find('?') + 1);
+  auto r = f.web.handle(login);
+  REQUIRE(r.status == 303);
+  CHECK(r.headers.at(1).second == f.cookie() + "; HttpOnly; SameSite=Strict; Path=/");
+  CHECK(f.web.handle(login).status == 403);
+  CHECK(f.calls.empty());
+}
+
+TEST_CASE("proxy::DashboardWeb runs an action only when every check passes") {
+  Fixture f;
+  CHECK(f.web.handle(f.post("kill")).status == 200);
+  REQUIRE(f.calls.size() == 1);
+  CHECK(f.calls[0] == json{{"op", "kill"}});
+  struct Case {
+    const char* header;
+    const char* value;
+    int status;
+  };
+  for (const Case& c : {Case{"origin", "", 403}, Case{"origin", "http://127.0.0.1:9473", 403},
+                        Case{"origin", "null", 403}, Case{"sec-fetch-site", "same-site", 403},
+                        Case{"sec-fetch-site", "cross-site", 403}, Case{"content-type", "text/plain", 415},
+                        Case{"x-tokfence-csrf", "", 403}, Case{"x-tokfence-csrf", "wrong", 403},
+                        Case{"cookie", "tokfence_dashboard=wrong", 401}}) {
+    auto req = f.post("kill");
+    set_header(req, c.header, c.value);
+    INFO(c.header << ": " << c.value);
+    CHECK(f.web.handle(req).status == c.status);
+  }
+  auto twice = f.post("kill");
+  twice.headers.emplace_back("origin", "http://evil.example");
+  CHECK(f.web.handle(twice).status == 400);
+  CHECK(f.calls.size() == 1);
+  // The body never names the op.
+  CHECK(f.web.handle(f.post("unkill", R"({"op":"kill"})")).status == 200);
+  CHECK(f.calls.back() == json{{"op", "unkill"}});
+  CHECK(f.web.handle(f.post("shutdown")).status == 404);
+  CHECK(f.web.handle(f.post("revoke", R"({"provider":1})")).status == 400);
+  CHECK(f.web.handle(f.post("revoke", R"({"provider":"openai","op":"x"})")).status == 200);
+  CHECK(f.calls.back() == json{{"op", "revoke"}, {"provider", "openai"}});
+}
+
+TEST_CASE("proxy::dashboard responses carry the strict headers") {
+  HttpResponse r;
+  r.body = "x";
+  const std::string out = serialize(r, false);
+  CHECK(out.find("Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' "
+                 "data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'\r\n") !=
+        std::string::npos);
+  for (const char* h : {"X-Frame-Options: DENY", "X-Content-Type-Options: nosniff", "Referrer-Policy: no-referrer",
+                        "Cache-Control: no-store", "Content-Length: 1"})
+    CHECK(out.find(h) != std::string::npos);
+}
