@@ -85,10 +85,11 @@ char fold_header_char(char c) {
 }
 
 // Headers that carry a credential in some SDK or gateway convention.
-constexpr std::array<std::string_view, 12> credential_header_names = {
+// X-Tokfence-Capability is tokfence's own (an ImmuneFence token): never forwarded either.
+constexpr std::array<std::string_view, 13> credential_header_names = {
     "authorization", "proxy-authorization", "x-api-key",    "api-key",     "x-goog-api-key",
     "x-auth-token",  "x-access-token",      "x-goog-user-project-key", "cookie", "openai-api-key",
-    "anthropic-api-key", "x-key"};
+    "anthropic-api-key", "x-key", "x-tokfence-capability"};
 
 // Fields the proxy writes itself or that only describe one connection: a forced value for them
 // would break the framing or fight the proxy.

@@ -169,6 +169,10 @@ class SocketStore {
     // The listener's egress policy (JSON, as `egress` list shows it), kept with the socket.
     if (!db->prepare("SELECT egress FROM proxy_sockets LIMIT 0"))
       if (auto ok = db->exec("ALTER TABLE proxy_sockets ADD COLUMN egress TEXT"); !ok) return std::unexpected(ok.error());
+    // The ImmuneFence session the socket belongs to ("" or NULL: none), so that a restart brings
+    // the socket back bound to it, or not at all when it has ended.
+    if (!db->prepare("SELECT session_id FROM proxy_sockets LIMIT 0"))
+      if (auto ok = db->exec("ALTER TABLE proxy_sockets ADD COLUMN session_id TEXT"); !ok) return std::unexpected(ok.error());
     return SocketStore(std::move(*db));
   }
   // The stored egress policy of the persisted socket at `path` ("" when none).
@@ -190,20 +194,22 @@ class SocketStore {
   }
   Result<std::vector<ProxySocketInfo>> all() {
     std::lock_guard lock(*mutex_);
-    auto st = db_.prepare("SELECT path, caller, mode FROM proxy_sockets ORDER BY path");
+    auto st = db_.prepare("SELECT path, caller, mode, coalesce(session_id, '') FROM proxy_sockets ORDER BY path");
     if (!st) return std::unexpected(st.error());
     std::vector<ProxySocketInfo> out;
     auto done = st->for_each_row([&](const sqlite::Statement& row) {
-      out.push_back({row.column_text(0), row.column_text(1), static_cast<int>(row.column_int64(2)), true, {}, {}});
+      out.push_back({row.column_text(0), row.column_text(1), static_cast<int>(row.column_int64(2)), true, {},
+                     row.column_text(3)});
     });
     if (!done) return std::unexpected(done.error());
     return out;
   }
   Result<void> put(const ProxySocketInfo& s) {
     std::lock_guard lock(*mutex_);
-    auto st = db_.prepare("INSERT OR REPLACE INTO proxy_sockets(path, caller, mode, created_ms) VALUES(?,?,?,?)");
+    auto st = db_.prepare(
+        "INSERT OR REPLACE INTO proxy_sockets(path, caller, mode, created_ms, session_id) VALUES(?,?,?,?,?)");
     if (!st) return std::unexpected(st.error());
-    st->bind(1, s.path).bind(2, s.caller).bind(3, s.mode).bind(4, now_ms());
+    st->bind(1, s.path).bind(2, s.caller).bind(3, s.mode).bind(4, now_ms()).bind(5, s.session_id);
     return st->run();
   }
   Result<void> remove(const std::string& path) {
@@ -689,8 +695,13 @@ struct Daemon {
         else
           daemon_log("warning: egress policy of " + s.path + " dropped: " + policy.error().message);
       }
-      for (const auto& session : immune->live())
-        if (session->listener == s.path) s.session_id = session->id;
+      // A socket that belonged to a session comes back only while that session lives (fail
+      // closed: a revoked or expired launch must not get a socket with no session's rules).
+      if (!s.session_id.empty() && !immune->find(s.session_id)) {
+        daemon_log("persisted proxy socket not re-created: " + s.path + ": its session has ended");
+        (void)sockets->remove(s.path);
+        continue;
+      }
       if (auto ok = server->listen_unix(s); !ok)
         daemon_log("warning: persisted proxy socket not re-created: " + ok.error().message);
       else

@@ -93,6 +93,9 @@ Result<std::string> normalise_host(const HostPort& hp, bool allow_wildcard, bool
   std::string host = lower(hp.host);
   ip = wildcard = false;
   if (host.empty()) return fail("no host");
+  // The root's dot first: "127.0.0.1." is the address 127.0.0.1 to every resolver, so it must be
+  // one here too (else it would pass as a name, outside the IP-literal rules).
+  if (!hp.bracketed && host.size() > 1 && host.back() == '.') host.pop_back();
   if (auto a = parse_ip(host)) {
     if (a->is_v6() && !hp.bracketed) return fail("an IPv6 address must be in brackets, e.g. [2001:db8::1]:443");
     if (a->is_v4() && hp.bracketed) return fail("only IPv6 addresses go in brackets");
@@ -100,7 +103,13 @@ Result<std::string> normalise_host(const HostPort& hp, bool allow_wildcard, bool
     return a->to_string();
   }
   if (hp.bracketed) return fail("not an IPv6 address in brackets");
-  if (host.back() == '.') host.pop_back();
+  // An all-numeric last label is no DNS name (RFC 3696 section 2), and resolvers read such forms
+  // ("127.1", "0x7f.0x1", "2130706433") as addresses: refused rather than guessed at.
+  const std::string_view last = std::string_view(host).substr(host.rfind('.') == std::string::npos ? 0 : host.rfind('.') + 1);
+  const bool hex = last.size() > 2 && last.starts_with("0x") &&
+                   std::all_of(last.begin() + 2, last.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+  if (hex || (!last.empty() && std::all_of(last.begin(), last.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })))
+    return fail("not a host name or IP address (an all-numeric last label reads as an address: write the address itself)");
   if (allow_wildcard && host.rfind("*.", 0) == 0) {
     wildcard = true;
     if (!valid_name(host.substr(2)) || host.substr(2).find('.') == std::string::npos)

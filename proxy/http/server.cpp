@@ -313,6 +313,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       // A forward-proxy connection: the kill switch cuts it; a tunnel quiet both ways for
       // idle_timeout_seconds ends.
       if (s_.deps.controls->killed()) cut_tunnel("cut by the kill switch");
+      else if (egress_session_ && (egress_session_->ended() || egress_session_->state() >= immune::RiskState::orange))
+        cut_tunnel("cut: session '" + egress_session_->name + "' ended or turned " +
+                   std::string(immune::to_string(egress_session_->state())));
       else if (tunnel_ && now - tunnel_->last_activity > idle_timeout()) cut_tunnel("idle for idle_timeout_seconds");
     }
     if (in_flight_.active && !in_flight_.watching && in_flight_.watched != in_flight_.exchange) watch_client();
@@ -801,7 +804,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     immune::Session* session = entry_ ? entry_->session.get() : nullptr;
     if (session) {
       const std::string_view path = rest.substr(0, rest.find('?'));
-      if (auto refused = registry->check_scope(*session, rec.provider, rec.model, path, rec.id, now))
+      const bool read_only = head_.method == "GET" || head_.method == "HEAD";
+      if (auto refused = registry->check_scope(*session, rec.provider, rec.model, path, read_only, rec.id, now))
         return Denial{refused->status, refused->type, std::move(refused->message)};
       if (session->state() == immune::RiskState::orange && head_.method != "GET" && head_.method != "HEAD")
         return Denial{403, "tokfence_risk_orange",
@@ -817,6 +821,12 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     }
     auto scan = registry->scanner();
     if (!scan->empty()) {
+      // A compressed body would be scanned (and metered) as noise: refused while there is
+      // anything to look for.
+      if (auto ce = head_.find("content-encoding"); ce && !iequals(ce->value, "identity"))
+        return Denial{415, "tokfence_encoded_body",
+                      "request: Content-Encoding bodies are refused: tokfence reads request bodies (metering, "
+                      "ImmuneFence's secret scan); send it uncompressed"};
       auto hit = scan_request(scan->scanner);
       if (!hit && settings.sensor_honeytoken && session) {
         // A decoy variable (an environment dump in a tool's output, say): suspicious, not proof;
@@ -863,9 +873,62 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       if (auto path_hit = scanner.find(target.substr(0, q))) return path_hit;
       if (auto query_hit = scanner.find(strip_query_credentials(target.substr(q + 1)))) return query_hit;
     }
-    for (const auto& h : head_.headers)
+    if (head_.target.find('%') != std::string_view::npos)
+      if (auto hit = scanner.find(percent_decoded(head_.target)); counts(hit, true)) return hit;
+    for (const auto& h : head_.headers) {
+      if (auto hit = scanner.find(h.name)) return hit;
       if (auto hit = scanner.find(h.value); counts(hit, is_credential_header(h.name))) return hit;
-    return scanner.find(body_);
+    }
+    if (auto hit = scanner.find(body_)) return hit;
+    // A JSON string may spell any character as \uXXXX (the provider decodes it, so the model
+    // reads the secret): a body with escapes is scanned once more, unescaped.
+    if (body_.find("\\u") != std::string::npos || body_.find("\\/") != std::string::npos)
+      return scanner.find(json_unescaped(body_));
+    return std::nullopt;
+  }
+
+  // `text` with %XX sequences decoded (invalid ones kept as they are).
+  static std::string percent_decoded(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
+          std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
+        out.push_back(static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16)));
+        i += 2;
+      } else {
+        out.push_back(text[i]);
+      }
+    }
+    return out;
+  }
+
+  // `json` with \uXXXX escapes of ASCII characters and \/ replaced by the character itself;
+  // every other byte as it is (no parse: a body that is not JSON is scanned the same way).
+  static std::string json_unescaped(std::string_view json) {
+    std::string out;
+    out.reserve(json.size());
+    for (std::size_t i = 0; i < json.size(); ++i) {
+      if (json[i] == '\\' && i + 1 < json.size() && json[i + 1] == '/') {
+        out.push_back('/');
+        ++i;
+      } else if (json[i] == '\\' && i + 5 < json.size() && json[i + 1] == 'u' &&
+                 std::all_of(json.begin() + i + 2, json.begin() + i + 6, [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); })) {
+        const int code = std::stoi(std::string(json.substr(i + 2, 4)), nullptr, 16);
+        if (code < 0x80) {
+          out.push_back(static_cast<char>(code));
+          i += 5;
+          continue;
+        }
+        out.push_back(json[i]);
+      } else if (json[i] == '\\' && i + 1 < json.size()) {
+        out.push_back(json[i]);
+        out.push_back(json[++i]);  // an escaped backslash stays one unit
+      } else {
+        out.push_back(json[i]);
+      }
+    }
+    return out;
   }
 
   // After the exchange: a decoy seen in the response, and what the request cost the session.
@@ -874,7 +937,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (!registry || !entry_) return;
     immune::Session& session = *entry_->session;
     if (rec.cost && *rec.cost > 0) session.add_cost(*rec.cost, unix_ms());
-    if (response_hit_)
+    if (response_hit_ && response_hit_->kind == immune::NeedleKind::vault_key)
+      log_warning(s_.deps, "request " + rec.id + ": the upstream's response carried " + registry->describe_hit(*response_hit_) +
+                               ": cut before it reached the client");
+    else if (response_hit_)
       registry->observe(session, immune::Sensor::honeytoken, rec.id,
                         "response carried " + registry->describe_hit(*response_hit_), unix_ms());
     else if (response_env_hit_)
@@ -1111,8 +1177,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     // ImmuneFence: an ORANGE or RED session has no egress; refusals count toward YELLOW.
     immune::Registry* registry = s_.deps.immune.get();
     auto session = registry && !bound_session_.empty() ? registry->find(bound_session_) : nullptr;
+    egress_session_ = session;
     EgressEnd end;
-    if (session && session->state() >= immune::RiskState::orange)
+    if (registry && !bound_session_.empty() && !session)
+      end = EgressEnd{403, "session-ended", "egress: this socket's session has ended: no egress"};
+    else if (session && session->state() >= immune::RiskState::orange)
       end = EgressEnd{403, "risk-" + std::string(session->state() == immune::RiskState::red ? "red" : "orange"),
                       "egress: session '" + session->name + "' is " + std::string(immune::to_string(session->state())) +
                           ": no egress until 'tokfence session reset " + session->name + "'"};
@@ -1513,6 +1582,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   immune::StreamScan response_env_scan_;
   std::optional<immune::Hit> response_env_hit_;
   bool session_cut_ = false;  // sweep() cut the exchange: its session was revoked or turned RED
+  std::shared_ptr<immune::Session> egress_session_;  // a forward-proxy connection's session (sweep cuts it)
   aio::TcpSocket* egress_up_ = nullptr;         // a forward-proxy connection's destination socket
   Tunnel* tunnel_ = nullptr;                    // while a forward-proxy connection relays
   std::string caller_override_;
@@ -1749,6 +1819,12 @@ class Session<Stream>::Exchange {
         const std::string_view piece = std::string_view(buf.data()).substr(0, used);
         s.response_hit_ = s.response_scan_.feed(s.scan_->scanner, piece);
         if (!s.response_env_hit_) s.response_env_hit_ = s.response_env_scan_.feed(s.scan_->env_scanner, piece);
+        if (s.response_hit_ && s.response_hit_->kind == immune::NeedleKind::vault_key) {
+          // An upstream that echoes the real key (an error message quoting it, a hostile custom
+          // provider): the key is not handed to the agent; the response is cut before it.
+          rec_.error = "immunefence: the response carried a vault key: cut before it reached the client";
+          co_return false;
+        }
       }
       if (!header_sent && !s.caller_->resolved.load()) co_await s.await_caller();
       if (!pieces.empty()) {

@@ -200,12 +200,20 @@ struct Registry::Impl {
     return {};
   }
 
-  std::shared_ptr<Session> find(const std::string& name_or_id) const {
-    std::shared_lock lock(mutex);
-    if (auto it = sessions.find(name_or_id); it != sessions.end()) return it->second;
-    for (const auto& [id, s] : sessions)
-      if (s->name == name_or_id) return s;
-    return nullptr;
+  // A live session by name or id; one past its expiry is ended here (and is not returned).
+  std::shared_ptr<Session> find(const std::string& name_or_id) {
+    std::shared_ptr<Session> found;
+    {
+      std::shared_lock lock(mutex);
+      if (auto it = sessions.find(name_or_id); it != sessions.end()) found = it->second;
+      for (auto it = sessions.begin(); !found && it != sessions.end(); ++it)
+        if (it->second->name == name_or_id) found = it->second;
+    }
+    if (found && found->expires_ms <= now_ms()) {
+      (void)end(found, "expired", now_ms());
+      return nullptr;
+    }
+    return found;
   }
 
   void rebuild_scanner() {
@@ -423,6 +431,8 @@ Result<Issued> Registry::create(SessionRequest request, std::int64_t now_ms) {
 Result<Issued> Registry::issue(const std::string& name_or_id, std::int64_t now_ms) {
   auto s = find(name_or_id);
   if (!s) return fail("session: no live session '" + name_or_id + "' (tokfence session list)");
+  if (!s->listener.empty())
+    return fail("session: '" + s->name + "' belongs to a launch or run: its token is its agent's alone");
   if (s->state() == RiskState::red)
     return fail("session: '" + s->name + "' is RED: 'tokfence session reset " + s->name + "' after looking at why (tokfence session show " + s->name + ")");
   const std::int64_t ttl = s->state() >= RiskState::yellow ? settings_.yellow_token_ttl_ms : s->expires_ms - now_ms;
@@ -457,6 +467,7 @@ Result<Issued> Registry::reset(const std::string& name_or_id, std::int64_t now_m
 }
 
 std::shared_ptr<Session> Registry::find(const std::string& name_or_id) const { return impl_->find(name_or_id); }
+
 
 std::vector<std::shared_ptr<Session>> Registry::live() const {
   std::shared_lock lock(impl_->mutex);
@@ -540,14 +551,16 @@ std::variant<std::shared_ptr<TokenEntry>, Refusal> Registry::authorize(std::stri
     std::shared_lock lock(impl_->mutex);
     if (auto it = impl_->tokens.find(hash); it != impl_->tokens.end()) entry = it->second;
   }
-  if (!entry || !entry->signature_checked.load()) {
+  // An unknown hash is refused before any signature work: a stream of made-up tokens must not
+  // cost an Ed25519 verification each.
+  if (!entry)
+    return Refusal{403, "tokfence_capability",
+                   "capability: token refused: unknown, or its session has ended or was revoked (start a new one)"};
+  if (!entry->signature_checked.load()) {
     auto claims = impl_->key.verify(token, now_ms);
     if (!claims)
       return Refusal{403, "tokfence_capability",
                      "capability: token refused (" + std::string(to_string(claims.error())) + ")"};
-    if (!entry)
-      return Refusal{403, "tokfence_capability",
-                     "capability: token refused: its session has ended or was revoked (start a new one)"};
     if (claims->session_id != entry->session->id)
       return Refusal{403, "tokfence_capability", "capability: token refused (session mismatch)"};
     entry->signature_checked = true;
@@ -556,15 +569,23 @@ std::variant<std::shared_ptr<TokenEntry>, Refusal> Registry::authorize(std::stri
   if (!bound.empty() && entry->session->id != bound)
     return Refusal{403, "tokfence_capability",
                    "capability: token refused: this socket belongs to another agent session than the token's"};
+  // A launch's or run's token works on its own socket only: leaked from the fence, it opens
+  // nothing else (not the main listeners).
+  if (!entry->session->listener.empty() && entry->session->id != bound)
+    return Refusal{403, "tokfence_capability",
+                   "capability: token refused: it belongs to a launch or run and works on that agent's socket only"};
   return entry;
 }
 
 std::optional<Refusal> Registry::check_scope(Session& s, std::string_view provider, std::string_view model,
-                                             std::string_view path, std::string_view request_id, std::int64_t now_ms) {
+                                             std::string_view path, bool read_only, std::string_view request_id,
+                                             std::int64_t now_ms) {
   const Limits& l = s.limits;
   std::string why;
   if (!l.providers.empty() && std::find(l.providers.begin(), l.providers.end(), provider) == l.providers.end())
     why = "provider '" + std::string(provider) + "' is not in the session's providers";
+  else if (!l.models.empty() && model.empty() && !read_only)
+    why = "the request names no model the proxy can read, and the session is limited to some models";
   else if (!l.models.empty() && !model.empty() &&
            std::none_of(l.models.begin(), l.models.end(), [&](const std::string& g) { return glob_match(g, model); }))
     why = "model '" + std::string(model.substr(0, 100)) + "' is not in the session's models";
@@ -612,8 +633,12 @@ void Registry::observe(Session& s, Sensor sensor, std::string_view request_id, s
     s.state_ = to;
     s.transitions_.push_back(Transition{now_ms, from, to, sensor, std::string(request_id), detail});
   }
-  (void)impl_->exec("UPDATE immune_sessions SET risk_state = ? WHERE id = ?",
-                    [&](sqlite::Statement& st) { st.bind(1, to_string(to)).bind(2, s.id); });
+  if (auto ok = impl_->exec("UPDATE immune_sessions SET risk_state = ? WHERE id = ?",
+                            [&](sqlite::Statement& st) { st.bind(1, to_string(to)).bind(2, s.id); });
+      !ok)
+    impl_->notify("immunefence: warning: session " + s.name + "'s risk state not saved (" + ok.error().message +
+                      "): it holds until the daemon restarts",
+                  true);
   (void)impl_->exec(
       "INSERT INTO immune_transitions(session_id, ts_ms, from_state, to_state, sensor, request_id, detail) "
       "VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -190,8 +190,10 @@ class Registry {
   // Whether an entry an earlier request of the connection got is still good.
   static std::optional<Refusal> recheck(const TokenEntry& entry, std::int64_t now_ms);
   // Whether the session may use this provider, model and path; a violation is the scope sensor.
+  // `read_only`: a GET/HEAD (no model needed to list models).
   std::optional<Refusal> check_scope(Session& session, std::string_view provider, std::string_view model,
-                                     std::string_view path, std::string_view request_id, std::int64_t now_ms);
+                                     std::string_view path, bool read_only, std::string_view request_id,
+                                     std::int64_t now_ms);
   // A sensor fired: moves the state by the rules (docs/IMMUNEFENCE.md) and records the transition.
   void observe(Session& session, Sensor sensor, std::string_view request_id, std::string detail, std::int64_t now_ms);
 
@@ -205,6 +207,7 @@ class Registry {
 
  private:
   explicit Registry(std::unique_ptr<Impl> impl, Settings settings);
+  // find() may end an expired session (a write), so Impl's look-up is not const.
   std::unique_ptr<Impl> impl_;
   Settings settings_;
 };

@@ -73,8 +73,13 @@ egress_setup() {
   mkdir -p "$WORK/run"
   AGENT_SOCKET="$WORK/run/agent.sock"
   local reply
-  reply=$(ctl "{\"op\":\"open_proxy_socket\",\"path\":\"$AGENT_SOCKET\",\"caller\":\"codex\",\"mode\":384,\"egress\":$policy}")
-  [[ $(jq -r .ok <<<"$reply") == true ]] || die "open_proxy_socket: $reply"
+  # EGRESS_SESSION=1: the socket gets an ImmuneFence session, as run and launch open theirs; the
+  # reply (token, decoys) is kept in $WORK/agent-open.json.
+  local session=""
+  [[ -n ${EGRESS_SESSION:-} ]] && session=',"session":{"kind":"run","decoys":true}'
+  reply=$(ctl "{\"op\":\"open_proxy_socket\",\"path\":\"$AGENT_SOCKET\",\"caller\":\"codex\",\"mode\":384,\"egress\":$policy$session}")
+  [[ $(jq -r .ok <<<"$reply") == true ]] || die "open_proxy_socket: $(jq -c 'del(.session.token)' <<<"$reply")"
+  printf '%s' "$reply" >"$WORK/agent-open.json"
   "$RELAY" --forward "tcp:127.0.0.1:0=unix:$AGENT_SOCKET" --ready-file "$WORK/relay.ready" >"$WORK/relay.log" 2>&1 &
   _pids_to_kill+=($!)
   wait_until "test -s '$WORK/relay.ready'"

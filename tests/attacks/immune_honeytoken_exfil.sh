@@ -111,6 +111,31 @@ expect_eq "$(send printer "$P_TOKEN" "$(prompt "GH_TOKEN=$ENV_DECOY and aws $P_F
 tf session show "$p_name" --json
 expect_eq "$(jq -r .risk_state <<<"$TF_OUT")" RED "the file decoy behind the env one"
 
+# Cheap disguises of a stolen decoy: in a header's name, \u-escaped in JSON, %-encoded in the
+# query, gzip-compressed. Each on a fresh socket, each refused (the compressed one for being
+# compressed: the scanner reads bytes, not codings).
+open_socket probe_h; D=$(decoy_of probe_h)
+expect_eq "$(send probe_h "$(token_of probe_h)" "$(prompt hello)" -H "$D: 1")" 403 "decoy as a header name"
+open_socket probe_u; D=$(decoy_of probe_u)
+escaped=$(python3 -c 'import sys; print("".join("\\u%04x" % ord(c) if i % 3 == 0 else c for i, c in enumerate(sys.argv[1])))' "$D")
+expect_eq "$(send probe_u "$(token_of probe_u)" "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"$escaped\"}]}")" 403 "\\u-escaped decoy"
+open_socket probe_q; D=$(decoy_of probe_q)
+pct=$(python3 -c 'import sys; print("".join("%%%02X" % ord(c) for c in sys.argv[1]))' "$D")
+status=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$WORK/sock-probe_q/proxy.sock" \
+  "http://localhost/openai/v1/chat/completions?note=$pct" -H "Authorization: Bearer $(token_of probe_q)" -d "$(prompt hello)")
+expect_eq "$status" 403 "%-encoded decoy in the query"
+open_socket probe_z
+printf '%s' "$(prompt hello)" | gzip >"$WORK/body.gz"
+status=$(curl -s -o "$WORK/out/reply" -w '%{http_code}' --unix-socket "$WORK/sock-probe_z/proxy.sock" \
+  http://localhost/openai/v1/chat/completions -H "Authorization: Bearer $(token_of probe_z)" \
+  -H 'Content-Encoding: gzip' -H 'Content-Type: application/json' --data-binary @"$WORK/body.gz")
+expect_eq "$status" 415 "a compressed body"
+expect_contains "$(cat "$WORK/out/reply")" tokfence_encoded_body
+# A fenced agent's token does not open the main listener (it works on its own socket only).
+status=$(curl -s -o "$WORK/out/reply" -w '%{http_code}' "$PROXY_URL/openai/v1/chat/completions" \
+  -H "Authorization: Bearer $(token_of probe_z)" -d "$(prompt hello)")
+expect_eq "$status" 403 "a run's token on the main listener"
+
 # A real vault key in a request body: refused, RED, the key never forwarded nor logged.
 expect_eq "$(send agent "$TOKEN" "$(prompt "use this key: $CANARY")")" 403 "vault key in a prompt"
 expect_contains "$(cat "$WORK/out/reply")" tokfence_secret_outbound
@@ -119,3 +144,19 @@ expect_eq "$(send agent "$TOKEN" "$(prompt "hello")")" 403 "RED after the vault 
 # The daemon log and DB keep no decoy (an agent reading them must not learn which values are decoys).
 tf_ok log --json -n 50 >/dev/null
 if grep -qaF -- "$DECOY" "$TOKFENCE_HOME/daemon.log"; then die "decoy in the daemon log"; fi
+
+# A detached launch's socket is persisted with its session: after the session is revoked, a
+# daemon restart must not bring the socket back with no session's rules (fail closed); one whose
+# session lives comes back bound to it.
+mkdir -p "$WORK/sock-kept" "$WORK/sock-gone"
+for s in kept gone; do
+  ctl "{\"op\":\"open_proxy_socket\",\"path\":\"$WORK/sock-$s/proxy.sock\",\"caller\":\"openclaw:$s\",\"mode\":384,\"persist\":true,\"session\":{\"kind\":\"launch\",\"decoys\":true}}" >"$WORK/out/$s.json"
+  [[ $(jq -r .ok "$WORK/out/$s.json") == true ]] || die "open persisted $s"
+done
+tf_ok session revoke "$(jq -r .session.name "$WORK/out/gone.json")"
+stop_daemon
+start_daemon
+[[ -S "$WORK/sock-kept/proxy.sock" ]] || die "the live session's persisted socket was not re-created"
+[[ ! -e "$WORK/sock-gone/proxy.sock" ]] || die "a revoked session's socket came back after a restart"
+expect_eq "$(send kept "$(token_of kept)" "$(prompt hello)")" 200 "the re-created socket with its session's token"
+expect_eq "$(send kept tokfence-managed "$(prompt hello)")" 403 "the re-created socket without a token"

@@ -45,6 +45,9 @@ expect_eq "$status" 200 "token in x-api-key on the main socket"
 tf session new --name other --json
 OTHER=$(jq -r .token <<<"$TF_OUT")
 expect_eq "$(chat "$TOKEN" -H "X-Tokfence-Capability: $OTHER")" 403 "two tokens"
+# The token in X-Tokfence-Capability is tokfence's: stripped like any credential, never forwarded.
+expect_eq "$(chat tokfence-managed -H "X-Tokfence-Capability: $TOKEN")" 200 "token in X-Tokfence-Capability"
+expect_eq "$(curl -s "$FAKE_URL/__fake/requests" | jq -r '.[-1].headers["x-tokfence-capability"]')" null "capability forwarded upstream"
 
 tf log --json -n 20
 [[ $TF_RC -eq 0 ]] || die "log: $TF_ERR"

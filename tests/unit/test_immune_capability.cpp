@@ -176,13 +176,13 @@ TEST_CASE("sessions: tokens, scope and the risk state machine") {
   }
   SECTION("scope: YELLOW at the first violation, ORANGE at the third; allowed requests pass") {
     auto s = issued->session;
-    CHECK_FALSE(r.check_scope(*s, "openai", "gpt-4o-mini", "/v1/chat/completions", "req_1", now));
+    CHECK_FALSE(r.check_scope(*s, "openai", "gpt-4o-mini", "/v1/chat/completions", false, "req_1", now));
     CHECK(s->state() == RiskState::green);
-    CHECK(r.check_scope(*s, "anthropic", "", "/v1/messages", "req_2", now));
+    CHECK(r.check_scope(*s, "anthropic", "", "/v1/messages", false, "req_2", now));
     CHECK(s->state() == RiskState::yellow);
-    CHECK(r.check_scope(*s, "openai", "o3-pro", "/v1/responses", "req_3", now));
+    CHECK(r.check_scope(*s, "openai", "o3-pro", "/v1/responses", false, "req_3", now));
     CHECK(s->state() == RiskState::yellow);
-    CHECK(r.check_scope(*s, "openai", "o3-pro", "/v1/responses", "req_4", now));
+    CHECK(r.check_scope(*s, "openai", "o3-pro", "/v1/responses", false, "req_4", now));
     CHECK(s->state() == RiskState::orange);
     auto shown = r.describe(*s, true, now);
     CHECK(shown["transitions"].size() == 2);
@@ -203,6 +203,20 @@ TEST_CASE("sessions: tokens, scope and the risk state machine") {
     CHECK(std::holds_alternative<Refusal>(r.authorize(issued->token, "", true, now)));  // old token gone
     CHECK(std::holds_alternative<std::shared_ptr<TokenEntry>>(r.authorize(fresh->token, "", true, now)));
     CHECK(notes.size() >= 2);
+  }
+  SECTION("a model limit with no readable model: refused unless read-only") {
+    auto s = issued->session;
+    CHECK(r.check_scope(*s, "openai", "", "/v1/chat/completions", false, "req_5", now));
+    CHECK_FALSE(r.check_scope(*issued->session, "openai", "", "/v1/models", true, "req_6", now));
+  }
+  SECTION("an expired session is ended when looked up") {
+    SessionRequest brief;
+    brief.name = "brief";
+    brief.ttl_ms = 1;
+    auto b = r.create(brief, now - 10);
+    REQUIRE(b);
+    CHECK_FALSE(r.find("brief"));
+    CHECK(r.create(brief, now));  // the name is free again
   }
   SECTION("egress denials: YELLOW at the threshold within a minute") {
     auto s = issued->session;
@@ -260,6 +274,10 @@ TEST_CASE("sessions: decoys are scanned while their session lives") {
   REQUIRE(hit);
   CHECK(hit->kind == NeedleKind::decoy);
   CHECK((*reg)->describe_hit(*hit).find("codex") != std::string::npos);
+  // A bound session's token works on its own socket only, and no new one is issued for it.
+  CHECK(std::holds_alternative<std::shared_ptr<TokenEntry>>((*reg)->authorize(issued->token, issued->session->id, true, now_ms())));
+  CHECK(std::holds_alternative<Refusal>((*reg)->authorize(issued->token, "", true, now_ms())));
+  CHECK_FALSE((*reg)->issue(issued->session->name, now_ms()));
   (*reg)->end_bound("/tmp/x.sock", now_ms());
   CHECK_FALSE((*reg)->scanner()->scanner.find(body));
 }

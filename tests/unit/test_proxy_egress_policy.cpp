@@ -38,6 +38,25 @@ TEST_CASE("egress::parse_rule normalises hosts, defaults the port to 443 and pri
   CHECK(rule("[::1]").text() == "[::1]:443");
 }
 
+TEST_CASE("egress: an address with the root's dot is an address; numeric last labels are no names") {
+  // Found by the egress_rule fuzz target: "127.0.0.12." parsed as the *name* 127.0.0.12, whose
+  // printed rule then parsed as an address (and a destination written so passed as a name,
+  // outside the IP-literal rules).
+  CHECK(rule("127.0.0.12.").ip);
+  CHECK(rule("127.0.0.12.").text() == "127.0.0.12:443");
+  auto to = parse_authority("203.0.113.7.:443", 443);
+  REQUIRE(to);
+  CHECK(to->ip);
+  CHECK(matches(rule("203.0.113.7"), *to));
+  for (auto numeric : {"127.1", "10.0.1", "2130706433", "0x7f.0x1", "example.123", "a.0xff"}) {
+    INFO(numeric);
+    CHECK_FALSE(parse_rule(numeric));
+    CHECK_FALSE(parse_authority(std::string(numeric) + ":443", 443));
+  }
+  CHECK(parse_rule("123.example.com"));  // a numeric label that is not the last is a name
+  CHECK(parse_rule("0xcafe.example.com"));
+}
+
 TEST_CASE("egress::parse_rule refuses malformed rules, naming the entry") {
   for (auto bad : {"", "https://api.example.com", "api.example.com/path", "api.example.com:0", "api.example.com:65536",
                    "api.example.com:", "api.example.com:x", "2001:db8::1", "[2001:db8::1", "[api.example.com]",
@@ -69,8 +88,10 @@ TEST_CASE("egress::matches: an IP literal only by a rule naming that literal") {
   CHECK(matches(rule("203.0.113.7"), to("203.0.113.7:443")));
   CHECK(matches(rule("[2001:db8::1]"), to("[2001:0db8:0::1]:443")));
   CHECK_FALSE(matches(rule("203.0.113.7"), to("203.0.113.8:443")));
-  // A name rule never matches an address, whatever the name resolves to; a wildcard neither.
-  CHECK_FALSE(matches(rule("*.0.113.7"), to("203.0.113.7:443")));
+  // A name rule never matches an address, whatever the name resolves to; a wildcard over
+  // address-like labels is no rule at all (an all-numeric last label is refused).
+  CHECK_FALSE(matches(rule("*.example.com"), to("203.0.113.7:443")));
+  CHECK_FALSE(parse_rule("*.0.113.7"));
   CHECK_FALSE(parse_authority("2001:db8::1:443", 443));
 }
 
