@@ -4,7 +4,7 @@
 # (a shared VM) affects both alike. Prints requests/s and the daemon's CPU time per request for
 # every run, then the medians.
 #
-#   bench/proxy_ab.sh BIN_A BIN_B [--conc N] [--rounds R] [--duration S]
+#   bench/proxy_ab.sh BIN_A BIN_B [--conc N] [--rounds R] [--duration S] [--no-token-a]
 #
 # e.g. build the previous commit in a worktree and compare it with the current build:
 #   git worktree add /tmp/prev HEAD~1 && cmake -S /tmp/prev -B /tmp/prev/build && \
@@ -13,7 +13,9 @@
 #
 # A binary that knows ImmuneFence sessions (`tokfence session`) runs with its default
 # [immunefence] require_token = true and its client sends a session token; an older one gets a
-# dummy key. So A/B against a commit before ImmuneFence measures what the token check costs.
+# dummy key. So A/B against a commit before ImmuneFence measures what the token check costs;
+# --no-token-a runs side A with [immunefence] require_token = false and a dummy key (the same
+# binary on both sides then measures the token check alone; the secret scan runs on both).
 #
 # Everything stays on 127.0.0.1; every run is bounded in time; the temp dir and all processes are
 # removed at exit. Needs wrk, curl, jq (scripts/setup --test) and a built fake_upstream.
@@ -23,13 +25,14 @@ usage() { echo "usage: bench/proxy_ab.sh BIN_A BIN_B [--conc N] [--rounds R] [--
 [[ $# -ge 2 ]] || usage
 BIN_A=$(realpath "$1") BIN_B=$(realpath "$2")
 shift 2
-CONC=64 ROUNDS=3 DURATION=4 BUILD=$ROOT/build
+CONC=64 ROUNDS=3 DURATION=4 BUILD=$ROOT/build NO_TOKEN_A=false
 while [[ $# -gt 0 ]]; do
   case $1 in
     --conc) CONC=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --build) BUILD=$2; shift 2 ;;
+    --no-token-a) NO_TOKEN_A=true; shift ;;
     *) usage ;;
   esac
 done
@@ -75,12 +78,15 @@ for side in a b; do
   mkdir -m 700 "$home"
   printf '[daemon]\nport = 0\n\n[vault]\nbackend = "file"\n\n[providers.openai]\nupstream = "http://127.0.0.1:%s"\n' \
     "$FAKE_PORT" >"$home/config.toml"
+  no_token=false
+  [[ $side == a && $NO_TOKEN_A == true ]] && no_token=true
+  [[ $no_token == true ]] && printf '\n[immunefence]\nrequire_token = false\n' >>"$home/config.toml"
   printf '%s' "$KEY" | TOKFENCE_HOME=$home TOKFENCE_VAULT_PASSPHRASE=$PASS "$WORK/tokfence-$side" vault add openai - >/dev/null
   TOKFENCE_HOME=$home TOKFENCE_VAULT_PASSPHRASE=$PASS "$WORK/tokfence-$side" start -d >/dev/null
   wait_until "test -s '$home/daemon.json'"
   wait_until "curl -fsS http://127.0.0.1:\$(jq -r .port '$home/daemon.json')/__tokfence/health"
   key=tokfence-managed
-  if "$WORK/tokfence-$side" --help 2>/dev/null | grep -qE "^  session "; then
+  if [[ $no_token == false ]] && "$WORK/tokfence-$side" --help 2>/dev/null | grep -qE "^  session "; then
     key=$(TOKFENCE_HOME=$home "$WORK/tokfence-$side" session new --name ab --json | jq -r .token)
   fi
   { cat "$WORK/post.lua"; printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$key"; } >"$WORK/post-$side.lua"

@@ -19,18 +19,6 @@ tf_in "$CANARY" vault add openai -
 [[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
 start_daemon
 
-ctl() {
-  /usr/bin/python3 - "$TOKFENCE_HOME/control.sock" "$1" <<'PY'
-import os, socket, sys
-path, request = sys.argv[1], sys.argv[2]
-d = os.open(os.path.dirname(path), os.O_PATH)
-s = socket.socket(socket.AF_UNIX)
-s.connect(f"/proc/self/fd/{d}/{os.path.basename(path)}")
-s.sendall(request.encode() + b"\n")
-print(s.makefile().readline().strip())
-PY
-}
-
 # The other principal: uid 65534 when we are root, else ourselves in a world-writable directory.
 OTHER=65534
 chmod 755 "$WORK"

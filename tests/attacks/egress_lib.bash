@@ -17,20 +17,6 @@ PY=/usr/bin/python3
 command -v openssl >/dev/null || skip "openssl is needed"
 FAKE_SERVER="$(dirname "$0")/egress_fake_server.py"
 
-# One control request (a JSON line) to the daemon; prints the answer line.
-ctl() {
-  $PY - "$TOKFENCE_HOME/control.sock" "$1" <<'PY'
-import os, socket, sys
-path, request = sys.argv[1], sys.argv[2]
-d = os.open(os.path.dirname(path), os.O_PATH)
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(20)
-s.connect(f"/proc/self/fd/{d}/{os.path.basename(path)}")
-s.sendall(request.encode() + b"\n")
-print(s.makefile().readline().strip())
-PY
-}
-
 # start_destination NAME [--cert C --key K]: sets <NAME>_PORT.
 start_destination() {
   local name=$1

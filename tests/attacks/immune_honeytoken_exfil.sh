@@ -7,24 +7,6 @@
 # `tokfence session reset`. The token of one socket's session does not work on another's.
 source "$(dirname "$0")/../integration/lib.sh"
 
-ctl() {
-  /usr/bin/python3 - "$TOKFENCE_HOME/control.sock" "$1" <<'PY'
-import os, socket, sys
-path, request = sys.argv[1], sys.argv[2]
-d = os.open(os.path.dirname(path), os.O_PATH)
-s = socket.socket(socket.AF_UNIX)
-s.connect(f"/proc/self/fd/{d}/{os.path.basename(path)}")
-s.sendall(request.encode() + b"\n")
-data = b""
-while not data.endswith(b"\n"):
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-print(data.decode().strip())
-PY
-}
-
 # open_socket NAME -> the reply (token, decoys) in $WORK/out/NAME.json; the socket path in SOCK_NAME
 open_socket() {
   local path="$WORK/sock-$1/proxy.sock"

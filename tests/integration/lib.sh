@@ -80,6 +80,21 @@ start_fake_upstream() {
   FAKE_URL="http://127.0.0.1:$FAKE_PORT"
 }
 
+# One JSON line to the daemon's control socket; prints the reply line. Connects through an O_PATH
+# alias of the socket's directory, since a test's path may exceed sun_path's 108 bytes.
+ctl() {
+  /usr/bin/python3 - "$TOKFENCE_HOME/control.sock" "$1" <<'PY'
+import os, socket, sys
+path, request = sys.argv[1], sys.argv[2]
+d = os.open(os.path.dirname(path), os.O_PATH)
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(20)
+s.connect(f"/proc/self/fd/{d}/{os.path.basename(path)}")
+s.sendall(request.encode() + b"\n")
+print(s.makefile().readline().strip())
+PY
+}
+
 # Writes config.toml pointing the main providers at the fake upstream, daemon on port 0.
 # Extra TOML lines may be passed as arguments.
 write_test_config() {

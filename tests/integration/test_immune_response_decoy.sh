@@ -6,24 +6,6 @@
 # is never in the request.
 source "$(dirname "$0")/lib.sh"
 
-ctl() {
-  /usr/bin/python3 - "$TOKFENCE_HOME/control.sock" "$1" <<'PY'
-import os, socket, sys
-path, request = sys.argv[1], sys.argv[2]
-d = os.open(os.path.dirname(path), os.O_PATH)
-s = socket.socket(socket.AF_UNIX)
-s.connect(f"/proc/self/fd/{d}/{os.path.basename(path)}")
-s.sendall(request.encode() + b"\n")
-data = b""
-while not data.endswith(b"\n"):
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-print(data.decode().strip())
-PY
-}
-
 TEXT_FILE="$WORK/reply-text"
 printf 'pong' >"$TEXT_FILE"
 python3 - "$WORK/echo.port" "$TEXT_FILE" >"$WORK/out/echo.log" 2>&1 <<'PY' &

@@ -13,18 +13,6 @@ for p in openai anthropic google; do
 done
 start_daemon
 
-# One JSON line to the control socket, through an O_PATH alias (the path may exceed 108 bytes).
-ctl() {
-  /usr/bin/python3 - "$TOKFENCE_HOME/control.sock" "$1" <<'PY'
-import os, socket, sys
-path, request = sys.argv[1], sys.argv[2]
-d = os.open(os.path.dirname(path), os.O_PATH)
-s = socket.socket(socket.AF_UNIX)
-s.connect(f"/proc/self/fd/{d}/{os.path.basename(path)}")
-s.sendall(request.encode() + b"\n")
-print(s.makefile().readline().strip())
-PY
-}
 last_request() { curl -fsS "$FAKE_URL/__fake/requests" | jq -c '.[-1]'; }
 row() { sqlite3 "$TOKFENCE_HOME/tokfence.db" "SELECT $2 FROM requests WHERE id='$1'"; }
 flush() { tf_ok status --json; }  # status flushes the log
