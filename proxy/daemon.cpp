@@ -281,6 +281,14 @@ struct Daemon {
 
   Result<json> ping(const json&) { return json{{"pid", self}, {"version", version}}; }
 
+  // The live ImmuneFence sessions as status, the snapshot and /metrics show them.
+  json immune_sessions() const {
+    json sessions = json::array();
+    for (const auto& session : immune->live())
+      sessions.push_back({{"name", session->name}, {"kind", session->kind}, {"risk_state", immune::to_string(session->state())}});
+    return sessions;
+  }
+
   Result<json> status(const json&) {
     json out = {{"running", true},
                 {"pid", self},
@@ -298,10 +306,7 @@ struct Daemon {
     for (const auto& s : server->unix_sockets())
       if (!s.caller.empty()) extra.push_back(socket_json(s));
     out["proxy_sockets"] = extra;
-    json sessions = json::array();
-    for (const auto& session : immune->live())
-      sessions.push_back({{"name", session->name}, {"kind", session->kind}, {"risk_state", immune::to_string(session->state())}});
-    out["immunefence"] = {{"require_token", immune->settings().require_token}, {"sessions", std::move(sessions)}};
+    out["immunefence"] = {{"require_token", immune->settings().require_token}, {"sessions", immune_sessions()}};
     // Rows are written in batches: flush so `status` counts every request answered so far.
     server->hand_over_finished_rows();
     request_log->flush();
@@ -346,6 +351,7 @@ struct Daemon {
     in.vault_providers = std::move(names);
     for (const auto& s : server->unix_sockets())
       if (!s.caller.empty()) in.sessions.push_back(socket_json(s));
+    in.immunefence_sessions = immune_sessions();
     if (running) {
       const auto st = request_log->stats();
       in.request_log = {{"recorded", st.recorded}, {"committed", st.committed}, {"queued", st.queued},
@@ -364,6 +370,7 @@ struct Daemon {
     g.log = request_log->stats();
     for (const auto& s : server->unix_sockets())
       if (!s.caller.empty()) ++g.proxy_sessions;
+    for (const auto& s : immune->live()) ++g.sessions_by_risk[std::string(immune::to_string(s->state()))];
     g.start_time_ms = started_at;
     return metrics->render(g);
   }

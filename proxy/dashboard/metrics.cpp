@@ -209,6 +209,12 @@ std::string Metrics::render(const Gauges& g) const {
   w.sample("tokfence_request_log_queue_depth", "", number(g.log.queued));
   w.family("tokfence_proxy_sessions", "gauge", "Per-caller proxy sockets open (tokfence launch and run sessions).");
   w.sample("tokfence_proxy_sessions", "", number(static_cast<std::uint64_t>(g.proxy_sessions)));
+  w.family("tokfence_immunefence_sessions", "gauge", "Live ImmuneFence sessions by risk state.");
+  for (const char* state : {"GREEN", "YELLOW", "ORANGE", "RED"}) {
+    const auto it = g.sessions_by_risk.find(state);
+    w.sample("tokfence_immunefence_sessions", std::string("risk_state=\"") + state + "\"",
+             number(static_cast<std::uint64_t>(it == g.sessions_by_risk.end() ? 0 : it->second)));
+  }
   w.family("tokfence_start_time_seconds", "gauge", "When the daemon started, in Unix seconds.");
   w.sample("tokfence_start_time_seconds", "", number(static_cast<double>(g.start_time_ms) / 1000.0));
   return w.take();

@@ -33,6 +33,7 @@ class Metrics {
     nlohmann::json controls;  // Controls::status(): killed, revoked, budgets
     RequestLog::Stats log;
     std::size_t proxy_sessions = 0;  // per-caller proxy sockets open (launches, run sessions)
+    std::map<std::string, std::size_t> sessions_by_risk;  // live ImmuneFence sessions by risk state
     std::int64_t start_time_ms = 0;
   };
   std::string render(const Gauges& gauges) const;

@@ -159,6 +159,10 @@ json build_snapshot(const Config& config, const SnapshotSources& sources, std::i
   // The original had no kill switch of its own: "every provider is cut off" was "all revoked".
   out["kill_switch_active"] = killed || (!specs.empty() && revoked_known == specs.size());
   out["last_request_at"] = last_ts ? json(format_local(*last_ts, "%H:%M:%S")) : json(nullptr);
+  for (const auto& session : sources.immunefence_sessions)
+    if (session.value("risk_state", "") == "RED")
+      warnings.push_back("immunefence: session " + session.value("name", std::string("?")) +
+                         " is RED: tokfence session show " + session.value("name", std::string("?")));
   out["warnings"] = warnings;
   // ---- tokfence's additions ----
   out["snapshot_version"] = 1;
@@ -177,6 +181,7 @@ json build_snapshot(const Config& config, const SnapshotSources& sources, std::i
   out["rate_limits_used"] = rate_used;
   out["budget_timezone"] = controls_known ? c.value("timezone", "") : "";
   out["sessions"] = sources.sessions;
+  out["immunefence_sessions"] = sources.immunefence_sessions;
   out["request_log"] = sources.request_log;
   return out;
 }

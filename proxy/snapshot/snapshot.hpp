@@ -44,6 +44,8 @@ struct SnapshotSources {
   std::optional<std::vector<std::string>> vault_providers;
   // The daemon's per-caller proxy sockets (launches, `run` sessions): [{path, caller, persist}].
   nlohmann::json sessions = nlohmann::json::array();
+  // ImmuneFence's live sessions: [{name, kind, risk_state}]; a RED one also gets a warning.
+  nlohmann::json immunefence_sessions = nlohmann::json::array();
   // RequestLog::Stats of the running daemon as {recorded, committed, queued, dropped, lost}; null
   // when not running.
   nlohmann::json request_log;

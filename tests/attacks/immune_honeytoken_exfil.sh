@@ -73,6 +73,9 @@ expect_eq "$(jq -r '.transitions[-1].sensor' <<<"$TF_OUT")" honeytoken
 # The neighbour's decoy in a header of the neighbour's own session: RED too (any header counts).
 N_DECOY=$(jq -r '.session.decoys.values[-1]' "$WORK/out/neighbour.json")
 expect_eq "$(send neighbour "$(token_of neighbour)" "$(prompt "hi")" -H "X-Debug: $N_DECOY")" 403 "decoy in a header"
+tf widget render --json
+expect_eq "$(jq -r --arg n "$name" '.immunefence_sessions[] | select(.name == $n) | .risk_state' <<<"$TF_OUT")" RED "snapshot"
+expect_contains "$(jq -r '.warnings[]' <<<"$TF_OUT")" "immunefence: session $name is RED"
 tf session reset "$name"
 [[ $TF_RC -eq 0 ]] || die "reset: $TF_ERR"
 expect_eq "$(send agent "$TOKEN" "$(prompt "hello")")" 200 "after reset the bound token works again"
