@@ -22,7 +22,8 @@ hits="$WORK/marker.hits"
 start_marker_server "$marker_sock" "$hits"
 # The marker server answers a direct connection, so "not reached" below means something.
 "$PROBE_BIN" connect-unix "$marker_sock" >/dev/null || die "marker server does not answer"
-grep -q REACHED "$hits" || die "marker server does not record connections"
+# The server writes its mark after accepting: waited for, not raced (it failed once under load).
+wait_until "grep -q REACHED '$hits'" || die "marker server does not record connections"
 : >"$hits"
 
 ui='mkdir -p /tmp/www && echo hello-ui > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:18789 -h /tmp/www'
