@@ -72,6 +72,14 @@ else
 fi
 
 ((ran > 0)) || skip "no agent CLI installed"
+# ImmuneFence: each run was a session of its own, and a real agent's ordinary turn (its system
+# prompt, tool definitions, the user's message) left it GREEN.
+tf session list --all --json
+[[ $TF_RC -eq 0 ]] || die "session list: $TF_ERR"
+for name in "${ran_names[@]}"; do
+  states=$(jq -r --arg n "$name" '[.history[] | select(.kind == "run" and (.name | startswith($n)))] | map(.risk_state) | unique | join(",")' <<<"$TF_OUT")
+  expect_eq "$states" GREEN "risk state of $name's run session(s)"
+done
 # `stop` flushes the request log: then every program must have its rows, under its own name.
 stop_daemon
 for name in "${ran_names[@]}"; do
