@@ -40,3 +40,11 @@ expect_eq "$(jq -r .status <<<"$row")" 200
 expect_eq "$(jq -r .model <<<"$row")" "gpt-5" "the primary model chosen for openai"
 
 expect_nothing_left "$name"
+
+# ImmuneFence: the row names the launch's session (from its token), and the real OpenClaw's
+# ordinary turn left that session GREEN.
+session=$(jq -r .session <<<"$row")
+[[ $session == openclaw:$name* ]] || die "log row's session: '$session'"
+tf_ok session list --all --json >/dev/null
+tf session list --all --json
+expect_eq "$(jq -r --arg s "$session" '[.history[] | select(.name == $s)][0].risk_state' <<<"$TF_OUT")" GREEN "OpenClaw's session"
