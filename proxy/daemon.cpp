@@ -449,7 +449,6 @@ struct Daemon {
       if (req->kind != "run" && req->kind != "launch") return fail("open_proxy_socket: session.kind must be \"run\" or \"launch\"");
       req->client_id = s.caller;
       req->listener = s.path;
-      if (req->name.empty()) req->name = session_name_for(s.caller);
       session_request = std::move(*req);
     }
     for (const auto& open : server->unix_sockets())
@@ -502,14 +501,6 @@ struct Daemon {
                           {"expires_at", issued->token_expires_ms},
                           {"decoys", immune->decoys_of(*issued->session)}};
     return reply;
-  }
-
-  // A session name from a socket's caller label: the characters a name may hold, the rest as '-'.
-  static std::string session_name_for(const std::string& caller) {
-    std::string name;
-    for (unsigned char c : caller.substr(0, 100))
-      name.push_back(std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':' ? static_cast<char>(c) : '-');
-    return name.empty() ? std::string("agent") : name;
   }
 
   Result<json> close_proxy_socket(const json& r) {

@@ -168,6 +168,41 @@ Result<UpstreamUrl> parse_upstream_url(std::string_view url) {
   return out;
 }
 
+std::string percent_decoded(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 && hex_value(text[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
+std::string json_unescaped(std::string_view json) {
+  std::string out;
+  out.reserve(json.size());
+  for (std::size_t i = 0; i < json.size(); ++i) {
+    if (json[i] != '\\' || i + 1 >= json.size()) {
+      out.push_back(json[i]);
+    } else if (json[i + 1] == '/') {
+      out.push_back('/');
+      ++i;
+    } else if (json[i + 1] == 'u' && i + 5 < json.size() && hex_value(json[i + 2]) == 0 && hex_value(json[i + 3]) == 0 &&
+               hex_value(json[i + 4]) >= 0 && hex_value(json[i + 4]) < 8 && hex_value(json[i + 5]) >= 0) {
+      out.push_back(static_cast<char>(hex_value(json[i + 4]) * 16 + hex_value(json[i + 5])));  // \u00XX, XX < 0x80
+      i += 5;
+    } else {
+      out.push_back(json[i]);
+      out.push_back(json[++i]);  // any other escape (an escaped backslash too) stays one unit
+    }
+  }
+  return out;
+}
+
 std::string strip_query_credentials(std::string_view query) {
   std::string out;
   append_filtered_query(query, out);

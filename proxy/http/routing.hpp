@@ -54,6 +54,15 @@ Result<UpstreamUrl> parse_upstream_url(std::string_view url);
 // byte for byte.
 std::string strip_query_credentials(std::string_view query);
 
+// `text` with its %XX sequences decoded (malformed ones kept as they are): for ImmuneFence's scan
+// of a target, which a provider decodes before reading.
+std::string percent_decoded(std::string_view text);
+// `json` with its backslash-u escapes of ASCII characters (code points below 0x80) and its
+// escaped slashes replaced by the character itself, every other byte as it is (no parse: a body
+// that is not JSON is treated the same). A JSON string may spell any character so and the
+// provider decodes it, so a secret hidden that way is scanned for in this copy.
+std::string json_unescaped(std::string_view json);
+
 // Header names compare case-insensitively and with '_' equal to '-' (header_names_equal), since
 // CGI-style servers read X_Api_Key as X-Api-Key.
 bool is_credential_header(std::string_view name);

@@ -887,50 +887,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     return std::nullopt;
   }
 
-  // `text` with %XX sequences decoded (invalid ones kept as they are).
-  static std::string percent_decoded(std::string_view text) {
-    std::string out;
-    out.reserve(text.size());
-    for (std::size_t i = 0; i < text.size(); ++i) {
-      if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
-          std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
-        out.push_back(static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16)));
-        i += 2;
-      } else {
-        out.push_back(text[i]);
-      }
-    }
-    return out;
-  }
-
-  // `json` with \uXXXX escapes of ASCII characters and \/ replaced by the character itself;
-  // every other byte as it is (no parse: a body that is not JSON is scanned the same way).
-  static std::string json_unescaped(std::string_view json) {
-    std::string out;
-    out.reserve(json.size());
-    for (std::size_t i = 0; i < json.size(); ++i) {
-      if (json[i] == '\\' && i + 1 < json.size() && json[i + 1] == '/') {
-        out.push_back('/');
-        ++i;
-      } else if (json[i] == '\\' && i + 5 < json.size() && json[i + 1] == 'u' &&
-                 std::all_of(json.begin() + i + 2, json.begin() + i + 6, [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); })) {
-        const int code = std::stoi(std::string(json.substr(i + 2, 4)), nullptr, 16);
-        if (code < 0x80) {
-          out.push_back(static_cast<char>(code));
-          i += 5;
-          continue;
-        }
-        out.push_back(json[i]);
-      } else if (json[i] == '\\' && i + 1 < json.size()) {
-        out.push_back(json[i]);
-        out.push_back(json[++i]);  // an escaped backslash stays one unit
-      } else {
-        out.push_back(json[i]);
-      }
-    }
-    return out;
-  }
-
   // After the exchange: a decoy seen in the response, and what the request cost the session.
   void immune_after(RequestRecord& rec) {
     immune::Registry* registry = s_.deps.immune.get();

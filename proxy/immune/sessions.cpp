@@ -43,11 +43,19 @@ Result<std::vector<std::string>> string_list(const json& j, const char* key) {
   return out;
 }
 
-// A name a person types: the label rules of sockets (printable, no spaces at the ends).
+// A session name: what a person types after `tokfence session show`.
+bool is_session_name_char(unsigned char c) { return std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':'; }
+
 bool valid_session_name(std::string_view name) {
-  if (name.empty() || name.size() > 128) return false;
-  return std::all_of(name.begin(), name.end(),
-                     [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':'; });
+  return !name.empty() && name.size() <= 128 && std::all_of(name.begin(), name.end(), is_session_name_char);
+}
+
+// A launch's or run's session is named after its socket's label (any printable text): the
+// characters a name may not hold become '-'.
+std::string name_from_label(std::string_view label) {
+  std::string name;
+  for (unsigned char c : label.substr(0, 100)) name.push_back(is_session_name_char(c) ? static_cast<char>(c) : '-');
+  return name.empty() ? std::string("agent") : name;
 }
 
 RiskState escalate(RiskState a, RiskState b) { return static_cast<RiskState>(std::max(+std::to_underlying(a), +std::to_underlying(b))); }
@@ -388,7 +396,9 @@ Result<Issued> Registry::create(SessionRequest request, std::int64_t now_ms) {
   if (request.client_id.empty()) request.client_id = request.name;
   if (request.client_id.empty() || request.client_id.size() > 128)
     return fail("session: a name (or the agent's label) is required, at most 128 characters");
-  std::string name = request.name.empty() ? request.client_id : request.name;
+  std::string name = !request.name.empty()        ? request.name
+                     : request.kind == "manual"   ? request.client_id
+                                                  : name_from_label(request.client_id);
   if (!valid_session_name(name))
     return fail("session: name '" + name + "' must be letters, digits, '-', '_', '.' or ':' (at most 128)");
   if (request.kind == "manual") {

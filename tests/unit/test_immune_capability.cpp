@@ -281,3 +281,22 @@ TEST_CASE("sessions: decoys are scanned while their session lives") {
   (*reg)->end_bound("/tmp/x.sock", now_ms());
   CHECK_FALSE((*reg)->scanner()->scanner.find(body));
 }
+
+TEST_CASE("sessions: a launch's or run's session is named after its socket's label") {
+  TempDir dir;
+  auto key = SigningKey::generate();
+  REQUIRE(key);
+  auto reg = Registry::open(dir.path / "tokfence.db", std::move(*key), Settings{}, [](const std::string&, bool) {});
+  REQUIRE(reg);
+  SessionRequest req;
+  req.kind = "run";
+  req.client_id = "my agent/v2";
+  req.listener = "/tmp/y.sock";
+  auto first = (*reg)->create(req, now_ms());
+  auto second = (*reg)->create(req, now_ms());
+  REQUIRE(first);
+  REQUIRE(second);
+  CHECK(first->session->name == "my-agent-v2");
+  CHECK(second->session->name == "my-agent-v2-2");
+  CHECK(first->session->client_id == "my agent/v2");
+}

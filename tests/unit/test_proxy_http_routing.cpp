@@ -346,3 +346,10 @@ TEST_CASE("proxy::forward_path_problem refuses dot segments, empty segments and 
                    "/v1/a b", "/v1/\xff"})
     CHECK_FALSE(forward_path_problem(bad).empty());
 }
+
+TEST_CASE("routing: percent_decoded and json_unescaped give the bytes a provider reads (ImmuneFence's scan)") {
+  CHECK(percent_decoded("/v1/x?note=%41%6b%2F%zz%4") == "/v1/x?note=Ak/%zz%4");
+  CHECK(json_unescaped(R"({"c":"\u0041B\u0063 \/ \u00e9 \\u0041 \n"})") == R"({"c":"ABc / \u00e9 \\u0041 \n"})");
+  CHECK(json_unescaped("\\") == "\\");
+  CHECK(json_unescaped("\\u00") == "\\u00");
+}
