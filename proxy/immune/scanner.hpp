@@ -5,7 +5,7 @@
 // random key are ~95 bits: a match is never chance, and a key cut short or wrapped still matches.
 //
 // Why it cannot fire on ordinary coding traffic: it only ever matches bytes of the needles
-// themselves, never a shape. An example key (`sk-proj-xxxx...`, `AKIAIOSFODNN7EXAMPLE`), base64,
+// themselves, never a shape. An example key (an OpenAI project key of x's, AWS's documented example key id), base64,
 // hex, `sudo`, `rm -rf` match nothing. The one shared part of a real key and an example is its
 // provider prefix, so no window that starts inside the prefix is used: the prefix is the longest
 // one ending in '-' or '_' within the first 20 bytes ("sk-ant-api03-", "sk-proj-"). This holds for

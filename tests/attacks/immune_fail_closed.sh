@@ -32,8 +32,9 @@ s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.bind(path); os.chmod(path, 0o600); s.listen(16); s.settimeout(1)
 json.dump({"pid": os.getpid(), "host": "127.0.0.1", "port": 41234, "proxy_socket": ""}, open(os.path.join(home, "daemon.json"), "w"))
 token = "tfc1." + "A" * 40 + "." + "B" * 40
-good_decoys = {"files": [{"path": ".aws/credentials", "content": "[default]\naws_access_key_id = AKIAAAAAAAAAAAAAAAAA\n"}],
-               "env": {"AWS_ACCESS_KEY_ID": "AKIAAAAAAAAAAAAAAAAA"}, "values": ["AKIAAAAAAAAAAAAAAAAA"]}
+fake = "decoy" + os.urandom(12).hex()  # generated: no key-shaped literal in the tree
+good_decoys = {"files": [{"path": ".aws/credentials", "content": "[default]\naws_access_key_id = " + fake + "\n"}],
+               "env": {"GH_TOKEN": fake}, "values": [fake]}
 end = time.time() + 600
 while time.time() < end:
     try: c, _ = s.accept()
