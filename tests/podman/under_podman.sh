@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs one launch test script against Podman instead of Docker: starts a rootful
-# `podman system service` with its own storage, run root and socket in a fresh directory, points
+# `podman system service` with its own storage, run root, tmpdir and socket in a fresh directory, points
 # DOCKER_HOST at it (tokfence's launch and the test's own `docker` commands then both talk to
 # Podman's Docker-compatible API), runs the script, and removes everything it created.
 #
@@ -22,7 +22,11 @@ default_ulimits = []
 [engine]
 runtime = "runc"
 CONF
-podman_cmd=(podman --root "$state/storage" --runroot "$state/run" --cgroup-manager cgroupfs)
+# Its own --tmpdir too: rootful Podman's default is the host-wide /run/libpod, where conmon writes
+# each container's exit code, and the `system reset` below removes the tmpdir. With a shared one, a
+# test ending while another still runs deleted the other's exit files and its container "exited
+# with status -1" (seen once in a full CI run; reproduced with two instances by hand).
+podman_cmd=(podman --root "$state/storage" --runroot "$state/run" --tmpdir "$state/tmp" --cgroup-manager cgroupfs)
 CONTAINERS_CONF=$state/containers.conf "${podman_cmd[@]}" system service --time=0 "unix://$state/podman.sock" \
   >"$state/service.log" 2>&1 &
 service=$!
