@@ -498,7 +498,7 @@ struct Daemon {
       reply["session"] = {{"session_id", issued->session->id},
                           {"name", issued->session->name},
                           {"token", issued->token},
-                          {"expires_at", issued->token_expires_ms},
+                          {"expires_at_ms", issued->token_expires_ms},
                           {"decoys", immune->decoys_of(*issued->session)}};
     return reply;
   }

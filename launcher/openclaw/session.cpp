@@ -33,8 +33,8 @@ Result<AgentSession> session_from_reply(const nlohmann::json& reply) {
   if (!plausible_token(s["token"].get_ref<const std::string&>()))
     return fail(p + "token: not a tfc1 capability token (value not shown)");
   out.token = s["token"].get<std::string>();
-  if (!s.contains("expires_at") || !s["expires_at"].is_number()) return fail(p + "expires_at: missing or not a number");
-  out.expires_at = s["expires_at"].get<std::int64_t>();
+  if (!s.contains("expires_at_ms") || !s["expires_at_ms"].is_number()) return fail(p + "expires_at_ms: missing or not a number");
+  out.expires_at_ms = s["expires_at_ms"].get<std::int64_t>();
   if (!s.contains("decoys")) return fail(p + "decoys: missing (they were asked for)");
   auto decoys = decoys_from_json(s["decoys"]);
   if (!decoys) return fail(p + decoys.error().message);

@@ -22,7 +22,7 @@ struct AgentSession {
   // Secret, like a key: into the agent's environment and rendered config only; never into argv,
   // a message, a log line or a file the host keeps after the run.
   std::string token;
-  std::int64_t expires_at = 0;  // unix ms
+  std::int64_t expires_at_ms = 0;  // unix ms
   Decoys decoys;
 };
 
@@ -30,7 +30,7 @@ struct AgentSession {
 nlohmann::json session_request(const std::string& name, std::string_view kind);
 
 // The reply's "session", checked: session_id and name non-empty strings, token "tfc1." + at least
-// 16 more of [A-Za-z0-9._-] (at most 4096 in all: it goes unescaped into configs), expires_at a
+// 16 more of [A-Za-z0-9._-] (at most 4096 in all: it goes unescaped into configs), expires_at_ms a
 // number, decoys valid per decoys_from_json. Errors say what is missing or wrong and never quote
 // the token.
 Result<AgentSession> session_from_reply(const nlohmann::json& reply);

@@ -480,9 +480,15 @@ std::shared_ptr<Session> Registry::find(const std::string& name_or_id) const { r
 
 
 std::vector<std::shared_ptr<Session>> Registry::live() const {
-  std::shared_lock lock(impl_->mutex);
-  std::vector<std::shared_ptr<Session>> out;
-  for (const auto& [id, s] : impl_->sessions) out.push_back(s);
+  std::vector<std::shared_ptr<Session>> out, expired;
+  const std::int64_t now = now_ms();
+  {
+    std::shared_lock lock(impl_->mutex);
+    for (const auto& [id, s] : impl_->sessions) (s->expires_ms <= now ? expired : out).push_back(s);
+  }
+  // An expired session is ended here as find() ends it, so `session list`, `status` and the
+  // dashboard never show one as live that no request could use any more.
+  for (const auto& s : expired) (void)impl_->end(s, "expired", now);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a->created_ms < b->created_ms; });
   return out;
 }

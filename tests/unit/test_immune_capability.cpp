@@ -300,3 +300,27 @@ TEST_CASE("sessions: a launch's or run's session is named after its socket's lab
   CHECK(second->session->name == "my-agent-v2-2");
   CHECK(first->session->client_id == "my agent/v2");
 }
+
+TEST_CASE("sessions: an expired session is not listed as live, and is ended when listed") {
+  TempDir dir;
+  auto key = SigningKey::generate();
+  REQUIRE(key);
+  auto reg = Registry::open(dir.path / "tokfence.db", std::move(*key), Settings{}, [](const std::string&, bool) {});
+  REQUIRE(reg);
+  SessionRequest old_one, fresh;
+  old_one.name = "yesterday";
+  old_one.ttl_ms = 60 * 60 * 1000;
+  fresh.name = "today";
+  // Created ten hours ago with a one-hour TTL: past its expiry, and nothing has looked it up since.
+  REQUIRE((*reg)->create(old_one, now_ms() - 10 * 60 * 60 * 1000));
+  REQUIRE((*reg)->create(fresh, now_ms()));
+  auto live = (*reg)->live();
+  REQUIRE(live.size() == 1);
+  CHECK(live[0]->name == "today");
+  auto history = (*reg)->history(10);
+  REQUIRE(history);
+  bool ended = false;
+  for (const auto& row : *history)
+    if (row.value("name", "") == "yesterday") ended = row.value("end_reason", "") == "expired";
+  CHECK(ended);
+}

@@ -12,7 +12,7 @@ const std::string kToken = "tfc1.eyJzaWQiOiJhYmMifQ.c2lnbmF0dXJlLWJ5dGVzLWhlcmU"
 json good_reply() {
   return {{"ok", true},
           {"session",
-           {{"session_id", "s-1"}, {"name", "codex"}, {"token", kToken}, {"expires_at", 1800000000000},
+           {{"session_id", "s-1"}, {"name", "codex"}, {"token", kToken}, {"expires_at_ms", 1800000000000},
             {"decoys", decoys_json(make_decoys())}}}};
 }
 }  // namespace
@@ -23,7 +23,7 @@ TEST_CASE("launcher::session_from_reply takes a complete session") {
   CHECK(s->token == kToken);
   CHECK(s->session_id == "s-1");
   CHECK(s->name == "codex");
-  CHECK(s->expires_at == 1800000000000);
+  CHECK(s->expires_at_ms == 1800000000000);
   CHECK(s->decoys.files.size() >= 3);
   CHECK_FALSE(s->decoys.env.empty());
 }
@@ -58,8 +58,8 @@ TEST_CASE("launcher::session_from_reply fails closed and never quotes the token"
   r["session"]["session_id"] = "";
   check(r, "session_id");
   r = good_reply();
-  r["session"].erase("expires_at");
-  check(r, "expires_at");
+  r["session"].erase("expires_at_ms");
+  check(r, "expires_at_ms");
 }
 
 TEST_CASE("launcher::session_request asks for a session with decoys") {
