@@ -130,7 +130,16 @@ EOF
   PORT=$(jq -r .port "$TOKFENCE_HOME/daemon.json")
   wait_until "curl -fsS http://127.0.0.1:$PORT/__tokfence/health" 20
   PREFIX=/openai
+  # The client's key is an ImmuneFence session token (the default [immunefence] require_token =
+  # true), as an agent's would be: each stream pays for the token check and the response scan.
+  # (A binary from before ImmuneFence has no sessions and needs no key.)
   AUTH=()
+  if "$TOKFENCE" --help 2>/dev/null | grep -qE "^  session "; then
+    local token
+    token=$("$TOKFENCE" session new --name scale --json | jq -r .token)
+    [[ $token == tfc1.* ]] || die "tokfence session new gave no token"
+    AUTH=(--header "Authorization: Bearer $token")
+  fi
   PROC_PIDS=("$TF_PID")
 }
 stop_tokfence() {

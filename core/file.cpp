@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -390,6 +391,31 @@ fs::path self_exe() {
   fs::path p = fs::read_symlink("/proc/self/exe", ec);
   if (ec) return {};
   return p;
+}
+
+Result<void> check_trusted_dir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  const std::filesystem::path real = std::filesystem::canonical(dir, ec);
+  if (ec) return fail(dir.string() + ": cannot resolve: " + ec.message());
+  const uid_t self = ::geteuid();
+  std::filesystem::path walked = "/";
+  std::vector<std::filesystem::path> chain = {walked};
+  for (const auto& part : real.relative_path()) chain.push_back(walked /= part);
+  for (std::size_t i = 0; i < chain.size(); ++i) {
+    const auto& p = chain[i];
+    const bool last = i + 1 == chain.size();
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return fail(p.string() + ": not a directory");
+    if (st.st_uid != self && st.st_uid != 0)
+      return fail(p.string() + " is owned by uid " + std::to_string(st.st_uid) + ", not by you or root");
+    const bool others_write = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
+    if (others_write && (last || !(st.st_mode & S_ISVTX))) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      return fail(p.string() + " is writable by other users (mode " + mode + ")");
+    }
+  }
+  return {};
 }
 
 }  // namespace tokfence::file

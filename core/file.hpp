@@ -105,6 +105,14 @@ Result<Fd> open_dir_nofollow(const std::filesystem::path& path,
 // such as a socket's parent that may legitimately belong to root or be shared). Use the descriptor only.
 Result<Fd> open_dir_nofollow_any_owner(const std::filesystem::path& path);
 
+// Whether directory `dir` (resolved) and each of its ancestors is safe from other users: owned by
+// geteuid() or root and not writable by group or others, except an ancestor with the sticky bit
+// (like /tmp), in which only an entry's owner may rename or remove it. For a directory whose
+// contents tokfence later runs, serves or trusts by path (a socket's directory, a build cache):
+// there a planted or swapped entry would be acted on. The error names the component and why
+// (owner or mode); it does not say what to do instead (the caller knows).
+Result<void> check_trusted_dir(const std::filesystem::path& dir);
+
 // A name for `fd` for error messages only (readlink of /proc/self/fd/N); never use it to re-open.
 std::string describe_fd(int fd);
 

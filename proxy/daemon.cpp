@@ -16,6 +16,7 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -118,41 +119,16 @@ Result<void> write_private_file(const fs::path& path, const std::string& text) {
 //    sticky bit: in /tmp anyone can squat the name); an ancestor may be writable by others only with the
 //    sticky bit (others cannot then rename our entries away).
 // The default socket lives in the tokfence home, which Home::ensure already manages.
-std::string mode_text(mode_t mode) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
-  return buf;
-}
-
 Result<void> check_socket_dir(const fs::path& dir) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) {
     if (errno != ENOENT) return fail("daemon: socket_path: cannot check " + dir.string() + ": " + std::strerror(errno));
     if (auto ok = ensure_private_dir(dir); !ok) return fail("daemon: socket_path: " + ok.error().message);
   }
-  std::error_code ec;
-  fs::path real = fs::canonical(dir, ec);
-  if (ec) return fail("daemon: socket_path: cannot resolve " + dir.string() + ": " + ec.message());
-  const uid_t self = ::geteuid();
-  fs::path walked = "/";
-  std::vector<fs::path> chain = {walked};
-  for (const auto& part : real.relative_path()) chain.push_back(walked /= part);
-  for (std::size_t i = 0; i < chain.size(); ++i) {
-    const fs::path& p = chain[i];
-    const bool last = i + 1 == chain.size();
-    if (::lstat(p.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-      return fail("daemon: socket_path: " + p.string() + ": not a directory");
-    const std::string fix =
-        ": use a directory only you (or root) can write, or remove [daemon] socket_path for the default in "
-        "the tokfence home";
-    if (st.st_uid != self && st.st_uid != 0)
-      return fail("daemon: socket_path: " + p.string() + " is owned by uid " + std::to_string(st.st_uid) +
-                  ", not by you or root" + fix);
-    const bool others_write = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
-    if (others_write && (last || !(st.st_mode & S_ISVTX)))
-      return fail("daemon: socket_path: " + p.string() + " is writable by other users (mode " +
-                  mode_text(st.st_mode) + ")" + fix);
-  }
+  if (auto trusted = file::check_trusted_dir(dir); !trusted)
+    return fail("daemon: socket_path: " + trusted.error().message +
+                ": use a directory only you (or root) can write, or remove [daemon] socket_path for the default in "
+                "the tokfence home");
   return {};
 }
 
@@ -226,12 +202,26 @@ class SocketStore {
   std::unique_ptr<std::mutex> mutex_ = std::make_unique<std::mutex>();
 };
 
-Result<KeyStore::Map> load_keys(vault::Vault& vault) {
-  auto all = vault.get_all();
-  if (!all) return std::unexpected(all.error());
+// The keys and, beside them, when each was added and last rotated (unix seconds, 0 = never): the
+// dashboard's vault page shows the dates with the key's fingerprint, never the key.
+struct KeyDates {
+  std::int64_t added_at = 0;
+  std::int64_t rotated_at = 0;
+};
+struct LoadedKeys {
   KeyStore::Map keys;
-  for (auto& [provider, key] : *all) keys.emplace(provider, std::move(key));
-  return keys;
+  std::map<std::string, KeyDates> dates;
+};
+
+Result<LoadedKeys> load_keys(vault::Vault& vault) {
+  auto all = vault.records();  // what get_all() returns, with the dates (one read of the vault)
+  if (!all) return std::unexpected(all.error());
+  LoadedKeys loaded;
+  for (auto& r : *all) {
+    loaded.dates[r.provider] = {r.added_at, r.rotated_at};
+    loaded.keys.emplace(r.provider, std::move(r.key));
+  }
+  return loaded;
 }
 
 bool valid_label(const std::string& s) {
@@ -256,6 +246,9 @@ struct Daemon {
   std::string version;
   std::shared_ptr<vault::Vault> vault;
   std::shared_ptr<KeyStore> keys = std::make_shared<KeyStore>();
+  // The keys' dates, replaced with them (install_keys); read by `status` for the dashboard.
+  std::mutex key_dates_mutex;
+  std::map<std::string, KeyDates> key_dates;
   std::shared_ptr<RequestLog> request_log;
   std::shared_ptr<Controls> controls;
   std::shared_ptr<immune::Registry> immune;  // ImmuneFence: sessions, tokens, sensors
@@ -281,6 +274,28 @@ struct Daemon {
 
   Result<json> ping(const json&) { return json{{"pid", self}, {"version", version}}; }
 
+  void install_keys(LoadedKeys loaded) {
+    keys->replace(std::move(loaded.keys));
+    std::lock_guard lock(key_dates_mutex);
+    key_dates = std::move(loaded.dates);
+  }
+
+  // Each key in memory as `tokfence vault list` shows it: its fingerprint
+  // (SecretString::fingerprint()) and dates, never the key.
+  json vault_keys() {
+    const auto snapshot = keys->snapshot();
+    std::lock_guard lock(key_dates_mutex);
+    json out = json::array();
+    for (const auto& [name, key] : *snapshot) {
+      const auto dates = key_dates.find(name);
+      const KeyDates d = dates == key_dates.end() ? KeyDates{} : dates->second;
+      // Shaped like `tokfence vault list --json`: rotated_at null when never rotated.
+      out.push_back({{"provider", name}, {"fingerprint", key.fingerprint()}, {"added_at", d.added_at},
+                     {"rotated_at", d.rotated_at ? json(d.rotated_at) : json(nullptr)}});
+    }
+    return out;
+  }
+
   // The live ImmuneFence sessions as status, the snapshot and /metrics show them.
   json immune_sessions() const {
     json sessions = json::array();
@@ -302,6 +317,7 @@ struct Daemon {
     json key_names = json::array();
     for (const auto& [name, key] : *keys->snapshot()) key_names.push_back(name);
     out["keys"] = key_names;
+    out["vault_keys"] = vault_keys();
     json extra = json::array();
     for (const auto& s : server->unix_sockets())
       if (!s.caller.empty()) extra.push_back(socket_json(s));
@@ -372,6 +388,11 @@ struct Daemon {
       if (!s.caller.empty()) ++g.proxy_sessions;
     for (const auto& s : immune->live()) ++g.sessions_by_risk[std::string(immune::to_string(s->state()))];
     g.start_time_ms = started_at;
+    const auto activity = server->activity();
+    g.active_connections = activity.connections;
+    g.active_streams = activity.streams;
+    g.egress_allowed = activity.egress_allowed;
+    g.egress_denied = activity.egress_denied;
     return metrics->render(g);
   }
 
@@ -397,8 +418,8 @@ struct Daemon {
   Result<json> reload_keys(const json&) {
     auto loaded = load_keys(*vault);
     if (!loaded) return fail("vault: reload failed, keeping the keys in memory: " + loaded.error().message);
-    const std::size_t n = loaded->size();
-    keys->replace(std::move(*loaded));
+    const std::size_t n = loaded->keys.size();
+    install_keys(std::move(*loaded));
     immune->set_vault_keys(*keys->snapshot());
     daemon_log("keys reloaded: " + std::to_string(n) + " provider(s)");
     return json{{"keys", n}};
@@ -608,7 +629,7 @@ struct Daemon {
     vault = std::move(the_vault);
     auto loaded = load_keys(*vault);
     if (!loaded) return fail("daemon: cannot load keys: " + loaded.error().message);
-    keys->replace(std::move(*loaded));
+    install_keys(std::move(*loaded));
 
     std::error_code ec;
     fs::create_directories(config.logging.db_path.parent_path(), ec);
@@ -729,7 +750,7 @@ int wait_for_stop(const sigset_t& signals, Daemon& daemon) {
     if (sig != SIGHUP) return sig;
     auto loaded = load_keys(*daemon.vault);
     if (loaded) {
-      daemon.keys->replace(std::move(*loaded));
+      daemon.install_keys(std::move(*loaded));
       daemon.immune->set_vault_keys(*daemon.keys->snapshot());
       daemon_log("keys reloaded (SIGHUP)");
     } else {

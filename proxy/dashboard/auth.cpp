@@ -65,21 +65,20 @@ Result<DashboardAuth> DashboardAuth::create() {
   DashboardAuth auth;
   if (!fill_random(auth.secret_.data(), auth.secret_.size()))
     return fail("dashboard: cannot draw a secret from getrandom: the dashboard stays off");
-  auth.cookie_ = hmac_b64(auth.secret_, "session");
-  auth.csrf_ = hmac_b64(auth.secret_, "csrf" + auth.cookie_);
   return auth;
 }
 
 DashboardAuth::DashboardAuth(DashboardAuth&& other) noexcept
-    : secret_(other.secret_), cookie_(std::move(other.cookie_)), csrf_(std::move(other.csrf_)),
-      mutex_(std::move(other.mutex_)), nonces_(std::move(other.nonces_)) {
+    : secret_(other.secret_), mutex_(std::move(other.mutex_)), nonces_(std::move(other.nonces_)),
+      sessions_(std::move(other.sessions_)) {
   OPENSSL_cleanse(other.secret_.data(), other.secret_.size());
 }
 
 DashboardAuth::~DashboardAuth() {
   OPENSSL_cleanse(secret_.data(), secret_.size());
-  if (!cookie_.empty()) OPENSSL_cleanse(cookie_.data(), cookie_.size());
-  if (!csrf_.empty()) OPENSSL_cleanse(csrf_.data(), csrf_.size());
+  for (auto* list : {&nonces_, &sessions_})
+    for (auto& e : *list)
+      if (!e.value.empty()) OPENSSL_cleanse(e.value.data(), e.value.size());
 }
 
 Result<std::string> DashboardAuth::issue_nonce(Clock::time_point now) {
@@ -87,15 +86,18 @@ Result<std::string> DashboardAuth::issue_nonce(Clock::time_point now) {
   if (!fill_random(bytes.data(), bytes.size())) return fail("dashboard: cannot draw a login nonce from getrandom");
   std::string nonce = base64url(bytes.data(), bytes.size());
   std::lock_guard lock(*mutex_);
-  std::erase_if(nonces_, [&](const Nonce& n) { return n.expires <= now; });
+  std::erase_if(nonces_, [&](const Entry& n) { return n.expires <= now; });
   if (nonces_.size() >= kMaxNonces) nonces_.erase(nonces_.begin());  // the oldest
   nonces_.push_back({nonce, now + kNonceLife});
   return nonce;
 }
 
-bool DashboardAuth::redeem(std::string_view nonce, Clock::time_point now) {
+std::optional<std::string> DashboardAuth::redeem(std::string_view nonce, Clock::time_point now) {
+  std::array<unsigned char, 32> bytes{};
+  // Drawn first (outside the lock); a failure refuses the login like a bad nonce.
+  const bool drawn = fill_random(bytes.data(), bytes.size());
   std::lock_guard lock(*mutex_);
-  std::erase_if(nonces_, [&](const Nonce& n) { return n.expires <= now; });
+  std::erase_if(nonces_, [&](const Entry& n) { return n.expires <= now; });
   bool found = false;
   // Every entry is compared (no early exit), then the match is spent.
   for (auto& n : nonces_)
@@ -103,23 +105,56 @@ bool DashboardAuth::redeem(std::string_view nonce, Clock::time_point now) {
       found = true;
       n.expires = Clock::time_point::min();
     }
-  std::erase_if(nonces_, [](const Nonce& n) { return n.expires == Clock::time_point::min(); });
-  return found;
+  std::erase_if(nonces_, [](const Entry& n) { return n.expires == Clock::time_point::min(); });
+  if (!found || !drawn) return std::nullopt;
+  std::string cookie = base64url(bytes.data(), bytes.size());
+  OPENSSL_cleanse(bytes.data(), bytes.size());
+  std::erase_if(sessions_, [&](const Entry& e) { return e.expires <= now; });
+  if (sessions_.size() >= kMaxSessions) sessions_.erase(sessions_.begin());  // the oldest login
+  sessions_.push_back({cookie, now + kSessionLife});
+  return cookie;
 }
 
-bool DashboardAuth::cookie_ok(std::string_view header) const {
-  bool ok = false;
+std::optional<std::string> DashboardAuth::session(std::string_view header, Clock::time_point now) const {
+  std::optional<std::string> live;
+  std::lock_guard lock(*mutex_);
   while (!header.empty()) {
     const std::size_t semi = header.find(';');
     std::string_view pair = trim_spaces(header.substr(0, semi));
     header = semi == std::string_view::npos ? std::string_view() : header.substr(semi + 1);
     const std::size_t eq = pair.find('=');
     if (eq == std::string_view::npos || trim_spaces(pair.substr(0, eq)) != kCookieName) continue;
-    ok |= equal_secret(trim_spaces(pair.substr(eq + 1)), cookie_);
+    const std::string_view value = trim_spaces(pair.substr(eq + 1));
+    // Every session is compared (no early exit).
+    for (const auto& e : sessions_)
+      if (equal_secret(e.value, value) && now < e.expires && !live) live = e.value;
   }
-  return ok;
+  return live;
 }
 
-bool DashboardAuth::csrf_ok(std::string_view presented) const { return equal_secret(trim_spaces(presented), csrf_); }
+std::optional<DashboardAuth::Clock::time_point> DashboardAuth::expiry(std::string_view session) const {
+  std::lock_guard lock(*mutex_);
+  std::optional<Clock::time_point> when;
+  for (const auto& e : sessions_)
+    if (equal_secret(e.value, session)) when = e.expires;
+  return when;
+}
+
+bool DashboardAuth::end_session(std::string_view session) {
+  std::lock_guard lock(*mutex_);
+  const auto before = sessions_.size();
+  std::erase_if(sessions_, [&](Entry& e) {
+    if (!equal_secret(e.value, session)) return false;
+    OPENSSL_cleanse(e.value.data(), e.value.size());
+    return true;
+  });
+  return sessions_.size() != before;
+}
+
+std::string DashboardAuth::csrf_token(std::string_view session) const { return hmac_b64(secret_, "csrf" + std::string(session)); }
+
+bool DashboardAuth::csrf_ok(std::string_view session, std::string_view presented) const {
+  return !session.empty() && equal_secret(trim_spaces(presented), csrf_token(session));
+}
 
 }  // namespace tokfence::proxy

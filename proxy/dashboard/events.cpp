@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <vector>
 
+#include "proxy/dashboard/auth.hpp"
 #include "proxy/dashboard/data.hpp"
 
 namespace tokfence::proxy {
@@ -72,7 +73,7 @@ void DashboardEvents::publish(const RequestRecord& row) noexcept {
   }
 }
 
-bool DashboardEvents::adopt(int fd, std::string head) {
+bool DashboardEvents::adopt(int fd, std::string head, std::string session, Clock::time_point ends) {
   std::lock_guard lock(mutex_);
   reap_locked();
   if (stopping_.load() || streams_.size() >= kMaxStreams) return false;
@@ -80,11 +81,22 @@ bool DashboardEvents::adopt(int fd, std::string head) {
   s->wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (s->wake < 0) return false;
   s->fd = fd;
+  s->session = std::move(session);
+  s->ends = ends;
   Stream* raw = s.get();
   streams_.push_back(std::move(s));
   active_.fetch_add(1, std::memory_order_relaxed);
   raw->thread = std::thread([this, raw, head = std::move(head)] { serve(*raw, head); });
   return true;
+}
+
+void DashboardEvents::end_session(std::string_view session) {
+  std::lock_guard lock(mutex_);
+  for (auto& s : streams_)
+    if (!s->done && equal_secret(s->session, session)) {
+      s->cut = true;
+      signal_fd(s->wake);
+    }
 }
 
 // Writes what is queued; false when the client is gone (or too slow to take it within 2 s).
@@ -114,7 +126,8 @@ void DashboardEvents::serve(Stream& s, const std::string& head) {
   bool pending = false;  // rows queued, waiting for next_flush
   while (alive && !stopping_.load()) {
     pollfd p[2] = {{s.fd, POLLIN, 0}, {s.wake, POLLIN, 0}};
-    if (::poll(p, 2, ms_until(pending ? std::min(next_beat, next_flush) : next_beat)) < 0 && errno != EINTR) break;
+    const auto wake_at = std::min(s.ends, pending ? std::min(next_beat, next_flush) : next_beat);
+    if (::poll(p, 2, ms_until(wake_at)) < 0 && errno != EINTR) break;
     if (stopping_.load()) break;
     // An EventSource sends nothing after its request: readable means closed (or misbehaving).
     if (p[0].revents) break;
@@ -122,8 +135,11 @@ void DashboardEvents::serve(Stream& s, const std::string& head) {
       std::uint64_t n = 0;
       [[maybe_unused]] auto r = ::read(s.wake, &n, sizeof n);
       pending = true;
+      std::lock_guard lock(mutex_);
+      if (s.cut) break;  // logged out
     }
     const auto now = Clock::now();
+    if (now >= s.ends) break;  // the session expired
     // At most one write per kFlushGap: under heavy load a stream costs at most
     // kQueue / kFlushGap rows formatted a second (the rest are counted as dropped), so watching
     // the dashboard cannot take the proxy's CPU.

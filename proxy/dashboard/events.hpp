@@ -10,8 +10,8 @@
 // past that rows are dropped and the stream is told how many ("event: dropped"); a stream writes
 // at most once per kFlushGap (so at most 1,280 rows a second, whatever the load); every write must
 // finish within 2 s or the stream ends; a heartbeat comment goes out every `heartbeat` so a dead
-// peer is noticed; a stream ends when its client closes or sends anything, and all of them end on
-// stop() (the daemon stopping).
+// peer is noticed; a stream ends when its client closes or sends anything, when its session
+// expires or logs out, and all of them end on stop() (the daemon stopping).
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "proxy/metering/request_log.hpp"
@@ -42,8 +43,12 @@ class DashboardEvents {
   void publish(const RequestRecord& row) noexcept;
   // Serves an event stream on connected non-blocking socket `fd` from a thread of its own, after
   // writing `head` (the HTTP response head). Takes `fd` and returns true, or returns false (the
-  // caller keeps `fd`) when kMaxStreams are open or stop() was called.
-  bool adopt(int fd, std::string head);
+  // caller keeps `fd`) when kMaxStreams are open or stop() was called. The stream belongs to the
+  // dashboard session `session` and ends at `ends` (the session's expiry) or end_session().
+  bool adopt(int fd, std::string head, std::string session = {},
+             std::chrono::steady_clock::time_point ends = std::chrono::steady_clock::time_point::max());
+  // Ends every stream of `session` (a logout), within moments.
+  void end_session(std::string_view session);
   // Ends every stream and joins their threads; adopt() refuses from then on.
   void stop();
   std::size_t open_streams() const { return active_.load(std::memory_order_relaxed); }
@@ -55,6 +60,9 @@ class DashboardEvents {
     std::deque<RequestRecord> queue;
     std::uint64_t dropped = 0;
     bool done = false;
+    bool cut = false;  // its session ended (end_session)
+    std::string session;
+    std::chrono::steady_clock::time_point ends;
     std::thread thread;
   };
   void serve(Stream& s, const std::string& head);

@@ -239,8 +239,9 @@ struct DashboardListener::Impl {
     HttpResponse r = web->handle(req);
     if (r.status == 403 && req.method == "POST")
       note_refusal("dashboard: refused an action (" + req.path.substr(0, 40) + "): " + r.body.substr(0, 120));
+    if (!r.ended_session.empty() && options.events) options.events->end_session(r.ended_session);
     if (r.event_stream && !head_only) {
-      if (options.events && options.events->adopt(fd, serialize(r, false))) return true;
+      if (options.events && options.events->adopt(fd, serialize(r, false), r.stream_session, r.stream_ends)) return true;
       r = text_response(503, "too many live views are open: close one\n");
     }
     respond(fd, r, head_only);

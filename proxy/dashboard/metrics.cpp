@@ -38,6 +38,14 @@ std::string number(double v) {
 
 std::string number(std::uint64_t v) { return std::to_string(v); }
 
+// A bucket bound as its `le` label: 15 significant digits, so 0.04 reads "0.04", not
+// "0.040000000000000001" (the bounds are short decimals; the values keep all 17).
+std::string bound(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.15g", v);
+  return buf;
+}
+
 double usd(Picodollars p) { return static_cast<double>(p) / static_cast<double>(kPicoPerUsd); }
 
 class Writer {
@@ -68,7 +76,7 @@ class Writer {
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < N; ++i) {
       cumulative += buckets[i];
-      sample(std::string(name) + "_bucket", prefix + "le=\"" + number(bounds[i]) + "\"", number(cumulative));
+      sample(std::string(name) + "_bucket", prefix + "le=\"" + bound(bounds[i]) + "\"", number(cumulative));
     }
     sample(std::string(name) + "_bucket", prefix + "le=\"+Inf\"", number(count));
     sample(std::string(name) + "_sum", labels, number(sum));
@@ -207,6 +215,24 @@ std::string Metrics::render(const Gauges& g) const {
   w.sample("tokfence_request_log_rows_total", "state=\"lost\"", number(g.log.lost));
   w.family("tokfence_request_log_queue_depth", "gauge", "Rows waiting for the request log's writer.");
   w.sample("tokfence_request_log_queue_depth", "", number(g.log.queued));
+  w.family("tokfence_request_log_commit_duration_seconds", "histogram",
+           "Seconds the request log's writer took to write and commit one batch of rows (retries included).");
+  {
+    constexpr std::size_t n = RequestLog::kCommitSecondsBuckets.size();
+    std::array<std::uint64_t, n> buckets{};
+    for (std::size_t i = 0; i < n; ++i) buckets[i] = g.log.commit_buckets[i];
+    w.histogram("tokfence_request_log_commit_duration_seconds", "", buckets, RequestLog::kCommitSecondsBuckets,
+                g.log.commits, g.log.commit_seconds);
+  }
+  w.family("tokfence_active_connections", "gauge", "Client connections open on the proxy's listeners now.");
+  w.sample("tokfence_active_connections", "", number(static_cast<double>(g.active_connections)));
+  w.family("tokfence_active_streams", "gauge",
+           "Streamed model responses (requests asking stream: true) being relayed now.");
+  w.sample("tokfence_active_streams", "", number(static_cast<double>(g.active_streams)));
+  w.family("tokfence_egress_decisions_total", "counter",
+           "Forward-proxy requests (CONNECT, absolute-form http) by decision, as the egress log records them.");
+  w.sample("tokfence_egress_decisions_total", "decision=\"allowed\"", number(g.egress_allowed));
+  w.sample("tokfence_egress_decisions_total", "decision=\"denied\"", number(g.egress_denied));
   w.family("tokfence_proxy_sessions", "gauge", "Per-caller proxy sockets open (tokfence launch and run sessions).");
   w.sample("tokfence_proxy_sessions", "", number(static_cast<std::uint64_t>(g.proxy_sessions)));
   w.family("tokfence_immunefence_sessions", "gauge", "Live ImmuneFence sessions by risk state.");

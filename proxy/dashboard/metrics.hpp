@@ -4,7 +4,8 @@
 //
 // Counters come from the request rows as the daemon records them (Metrics::record, called through
 // observe_records on the I/O thread: one mutex and a few map updates, no allocation once a label
-// set has been seen); gauges (budgets, kill switch, the log writer) are read when scraped. Label
+// set has been seen); gauges (budgets, kill switch, the log writer, the data plane's connections,
+// streams and egress decisions) are read when scraped. Label
 // values from clients (the model name) are capped: past kMaxModelSeries distinct (provider, model)
 // pairs, new models count under model "(other)", so a client cannot grow the daemon's memory or a
 // scrape without bound.
@@ -35,6 +36,10 @@ class Metrics {
     std::size_t proxy_sessions = 0;  // per-caller proxy sockets open (launches, run sessions)
     std::map<std::string, std::size_t> sessions_by_risk;  // live ImmuneFence sessions by risk state
     std::int64_t start_time_ms = 0;
+    // The data plane's counters (ProxyServer::activity).
+    int active_connections = 0;
+    int active_streams = 0;
+    std::uint64_t egress_allowed = 0, egress_denied = 0;
   };
   std::string render(const Gauges& gauges) const;
 

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <map>
 
+#include "core/http_status.hpp"
 #include "core/time.hpp"
 #include "proxy/dashboard/assets.hpp"
 #include "proxy/dashboard/data.hpp"
@@ -138,31 +139,9 @@ std::string HttpRequest::param(std::string_view name) const {
   return {};
 }
 
-const char* reason_phrase(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 303: return "See Other";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 421: return "Misdirected Request";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    default: return "Status";
-  }
-}
-
 std::string serialize(const HttpResponse& r, bool head_only) {
-  std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason_phrase(r.status) +
+  const std::string_view phrase = reason_phrase(r.status);
+  std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + std::string(phrase.empty() ? "Status" : phrase) +
                     "\r\nContent-Type: " + r.type + "\r\n";
   if (!r.event_stream) out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
   for (const auto& [name, value] : r.headers) out += name + ": " + value + "\r\n";
@@ -206,7 +185,8 @@ HttpResponse DashboardWeb::handle(const HttpRequest& req) const {
     return asset_response(*a);
   }
   const std::string* cookie = req.header("cookie");
-  if (!cookie || !auth_.cookie_ok(*cookie)) {
+  const std::optional<std::string> session = cookie ? auth_.session(*cookie) : std::nullopt;
+  if (!session) {
     if (req.path.starts_with("/api/"))
       return json_error(401, "dashboard: not logged in: open the URL 'tokfence dashboard --print-url' prints");
     return page_message(401, "Log in first",
@@ -214,13 +194,13 @@ HttpResponse DashboardWeb::handle(const HttpRequest& req) const {
                         "<code>tokfence dashboard --print-url</code> prints).");
   }
   if (req.path.starts_with("/api/")) {
-    if (req.method == "POST") return action(req);
+    if (req.method == "POST") return action(req, *session);
     if (!read) return json_error(405, "use GET, or POST for actions");
     // Data is for the dashboard's own script: another site (or another port of 127.0.0.1) that
     // makes the browser ask gets nothing, even though the browser sends the cookie along.
     if (const std::string* site = req.header("sec-fetch-site"); site && *site != "same-origin")
       return json_error(403, "dashboard: refused: the API answers the dashboard's own pages only");
-    return api_get(req);
+    return api_get(req, *session);
   }
   if (std::find(std::begin(kPages), std::end(kPages), req.path) != std::end(kPages)) {
     if (!read) return json_error(405, "use GET");
@@ -232,22 +212,25 @@ HttpResponse DashboardWeb::handle(const HttpRequest& req) const {
 HttpResponse DashboardWeb::login(const HttpRequest& req) const {
   // GET only: HEAD (a link preview) must not spend the nonce, and there is no body to take.
   if (req.method != "GET") return json_error(405, "use GET");
-  if (!auth_.redeem(req.param("once")))
+  const std::optional<std::string> session = auth_.redeem(req.param("once"));
+  if (!session)
     return page_message(403, "Login link not valid",
                         "This login link was already used or has expired: each link works once, within "
                         "120 seconds. Run <code>tokfence dashboard --open</code> for a new one.");
   HttpResponse r;
   r.status = 303;
+  // Max-Age tells the browser what the daemon enforces anyway (DashboardAuth::kSessionLife).
   r.headers = {{"Location", "/"},
-               {"Set-Cookie", std::string(DashboardAuth::kCookieName) + "=" + auth_.cookie_value() +
-                                  "; HttpOnly; SameSite=Strict; Path=/"}};
+               {"Set-Cookie", std::string(DashboardAuth::kCookieName) + "=" + *session +
+                                  "; HttpOnly; SameSite=Strict; Path=/; Max-Age=" +
+                                  std::to_string(std::chrono::seconds(DashboardAuth::kSessionLife).count())}};
   r.body = "logged in\n";
   return r;
 }
 
-HttpResponse DashboardWeb::api_get(const HttpRequest& req) const {
+HttpResponse DashboardWeb::api_get(const HttpRequest& req, const std::string& session) const {
   const std::string& p = req.path;
-  if (p == "/api/session") return json_response(200, {{"csrf", auth_.csrf_token()}, {"port", src_.port}});
+  if (p == "/api/session") return json_response(200, {{"csrf", auth_.csrf_token(session)}, {"port", src_.port}});
   if (p == "/api/overview") return reply_response(call({{"op", "widget_snapshot"}}));
   if (p == "/api/spend") {
     auto q = parse_spend_query(req.param("range").empty() ? "24h" : req.param("range"),
@@ -265,6 +248,8 @@ HttpResponse DashboardWeb::api_get(const HttpRequest& req) const {
     HttpResponse r;
     r.type = "text/event-stream; charset=utf-8";
     r.event_stream = true;
+    r.stream_session = session;
+    r.stream_ends = auth_.expiry(session).value_or(DashboardAuth::Clock::now());
     return r;
   }
   return json_error(404, "dashboard: no such endpoint (docs/DASHBOARD.md lists them)");
@@ -321,16 +306,20 @@ HttpResponse DashboardWeb::vault() const {
   json snap = call({{"op", "widget_snapshot"}});
   if (!snap.value("ok", false)) return reply_response(snap);
   json status = call({{"op", "status"}});
-  // Names, upstreams and revocations only: the daemon never hands a key to anything but the proxy.
+  // Names, upstreams, revocations and fingerprints only: the daemon never hands a key to anything
+  // but the proxy.
   return json_response(200, {{"vault_backend", status.value("vault_backend", "")},
                              {"vault_known", snap.value("vault_known", true)},
                              {"vault_providers", snap.value("vault_providers", json::array())},
                              {"providers", snap.value("providers", json::array())},
                              {"provider_upstreams", snap.value("provider_upstreams", json::object())},
-                             {"revoked_providers", snap.value("revoked_providers", json::array())}});
+                             {"revoked_providers", snap.value("revoked_providers", json::array())},
+                             // Fingerprint ("..." and the last few characters, as `tokfence vault
+                             // list` shows it) and dates of each key the daemon holds.
+                             {"keys", status.value("vault_keys", json::array())}});
 }
 
-std::optional<HttpResponse> DashboardWeb::refuse_action(const HttpRequest& req) const {
+std::optional<HttpResponse> DashboardWeb::refuse_action(const HttpRequest& req, const std::string& session) const {
   // A page elsewhere (another site, or another port of 127.0.0.1, which counts as the same site
   // for SameSite cookies) can make the browser POST here with the cookie; it cannot forge Origin
   // or Sec-Fetch-Site, nor read the CSRF token, nor send a custom header without a CORS
@@ -344,13 +333,21 @@ std::optional<HttpResponse> DashboardWeb::refuse_action(const HttpRequest& req) 
   if (!type || lower(type->substr(0, type->find(';'))) != "application/json")
     return json_error(415, "dashboard: refused: actions take Content-Type application/json");
   const std::string* csrf = req.header("x-tokfence-csrf");
-  if (!csrf || !auth_.csrf_ok(*csrf)) return json_error(403, "dashboard: refused: missing or wrong X-Tokfence-CSRF");
+  if (!csrf || !auth_.csrf_ok(session, *csrf)) return json_error(403, "dashboard: refused: missing or wrong X-Tokfence-CSRF");
   return std::nullopt;
 }
 
-HttpResponse DashboardWeb::action(const HttpRequest& req) const {
-  if (auto refused = refuse_action(req)) return *refused;
+HttpResponse DashboardWeb::action(const HttpRequest& req, const std::string& session) const {
+  if (auto refused = refuse_action(req, session)) return *refused;
   const std::string name = req.path.substr(5);  // after "/api/"
+  if (name == "logout") {
+    auth_.end_session(session);
+    if (src_.log) src_.log("dashboard: logged out (from the web dashboard)");
+    HttpResponse r = json_response(200, {{"ok", true}});
+    r.headers = {{"Set-Cookie", std::string(DashboardAuth::kCookieName) + "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"}};
+    r.ended_session = session;
+    return r;
+  }
   json body = json::parse(req.body.empty() ? std::string("{}") : req.body, nullptr, false);
   if (body.is_discarded() || !body.is_object()) return json_error(400, "dashboard: the body must be a JSON object");
   if (std::find(std::begin(kActions), std::end(kActions), name) == std::end(kActions))

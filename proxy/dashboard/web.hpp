@@ -2,14 +2,16 @@
 // The web dashboard's request handling (docs/DASHBOARD.md): a function from a parsed request to a
 // response, with no socket in sight (the listener reads and writes; unit tests call handle()).
 //
-// Order of checks for everything but /metrics, /login and the static assets: the session cookie
-// (401), then for /api/* a Sec-Fetch-Site of same-origin or none given (403); for actions (POST)
+// Order of checks for everything but /metrics, /login and the static assets: the session cookie,
+// which must name a live session (401: never issued, expired after DashboardAuth::kSessionLife,
+// or logged out), then for /api/* a Sec-Fetch-Site of same-origin or none given (403); for actions (POST)
 // also Origin equal to the dashboard's own origin (absent = refused), Content-Type
 // application/json, a body of at most kMaxBody bytes and the X-Tokfence-CSRF header equal to the
-// session's CSRF token (403/415). Actions run as control ops through `control` (the daemon's
+// session's CSRF token (403/415). POST /api/logout (same checks) ends the session. Actions run as control ops through `control` (the daemon's
 // ControlRouter, the same code `tokfence kill` and friends reach over the control socket).
 //
 // Every response carries the strict Content-Security-Policy and friends (security_headers()).
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -45,13 +47,16 @@ struct HttpResponse {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra ones: Location, Set-Cookie
   bool event_stream = false;  // the listener hands the connection to DashboardEvents
+  // An event stream's session and its expiry: the stream ends with the session.
+  std::string stream_session;
+  std::chrono::steady_clock::time_point stream_ends{};
+  std::string ended_session;  // a logout: the listener ends that session's event streams
 };
 
 // The response head and body as bytes (no body for HEAD, or for an event stream whose body
 // follows). Adds Content-Length (except for event streams), Connection: close and the security
 // headers.
 std::string serialize(const HttpResponse& response, bool head_only);
-const char* reason_phrase(int status);
 
 class DashboardWeb {
  public:
@@ -70,9 +75,10 @@ class DashboardWeb {
 
  private:
   HttpResponse login(const HttpRequest& request) const;
-  HttpResponse api_get(const HttpRequest& request) const;
-  HttpResponse action(const HttpRequest& request) const;
-  std::optional<HttpResponse> refuse_action(const HttpRequest& request) const;
+  // `session`: the live session the request's cookie names (DashboardAuth::session).
+  HttpResponse api_get(const HttpRequest& request, const std::string& session) const;
+  HttpResponse action(const HttpRequest& request, const std::string& session) const;
+  std::optional<HttpResponse> refuse_action(const HttpRequest& request, const std::string& session) const;
   HttpResponse agents() const;
   HttpResponse vault() const;
   HttpResponse requests(const HttpRequest& request) const;

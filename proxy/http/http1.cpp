@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <new>
+
+#include <sys/mman.h>
 
 namespace tokfence::proxy::http1 {
 namespace {
@@ -409,25 +412,95 @@ ChunkedDecoder::Step ChunkedDecoder::step(std::string_view in) {
   return {i, {}};
 }
 
+namespace {
+
+// Spare read buffers of the default size, per thread: a connection that gives its buffer back
+// while it waits takes one again when bytes arrive, without malloc. At most kMaxSpares are kept
+// (their pages stay resident); a thread serves one connection at a time, so only connections
+// holding unread bytes keep buffers out of the list, and a few spares cover the rest.
+constexpr std::size_t kMaxSpares = 16;
+
+// Storage of whole pages, 16 KiB and up, is mapped rather than taken from malloc: only the pages
+// a connection reads into become resident, even when the storage was used before, and unmapped
+// storage goes back to the system at once. From the heap, a buffer re-used after another
+// connection's bytes is resident whole, and thousands of buffers freed between live objects (a
+// burst of streams whose requests were read and forwarded) stay resident as holes in the heap:
+// that was most of what a stream cost (bench/README.md, stream_scale). Mapping costs two system
+// calls, paid per connection at most (the spares take most releases).
+bool mapped(std::size_t capacity) { return capacity >= ReadBuffer::kDefaultCapacity && capacity % 4096 == 0; }
+
+char* allocate(std::size_t capacity) {
+  if (!mapped(capacity)) return new char[capacity];
+  void* p = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return static_cast<char*>(p);
+}
+
+void deallocate(char* p, std::size_t capacity) {
+  if (mapped(capacity))
+    ::munmap(p, capacity);
+  else
+    delete[] p;
+}
+
+// Set when the thread's list is destroyed (thread exit): a buffer freed after that is deleted.
+thread_local bool spares_gone = false;
+struct Spares {
+  std::vector<char*> buffers;
+  Spares() { buffers.reserve(kMaxSpares); }  // GiveBack never allocates
+  ~Spares() {
+    spares_gone = true;
+    for (char* p : buffers) deallocate(p, ReadBuffer::kDefaultCapacity);
+  }
+};
+thread_local Spares spares;
+
+}  // namespace
+
+void ReadBuffer::GiveBack::operator()(char* p) const {
+  if (capacity == ReadBuffer::kDefaultCapacity && !spares_gone && spares.buffers.size() < kMaxSpares)
+    spares.buffers.push_back(p);
+  else
+    deallocate(p, capacity);
+}
+
 void ReadBuffer::consume(std::size_t n) {
   begin_ += std::min(n, size());
   if (begin_ == end_) begin_ = end_ = 0;
 }
 
+bool ReadBuffer::release() {
+  if (begin_ != end_) return false;
+  begin_ = end_ = 0;
+  storage_.reset();
+  return true;
+}
+
 std::span<char> ReadBuffer::prepare(std::size_t min_room) {
-  if (capacity_ - end_ < min_room && begin_ > 0) {
+  if (!storage_) {
+    const std::size_t capacity = std::max(initial_, min_room);
+    char* p = nullptr;
+    if (capacity == kDefaultCapacity && !spares_gone && !spares.buffers.empty()) {
+      p = spares.buffers.back();
+      spares.buffers.pop_back();
+    } else {
+      p = allocate(capacity);
+    }
+    storage_ = std::unique_ptr<char[], GiveBack>(p, GiveBack{capacity});
+  }
+  const std::size_t capacity = storage_.get_deleter().capacity;
+  if (capacity - end_ < min_room && begin_ > 0) {
     std::memmove(storage_.get(), storage_.get() + begin_, end_ - begin_);
     end_ -= begin_;
     begin_ = 0;
   }
-  if (capacity_ - end_ < min_room) {
-    std::size_t grown = std::max(capacity_ * 2, end_ + min_room);
-    std::unique_ptr<char[]> bigger(new char[grown]);
+  if (capacity - end_ < min_room) {
+    std::size_t grown = std::max(capacity * 2, end_ + min_room);
+    std::unique_ptr<char[], GiveBack> bigger(allocate(grown), GiveBack{grown});
     std::memcpy(bigger.get(), storage_.get(), end_);
     storage_ = std::move(bigger);
-    capacity_ = grown;
   }
-  return {storage_.get() + end_, capacity_ - end_};
+  return {storage_.get() + end_, storage_.get_deleter().capacity - end_};
 }
 
 std::string chunk_header(std::size_t size) {
@@ -443,39 +516,6 @@ std::string chunk_header(std::size_t size) {
   while (n > 0) out.push_back(digits[--n]);
   out += "\r\n";
   return out;
-}
-
-std::string_view reason_phrase(int status) {
-  switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 529: return "Site Overloaded";
-    default: return "";
-  }
 }
 
 }  // namespace tokfence::proxy::http1

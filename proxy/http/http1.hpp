@@ -146,12 +146,17 @@ class ChunkedDecoder {
 };
 
 // A connection's read buffer: unread bytes at the front, room to read into at the back.
+//
+// Storage is taken at the first prepare() and can be given back with release() while nothing is
+// unread: a connection that waits (a stream between two events) then holds no buffer at all.
+// Buffers of the default size go to a short list of spares kept by each thread and come back
+// from it, so a release() and the next prepare() cost no allocation; buffers that grew are freed.
+// Storage of whole pages is mapped rather than taken from the heap (http1.cpp says why).
 class ReadBuffer {
  public:
-  // The storage is not initialised: pages nobody reads into never become resident (an open
-  // stream's buffers are mostly unused).
-  explicit ReadBuffer(std::size_t initial_capacity = 16 * 1024)
-      : storage_(new char[initial_capacity]), capacity_(initial_capacity) {}
+  static constexpr std::size_t kDefaultCapacity = 16 * 1024;
+  // The storage is not initialised: pages nobody reads into never become resident.
+  explicit ReadBuffer(std::size_t initial_capacity = kDefaultCapacity) : initial_(initial_capacity) {}
   std::string_view data() const { return {storage_.get() + begin_, end_ - begin_}; }
   std::size_t size() const { return end_ - begin_; }
   bool empty() const { return begin_ == end_; }
@@ -161,10 +166,19 @@ class ReadBuffer {
   // and grows the storage as needed (views into data() are invalidated).
   std::span<char> prepare(std::size_t min_room = 4096);
   void commit(std::size_t n) { end_ += n; }
+  // Gives the storage back when no byte is unread (else does nothing); views into data() and
+  // spans from prepare() are invalidated. Returns whether the buffer now holds no storage.
+  bool release();
+  // Whether storage is held (tests, and the memory accounting in bench/README.md).
+  bool holds_storage() const { return static_cast<bool>(storage_); }
 
  private:
-  std::unique_ptr<char[]> storage_;
-  std::size_t capacity_;
+  struct GiveBack {
+    std::size_t capacity;              // no default member initialiser: the enclosing class
+    void operator()(char* p) const;  // default-constructs it before it is complete
+  };
+  std::unique_ptr<char[], GiveBack> storage_;
+  std::size_t initial_;
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
 };
@@ -172,8 +186,5 @@ class ReadBuffer {
 // "4000\r\n" for a chunk of 0x4000 bytes.
 std::string chunk_header(std::size_t size);
 inline constexpr std::string_view last_chunk = "0\r\n\r\n";
-
-// The standard reason phrase of a status code ("" when unknown).
-std::string_view reason_phrase(int status);
 
 }  // namespace tokfence::proxy::http1

@@ -35,6 +35,7 @@
 #include "proxy/http/admission.hpp"
 #include "proxy/http/asio_types.hpp"
 #include "proxy/http/caller_lookup.hpp"
+#include "core/http_status.hpp"
 #include "core/peer.hpp"
 #include "core/text_format.hpp"
 #include "core/time.hpp"
@@ -175,6 +176,9 @@ struct ProxyServer::Impl {
   std::atomic<int> connections{0};  // client connections open, all listeners
   std::atomic<int> rejecting{0};    // connections over a cap being answered 503
   std::atomic<std::uint64_t> inflight_body_bytes{0};
+  // For /metrics (ProxyServer::activity): touched with relaxed increments only.
+  std::atomic<int> active_streams{0};
+  std::atomic<std::uint64_t> egress_allowed{0}, egress_denied{0};
   int connection_cap = 0;  // max_connections, lowered to what RLIMIT_NOFILE leaves (see create())
   std::shared_ptr<std::atomic<int>> tcp_connections = std::make_shared<std::atomic<int>>(0);
   // A place for one more client connection, given back when the returned token is destroyed;
@@ -358,6 +362,27 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void wipe_upstream_head() {
     wipe_memory(up_head_.data(), up_head_.size());
     up_head_.clear();
+  }
+
+  // A response that takes a while (a stream between two events) no longer needs what only its
+  // request needed, and a thousand open streams would each hold it: a response has begun, so the
+  // request is never sent again (no retry). The upstream head (it holds the key) is wiped now
+  // rather than when the stream ends, the body is freed and no longer counted against
+  // max_inflight_body_bytes, and the client's read buffer goes back to the thread's spares unless
+  // bytes of a next (pipelined) request follow this one in it. head_'s views pointed into that
+  // buffer: they are cleared, and nothing reads them until the next head is parsed.
+  void release_request() {
+    wipe_upstream_head();
+    std::string().swap(body_);
+    release_body_bytes();
+    if (spill_.empty()) std::string().swap(spill_);
+    if (in_.size() == request_bytes_) {
+      in_.consume(request_bytes_);
+      in_.release();
+      request_bytes_ = 0;
+      head_.headers.clear();
+      head_.method = head_.target = {};
+    }
   }
 
   std::chrono::seconds within_idle(int seconds) const {
@@ -589,6 +614,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       caller_override_.clear();
       co_return keep;
     }
+    request_bytes_ = taken;  // final: the body has been read
     std::exception_ptr failure;
     try {
       auto routed = route_request(rec);
@@ -930,7 +956,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     char code[4] = {static_cast<char>('0' + status / 100 % 10), static_cast<char>('0' + status / 10 % 10),
                     static_cast<char>('0' + status % 10), ' '};
     out.append(code, 4);
-    out.append(reason.empty() ? http1::reason_phrase(status) : reason);
+    out.append(reason.empty() ? tokfence::reason_phrase(status) : reason);
     out.append("\r\n");
   }
 
@@ -1062,10 +1088,23 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     keys.reset();
     ExchangeResult result;
     {
+      // A streamed request counts as an active stream while its exchange runs (the destructor
+      // also runs when the coroutine is destroyed at shutdown).
+      struct StreamGauge {
+        std::atomic<int>* count;
+        explicit StreamGauge(std::atomic<int>* c) : count(c) {
+          if (count) count->fetch_add(1, std::memory_order_relaxed);
+        }
+        ~StreamGauge() {
+          if (count) count->fetch_sub(1, std::memory_order_relaxed);
+        }
+        StreamGauge(const StreamGauge&) = delete;
+        StreamGauge& operator=(const StreamGauge&) = delete;
+      } stream_gauge(rec.streaming ? &s_.active_streams : nullptr);
       Exchange exchange(*this, provider, kind, rec, started, keep);
       result = co_await exchange.run();
     }
-    settle_request(reservation, result, estimate, *pricing, route.provider, rec);
+    settle_request(reservation, result, estimate, *pricing, rec.provider, rec);  // route's views may be gone
     immune_after(rec);
     co_return result.outcome == Outcome::keep;
   }
@@ -1156,6 +1195,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       if (!response_begun_) co_await send_reply(end.status, head_.version_minor, false, {}, body, headers);
     }
     rec.duration_ms = ms_since(started);
+    (rec.decision == "allowed" ? s_.egress_allowed : s_.egress_denied).fetch_add(1, std::memory_order_relaxed);
     s_.deps.log->record_egress(std::move(rec));
   }
 
@@ -1514,6 +1554,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   http1::ReadBuffer in_;      // the client's bytes: heads are parsed in place
   http1::HeadScanner head_scanner_;  // how far in_ was looked at for the current head
   http1::RequestHead head_;   // the current request (views into in_)
+  std::size_t request_bytes_ = 0;  // bytes of in_ the current request used (set once its body is read)
   std::string body_;          // the current request's body
   std::string spill_;         // bytes read past a chunked request body
   std::string chunk_error_;
@@ -1767,6 +1808,7 @@ class Session<Stream>::Exchange {
   aio::Task<bool> relay_body(Up& up, http1::ReadBuffer& buf, BodyFraming& framing, UsageExtractor& usage) {
     Session& s = session_;
     bool header_sent = false;
+    bool request_released = false;
     for (;;) {
       Gather pieces;
       if (!header_sent) pieces.add(net::buffer(s.out_));
@@ -1801,11 +1843,37 @@ class Session<Stream>::Exchange {
         co_return false;
       }
       if (framing.done()) co_return true;
+      if (!request_released) {
+        s.release_request();
+        request_released = true;
+      }
       error_code ec;
+      std::size_t n = 0;
       auto room = buf.prepare(4096);
-      s.arm(s.idle_timeout());
-      std::size_t n = co_await up.async_read_some(net::buffer(room.data(), room.size()), with_ec(ec));
-      s.disarm(ec);
+      if constexpr (std::is_same_v<Up, aio::TcpSocket>) {
+        // Read at once when bytes are there. Else `buf` (empty) gives its storage back while the
+        // wait lasts (between two events of a stream, usually) and the bytes are read once the
+        // socket is readable: a wait costs one epoll_ctl more than a read operation would, and
+        // the stream holds no read buffer for most of its life. (A TLS stream cannot do this: its
+        // engine may hold decrypted bytes the socket no longer shows.)
+        n = up.read_some(net::buffer(room.data(), room.size()), ec);
+        if (ec == net::error::would_block || ec == net::error::try_again) {
+          ec = {};
+          buf.release();
+          s.arm(s.idle_timeout());
+          co_await up.async_wait(net::socket_base::wait_read, with_ec(ec));
+          s.disarm(ec);
+          if (!ec) {
+            room = buf.prepare(4096);
+            n = up.read_some(net::buffer(room.data(), room.size()), ec);
+            if (ec == net::error::would_block || ec == net::error::try_again) ec = {};  // nothing after all
+          }
+        }
+      } else {
+        s.arm(s.idle_timeout());
+        n = co_await up.async_read_some(net::buffer(room.data(), room.size()), with_ec(ec));
+        s.disarm(ec);
+      }
       buf.commit(n);
       if (!ec) continue;
       if (framing.kind() == http1::BodyKind::until_close &&
@@ -2178,6 +2246,12 @@ void ProxyServer::start() {
 }
 
 void ProxyServer::hand_over_finished_rows() { impl_->callers.drain(); }
+
+ProxyServer::Activity ProxyServer::activity() const {
+  constexpr auto relaxed = std::memory_order_relaxed;
+  return {impl_->connections.load(relaxed), impl_->active_streams.load(relaxed), impl_->egress_allowed.load(relaxed),
+          impl_->egress_denied.load(relaxed)};
+}
 
 void ProxyServer::shutdown(std::chrono::seconds grace) {
   auto& s = *impl_;

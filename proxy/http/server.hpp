@@ -99,6 +99,16 @@ class ProxyServer {
   // for their connection's caller look-up (at most ~kCallerWait). `flush_log` calls this first.
   void hand_over_finished_rows();
 
+  // The data plane's own counters, for /metrics: relaxed atomic loads, no lock, so a scrape never
+  // waits on (or slows) a request.
+  struct Activity {
+    int connections = 0;  // client connections open now, all listeners
+    int streams = 0;      // streamed responses (requests asking stream: true) being relayed now
+    std::uint64_t egress_allowed = 0;  // forward-proxy decisions since start, as the egress log rows say
+    std::uint64_t egress_denied = 0;
+  };
+  Activity activity() const;
+
   struct Impl;
 
  private:

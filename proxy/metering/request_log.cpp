@@ -186,7 +186,11 @@ class SqliteRequestLog final : public RequestLog {
 
   Stats stats() const override {
     std::lock_guard lock(mutex_);
-    return Stats{enqueued_, committed_, pending(), dropped_, lost_};
+    Stats s{enqueued_, committed_, pending(), dropped_, lost_};
+    s.commits = commits_;
+    s.commit_seconds = commit_seconds_;
+    s.commit_buckets = commit_buckets_;
+    return s;
   }
 
   void flush() override {
@@ -224,12 +228,15 @@ class SqliteRequestLog final : public RequestLog {
         egress_batch.swap(egress_queue_);
         n += egress_batch.size();
         lock.unlock();
+        const auto write_started = std::chrono::steady_clock::now();
         const bool ok = write(batch, egress_batch);
+        const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - write_started).count();
         batch.clear();
         egress_batch.clear();
         lock.lock();
         processed_ += n;
         (ok ? committed_ : lost_) += n;
+        observe_commit(took);
         done_.notify_all();
         room_.notify_all();
       }
@@ -378,6 +385,17 @@ class SqliteRequestLog final : public RequestLog {
   std::uint64_t dropped_ = 0;     // rows refused because the queue was full
   std::uint64_t committed_ = 0;   // rows committed
   std::uint64_t lost_ = 0;        // rows given up after kWriteAttempts failed commits
+  // Commit times of the batches written (Stats::commits and friends).
+  std::uint64_t commits_ = 0;
+  double commit_seconds_ = 0;
+  std::array<std::uint64_t, kCommitSecondsBuckets.size() + 1> commit_buckets_{};
+  void observe_commit(double seconds) {
+    std::size_t i = 0;
+    while (i < kCommitSecondsBuckets.size() && seconds > kCommitSecondsBuckets[i]) ++i;
+    ++commit_buckets_[i];
+    ++commits_;
+    commit_seconds_ += seconds;
+  }
   std::uint64_t flush_target_ = 0;  // flush() waits for processed_ to reach this: no lingering
   bool stopping_ = false;
   std::thread thread_;

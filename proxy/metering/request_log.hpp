@@ -22,6 +22,7 @@
 //          bytes_up INTEGER, bytes_down INTEGER, duration_ms REAL, error TEXT)
 //   one row per CONNECT or absolute-form request on a forward proxy (proxy/egress), written by the
 //   same writer, in the same transactions, as the requests rows (flush() covers both).
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -109,12 +110,22 @@ class RequestLog {
   // commit it, given up and reported on stderr: a broken disk must not hang `stop`).
   virtual void flush() = 0;
 
+  // Upper bounds (seconds) of the writer's commit-time buckets: a batch's write and commit,
+  // retries included (a slow disk shows here before rows queue up).
+  static constexpr std::array<double, 12> kCommitSecondsBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                                   0.05,   0.1,   0.25,   0.5,   1,    2.5};
   struct Stats {
     std::uint64_t recorded = 0;   // rows accepted by record()
     std::uint64_t committed = 0;  // rows committed to the database
     std::uint64_t queued = 0;     // rows waiting for the writer now
     std::uint64_t dropped = 0;    // rows refused because the queue stayed full
     std::uint64_t lost = 0;       // rows given up after failed commits (a broken disk)
+    // The writer's batches (committed or given up) and how long each took, by
+    // kCommitSecondsBuckets (not cumulative; the last count is for batches slower than the last
+    // bound).
+    std::uint64_t commits = 0;
+    double commit_seconds = 0;
+    std::array<std::uint64_t, kCommitSecondsBuckets.size() + 1> commit_buckets{};
   };
   virtual Stats stats() const = 0;
 };

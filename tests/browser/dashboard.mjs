@@ -68,6 +68,8 @@ async function dashboardFlow(page) {
     await openPage(page, '/' + p);
     await shot(page, p);
   }
+  const fingerprint = await page.$eval('tr[data-provider="openai"] code.fingerprint', (n) => n.textContent);
+  check(/^\.\.\.[A-Za-z0-9]{4}$/.test(fingerprint), 'the vault page shows the key\'s fingerprint: ' + fingerprint);
 
   await openPage(page, '/controls');
   await shot(page, 'controls');
@@ -107,6 +109,24 @@ async function hostileFlow(page) {
   check((await killed(page)) === false, 'kill switch still off after the hostile form POST');
 }
 
+// The Log out button ends the session: the page reloads to the log-in message, the API refuses.
+async function logoutFlow(page) {
+  await page.bringToFront();  // the hostile page's tab was in front
+  await openPage(page, '/');
+  await page.click('#logout');
+  try {
+    await page.waitForFunction(() => document.title.includes('Log in first'), { timeout: 10000 });
+  } catch (e) {
+    const shown = await page.evaluate(() => document.getElementById('message')?.textContent).catch(() => '');
+    throw new Error('logout did not lead to the log-in page: ' + (shown || e.message));
+  }
+  const title = await page.title();
+  check(title.includes('Log in first'), 'after logout the dashboard asks to log in again: ' + title);
+  const status = await page.evaluate(async () => (await fetch('/api/overview')).status);
+  check(status === 401, 'the API refuses the browser after logout: ' + status);
+  await shot(page, 'logged-out');
+}
+
 const args = ['--headless=new', '--disable-gpu', '--no-first-run', '--disable-dev-shm-usage'];
 if (process.getuid && process.getuid() === 0) args.push('--no-sandbox');
 const browser = await puppeteer.launch({ executablePath: env.CHROMIUM, args, userDataDir: env.PROFILE, headless: true });
@@ -120,6 +140,7 @@ try {
   check(problems.length === 0, 'no script error or CSP violation on the dashboard: ' + JSON.stringify(problems));
   const hostile = await browser.newPage();
   await hostileFlow(hostile);
+  await logoutFlow(page);
 } catch (e) {
   console.error('FAIL: ' + e.message);
   failed = true;

@@ -4,7 +4,8 @@
 # the next proxied request refused; screenshots of every page go to $WORK/screenshots. Then a
 # hostile page on another port of 127.0.0.1 (the same site for SameSite, so the browser sends
 # the cookie along) tries fetch, sendBeacon and a form POST against /api/kill: the kill switch
-# stays off.
+# stays off. The vault page shows the key's fingerprint; Log out ends the session (the page
+# reloads to the log-in message, the API answers 401).
 # Chromium and puppeteer-core come from `scripts/setup --test`; when either is missing the test
 # FAILS (it is part of the suite, not optional).
 source "$(dirname "$0")/../integration/lib.sh"
@@ -35,7 +36,7 @@ LOGIN_URL=$(login_url) DASH=$DASH PROXY_URL=$PROXY_URL HOSTILE="http://127.0.0.1
 }
 cat "$WORK/browser.log" >&2
 expect_eq "$(killed)" false "kill switch after the hostile page"
-for s in overview requests agents vault controls controls-killed hostile; do
+for s in overview requests agents vault controls controls-killed hostile logged-out; do
   [[ -s $WORK/screenshots/$s.png ]] || die "no screenshot $s.png"
 done
 log "screenshots: $WORK/screenshots"

@@ -2,12 +2,18 @@
 # GET /metrics on the daemon's loopback dashboard listener ([dashboard] enabled, port 0): after a
 # known load through the proxy (priced and unpriced models, cache tokens, a refusal, an upstream
 # error), the Prometheus text parses strictly and its counters equal the request log's
-# (`tokfence log --json`). Other users, other Host names, other paths and methods are refused.
+# (`tokfence log --json`). The data plane's gauges follow a held-open stream (active streams and
+# connections up while it runs, back to 0 after), the egress counters an allowed CONNECT (from
+# `tokfence run`) and refused ones, equal to `tokfence log --egress`; the log writer's commit
+# times are observed. Other users, other Host names, other paths and methods are refused.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/egress_lib.bash"
 command -v python3 >/dev/null || skip "python3 is needed to parse the metrics"
 
+egress_tls_setup
 start_fake_upstream
-write_test_config '[budget]' 'timezone = "UTC"' '[dashboard]' 'enabled = true' 'port = 0'
+mapfile -t EGRESS_LINES < <(egress_config_lines)
+write_test_config '[budget]' 'timezone = "UTC"' '[dashboard]' 'enabled = true' 'port = 0' "${EGRESS_LINES[@]}"
 for p in openai anthropic mistral; do
   tf_in "$CANARY" vault add $p -
   [[ $TF_RC -eq 0 ]] || die "vault add $p: $TF_ERR"
@@ -62,6 +68,48 @@ print("grafana: missing " + ", ".join(sorted(missing)), file=sys.stderr) if miss
 sys.exit(1 if missing else 0)
 PY
 expect_contains "$M" 'tokfence_provider_revoked{gen_ai_provider_name="mistral"} 1'
+# The log writer committed the load in at least one timed batch.
+(($(awk '$1 == "tokfence_request_log_commit_duration_seconds_count" {print $2}' <<<"$M") >= 1)) ||
+  die "no commit time observed: $(grep commit_duration <<<"$M")"
+
+# --- the data plane's gauges: a stream held open ----------------------------------------------------
+metric() {  # SAMPLE (name with its labels, as printed): its value in a fresh scrape
+  curl -sS --max-time 10 "$METRICS_URL" | awk -v n="$1" '$1 == n {print $2}'
+}
+expect_eq "$(metric tokfence_active_streams)" 0 "active streams with nothing in flight"
+# The load's connections are closed by now, or very soon.
+wait_until '[[ $(metric tokfence_active_connections) == 0 ]]' 10
+# The fake sends the first event, then holds the stream open for 3 s.
+curl -sS --max-time 30 -o "$WORK/out/held.txt" -H 'content-type: application/json' -H 'authorization: Bearer dummy' \
+  -H 'x-fake-first-chunk-then-wait-ms: 3000' -H 'x-fake-chunks: 3' \
+  --data '{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}' \
+  "$PROXY_URL/openai/v1/chat/completions" &
+HELD=$!
+wait_until '[[ $(metric tokfence_active_streams) == 1 ]]' 10
+(($(metric tokfence_active_connections) >= 1)) || die "active connections while a stream is held open: $(metric tokfence_active_connections)"
+wait "$HELD" || die "the held stream failed"
+expect_contains "$(cat "$WORK/out/held.txt")" "[DONE]" "the held stream ended normally"
+wait_until '[[ $(metric tokfence_active_streams) == 0 ]]' 10
+wait_until '[[ $(metric tokfence_active_connections) == 0 ]]' 10
+
+# --- egress decisions ---------------------------------------------------------------------------------
+expect_eq "$(metric 'tokfence_egress_decisions_total{decision="allowed"}')" 0 "allowed egress before any"
+expect_eq "$(metric 'tokfence_egress_decisions_total{decision="denied"}')" 0 "denied egress before any"
+# The main listener refuses every CONNECT (no-egress-on-main-listener).
+! curl -sS --max-time 10 -o /dev/null -x "$PROXY_URL" https://allowed.test/ 2>/dev/null || die "CONNECT on the main listener succeeded"
+PROJECT="$WORK/project"
+mkdir -p "$PROJECT"
+CURL=$(command -v curl) || skip "curl missing"
+RUN_FLAGS=(--allow allowed.test)
+curl_in_run -sS --max-time 20 --cacert "$TLS_DIR/ca.pem" https://allowed.test/
+expect_eq "$TF_OUT" "hello from allowed.test over tls" "allowed egress through 'tokfence run': $TF_ERR"
+curl_in_run -sS --max-time 20 --cacert "$TLS_DIR/ca.pem" https://denied.test/
+[[ $TF_RC -ne 0 ]] || die "egress to denied.test succeeded: $TF_OUT"
+expect_eq "$(metric 'tokfence_egress_decisions_total{decision="allowed"}')" 1 "allowed egress"
+expect_eq "$(metric 'tokfence_egress_decisions_total{decision="denied"}')" 2 "denied egress"
+tf_ok log --egress -n 100 --json
+expect_eq "$(jq '[.[] | select(.decision == "allowed")] | length' <<<"$TF_OUT")" 1 "allowed rows in 'log --egress'"
+expect_eq "$(jq '[.[] | select(.decision == "denied")] | length' <<<"$TF_OUT")" 2 "denied rows in 'log --egress'"
 expect_contains "$M" 'tokfence_kill_switch 0'
 expect_contains "$M" '# TYPE gen_ai_client_token_usage histogram'
 expect_contains "$M" 'gen_ai_request_model="we\\\"ird model"' "escaped label value"

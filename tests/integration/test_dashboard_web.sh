@@ -4,8 +4,10 @@
 # endpoints report a request made through the proxy (overview, spend, requests, agents, vault);
 # the live stream pushes it as it happens; actions go through the control ops (kill refuses the
 # next proxied request, unkill, revoke/restore, budget, rate limit); at most 8 live streams, and
-# /metrics answers while they are open; a stop ends open streams; the dashboard off gives a clear
-# error.
+# /metrics answers while they are open; the cookie lasts 12 h (Max-Age, enforced by the daemon)
+# and logout (POST with the session's CSRF token) ends the session on the daemon's side; a stop
+# ends open streams, and a new daemon knows no old session; the dashboard off gives a clear error.
+# The vault page shows each key's fingerprint and dates as `vault list` does, never the key.
 source "$(dirname "$0")/lib.sh"
 source "$SOURCE_DIR/tests/attacks/dashboard_lib.bash"
 start_dashboard_daemon '[budget]' 'timezone = "UTC"'
@@ -72,6 +74,23 @@ expect_eq "$(jq -r '.sessions | type' <<<"$a")" array "agents list ImmuneFence's
 v=$(curl -sS --max-time 10 "${C[@]}" "$DASH/api/vault")
 expect_eq "$(jq -r '.vault_providers | join(",")' <<<"$v")" openai
 expect_eq "$(jq -r .vault_backend <<<"$v")" file
+# Each key's fingerprint and dates, exactly as `tokfence vault list` shows them; never the key.
+tf_ok vault list --json
+expect_eq "$(jq -c '[.keys[] | {provider, fingerprint, added_at, rotated_at}]' <<<"$v")" \
+  "$(jq -c '[.[] | {provider, fingerprint, added_at, rotated_at}]' <<<"$TF_OUT")" "vault page keys = 'vault list'"
+[[ $(jq -r '.keys[0].fingerprint' <<<"$v") =~ ^\.\.\.[A-Za-z0-9]{4}$ ]] || die "fingerprint: $(jq -c .keys <<<"$v")"
+expect_not_contains "$v" "$CANARY" "the key on the vault page"
+expect_not_contains "$v" "${CANARY:0:16}" "the start of the key on the vault page"
+log "a rotated key: new fingerprint and rotation date"
+NEW_KEY="tfcanary-$(random_token 40)"
+tf_in "$NEW_KEY" vault rotate openai -
+expect_eq "$TF_RC" 0 "vault rotate: $TF_ERR"
+v=$(curl -sS --max-time 10 "${C[@]}" "$DASH/api/vault")
+expect_eq "$(jq -r '.keys[0].fingerprint' <<<"$v")" "...${NEW_KEY: -4}" "fingerprint after the rotation"
+expect_eq "$(jq '.keys[0].rotated_at >= .keys[0].added_at and .keys[0].rotated_at > 0' <<<"$v")" true "rotation date"
+expect_not_contains "$v" "$NEW_KEY" "the rotated key on the vault page"
+tf_in "$CANARY" vault rotate openai -
+expect_eq "$TF_RC" 0 "vault rotate back: $TF_ERR"
 expect_eq "$(dash_code /api/nope "${C[@]}")" 404
 
 log "actions run the control ops"
@@ -113,6 +132,41 @@ sleep 0.5
 code=$(dash_code /api/events "${C[@]}" --max-time 1 || true)
 expect_eq "$code" 200 "a stream again once the others closed (then cut by curl's timeout)"
 
+log "the session cookie: Max-Age, and logout ends it on the daemon's side"
+headers=$(curl -sS --max-time 10 -o /dev/null -D - "$(login_url)" | tr -d '\r')
+expect_contains "$headers" "; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200" "the cookie's lifetime (12 h)"
+OTHER=$(sed -n 's/^Set-Cookie: tokfence_dashboard=\([^;]*\);.*/\1/p' <<<"$headers")
+[[ ${#OTHER} -ge 40 && $OTHER != "$COOKIE" ]] || die "a second login gives its own session: $headers"
+expect_eq "$(dash_post logout '{}' -H 'X-Tokfence-CSRF: wrong')" 403 "logout without the session's CSRF token"
+expect_eq "$(dash_code /api/overview "${C[@]}")" 200 "still logged in after a refused logout"
+# Another session's CSRF token does not log this one out.
+OTHER_CSRF=$(curl -sS --max-time 10 -H "Cookie: tokfence_dashboard=$OTHER" "$DASH/api/session" | jq -r .csrf)
+[[ ${#OTHER_CSRF} -ge 40 && $OTHER_CSRF != "$CSRF" ]] || die "each session has its own CSRF token"
+expect_eq "$(dash_post logout '{}' -H "X-Tokfence-CSRF: $OTHER_CSRF")" 403 "logout with another session's CSRF token"
+# A live stream of each session: logout ends this session's, not the other's.
+curl -sS -N --max-time 30 "${C[@]}" "$DASH/api/events" >"$CLIENT/events-mine" 2>/dev/null &
+mine=$!
+curl -sS -N --max-time 30 -H "Cookie: tokfence_dashboard=$OTHER" "$DASH/api/events" >"$CLIENT/events-other" 2>/dev/null &
+theirs=$!
+wait_until "grep -q '^retry:' '$CLIENT/events-mine' && grep -q '^retry:' '$CLIENT/events-other'"
+out=$(curl -sS --max-time 10 -D - -o /dev/null -X POST -H "Cookie: tokfence_dashboard=$COOKIE" -H "Origin: $DASH" \
+  -H 'Sec-Fetch-Site: same-origin' -H 'Content-Type: application/json' -H "X-Tokfence-CSRF: $CSRF" --data '{}' \
+  "$DASH/api/logout" | tr -d '\r')
+expect_contains "$out" "HTTP/1.1 200" "logout"
+expect_contains "$out" "Set-Cookie: tokfence_dashboard=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0" "logout clears the cookie"
+wait_until "! kill -0 $mine" 5  # the logged-out session's live stream ends within moments
+kill -0 "$theirs" 2>/dev/null || die "the other session's live stream ended with this one's logout"
+kill "$theirs" 2>/dev/null || true
+wait "$mine" "$theirs" 2>/dev/null || true
+expect_eq "$(dash_code /api/overview "${C[@]}")" 401 "the logged-out cookie, sent anyway"
+expect_eq "$(dash_code /vault "${C[@]}")" 401 "a page with the logged-out cookie"
+expect_eq "$(dash_post kill '{}')" 401 "an action with the logged-out cookie"
+expect_eq "$(killed)" false "the kill switch after the refused action"
+expect_eq "$(dash_code /api/overview -H "Cookie: tokfence_dashboard=$OTHER")" 200 "the other session lives on"
+expect_contains "$(cat "$TOKFENCE_HOME/daemon.log")" "dashboard: logged out (from the web dashboard)"
+dash_login
+C=(-H "Cookie: tokfence_dashboard=$COOKIE")
+
 log "stopping the daemon ends an open stream"
 curl -sS -N --max-time 60 "${C[@]}" "$DASH/api/events" >/dev/null 2>&1 &
 held=$!
@@ -122,6 +176,14 @@ stop_daemon
 wait "$held" || true
 (($(date +%s) - t0 < 15)) || die "the stream outlived the daemon stop by $(($(date +%s) - t0)) s"
 [[ ! -f $TOKFENCE_HOME/daemon.json ]] || die "the daemon did not stop with a stream open"
+
+log "a session of a daemon that stopped is not one of the next"
+write_test_config '[dashboard]' 'enabled = true' 'port = 0'
+start_daemon
+DASH_PORT=$(jq .dashboard_port "$TOKFENCE_HOME/daemon.json")
+DASH="http://127.0.0.1:$DASH_PORT"
+expect_eq "$(dash_code /api/overview "${C[@]}")" 401 "the old daemon's cookie"
+stop_daemon
 
 log "the dashboard off: a clear error"
 write_test_config

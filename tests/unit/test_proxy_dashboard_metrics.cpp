@@ -44,6 +44,33 @@ TEST_CASE("proxy::Metrics counts rows into OpenTelemetry-named series") {
   CHECK(has_line(text, "tokfence_cost_usd_total{" + pm + "} 0.0030000000000000001"));
   CHECK(has_line(text, "tokfence_unpriced_requests_total{" + pm + "} 1"));
   CHECK(has_line(text, "# TYPE gen_ai_client_operation_duration_seconds histogram"));
+  CHECK(has_line(text, "gen_ai_client_operation_duration_seconds_bucket{" + pm + R"(,http_response_status_code="200",le="0.16"} 2)"));
+}
+
+TEST_CASE("proxy::Metrics shows the data plane's gauges, egress decisions and the log writer's commit times") {
+  Metrics m;
+  Metrics::Gauges g;
+  g.active_connections = 3;
+  g.active_streams = 2;
+  g.egress_allowed = 5;
+  g.egress_denied = 7;
+  g.log.commits = 4;
+  g.log.commit_seconds = 0.5;
+  g.log.commit_buckets[0] = 1;                                         // <= 0.5 ms
+  g.log.commit_buckets[RequestLog::kCommitSecondsBuckets.size()] = 1;  // slower than the last bound
+  g.log.commit_buckets[4] = 2;                                         // <= 10 ms
+  const std::string text = "\n" + m.render(g);
+  CHECK(has_line(text, "tokfence_active_connections 3"));
+  CHECK(has_line(text, "tokfence_active_streams 2"));
+  CHECK(has_line(text, R"(tokfence_egress_decisions_total{decision="allowed"} 5)"));
+  CHECK(has_line(text, R"(tokfence_egress_decisions_total{decision="denied"} 7)"));
+  CHECK(has_line(text, "# TYPE tokfence_request_log_commit_duration_seconds histogram"));
+  CHECK(has_line(text, R"(tokfence_request_log_commit_duration_seconds_bucket{le="0.0005"} 1)"));
+  CHECK(has_line(text, R"(tokfence_request_log_commit_duration_seconds_bucket{le="0.01"} 3)"));
+  CHECK(has_line(text, R"(tokfence_request_log_commit_duration_seconds_bucket{le="2.5"} 3)"));
+  CHECK(has_line(text, R"(tokfence_request_log_commit_duration_seconds_bucket{le="+Inf"} 4)"));
+  CHECK(has_line(text, "tokfence_request_log_commit_duration_seconds_count 4"));
+  CHECK(has_line(text, "tokfence_request_log_commit_duration_seconds_sum 0.5"));
 }
 
 TEST_CASE("proxy::Metrics escapes label values and caps the model series a client can create") {

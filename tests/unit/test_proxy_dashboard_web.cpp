@@ -22,8 +22,9 @@ struct Fixture {
                     },
                     {}, {}},
                    auth};
+  std::string session = *auth.redeem(*auth.issue_nonce());
 
-  std::string cookie() const { return "tokfence_dashboard=" + auth.cookie_value(); }
+  std::string cookie() const { return "tokfence_dashboard=" + session; }
   HttpRequest post(const std::string& action, std::string body = "{}") const {
     HttpRequest r;
     r.method = "POST";
@@ -33,7 +34,7 @@ struct Fixture {
                  {"origin", "http://127.0.0.1:9472"},
                  {"sec-fetch-site", "same-origin"},
                  {"content-type", "application/json"},
-                 {"x-tokfence-csrf", auth.csrf_token()}};
+                 {"x-tokfence-csrf", auth.csrf_token(session)}};
     return r;
   }
 };
@@ -51,7 +52,10 @@ TEST_CASE("proxy::DashboardAuth nonces work once, expire, and only a few are out
   auto nonce = *auth.issue_nonce(t0);
   CHECK(nonce.size() == 43);
   CHECK_FALSE(auth.redeem(nonce + "x", t0));
-  CHECK(auth.redeem(nonce, t0));
+  auto session = auth.redeem(nonce, t0);
+  REQUIRE(session);
+  CHECK(session->size() == 43);
+  CHECK(*session != nonce);
   CHECK_FALSE(auth.redeem(nonce, t0));
   auto late = *auth.issue_nonce(t0);
   CHECK_FALSE(auth.redeem(late, t0 + DashboardAuth::kNonceLife));
@@ -65,16 +69,47 @@ TEST_CASE("proxy::DashboardAuth nonces work once, expire, and only a few are out
 TEST_CASE("proxy::DashboardAuth checks the cookie among others and the CSRF token") {
   auto auth = std::move(*DashboardAuth::create());
   auto other = std::move(*DashboardAuth::create());
-  CHECK(auth.cookie_value() != other.cookie_value());
-  CHECK(auth.cookie_value() != auth.csrf_token());
-  CHECK(auth.cookie_ok("a=1; tokfence_dashboard=" + auth.cookie_value()));
-  CHECK(auth.cookie_ok("tokfence_dashboard=planted; tokfence_dashboard=" + auth.cookie_value()));
-  CHECK_FALSE(auth.cookie_ok("tokfence_dashboard=" + other.cookie_value()));
-  CHECK_FALSE(auth.cookie_ok("xtokfence_dashboard=" + auth.cookie_value()));
-  CHECK_FALSE(auth.cookie_ok("tokfence_dashboard="));
-  CHECK(auth.csrf_ok(auth.csrf_token()));
-  CHECK_FALSE(auth.csrf_ok(auth.cookie_value()));
-  CHECK_FALSE(auth.csrf_ok(""));
+  const auto t0 = DashboardAuth::Clock::now();
+  const std::string s = *auth.redeem(*auth.issue_nonce(t0), t0);
+  const std::string o = *other.redeem(*other.issue_nonce(t0), t0);
+  CHECK(s != o);
+  CHECK(auth.session("a=1; tokfence_dashboard=" + s, t0) == s);
+  CHECK(auth.session("tokfence_dashboard=planted; tokfence_dashboard=" + s, t0) == s);
+  CHECK_FALSE(auth.session("tokfence_dashboard=" + o, t0));
+  CHECK_FALSE(auth.session("xtokfence_dashboard=" + s, t0));
+  CHECK_FALSE(auth.session("tokfence_dashboard=", t0));
+  CHECK_FALSE(auth.session("", t0));
+  CHECK(auth.csrf_token(s) != s);
+  CHECK(auth.csrf_ok(s, auth.csrf_token(s)));
+  CHECK_FALSE(auth.csrf_ok(s, s));
+  CHECK_FALSE(auth.csrf_ok(s, ""));
+  CHECK_FALSE(auth.csrf_ok("", auth.csrf_token("")));
+  // One session's token is no good with another's cookie.
+  const std::string s2 = *auth.redeem(*auth.issue_nonce(t0), t0);
+  CHECK_FALSE(auth.csrf_ok(s2, auth.csrf_token(s)));
+  CHECK(auth.csrf_token(s) != other.csrf_token(s));
+}
+
+TEST_CASE("proxy::DashboardAuth sessions expire, end at logout, and only a few live at once") {
+  auto auth = std::move(*DashboardAuth::create());
+  const auto t0 = DashboardAuth::Clock::now();
+  auto cookie = [](const std::string& v) { return "tokfence_dashboard=" + v; };
+  const std::string s = *auth.redeem(*auth.issue_nonce(t0), t0);
+  CHECK(auth.session(cookie(s), t0 + DashboardAuth::kSessionLife - std::chrono::seconds(1)) == s);
+  CHECK_FALSE(auth.session(cookie(s), t0 + DashboardAuth::kSessionLife));
+  CHECK_FALSE(auth.session(cookie(s), t0 + DashboardAuth::kSessionLife + std::chrono::hours(1)));
+
+  const std::string gone = *auth.redeem(*auth.issue_nonce(t0), t0);
+  const std::string kept = *auth.redeem(*auth.issue_nonce(t0), t0);
+  CHECK(auth.end_session(gone));
+  CHECK_FALSE(auth.session(cookie(gone), t0));
+  CHECK_FALSE(auth.end_session(gone));
+  CHECK(auth.session(cookie(kept), t0) == kept);  // other sessions live on
+
+  std::vector<std::string> many;
+  for (std::size_t i = 0; i < DashboardAuth::kMaxSessions; ++i) many.push_back(*auth.redeem(*auth.issue_nonce(t0), t0));
+  CHECK_FALSE(auth.session(cookie(kept), t0));  // pushed out by the newer logins
+  for (const auto& m : many) CHECK(auth.session(cookie(m), t0) == m);
 }
 
 TEST_CASE("proxy::DashboardWeb refuses without the cookie and logs in once") {
@@ -94,8 +129,39 @@ TEST_CASE("proxy::DashboardWeb refuses without the cookie and logs in once") {
   login.query = full.substr(full.find('?') + 1);
   auto r = f.web.handle(login);
   REQUIRE(r.status == 303);
-  CHECK(r.headers.at(1).second == f.cookie() + "; HttpOnly; SameSite=Strict; Path=/");
+  const std::string set = r.headers.at(1).second;
+  CHECK(set.starts_with("tokfence_dashboard="));
+  CHECK(set.ends_with("; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200"));
   CHECK(f.web.handle(login).status == 403);
+  // The new session's cookie opens the dashboard.
+  get.headers = {{"cookie", set.substr(0, set.find(';'))}};
+  CHECK(f.web.handle(get).status == 200);
+  CHECK(f.calls.empty());
+}
+
+TEST_CASE("proxy::DashboardWeb logout needs the CSRF token and ends the session") {
+  Fixture f;
+  HttpRequest get;
+  get.method = "GET";
+  get.path = "/api/session";
+  get.headers = {{"cookie", f.cookie()}, {"sec-fetch-site", "same-origin"}};
+  auto s = f.web.handle(get);
+  REQUIRE(s.status == 200);
+  CHECK(json::parse(s.body)["csrf"] == f.auth.csrf_token(f.session));
+
+  auto no_token = f.post("logout");
+  set_header(no_token, "x-tokfence-csrf", "");
+  CHECK(f.web.handle(no_token).status == 403);
+  CHECK(f.web.handle(get).status == 200);  // still logged in
+
+  auto out = f.web.handle(f.post("logout"));
+  CHECK(out.status == 200);
+  REQUIRE(out.headers.size() == 1);
+  CHECK(out.headers[0].second == "tokfence_dashboard=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+  CHECK(f.web.handle(get).status == 401);
+  CHECK(f.web.handle(f.post("kill")).status == 401);
+  get.path = "/vault";
+  CHECK(f.web.handle(get).status == 401);
   CHECK(f.calls.empty());
 }
 

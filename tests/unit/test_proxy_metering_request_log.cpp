@@ -273,6 +273,12 @@ TEST_CASE("proxy::RequestLog commits a row on its own, without flush(), and coun
   CHECK(stats.queued == 0);
   CHECK(stats.dropped == 0);
   CHECK(stats.lost == 0);
+  // The batch's commit was timed: one observation, in one bucket.
+  CHECK(stats.commits == 1);
+  CHECK(stats.commit_seconds > 0);
+  std::uint64_t in_buckets = 0;
+  for (auto n : stats.commit_buckets) in_buckets += n;
+  CHECK(in_buckets == 1);
 }
 
 TEST_CASE("proxy::RequestLog flush() waits only for rows recorded before it, and can be repeated") {

@@ -208,12 +208,19 @@ async function vault(main) {
   const v = await api('/api/vault');
   const inVault = new Set(v.vault_providers);
   const revoked = new Set(v.revoked_providers);
+  const keys = new Map((v.keys || []).map((k) => [k.provider, k]));
   const names = [...new Set([...v.providers, ...v.vault_providers])].sort();
-  const rows = names.map((p) => el('tr', {}, cell(p), cell(inVault.has(p) ? 'key stored' : '—', inVault.has(p) ? 'status-ok' : 'muted'),
-    cell(v.provider_upstreams[p] || '—'), cell(revoked.has(p) ? 'revoked' : '', 'status-bad')));
+  const day = (s) => (s ? new Date(s * 1000).toISOString().slice(0, 10) : '—');
+  const rows = names.map((p) => {
+    const k = keys.get(p);
+    return el('tr', { 'data-provider': p }, cell(p), cell(inVault.has(p) ? 'key stored' : '—', inVault.has(p) ? 'status-ok' : 'muted'),
+      el('td', {}, el('code', { class: 'fingerprint', text: k ? k.fingerprint : '—' })),
+      cell(k ? day(k.added_at) : '—'), cell(k ? (k.rotated_at ? day(k.rotated_at) : 'never') : '—'),
+      cell(v.provider_upstreams[p] || '—'), cell(revoked.has(p) ? 'revoked' : '', 'status-bad'));
+  });
   main.replaceChildren(el('h1', { text: 'Vault' }),
-    el('p', { class: 'muted', text: `Backend: ${v.vault_backend || 'unknown'}. Keys never leave the daemon: this page lists providers only.` }),
-    table(['provider', 'key', 'upstream', 'access'], rows));
+    el('p', { class: 'muted', text: `Backend: ${v.vault_backend || 'unknown'}. Keys never leave the daemon: this page shows each key's fingerprint (its last few characters, as 'tokfence vault list' does) and dates, never the key.` }),
+    table(['provider', 'key', 'fingerprint', 'added', 'rotated', 'upstream', 'access'], rows));
 }
 
 // ---- controls ----
@@ -258,11 +265,23 @@ async function controls(main) {
       el('button', { text: 'Set rate limit', onclick: () => run('ratelimit', { provider: rateProvider.value, rpm: parseInt(rpm.value, 10) }) })));
 }
 
+// ---- logout ----
+async function logout() {
+  try {
+    await act('logout', {});
+  } catch (e) {
+    say('logout: ' + e.message, 'error');
+    return;
+  }
+  location.reload();  // the next page load finds no session and says how to log in again
+}
+
 // ---- start ----
 const pages = { '/': overview, '/requests': requests, '/agents': agents, '/vault': vault, '/controls': controls };
 async function start() {
   const page = pages[location.pathname] || overview;
   for (const a of document.querySelectorAll('nav a')) if (a.getAttribute('href') === location.pathname) a.classList.add('active');
+  document.getElementById('logout').addEventListener('click', logout);
   try {
     session.csrf = (await api('/api/session')).csrf;
     await page(document.getElementById('main'));
