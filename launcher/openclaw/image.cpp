@@ -18,6 +18,7 @@
 
 #include "core/error.hpp"
 #include "core/file.hpp"
+#include "core/home.hpp"
 #include "core/process.hpp"
 #include "core/time.hpp"
 
@@ -420,6 +421,15 @@ std::string Builder::build() {
       throw UserError(std::string("image: ") + tool + " not found: install it ('sudo apt-get install " +
                       (std::string(tool) == "tar" ? "tar" : tool) + "', or run scripts/setup)");
   if (::geteuid() != 0 && !on_path("sudo")) throw UserError("image: debootstrap needs root: run as root or install sudo");
+  // The build runs what the cache holds (node, openclaw --version) and copies it into the image:
+  // a cache another user could have made or can still change would run their code as us. The
+  // cache is created 0700 and, made or found, it and its ancestors must be ours or root's and
+  // writable by no one else (core/file.hpp check_trusted_dir).
+  if (auto made = ensure_private_dir(cache_); !made)
+    throw UserError("image: cannot create the cache: " + made.error().message);
+  if (auto trusted = file::check_trusted_dir(cache_); !trusted)
+    throw UserError("image: refusing the cache: " + trusted.error().message +
+                    ": use a directory only you can write (--cache, TOKFENCE_IMAGE_CACHE)");
   std::error_code ec;
   fs::create_directories(ctx_, ec);
   if (ec) throw UserError("image: cannot create the cache " + ctx_.string() + ": " + ec.message());
@@ -462,8 +472,11 @@ fs::path default_image_cache() {
   if (const char* env = std::getenv("TOKFENCE_IMAGE_CACHE"); env && *env) return env;
   if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg && xdg[0] == '/')
     return fs::path(xdg) / "tokfence/openclaw-image";
+  // No fallback to a shared directory (/tmp): any local user could create the cache there first.
   const char* home = std::getenv("HOME");
-  return fs::path(home && *home ? home : "/tmp") / ".cache/tokfence/openclaw-image";
+  if (!home || home[0] != '/')
+    throw UserError("image: no cache directory: HOME is not set; set TOKFENCE_IMAGE_CACHE or pass --cache");
+  return fs::path(home) / ".cache/tokfence/openclaw-image";
 }
 
 std::string image_inputs(const ImageBuildOptions& options) {

@@ -38,7 +38,8 @@ std::string default_image_tag(const std::string& openclaw_version = kOpenClawVer
 // True for tags under kImageRepository: built locally, never pulled.
 bool is_local_build_tag(const std::string& ref);
 
-// $TOKFENCE_IMAGE_CACHE, else $XDG_CACHE_HOME/tokfence/openclaw-image, else ~/.cache/tokfence/openclaw-image.
+// $TOKFENCE_IMAGE_CACHE, else $XDG_CACHE_HOME/tokfence/openclaw-image, else ~/.cache/tokfence/openclaw-image;
+// throws UserError when HOME is unset too (never a shared directory such as /tmp).
 std::filesystem::path default_image_cache();
 
 struct ImageBuildOptions {
