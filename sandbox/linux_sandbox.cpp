@@ -7,13 +7,19 @@
 //   1. maps its own uid/gid (setgroups denied first; root maps 0 -> 0);
 //   2. brings up `lo`;
 //   3. makes every mount private, takes detached copies (open_tree) of what must stay visible
-//      below a hidden path (the proxy socket's directory, the harness home, the workdir...);
+//      below a hidden path (the proxy socket's directory, the harness home, the workdir...), and
+//      replaces /dev with a tmpfs of its own holding only null, zero, full, random, urandom and
+//      tty (bound from the host's), the links fd, stdin, stdout, stderr and ptmx, pts and shm;
 //   4. walks hides and re-exposures in path order: a hidden directory becomes a small tmpfs (made
 //      read-only at the end), a hidden file or socket is covered with a read-only /dev/null; the
 //      workdir's .git/hooks and .git/config come back read-only over themselves (git runs what
 //      they name, unconfined, the next time the user runs git there);
-//   5. mounts a fresh /proc for the PID namespace;
-//   6. no_new_privs, drops every capability (bounding set included, securebits locked), applies
+//   5. mounts a devpts instance of its own on /dev/pts (/dev/ptmx links to its ptmx), so no
+//      pseudo-terminal of the host (the user's other terminals) is reachable by path, and a fresh
+//      /proc for the PID namespace;
+//   6. with a terminal asked for: opens a pseudo-terminal in that instance, sends its master end
+//      to the parent (SCM_RIGHTS) and makes the slave its controlling terminal and stdio;
+//   7. no_new_privs, drops every capability (bounding set included, securebits locked), applies
 //      Landlock, marks every inherited descriptor close-on-exec, and execs tokfence-relay from an
 //      fd opened before the mounts changed. The relay starts the program under the seccomp filter
 //      of seccomp.hpp (`--agent-seccomp`), or not at all.
@@ -50,6 +56,7 @@
 #include <fstream>
 #include <optional>
 #include <set>
+#include <utility>
 
 #include "core/file.hpp"
 #include "sandbox/landlock.hpp"
@@ -87,7 +94,8 @@ struct Plan {
   int relay_fd = -1;
   uid_t uid = 0;
   gid_t gid = 0;
-  int tty_fd = -1;
+  std::optional<TerminalSettings> terminal;
+  int terminal_sock = -1;  // the child's end of the socket the master end goes back through
 };
 
 bool is_under(const std::string& path, const std::string& dir) {
@@ -196,6 +204,99 @@ int drop_capabilities() {
   return 0;
 }
 
+// The device nodes the sandbox's /dev keeps, bound from the host's (a user namespace may bind a
+// node, never mknod one). Everything else there (raw disks, text consoles, /dev/kmsg, /dev/mem,
+// /dev/input, /dev/fuse, /dev/net/tun...) is absent: as root, the sandbox's root is the host's.
+constexpr const char* kDevNodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+constexpr const char* kDevLinks[][2] = {{"fd", "/proc/self/fd"},         {"stdin", "/proc/self/fd/0"},
+                                        {"stdout", "/proc/self/fd/1"},   {"stderr", "/proc/self/fd/2"},
+                                        {"ptmx", "pts/ptmx"}};
+
+// A /dev of the sandbox's own: a tmpfs holding the allowed nodes (detached copies taken before it
+// covers the host's), the links above and the empty pts and shm where devpts and the private shm
+// go. Returns an O_PATH fd of the tmpfs, made read-only once everything below it is mounted.
+int mount_private_dev(int err_fd) {
+  constexpr std::size_t n = sizeof kDevNodes / sizeof kDevNodes[0];
+  int trees[n];
+  char path[64];
+  for (std::size_t i = 0; i < n; ++i) {
+    std::snprintf(path, sizeof path, "/dev/%s", kDevNodes[i]);
+    trees[i] = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, path,
+                                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW));
+    if (trees[i] < 0) child_fail(err_fd, std::string("mount namespace: clone ") + path, errno);
+    struct stat st{};
+    if (::fstat(trees[i], &st) < 0 || !S_ISCHR(st.st_mode))
+      child_fail(err_fd, std::string("mount namespace: ") + path + " on the host is not a character device", EINVAL);
+  }
+  if (::mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=1m") < 0)
+    child_fail(err_fd, "mount namespace: tmpfs on /dev", errno);
+  int dev_fd = ::open("/dev", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dev_fd < 0) child_fail(err_fd, "mount namespace: open /dev", errno);
+  for (std::size_t i = 0; i < n; ++i) {
+    std::snprintf(path, sizeof path, "/dev/%s", kDevNodes[i]);
+    int fd = ::open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd < 0) child_fail(err_fd, std::string("mount namespace: mount point ") + path, errno);
+    ::close(fd);
+    if (::syscall(SYS_move_mount, trees[i], "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+      child_fail(err_fd, std::string("mount namespace: bind the host's ") + path, errno);
+    ::close(trees[i]);
+  }
+  for (const auto& link : kDevLinks) {
+    std::snprintf(path, sizeof path, "/dev/%s", link[0]);
+    if (::symlink(link[1], path) < 0) child_fail(err_fd, std::string("mount namespace: symlink ") + path, errno);
+  }
+  for (const char* dir : {"/dev/pts", "/dev/shm"})
+    if (::mkdir(dir, 0755) < 0) child_fail(err_fd, std::string("mount namespace: mkdir ") + dir, errno);
+  return dev_fd;
+}
+
+// The sandbox's own devpts instance: host ptys are owned by the user's uid, and the agent could
+// otherwise read what is typed in (and write to) every other terminal of the user. /dev/ptmx is a
+// symbolic link into it (mount_private_dev), as in containers.
+void mount_private_devpts(int err_fd) {
+  if (::mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") < 0)
+    child_fail(err_fd, "mount namespace: a devpts of its own on /dev/pts", errno);
+}
+
+// A pseudo-terminal from the private instance: the master end goes to the parent through `sock`,
+// the slave becomes the controlling terminal and stdin/stdout/stderr (setsid came first).
+void make_terminal(const TerminalSettings& settings, int sock, int err_fd) {
+  int master = ::open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) child_fail(err_fd, "terminal: open /dev/pts/ptmx", errno);
+  int unlock = 0;
+  if (::ioctl(master, TIOCSPTLCK, &unlock) < 0) child_fail(err_fd, "terminal: unlock", errno);
+  // By the master's descriptor, not by a name someone could have replaced.
+  int slave = ::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) child_fail(err_fd, "terminal: open the slave end", errno);
+  if (settings.has_attrs) ::tcsetattr(slave, TCSANOW, &settings.attrs);
+  if (settings.has_size) ::ioctl(master, TIOCSWINSZ, &settings.size);
+
+  char byte = 't';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
+  ssize_t sent;
+  while ((sent = ::sendmsg(sock, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  }
+  if (sent != 1) child_fail(err_fd, "terminal: send the master end", sent < 0 ? errno : EIO);
+  ::close(master);
+  ::close(sock);
+
+  if (::ioctl(slave, TIOCSCTTY, 0) < 0) child_fail(err_fd, "terminal: set controlling terminal", errno);
+  for (int fd = 0; fd < 3; ++fd)
+    if (::dup2(slave, fd) < 0) child_fail(err_fd, "terminal: dup2", errno);
+  if (slave > 2) ::close(slave);
+}
+
 [[noreturn]] void child_main(Plan& plan, int err_fd) {
   // Dies with the tokfence process that supervises it; everything in the namespace dies with it.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -206,12 +307,6 @@ int drop_capabilities() {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 
   if (::setsid() < 0) child_fail(err_fd, "setsid", errno);
-  if (plan.tty_fd >= 0) {
-    if (::ioctl(plan.tty_fd, TIOCSCTTY, 0) < 0) child_fail(err_fd, "terminal: set controlling terminal", errno);
-    for (int fd = 0; fd < 3; ++fd)
-      if (::dup2(plan.tty_fd, fd) < 0) child_fail(err_fd, "terminal: dup2", errno);
-    if (plan.tty_fd > 2) ::close(plan.tty_fd);
-  }
 
   if (!write_file("/proc/self/setgroups", "deny")) child_fail(err_fd, "user namespace: setgroups", errno);
   if (!write_file("/proc/self/uid_map", std::to_string(plan.uid) + " " + std::to_string(plan.uid) + " 1\n"))
@@ -230,6 +325,9 @@ int drop_capabilities() {
     if (op.tree_fd < 0 && op.may_vanish && errno == ENOENT) continue;
     if (op.tree_fd < 0) child_fail(err_fd, "mount namespace: clone " + op.source, errno);
   }
+  // Before the ops: /dev/shm (the private shm) and exposes below /dev (an allowed socket such as
+  // /dev/log, a writable path below /dev/shm) land in the sandbox's /dev, not the host's.
+  const int dev_fd = mount_private_dev(err_fd);
   for (auto& op : plan.ops) {
     const char* target = op.target.c_str();
     struct stat st{};
@@ -291,8 +389,12 @@ int drop_capabilities() {
     if (int err = make_read_only(op.mounted_fd)) child_fail(err_fd, "mount namespace: read-only " + op.target, err);
     ::close(op.mounted_fd);
   }
+  mount_private_devpts(err_fd);
+  if (int err = make_read_only(dev_fd)) child_fail(err_fd, "mount namespace: read-only /dev", err);
+  ::close(dev_fd);
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0)
     child_fail(err_fd, "mount namespace: mount /proc", errno);
+  if (plan.terminal) make_terminal(*plan.terminal, plan.terminal_sock, err_fd);
 
   if (::chdir(plan.workdir.c_str()) < 0) child_fail(err_fd, "workdir: " + plan.workdir, errno);
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(err_fd, "no_new_privs", errno);
@@ -464,11 +566,11 @@ Result<void> synth_ops(const std::set<std::string>& synth, const std::vector<Op>
   return {};
 }
 
-Result<Plan> make_plan(const Policy& policy, int tty_fd) {
+Result<Plan> make_plan(const Policy& policy, const TerminalSettings* terminal) {
   Plan plan;
   plan.uid = ::geteuid();
   plan.gid = ::getegid();
-  plan.tty_fd = tty_fd;
+  if (terminal) plan.terminal = *terminal;
   plan.env = policy.env;
   if (policy.argv.empty() || policy.argv[0].empty() || policy.argv[0][0] != '/')
     return fail("sandbox: command must be an absolute path");
@@ -499,10 +601,15 @@ Result<Plan> make_plan(const Policy& policy, int tty_fd) {
   };
 
   std::vector<std::string> hidden;
+  // /dev is the sandbox's own (mount_private_dev): nothing below it needs hiding, and nothing there
+  // but the private shm may be writable (a device node would come back by its expose).
   for (const auto& h : policy.hidden) {
     auto c = canonical_or_empty(h);
-    if (!c.empty() && c != "/" && !is_allowed_socket(c)) hidden.push_back(c);
+    if (!c.empty() && c != "/" && !is_allowed_socket(c) && !is_under(c, "/dev")) hidden.push_back(c);
   }
+  for (const auto& w : writable)
+    if (is_under(w, "/dev") && !is_under(w, "/dev/shm"))
+      return fail("sandbox: writable path is below /dev, which the sandbox replaces with its own: " + w);
   // The proxy socket is re-exposed at a fixed path below /run, which is always hidden.
   hidden.push_back("/run");
   for (const auto& w : writable)
@@ -517,7 +624,7 @@ Result<Plan> make_plan(const Policy& policy, int tty_fd) {
   auto under_a_hide = [&](const std::string& p) {
     return std::any_of(hidden.begin(), hidden.end(), [&](const std::string& h) { return is_under(p, h); }) ||
            std::any_of(synth.begin(), synth.end(), [&](const std::string& d) { return is_under(p, d); }) ||
-           is_under(p, "/tmp") || is_under(p, "/dev/shm");
+           is_under(p, "/tmp") || is_under(p, "/dev");
   };
   for (const auto& h : hidden) {
     std::error_code ec;
@@ -525,7 +632,7 @@ Result<Plan> make_plan(const Policy& policy, int tty_fd) {
     plan.ops.push_back(Op{dir ? Op::hide_dir : Op::hide_file, h, {}});
   }
   plan.ops.push_back(Op{Op::private_tmp, "/tmp", {}});
-  if (fs::is_directory("/dev/shm")) plan.ops.push_back(Op{Op::private_tmp, "/dev/shm", {}});
+  plan.ops.push_back(Op{Op::private_tmp, "/dev/shm", {}});
   for (const auto& w : writable)
     if (under_a_hide(w)) plan.ops.push_back(Op{Op::expose, w, w});
   for (const auto& w : std::set<std::string>(writable.begin(), writable.end()))
@@ -581,6 +688,8 @@ Result<Plan> make_plan(const Policy& policy, int tty_fd) {
   plan.landlock.writable = {writable.begin(), writable.end()};
   plan.landlock.writable.push_back("/tmp");
   plan.landlock.writable.push_back("/dev/shm");
+  // Opened after the mounts: the nodes are the sandbox's /dev's binds, /dev/pts and /dev/ptmx (a
+  // link into it) the private devpts instance, not the host's.
   plan.landlock.devices = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
                            "/dev/tty",  "/dev/ptmx", "/dev/pts"};
   return plan;
@@ -602,13 +711,51 @@ std::vector<std::string> missing_linux_features() {
   return missing;
 }
 
-Result<pid_t> spawn_sandboxed(const Policy& policy, int tty_fd) {
-  auto plan = make_plan(policy, tty_fd);
+namespace {
+
+// The master end the child sends (make_terminal); -1 if it died or exec'd without sending one.
+int receive_master(int sock) {
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  while ((n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+  }
+  int fd = -1;
+  if (n == 1)
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+        std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+  return fd;
+}
+
+}  // namespace
+
+Result<Spawned> spawn_sandboxed(const Policy& policy, const TerminalSettings* terminal) {
+  auto plan = make_plan(policy, terminal);
   if (!plan) return std::unexpected(plan.error());
+  int term_fds[2] = {-1, -1};
+  if (terminal && ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, term_fds) < 0) {
+    int err = errno;
+    ::close(plan->relay_fd);
+    return fail(std::string("sandbox: terminal: socketpair: ") + std::strerror(err));
+  }
+  plan->terminal_sock = term_fds[1];
+  auto close_term_fds = [&] {
+    for (int& fd : term_fds)
+      if (fd >= 0) ::close(std::exchange(fd, -1));
+  };
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) < 0) {
+    int err = errno;
+    close_term_fds();
     ::close(plan->relay_fd);
-    return fail(std::string("sandbox: pipe: ") + std::strerror(errno));
+    return fail(std::string("sandbox: pipe: ") + std::strerror(err));
   }
   // As root, the child starts with no supplementary groups: inside the user namespace they can
   // no longer be dropped (setgroups is denied there), and a group of root's (docker, disk, adm...)
@@ -622,6 +769,7 @@ Result<pid_t> spawn_sandboxed(const Policy& policy, int tty_fd) {
     int err = errno;
     ::close(pipe_fds[0]);
     ::close(pipe_fds[1]);
+    close_term_fds();
     ::close(plan->relay_fd);
     return fail(std::string("sandbox: drop supplementary groups: ") + std::strerror(err));
   }
@@ -633,6 +781,7 @@ Result<pid_t> spawn_sandboxed(const Policy& policy, int tty_fd) {
                        nullptr, nullptr, nullptr);
   if (pid == 0) {
     ::close(pipe_fds[0]);
+    if (term_fds[0] >= 0) ::close(term_fds[0]);
     child_main(*plan, pipe_fds[1]);
   }
   int clone_errno = errno;
@@ -644,10 +793,16 @@ Result<pid_t> spawn_sandboxed(const Policy& policy, int tty_fd) {
   }
   ::close(pipe_fds[1]);
   ::close(plan->relay_fd);
+  if (term_fds[1] >= 0) ::close(std::exchange(term_fds[1], -1));
   if (pid < 0) {
     ::close(pipe_fds[0]);
+    close_term_fds();
     return fail(std::string("sandbox: clone with new namespaces: ") + std::strerror(clone_errno));
   }
+  // Before the error pipe: the child sends the master end before it execs (or dies, which ends
+  // this read too).
+  int master = term_fds[0] >= 0 ? receive_master(term_fds[0]) : -1;
+  close_term_fds();
   std::string message;
   char buf[512];
   for (;;) {
@@ -660,13 +815,18 @@ Result<pid_t> spawn_sandboxed(const Policy& policy, int tty_fd) {
     break;
   }
   ::close(pipe_fds[0]);
+  if (message.empty() && terminal && master < 0) {
+    ::kill(static_cast<pid_t>(pid), SIGKILL);
+    message = "terminal: no pseudo-terminal came back from the sandbox";
+  }
   if (!message.empty()) {
+    if (master >= 0) ::close(master);
     int status;
     while (::waitpid(static_cast<pid_t>(pid), &status, 0) < 0 && errno == EINTR) {
     }
     return fail("sandbox: " + message);
   }
-  return static_cast<pid_t>(pid);
+  return Spawned{static_cast<pid_t>(pid), master};
 }
 
 }  // namespace tokfence::sandbox

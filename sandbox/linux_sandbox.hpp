@@ -5,7 +5,10 @@
 //    the proxy is reachable at the same address as outside and nothing else is (no DNS, no other
 //    host, no other port on the host);
 //  - mount: Policy::hidden paths (tokfence home, /run, agent socket dirs...) become empty
-//    read-only mounts, /tmp and /dev/shm private tmpfs, /proc a fresh procfs for the PID namespace;
+//    read-only mounts, /tmp and /dev/shm private tmpfs, /dev a tmpfs of its own with only null,
+//    zero, full, random, urandom and tty of the host's devices (no disk, console, kmsg...),
+//    /dev/pts a devpts instance of its own (no pty of the host is reachable by path), /proc a
+//    fresh procfs for the PID namespace; Policy::writable below /dev (but /dev/shm) is refused;
 //  - Landlock: writes only below the workdir, Policy::writable, /tmp, /dev/shm and a few devices;
 //    abstract Unix sockets and signals scoped to the sandbox (ABI >= 6);
 //  - no_new_privs, an empty capability bounding set and no capabilities: running as root maps root
@@ -19,6 +22,7 @@
 
 #include "core/error.hpp"
 #include "sandbox/sandbox.hpp"
+#include "sandbox/supervisor.hpp"
 
 namespace tokfence::sandbox {
 
@@ -27,10 +31,11 @@ namespace tokfence::sandbox {
 std::vector<std::string> missing_linux_features();
 
 // Starts `policy.argv` in a new sandbox and returns the pid (in the caller's PID namespace) of the
-// sandbox's init. `tty_fd` >= 0: that terminal becomes the child's stdin/stdout/stderr and
-// controlling terminal; -1: stdio is inherited. Signals are left to the caller (the init forwards
-// what it receives). Errors from setting up the sandbox (before the program starts) are returned
-// here, with the step that failed.
-Result<pid_t> spawn_sandboxed(const Policy& policy, int tty_fd);
+// sandbox's init. `terminal` non-null: a pseudo-terminal from the sandbox's own devpts instance
+// (so `tty` inside names it, /dev/pts/0) becomes the child's stdin/stdout/stderr and controlling
+// terminal, and its master end is returned; null: stdio is inherited. Signals are left to the
+// caller (the init forwards what it receives). Errors from setting up the sandbox (before the
+// program starts) are returned here, with the step that failed; nothing is left running then.
+Result<Spawned> spawn_sandboxed(const Policy& policy, const TerminalSettings* terminal);
 
 }  // namespace tokfence::sandbox

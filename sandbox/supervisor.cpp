@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <tuple>
 #include <optional>
 #include <cerrno>
 #include <cstring>
@@ -108,33 +109,47 @@ int exit_code_of(int status) {
 
 }  // namespace
 
+Result<std::pair<int, int>> open_pseudo_terminal(const TerminalSettings& settings) {
+  int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  char name[128];
+  if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0 || ::ptsname_r(master, name, sizeof name) != 0) {
+    int err = errno;
+    if (master >= 0) ::close(master);
+    return fail(std::string("supervisor: pseudo-terminal: ") + std::strerror(err));
+  }
+  int slave = ::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) {
+    int err = errno;
+    ::close(master);
+    return fail(std::string("supervisor: pseudo-terminal: ") + name + ": " + std::strerror(err));
+  }
+  if (settings.has_attrs) ::tcsetattr(slave, TCSANOW, &settings.attrs);
+  if (settings.has_size) ::ioctl(master, TIOCSWINSZ, &settings.size);
+  return std::pair{master, slave};
+}
+
 Result<int> supervise(const Spawner& spawn, Terminal terminal) {
   bool use_tty = terminal == Terminal::automatic && ::isatty(STDIN_FILENO);
   SignalCapture signals;
   if (!signals.ok()) return fail(std::string("supervisor: pipe: ") + std::strerror(errno));
 
-  int master = -1, slave = -1;
+  std::optional<TerminalSettings> settings;
   if (use_tty) {
-    master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    char name[128];
-    if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0 || ::ptsname_r(master, name, sizeof name) != 0)
-      return fail(std::string("supervisor: pseudo-terminal: ") + std::strerror(errno));
-    slave = ::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (slave < 0) {
-      ::close(master);
-      return fail(std::string("supervisor: pseudo-terminal: ") + name + ": " + std::strerror(errno));
+    settings.emplace();
+    settings->has_attrs = ::tcgetattr(STDIN_FILENO, &settings->attrs) == 0;
+    settings->has_size = ::ioctl(STDIN_FILENO, TIOCGWINSZ, &settings->size) == 0;
+  }
+  auto spawned = spawn(settings ? &*settings : nullptr);
+  if (!spawned) return std::unexpected(spawned.error());
+  pid_t pid = spawned->pid;
+  int master = spawned->master;
+  if (use_tty && master < 0) {
+    ::kill(pid, SIGKILL);
+    int ignored = 0;
+    while (::waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {
     }
-    termios attrs{};
-    if (::tcgetattr(STDIN_FILENO, &attrs) == 0) ::tcsetattr(slave, TCSANOW, &attrs);
-    copy_window_size(STDIN_FILENO, master);
+    return fail("supervisor: pseudo-terminal: the spawner returned none");
   }
-  auto spawned = spawn(slave);
-  if (slave >= 0) ::close(slave);
-  if (!spawned) {
-    if (master >= 0) ::close(master);
-    return std::unexpected(spawned.error());
-  }
-  pid_t pid = *spawned;
 
   std::optional<RawMode> raw;
   if (use_tty) raw.emplace(STDIN_FILENO);
@@ -208,15 +223,30 @@ Result<int> supervise(const Spawner& spawn, Terminal terminal) {
 }
 
 Spawner plain_spawner(std::vector<std::string> argv, std::vector<std::string> envp, std::string workdir) {
-  return [argv = std::move(argv), envp = std::move(envp), workdir = std::move(workdir)](int tty_fd) -> Result<pid_t> {
+  return [argv = std::move(argv), envp = std::move(envp), workdir = std::move(workdir)](
+             const TerminalSettings* terminal) -> Result<Spawned> {
     std::vector<std::string> args = argv, env = envp;
     std::vector<char*> cargv, cenv;
     for (auto& a : args) cargv.push_back(a.data());
     cargv.push_back(nullptr);
     for (auto& e : env) cenv.push_back(e.data());
     cenv.push_back(nullptr);
+    int master = -1, tty_fd = -1;
+    if (terminal) {
+      auto pty = open_pseudo_terminal(*terminal);
+      if (!pty) return std::unexpected(pty.error());
+      std::tie(master, tty_fd) = *pty;
+    }
+    auto close_terminal = [&] {
+      if (tty_fd >= 0) ::close(tty_fd);
+      if (master >= 0) ::close(master);
+    };
     int pipe_fds[2];
-    if (::pipe2(pipe_fds, O_CLOEXEC) < 0) return fail(std::string("spawn: pipe: ") + std::strerror(errno));
+    if (::pipe2(pipe_fds, O_CLOEXEC) < 0) {
+      int err = errno;
+      close_terminal();
+      return fail(std::string("spawn: pipe: ") + std::strerror(err));
+    }
     sigset_t all, old;
     sigfillset(&all);
     ::sigprocmask(SIG_BLOCK, &all, &old);
@@ -249,8 +279,11 @@ Spawner plain_spawner(std::vector<std::string> argv, std::vector<std::string> en
     int saved = errno;
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
     ::close(pipe_fds[1]);
+    if (tty_fd >= 0) ::close(tty_fd);
+    tty_fd = -1;
     if (pid < 0) {
       ::close(pipe_fds[0]);
+      close_terminal();
       return fail(std::string("spawn: fork: ") + std::strerror(saved));
     }
     std::string message;
@@ -269,9 +302,10 @@ Spawner plain_spawner(std::vector<std::string> argv, std::vector<std::string> en
     if (!message.empty()) {
       int status;
       ::waitpid(pid, &status, 0);
+      close_terminal();
       return fail("spawn: " + message);
     }
-    return pid;
+    return Spawned{pid, master};
   };
 }
 

@@ -15,6 +15,8 @@
 //  5. the child runs sandboxed (Linux: sandbox/linux_sandbox.hpp; macOS: sandbox-exec), supervised
 //     (PTY, signals, exit status); afterwards the token is scrubbed from the harness home and the
 //     socket closed, which ends the session.
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -170,52 +172,63 @@ class ScrubOnExit {
 
 // For runs without the Linux sandbox: the relay listens on a free loopback port and carries the
 // child's requests to the run's socket, so they are still tagged with the program's name.
+// Its port comes back down a pipe (--ready-fd), not in a file: the obvious place for a file, the
+// harness home, is writable by every sandboxed run of the program, and this relay runs unfenced.
 class HostRelay {
  public:
-  HostRelay(const fs::path& relay, const fs::path& socket, const fs::path& ready_file) {
-    std::error_code ec;
-    fs::remove(ready_file, ec);
+  HostRelay(const fs::path& relay, const fs::path& socket) {
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw UserError("run: cannot start tokfence-relay: pipe failed");
+    file::Fd ready_read(pipe_fds[0]), ready_write(pipe_fds[1]);
     std::string forward = "tcp:127.0.0.1:0=unix:" + socket.string();
     pid_ = ::fork();
     if (pid_ == 0) {
       ::setpgid(0, 0);
-      // Descriptors the user's shell left open stay with tokfence.
-      ::close_range(3, ~0U, 0);
-      const char* argv[] = {"tokfence-relay", "--forward", forward.c_str(), "--ready-file", ready_file.c_str(), nullptr};
+      // The pipe's write end becomes descriptor 3 (dup2 clears close-on-exec; at 3 already, clear
+      // it by hand); descriptors the user's shell left open stay with tokfence.
+      if (pipe_fds[1] == 3 ? ::fcntl(3, F_SETFD, 0) != 0 : ::dup2(pipe_fds[1], 3) != 3) ::_exit(127);
+      ::close_range(4, ~0U, 0);
+      const char* argv[] = {"tokfence-relay", "--forward", forward.c_str(), "--ready-fd", "3", nullptr};
       ::execv(relay.c_str(), const_cast<char* const*>(argv));
       ::_exit(127);
     }
     if (pid_ < 0) throw UserError("run: cannot start tokfence-relay: fork failed");
-    for (int i = 0; i < 400 && port_ == 0; ++i) {
-      std::ifstream in(ready_file);
-      std::string line;
-      if (std::getline(in, line)) {
-        auto colon = line.find(':', 4);
-        auto eq = line.find('=');
-        if (colon != std::string::npos && eq != std::string::npos) port_ = std::atoi(line.substr(colon + 1, eq).c_str());
-      }
-      if (port_ == 0) {
-        int status;
-        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-          pid_ = -1;
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(25));
-      }
+    ready_write = file::Fd();  // only the relay holds it now: its exit is our end of file
+    std::string line;
+    char c;
+    // Bounded: the relay writes one line once its listener is up, or exits (end of file).
+    for (int polls = 0; polls < 100 && line.size() < 4096; ++polls) {
+      pollfd p{ready_read.get(), POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      ssize_t n = ::read(ready_read.get(), &c, 1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0 || c == '\n') break;
+      line += c;
     }
-    fs::remove(ready_file, ec);
-    if (port_ == 0) throw UserError("run: tokfence-relay did not start: " + relay.string());
+    // "tcp:127.0.0.1:PORT=unix:..."
+    auto colon = line.find(':', 4);
+    auto eq = line.find('=');
+    if (line.starts_with("tcp:") && colon != std::string::npos && eq != std::string::npos && eq > colon)
+      port_ = std::atoi(line.substr(colon + 1, eq - colon - 1).c_str());
+    if (port_ <= 0 || port_ > 65535) {
+      port_ = 0;
+      stop();  // no destructor runs for a constructor that throws
+      throw UserError("run: tokfence-relay did not start: " + relay.string());
+    }
   }
-  ~HostRelay() {
+  ~HostRelay() { stop(); }
+  int port() const { return port_; }
+
+ private:
+  void stop() {
     if (pid_ > 0) {
       ::kill(pid_, SIGTERM);
       int status;
       ::waitpid(pid_, &status, 0);
+      pid_ = -1;
     }
   }
-  int port() const { return port_; }
 
- private:
   pid_t pid_ = -1;
   int port_ = 0;
 };
@@ -353,7 +366,7 @@ void run_harness(Context& ctx, RunOptions& o) {
   int port = daemon.port;
   fs::path tmpdir = "/tmp";
   if (!linux_sandbox) {
-    host_relay.emplace(relay, socket.path(), harness_home / ".relay-ready");
+    host_relay.emplace(relay, socket.path());
     port = host_relay->port();
     tmpdir = harness_home / "tmp";
     value_or_throw(ensure_private_dir(tmpdir));
@@ -404,7 +417,7 @@ void run_harness(Context& ctx, RunOptions& o) {
     policy.relay = relay;
     policy.allowed_sockets = allow_socket;
     plant_decoy_files(policy, session, parent_env, workdir, allow_write);
-    spawner = [policy](int tty) { return sandbox::spawn_sandboxed(policy, tty); };
+    spawner = [policy](const sandbox::TerminalSettings* tty) { return sandbox::spawn_sandboxed(policy, tty); };
   } else {
 #if defined(__APPLE__)
     if (!o.no_sandbox) {
@@ -420,8 +433,10 @@ void run_harness(Context& ctx, RunOptions& o) {
       mac.hidden = {tf_home};
       for (auto& k : sandbox::macos_keychain_paths(parent_env["HOME"])) mac.hidden.push_back(k);
       auto profile = value_or_throw(sandbox::render_macos_profile(text.str(), mac));
-      fs::path profile_path = harness_home / "sandbox.sb";
-      std::ofstream(profile_path) << profile;
+      // Beside the run's socket, in the run's private directory: not in the harness home, where an
+      // earlier run's agent could leave a read-only profile of its own for this write to fail on.
+      fs::path profile_path = socket.path().parent_path() / "sandbox.sb";
+      value_or_throw(file::write_atomic(profile_path, profile));
       argv = sandbox::macos_sandbox_argv(profile_path, argv);
     }
 #endif

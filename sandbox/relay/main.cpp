@@ -1,7 +1,7 @@
 // tokfence-relay: carries proxy traffic across a namespace boundary, and can be a container's or a
 // sandbox's init.
 //
-//   tokfence-relay [--forward SPEC]... [--ready-file PATH] [--agent-seccomp [--agent-allow-unix-sockets]]
+//   tokfence-relay [--forward SPEC]... [--ready-file PATH | --ready-fd N] [--agent-seccomp [--agent-allow-unix-sockets]]
 //                  [-- COMMAND ARGS...]
 //
 //   SPEC  tcp:HOST:PORT=unix:/path.sock   listen on TCP (numeric host), relay each connection to the
@@ -32,7 +32,8 @@
 // SIGUSR2 to it, reaps every process that gets re-parented to it (it may be PID 1), and exits with
 // the child's status (128+signal if the child was killed). Without COMMAND it relays until
 // SIGTERM/SIGINT. `--ready-file` is written (atomically) once every listener is up, one line per
-// forward with the actual listening address.
+// forward with the actual listening address; `--ready-fd N` writes the same lines to descriptor N
+// (a pipe) and closes it, for starters that must not have anything written by name.
 //
 // `--agent-seccomp` (the Linux sandbox always passes it): COMMAND starts under the agent's
 // seccomp filter (sandbox/seccomp.hpp: no AF_UNIX sockets, no io_uring, no ptrace...); if the
@@ -58,12 +59,14 @@
 #include <boost/asio.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <variant>
 #include <vector>
@@ -91,7 +94,7 @@ constexpr auto kUnixRetryDelay = std::chrono::milliseconds(10);
 [[noreturn]] void usage_error(const std::string& message) {
   std::cerr << "tokfence-relay: error: " << message << "\n"
             << "usage: tokfence-relay [--forward tcp:127.0.0.1:PORT=unix:/path.sock | "
-               "--forward unix:/path.sock=tcp:127.0.0.1:PORT]... [--ready-file PATH] [-- COMMAND ARGS...]\n";
+               "--forward unix:/path.sock=tcp:127.0.0.1:PORT]... [--ready-file PATH | --ready-fd N] [-- COMMAND ARGS...]\n";
   std::exit(2);
 }
 
@@ -548,20 +551,62 @@ pid_t start_child(const std::vector<std::string>& args, const std::vector<sock_f
   return pid;
 }
 
+[[noreturn]] void ready_error(const std::string& what, int err) {
+  std::cerr << "tokfence-relay: error: ready file: " << what << ": " << std::strerror(err) << "\n";
+  std::exit(1);
+}
+
+bool write_all(int fd, const std::string& text) {
+  for (std::size_t done = 0; done < text.size();) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+std::string ready_text(const std::vector<std::string>& lines) {
+  std::string text;
+  for (const auto& l : lines) text += l + "\n";
+  return text;
+}
+
+// --ready-fd: the lines go down a pipe the starter holds, so nothing is written by name at all
+// (the way for a starter on the host whose directories another principal can write).
+void write_ready_fd(int fd, const std::vector<std::string>& lines) {
+  if (!write_all(fd, ready_text(lines))) ready_error("fd " + std::to_string(fd), errno);
+  ::close(fd);
+}
+
+// --ready-file: the file appears complete or not at all (temp file, then rename). The temp file
+// is created O_EXCL|O_NOFOLLOW under a random name: a link planted at a guessable name (say
+// <path>.tmp<pid>, written through when this was an ofstream) makes the create fail, never a write
+// through it; rename replaces a link at `path` itself rather than following it.
 void write_ready_file(const std::string& path, const std::vector<std::string>& lines) {
-  std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    for (const auto& l : lines) out << l << "\n";
-    if (!out) {
-      std::cerr << "tokfence-relay: error: ready file: cannot write: " << path << "\n";
-      std::exit(1);
+  std::random_device rd;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, ".tmp-%08x%08x", rd(), rd());
+    const std::string tmp = path + suffix;
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) continue;
+    if (fd < 0) ready_error(path, errno);
+    const bool ok = write_all(fd, ready_text(lines));
+    const int err = errno;
+    ::close(fd);
+    if (!ok) {
+      ::unlink(tmp.c_str());
+      ready_error(path, err);
     }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      const int rename_err = errno;
+      ::unlink(tmp.c_str());
+      ready_error(path, rename_err);
+    }
+    return;
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::cerr << "tokfence-relay: error: ready file: cannot write: " << path << "\n";
-    std::exit(1);
-  }
+  ready_error(path, EEXIST);
 }
 
 }  // namespace
@@ -569,6 +614,7 @@ void write_ready_file(const std::string& path, const std::vector<std::string>& l
 int main(int argc, char** argv) {
   std::vector<Forward> forwards;
   std::string ready_file;
+  int ready_fd = -1;
   bool agent_seccomp = false, agent_allow_unix = false;
   std::vector<std::string> command;
   for (int i = 1; i < argc; ++i) {
@@ -585,12 +631,19 @@ int main(int argc, char** argv) {
       ready_file = argv[++i];
     } else if (arg.rfind("--ready-file=", 0) == 0) {
       ready_file = arg.substr(13);
+    } else if (arg == "--ready-fd" && i + 1 < argc) {
+      const std::string value = argv[++i];
+      char* end = nullptr;
+      const long fd = std::strtol(value.c_str(), &end, 10);
+      if (value.empty() || *end != '\0' || fd < 0 || fd > 1 << 20 || ::fcntl(static_cast<int>(fd), F_GETFD) < 0)
+        usage_error("--ready-fd: not an open descriptor: " + value);
+      ready_fd = static_cast<int>(fd);
     } else if (arg == "--agent-seccomp") {
       agent_seccomp = true;
     } else if (arg == "--agent-allow-unix-sockets") {
       agent_allow_unix = true;
     } else if (arg == "--help" || arg == "-h") {
-      std::cout << "usage: tokfence-relay [--forward SPEC]... [--ready-file PATH] [--agent-seccomp\n"
+      std::cout << "usage: tokfence-relay [--forward SPEC]... [--ready-file PATH | --ready-fd N] [--agent-seccomp\n"
                    "                      [--agent-allow-unix-sockets]] [-- COMMAND ARGS...]\n"
                    "  SPEC tcp:127.0.0.1:PORT=unix:/path.sock   TCP listener relayed to a Unix socket\n"
                    "       unix:/path.sock=tcp:127.0.0.1:PORT   Unix listener (0666) relayed to TCP\n"
@@ -654,6 +707,7 @@ int main(int argc, char** argv) {
     }
   }
   if (!ready_file.empty()) write_ready_file(ready_file, ready_lines);
+  if (ready_fd >= 0) write_ready_fd(ready_fd, ready_lines);
 
   std::optional<pid_t> child;
   if (!command.empty()) child = start_child(command, agent_filter ? &*agent_filter : nullptr);

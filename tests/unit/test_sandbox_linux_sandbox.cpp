@@ -1,6 +1,9 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -125,6 +128,8 @@ TEST_CASE("sandbox::spawn_sandboxed hides paths, limits writes, and only loopbac
       "test \"$(grep CapEff /proc/self/status | cut -f2)\" = 0000000000000000 || exit 29\n"
       "test \"$(grep NoNewPrivs /proc/self/status | cut -f2)\" = 1 || exit 30\n"
       "test -S /run/tokfence-proxy/proxy.sock || exit 31\n"
+      "test \"$(ls /dev | tr '\\n' ' ')\" = 'fd full null ptmx pts random shm stderr stdin stdout tty urandom zero ' || exit 32\n"
+      "echo x > /dev/null && head -c 1 /dev/urandom >/dev/null && echo x > /dev/shm/x || exit 33\n"
       "exit 7\n";
   policy.argv = {"/bin/sh", "-c", script};
   policy.env = {"PATH=/usr/bin:/bin"};
@@ -133,9 +138,9 @@ TEST_CASE("sandbox::spawn_sandboxed hides paths, limits writes, and only loopbac
   policy.proxy_socket = sock;
   policy.proxy_port = 7777;
   policy.relay = bin_dir() / "tokfence-relay";
-  auto pid = spawn_sandboxed(policy, -1);
+  auto pid = spawn_sandboxed(policy, nullptr);
   REQUIRE(pid);
-  CHECK(wait_exit(*pid) == 7);
+  CHECK(wait_exit(pid->pid) == 7);
   CHECK(fs::exists(work / "out"));
   CHECK_FALSE(fs::exists(other / "out"));
   CHECK_FALSE(fs::exists("/tmp/private"));
@@ -154,23 +159,30 @@ TEST_CASE("sandbox::spawn_sandboxed reports bad policies before starting anythin
   policy.proxy_socket = scratch.path / "proxy.sock";
   policy.proxy_port = 7777;
   policy.relay = bin_dir() / "tokfence-relay";
-  auto relative = spawn_sandboxed(policy, -1);
+  auto relative = spawn_sandboxed(policy, nullptr);
   REQUIRE_FALSE(relative);
   CHECK(relative.error().message == "sandbox: command must be an absolute path");
 
   policy.argv = {"/bin/sh"};
   policy.workdir = scratch.path / "missing";
-  auto workdir = spawn_sandboxed(policy, -1);
+  auto workdir = spawn_sandboxed(policy, nullptr);
   REQUIRE_FALSE(workdir);
   CHECK(workdir.error().message == "sandbox: workdir does not exist: " + (scratch.path / "missing").string());
 
   policy.workdir = scratch.path;
   policy.proxy_port = 0;
-  CHECK_FALSE(spawn_sandboxed(policy, -1));
+  CHECK_FALSE(spawn_sandboxed(policy, nullptr));
 
   policy.proxy_port = 7777;
+  policy.writable = {"/dev/null"};
+  auto device = spawn_sandboxed(policy, nullptr);
+  REQUIRE_FALSE(device);
+  CHECK(device.error().message ==
+        "sandbox: writable path is below /dev, which the sandbox replaces with its own: /dev/null");
+  policy.writable.clear();
+
   policy.relay = scratch.path / "no-relay";
-  auto relay = spawn_sandboxed(policy, -1);
+  auto relay = spawn_sandboxed(policy, nullptr);
   REQUIRE_FALSE(relay);
   CHECK(relay.error().message.rfind("sandbox: tokfence-relay: ", 0) == 0);
 }
@@ -217,9 +229,9 @@ TEST_CASE("sandbox::spawn_sandboxed plants files in a tmpfs over the home, never
     return out;
   };
   const std::string before = listing();
-  auto pid = spawn_sandboxed(policy, -1);
+  auto pid = spawn_sandboxed(policy, nullptr);
   REQUIRE(pid);
-  CHECK(wait_exit(*pid) == 7);
+  CHECK(wait_exit(pid->pid) == 7);
   CHECK(listing() == before);
   std::ifstream env(home / ".env");
   std::string text;
@@ -228,10 +240,64 @@ TEST_CASE("sandbox::spawn_sandboxed plants files in a tmpfs over the home, never
 
   // A home the program may write would put them on the disk: refused.
   policy.workdir = home;
-  auto writable = spawn_sandboxed(policy, -1);
+  auto writable = spawn_sandboxed(policy, nullptr);
   REQUIRE_FALSE(writable);
   CHECK(writable.error().message.find("it is writable in the sandbox") != std::string::npos);
   policy.workdir = work;
   policy.planted = {{"../escape", "x"}};
-  CHECK_FALSE(spawn_sandboxed(policy, -1));
+  CHECK_FALSE(spawn_sandboxed(policy, nullptr));
+}
+
+TEST_CASE("sandbox::spawn_sandboxed gives the program a terminal of its own devpts instance, no host pty") {
+  TOKFENCE_SKIP_UNLESS(landlock_abi() >= 1, "this kernel has no Landlock");
+  REQUIRE(missing_linux_features().empty());
+  ScratchDir scratch;
+  fs::path work = scratch.path / "work";
+  fs::create_directories(work);
+  // A pty of the host's, as another terminal of the user would have: it must not show inside.
+  int host_master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  REQUIRE(host_master >= 0);
+  REQUIRE(::grantpt(host_master) == 0);
+  REQUIRE(::unlockpt(host_master) == 0);
+  struct stat host_pts{};
+  REQUIRE(::stat("/dev/pts", &host_pts) == 0);
+
+  Policy policy;
+  std::string script =
+      "test -t 0 && test -t 1 && test -t 2 || exit 21\n"
+      "test \"$(tty)\" = /dev/pts/0 || exit 22\n"
+      "test \"$(ls -A /dev/pts | tr '\\n' ' ')\" = '0 ptmx ' || exit 23\n"
+      "test \"$(stat -c %d /dev/pts)\" != " + std::to_string(host_pts.st_dev) + " || exit 24\n"
+      "test \"$(stty size)\" = '45 123' || exit 25\n"
+      "echo via-dev-tty >/dev/tty || exit 26\n"
+      "echo from-the-program\n"
+      "exit 7\n";
+  policy.argv = {"/bin/sh", "-c", script};
+  policy.env = {"PATH=/usr/bin:/bin"};
+  policy.workdir = work;
+  std::ofstream(scratch.path / "proxy.sock") << "";
+  policy.proxy_socket = scratch.path / "proxy.sock";
+  policy.proxy_port = 7777;
+  policy.relay = bin_dir() / "tokfence-relay";
+  TerminalSettings settings;
+  settings.size.ws_row = 45;
+  settings.size.ws_col = 123;
+  settings.has_size = true;
+  auto spawned = spawn_sandboxed(policy, &settings);
+  REQUIRE(spawned);
+  REQUIRE(spawned->master >= 0);
+  std::string out;
+  char buf[512];
+  for (int i = 0; i < 100; ++i) {  // 10 s at most
+    pollfd p{spawned->master, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = ::read(spawned->master, buf, sizeof buf);
+    if (n <= 0) break;  // EIO: the program and everything in the sandbox are gone
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  CHECK(wait_exit(spawned->pid) == 7);
+  CHECK(out.find("via-dev-tty") != std::string::npos);
+  CHECK(out.find("from-the-program") != std::string::npos);
+  ::close(spawned->master);
+  ::close(host_master);
 }
