@@ -65,6 +65,24 @@ namespace tokfence::sandbox {
 namespace fs = std::filesystem;
 namespace {
 
+// One byte carrying one descriptor (SCM_RIGHTS): the message both ends of the terminal's master
+// hand-over use (make_terminal sends, receive_master receives). No allocation: the sender runs in
+// the cloned child.
+struct FdMessage {
+  char byte = 't';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+  msghdr msg{};
+  FdMessage() {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+  }
+  FdMessage(const FdMessage&) = delete;
+  FdMessage& operator=(const FdMessage&) = delete;
+};
+
 struct Op {
   // synth_dir: a tmpfs over a real directory on the way to a planted file; its real entries come
   // back as `expose` (may_vanish) and `symlink` ops. plant: a file written into a tmpfs.
@@ -271,21 +289,14 @@ void make_terminal(const TerminalSettings& settings, int sock, int err_fd) {
   if (settings.has_attrs) ::tcsetattr(slave, TCSANOW, &settings.attrs);
   if (settings.has_size) ::ioctl(master, TIOCSWINSZ, &settings.size);
 
-  char byte = 't';
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  FdMessage out;
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&out.msg);
   cmsg->cmsg_level = SOL_SOCKET;
   cmsg->cmsg_type = SCM_RIGHTS;
   cmsg->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
   ssize_t sent;
-  while ((sent = ::sendmsg(sock, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  while ((sent = ::sendmsg(sock, &out.msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
   }
   if (sent != 1) child_fail(err_fd, "terminal: send the master end", sent < 0 ? errno : EIO);
   ::close(master);
@@ -715,14 +726,8 @@ namespace {
 
 // The master end the child sends (make_terminal); -1 if it died or exec'd without sending one.
 int receive_master(int sock) {
-  char byte = 0;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
+  FdMessage in;
+  msghdr& msg = in.msg;
   ssize_t n;
   while ((n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
   }
