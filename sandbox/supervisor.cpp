@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <utility>
 
 namespace tokfence::sandbox {
 namespace {
@@ -101,6 +102,58 @@ void copy_window_size(int from, int to) {
   if (::ioctl(from, TIOCGWINSZ, &ws) == 0) ::ioctl(to, TIOCSWINSZ, &ws);
 }
 
+// While the child is spawned, every stdio descriptor that is a terminal and is not replaced by the
+// child's own pseudo-terminal (stdin not a tty: `</dev/null`, a pipe, a background job; or
+// Terminal::never) is swapped for something that is not one: stdin for /dev/null, stdout/stderr
+// for a pipe that the loop below copies to the terminal. A host terminal descriptor in the child
+// would let it read what the user types there (a sudo password) and change its modes, whatever
+// the sandbox hides by path. The swap is undone right after the spawn; the child keeps its copies.
+class TerminalShield {
+ public:
+  explicit TerminalShield(bool child_has_pty) {
+    if (child_has_pty) return;
+    for (int fd = 0; fd < 3; ++fd) {
+      if (!::isatty(fd)) continue;
+      int replacement = -1;
+      if (fd == STDIN_FILENO) {
+        replacement = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      } else {
+        int p[2];
+        if (::pipe2(p, O_CLOEXEC) == 0) {
+          replacement = p[1];
+          out_[fd] = p[0];
+        }
+      }
+      saved_[fd] = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+      // dup2 leaves the new descriptor without close-on-exec: the child inherits it as `fd`.
+      if (replacement < 0 || saved_[fd] < 0 || ::dup2(replacement, fd) != fd) failed_ = true;
+      if (replacement >= 0) ::close(replacement);
+    }
+  }
+  // Puts the terminals back in our own stdio (the child holds its replacements).
+  void restore() {
+    for (int fd = 0; fd < 3; ++fd)
+      if (saved_[fd] >= 0) {
+        ::dup2(saved_[fd], fd);
+        ::close(saved_[fd]);
+        saved_[fd] = -1;
+      }
+  }
+  ~TerminalShield() {
+    restore();
+    for (int& fd : out_)
+      if (fd >= 0) ::close(std::exchange(fd, -1));
+  }
+  bool failed() const { return failed_; }
+  // The read end of the pipe standing in for stdout (1) or stderr (2); -1 when none.
+  int& output(int fd) { return out_[fd]; }
+
+ private:
+  std::array<int, 3> saved_{-1, -1, -1};
+  std::array<int, 3> out_{-1, -1, -1};
+  bool failed_ = false;
+};
+
 int exit_code_of(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -139,7 +192,13 @@ Result<int> supervise(const Spawner& spawn, Terminal terminal) {
     settings->has_attrs = ::tcgetattr(STDIN_FILENO, &settings->attrs) == 0;
     settings->has_size = ::ioctl(STDIN_FILENO, TIOCGWINSZ, &settings->size) == 0;
   }
+  TerminalShield shield(use_tty);
+  if (shield.failed()) {
+    shield.restore();
+    return fail(std::string("supervisor: cannot keep the terminal from the child: ") + std::strerror(errno));
+  }
   auto spawned = spawn(settings ? &*settings : nullptr);
+  shield.restore();
   if (!spawned) return std::unexpected(spawned.error());
   pid_t pid = spawned->pid;
   int master = spawned->master;
@@ -157,15 +216,21 @@ Result<int> supervise(const Spawner& spawn, Terminal terminal) {
   int status = 0;
   bool child_done = false, master_done = !use_tty, stdin_open = use_tty;
   std::array<char, 16384> buf{};
-  while (!child_done || !master_done) {
-    std::array<pollfd, 3> fds{};
+  auto outputs_open = [&] { return shield.output(1) >= 0 || shield.output(2) >= 0; };
+  while (!child_done || !master_done || outputs_open()) {
+    std::array<pollfd, 5> fds{};
     nfds_t n = 0;
     fds[n++] = {signals.read_fd(), POLLIN, 0};
-    int master_index = -1, stdin_index = -1;
+    int master_index = -1, stdin_index = -1, out_index[3] = {-1, -1, -1};
     if (!master_done) {
       master_index = static_cast<int>(n);
       fds[n++] = {master, POLLIN, 0};
     }
+    for (int fd = 1; fd < 3; ++fd)
+      if (shield.output(fd) >= 0) {
+        out_index[fd] = static_cast<int>(n);
+        fds[n++] = {shield.output(fd), POLLIN, 0};
+      }
     if (stdin_open && !child_done) {
       stdin_index = static_cast<int>(n);
       fds[n++] = {STDIN_FILENO, POLLIN, 0};
@@ -202,6 +267,15 @@ Result<int> supervise(const Spawner& spawn, Terminal terminal) {
         write_all(STDOUT_FILENO, buf.data(), static_cast<std::size_t>(got));
       } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
         master_done = true;  // EIO: every slave end is closed
+      }
+    }
+    for (int fd = 1; fd < 3; ++fd) {
+      if (out_index[fd] < 0 || !fds[out_index[fd]].revents) continue;
+      ssize_t got = ::read(shield.output(fd), buf.data(), buf.size());
+      if (got > 0) {
+        write_all(fd, buf.data(), static_cast<std::size_t>(got));
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        ::close(std::exchange(shield.output(fd), -1));
       }
     }
     if (stdin_index >= 0 && fds[stdin_index].revents) {
