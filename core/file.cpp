@@ -393,7 +393,7 @@ fs::path self_exe() {
   return p;
 }
 
-Result<void> check_trusted_dir(const std::filesystem::path& dir) {
+Result<std::filesystem::path> check_trusted_dir(const std::filesystem::path& dir) {
   std::error_code ec;
   const std::filesystem::path real = std::filesystem::canonical(dir, ec);
   if (ec) return fail(dir.string() + ": cannot resolve: " + ec.message());
@@ -415,7 +415,7 @@ Result<void> check_trusted_dir(const std::filesystem::path& dir) {
       return fail(p.string() + " is writable by other users (mode " + mode + ")");
     }
   }
-  return {};
+  return real;
 }
 
 }  // namespace tokfence::file

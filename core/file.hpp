@@ -111,7 +111,10 @@ Result<Fd> open_dir_nofollow_any_owner(const std::filesystem::path& path);
 // contents tokfence later runs, serves or trusts by path (a socket's directory, a build cache):
 // there a planted or swapped entry would be acted on. The error names the component and why
 // (owner or mode); it does not say what to do instead (the caller knows).
-Result<void> check_trusted_dir(const std::filesystem::path& dir);
+// Returns the resolved path: use it, not `dir`, from then on. A symlink in `dir` is resolved once,
+// here; what was checked is the directories it led to, and a link another user re-points after
+// the check (one in a sticky /tmp, say) would lead later uses of `dir` somewhere unchecked.
+Result<std::filesystem::path> check_trusted_dir(const std::filesystem::path& dir);
 
 // A name for `fd` for error messages only (readlink of /proc/self/fd/N); never use it to re-open.
 std::string describe_fd(int fd);

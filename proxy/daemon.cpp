@@ -119,17 +119,19 @@ Result<void> write_private_file(const fs::path& path, const std::string& text) {
 //    sticky bit: in /tmp anyone can squat the name); an ancestor may be writable by others only with the
 //    sticky bit (others cannot then rename our entries away).
 // The default socket lives in the tokfence home, which Home::ensure already manages.
-Result<void> check_socket_dir(const fs::path& dir) {
+// Returns the directory resolved (core/file.hpp check_trusted_dir): the socket goes there.
+Result<fs::path> check_socket_dir(const fs::path& dir) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) {
     if (errno != ENOENT) return fail("daemon: socket_path: cannot check " + dir.string() + ": " + std::strerror(errno));
     if (auto ok = ensure_private_dir(dir); !ok) return fail("daemon: socket_path: " + ok.error().message);
   }
-  if (auto trusted = file::check_trusted_dir(dir); !trusted)
+  auto trusted = file::check_trusted_dir(dir);
+  if (!trusted)
     return fail("daemon: socket_path: " + trusted.error().message +
                 ": use a directory only you (or root) can write, or remove [daemon] socket_path for the default in "
                 "the tokfence home");
-  return {};
+  return *trusted;
 }
 
 // Per-launch proxy sockets that must outlive a restart (detached launches), in tokfence.db.
@@ -694,8 +696,10 @@ struct Daemon {
     main_socket = config.daemon.socket_path.empty() ? home.default_proxy_socket() : config.daemon.socket_path;
     if (main_socket == home.default_proxy_socket()) {
       if (auto ok = ensure_private_dir(main_socket.parent_path()); !ok) return std::unexpected(ok.error());
-    } else if (auto ok = check_socket_dir(main_socket.parent_path()); !ok) {
-      return std::unexpected(ok.error());
+    } else if (auto dir = check_socket_dir(main_socket.parent_path()); !dir) {
+      return std::unexpected(dir.error());
+    } else {
+      main_socket = *dir / main_socket.filename();
     }
     if (auto ok = server->listen_unix({main_socket.string(), "", 0660, false, {}, {}}); !ok) return std::unexpected(ok.error());
     auto persisted = sockets->all();

@@ -427,9 +427,13 @@ std::string Builder::build() {
   // writable by no one else (core/file.hpp check_trusted_dir).
   if (auto made = ensure_private_dir(cache_); !made)
     throw UserError("image: cannot create the cache: " + made.error().message);
-  if (auto trusted = file::check_trusted_dir(cache_); !trusted)
+  auto trusted = file::check_trusted_dir(cache_);
+  if (!trusted)
     throw UserError("image: refusing the cache: " + trusted.error().message +
                     ": use a directory only you can write (--cache, TOKFENCE_IMAGE_CACHE)");
+  // From here on only the resolved path: a link in the given one could be re-pointed later.
+  cache_ = *trusted;
+  ctx_ = cache_ / "context";
   std::error_code ec;
   fs::create_directories(ctx_, ec);
   if (ec) throw UserError("image: cannot create the cache " + ctx_.string() + ": " + ec.message());
