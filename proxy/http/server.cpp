@@ -1810,6 +1810,13 @@ class Session<Stream>::Exchange {
     bool header_sent = false;
     bool request_released = false;
     for (;;) {
+      // The sweep's cancel reaches only a wait on the upstream that is pending at that moment; a
+      // stream busy writing to a slow-reading client (or reading bytes already there) would miss
+      // it. The flag it also sets is looked at before every piece, so nothing more goes out.
+      if (s.session_cut_) [[unlikely]] {
+        rec_.error = cut_reason(net::error::operation_aborted);
+        co_return false;
+      }
       Gather pieces;
       if (!header_sent) pieces.add(net::buffer(s.out_));
       const std::size_t used = framing.take(buf.data(), usage, pieces);
