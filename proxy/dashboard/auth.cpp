@@ -92,7 +92,7 @@ Result<std::string> DashboardAuth::issue_nonce(Clock::time_point now) {
   return nonce;
 }
 
-std::optional<std::string> DashboardAuth::redeem(std::string_view nonce, Clock::time_point now) {
+std::optional<std::string> DashboardAuth::redeem(std::string_view nonce, Clock::time_point now, std::string* evicted) {
   std::array<unsigned char, 32> bytes{};
   // Drawn first (outside the lock); a failure refuses the login like a bad nonce.
   const bool drawn = fill_random(bytes.data(), bytes.size());
@@ -109,8 +109,18 @@ std::optional<std::string> DashboardAuth::redeem(std::string_view nonce, Clock::
   if (!found || !drawn) return std::nullopt;
   std::string cookie = base64url(bytes.data(), bytes.size());
   OPENSSL_cleanse(bytes.data(), bytes.size());
-  std::erase_if(sessions_, [&](const Entry& e) { return e.expires <= now; });
-  if (sessions_.size() >= kMaxSessions) sessions_.erase(sessions_.begin());  // the oldest login
+  // Dropped sessions are wiped like a logged-out one; the oldest login, pushed out by this one, is
+  // named to the caller so its live event streams end too.
+  std::erase_if(sessions_, [&](Entry& e) {
+    if (e.expires > now) return false;
+    OPENSSL_cleanse(e.value.data(), e.value.size());
+    return true;
+  });
+  if (sessions_.size() >= kMaxSessions) {
+    if (evicted) *evicted = sessions_.front().value;
+    OPENSSL_cleanse(sessions_.front().value.data(), sessions_.front().value.size());
+    sessions_.erase(sessions_.begin());
+  }
   sessions_.push_back({cookie, now + kSessionLife});
   return cookie;
 }

@@ -46,8 +46,10 @@ class DashboardAuth {
   // A new one-time login nonce (43 base64url characters). Thread-safe (the control thread asks).
   Result<std::string> issue_nonce(Clock::time_point now = Clock::now());
   // Spends `nonce` (either way) and, when it was issued less than kNonceLife before `now`, starts a
-  // session: its cookie value (43 base64url characters), or nullopt.
-  std::optional<std::string> redeem(std::string_view nonce, Clock::time_point now = Clock::now());
+  // session: its cookie value (43 base64url characters), or nullopt. `evicted` (optional) gets the
+  // oldest session when this login pushed it out (kMaxSessions), so its event streams can end.
+  std::optional<std::string> redeem(std::string_view nonce, Clock::time_point now = Clock::now(),
+                                    std::string* evicted = nullptr);
 
   // The live session a Cookie header carries (another port on 127.0.0.1 may have set a cookie of
   // the same name: any one of them naming a live session is enough), or nullopt. A session is

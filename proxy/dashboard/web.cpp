@@ -212,7 +212,8 @@ HttpResponse DashboardWeb::handle(const HttpRequest& req) const {
 HttpResponse DashboardWeb::login(const HttpRequest& req) const {
   // GET only: HEAD (a link preview) must not spend the nonce, and there is no body to take.
   if (req.method != "GET") return json_error(405, "use GET");
-  const std::optional<std::string> session = auth_.redeem(req.param("once"));
+  std::string evicted;
+  const std::optional<std::string> session = auth_.redeem(req.param("once"), DashboardAuth::Clock::now(), &evicted);
   if (!session)
     return page_message(403, "Login link not valid",
                         "This login link was already used or has expired: each link works once, within "
@@ -225,6 +226,7 @@ HttpResponse DashboardWeb::login(const HttpRequest& req) const {
                                   "; HttpOnly; SameSite=Strict; Path=/; Max-Age=" +
                                   std::to_string(std::chrono::seconds(DashboardAuth::kSessionLife).count())}};
   r.body = "logged in\n";
+  r.ended_session = evicted;  // the oldest login, pushed out: its live streams end with it
   return r;
 }
 

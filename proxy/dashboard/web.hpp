@@ -50,7 +50,7 @@ struct HttpResponse {
   // An event stream's session and its expiry: the stream ends with the session.
   std::string stream_session;
   std::chrono::steady_clock::time_point stream_ends{};
-  std::string ended_session;  // a logout: the listener ends that session's event streams
+  std::string ended_session;  // a logout, or a login that pushed the oldest out: the listener ends that session's event streams
 };
 
 // The response head and body as bytes (no body for HEAD, or for an event stream whose body

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <string>
 #include <vector>
@@ -106,9 +107,15 @@ TEST_CASE("proxy::DashboardAuth sessions expire, end at logout, and only a few l
   CHECK_FALSE(auth.end_session(gone));
   CHECK(auth.session(cookie(kept), t0) == kept);  // other sessions live on
 
-  std::vector<std::string> many;
-  for (std::size_t i = 0; i < DashboardAuth::kMaxSessions; ++i) many.push_back(*auth.redeem(*auth.issue_nonce(t0), t0));
+  std::vector<std::string> many, evicted;
+  for (std::size_t i = 0; i < DashboardAuth::kMaxSessions; ++i) {
+    std::string pushed_out;
+    many.push_back(*auth.redeem(*auth.issue_nonce(t0), t0, &pushed_out));
+    if (!pushed_out.empty()) evicted.push_back(pushed_out);
+  }
   CHECK_FALSE(auth.session(cookie(kept), t0));  // pushed out by the newer logins
+  // ... and named, so that the listener ends its live event streams too.
+  CHECK(std::find(evicted.begin(), evicted.end(), kept) != evicted.end());
   for (const auto& m : many) CHECK(auth.session(cookie(m), t0) == m);
 }
 
