@@ -46,7 +46,7 @@ while time.time() < end:
     if req.get("op") == "ping": reply["pid"] = os.getpid()
     if req.get("op") == "open_proxy_socket":
         mode = open(os.path.join(home, "MODE")).read().strip()
-        session = {"session_id": "s1", "name": "x", "token": token, "expires_at": 1900000000000, "decoys": good_decoys}
+        session = {"session_id": "s1", "name": "x", "token": token, "expires_at_ms": 1900000000000, "decoys": good_decoys}
         if mode == "dummy": session["token"] = "tokfence-managed"
         if mode == "escape": session["decoys"] = dict(good_decoys, files=[{"path": "../.bashrc", "content": "x"}])
         if mode == "nodecoys": del session["decoys"]
