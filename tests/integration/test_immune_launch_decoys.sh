@@ -21,9 +21,11 @@ name="tfi-$RUN_ID"
 UHOME="$WORK/uhome"
 mkdir -p "$UHOME/.aws"
 HOST_MARK="hostsecret$(random_token 24)"
-printf '[default]\naws_access_key_id = AKIAHOSTHOSTHOST0000\naws_secret_access_key = %s\n' "$HOST_MARK" >"$UHOME/.aws/credentials"
+# The host's own access key id: made at run time (no key-shaped literal in the tree).
+HOST_KEY_ID="AKIA$(random_token 16 | tr 'a-z' 'A-Z')"
+printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$HOST_KEY_ID" "$HOST_MARK" >"$UHOME/.aws/credentials"
 home_before=$(cd "$UHOME" && find . -printf '%p %y %m %s %T@\n' | sort && sha256sum .aws/credentials)
-export HOME="$UHOME" AWS_ACCESS_KEY_ID=AKIAHOSTHOSTHOST0000 AWS_SECRET_ACCESS_KEY="$HOST_MARK"
+export HOME="$UHOME" AWS_ACCESS_KEY_ID="$HOST_KEY_ID" AWS_SECRET_ACCESS_KEY="$HOST_MARK"
 
 # Inside: what the agent finds goes to /workspace/r (the launch's workspace, readable on the host);
 # then it waits (at most 20 s) for the host to look at processes and the engine while it runs.
@@ -112,7 +114,7 @@ PY
   ev=$(cat "$WORK/$tag/envdecoys")
   expect_contains "$ev" "GH_TOKEN=ghp_"
   expect_not_contains "$ev" "AWS_ACCESS_KEY_ID=" "$tag: an AWS variable in the container"
-  expect_not_contains "$ev" "AKIAHOSTHOSTHOST0000" "the host's AWS variables reached the container"
+  expect_not_contains "$ev" "$HOST_KEY_ID" "the host's AWS variables reached the container"
   log "$tag: nothing of the session left in the state home"
   for f in .aws/credentials .config/gh/hosts.yml .env .netrc; do
     [[ ! -e "$STATE_HOME/$f" && ! -L "$STATE_HOME/$f" ]] || die "$tag: decoy $f left in the state home"

@@ -28,13 +28,15 @@ start_daemon
 UHOME="$WORK/uhome"
 mkdir -p "$UHOME/.aws" "$UHOME/.config/other" "$WORK/project"
 HOST_MARK="hostsecret$(random_token 24)"
-printf '[default]\naws_access_key_id = AKIAHOSTHOSTHOST0000\naws_secret_access_key = %s\n' "$HOST_MARK" >"$UHOME/.aws/credentials"
+# The host's own access key id: made at run time (no key-shaped literal in the tree).
+HOST_KEY_ID="AKIA$(random_token 16 | tr 'a-z' 'A-Z')"
+printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$HOST_KEY_ID" "$HOST_MARK" >"$UHOME/.aws/credentials"
 printf 'keep me\n' >"$UHOME/.config/other/file"
 printf 'plain dotfile\n' >"$UHOME/.profile"
 chmod 700 "$UHOME"
 snapshot_home() { (cd "$UHOME" && find . -printf '%p %y %m %s %T@\n' | sort && find . -type f -exec sha256sum {} + | sort); }
 before=$(snapshot_home)
-export HOME="$UHOME" AWS_ACCESS_KEY_ID=AKIAHOSTHOSTHOST0000 AWS_SECRET_ACCESS_KEY="$HOST_MARK" GH_TOKEN="$HOST_MARK"
+export HOME="$UHOME" AWS_ACCESS_KEY_ID="$HOST_KEY_ID" AWS_SECRET_ACCESS_KEY="$HOST_MARK" GH_TOKEN="$HOST_MARK"
 
 # The agent: copies what it finds into the workdir, proves the token works, then waits (at most
 # 20 s) for the host to look at the process table while it runs.
@@ -142,7 +144,7 @@ for r in r1 r2; do
 done
 
 log "nothing of the host's shows through, and the host's HOME is untouched"
-hits=$(grep -rlF -e "$HOST_MARK" -e AKIAHOSTHOSTHOST0000 "$WORK/project" || true)
+hits=$(grep -rlF -e "$HOST_MARK" -e "$HOST_KEY_ID" "$WORK/project" || true)
 [[ -z $hits ]] || die "the host's real credentials reached the sandbox: $hits"
 expect_eq "$(cat "$WORK/project/r1/visible")" "keep me
 plain dotfile" "other entries of HOME and ~/.config stay visible"
