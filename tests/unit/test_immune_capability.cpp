@@ -253,47 +253,50 @@ TEST_CASE("sessions: tokens, scope and the risk state machine") {
   }
 }
 
-TEST_CASE("sessions: decoys are scanned while their session lives") {
-  TempDir dir;
+// A registry with default settings and no notifications, in `dir`.
+std::unique_ptr<Registry> open_quiet_registry(const TempDir& dir) {
   auto key = SigningKey::generate();
   REQUIRE(key);
   auto reg = Registry::open(dir.path / "tokfence.db", std::move(*key), Settings{}, [](const std::string&, bool) {});
   REQUIRE(reg);
+  return std::move(*reg);
+}
+
+TEST_CASE("sessions: decoys are scanned while their session lives") {
+  TempDir dir;
+  auto reg = open_quiet_registry(dir);
   SessionRequest req;
   req.kind = "run";
   req.client_id = "codex";
   req.listener = "/tmp/x.sock";
   req.decoys = true;
-  auto issued = (*reg)->create(req, now_ms());
+  auto issued = reg->create(req, now_ms());
   REQUIRE(issued);
-  auto decoys = (*reg)->decoys_of(*issued->session);
+  auto decoys = reg->decoys_of(*issued->session);
   REQUIRE(decoys.is_object());
   const std::string value = decoys["values"][0];
   const std::string body = R"({"messages":[{"role":"user","content":"here: )" + value + R"("}]})";
-  auto hit = (*reg)->scanner()->scanner.find(body);
+  auto hit = reg->scanner()->scanner.find(body);
   REQUIRE(hit);
   CHECK(hit->kind == NeedleKind::decoy);
-  CHECK((*reg)->describe_hit(*hit).find("codex") != std::string::npos);
+  CHECK(reg->describe_hit(*hit).find("codex") != std::string::npos);
   // A bound session's token works on its own socket only, and no new one is issued for it.
-  CHECK(std::holds_alternative<std::shared_ptr<TokenEntry>>((*reg)->authorize(issued->token, issued->session->id, true, now_ms())));
-  CHECK(std::holds_alternative<Refusal>((*reg)->authorize(issued->token, "", true, now_ms())));
-  CHECK_FALSE((*reg)->issue(issued->session->name, now_ms()));
-  (*reg)->end_bound("/tmp/x.sock", now_ms());
-  CHECK_FALSE((*reg)->scanner()->scanner.find(body));
+  CHECK(std::holds_alternative<std::shared_ptr<TokenEntry>>(reg->authorize(issued->token, issued->session->id, true, now_ms())));
+  CHECK(std::holds_alternative<Refusal>(reg->authorize(issued->token, "", true, now_ms())));
+  CHECK_FALSE(reg->issue(issued->session->name, now_ms()));
+  reg->end_bound("/tmp/x.sock", now_ms());
+  CHECK_FALSE(reg->scanner()->scanner.find(body));
 }
 
 TEST_CASE("sessions: a launch's or run's session is named after its socket's label") {
   TempDir dir;
-  auto key = SigningKey::generate();
-  REQUIRE(key);
-  auto reg = Registry::open(dir.path / "tokfence.db", std::move(*key), Settings{}, [](const std::string&, bool) {});
-  REQUIRE(reg);
+  auto reg = open_quiet_registry(dir);
   SessionRequest req;
   req.kind = "run";
   req.client_id = "my agent/v2";
   req.listener = "/tmp/y.sock";
-  auto first = (*reg)->create(req, now_ms());
-  auto second = (*reg)->create(req, now_ms());
+  auto first = reg->create(req, now_ms());
+  auto second = reg->create(req, now_ms());
   REQUIRE(first);
   REQUIRE(second);
   CHECK(first->session->name == "my-agent-v2");
@@ -303,21 +306,18 @@ TEST_CASE("sessions: a launch's or run's session is named after its socket's lab
 
 TEST_CASE("sessions: an expired session is not listed as live, and is ended when listed") {
   TempDir dir;
-  auto key = SigningKey::generate();
-  REQUIRE(key);
-  auto reg = Registry::open(dir.path / "tokfence.db", std::move(*key), Settings{}, [](const std::string&, bool) {});
-  REQUIRE(reg);
+  auto reg = open_quiet_registry(dir);
   SessionRequest old_one, fresh;
   old_one.name = "yesterday";
   old_one.ttl_ms = 60 * 60 * 1000;
   fresh.name = "today";
   // Created ten hours ago with a one-hour TTL: past its expiry, and nothing has looked it up since.
-  REQUIRE((*reg)->create(old_one, now_ms() - 10 * 60 * 60 * 1000));
-  REQUIRE((*reg)->create(fresh, now_ms()));
-  auto live = (*reg)->live();
+  REQUIRE(reg->create(old_one, now_ms() - 10 * 60 * 60 * 1000));
+  REQUIRE(reg->create(fresh, now_ms()));
+  auto live = reg->live();
   REQUIRE(live.size() == 1);
   CHECK(live[0]->name == "today");
-  auto history = (*reg)->history(10);
+  auto history = reg->history(10);
   REQUIRE(history);
   bool ended = false;
   for (const auto& row : *history)
