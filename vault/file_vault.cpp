@@ -84,9 +84,11 @@ class FileVault final : public Vault {
     return out;
   }
 
-  Result<void> put(const std::string& provider, const SecretString& key, Overwrite overwrite) override {
+  Result<void> put(const std::string& provider, const SecretString& key, Overwrite overwrite,
+                   const std::vector<std::string>& hosts) override {
     if (auto ok = check_provider_name(provider); !ok) return ok;
     if (auto ok = payload::check_key(key.reveal()); !ok) return ok;
+    if (auto ok = check_secret_hosts(hosts); !ok) return ok;
     std::lock_guard lock(mutex_);
     return modify([&](Entries& entries) -> Result<bool> {
       auto it = entries.find(provider);
@@ -96,10 +98,11 @@ class FileVault final : public Vault {
       if (it == entries.end() && overwrite == Overwrite::existing_only)
         return fail(no_key_message(provider, "add one with 'tokfence vault add " + provider + " -'"));
       if (it == entries.end()) {
-        entries.emplace(provider, payload::Entry{key, now(), 0});
+        entries.emplace(provider, payload::Entry{key, now(), 0, hosts});
       } else {
         it->second.key = key;
         it->second.rotated_at = now();
+        if (!hosts.empty()) it->second.hosts = hosts;
       }
       return true;
     });
@@ -120,7 +123,7 @@ class FileVault final : public Vault {
     if (!entries) return std::unexpected(entries.error());
     std::vector<KeyInfo> out;
     for (const auto& [name, e] : *entries)
-      out.push_back(KeyInfo{name, "file", e.added_at, e.rotated_at, e.key.fingerprint()});
+      out.push_back(KeyInfo{name, "file", e.added_at, e.rotated_at, e.key.fingerprint(), e.hosts});
     return out;
   }
 
@@ -129,7 +132,8 @@ class FileVault final : public Vault {
     auto entries = load();
     if (!entries) return std::unexpected(entries.error());
     std::vector<KeyRecord> out;
-    for (auto& [name, e] : *entries) out.push_back(KeyRecord{name, std::move(e.key), e.added_at, e.rotated_at});
+    for (auto& [name, e] : *entries)
+      out.push_back(KeyRecord{name, std::move(e.key), e.added_at, e.rotated_at, std::move(e.hosts)});
     return out;
   }
 
@@ -138,6 +142,7 @@ class FileVault final : public Vault {
       if (auto ok = check_provider_name(r.provider); !ok) return std::unexpected(ok.error());
       if (auto ok = payload::check_key(r.key.reveal()); !ok)
         return fail("import: provider '" + r.provider + "': " + ok.error().message);
+      if (auto ok = check_secret_hosts(r.hosts); !ok) return fail("import: '" + r.provider + "': " + ok.error().message);
     }
     std::lock_guard lock(mutex_);
     std::vector<MergeReport> reports;
@@ -147,12 +152,13 @@ class FileVault final : public Vault {
       for (const auto& r : records) {
         auto it = entries.find(r.provider);
         if (it == entries.end()) {
-          entries.emplace(r.provider, payload::Entry{r.key, r.added_at ? r.added_at : now(), r.rotated_at});
+          entries.emplace(r.provider, payload::Entry{r.key, r.added_at ? r.added_at : now(), r.rotated_at, r.hosts});
           reports.push_back({r.provider, MergeOutcome::added});
           changed = true;
         } else if (overwrite == Overwrite::yes) {
           it->second.key = r.key;
           it->second.rotated_at = now();
+          it->second.hosts = r.hosts;
           reports.push_back({r.provider, MergeOutcome::replaced});
           changed = true;
         } else {

@@ -95,6 +95,10 @@ class Reader {
           if (auto ok = check_key(key->reveal()); !ok) return bad("key of provider '" + provider + "': " + ok.error().message);
           e.key = std::move(*key);
           have_key = true;
+        } else if (*field == "hosts") {
+          auto hosts = host_array(provider);
+          if (!hosts) return std::unexpected(hosts.error());
+          e.hosts = std::move(*hosts);
         } else if (*field == "added_at" || *field == "rotated_at") {
           auto n = integer();
           if (!n) return std::unexpected(n.error());
@@ -110,6 +114,28 @@ class Reader {
     }
     if (!have_key) return bad("provider '" + provider + "' has no key");
     return e;
+  }
+
+  // ["host", ...]: at most kMaxHosts, each a valid host, none twice. The error does not quote
+  // a bad element: in a damaged payload it could be anything, key material included.
+  Result<std::vector<std::string>> host_array(const std::string& provider) {
+    if (!eat('[')) return bad("expected an array of hosts for provider '" + provider + "'");
+    std::vector<std::string> hosts;
+    ws();
+    if (eat(']')) return hosts;
+    while (true) {
+      ws();
+      if (hosts.size() == kMaxHosts) return bad("provider '" + provider + "' has too many hosts");
+      auto host = plain_string();
+      if (!host) return std::unexpected(host.error());
+      hosts.push_back(std::move(*host));
+      ws();
+      if (eat(',')) continue;
+      if (eat(']')) break;
+      return bad("expected ',' or ']'");
+    }
+    if (!check_hosts(hosts)) return bad("provider '" + provider + "' has an invalid or repeated host");
+    return hosts;
   }
 
   // Decodes a string into a SecureBytes scratch buffer, then into a SecretString.
@@ -263,6 +289,16 @@ Result<void> check_key(std::string_view key) {
   return {};
 }
 
+Result<void> check_hosts(const std::vector<std::string>& hosts) {
+  if (hosts.size() > kMaxHosts) return fail("hosts: more than " + std::to_string(kMaxHosts) + " for one secret");
+  for (std::size_t i = 0; i < hosts.size(); ++i) {
+    if (auto ok = check_secret_host(hosts[i]); !ok) return ok;
+    for (std::size_t j = 0; j < i; ++j)
+      if (hosts[j] == hosts[i]) return fail("host '" + hosts[i] + "': given twice");
+  }
+  return {};
+}
+
 SecureBytes serialize(const Entries& entries) {
   // Size first, so the one buffer never grows.
   auto number = [](std::int64_t v) { return std::to_string(v); };
@@ -272,6 +308,10 @@ SecureBytes serialize(const Entries& entries) {
     size += (first ? 0 : 1) + escaped_size(name) + 2 + std::strlen(":{\"key\":") + escaped_size(e.key.reveal()) + 2 +
             std::strlen(",\"added_at\":") + number(e.added_at).size() + std::strlen(",\"rotated_at\":") +
             number(e.rotated_at).size() + 1;
+    if (!e.hosts.empty()) {
+      size += std::strlen(",\"hosts\":[") + e.hosts.size() - 1 + 1;  // commas between, ']'
+      for (const auto& h : e.hosts) size += escaped_size(h) + 2;
+    }
     first = false;
   }
   SecureBytes out(size);
@@ -288,6 +328,14 @@ SecureBytes serialize(const Entries& entries) {
     w.raw(number(e.added_at));
     w.raw(",\"rotated_at\":");
     w.raw(number(e.rotated_at));
+    if (!e.hosts.empty()) {
+      w.raw(",\"hosts\":[");
+      for (std::size_t i = 0; i < e.hosts.size(); ++i) {
+        if (i) w.raw(",");
+        w.string(e.hosts[i]);
+      }
+      w.raw("]");
+    }
     w.raw("}");
   }
   w.raw("}");

@@ -1,6 +1,8 @@
 // The Secret Service backend (libsecret): one item per provider in the default collection, under
 // tokfence's own schema "org.tokfence.Key" with the attributes provider, added_at and rotated_at
-// (unix seconds as strings: libsecret's integer attributes are 32-bit). Label "tokfence: <provider>".
+// (unix seconds as strings: libsecret's integer attributes are 32-bit), and for a secret bound to
+// hosts, hosts ("api.example.com,*.example.org"; an item without it is a provider key, as every item
+// made before hosts existed). Label "tokfence: <provider>".
 //
 // tokfence never asks the keyring to unlock (that would pop a prompt, or hang without a desktop):
 // a locked collection is an error that says so. Whether a Secret Service exists at all is asked of
@@ -36,7 +38,8 @@ const SecretSchema* schema() {
     x.attributes[0] = {"provider", SECRET_SCHEMA_ATTRIBUTE_STRING};
     x.attributes[1] = {"added_at", SECRET_SCHEMA_ATTRIBUTE_STRING};
     x.attributes[2] = {"rotated_at", SECRET_SCHEMA_ATTRIBUTE_STRING};
-    x.attributes[3] = {nullptr, SECRET_SCHEMA_ATTRIBUTE_STRING};
+    x.attributes[3] = {"hosts", SECRET_SCHEMA_ATTRIBUTE_STRING};
+    x.attributes[4] = {nullptr, SECRET_SCHEMA_ATTRIBUTE_STRING};
     return x;
   }();
   return &s;
@@ -86,6 +89,7 @@ struct Found {
   std::string provider;
   std::int64_t added_at;
   std::int64_t rotated_at;
+  std::string hosts;  // the attribute as stored, "" = none
 };
 
 class SecretServiceVault final : public Vault {
@@ -113,9 +117,11 @@ class SecretServiceVault final : public Vault {
     return out;
   }
 
-  Result<void> put(const std::string& provider, const SecretString& key, Overwrite overwrite) override {
+  Result<void> put(const std::string& provider, const SecretString& key, Overwrite overwrite,
+                   const std::vector<std::string>& hosts) override {
     if (auto ok = check_provider_name(provider); !ok) return ok;
     if (auto ok = payload::check_key(key.reveal()); !ok) return ok;
+    if (auto ok = check_secret_hosts(hosts); !ok) return ok;
     std::lock_guard lock(mutex_);
     ItemList items;
     auto found = search(provider, items);
@@ -125,8 +131,8 @@ class SecretServiceVault final : public Vault {
                   provider + " -'");
     if (found->empty() && overwrite == Overwrite::existing_only)
       return fail("vault: no key for provider '" + provider + "': add one with 'tokfence vault add " + provider + " -'");
-    if (found->empty()) return store(provider, key, now(), 0);
-    return replace(*found, key, now());
+    if (found->empty()) return store(provider, key, now(), 0, join_hosts(hosts));
+    return replace(*found, key, now(), hosts.empty() ? found->front().hosts : join_hosts(hosts));
   }
 
   Result<void> remove(const std::string& provider) override {
@@ -149,7 +155,7 @@ class SecretServiceVault final : public Vault {
     if (!records) return std::unexpected(records.error());
     std::vector<KeyInfo> out;
     for (const auto& r : *records)
-      out.push_back(KeyInfo{r.provider, "secret-service", r.added_at, r.rotated_at, r.key.fingerprint()});
+      out.push_back(KeyInfo{r.provider, "secret-service", r.added_at, r.rotated_at, r.key.fingerprint(), r.hosts});
     return out;
   }
 
@@ -161,9 +167,14 @@ class SecretServiceVault final : public Vault {
     std::map<std::string, KeyRecord> by_name;
     for (const auto& f : *found) {
       if (!is_valid_provider_name(f.provider) || by_name.contains(f.provider)) continue;
+      // A damaged binding must not turn a bound secret into a provider key: refuse, naming the fix.
+      auto hosts = split_hosts(f.hosts);
+      if (!hosts)
+        return fail("secret service: the item of '" + f.provider + "' has a bad hosts attribute: " + hosts.error().message +
+                    ": remove it with 'tokfence vault remove " + f.provider + "' and add it again");
       auto key = secret_of(f.item);
       if (!key) return std::unexpected(key.error());
-      by_name.emplace(f.provider, KeyRecord{f.provider, std::move(*key), f.added_at, f.rotated_at});
+      by_name.emplace(f.provider, KeyRecord{f.provider, std::move(*key), f.added_at, f.rotated_at, std::move(*hosts)});
     }
     std::vector<KeyRecord> out;
     for (auto& [name, r] : by_name) out.push_back(std::move(r));
@@ -175,6 +186,7 @@ class SecretServiceVault final : public Vault {
       if (auto ok = check_provider_name(r.provider); !ok) return std::unexpected(ok.error());
       if (auto ok = payload::check_key(r.key.reveal()); !ok)
         return fail("import: provider '" + r.provider + "': " + ok.error().message);
+      if (auto ok = check_secret_hosts(r.hosts); !ok) return fail("import: '" + r.provider + "': " + ok.error().message);
     }
     std::lock_guard lock(mutex_);
     // The keyring has no transactions: every change is remembered with what it replaced, and a
@@ -183,6 +195,7 @@ class SecretServiceVault final : public Vault {
     struct Change {
       std::string provider;
       std::optional<KeyRecord> previous;  // nullopt: the provider was added
+      std::string previous_hosts;         // its hosts attribute as it was
     };
     std::vector<Change> done;
     auto undo = [&](const Error& cause) -> Error {
@@ -199,7 +212,7 @@ class SecretServiceVault final : public Vault {
         } else if (ok && !found->empty()) {
           std::vector<Found> restored = *found;
           restored.front().added_at = it->previous->added_at;
-          ok = static_cast<bool>(replace(restored, it->previous->key, it->previous->rotated_at));
+          ok = static_cast<bool>(replace(restored, it->previous->key, it->previous->rotated_at, it->previous_hosts));
         }
         if (!ok) stuck.push_back(it->provider);
       }
@@ -214,18 +227,19 @@ class SecretServiceVault final : public Vault {
       if (!found) return std::unexpected(undo(found.error()));
       if (found->empty()) {
         auto ok = fail_for_test(done.size());
-        if (ok) ok = store(r.provider, r.key, r.added_at ? r.added_at : now(), r.rotated_at);
+        if (ok) ok = store(r.provider, r.key, r.added_at ? r.added_at : now(), r.rotated_at, join_hosts(r.hosts));
         if (!ok) return std::unexpected(undo(ok.error()));
-        done.push_back({r.provider, std::nullopt});
+        done.push_back({r.provider, std::nullopt, ""});
         reports.push_back({r.provider, MergeOutcome::added});
       } else if (overwrite == Overwrite::yes) {
         auto previous = secret_of(found->front().item);
         if (!previous) return std::unexpected(undo(previous.error()));
-        KeyRecord before{r.provider, std::move(*previous), found->front().added_at, found->front().rotated_at};
+        KeyRecord before{r.provider, std::move(*previous), found->front().added_at, found->front().rotated_at, {}};
+        std::string before_hosts = found->front().hosts;
         auto ok = fail_for_test(done.size());
-        if (ok) ok = replace(*found, r.key, now());
+        if (ok) ok = replace(*found, r.key, now(), join_hosts(r.hosts));
         if (!ok) return std::unexpected(undo(ok.error()));
-        done.push_back({r.provider, std::move(before)});
+        done.push_back({r.provider, std::move(before), std::move(before_hosts)});
         reports.push_back({r.provider, MergeOutcome::replaced});
       } else {
         reports.push_back({r.provider, MergeOutcome::skipped});
@@ -263,7 +277,8 @@ class SecretServiceVault final : public Vault {
       auto* item = static_cast<SecretItem*>(l->data);
       if (secret_item_get_locked(item)) return fail(kLocked);
       GHashTable* a = secret_item_get_attributes(item);
-      out.push_back(Found{item, attr_str(a, "provider"), attr_int(a, "added_at"), attr_int(a, "rotated_at")});
+      out.push_back(Found{item, attr_str(a, "provider"), attr_int(a, "added_at"), attr_int(a, "rotated_at"),
+                          attr_str(a, "hosts")});
       g_hash_table_unref(a);
     }
     return out;
@@ -279,11 +294,14 @@ class SecretServiceVault final : public Vault {
     return key;
   }
 
-  Result<void> store(const std::string& provider, const SecretString& key, std::int64_t added, std::int64_t rotated) {
+  // `hosts` is the attribute's value ("" = a provider key: no attribute).
+  Result<void> store(const std::string& provider, const SecretString& key, std::int64_t added, std::int64_t rotated,
+                     const std::string& hosts) {
     Attrs attrs;
     attrs.set("provider", provider);
     attrs.set("added_at", std::to_string(added));
     attrs.set("rotated_at", std::to_string(rotated));
+    if (!hosts.empty()) attrs.set("hosts", hosts);
     SecretValue* value = secret_value_new(key.reveal().data(), static_cast<gssize>(key.size()), "text/plain");
     GErrorOwner err;
     std::string label = "tokfence: " + provider;
@@ -294,8 +312,10 @@ class SecretServiceVault final : public Vault {
     return {};
   }
 
-  // The secret first, then the dates: if the second step fails, the new key is in place.
-  Result<void> replace(const std::vector<Found>& found, const SecretString& key, std::int64_t rotated) {
+  // The secret first, then the dates and `hosts` (the attribute's new value, "" = none): if the
+  // second step fails, the new key is in place.
+  Result<void> replace(const std::vector<Found>& found, const SecretString& key, std::int64_t rotated,
+                       const std::string& hosts) {
     const Found& f = found.front();
     SecretValue* value = secret_value_new(key.reveal().data(), static_cast<gssize>(key.size()), "text/plain");
     GErrorOwner err;
@@ -306,9 +326,10 @@ class SecretServiceVault final : public Vault {
     attrs.set("provider", f.provider);
     attrs.set("added_at", std::to_string(f.added_at));
     attrs.set("rotated_at", std::to_string(rotated));
+    if (!hosts.empty()) attrs.set("hosts", hosts);
     GErrorOwner err2;
     if (!secret_item_set_attributes_sync(f.item, schema(), attrs.t, nullptr, &err2.e))
-      return fail("secret service: key replaced, but its dates not: " + err2.text());
+      return fail("secret service: key replaced, but its dates and hosts not: " + err2.text());
     // Stray duplicates (made by hand, say) would otherwise shadow the new key.
     for (std::size_t i = 1; i < found.size(); ++i) {
       GErrorOwner err3;

@@ -37,38 +37,28 @@ class Fd {
 
 }  // namespace
 
-Result<std::vector<KeyRecord>> Vault::records() {
-  auto infos = list();
-  if (!infos) return std::unexpected(infos.error());
-  auto keys = get_all();
-  if (!keys) return std::unexpected(keys.error());
-  std::vector<KeyRecord> out;
-  for (auto& [provider, key] : *keys) {
-    KeyRecord r{provider, std::move(key), 0, 0};
-    for (const auto& info : *infos)
-      if (info.provider == provider) {
-        r.added_at = info.added_at;
-        r.rotated_at = info.rotated_at;
-      }
-    out.push_back(std::move(r));
-  }
-  std::sort(out.begin(), out.end(), [](const KeyRecord& a, const KeyRecord& b) { return a.provider < b.provider; });
+static_assert(kMaxSecretHosts == payload::kMaxHosts);
+
+Result<void> check_secret_hosts(const std::vector<std::string>& hosts) { return payload::check_hosts(hosts); }
+
+std::string join_hosts(const std::vector<std::string>& hosts) {
+  std::string out;
+  for (const auto& h : hosts) out += (out.empty() ? "" : ",") + h;
   return out;
 }
 
-Result<std::vector<MergeReport>> Vault::merge(const std::vector<KeyRecord>& records, Overwrite overwrite) {
-  std::vector<MergeReport> reports;
-  for (const auto& r : records) {
-    auto existing = get(r.provider);
-    if (!existing) return std::unexpected(existing.error());
-    if (existing->has_value() && overwrite != Overwrite::yes) {
-      reports.push_back({r.provider, MergeOutcome::skipped});
-      continue;
-    }
-    if (auto ok = put(r.provider, r.key, Overwrite::yes); !ok) return std::unexpected(ok.error());
-    reports.push_back({r.provider, existing->has_value() ? MergeOutcome::replaced : MergeOutcome::added});
+Result<std::vector<std::string>> split_hosts(std::string_view joined) {
+  std::vector<std::string> out;
+  if (joined.empty()) return out;
+  // Bounded: at most kMaxSecretHosts + 1 pieces are taken before check_secret_hosts refuses.
+  for (std::size_t start = 0; out.size() <= kMaxSecretHosts;) {
+    std::size_t comma = joined.find(',', start);
+    out.emplace_back(joined.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
   }
-  return reports;
+  if (auto ok = check_secret_hosts(out); !ok) return std::unexpected(ok.error());
+  return out;
 }
 
 PassphraseSource default_passphrase_source() {
@@ -109,7 +99,8 @@ Result<std::string> seal_bundle(const std::vector<KeyRecord>& records, const Sec
   payload::Entries entries;
   for (const auto& r : records) {
     if (auto ok = check_provider_name(r.provider); !ok) return std::unexpected(ok.error());
-    entries[r.provider] = payload::Entry{r.key, r.added_at, r.rotated_at};
+    if (auto ok = check_secret_hosts(r.hosts); !ok) return fail("export: '" + r.provider + "': " + ok.error().message);
+    entries[r.provider] = payload::Entry{r.key, r.added_at, r.rotated_at, r.hosts};
   }
   SecureBytes plain = payload::serialize(entries);
   return sealed::seal(sealed::Kind::bundle, plain.view(), passphrase, nullptr);
@@ -130,7 +121,8 @@ Result<std::vector<KeyRecord>> open_bundle(std::string_view bytes, const SecretS
   auto entries = payload::parse(plain->view());
   if (!entries) return fail("export bundle: " + entries.error().message + ": " + subject_path);
   std::vector<KeyRecord> out;
-  for (auto& [name, e] : *entries) out.push_back(KeyRecord{name, std::move(e.key), e.added_at, e.rotated_at});
+  for (auto& [name, e] : *entries)
+    out.push_back(KeyRecord{name, std::move(e.key), e.added_at, e.rotated_at, std::move(e.hosts)});
   return out;
 }
 

@@ -3,6 +3,12 @@
 //  - FileVault: vault.enc, Argon2id-derived key + AES-256-GCM (see docs/VAULT.md);
 //  - SecretServiceVault: one libsecret item per provider, under tokfence's own schema.
 // Keys only ever travel as SecretString; nothing here logs or formats a key.
+//
+// An entry is either a provider key (no hosts: the proxy injects it for the provider of that name)
+// or a secret bound to hosts (`vault add telegram-bot - --host api.telegram.org`): the proxy may
+// send it only to those hosts, substituted for the placeholder `tokfence-secret:<name>` on inspected
+// TLS connections. Both share one namespace of names. Anything that wants provider keys skips
+// entries whose `hosts` is not empty.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -25,7 +31,16 @@ struct KeyInfo {
   std::int64_t added_at = 0;    // unix seconds
   std::int64_t rotated_at = 0;  // unix seconds; 0 = never rotated
   std::string fingerprint;      // SecretString::fingerprint(), never the key
+  std::vector<std::string> hosts;  // empty = a provider key; else the only hosts it may go to
 };
+
+// The hosts of one entry: each passes check_secret_host (core/names.hpp), at most kMaxSecretHosts,
+// none twice. Errors name the host (hosts are not secret).
+constexpr std::size_t kMaxSecretHosts = 32;
+Result<void> check_secret_hosts(const std::vector<std::string>& hosts);
+// "a,b": how the Secret Service backend stores them; and back ("" = none).
+std::string join_hosts(const std::vector<std::string>& hosts);
+Result<std::vector<std::string>> split_hosts(std::string_view joined);
 
 // yes: add or replace; no: add only (an existing key is an error naming `vault rotate`);
 // existing_only: replace only (a missing key is an error naming `vault add`).
@@ -37,6 +52,7 @@ struct KeyRecord {
   SecretString key;
   std::int64_t added_at = 0;
   std::int64_t rotated_at = 0;
+  std::vector<std::string> hosts;  // empty = a provider key
 };
 
 enum class MergeOutcome { added, replaced, skipped };
@@ -51,21 +67,25 @@ class Vault {
   virtual std::string backend_name() const = 0;
   // The key, or nullopt when the provider has none. Errors: locked/corrupt/unreachable store.
   virtual Result<std::optional<SecretString>> get(const std::string& provider) = 0;
-  // All keys at once (the daemon loads them at start and on reload).
+  // All entries at once, provider keys and bound secrets alike (records() says which is which).
   virtual Result<std::vector<std::pair<std::string, SecretString>>> get_all() = 0;
   // Adds or replaces. With Overwrite::no an existing key is an error naming `vault rotate`.
-  // Replacing sets rotated_at.
-  virtual Result<void> put(const std::string& provider, const SecretString& key, Overwrite overwrite) = 0;
+  // Replacing sets rotated_at. A new entry gets `hosts` as given (empty: a provider key); a
+  // replaced one gets `hosts` when not empty and keeps its stored hosts when empty (rotating a
+  // bound secret keeps its binding). Bad `hosts` (check_secret_hosts) are an error, nothing written.
+  virtual Result<void> put(const std::string& provider, const SecretString& key, Overwrite overwrite,
+                           const std::vector<std::string>& hosts) = 0;
   // Error when the provider has no key.
   virtual Result<void> remove(const std::string& provider) = 0;
   virtual Result<std::vector<KeyInfo>> list() = 0;
 
-  // Every key with its dates, sorted by provider (for export).
-  virtual Result<std::vector<KeyRecord>> records();
+  // Every key with its dates and hosts, sorted by provider (for export, and what the daemon loads).
+  virtual Result<std::vector<KeyRecord>> records() = 0;
   // Merges `records` (an import): providers not in the vault are added with their recorded dates;
-  // present ones are replaced (Overwrite::yes, rotated_at = now) or skipped (Overwrite::no).
+  // present ones are replaced (Overwrite::yes, rotated_at = now, hosts = the record's, even empty)
+  // or skipped (Overwrite::no).
   // The file backend applies all of it in one locked write or not at all.
-  virtual Result<std::vector<MergeReport>> merge(const std::vector<KeyRecord>& records, Overwrite overwrite);
+  virtual Result<std::vector<MergeReport>> merge(const std::vector<KeyRecord>& records, Overwrite overwrite) = 0;
 };
 
 // Where a passphrase for the file backend comes from: $TOKFENCE_VAULT_PASSPHRASE, else a no-echo

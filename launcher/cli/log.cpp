@@ -958,7 +958,8 @@ std::optional<std::set<std::string>> providers_with_keys(Context& ctx) {
   auto keys = (*v)->list();
   if (!keys) return std::nullopt;
   std::set<std::string> names;
-  for (const auto& k : *keys) names.insert(k.provider);
+  for (const auto& k : *keys)
+    if (k.hosts.empty()) names.insert(k.provider);  // a secret bound to hosts is no provider key
   return names;
 }
 

@@ -1,10 +1,12 @@
 // `tokfence vault ...`: add, remove, list, rotate, export, import.
 // Keys enter through stdin (`-`, no echo on a terminal) or, with a warning, argv; they leave only
 // through the vault backends and encrypted export bundles. Nothing here prints a key: `list` shows
-// SecretString::fingerprint().
+// SecretString::fingerprint(). `--host` binds a secret to hosts (vault.hpp): hosts are not secret
+// and are printed freely.
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -103,11 +105,32 @@ std::string read_bundle_file(const std::string& path) {
 struct Args {
   std::string provider;
   std::string key;
+  std::vector<std::string> hosts;  // --host, in the order given
   std::string output;
   std::string file;
   bool json = false;
   bool force = false;
 };
+
+std::string host_list(const std::vector<std::string>& hosts) {
+  std::string out;
+  for (const auto& h : hosts) out += (out.empty() ? "" : ", ") + h;
+  return out;
+}
+
+// The --host values, repeats dropped, checked before anything is read or written.
+std::vector<std::string> checked_hosts(const std::vector<std::string>& given) {
+  std::vector<std::string> hosts;
+  for (const auto& h : given)
+    if (std::find(hosts.begin(), hosts.end(), h) == hosts.end()) hosts.push_back(h);
+  if (auto ok = vault::check_secret_hosts(hosts); !ok) {
+    std::string message = ok.error().message;  // "host 'X': ..." or "hosts: ..."
+    if (message.starts_with("host ")) message = "--host " + message.substr(5);
+    else if (message.starts_with("hosts: ")) message = "--host: " + message.substr(7);
+    throw UserError(message + ": nothing was changed");
+  }
+  return hosts;
+}
 
 void cmd_add(Context& ctx, Args& a, Overwrite mode) {
   const std::string command = mode == Overwrite::no ? "add" : "rotate";
@@ -115,11 +138,21 @@ void cmd_add(Context& ctx, Args& a, Overwrite mode) {
   // in /proc/<pid>/cmdline for any process of the user to read.
   if (a.key != "-") ctx.scrub_argument(a.key);
   check_name(a.provider);
+  const std::vector<std::string> hosts = checked_hosts(a.hosts);
   SecretString key = read_key(a.provider, a.key, command);
   auto v = open_configured_vault(ctx);
-  value_or_throw(v->put(a.provider, key, mode));
-  std::cout << (mode == Overwrite::no ? "added" : "rotated") << " the key of " << a.provider << " (" << key.fingerprint()
-            << ", " << v->backend_name() << " backend)\n";
+  value_or_throw(v->put(a.provider, key, mode, hosts));
+  std::vector<std::string> bound = hosts;
+  if (bound.empty() && mode != Overwrite::no) {
+    // A rotation without --host keeps the stored hosts: say which.
+    for (const auto& info : value_or_throw(v->list()))
+      if (info.provider == a.provider) bound = info.hosts;
+  }
+  std::cout << (mode == Overwrite::no ? "added" : "rotated") << " the " << (bound.empty() ? "key" : "secret") << " of "
+            << a.provider << " (" << key.fingerprint() << ", " << v->backend_name() << " backend)";
+  if (!bound.empty())
+    std::cout << ": sent only to " << host_list(bound) << ", in place of tokfence-secret:" << a.provider;
+  std::cout << "\n";
   reload_daemon_keys(ctx.home);
 }
 
@@ -143,7 +176,8 @@ void cmd_list(Context& ctx, Args& a) {
                      {"added", utc_rfc3339(i.added_at * 1000)},
                      {"rotated_at", i.rotated_at ? nlohmann::json(i.rotated_at) : nlohmann::json(nullptr)},
                      {"rotated", i.rotated_at ? nlohmann::json(utc_rfc3339(i.rotated_at * 1000)) : nlohmann::json(nullptr)},
-                     {"fingerprint", i.fingerprint}});
+                     {"fingerprint", i.fingerprint},
+                     {"hosts", i.hosts}});
     std::cout << out.dump(2) << "\n";
     return;
   }
@@ -152,10 +186,12 @@ void cmd_list(Context& ctx, Args& a) {
               << " backend): add one with 'tokfence vault add <provider> -'\n";
     return;
   }
-  std::cout << pad("PROVIDER", 18) << pad("BACKEND", 16) << pad("ADDED", 19) << pad("ROTATED", 19) << "KEY\n";
+  std::cout << pad("PROVIDER", 18) << pad("BACKEND", 16) << pad("ADDED", 19) << pad("ROTATED", 19) << pad("KEY", 10)
+            << "HOSTS\n";
   for (const auto& i : infos)
     std::cout << pad(i.provider, 18) << pad(i.backend, 16) << pad(utc_time(i.added_at), 19)
-              << pad(utc_time(i.rotated_at), 19) << i.fingerprint << "\n";
+              << pad(utc_time(i.rotated_at), 19) << pad(i.fingerprint, 10) << (i.hosts.empty() ? "-" : host_list(i.hosts))
+              << "\n";
 }
 
 void cmd_export(Context& ctx, Args& a) {
@@ -210,25 +246,45 @@ void cmd_import(Context& ctx, Args& a) {
 
 void register_vault_commands(CLI::App& app, Context& ctx) {
   auto args = std::make_shared<Args>();
-  CLI::App* vault_cmd = app.add_subcommand("vault", "Store, list, rotate, export and import provider keys");
+  CLI::App* vault_cmd =
+      app.add_subcommand("vault", "Store, list, rotate, export and import provider keys and secrets bound to hosts");
   vault_cmd->require_subcommand(1);
   vault_cmd->footer(
       "The backend is [vault] backend in config.toml: \"auto\" (the Secret Service when one runs, else the file),\n"
       "\"file\" (vault.enc, passphrase from TOKFENCE_VAULT_PASSPHRASE or a prompt) or \"secret-service\".\n"
-      "Example:\n  tokfence vault add openai -      # paste the key, then Enter (or pipe it in)\n  tokfence vault list");
+      "Example:\n  tokfence vault add openai -      # paste the key, then Enter (or pipe it in)\n"
+      "  tokfence vault add telegram-bot - --host api.telegram.org   # a secret bound to a host\n  tokfence vault list");
 
-  CLI::App* add = vault_cmd->add_subcommand("add", "Add a provider's key (refuses to replace one: see rotate)");
-  add->add_option("provider", args->provider, "Provider name, [a-z0-9][a-z0-9_-]{0,31}")->required();
+  CLI::App* add = vault_cmd->add_subcommand(
+      "add", "Add a provider's key, or with --host a secret bound to hosts (refuses to replace one: see rotate)");
+  add->add_option("provider", args->provider, "Provider (or secret) name, [a-z0-9][a-z0-9_-]{0,31}")->required();
   add->add_option("key", args->key, "The key, or - to read it from stdin (no echo on a terminal)")->required();
+  add->add_option("--host", args->hosts,
+                  "Bind the secret to this host: the proxy sends it only there, over inspected TLS, in place of\n"
+                  "tokfence-secret:NAME (lower-case DNS name; *.example.com for subdomains; repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   add->footer(
       "A key on the command line works but lands in your shell history: prefer -.\n"
-      "Example:\n  tokfence vault add openai -\n  pass show openai | tokfence vault add openai -");
+      "With --host the entry is not a provider key: the agent gets the placeholder tokfence-secret:NAME and\n"
+      "the proxy substitutes the secret only on TLS connections to the hosts given.\n"
+      "Example:\n  tokfence vault add openai -\n  pass show openai | tokfence vault add openai -\n"
+      "  tokfence vault add telegram-bot - --host api.telegram.org");
   add->callback([&ctx, args] { cmd_add(ctx, *args, Overwrite::no); });
 
-  CLI::App* rotate = vault_cmd->add_subcommand("rotate", "Replace a provider's key with a new one");
-  rotate->add_option("provider", args->provider, "Provider name")->required();
+  CLI::App* rotate = vault_cmd->add_subcommand("rotate", "Replace a provider's key (or a bound secret) with a new one");
+  rotate->add_option("provider", args->provider, "Provider (or secret) name")->required();
   rotate->add_option("key", args->key, "The new key, or - to read it from stdin (no echo on a terminal)")->required();
-  rotate->footer("Example:\n  tokfence vault rotate anthropic -");
+  rotate->add_option("--host", args->hosts,
+                     "Bind the secret to these hosts instead of the stored ones (repeatable; default: keep them)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  rotate->footer(
+      "Example:\n  tokfence vault rotate anthropic -\n"
+      "  tokfence vault rotate telegram-bot -                        # keeps its hosts\n"
+      "  tokfence vault rotate telegram-bot - --host api.telegram.org");
   rotate->callback([&ctx, args] { cmd_add(ctx, *args, Overwrite::existing_only); });
 
   CLI::App* remove = vault_cmd->add_subcommand("remove", "Delete a provider's key");
@@ -236,7 +292,8 @@ void register_vault_commands(CLI::App& app, Context& ctx) {
   remove->footer("Example:\n  tokfence vault remove mistral");
   remove->callback([&ctx, args] { cmd_remove(ctx, *args); });
 
-  CLI::App* list = vault_cmd->add_subcommand("list", "List stored keys: provider, backend, dates, fingerprint (never the key)");
+  CLI::App* list = vault_cmd->add_subcommand(
+      "list", "List stored keys: provider, backend, dates, fingerprint (never the key), hosts of a bound secret");
   list->add_flag("--json", args->json, "Print JSON instead of a table");
   list->footer("Example:\n  tokfence vault list\n  tokfence vault list --json | jq -r '.[].provider'");
   list->callback([&ctx, args] { cmd_list(ctx, *args); });

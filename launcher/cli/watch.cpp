@@ -128,11 +128,13 @@ void run_watch(Context& ctx, WatchFlags& f) {
   auto vault = value_or_throw(vault::open_vault(config, ctx.home, vault::default_passphrase_source()));
   std::vector<std::string> providers = f.providers;
   if (providers.empty()) {
-    // Every provider with a key (or an admin key) in the vault.
+    // Every provider with a key (or an admin key) in the vault. Secrets bound to hosts (vault.hpp)
+    // are no provider keys.
     auto keys = vault->list();
     if (!keys) throw UserError("vault: " + keys.error().message);
     std::set<std::string> names;
     for (const auto& k : *keys) {
+      if (!k.hosts.empty()) continue;
       std::string name = k.provider;
       if (name.ends_with("-admin") && config.provider(name.substr(0, name.size() - 6))) name.resize(name.size() - 6);
       if (config.provider(name)) names.insert(name);
@@ -146,7 +148,15 @@ void run_watch(Context& ctx, WatchFlags& f) {
   watch::Environment env;
   env.config = &config;
   env.db = config.logging.db_path;
-  env.key = [&](const std::string& name) { return vault->get(name); };
+  // A provider key by name, read afresh each time; a secret bound to hosts counts as none, so it is
+  // never sent to a usage API.
+  env.key = [&](const std::string& name) -> Result<std::optional<SecretString>> {
+    auto records = vault->records();
+    if (!records) return std::unexpected(records.error());
+    for (auto& r : *records)
+      if (r.provider == name && r.hosts.empty()) return std::optional<SecretString>{std::move(r.key)};
+    return std::optional<SecretString>{};
+  };
   env.http_get = watch::curl_http_get();
   env.now_ms = now_ms;
   if (config.notifications.desktop)

@@ -3,14 +3,15 @@
 #include <vector>
 
 #include "vault/payload.hpp"
+#include "vault/vault.hpp"
 
 using namespace tokfence;
 using namespace tokfence::vault;
 
 TEST_CASE("vault::payload round-trips entries, escaping quotes and backslashes") {
   payload::Entries in;
-  in["openai"] = payload::Entry{SecretString("sk-a\"b\\c"), 100, 0};
-  in["groq"] = payload::Entry{SecretString("gsk_xyz"), 5, 7};
+  in["openai"] = payload::Entry{SecretString("sk-a\"b\\c"), 100, 0, {}};
+  in["groq"] = payload::Entry{SecretString("gsk_xyz"), 5, 7, {}};
   SecureBytes json = payload::serialize(in);
   CHECK(json.view() ==
         R"({"groq":{"key":"gsk_xyz","added_at":5,"rotated_at":7},"openai":{"key":"sk-a\"b\\c","added_at":100,"rotated_at":0}})");
@@ -20,6 +21,55 @@ TEST_CASE("vault::payload round-trips entries, escaping quotes and backslashes")
   CHECK(out->at("openai").key.reveal() == "sk-a\"b\\c");
   CHECK(out->at("openai").added_at == 100);
   CHECK(out->at("groq").rotated_at == 7);
+}
+
+TEST_CASE("vault::payload round-trips the hosts of a bound secret, in order") {
+  payload::Entries in;
+  in["openai"] = payload::Entry{SecretString("provider-key"), 1, 0, {}};
+  in["telegram-bot"] = payload::Entry{SecretString("bot-token"), 2, 3, {"api.telegram.org", "uploads.example.org"}};
+  SecureBytes json = payload::serialize(in);
+  CHECK(json.view() ==
+        R"({"openai":{"key":"provider-key","added_at":1,"rotated_at":0},)"
+        R"("telegram-bot":{"key":"bot-token","added_at":2,"rotated_at":3,"hosts":["api.telegram.org","uploads.example.org"]}})");
+  auto out = payload::parse(json.view());
+  REQUIRE(out);
+  CHECK(out->at("openai").hosts.empty());
+  CHECK(out->at("telegram-bot").hosts == std::vector<std::string>{"api.telegram.org", "uploads.example.org"});
+  CHECK(out->at("telegram-bot").key.reveal() == "bot-token");
+  CHECK(out->at("telegram-bot").rotated_at == 3);
+  // One host, and an empty list (= none).
+  auto one = payload::parse(R"({"t":{"hosts":[ "a.example.com" ],"key":"k1"},"u":{"key":"k2","hosts":[]}})");
+  REQUIRE(one);
+  CHECK(one->at("t").hosts == std::vector<std::string>{"a.example.com"});
+  CHECK(one->at("u").hosts.empty());
+}
+
+TEST_CASE("vault::payload reads a payload written before hosts existed as provider keys") {
+  auto out = payload::parse(R"({"anthropic":{"key":"old-key-value","added_at":10,"rotated_at":0}})");
+  REQUIRE(out);
+  CHECK(out->at("anthropic").hosts.empty());
+  CHECK(out->at("anthropic").key.reveal() == "old-key-value");
+  CHECK(out->at("anthropic").added_at == 10);
+}
+
+TEST_CASE("vault::payload refuses bad hosts without quoting them") {
+  const std::string secretish = "zzsecretzz";
+  for (const std::string& bad : std::vector<std::string>{R"({"t":{"key":"k","hosts":"a.example.com"}})", R"({"t":{"key":"k","hosts":[1]}})",
+                          R"({"t":{"key":"k","hosts":["a.example.com",]}})", R"({"t":{"key":"k","hosts":["a.example.com")",
+                          R"({"t":{"key":"k","hosts":["a.example.com","a.example.com"]}})",
+                          R"({"t":{"key":"k","hosts":["Upper.)" + secretish + R"(.com"]}})",
+                          R"({"t":{"key":"k","hosts":["127.0.0.1"]}})", R"({"t":{"key":"k","hosts":["a..)" + secretish + R"("]}})"}) {
+    auto r = payload::parse(bad);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message.rfind("payload: malformed at byte ", 0) == 0);
+    CHECK(r.error().message.find(secretish) == std::string::npos);
+  }
+  std::string many = R"({"t":{"key":"k","hosts":[)";
+  for (std::size_t i = 0; i <= kMaxSecretHosts; ++i) many += (i ? ",\"h" : "\"h") + std::to_string(i) + ".example.com\"";
+  many += "]}}";
+  auto r = payload::parse(many);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("too many hosts") != std::string::npos);
 }
 
 TEST_CASE("vault::payload reads any well-formed JSON of its shape") {
