@@ -648,7 +648,13 @@ Result<Plan> make_plan(const Policy& policy, const TerminalSettings* terminal) {
     if (under_a_hide(w)) plan.ops.push_back(Op{Op::expose, w, w});
   for (const auto& w : std::set<std::string>(writable.begin(), writable.end()))
     if (auto r = protect_git_metadata(w, plan.ops); !r) return std::unexpected(r.error());
-  plan.ops.push_back(Op{Op::expose, kInnerProxyDir.string(), socket_dir});
+  {
+    // Read-only: the relay's connect() to the socket works through it, and the local CA files
+    // beside the socket (the fence's trust, run.cpp) cannot be replaced even were Landlock absent.
+    Op op{Op::expose, kInnerProxyDir.string(), socket_dir};
+    op.read_only = true;
+    plan.ops.push_back(op);
+  }
   if (!allowed_sockets.empty()) {
     // The program may create Unix sockets: cover every other path socket that exists now.
     // Sockets below hidden directories or the private /tmp are skipped in the child (gone by

@@ -47,7 +47,8 @@ struct Policy {
   std::vector<PlantedFile> planted;
 };
 
-// Where the proxy socket's directory appears inside a Linux sandbox.
+// Where the proxy socket's directory appears inside a Linux sandbox, read-only. `tokfence run` also
+// puts the fence's local CA files there (core/egress_env.hpp kFenceCaFile, kFenceCaBundleFile).
 inline const std::filesystem::path kInnerProxyDir = "/run/tokfence-proxy";
 
 }  // namespace tokfence::sandbox

@@ -1,6 +1,7 @@
 // `tokfence launch` (OpenClaw in Docker behind the proxy) and `tokfence setup openclaw`.
 #include <memory>
 
+#include "core/egress_env.hpp"
 #include "launcher/cli/cli.hpp"
 #include "launcher/openclaw/image.hpp"
 #include "launcher/openclaw/launch.hpp"
@@ -33,6 +34,7 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
   auto image_cache = std::make_shared<std::string>();
   auto egress_allow = std::make_shared<std::vector<std::string>>();
   auto egress_presets = std::make_shared<std::vector<std::string>>();
+  auto secrets = std::make_shared<std::vector<std::string>>();
 
   auto* launch = app.add_subcommand(
       "launch",
@@ -86,13 +88,37 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  launch->add_option("--secret", *secrets,
+                     "VAR=NAME: put the placeholder of the vault secret NAME (tokfence-secret:NAME) in the container's\n"
+                     "variable VAR; the proxy swaps in the secret only towards the hosts NAME is bound to (repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  auto telegram_secret = std::make_shared<std::string>();
+  auto telegram_allow = std::make_shared<std::vector<std::string>>();
+  launch->add_option("--telegram-secret", *telegram_secret,
+                     "NAME: turn on OpenClaw's Telegram channel with the placeholder of the vault secret NAME as its bot\n"
+                     "token (vault add NAME - --host api.telegram.org; allow the host with --egress-preset telegram)");
+  launch->add_option("--telegram-allow-from", *telegram_allow,
+                     "ID: a numeric Telegram user id allowed to message the bot (repeatable; none: OpenClaw's pairing)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   launch->add_option("command", options->command, "command after -- (replaces the image's command)");
   launch->callback([&ctx, options, no_pull, no_open, workspace, model, no_validate, image_cache, egress_allow,
-                    egress_presets, launch] {
+                    egress_presets, secrets, telegram_secret, telegram_allow, launch] {
     use_configured_engine(ctx);
     if (launch->get_subcommands().size() > 0) return;  // a subcommand ran instead
     // Before the engine, the image or the daemon is touched: a typo starts nothing.
     options->egress = egress_field(ctx, *egress_allow, *egress_presets);
+    options->secrets.clear();
+    for (const auto& entry : *secrets) {
+      auto parsed = value_or_throw(parse_secret_flag(entry, "--secret"));
+      for (const auto& [var, name] : options->secrets)
+        if (var == parsed.first) throw UserError("--secret: '" + entry + "': " + var + " is given twice");
+      options->secrets.push_back(std::move(parsed));
+    }
+    options->telegram = value_or_throw(launcher::telegram_channel(*telegram_secret, *telegram_allow));
     options->pull = !*no_pull;
     options->validate_config = !*no_validate;
     if (!image_cache->empty()) options->image_cache = *image_cache;

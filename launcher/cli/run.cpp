@@ -55,6 +55,7 @@ struct RunOptions {
   std::vector<std::string> allow_socket;
   std::vector<std::string> egress_allow;    // --allow HOST[:PORT]
   std::vector<std::string> egress_presets;  // --egress-preset NAME
+  std::vector<std::string> secrets;         // --secret VAR=NAME
   std::string provider;
   std::string model;
   bool no_sandbox = false;
@@ -122,6 +123,9 @@ class RunSocket {
   }
   ~RunSocket() { close(); }
   const fs::path& path() const { return path_; }
+  // The run's own directory (ours, 0700, in the hidden tokfence home): the sandbox sees it at
+  // sandbox::kInnerProxyDir, read-only.
+  const fs::path& dir() const { return dir_; }
   // The run's session: its token is the agent's key; closing the socket ends it.
   const launcher::AgentSession& session() const { return session_; }
 
@@ -233,13 +237,45 @@ class HostRelay {
   int port_ = 0;
 };
 
-void require_key(Context& ctx, const std::string& provider) {
+// The fence's trust in the local CA (core/egress_env.hpp): the daemon made the CA at its start,
+// which happened before this (ensure_daemon); without its certificate the agent does not start.
+// Both files go into the run's own directory, by descriptor (O_NOFOLLOW, atomic rename): only
+// tokfence writes there, and the sandbox sees it read-only at kInnerProxyDir.
+void place_ca_files(const Home& home, const fs::path& run_dir) {
+  auto ca = read_egress_ca_certificate(home.root());
+  if (!ca) throw UserError("run: " + ca.error().message + ": nothing was started");
+  auto dir = value_or_throw(file::open_dir_nofollow(run_dir));
+  const file::WriteOptions readable{0644, std::nullopt};
+  value_or_throw(file::write_atomic_at(dir.get(), kFenceCaFile, *ca, readable));
+  value_or_throw(file::write_atomic_at(dir.get(), kFenceCaBundleFile, egress_ca_bundle(*ca), readable));
+}
+
+// The provider's key, and for each --secret VAR=NAME a secret NAME bound to hosts: both in the
+// vault, else nothing starts (a placeholder with nothing behind it would only fail later, inside
+// the agent, as a refusal it cannot explain).
+void require_key(Context& ctx, const std::string& provider,
+                 const std::vector<std::pair<std::string, std::string>>& secrets) {
   auto v = vault::open_vault(ctx.config(), ctx.home, vault::default_passphrase_source());
   if (!v) throw UserError("run: cannot check the key for '" + provider + "': " + v.error().message);
   auto keys = (*v)->list();
   if (!keys) throw UserError("run: cannot check the key for '" + provider + "': " + keys.error().message);
-  for (const auto& k : *keys)
-    if (k.provider == provider) return;
+  for (const auto& [var, name] : secrets) {
+    auto entry = std::find_if(keys->begin(), keys->end(), [&](const auto& k) { return k.provider == name; });
+    if (entry == keys->end())
+      throw UserError("--secret " + var + "=" + name + ": no secret '" + name + "' in the vault: add it with "
+                      "'tokfence vault add " + name + " - --host HOST': nothing was started");
+    if (entry->hosts.empty())
+      throw UserError("--secret " + var + "=" + name + ": '" + name + "' is a provider key, not a secret bound to "
+                      "hosts: it is never sent as a secret: nothing was started");
+  }
+  for (const auto& k : *keys) {
+    if (k.provider != provider) continue;
+    if (k.hosts.empty()) return;
+    // A secret bound to hosts is never a provider key (vault.hpp).
+    throw UserError("no key for provider '" + provider + "': '" + provider +
+                    "' in the vault is a secret bound to hosts, not a provider key: store the provider's key under "
+                    "another name, or remove the secret with 'tokfence vault remove " + provider + "'");
+  }
   throw UserError("no key for provider '" + provider + "': run 'tokfence vault add " + provider + " -'");
 }
 
@@ -274,6 +310,15 @@ void run_harness(Context& ctx, RunOptions& o) {
   std::string provider = o.provider.empty() ? program->default_provider : o.provider;
   if (std::find(program->providers.begin(), program->providers.end(), provider) == program->providers.end())
     throw UserError(program->name + ": provider not supported: " + provider);
+
+  // --secret VAR=NAME: the placeholder goes into VAR, never the secret (checked before anything starts).
+  std::vector<std::pair<std::string, std::string>> secrets;
+  for (const auto& entry : o.secrets) {
+    auto parsed = value_or_throw(parse_secret_flag(entry, "--secret"));
+    for (const auto& [var, name] : secrets)
+      if (var == parsed.first) throw UserError("--secret: '" + entry + "': " + var + " is given twice");
+    secrets.push_back(std::move(parsed));
+  }
 
   // What to run, where, and what it may write: checked before anything starts.
   std::string command = o.command.empty() ? tokfence::find_program(program->command).value_or("") : o.command;
@@ -348,10 +393,11 @@ void run_harness(Context& ctx, RunOptions& o) {
                  "tokfence: WARNING: only its configured requests go through the proxy (with its session token)\n";
 
   auto daemon = value_or_throw(proxy::ensure_daemon(ctx.home));
-  require_key(ctx, provider);
+  require_key(ctx, provider, secrets);
 
   RunSocket socket(ctx.home, program->name, egress);
   const launcher::AgentSession& session = socket.session();
+  place_ca_files(ctx.home, socket.dir());
   const fs::path harness_home = ctx.home.harness_dir() / program->name;
   value_or_throw(ensure_private_dir(harness_home));
   ScrubOnExit scrub(harness_home, session.token);
@@ -400,6 +446,19 @@ void run_harness(Context& ctx, RunOptions& o) {
   // (core/egress_env.hpp). Set after build_child_env, which drops every *_PROXY: these are ours.
   if (!o.no_sandbox)
     for (const auto& [name, value] : egress_proxy_env(input.proxy_url)) env[name] = value;
+  // The local CA, as the program sees its files: the sandbox's read-only view of the run's
+  // directory, or (unsandboxed) the host's files themselves.
+  const fs::path ca_dir = linux_sandbox ? sandbox::kInnerProxyDir : socket.dir();
+  for (const auto& [name, value] :
+       egress_ca_env((ca_dir / kFenceCaFile).string(), (ca_dir / kFenceCaBundleFile).string()))
+    env[name] = value;
+  for (const auto& [var, name] : secrets) {
+    // A decoy variable of the same name (GH_TOKEN...) gives way: the user named it for a real secret.
+    if (rendered.env.count(var))
+      throw UserError("--secret: '" + var + "=" + name + "': " + var + " is set by tokfence for " + program->name +
+                      ": pick another name");
+    env[var] = secret_placeholder(name);
+  }
   std::vector<std::string> argv = {command};
   argv.insert(argv.end(), o.args.begin(), o.args.end());
 
@@ -468,6 +527,12 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
   sub->add_option("--egress-preset", o.egress_presets,
                   "A named set of hosts to allow: telegram, discord, slack, whatsapp, web-search, github, npm,\n"
                   "pypi, or [egress.presets.<name>] of config.toml (repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_option("--secret", o.secrets,
+                  "VAR=NAME: put the placeholder of the vault secret NAME (tokfence-secret:NAME) in the agent's\n"
+                  "variable VAR; the proxy swaps in the secret only towards the hosts NAME is bound to (repeatable)")
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);

@@ -2,6 +2,7 @@
 
 #include "core/egress_env.hpp"
 #include "core/file.hpp"
+#include "core/names.hpp"
 
 #include <openssl/rand.h>
 #include <unistd.h>
@@ -78,6 +79,28 @@ std::vector<std::string> provider_priority(std::vector<std::string> names) {
   return names;
 }
 
+Result<TelegramChannel> telegram_channel(std::string secret, std::vector<std::string> allow_from) {
+  if (secret.empty()) {
+    if (!allow_from.empty()) return fail("launch: --telegram-allow-from: needs --telegram-secret NAME (the bot token's vault name)");
+    return TelegramChannel{};
+  }
+  if (!check_provider_name(secret)) return fail("launch: --telegram-secret: vault name must match [a-z0-9][a-z0-9_-]{0,31}");
+  if (allow_from.size() > 100) return fail("launch: --telegram-allow-from: at most 100 user ids");
+  for (const auto& id : allow_from) {
+    bool digits = !id.empty() && id.size() <= 20 &&
+                  std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits) {
+      // A few characters only: a bot token pasted here by mistake must not be echoed.
+      std::string shown = id.substr(0, 8);
+      for (auto& c : shown)
+        if (c < 0x20 || c >= 0x7f) c = '?';
+      if (id.size() > 8) shown += "...";
+      return fail("launch: --telegram-allow-from: not a numeric Telegram user id: '" + shown + "'");
+    }
+  }
+  return TelegramChannel{std::move(secret), std::move(allow_from)};
+}
+
 Result<RenderedConfig> render_openclaw_config(const std::string& template_text, const RenderRequest& request) {
   if (request.providers.empty())
     return fail("launch: no provider has a key: run 'tokfence vault add openai -' (or another provider) first");
@@ -129,6 +152,15 @@ Result<RenderedConfig> render_openclaw_config(const std::string& template_text, 
       bool listed = std::any_of(entry->begin(), entry->end(), [&](const json& m) { return m.value("id", "") == model; });
       if (!listed) entry->insert(entry->begin(), json{{"id", model}, {"name", model}});
     }
+  }
+  // Telegram: the bot token is the placeholder; who may talk to the bot is an explicit list, or
+  // OpenClaw's pairing (its default) when there is none.
+  if (!request.telegram.secret.empty()) {
+    json telegram = {{"enabled", true},
+                     {"botToken", secret_placeholder(request.telegram.secret)},
+                     {"dmPolicy", request.telegram.allow_from.empty() ? "pairing" : "allowlist"}};
+    if (!request.telegram.allow_from.empty()) telegram["allowFrom"] = request.telegram.allow_from;
+    parsed["channels"]["telegram"] = telegram;
   }
   RenderedConfig out;
   out.text = parsed.dump(2) + "\n";
@@ -216,6 +248,11 @@ json container_env() {
   json env = json::array({std::string("OPENCLAW_CONFIG_PATH=") + kContainerConfig, std::string("HOME=") + kContainerHome,
                           "TMPDIR=/tmp", "OPENCLAW_PROXY_URL=" + container_proxy_url()});
   for (const auto& [name, value] : egress_proxy_env(container_proxy_url())) env.push_back(name + "=" + value);
+  // The local CA's files in the read-only proxy directory (launch.cpp writes them there).
+  const std::string ca_dir = std::string(kContainerSocketDir) + "/";
+  for (const auto& [name, value] :
+       egress_ca_env(ca_dir + std::string(kFenceCaFile), ca_dir + std::string(kFenceCaBundleFile)))
+    env.push_back(name + "=" + value);
   return env;
 }
 
@@ -262,6 +299,7 @@ json container_spec(const ContainerSpecInput& input) {
   if (input.keep_host_ids) host_config["UsernsMode"] = "keep-id";
   json env = container_env();
   for (const auto& [name, value] : input.decoy_env) env.push_back(name + "=" + value);
+  for (const auto& [name, value] : input.secret_env) env.push_back(name + "=" + value);
   return json{
       {"Image", input.image},
       {"Entrypoint", json::array({kContainerRelay})},

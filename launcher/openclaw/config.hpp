@@ -74,6 +74,20 @@ struct RenderedConfig {
   std::string primary_model;  // "provider/model"
 };
 
+// OpenClaw's Telegram channel in a launch (`launch --telegram-secret NAME [--telegram-allow-from ID]...`,
+// docs/LAUNCH.md "Telegram"): channels.telegram with botToken = the placeholder
+// tokfence-secret:`secret` (never the secret: the proxy swaps it in on the way to api.telegram.org,
+// the host the vault binds it to), dmPolicy "allowlist" with `allow_from` (numeric Telegram user
+// ids), or OpenClaw's default "pairing" when `allow_from` is empty. An empty `secret`: no channel.
+struct TelegramChannel {
+  std::string secret;
+  std::vector<std::string> allow_from;
+};
+
+// Checks the CLI's values: `secret` a vault name, each id 1-20 digits, at most 100, no ids without a
+// secret. Errors name the flag.
+Result<TelegramChannel> telegram_channel(std::string secret, std::vector<std::string> allow_from);
+
 struct RenderRequest {
   std::vector<OpenClawProvider> providers;  // non-empty; each with at least one model
   std::optional<std::string> model;         // --model provider/model
@@ -85,10 +99,12 @@ struct RenderRequest {
   std::string egress_proxy_url = container_proxy_url();
   // Every provider's apiKey: the launch's session token (a secret; [A-Za-z0-9._-] only).
   std::string api_key = kPlaceholderKey;
+  TelegramChannel telegram = {};
 };
 
 // Renders `template_text` ({{providers}}, {{primary_model}}, {{gateway_token}}, {{gateway_port}},
-// {{workspace}}, {{egress_proxy_url}} are replaced by JSON values) and checks the result is one JSON object. Errors: no
+// {{workspace}}, {{egress_proxy_url}} are replaced by JSON values), adds channels.telegram when
+// `request.telegram` names a secret, and checks the result is one JSON object. Errors: no
 // provider, a --model whose provider is not among them (naming `vault add`), a malformed template.
 Result<RenderedConfig> render_openclaw_config(const std::string& template_text, const RenderRequest& request);
 
@@ -131,6 +147,8 @@ struct ContainerSpecInput {
   bool keep_host_ids = false;
   // The session's decoy variables (GH_TOKEN), added to container_env(). Never a key.
   std::vector<std::pair<std::string, std::string>> decoy_env = {};
+  // --secret placeholders (VAR, "tokfence-secret:NAME"). Never a secret.
+  std::vector<std::pair<std::string, std::string>> secret_env = {};
 };
 
 // The body of POST /containers/create: NetworkMode none, the relay as entrypoint forwarding

@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/egress_env.hpp"
 #include "core/error.hpp"
 #include "core/file.hpp"
 #include "core/process.hpp"
@@ -136,7 +137,9 @@ std::string short_id(const std::string& id) { return id.size() > 12 ? id.substr(
 
 // The socket layout (docs/LAUNCH.md): TOKFENCE_HOME/sockets/launch-<name>/ is ours (0700) and holds
 //   proxy/  ours, 0755, mounted READ-ONLY at /run/tokfence: the daemon's proxy.sock. The container
-//           can connect to it but can neither replace it nor plant anything beside it.
+//           can connect to it but can neither replace it nor plant anything beside it. Also the
+//           fence's trust in the local CA: egress-ca.pem and egress-ca-bundle.pem (0644, written
+//           by descriptor before the container starts; core/egress_env.hpp).
 //   ui/     the container user's, 0700, mounted read-write at /run/tokfence-ui: the container's
 //           relay creates ui.sock here. The host treats everything in it as hostile: it is only
 //           ever reached through a descriptor of ui/ (openat O_NOFOLLOW + fstat type/owner, connect
@@ -401,7 +404,7 @@ void ask_for_first_key(vault::Vault& vault, const Config& config) {
   SecretString key = vault::trim_secret(*raw);
   if (auto ok = vault::check_key(key.reveal()); !ok)
     throw UserError("launch: key for '" + provider + "': " + ok.error().message + ": nothing was changed");
-  value_or_throw(vault.put(provider, key, vault::Overwrite::no));
+  value_or_throw(vault.put(provider, key, vault::Overwrite::no, {}));
   std::cerr << "launch: stored the key for " << provider << " in the vault (" << vault.backend_name()
             << "); 'tokfence vault list' shows it\n";
 }
@@ -409,10 +412,16 @@ void ask_for_first_key(vault::Vault& vault, const Config& config) {
 std::vector<OpenClawProvider> providers_with_keys(const Home& home, const Config& config,
                                                   const std::optional<std::string>& model_override) {
   auto vault = value_or_throw(vault::open_vault(config, home, vault::default_passphrase_source()));
-  auto keys = value_or_throw(vault->list());
+  // Provider keys only: a secret bound to hosts (vault.hpp) is never a provider's key.
+  auto provider_keys = [&] {
+    auto all = value_or_throw(vault->list());
+    std::erase_if(all, [](const vault::KeyInfo& k) { return !k.hosts.empty(); });
+    return all;
+  };
+  auto keys = provider_keys();
   if (keys.empty()) {
     ask_for_first_key(*vault, config);
-    keys = value_or_throw(vault->list());
+    keys = provider_keys();
   }
   proxy::PricingTable pricing(config);
   std::string root = "http://127.0.0.1:" + std::to_string(kContainerProxyPort);
@@ -947,6 +956,7 @@ int Launch::run() {
   token_ = random_token();
   RenderRequest request{providers_, options_.model, token_, kGatewayPort, kContainerWorkspace};
   request.api_key = session_.token;
+  request.telegram = options_.telegram;
   rendered_ = value_or_throw(render_openclaw_config(value_or_throw(read_template("openclaw/openclaw.json.tmpl")), request));
   write_private_file(paths_.config, rendered_.text, owner_);
   check_interrupted();
@@ -964,7 +974,11 @@ int Launch::run() {
                           paths_.config,    paths_.state_home,  workspace,
                           workspace_binds_};
   spec.keep_host_ids = keep_host_ids_;
-  spec.decoy_env = session_.decoys.env;
+  // A decoy variable the user named in --secret (GH_TOKEN...) gives way to the placeholder.
+  for (const auto& [var, value] : session_.decoys.env)
+    if (std::none_of(options_.secrets.begin(), options_.secrets.end(), [&](const auto& s) { return s.first == var; }))
+      spec.decoy_env.emplace_back(var, value);
+  for (const auto& [var, name] : options_.secrets) spec.secret_env.emplace_back(var, secret_placeholder(name));
   container_id_ = value_or_throw(engine_->create_container(options_.name, container_spec(spec)));
   std::vector<ArchiveFile> decoy_files;
   json decoy_paths = json::array();
@@ -1020,8 +1034,15 @@ void Launch::prepare_socket_dirs() {
   if (auto removed = file::remove_tree_at(sockets.get(), paths_.sockets_name); !removed)
     throw UserError("launch: cannot remove an earlier socket directory: " + removed.error().message);
   file::Fd launch_dir = make_dir_at(sockets.get(), paths_.sockets_name, 0700, std::nullopt);
-  make_dir_at(launch_dir.get(), kProxyDirName, 0755, std::nullopt);
+  file::Fd proxy_dir = make_dir_at(launch_dir.get(), kProxyDirName, 0755, std::nullopt);
   ui_dir_ = make_dir_at(launch_dir.get(), kUiDirName, 0700, owner_);
+  // The local CA the daemon made at its start (ensure_daemon ran before this): without it the
+  // container does not start (fail closed).
+  auto ca = read_egress_ca_certificate(home_.root());
+  if (!ca) throw UserError("launch: " + ca.error().message + ": nothing was started");
+  const file::WriteOptions readable{0644, std::nullopt};
+  value_or_throw(file::write_atomic_at(proxy_dir.get(), kFenceCaFile, *ca, readable));
+  value_or_throw(file::write_atomic_at(proxy_dir.get(), kFenceCaBundleFile, egress_ca_bundle(*ca), readable));
 }
 
 std::string Launch::last_log_lines(int lines) {
@@ -1350,7 +1371,8 @@ int setup_openclaw(const Home& home, const Config& config, const SetupOptions& o
   std::optional<std::string> vault_error;
   if (auto vault = vault::open_vault(config, home, vault::default_passphrase_source())) {
     if (auto keys = (*vault)->list()) {
-      for (const auto& k : *keys) keyed.push_back(k.provider);
+      for (const auto& k : *keys)
+        if (k.hosts.empty()) keyed.push_back(k.provider);  // a secret bound to hosts is no provider key
     } else {
       vault_error = keys.error().message;
     }

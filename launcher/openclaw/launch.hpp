@@ -30,6 +30,7 @@
 
 #include "core/config.hpp"
 #include "core/home.hpp"
+#include "launcher/openclaw/config.hpp"
 #include "launcher/openclaw/image.hpp"
 
 namespace tokfence::launcher {
@@ -63,6 +64,12 @@ struct LaunchOptions {
   // null: no host besides the model proxy. The container's HTTP clients are pointed at the
   // launch's listener as their forward proxy either way (docs/EGRESS.md).
   nlohmann::json egress;
+  // --secret VAR=NAME, checked by the CLI (core/egress_env.hpp parse_secret_flag): the container's
+  // VAR holds the placeholder tokfence-secret:NAME, never the secret.
+  std::vector<std::pair<std::string, std::string>> secrets;
+  // --telegram-secret/--telegram-allow-from (checked by the CLI: telegram_channel): rendered into
+  // the config as channels.telegram, its botToken the placeholder.
+  TelegramChannel telegram;
 };
 
 // Runs a launch. Foreground: streams the container's logs until it exits (or SIGINT/SIGTERM stops

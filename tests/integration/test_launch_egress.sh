@@ -100,7 +100,9 @@ for check in host_all_interfaces host_loopback_fake_upstream host_loopback_proxy
 done
 expect_eq "$(result home_exists)" 1 "TOKFENCE_HOME must not exist in the container"
 sockets_line=$(grep '^SOCKETS' <<<"$out")
-expect_eq "$sockets_line" "SOCKETS proxy.sock " "only the launch's proxy socket in /run/tokfence"
+# Beside it only the local CA files the container trusts (docs/EGRESS.md).
+expect_eq "$sockets_line" "SOCKETS egress-ca-bundle.pem egress-ca.pem proxy.sock " \
+  "only the launch's proxy socket and the CA files in /run/tokfence"
 expect_eq "$(grep '^UI_SOCKETS' <<<"$out")" "UI_SOCKETS ui.sock " "only the dashboard socket in /run/tokfence-ui"
 ctl=$(sed -n '/^BEGIN_CTL/,/^R control_via_proxy_sock/p' <<<"$out")
 [[ -n $ctl ]] || die "control request check did not run"

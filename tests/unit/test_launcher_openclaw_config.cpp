@@ -116,6 +116,41 @@ TEST_CASE("launcher::render_openclaw_config refuses no providers and bad templat
   CHECK(not_object.error().message.find("does not render to a JSON object") != std::string::npos);
 }
 
+TEST_CASE("launcher::render_openclaw_config adds the Telegram channel with the placeholder only") {
+  auto plain = render_openclaw_config(template_text(), three_providers());
+  REQUIRE(plain);
+  CHECK_FALSE(nlohmann::json::parse(plain->text).contains("channels"));
+
+  auto request = three_providers();
+  request.telegram = *telegram_channel("telegram-bot", {"424242001", "7"});
+  auto rendered = render_openclaw_config(template_text(), request);
+  REQUIRE(rendered);
+  auto telegram = nlohmann::json::parse(rendered->text)["channels"]["telegram"];
+  CHECK(telegram["enabled"] == true);
+  CHECK(telegram["botToken"] == "tokfence-secret:telegram-bot");
+  CHECK(telegram["dmPolicy"] == "allowlist");
+  CHECK(telegram["allowFrom"] == nlohmann::json::array({"424242001", "7"}));
+
+  request.telegram = *telegram_channel("telegram-bot", {});
+  telegram = nlohmann::json::parse(render_openclaw_config(template_text(), request)->text)["channels"]["telegram"];
+  CHECK(telegram["dmPolicy"] == "pairing");
+  CHECK_FALSE(telegram.contains("allowFrom"));
+}
+
+TEST_CASE("launcher::telegram_channel checks the secret name and the user ids") {
+  CHECK(telegram_channel("", {})->secret.empty());
+  CHECK(telegram_channel("", {"1"}).error().message.find("needs --telegram-secret") != std::string::npos);
+  CHECK(telegram_channel("Bad Name", {}).error().message.find("--telegram-secret: vault name") != std::string::npos);
+  auto pasted = telegram_channel("bot", {"123456:AAsecretsecretsecretsecretsecret"});
+  REQUIRE_FALSE(pasted);
+  CHECK(pasted.error().message.find("not a numeric Telegram user id") != std::string::npos);
+  CHECK(pasted.error().message.find("AAsecret") == std::string::npos);  // not echoed
+  CHECK_FALSE(telegram_channel("bot", {"-100123"}));
+  CHECK_FALSE(telegram_channel("bot", {std::string(21, '1')}));
+  CHECK_FALSE(telegram_channel("bot", std::vector<std::string>(101, "1")));
+  CHECK(telegram_channel("bot", std::vector<std::string>(100, "1")));
+}
+
 TEST_CASE("launcher::check_launch_name, numeric_user and parse_memory validate flags") {
   CHECK(check_launch_name("tokfence-openclaw"));
   CHECK(check_launch_name("a.b_c-1"));
@@ -225,6 +260,19 @@ TEST_CASE("launcher::container_spec points every HTTP client at the launch's lis
   // Requests to the model proxy itself stay direct.
   CHECK(vars.count("NO_PROXY=127.0.0.1,localhost,::1"));
   CHECK(vars.count("no_proxy=127.0.0.1,localhost,::1"));
+}
+
+TEST_CASE("launcher::container_spec trusts the local CA in /run/tokfence and passes --secret placeholders only") {
+  ContainerSpecInput in;
+  in.name = "t1";
+  in.secret_env = {{"TELEGRAM_BOT_TOKEN", "tokfence-secret:telegram-bot"}};
+  const auto spec = container_spec(in);
+  std::set<std::string> vars;
+  for (const auto& v : spec["Env"]) vars.insert(v.get<std::string>());
+  CHECK(vars.count("NODE_EXTRA_CA_CERTS=/run/tokfence/egress-ca.pem"));
+  for (const char* name : {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"})
+    CHECK(vars.count(std::string(name) + "=/run/tokfence/egress-ca-bundle.pem"));
+  CHECK(vars.count("TELEGRAM_BOT_TOKEN=tokfence-secret:telegram-bot"));
 }
 
 TEST_CASE("launcher::render_openclaw_config turns on OpenClaw's managed proxy mode at the launch's listener") {
