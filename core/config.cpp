@@ -254,6 +254,25 @@ Result<void> read_egress(const toml::table& t, const std::string& source, Config
   TRY(r.string("extra_ca_file", e.extra_ca_file));
   TRY(r.expect_table("presets"));
   TRY(r.expect_table("resolve"));
+  TRY(r.expect_table("domains"));
+  if (const toml::table* domains = r.subtable("domains")) {
+    for (auto&& [k, v] : *domains) {
+      const std::string host(k.str());
+      const std::string key = "egress.domains.\"" + host + "\"";
+      if (!v.is_table()) return fail(where(source, v.source()) + ": " + key + " must be a table");
+      TableReader d(*v.as_table(), key, source, w);
+      Config::Egress::Domain domain;
+      TRY(d.string("mode", domain.mode));
+      if (!domain.mode.empty() && domain.mode != "inspect" && domain.mode != "tunnel")
+        return fail(where(source, v.source()) + ": " + key + ".mode must be \"inspect\" or \"tunnel\", got \"" +
+                    domain.mode + "\"");
+      TRY(d.string_list("methods", domain.methods));
+      TRY(d.string_list("allow_paths", domain.allow_paths));
+      TRY(d.string_list("deny_paths", domain.deny_paths));
+      d.finish();
+      e.domains[host] = std::move(domain);
+    }
+  }
   if (const toml::table* presets = r.subtable("presets")) {
     for (auto&& [k, v] : *presets) {
       const std::string name(k.str());

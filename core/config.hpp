@@ -82,11 +82,24 @@ struct Config {
   // here; proxy/egress checks the rules and refuses a daemon start on a bad one.
   struct Egress {
     std::vector<std::string> allow;  // [egress] allow = ["HOST[:PORT]", ...]: every relay listener
-    std::string extra_ca_file;       // [egress] extra_ca_file (trust for inspected upstreams; later phase)
+    // [egress] extra_ca_file: PEM certificates trusted, beside the system's, for the upstreams of
+    // inspected hosts (where tokfence terminates the agent's TLS and opens its own).
+    std::string extra_ca_file;
     // [egress.presets.<name>] hosts = [...]: added to, or replacing, the built-in presets.
     std::map<std::string, std::vector<std::string>> presets;
     // [egress.resolve] "name" = "ADDRESS[:PORT]": the name is connected there, trusted as given.
     std::map<std::string, std::string> resolve;
+    // [egress.domains."<host>"]: what tokfence does inside connections to that host (or
+    // "*.suffix"). mode "inspect" terminates TLS (hosts with a bound secret always are); the L7
+    // rules apply to inspected connections only. Whether the host is reachable at all is still
+    // the allow rules' decision.
+    struct Domain {
+      std::string mode;                      // "inspect" | "tunnel" | "" (inspect iff a secret is bound)
+      std::vector<std::string> methods;      // empty = any
+      std::vector<std::string> allow_paths;  // empty = any; "/prefix" or a glob with '*'
+      std::vector<std::string> deny_paths;   // win over allow_paths
+    };
+    std::map<std::string, Domain> domains;
   } egress;
   // [immunefence]: agent sessions, capability tokens and the sensors that move their risk state
   // (docs/IMMUNEFENCE.md).

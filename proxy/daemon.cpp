@@ -29,6 +29,7 @@
 #include "proxy/metering/request_log.hpp"
 #include "proxy/http/server.hpp"
 #include "proxy/control/server.hpp"
+#include "proxy/egress/local_ca.hpp"
 #include "proxy/egress/policy.hpp"
 #include "proxy/immune/control_ops.hpp"
 #include "proxy/snapshot/snapshot.hpp"
@@ -211,8 +212,9 @@ struct KeyDates {
   std::int64_t rotated_at = 0;
 };
 struct LoadedKeys {
-  KeyStore::Map keys;
-  std::map<std::string, KeyDates> dates;
+  KeyStore::Map keys;                      // provider keys (entries without hosts)
+  std::map<std::string, KeyDates> dates;   // of the provider keys
+  inspect::SecretBook bound;               // entries with hosts: never a provider key
 };
 
 Result<LoadedKeys> load_keys(vault::Vault& vault) {
@@ -220,6 +222,10 @@ Result<LoadedKeys> load_keys(vault::Vault& vault) {
   if (!all) return std::unexpected(all.error());
   LoadedKeys loaded;
   for (auto& r : *all) {
+    if (!r.hosts.empty()) {
+      loaded.bound.emplace(r.provider, inspect::BoundSecret{std::move(r.key), std::move(r.hosts)});
+      continue;
+    }
     loaded.dates[r.provider] = {r.added_at, r.rotated_at};
     loaded.keys.emplace(r.provider, std::move(r.key));
   }
@@ -248,6 +254,10 @@ struct Daemon {
   std::string version;
   std::shared_ptr<vault::Vault> vault;
   std::shared_ptr<KeyStore> keys = std::make_shared<KeyStore>();
+  // Secrets bound to hosts, substituted for placeholders on inspected egress (docs/EGRESS.md),
+  // and the local CA whose certificates the fences trust for those hosts.
+  std::shared_ptr<inspect::LiveSecrets> bound_secrets = std::make_shared<inspect::LiveSecrets>();
+  std::shared_ptr<egress::LocalCa> local_ca;
   // The keys' dates, replaced with them (install_keys); read by `status` for the dashboard.
   std::mutex key_dates_mutex;
   std::map<std::string, KeyDates> key_dates;
@@ -278,6 +288,7 @@ struct Daemon {
 
   void install_keys(LoadedKeys loaded) {
     keys->replace(std::move(loaded.keys));
+    bound_secrets->replace(std::move(loaded.bound));
     std::lock_guard lock(key_dates_mutex);
     key_dates = std::move(loaded.dates);
   }
@@ -420,10 +431,10 @@ struct Daemon {
   Result<json> reload_keys(const json&) {
     auto loaded = load_keys(*vault);
     if (!loaded) return fail("vault: reload failed, keeping the keys in memory: " + loaded.error().message);
-    const std::size_t n = loaded->keys.size();
+    const std::size_t n = loaded->keys.size(), bound = loaded->bound.size();
     install_keys(std::move(*loaded));
-    immune->set_vault_keys(*keys->snapshot());
-    daemon_log("keys reloaded: " + std::to_string(n) + " provider(s)");
+    immune->set_vault_keys(every_secret());
+    daemon_log("keys reloaded: " + std::to_string(n) + " provider(s), " + std::to_string(bound) + " bound secret(s)");
     return json{{"keys", n}};
   }
 
@@ -656,7 +667,12 @@ struct Daemon {
       file->mark_dirty();
     });
     if (auto ok = open_immunefence(); !ok) return ok;
-    auto server_made = ProxyServer::create({config, keys, observed_log, controls, pricing, immune, daemon_log});
+    auto ca = egress::LocalCa::load_or_create(home.root());
+    if (!ca) return fail("daemon: egress CA: " + ca.error().message);
+    local_ca = std::make_shared<egress::LocalCa>(std::move(*ca));
+    auto inspect_tls = [ca = local_ca](const std::string& host) { return ca->server_context(host); };
+    auto server_made = ProxyServer::create(
+        {config, keys, observed_log, controls, pricing, immune, daemon_log, bound_secrets, inspect_tls});
     if (!server_made) return std::unexpected(server_made.error());
     server = std::move(*server_made);
     return listen();
@@ -674,8 +690,16 @@ struct Daemon {
                                            immune::settings_from(config.immunefence), notify);
     if (!registry) return std::unexpected(registry.error());
     immune = std::move(*registry);
-    immune->set_vault_keys(*keys->snapshot());
+    immune->set_vault_keys(every_secret());
     return {};
+  }
+
+  // Provider keys and bound secrets: what the secret_outbound sensor looks for in requests (an
+  // agent never holds a bound secret, so one in a model request means it was leaked to it).
+  KeyStore::Map every_secret() const {
+    KeyStore::Map all = *keys->snapshot();
+    for (const auto& [name, secret] : *bound_secrets->snapshot()) all.emplace("secret:" + name, secret.value);
+    return all;
   }
 
   // The TCP listener, the main Unix socket and the persisted per-launch sockets.

@@ -227,7 +227,105 @@ Result<Settings> compile_settings(const Config::Egress& config) {
       return fail(where + ": " + shown(target) + " must be an IP address with an optional port, e.g. 127.0.0.1:8443 or [::1]:8443");
     s.resolve[*host] = Mapped{a->to_string(), hp->port};
   }
+  for (const auto& [name, domain] : config.domains) {
+    const std::string where = "config: [egress.domains." + shown(name) + "]";
+    HostPort key{name, false, std::nullopt};
+    DomainRules d;
+    bool ip = false;
+    auto host = normalise_host(key, true, ip, d.wildcard);
+    if (!host || ip) return fail(where + ": the key must be a host name or \"*.suffix\", e.g. \"api.github.com\"");
+    d.host = *host;
+    d.mode = domain.mode == "inspect" ? DomainRules::Mode::inspect
+             : domain.mode == "tunnel" ? DomainRules::Mode::tunnel
+                                       : DomainRules::Mode::automatic;
+    for (std::string m : domain.methods) {
+      if (m.empty() || m.size() > 32 || !std::all_of(m.begin(), m.end(), [](char c) { return std::isalpha(static_cast<unsigned char>(c)); }))
+        return fail(where + " methods: " + shown(m) + " is not an HTTP method (letters only, e.g. \"GET\")");
+      std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+      d.methods.push_back(std::move(m));
+    }
+    for (const auto* list : {&domain.allow_paths, &domain.deny_paths})
+      for (const auto& p : *list)
+        if (p.empty() || p.front() != '/' || p.find_first_of("?# \t\r\n") != std::string::npos)
+          return fail(where + (list == &domain.allow_paths ? " allow_paths: " : " deny_paths: ") + shown(p) +
+                      " must be a path starting with '/' (no query), e.g. \"/repos/\" or \"/repos/*/pulls\"");
+    d.allow_paths = domain.allow_paths;
+    d.deny_paths = domain.deny_paths;
+    if (d.mode == DomainRules::Mode::tunnel && d.has_l7_rules())
+      return fail(where + ": methods and paths need mode = \"inspect\" (a tunnel is opaque: nothing in it can be checked)");
+    s.domains.push_back(std::move(d));
+  }
+  // Exact names before wildcards, longer wildcards before shorter: find_domain takes the first match.
+  std::stable_sort(s.domains.begin(), s.domains.end(), [](const DomainRules& a, const DomainRules& b) {
+    if (a.wildcard != b.wildcard) return !a.wildcard;
+    return a.host.size() > b.host.size();
+  });
+  s.extra_ca_file = config.extra_ca_file;
   return s;
+}
+
+bool host_pattern_matches(std::string_view pattern, std::string_view host) {
+  if (!pattern.starts_with("*.")) return pattern == host;
+  const std::string_view suffix = pattern.substr(1);  // ".example.com"
+  return host.size() > suffix.size() && host.substr(host.size() - suffix.size()) == suffix;
+}
+
+const DomainRules* find_domain(const Settings& settings, std::string_view host) {
+  for (const auto& d : settings.domains)
+    if (host_pattern_matches(d.host, host)) return &d;
+  return nullptr;
+}
+
+namespace {
+
+// '*' matches any run of characters ('/' included); everything else literally.
+bool glob_matches(std::string_view pattern, std::string_view text) {
+  std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = t;
+    } else if (p < pattern.size() && pattern[p] == text[t]) {
+      ++p;
+      ++t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+bool path_entry_matches(std::string_view entry, std::string_view path) {
+  if (entry.find('*') != std::string_view::npos) return glob_matches(entry, path);
+  if (!path.starts_with(entry)) return false;
+  return path.size() == entry.size() || entry.back() == '/' || path[entry.size()] == '/';
+}
+
+}  // namespace
+
+bool path_allowed(const DomainRules& rules, std::string_view path, std::string& why) {
+  // deny_paths without regard to case ("/ADMIN" is "/admin" to case-insensitive servers);
+  // allow_paths as written (a wrong case is refused: the safe side).
+  auto lower = [](std::string_view text) {
+    std::string out(text);
+    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+  };
+  const std::string lower_path = lower(path);
+  for (const auto& d : rules.deny_paths)
+    if (path_entry_matches(lower(d), lower_path)) {
+      why = "deny_paths:" + d;
+      return false;
+    }
+  if (rules.allow_paths.empty()) return true;
+  for (const auto& a : rules.allow_paths)
+    if (path_entry_matches(a, path)) return true;
+  why = "allow_paths";
+  return false;
 }
 
 Result<Policy> policy_from_json(const json& field, const Settings& settings) {

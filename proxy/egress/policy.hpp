@@ -60,13 +60,39 @@ struct Mapped {
   std::optional<std::uint16_t> port;  // nullopt: the port the client asked for
 };
 
+// [egress.domains."<host>"], checked: what happens inside connections to a host (docs/EGRESS.md,
+// "Inspected hosts"). Paths are matched against the request's path without its query: an entry
+// with a '*' is a glob ('*' matches any run of characters, '/' included), any other entry a
+// prefix that ends at a segment boundary ("/repos" matches "/repos" and "/repos/x", not
+// "/reposx").
+struct DomainRules {
+  std::string host;       // lower case; "*.example.com" = subdomains only
+  bool wildcard = false;
+  enum class Mode { automatic, inspect, tunnel } mode = Mode::automatic;
+  std::vector<std::string> methods;      // upper case; empty = any
+  std::vector<std::string> allow_paths;  // empty = any
+  std::vector<std::string> deny_paths;
+  bool has_l7_rules() const { return !methods.empty() || !allow_paths.empty() || !deny_paths.empty(); }
+};
+
 // [egress] from config.toml, checked: the rules every labeled listener allows, the presets
-// (built-ins merged with [egress.presets.<name>]) and the resolve map.
+// (built-ins merged with [egress.presets.<name>]), the resolve map and the per-host rules.
 struct Settings {
   std::vector<Rule> allow;
   std::map<std::string, std::vector<Rule>> presets;
   std::map<std::string, Mapped> resolve;  // by normalised name
+  std::vector<DomainRules> domains;       // exact names first, then wildcards, longest first
+  std::string extra_ca_file;              // [egress] extra_ca_file, as given (checked readable)
 };
+
+// The rules for `host` (normalised): an exact entry, else the longest matching wildcard; null
+// when none applies.
+const DomainRules* find_domain(const Settings& settings, std::string_view host);
+// Whether `host` (normalised) matches a host pattern ("name" or "*.suffix", subdomains only).
+bool host_pattern_matches(std::string_view pattern, std::string_view host);
+// Whether a request's path (query stripped) is allowed by `rules`; `why` names the rule that
+// refused it: "deny_paths:<entry>" or "allow_paths".
+bool path_allowed(const DomainRules& rules, std::string_view path, std::string& why);
 // Errors name the bad entry (and the config key it came from).
 Result<Settings> compile_settings(const Config::Egress& config);
 

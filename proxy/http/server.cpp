@@ -7,7 +7,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
+#include <limits>
 #include <cstring>
 #include <exception>
 #include <iostream>
@@ -28,6 +30,8 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/system/error_code.hpp>
 
 #include "proxy/egress/address.hpp"
@@ -40,6 +44,7 @@
 #include "core/text_format.hpp"
 #include "core/time.hpp"
 #include "proxy/http/http1.hpp"
+#include "proxy/http/inspect.hpp"
 #include "proxy/http/relay.hpp"
 #include "proxy/metering/billing.hpp"
 #include "proxy/http/routing.hpp"
@@ -155,6 +160,8 @@ struct ProxyServer::Impl {
   std::map<std::string, Provider, std::less<>> providers;
   std::string provider_list;
   std::shared_ptr<net::ssl::context> tls;
+  // For the upstreams of inspected egress: the system's trust plus [egress] extra_ca_file.
+  std::shared_ptr<net::ssl::context> egress_tls;
   std::vector<std::unique_ptr<Worker>> workers;
   std::atomic<std::size_t> next_worker{0};
   std::atomic<bool> stopping{false};
@@ -205,6 +212,11 @@ constexpr std::size_t kKeptBodyCapacity = 256 * 1024;
 // A Content-Length body is read in pieces of this size, the buffer growing with each: memory
 // follows the bytes that arrived, not the length a head declared.
 constexpr std::size_t kBodyReadWindow = 64 * 1024;
+// A tunnel's copy buffer, per direction (64 KiB moved 100 MB faster than 16 KiB: bench/README.md).
+constexpr std::size_t kTunnelBufferBytes = 64 * 1024;
+// The largest answer a host with bound secrets may give: it is read whole and checked for them
+// before the agent gets any of it (docs/EGRESS.md, "Inspected hosts").
+constexpr std::size_t kWatchedResponseBytes = 8 * 1024 * 1024;
 
 // Descriptors kept free beyond the client connections' (each may hold an upstream connection
 // too): the control socket and its clients, the request log, listeners, pooled upstreams, and the
@@ -1156,6 +1168,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     int status = 0;          // the refusal's status (0: allowed)
     std::string rule;        // which rule decided
     std::string message;     // the refusal's message
+    bool denied = false;     // a 502 that is a refusal all the same (a reflected secret)
   };
 
   // One forward-proxy request: checked, refused (403 + X-Tokfence-Egress + row) or connected and
@@ -1187,8 +1200,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                         unix_ms());
     if (end.status != 0) {
       // 502: allowed, but the destination could not be reached (the row keeps the allowing rule).
-      rec.decision = end.status == 502 ? "allowed" : "denied";
-      if (end.status != 502 || rec.rule.empty()) rec.rule = end.rule;
+      const bool allowed = end.status == 502 && !end.denied;
+      rec.decision = allowed ? "allowed" : "denied";
+      if (!allowed || rec.rule.empty()) rec.rule = end.rule;
       if (rec.error.empty()) rec.error = end.message;
       const ReplyHeaders headers{std::nullopt, {}, end.rule};
       std::string body = error_body("tokfence_egress", end.message);
@@ -1225,6 +1239,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     rec.host = to->host;
     rec.port = to->port;
     const std::string where = to->text();
+    if (!connect)
+      if (auto refused = inspect::refuse_placeholder_in_plain_http(head_))
+        co_return EgressEnd{refused->status, refused->rule, refused->message};
     if (!policy_)
       co_return EgressEnd{403, "no-egress-on-main-listener",
                           "egress: " + where + ": the main proxy listeners serve model requests only; agents reach "
@@ -1245,6 +1262,19 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                           "egress: " + where + " is not allowed for '" + label_ + "' (" + decision.rule +
                               "): allow it with 'tokfence egress allow " + where +
                               "' (or --allow / --egress-preset when starting the agent)"};
+    // Inspected hosts (inspect.hpp): TLS terminated here, because a secret is bound to the host
+    // or [egress.domains] has rules for its requests.
+    const egress::DomainRules* domain = egress::find_domain(s_.egress_settings, to->host);
+    auto secrets = s_.deps.secrets ? s_.deps.secrets->snapshot() : std::make_shared<const inspect::SecretBook>();
+    const bool inspected = !to->ip && inspect::should_inspect(domain, *secrets, to->host);
+    if (inspected && !connect)
+      co_return EgressEnd{403, "inspected-over-http",
+                          "egress: " + where + " is an inspected host (a bound secret or [egress.domains] rules): "
+                          "it is reached over https only"};
+    if (inspected && !s_.deps.inspect_tls)
+      co_return EgressEnd{403, "inspect-unavailable",
+                          "egress: " + where + " needs TLS inspection, which this daemon has no certificate "
+                          "authority for"};
     // Where to connect: [egress.resolve] and IP literals as given (the user named them), else
     // the name's addresses, each of which must be public.
     std::vector<boost::asio::ip::address> addresses;
@@ -1318,6 +1348,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         rec.error = "client went away before the tunnel started";
         co_return EgressEnd{};
       }
+      if (inspected) co_return co_await run_inspected(up, std::move(first), rec, *to, domain, std::move(secrets));
       if (to->port == 443) {
         // Port 443 carries TLS, and only TLS: the first byte must be a handshake record (0x16).
         if (first.empty()) {
@@ -1336,10 +1367,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
           rec.decision = "denied";
           rec.rule = "not-tls";
           rec.error = "egress: " + where + ": the tunnel's first bytes are not a TLS handshake";
-          std::string body = error_body("tokfence_egress", rec.error + " (port 443 carries TLS only)");
-          const std::string reply = "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nX-Tokfence-Egress: "
-                                    "not-tls\r\nContent-Length: " + std::to_string(body.size()) +
-                                    "\r\nConnection: close\r\n\r\n" + body;
+          const std::string reply = egress_refusal(403, "not-tls", rec.error + " (port 443 carries TLS only)");
           arm(std::chrono::seconds(5));
           co_await net::async_write(stream_, net::buffer(reply), with_ec(ec));
           disarm(ec);
@@ -1427,10 +1455,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   // Copies `from` to `to` until either ends, counting bytes in `count`; then half-closes `to`.
   template <class From, class To>
   static aio::Task<error_code> pump(From& from, To& to, std::uint64_t& count, Tunnel& tunnel) {
-    std::unique_ptr<char[]> buffer(new char[64 * 1024]);
+    std::unique_ptr<char[]> buffer(new char[kTunnelBufferBytes]);
     error_code ec;
     for (;;) {
-      std::size_t n = co_await from.async_read_some(net::buffer(buffer.get(), 64 * 1024), with_ec(ec));
+      std::size_t n = co_await from.async_read_some(net::buffer(buffer.get(), kTunnelBufferBytes), with_ec(ec));
       if (ec) break;
       tunnel.last_activity = coarse_now();
       co_await net::async_write(to, net::buffer(buffer.get(), n), with_ec(ec));
@@ -1491,6 +1519,303 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     else if (down_ec && down_ec != net::error::connection_reset)
       rec.error = "destination side: " + down_ec.message();
     tunnel_ = nullptr;
+  }
+
+  // A refusal written inside a tunnel, where no Session reply machinery applies: a whole
+  // response that closes the connection.
+  static std::string egress_refusal(int status, std::string_view rule, const std::string& message) {
+    const std::string body = error_body("tokfence_egress", message);
+    std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason_phrase(status)) +
+                      "\r\nContent-Type: application/json\r\nX-Tokfence-Egress: ";
+    out.append(rule).append("\r\nContent-Length: ").append(std::to_string(body.size()));
+    out.append("\r\nConnection: close\r\n\r\n").append(body);
+    return out;
+  }
+
+  // An inspected CONNECT (inspect.hpp): TLS with the agent under the local CA's certificate for
+  // the host, TLS to the host verified against the system's trust and [egress] extra_ca_file,
+  // one request checked and rewritten (placeholders -> secrets), its response relayed and watched
+  // for those secrets. The 200 to the CONNECT has been sent; `first` holds bytes the agent sent
+  // after its CONNECT (the start of its handshake).
+  aio::Task<EgressEnd> run_inspected(aio::TcpSocket& up, std::string first, EgressRecord& rec,
+                                     const egress::Destination& to, const egress::DomainRules* domain,
+                                     std::shared_ptr<const inspect::SecretBook> secrets) {
+    rec.kind = "inspect";
+    const std::string where = to.text();
+    auto context = s_.deps.inspect_tls(to.host);
+    if (!context) {
+      rec.error = "egress: " + where + ": no certificate for inspection: " + context.error().message;
+      co_return EgressEnd{};
+    }
+    Tunnel tunnel(w_.ioc);
+    tunnel_ = &tunnel;
+    struct ClearTunnel {
+      Tunnel*& p;
+      ~ClearTunnel() { p = nullptr; }
+    } clear_tunnel{tunnel_};
+    idle_ = false;
+    net::ssl::stream<Stream&> agent(stream_, **context);
+    error_code ec;
+    arm(within_idle(config().daemon.header_timeout_seconds));
+    co_await agent.async_handshake(net::ssl::stream_base::server, net::buffer(first), with_ec(ec));
+    disarm(ec);
+    if (ec) {
+      rec.error = "egress: " + where + ": the agent's TLS handshake failed (" + ec.message() +
+                  "); its client must trust tokfence's local CA (docs/EGRESS.md)";
+      co_return EgressEnd{};
+    }
+    // Replies to the agent inside its TLS; returns the EgressEnd the row records.
+    auto refuse = [&](int status, std::string rule, std::string message) -> aio::Task<EgressEnd> {
+      const std::string reply = egress_refusal(status, rule, message);
+      error_code write_ec;
+      arm(std::chrono::seconds(5));
+      co_await net::async_write(agent, net::buffer(reply), with_ec(write_ec));
+      disarm(write_ec);
+      co_return EgressEnd{status, std::move(rule), std::move(message)};
+    };
+    const std::size_t head_limit = config().daemon.max_header_bytes;
+    std::unique_ptr<char[]> buffer(new char[kTunnelBufferBytes]);
+    // The request head. Holds placeholders only: the secrets go into the rewritten copy.
+    std::string in;
+    http1::RequestHead request;
+    for (;;) {
+      const auto parsed = http1::parse_request_head(in, request);
+      if (parsed == http1::Parse::complete) break;
+      if (parsed == http1::Parse::error) co_return co_await refuse(400, "bad-request", "egress: " + request.error);
+      if (in.size() > head_limit)
+        co_return co_await refuse(431, "header-too-large", "egress: request header larger than max_header_bytes");
+      arm(within_idle(config().daemon.header_timeout_seconds));
+      const std::size_t n = co_await agent.async_read_some(net::buffer(buffer.get(), kTunnelBufferBytes), with_ec(ec));
+      disarm(ec);
+      if (ec) {
+        if (!in.empty()) rec.error = "egress: " + where + ": the agent stopped before its request head ended";
+        co_return EgressEnd{};
+      }
+      tunnel.last_activity = coarse_now();
+      in.append(buffer.get(), n);
+    }
+    auto rewritten = inspect::rewrite_request(request, to, domain, *secrets);
+    if (auto* refusal = std::get_if<inspect::Refusal>(&rewritten))
+      co_return co_await refuse(refusal->status, refusal->rule, refusal->message);
+    auto& out = std::get<inspect::Rewritten>(rewritten);
+    // The destination, verified as the agent's own client would have verified it.
+    net::ssl::stream<aio::TcpSocket&> host(up, *s_.egress_tls);
+    if (!to.ip && !SSL_set_tlsext_host_name(host.native_handle(), to.host.c_str()))
+      co_return co_await refuse(502, "upstream-tls", "egress: " + where + ": cannot set the TLS server name");
+    host.set_verify_mode(net::ssl::verify_peer);
+    host.set_verify_callback(net::ssl::host_name_verification(to.host));
+    arm(std::chrono::seconds(config().daemon.connect_timeout_seconds));
+    co_await host.async_handshake(net::ssl::stream_base::client, with_ec(ec));
+    disarm(ec);
+    if (ec)
+      co_return co_await refuse(502, "upstream-tls",
+                                "egress: " + where + ": TLS with the destination failed (" + ec.message() +
+                                    "); its certificate must verify for " + to.host +
+                                    " against the system's trust or [egress] extra_ca_file");
+    if (request.expect_continue) {
+      static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+      arm(idle_timeout());
+      co_await net::async_write(agent, net::buffer(go_on), with_ec(ec));
+      disarm(ec);
+      if (ec) co_return EgressEnd{};
+    }
+    arm(idle_timeout());
+    co_await net::async_write(host, net::buffer(out.head), with_ec(ec));
+    disarm(ec);
+    rec.bytes_up += out.head.size();
+    out.head.clear();
+    out.head.shrink_to_fit();  // the secret's copy is wiped as it is freed
+    if (ec) co_return EgressEnd{};
+    // The request body, delimited as the agent framed it; bytes past it are not read.
+    std::string_view pending = std::string_view(in).substr(request.size);
+    std::uint64_t left = request.body == http1::BodyKind::length ? request.content_length : 0;
+    http1::ChunkedDecoder chunked;
+    bool body_done = request.body == http1::BodyKind::none || (request.body == http1::BodyKind::length && left == 0);
+    while (!body_done) {
+      if (pending.empty()) {
+        arm(idle_timeout());
+        const std::size_t n = co_await agent.async_read_some(net::buffer(buffer.get(), kTunnelBufferBytes), with_ec(ec));
+        disarm(ec);
+        if (ec) {
+          rec.error = "egress: " + where + ": the agent stopped in the middle of its request body";
+          co_return EgressEnd{};
+        }
+        tunnel.last_activity = coarse_now();
+        pending = std::string_view(buffer.get(), n);
+      }
+      std::size_t take = 0;
+      if (request.body == http1::BodyKind::length) {
+        take = static_cast<std::size_t>(std::min<std::uint64_t>(left, pending.size()));
+        left -= take;
+        body_done = left == 0;
+      } else {
+        while (take < pending.size() && !chunked.done() && !chunked.failed()) {
+          const auto step = chunked.step(pending.substr(take));
+          if (step.consumed == 0) break;
+          take += step.consumed;
+        }
+        if (chunked.failed()) co_return co_await refuse(400, "bad-request", "egress: " + chunked.error());
+        body_done = chunked.done();
+      }
+      arm(idle_timeout());
+      co_await net::async_write(host, net::buffer(pending.data(), take), with_ec(ec));
+      disarm(ec);
+      if (ec) co_return EgressEnd{};
+      rec.bytes_up += take;
+      pending.remove_prefix(take);
+      if (!body_done) pending = {};  // a decoder waiting for more has consumed what it could
+    }
+    // The response: its head rewritten (Connection: close), then its body as the host framed it.
+    inspect::SecretWatch watch(out.watch_for);
+    std::string head_in;
+    http1::ResponseHead response;
+    for (;;) {
+      const auto parsed = http1::parse_response_head(head_in, request.method, response);
+      if (parsed == http1::Parse::complete && response.status >= 100 && response.status < 200) {
+        head_in.erase(0, response.size);  // interim answers (103) are not passed on
+        continue;
+      }
+      if (parsed == http1::Parse::complete) break;
+      if (parsed == http1::Parse::error || head_in.size() > 64 * 1024)
+        co_return co_await refuse(502, "bad-response", "egress: " + where + " sent a malformed response head");
+      arm(idle_timeout());
+      const std::size_t n = co_await host.async_read_some(net::buffer(buffer.get(), kTunnelBufferBytes), with_ec(ec));
+      disarm(ec);
+      if (ec) co_return co_await refuse(502, "no-response", "egress: " + where + " closed without a response");
+      tunnel.last_activity = coarse_now();
+      head_in.append(buffer.get(), n);
+    }
+    // Built now: `response` views into head_in, which grows below.
+    const std::string head_out = inspect::rewrite_response_head(response);
+    const std::size_t head_size = response.size;
+    if (!watch.empty()) {
+      // A host with bound secrets: its whole answer is read (up to kWatchedResponseBytes) and
+      // checked, framing removed and as sent, before a byte of it goes to the agent.
+      const auto reflected = [&]() -> aio::Task<EgressEnd> {
+        wipe_memory(head_in.data(), head_in.size());
+        wipe_memory(buffer.get(), kTunnelBufferBytes);
+        EgressEnd end = co_await refuse(502, "secret-reflected",
+                                        "egress: the response from " + where + " contained a secret bound to it: "
+                                        "refused, so the agent never reads it");
+        end.denied = true;
+        co_return end;
+      };
+      // Refusals of tokfence's own (not failures of the destination): denied rows.
+      const auto deny = [&](std::string rule, std::string message) -> aio::Task<EgressEnd> {
+        EgressEnd end = co_await refuse(502, std::move(rule), std::move(message));
+        end.denied = true;
+        co_return end;
+      };
+      if (auto refused = inspect::refuse_unwatchable(response)) co_return co_await deny(refused->rule, refused->message);
+      inspect::SecretWatch as_sent(out.watch_for);
+      if (as_sent.feed(std::string_view(head_in).substr(0, head_size))) co_return co_await reflected();
+      if (response.body == http1::BodyKind::length && response.content_length > kWatchedResponseBytes)
+        co_return co_await deny("response-too-large",
+                                  "egress: " + where + " answered with more than " +
+                                      std::to_string(kWatchedResponseBytes >> 20) +
+                                      " MiB; answers from hosts with bound secrets are checked whole, up to that size");
+      const std::size_t body_end = response.body == http1::BodyKind::length
+                                       ? head_size + static_cast<std::size_t>(response.content_length)
+                                       : std::numeric_limits<std::size_t>::max();
+      http1::ChunkedDecoder decoder;
+      std::size_t decoded_to = head_size;  // how far head_in has been through the decoder
+      bool done = response.body == http1::BodyKind::none || head_in.size() >= body_end;
+      bool found = false;
+      for (;;) {
+        if (response.body == http1::BodyKind::chunked) {
+          while (decoded_to < head_in.size() && !decoder.done() && !decoder.failed()) {
+            const auto step = decoder.step(std::string_view(head_in).substr(decoded_to));
+            if (step.consumed == 0) break;
+            found = watch.feed(step.data) || found;
+            decoded_to += step.consumed;
+          }
+          if (decoder.failed())
+            co_return co_await refuse(502, "bad-response", "egress: " + where + ": malformed chunked body: " + decoder.error());
+          done = decoder.done();
+          if (done) head_in.resize(decoded_to);  // bytes after the last chunk are not passed on
+        }
+        if (done || found) break;
+        if (head_in.size() - head_size > kWatchedResponseBytes + 64 * 1024)
+          co_return co_await deny("response-too-large",
+                                    "egress: " + where + " answered with more than " +
+                                        std::to_string(kWatchedResponseBytes >> 20) + " MiB (checked whole, up to that)");
+        arm(idle_timeout());
+        const std::size_t n = co_await host.async_read_some(net::buffer(buffer.get(), kTunnelBufferBytes), with_ec(ec));
+        disarm(ec);
+        if (ec) {
+          if (response.body == http1::BodyKind::until_close) break;
+          co_return co_await refuse(502, "no-response", "egress: " + where + " ended its response early");
+        }
+        tunnel.last_activity = coarse_now();
+        head_in.append(buffer.get(), std::min(n, body_end - head_in.size()));
+        done = head_in.size() >= body_end;
+      }
+      const std::string_view body = std::string_view(head_in).substr(head_size);
+      if (response.body != http1::BodyKind::chunked) found = watch.feed(body) || found;
+      if (found || as_sent.feed(body)) co_return co_await reflected();
+      arm(idle_timeout());
+      co_await net::async_write(agent, std::array{net::buffer(head_out), net::buffer(body.data(), body.size())},
+                                with_ec(ec));
+      disarm(ec);
+      if (!ec) tunnel.down += head_out.size() + body.size();
+    } else {
+      // No secret can be in it: streamed as the host framed it.
+      arm(idle_timeout());
+      co_await net::async_write(agent, net::buffer(head_out), with_ec(ec));
+      disarm(ec);
+      if (ec) co_return EgressEnd{};
+      tunnel.down += head_out.size();
+      pending = std::string_view(head_in).substr(head_size);
+      left = response.body == http1::BodyKind::length ? response.content_length : 0;
+      http1::ChunkedDecoder chunked_down;
+      body_done = response.body == http1::BodyKind::none || (response.body == http1::BodyKind::length && left == 0);
+      while (!body_done) {
+        if (pending.empty()) {
+          arm(idle_timeout());
+          const std::size_t n = co_await host.async_read_some(net::buffer(buffer.get(), kTunnelBufferBytes), with_ec(ec));
+          disarm(ec);
+          if (ec) {
+            if (response.body != http1::BodyKind::until_close)
+              rec.error = "egress: " + where + " ended its response early: " + ec.message();
+            break;
+          }
+          tunnel.last_activity = coarse_now();
+          pending = std::string_view(buffer.get(), n);
+        }
+        std::size_t take = pending.size();
+        if (response.body == http1::BodyKind::length) {
+          take = static_cast<std::size_t>(std::min<std::uint64_t>(left, pending.size()));
+          left -= take;
+          body_done = left == 0;
+        } else if (response.body == http1::BodyKind::chunked) {
+          take = 0;
+          while (take < pending.size() && !chunked_down.done() && !chunked_down.failed()) {
+            const auto step = chunked_down.step(pending.substr(take));
+            if (step.consumed == 0) break;
+            take += step.consumed;
+          }
+          if (chunked_down.failed()) {
+            rec.error = "egress: " + where + ": malformed chunked response: " + chunked_down.error();
+            break;
+          }
+          body_done = chunked_down.done();
+        }
+        arm(idle_timeout());
+        co_await net::async_write(agent, net::buffer(pending.data(), take), with_ec(ec));
+        disarm(ec);
+        if (ec) break;
+        tunnel.down += take;
+        pending.remove_prefix(take);
+        if (!body_done) pending = {};
+      }
+    }
+    rec.bytes_down = tunnel.down;
+    if (!tunnel.cut.empty()) rec.error = tunnel.cut;
+    error_code ignored;
+    arm(std::chrono::seconds(2));
+    co_await agent.async_shutdown(with_ec(ignored));
+    disarm(ignored);
+    co_return EgressEnd{};
   }
 
   // The request in flight as the sweeper and the client watch see it (watch_client). Set up and
@@ -2114,6 +2439,13 @@ Result<std::unique_ptr<ProxyServer>> ProxyServer::create(ServerDeps deps) {
     impl->connection_cap = static_cast<int>(std::clamp<std::int64_t>(fitting, 1, impl->connection_cap));
   }
   impl->tls = make_client_tls_context();
+  impl->egress_tls = make_client_tls_context();
+  if (const auto& extra = impl->egress_settings.extra_ca_file; !extra.empty()) {
+    error_code ec;
+    impl->egress_tls->load_verify_file(extra, ec);
+    if (ec)
+      return fail("config: [egress] extra_ca_file \"" + extra + "\": cannot load PEM certificates from it: " + ec.message());
+  }
   // 0 (the default): one thread per core the daemon may run on, like nginx's worker_processes auto;
   // capped at 16, past which a local proxy gains nothing but idle threads.
   int threads = impl->deps.config.daemon.io_threads;

@@ -24,9 +24,14 @@
 #include "core/secret.hpp"
 #include "proxy/controls/controls.hpp"
 #include "proxy/egress/policy.hpp"
+#include "proxy/http/inspect.hpp"
 #include "proxy/immune/sessions.hpp"
 #include "proxy/metering/pricing.hpp"
 #include "proxy/metering/request_log.hpp"
+
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace tokfence::proxy {
 
@@ -54,6 +59,12 @@ struct ServerDeps {
   // Lines for the daemon's log (an unexpected exception on the data path, with its request id);
   // empty = stderr, with a UTC time stamp.
   std::function<void(const std::string&)> warn = {};
+  // Inspected egress (inspect.hpp): the secrets bound to hosts, and the server-side TLS context
+  // presenting the local CA's certificate for a host. Either absent: no CONNECT is inspected, and
+  // a host that would need it is refused ("inspect-unavailable") rather than tunnelled with a
+  // secret the agent cannot use.
+  std::shared_ptr<inspect::LiveSecrets> secrets;
+  std::function<Result<std::shared_ptr<boost::asio::ssl::context>>(const std::string& host)> inspect_tls;
 };
 
 struct ProxySocketInfo {

@@ -128,3 +128,24 @@ while True:
 print(data.decode("latin-1"))
 PY
 }
+
+# as_agent AUTHORITY REQUEST_BYTES (backslash escapes, as printf %b reads them): the hostile agent's raw request inside an
+# inspected tunnel (inspect_agent.py), trusting the daemon's local CA. Sets REPLY (everything it
+# read, NULs dropped), STATUS (the first line) and EGRESS (X-Tokfence-Egress, "" when none).
+n_agent=0
+as_agent() {
+  n_agent=$((n_agent + 1))
+  printf '%b' "$2" >"$WORK/out/agent$n_agent.req"
+  REPLY=$($PY "$(dirname "${BASH_SOURCE[0]}")/inspect_agent.py" "$RELAY_PORT" "$TOKFENCE_HOME/egress-ca.pem" "$1" \
+    "$WORK/out/agent$n_agent.req" | tr -d '\0')
+  STATUS=$(head -1 <<<"$REPLY" | tr -d '\r')
+  EGRESS=$(grep -i '^x-tokfence-egress:' <<<"$REPLY" | head -1 | tr -d '\r' | awk '{print $2}' || true)
+}
+
+# bind_secret NAME HOST: a random secret bound to HOST, loaded by the daemon; sets BOUND (its value).
+bind_secret() {
+  BOUND="bnd$(random_token 30)"
+  tf_in "$BOUND" vault add "$1" - --host "$2"
+  [[ $TF_RC -eq 0 ]] || die "vault add $1 --host $2: $TF_ERR"
+  wait_until "grep -q 'bound secret' '$TOKFENCE_HOME/daemon.log'" 20
+}

@@ -11,7 +11,10 @@
 #                             fake on $TLS_BIND (default 127.0.0.1) (sets TLS_PORT, TLS_LOG: one
 #                             "GET host path" line per request). GET /slow sends 60 KiB over 30 s.
 #   egress_config_lines       the [egress.resolve] lines for write_test_config
-#   egress_run_setup          all of it plus fake upstream, config, key, daemon; PROJECT for run
+#                             Every head is also appended whole to $TLS_LOG.heads; GET /echo answers
+#                             with the request head it received; POST logs "POST host path bytes".
+#   egress_run_setup          all of it plus fake upstream, config, key, daemon; PROJECT for run;
+#                             EGRESS_EXTRA_CONFIG (an array) adds config lines after [egress.resolve]
 #   curl_in_run ARGS...       tokfence run codex --command curl --workdir $PROJECT [RUN_FLAGS] -- ARGS
 #   expect_egress_refusal TEXT  TEXT (curl -v/-D output) shows a 403 naming the rule in X-Tokfence-Egress
 #   egress_launch_setup       egress_tls_setup + launch_lib's set-up + daemon; WS: a workspace for
@@ -36,16 +39,42 @@ egress_tls_setup() {
   ) || die "could not make the test certificates"
   TLS_LOG="$WORK/tls-requests.log"
   : >"$TLS_LOG"
+  : >"$TLS_LOG.heads"
   python3 - "$TLS_DIR" "$WORK/tls.port" "$TLS_LOG" "${TLS_BIND:-127.0.0.1}" <<'PY' &
 import http.server, os, socketserver, ssl, sys, threading, time
 tls_dir, port_file, log, bind = sys.argv[1:5]
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    def record_head(self):
+        # Every head as received, for the inspection tests ($TLS_LOG.heads).
+        with open(log + ".heads", "a") as f:
+            f.write(self.requestline + "\n" + str(self.headers) + "----\n")
+    def do_POST(self):
+        self.record_head()
+        host = self.headers.get("Host", "").split(":")[0]
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length) if length else b""
+        with open(log, "a") as f:
+            f.write(f"POST {host} {self.path} {len(body)}\n")
+        reply = f"posted {len(body)} bytes to {host}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
     def do_GET(self):
+        self.record_head()
         host = self.headers.get("Host", "").split(":")[0]
         with open(log, "a") as f:
             f.write(f"GET {host} {self.path}\n")
+        if self.path.startswith("/echo"):
+            # A host that quotes the request back (an echo endpoint, an error page with the URL).
+            body = (self.requestline + "\n" + str(self.headers)).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.path.startswith("/slow"):
             self.send_response(200)
             self.send_header("Content-Length", str(60 * 1024))
@@ -88,6 +117,7 @@ PY
   curl -fsS --cacert "$TLS_DIR/ca.pem" --resolve "allowed.test:$TLS_PORT:127.0.0.1" \
     "https://allowed.test:$TLS_PORT/" >/dev/null || die "the TLS fake does not answer on 127.0.0.1:$TLS_PORT"
   : >"$TLS_LOG"
+  : >"$TLS_LOG.heads"
 }
 
 egress_config_lines() {
@@ -102,7 +132,7 @@ egress_run_setup() {
   start_fake_upstream --require-key "$CANARY"
   local lines
   mapfile -t lines < <(egress_config_lines)
-  write_test_config "${lines[@]}"
+  write_test_config "${lines[@]}" "${EGRESS_EXTRA_CONFIG[@]}"
   tf_in "$CANARY" vault add openai -
   [[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
   start_daemon

@@ -1,0 +1,395 @@
+#include "proxy/http/inspect.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace tokfence::proxy::inspect {
+
+using http1::iequals;
+
+void LiveSecrets::replace(SecretBook book) {
+  auto next = std::make_shared<const SecretBook>(std::move(book));
+  std::lock_guard lock(mutex_);
+  book_ = std::move(next);
+}
+
+std::shared_ptr<const SecretBook> LiveSecrets::snapshot() const {
+  std::lock_guard lock(mutex_);
+  return book_;
+}
+
+bool bound_to(const BoundSecret& secret, std::string_view host) {
+  return std::any_of(secret.hosts.begin(), secret.hosts.end(),
+                     [&](const std::string& pattern) { return egress::host_pattern_matches(pattern, host); });
+}
+
+bool bound_to(const BoundSecret& secret, const egress::Destination& to) {
+  return to.port == kBoundPort && bound_to(secret, to.host);
+}
+
+std::vector<std::string_view> secrets_bound_to(const SecretBook& secrets, const egress::Destination& to) {
+  std::vector<std::string_view> out;
+  for (const auto& [name, secret] : secrets)
+    if (bound_to(secret, to)) out.push_back(secret.value.reveal());
+  return out;
+}
+
+bool should_inspect(const egress::DomainRules* rules, const SecretBook& secrets, std::string_view host) {
+  using Mode = egress::DomainRules::Mode;
+  if (rules && rules->mode != Mode::automatic) return rules->mode == Mode::inspect;
+  if (rules && rules->has_l7_rules()) return true;  // rules about requests need the requests
+  return std::any_of(secrets.begin(), secrets.end(), [&](const auto& entry) { return bound_to(entry.second, host); });
+}
+
+namespace {
+
+bool is_name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+// One placeholder found in a piece of the head: where it starts, its length, its secret's name.
+struct Found {
+  std::size_t at = 0;
+  std::size_t length = 0;
+  std::string_view name;
+};
+
+// Every placeholder in `text`; an empty name (the prefix followed by nothing a name is made of)
+// or an over-long one is reported with an empty `name` so the caller refuses it.
+std::vector<Found> placeholders_in(std::string_view text) {
+  std::vector<Found> out;
+  for (std::size_t at = text.find(kPlaceholderPrefix); at != std::string_view::npos;
+       at = text.find(kPlaceholderPrefix, at + 1)) {
+    std::size_t end = at + kPlaceholderPrefix.size();
+    while (end < text.size() && is_name_char(text[end])) ++end;
+    const std::string_view name = text.substr(at + kPlaceholderPrefix.size(), end - at - kPlaceholderPrefix.size());
+    const bool valid = !name.empty() && name.size() <= 32 && name.front() != '-' && name.front() != '_';
+    out.push_back(Found{at, end - at, valid ? name : std::string_view()});
+  }
+  return out;
+}
+
+bool has_placeholder(std::string_view text) { return text.find(kPlaceholderPrefix) != std::string_view::npos; }
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The path as a server will see it, for matching path rules: percent-encoded unreserved
+// characters decoded (RFC 3986 section 6.2.2.2: "/re%70os" is "/repos"). nullopt when servers may
+// disagree about what it names: any other percent-encoding, a backslash, ';' (matrix parameters:
+// "/admin;x" and "/repos/..;/admin" are "/admin" to some servers), '#', an empty, "." or ".."
+// segment, or one ending in '.'. Such a path is refused under path rules rather than guessed at.
+std::optional<std::string> normalised_path(std::string_view path) {
+  std::string out;
+  out.reserve(path.size());
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    char c = path[i];
+    if (c == '\\' || c == ';' || c == '#') return std::nullopt;
+    if (c == '%') {
+      if (i + 2 >= path.size()) return std::nullopt;
+      const int hi = hex_value(path[i + 1]), lo = hex_value(path[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      const char decoded = static_cast<char>(hi * 16 + lo);
+      if (std::isalnum(static_cast<unsigned char>(decoded)) || decoded == '-' || decoded == '.' || decoded == '_' ||
+          decoded == '~') {
+        out.push_back(decoded);
+        i += 2;
+        continue;
+      }
+      return std::nullopt;  // an encoded reserved or non-ASCII character
+    }
+    out.push_back(c);
+  }
+  if (out.empty() || out.front() != '/') return std::nullopt;
+  // Segments: none empty (except a trailing slash), none "." or "..".
+  std::size_t start = 1;
+  while (start <= out.size()) {
+    const std::size_t slash = out.find('/', start);
+    const std::size_t end = slash == std::string::npos ? out.size() : slash;
+    const std::string_view segment(out.data() + start, end - start);
+    if (segment == "." || segment == ".." || (!segment.empty() && segment.back() == '.')) return std::nullopt;
+    if (segment.empty() && slash != std::string::npos) return std::nullopt;  // "//"
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return out;
+}
+
+// Fields a proxy does not pass on (RFC 9110 section 7.6.1), plus Expect (the 100-continue is
+// answered here) and the proxy's own.
+bool hop_by_hop(std::string_view name, const http1::Head& head) {
+  for (std::string_view h : {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
+                             "te", "trailer", "upgrade", "expect", "x-tokfence-caller"})
+    if (iequals(name, h)) return true;
+  bool named = false;
+  for (const auto& f : head.headers)
+    if (iequals(f.name, "connection"))
+      http1::for_each_list_element(f.value, [&](std::string_view token) { named = named || iequals(token, name); });
+  return named;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+  return out;
+}
+
+// Appends `text` with each placeholder replaced by its secret (all checked before).
+void append_substituted(WipingString& out, std::string_view text, const SecretBook& secrets) {
+  std::size_t from = 0;
+  for (const auto& f : placeholders_in(text)) {
+    out.append(text.substr(from, f.at - from));
+    out.append(secrets.find(f.name)->second.value.reveal());
+    from = f.at + f.length;
+  }
+  out.append(text.substr(from));
+}
+
+}  // namespace
+
+std::variant<Rewritten, Refusal> rewrite_request(const http1::RequestHead& head, const egress::Destination& to,
+                                                 const egress::DomainRules* rules, const SecretBook& secrets) {
+  const std::string where = to.text();
+  const std::string method(head.method);
+  if (head.target.empty() || head.target.front() != '/')
+    return Refusal{400, "bad-target",
+                   "egress: " + where + ": inside a tunnel a request names its path (origin form, \"/...\")"};
+  const std::string_view path = head.target.substr(0, head.target.find('?'));
+  if (rules && !rules->methods.empty() &&
+      std::find(rules->methods.begin(), rules->methods.end(), method) == rules->methods.end())
+    return Refusal{403, "methods",
+                   "egress: " + method + " to " + where + " is not allowed (methods: " + join(rules->methods) +
+                       " in [egress.domains.\"" + rules->host + "\"])"};
+  if (rules && (!rules->allow_paths.empty() || !rules->deny_paths.empty())) {
+    auto normal = normalised_path(path);
+    if (!normal)
+      return Refusal{403, "ambiguous-path",
+                     "egress: " + where + ": the path has an encoded '/', '\\' or '%', a backslash, an empty, \".\" "
+                     "or \"..\" segment; under path rules such paths are refused"};
+    std::string why;
+    if (!egress::path_allowed(*rules, *normal, why))
+      return Refusal{403, why,
+                     "egress: " + method + " " + *normal + " on " + where + " is refused by " + why +
+                         " in [egress.domains.\"" + rules->host + "\"]"};
+  }
+  // The request must be for the host the tunnel goes to.
+  const http1::Header* host = head.find("host");
+  if (host) {
+    auto named = egress::parse_authority(host->value, to.port);
+    if (!named || named->host != to.host || named->port != to.port)
+      return Refusal{403, "host-mismatch",
+                     "egress: the tunnel goes to " + where + " but the request's Host names another host"};
+  } else if (head.version_minor == 1) {
+    return Refusal{400, "no-host", "egress: " + where + ": an HTTP/1.1 request needs a Host field"};
+  }
+  int hosts = 0;
+  for (const auto& f : head.headers) hosts += iequals(f.name, "host") ? 1 : 0;
+  if (hosts > 1) return Refusal{400, "duplicate-host", "egress: " + where + ": a request has one Host field (RFC 9112 section 3.2)"};
+  // A Connection field naming a framing or routing field would have it dropped as hop-by-hop,
+  // and the host would frame or route the request differently from tokfence.
+  for (const auto& f : head.headers)
+    if (iequals(f.name, "connection")) {
+      bool bad = false;
+      http1::for_each_list_element(f.value, [&](std::string_view token) {
+        bad = bad || iequals(token, "content-length") || iequals(token, "transfer-encoding") || iequals(token, "host");
+      });
+      if (bad)
+        return Refusal{400, "bad-connection-field",
+                       "egress: " + where + ": Connection may not name Content-Length, Transfer-Encoding or Host"};
+    }
+  // Under method or path rules, the headers some servers take as the "real" method or path.
+  if (rules && rules->has_l7_rules())
+    for (const auto& f : head.headers)
+      for (std::string_view h : {"x-http-method-override", "x-http-method", "x-method-override", "x-original-url",
+                                 "x-rewrite-url", "x-original-method"})
+        if (iequals(f.name, h))
+          return Refusal{403, "override-header",
+                         "egress: " + where + ": " + std::string(f.name) + " is refused where methods or paths are ruled"};
+  if (head.find("upgrade"))
+    return Refusal{403, "upgrade",
+                   "egress: " + where + ": protocol upgrades (websockets) are not supported on inspected hosts"};
+  // Placeholders: every one must name a secret bound to this host.
+  Rewritten out;
+  std::size_t size = head.method.size() + head.target.size() + 64;
+  auto check = [&](std::string_view text) -> std::optional<Refusal> {
+    for (const auto& f : placeholders_in(text)) {
+      if (f.name.empty())
+        return Refusal{403, "bad-placeholder",
+                       "egress: a placeholder is \"tokfence-secret:\" followed by a vault name ([a-z0-9][a-z0-9_-]{0,31})"};
+      auto it = secrets.find(f.name);
+      if (it == secrets.end())
+        return Refusal{403, "secret-unknown",
+                       "egress: placeholder tokfence-secret:" + std::string(f.name) +
+                           ": no secret of that name is bound to a host (add one with 'tokfence vault add " +
+                           std::string(f.name) + " - --host HOST')"};
+      if (!bound_to(it->second, to))
+        return Refusal{403, "secret-not-bound",
+                       "egress: secret '" + std::string(f.name) + "' may only be sent to " + join(it->second.hosts) +
+                           " (port 443), not to " + where + ": refused"};
+      size += it->second.value.size();
+      if (std::find(out.secrets_used.begin(), out.secrets_used.end(), f.name) == out.secrets_used.end())
+        out.secrets_used.emplace_back(f.name);
+    }
+    return std::nullopt;
+  };
+  if (auto refused = check(head.target)) return *refused;
+  for (const auto& f : head.headers) {
+    if (hop_by_hop(f.name, head)) continue;
+    if (auto refused = check(f.value)) return *refused;
+    size += f.name.size() + f.value.size() + 4;
+  }
+  out.watch_for = secrets_bound_to(secrets, to);
+  const bool watched = !out.watch_for.empty();
+  // Sized once: growing by reallocation would leave unwiped copies of the secret behind (the
+  // allocator wipes what it frees, but only what it is handed back).
+  out.head.reserve(size + to.host.size() + 32);
+  out.head.append(head.method).append(" ");
+  append_substituted(out.head, head.target, secrets);
+  out.head.append(" HTTP/1.1\r\n");
+  if (!host) out.head.append("Host: ").append(to.port == 443 ? to.host : where).append("\r\n");
+  for (const auto& f : head.headers) {
+    if (hop_by_hop(f.name, head)) continue;
+    if (watched && iequals(f.name, "accept-encoding")) continue;
+    out.head.append(f.name).append(": ");
+    append_substituted(out.head, f.value, secrets);
+    out.head.append("\r\n");
+  }
+  out.head.append("Connection: close\r\n\r\n");
+  return out;
+}
+
+std::optional<Refusal> refuse_placeholder_in_plain_http(const http1::RequestHead& head) {
+  bool found = has_placeholder(head.target);
+  for (const auto& f : head.headers) found = found || has_placeholder(f.value);
+  if (!found) return std::nullopt;
+  return Refusal{403, "secret-over-plain-http",
+                 "egress: this http:// request carries a tokfence-secret placeholder; secrets are only sent over "
+                 "https to the hosts they are bound to"};
+}
+
+std::string rewrite_response_head(const http1::ResponseHead& head) {
+  std::string out;
+  out.reserve(head.size + 32);
+  out.append("HTTP/1.1 ").append(std::to_string(head.status)).append(" ").append(head.reason).append("\r\n");
+  for (const auto& f : head.headers) {
+    if (iequals(f.name, "connection") || iequals(f.name, "keep-alive") || iequals(f.name, "proxy-connection")) continue;
+    // Only tokfence speaks X-Tokfence-*: a host cannot pose as a refusal.
+    if (f.name.size() >= 11 && iequals(f.name.substr(0, 11), "x-tokfence-")) continue;
+    // Framing fields stay whatever Connection names: tokfence framed the body by them.
+    const bool framing = iequals(f.name, "content-length") || iequals(f.name, "transfer-encoding");
+    bool named = false;
+    for (const auto& c : head.headers)
+      if (iequals(c.name, "connection"))
+        http1::for_each_list_element(c.value, [&](std::string_view token) { named = named || iequals(token, f.name); });
+    if (named && !framing) continue;
+    out.append(f.name).append(": ").append(f.value).append("\r\n");
+  }
+  out.append("Connection: close\r\n\r\n");
+  return out;
+}
+
+namespace {
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+void append_lower(WipingString& out, std::string_view text) {
+  for (char c : text) out.push_back(lower(c));
+}
+
+// "%3a" for ':' (lower-case hex: the watch compares lower case); unreserved characters as they are.
+WipingString percent_encoded(std::string_view secret) {
+  static constexpr char hex[] = "0123456789abcdef";
+  WipingString out;
+  out.reserve(secret.size() * 3);
+  for (unsigned char c : secret) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(lower(static_cast<char>(c)));
+    } else {
+      out.push_back('%');
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 15]);
+    }
+  }
+  return out;
+}
+
+// The part of the secret's base64 that does not depend on the bytes around it, for the secret
+// starting at each of the three offsets within a 3-byte group; `url` for the URL-safe alphabet.
+std::vector<WipingString> base64_cores(std::string_view secret, bool url) {
+  const char* alphabet = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                             : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::vector<WipingString> out;
+  for (std::size_t offset = 0; offset < 3; ++offset) {
+    WipingString bytes(offset, '\0');
+    bytes.append(secret);
+    const std::size_t groups = bytes.size() / 3;  // whole groups only: the last partial one depends on what follows
+    WipingString text;
+    text.reserve(groups * 4);
+    for (std::size_t g = offset ? 1 : 0; g < groups; ++g) {  // the first group holds bytes before the secret
+      const auto* b = reinterpret_cast<const unsigned char*>(bytes.data() + g * 3);
+      const unsigned v = (b[0] << 16) | (b[1] << 8) | b[2];
+      for (int k = 3; k >= 0; --k) text.push_back(lower(alphabet[(v >> (6 * k)) & 63]));
+    }
+    if (text.size() >= 16) out.push_back(std::move(text));  // shorter cores would match by chance
+  }
+  return out;
+}
+
+}  // namespace
+
+SecretWatch::SecretWatch(std::vector<std::string_view> secrets) {
+  for (auto secret : secrets) {
+    if (secret.empty()) continue;
+    WipingString raw;
+    append_lower(raw, secret);
+    patterns_.push_back(std::move(raw));
+    if (auto encoded = percent_encoded(secret); encoded != patterns_.back()) patterns_.push_back(std::move(encoded));
+    for (bool url : {false, true})
+      for (auto& core : base64_cores(secret, url))
+        if (std::find(patterns_.begin(), patterns_.end(), core) == patterns_.end()) patterns_.push_back(std::move(core));
+  }
+  for (const auto& p : patterns_) keep_ = std::max(keep_, p.size() - 1);
+  tail_.reserve(2 * keep_ + 1);
+}
+
+SecretWatch::~SecretWatch() = default;  // the allocator wipes tail_, piece_ and the patterns
+
+bool SecretWatch::feed(std::string_view piece) {
+  if (patterns_.empty()) return false;
+  piece_.clear();
+  piece_.reserve(piece.size());
+  append_lower(piece_, piece);
+  // A match across the boundary lies in the kept tail plus the piece's first keep_ bytes.
+  tail_.append(std::string_view(piece_).substr(0, std::min(piece_.size(), keep_)));
+  for (const auto& p : patterns_)
+    if (std::string_view(tail_).find(p) != std::string_view::npos || std::string_view(piece_).find(p) != std::string_view::npos)
+      return true;
+  // Keep the last keep_ bytes of everything seen.
+  if (piece_.size() >= keep_) {
+    tail_.assign(std::string_view(piece_).substr(piece_.size() - keep_));
+  } else if (tail_.size() > keep_) {
+    tail_.erase(0, tail_.size() - keep_);
+  }
+  return false;
+}
+
+std::optional<Refusal> refuse_unwatchable(const http1::ResponseHead& head) {
+  for (const auto& f : head.headers) {
+    bool bad = false;
+    if (iequals(f.name, "content-encoding"))
+      http1::for_each_list_element(f.value, [&](std::string_view c) { bad = bad || !iequals(c, "identity"); });
+    if (iequals(f.name, "transfer-encoding"))
+      http1::for_each_list_element(f.value, [&](std::string_view c) { bad = bad || !iequals(c, "chunked"); });
+    if (bad)
+      return Refusal{502, "encoded-response",
+                     "egress: a host with a bound secret answered with an encoded body (" + std::string(f.name) + ": " +
+                         std::string(f.value.substr(0, 64)) + "), which cannot be checked for the secret"};
+  }
+  return std::nullopt;
+}
+
+}  // namespace tokfence::proxy::inspect
