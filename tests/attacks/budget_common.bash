@@ -21,8 +21,7 @@ budget_setup() {
     sed -i "/^\[providers\.openai\]\$/a $line" "$TOKFENCE_HOME/config.toml"
   done
   if [[ ! -s "$TOKFENCE_HOME/vault.enc" ]]; then
-    tf_in "$CANARY" vault add openai -
-    [[ $TF_RC -eq 0 ]] || die "vault add openai: $TF_ERR"
+    add_canary_key openai
   fi
   start_daemon
   tf_ok budget set openai "$BUDGET_USD" daily

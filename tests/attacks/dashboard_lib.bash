@@ -12,8 +12,7 @@ mkdir -p "$CLIENT"
 start_dashboard_daemon() {
   start_fake_upstream
   write_test_config '[dashboard]' 'enabled = true' 'port = 0' "$@"
-  tf_in "$CANARY" vault add openai -
-  [[ $TF_RC -eq 0 ]] || die "vault add: $TF_ERR"
+  add_canary_key openai
   start_daemon
   DASH_PORT=$(jq .dashboard_port "$TOKFENCE_HOME/daemon.json")
   [[ $DASH_PORT =~ ^[1-9][0-9]*$ ]] || die "no dashboard_port in daemon.json"

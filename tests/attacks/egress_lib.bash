@@ -53,8 +53,7 @@ egress_setup() {
     "\"plain.example\" = \"127.0.0.1:$PLAIN_PORT\"" \
     "$@"
   sed -i "s/^port = 0$/port = $DAEMON_PORT/" "$TOKFENCE_HOME/config.toml"
-  tf_in "$CANARY" vault add openai -
-  [[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+  add_canary_key openai
   start_daemon
   mkdir -p "$WORK/run"
   AGENT_SOCKET="$WORK/run/agent.sock"

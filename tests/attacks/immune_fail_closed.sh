@@ -20,8 +20,7 @@ write_test_config_fake() {
   printf '[daemon]\nport = 0\n\n[vault]\nbackend = "%s"\n' "$TOKFENCE_TEST_BACKEND" >"$TOKFENCE_HOME/config.toml"
 }
 write_test_config_fake
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 
 # The stand-in daemon: MODE file decides the session part of open_proxy_socket's reply.
 python3 - "$TOKFENCE_HOME" <<'PY' &

@@ -33,8 +33,7 @@ start_fake_upstream
 write_test_config
 sed -i 's/^require_token = true$/require_token = true\nsensors = []/' "$TOKFENCE_HOME/config.toml"
 grep -qx 'sensors = \[\]' "$TOKFENCE_HOME/config.toml" || die "config: sensors line not written"
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 
 # 1. Unprotected (sensors off): the stolen decoy leaves, the session stays usable.
 start_daemon

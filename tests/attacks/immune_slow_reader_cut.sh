@@ -12,8 +12,7 @@ source "$(dirname "$0")/../integration/lib.sh"
 TOKFENCE_TEST_REQUIRE_TOKEN=true
 start_fake_upstream
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 start_daemon
 port=${PROXY_URL##*:}
 

@@ -55,8 +55,7 @@ principal_setup() {
     P_UID=$(id -u)
     P_TFHOME="$TOKFENCE_HOME"
     write_test_config
-    tf_in "$CANARY" vault add openai -
-    [[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+    add_canary_key openai
     start_daemon
     P_PORT=$PROXY_PORT
   else

@@ -12,8 +12,7 @@ source "$(dirname "$0")/../integration/lib.sh"
 
 start_fake_upstream
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 start_daemon
 
 # The model: ESC ] 0 ; title BEL, C1 CSI (U+009B), C1 OSC (U+009D) ... ST (U+009C), DEL.

@@ -11,8 +11,7 @@ source "$(dirname "$0")/../integration/lib.sh"
 start_fake_upstream
 write_test_config
 sed -i 's/^port = 0$/port = 0\nmax_inflight_body_bytes = 8388608/' "$TOKFENCE_HOME/config.toml"
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 start_daemon
 DAEMON_PID=$(tr -dc 0-9 <"$TOKFENCE_HOME/daemon.pid")
 [[ -n "$DAEMON_PID" && -r /proc/$DAEMON_PID/status ]] || die "no daemon pid"

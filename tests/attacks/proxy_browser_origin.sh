@@ -10,8 +10,7 @@ source "$(dirname "$0")/../integration/lib.sh"
 
 start_fake_upstream --require-key "$CANARY" --cors
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 start_daemon
 
 body='{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}'

@@ -15,8 +15,7 @@ start_fake_upstream
 write_test_config
 sed -i 's/^port = 0$/port = 0\nheader_timeout_seconds = 60\nmax_connections = 50\nmax_connections_per_listener = 30/' \
   "$TOKFENCE_HOME/config.toml"
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 # start_daemon, with the descriptor limit (soft and hard) at 256 for the daemon only.
 (ulimit -n 256 && exec "$TOKFENCE_BIN" start -d) >"$WORK/out/start.stdout" 2>"$WORK/out/start.stderr" </dev/null ||
   die "tokfence start -d failed: $(cat "$WORK/out/start.stderr")"

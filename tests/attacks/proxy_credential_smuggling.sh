@@ -10,8 +10,7 @@ source "$(dirname "$0")/../integration/lib.sh"
 start_fake_upstream
 write_test_config '[providers.openai.forced_headers]' '"OpenAI-Organization" = "org-owner"' '"OpenAI-Project" = "proj-owner"'
 for p in openai anthropic google; do
-  tf_in "$CANARY" vault add "$p" -
-  [[ $TF_RC -eq 0 ]] || die "vault add $p failed: $TF_ERR"
+  add_canary_key "$p"
 done
 start_daemon
 last_request() { curl -fsS "$FAKE_URL/__fake/requests" | jq -c '.[-1]'; }

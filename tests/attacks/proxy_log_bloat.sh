@@ -9,8 +9,7 @@ source "$(dirname "$0")/../integration/lib.sh"
 
 start_fake_upstream
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 start_daemon
 DB="$TOKFENCE_HOME/tokfence.db"
 curl -fsS "$PROXY_URL/openai/v1/chat/completions" -d '{"model":"gpt-4o","messages":[]}' >/dev/null

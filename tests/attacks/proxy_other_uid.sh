@@ -14,8 +14,7 @@ as_other true || skip "setpriv cannot switch to uid $OTHER here"
 
 start_fake_upstream --require-key "$CANARY"
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 start_daemon
 
 body='{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}'

@@ -8,8 +8,7 @@ source "$(dirname "$0")/../integration/lib.sh"
 
 start_fake_upstream --require-key "$CANARY"
 write_test_config '[providers.fireworks]' 'upstream = "'"$FAKE_URL"'/inference"'
-tf_in "$CANARY" vault add fireworks -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key fireworks
 start_daemon
 upstream_requests() { curl -fsS "$FAKE_URL/__fake/requests" | jq length; }
 raw() {

@@ -14,8 +14,7 @@ start_fake_upstream
 write_test_config
 sed -i 's/^port = 0$/port = 0\nidle_timeout_seconds = 30\nheader_timeout_seconds = 2\nbody_timeout_seconds = 3/' \
   "$TOKFENCE_HOME/config.toml"
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 HARD_LIMIT=$(ulimit -Hn)
 [[ "$HARD_LIMIT" == unlimited || "$HARD_LIMIT" -ge 1024 ]] || skip "hard descriptor limit $HARD_LIMIT is below 1024"
 ulimit -Sn 256  # what the daemon inherits; it must not stay at that

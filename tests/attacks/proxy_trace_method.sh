@@ -19,8 +19,7 @@ end = text.index("\n\n", first)
 open(p, "w").write(text[:first] + text[end + 2:])
 PY
 for p in openai anthropic; do
-  tf_in "$CANARY" vault add "$p" -
-  [[ $TF_RC -eq 0 ]] || die "vault add $p failed: $TF_ERR"
+  add_canary_key "$p"
 done
 start_daemon
 upstream_requests() { curl -fsS "$FAKE_URL/__fake/requests" | jq length; }

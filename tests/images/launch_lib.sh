@@ -13,8 +13,7 @@ RUN_ID=$(random_token 6 | tr 'A-Z' 'a-z')
 launch_test_setup() {
   start_fake_upstream
   write_test_config "$@"
-  tf_in "$CANARY" vault add openai -
-  [[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+  add_canary_key openai
 }
 
 # No container, socket directory or config of launch $1 is left.

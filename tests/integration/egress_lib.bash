@@ -133,8 +133,7 @@ egress_run_setup() {
   local lines
   mapfile -t lines < <(egress_config_lines)
   write_test_config "${lines[@]}" "${EGRESS_EXTRA_CONFIG[@]}"
-  tf_in "$CANARY" vault add openai -
-  [[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+  add_canary_key openai
   start_daemon
   PROJECT="$WORK/project"
   mkdir -p "$PROJECT"

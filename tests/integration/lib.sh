@@ -55,6 +55,13 @@ tf_ok() {
   [[ $TF_RC -eq 0 ]] || die "tokfence $* exited $TF_RC: $TF_ERR"
 }
 
+# add_canary_key PROVIDER: $CANARY becomes PROVIDER's key in the vault (read from stdin, as a user
+# pipes one in); the test fails if that does not work.
+add_canary_key() {
+  tf_in "$CANARY" vault add "$1" -
+  [[ $TF_RC -eq 0 ]] || die "vault add $1 failed: $TF_ERR"
+}
+
 expect_eq() { [[ "$1" == "$2" ]] || die "${3:-values differ}: expected '$2', got '$1'"; }
 expect_contains() { [[ "$1" == *"$2"* ]] || die "${3:-missing text}: '$2' not in: $1"; }
 expect_not_contains() { [[ "$1" != *"$2"* ]] || die "${3:-unexpected text}: '$2' found in: $1"; }

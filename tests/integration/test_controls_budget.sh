@@ -22,8 +22,7 @@ start_fake_upstream
 CONFIG_LINES=('[budget]' 'timezone = "UTC"' '[notifications]' 'budget_warning_percent = 50' 'desktop = true'
   '[pricing."tf-test"]' 'input = 10000' 'output = 10000')
 write_test_config "${CONFIG_LINES[@]}"
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add openai: $TF_ERR"
+add_canary_key openai
 start_daemon
 
 n=0

@@ -12,8 +12,7 @@ start_fake_upstream --threads 4
 write_test_config '[logging]' 'identify_tcp_callers = false' '[budget]' 'timezone = "UTC"' \
   '[pricing."tf-test"]' 'input = 10000' 'output = 10000'
 for p in openai anthropic; do
-  tf_in "$CANARY" vault add $p -
-  [[ $TF_RC -eq 0 ]] || die "vault add $p: $TF_ERR"
+  add_canary_key $p
 done
 start_daemon
 

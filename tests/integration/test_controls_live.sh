@@ -9,8 +9,7 @@ DB="$TOKFENCE_HOME/tokfence.db"
 start_fake_upstream
 write_test_config '[budget]' 'timezone = "UTC"'
 for p in openai anthropic mistral; do
-  tf_in "$CANARY" vault add $p -
-  [[ $TF_RC -eq 0 ]] || die "vault add $p: $TF_ERR"
+  add_canary_key $p
 done
 start_daemon
 
@@ -134,8 +133,7 @@ tf_ok ratelimit clear openai
 tf_ok kill
 # A provider added to the configuration after the kill is refused too.
 printf '\n[providers.later]\nupstream = "%s"\n' "$FAKE_URL" >>"$TOKFENCE_HOME/config.toml"
-tf_in "$CANARY" vault add later -
-[[ $TF_RC -eq 0 ]] || die "vault add later: $TF_ERR"
+add_canary_key later
 start_daemon
 req later
 expect_refusal 503 tokfence_killed

@@ -10,8 +10,7 @@ echo 0 >"$TOKFENCE_TEST_NOW_OFFSET_FILE"
 start_fake_upstream
 write_test_config
 for p in openai anthropic; do
-  tf_in "$CANARY" vault add $p -
-  [[ $TF_RC -eq 0 ]] || die "vault add $p: $TF_ERR"
+  add_canary_key $p
 done
 start_daemon
 

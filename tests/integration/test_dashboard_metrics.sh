@@ -15,8 +15,7 @@ start_fake_upstream
 mapfile -t EGRESS_LINES < <(egress_config_lines)
 write_test_config '[budget]' 'timezone = "UTC"' '[dashboard]' 'enabled = true' 'port = 0' "${EGRESS_LINES[@]}"
 for p in openai anthropic mistral; do
-  tf_in "$CANARY" vault add $p -
-  [[ $TF_RC -eq 0 ]] || die "vault add $p: $TF_ERR"
+  add_canary_key $p
 done
 start_daemon
 DASH_PORT=$(jq .dashboard_port "$TOKFENCE_HOME/daemon.json")

@@ -48,8 +48,7 @@ wait_until "test -s '$WORK/echo.port'"
 FAKE_URL="http://127.0.0.1:$(cat "$WORK/echo.port")"
 TOKFENCE_TEST_REQUIRE_TOKEN=true
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 start_daemon
 
 sock="$WORK/sock/proxy.sock"

@@ -19,8 +19,7 @@ command -v sqlite3 >/dev/null || skip "sqlite3 (the CLI) is not installed"
 
 start_fake_upstream --require-key "$CANARY"
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 start_daemon
 
 # A user's home of the test's own, with real credentials where the decoys go (and a neighbour in

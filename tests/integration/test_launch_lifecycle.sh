@@ -15,8 +15,7 @@ tf launch --image "$image" --no-pull --name "tfl-nokey-$RUN_ID" -- /probe env
 expect_eq "$TF_RC" 1 "launch without any key"
 expect_contains "$TF_ERR" "tokfence: error: launch: no provider has a key: run 'tokfence vault add openai -'"
 expect_nothing_left "tfl-nokey-$RUN_ID"
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 
 # --- Docker absent / not allowed
 DOCKER_HOST=unix://$WORK/no-such-docker.sock tf launch --image "$image" --no-pull -- /probe env

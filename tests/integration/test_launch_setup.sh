@@ -12,8 +12,7 @@ expect_eq "$TF_RC" 1 "setup --test with nothing set up"
 expect_contains "$TF_OUT" "FAIL  daemon_reachable: no daemon running: run 'tokfence start -d'"
 expect_contains "$TF_OUT" "FAIL  provider_has_key: no key: run 'tokfence vault add openai -'"
 
-tf_in "$CANARY" vault add anthropic -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key anthropic
 start_daemon
 
 # Default provider: the first with a key (anthropic); its API has no /v1.

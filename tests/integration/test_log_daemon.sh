@@ -7,10 +7,8 @@ source "$(dirname "$0")/lib.sh"
 
 start_fake_upstream
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add openai: $TF_ERR"
-tf_in "$CANARY" vault add anthropic -
-[[ $TF_RC -eq 0 ]] || die "vault add anthropic: $TF_ERR"
+add_canary_key openai
+add_canary_key anthropic
 start_daemon
 
 # A follower started before any request.

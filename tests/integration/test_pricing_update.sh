@@ -10,8 +10,7 @@ SAMPLE="$SOURCE_DIR/tests/pricing/litellm_sample.json"
 OVERRIDES="$TOKFENCE_HOME/pricing-overrides.json"
 start_fake_upstream
 write_test_config '[budget]' 'timezone = "UTC"'
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add openai: $TF_ERR"
+add_canary_key openai
 start_daemon
 tf_ok budget set openai 100 daily
 

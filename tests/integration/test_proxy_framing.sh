@@ -109,8 +109,7 @@ wait_until "test -s '$WORK/raw.port'"
 RAW_URL="http://127.0.0.1:$(cat "$WORK/raw.port")"
 FAKE_URL=$RAW_URL
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 start_daemon
 
 row() { sqlite3 "$TOKFENCE_HOME/tokfence.db" "SELECT $2 FROM requests WHERE id='$1'"; }

@@ -8,8 +8,7 @@ start_fake_upstream
 write_test_config
 # Small limits, in the [daemon] table write_test_config opened.
 sed -i 's/^port = 0$/port = 0\nmax_body_bytes = 4096\nmax_header_bytes = 2048/' "$TOKFENCE_HOME/config.toml"
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 start_daemon
 
 serving() {

@@ -8,8 +8,7 @@ source "$(dirname "$0")/lib.sh"
 start_fake_upstream
 write_test_config
 for p in openai anthropic google; do
-  tf_in "$CANARY" vault add "$p" -
-  [[ $TF_RC -eq 0 ]] || die "vault add $p failed: $TF_ERR"
+  add_canary_key "$p"
 done
 start_daemon
 

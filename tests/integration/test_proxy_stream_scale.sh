@@ -26,8 +26,7 @@ start_fake_upstream --record 0
 write_test_config
 sed -i "s/^port = 0$/port = 0\nmax_connections = $((STREAMS + 1000))\nmax_connections_per_listener = $((STREAMS + 1000))/" \
   "$TOKFENCE_HOME/config.toml"
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 start_daemon
 DB="$TOKFENCE_HOME/tokfence.db"
 HZ=$(getconf CLK_TCK)

@@ -11,8 +11,7 @@ dead_port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.
 write_test_config
 sed -i "/^\[providers.groq\]/,/^$/ s|^upstream = .*|upstream = \"http://127.0.0.1:$dead_port\"|" "$TOKFENCE_HOME/config.toml"
 for p in openai anthropic groq; do
-  tf_in "$CANARY" vault add "$p" -
-  [[ $TF_RC -eq 0 ]] || die "vault add $p failed: $TF_ERR"
+  add_canary_key "$p"
 done
 start_daemon
 

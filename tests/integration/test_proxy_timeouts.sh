@@ -38,10 +38,8 @@ BLACKHOLE_PORT=$(cat "$BLACKHOLE_PORT_FILE")
 
 write_test_config "[providers.deepseek]" "upstream = \"http://127.0.0.1:$BLACKHOLE_PORT\""
 sed -i 's/^port = 0$/port = 0\nconnect_timeout_seconds = 1\nidle_timeout_seconds = 2/' "$TOKFENCE_HOME/config.toml"
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add openai failed: $TF_ERR"
-tf_in "$CANARY" vault add deepseek -
-[[ $TF_RC -eq 0 ]] || die "vault add deepseek failed: $TF_ERR"
+add_canary_key openai
+add_canary_key deepseek
 start_daemon
 
 chat='{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}'

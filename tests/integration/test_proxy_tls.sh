@@ -46,8 +46,7 @@ write_test_config \
   "[providers.tlswrong]" "upstream = \"https://127.0.0.1:$wrong_port\"" "" \
   "[providers.tlsself]" "upstream = \"https://127.0.0.1:$self_port\""
 for p in openai tlsgood tlswrong tlsself; do
-  tf_in "$CANARY" vault add "$p" -
-  [[ $TF_RC -eq 0 ]] || die "vault add $p failed: $TF_ERR"
+  add_canary_key "$p"
 done
 export SSL_CERT_FILE="$pki/ca.pem"
 start_daemon

@@ -15,10 +15,8 @@ command -v node >/dev/null || skip "node not installed"
 
 start_fake_upstream --require-key "$CANARY"
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add openai failed: $TF_ERR"
-tf_in "$CANARY" vault add anthropic -
-[[ $TF_RC -eq 0 ]] || die "vault add anthropic failed: $TF_ERR"
+add_canary_key openai
+add_canary_key anthropic
 start_daemon
 mkdir -p "$WORK/project"
 cd "$WORK/project"

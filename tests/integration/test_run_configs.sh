@@ -9,10 +9,8 @@ python3 -c 'import tomllib' 2>/dev/null || die "python3 >= 3.11 (tomllib) is nee
 
 start_fake_upstream --require-key "$CANARY"
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
-tf_in "$CANARY" vault add anthropic -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
+add_canary_key anthropic
 # No daemon yet: the first run starts it.
 mkdir -p "$WORK/project"
 cd "$WORK/project"

@@ -10,8 +10,7 @@ PROBE="$BUILD_DIR/bin/tokfence-probe"
 
 start_fake_upstream --require-key "$CANARY"
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 start_daemon
 
 mkdir -p "$WORK/project" "$WORK/extra" "$WORK/outside"

@@ -17,8 +17,7 @@ command -v secret-tool >/dev/null || die "secret-tool missing (scripts/setup ins
 
 start_fake_upstream --require-key "$CANARY"
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add failed: $TF_ERR"
+add_canary_key openai
 start_daemon
 mkdir -p "$WORK/project"
 # A vault file and an agent socket variable, so the probes have something real to aim at.

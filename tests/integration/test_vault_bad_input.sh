@@ -9,8 +9,7 @@ printf '[vault]\nbackend = "file"\n' >"$TOKFENCE_HOME/config.toml"
 VAULT="$TOKFENCE_HOME/vault.enc"
 GOOD="$WORK/vault.enc.good"
 
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "setup add failed: $TF_ERR"
+add_canary_key openai
 cp "$VAULT" "$GOOD"
 size=$(stat -c %s "$GOOD")
 

@@ -6,8 +6,7 @@ mkdir -p "$TOKFENCE_HOME"
 printf '[vault]\nbackend = "file"\n' >"$TOKFENCE_HOME/config.toml"
 VAULT="$TOKFENCE_HOME/vault.enc"
 
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "setup add failed: $TF_ERR"
+add_canary_key openai
 
 log "two concurrent adds both survive (each is a locked read-modify-write)"
 pids=()

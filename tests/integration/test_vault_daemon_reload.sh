@@ -5,8 +5,7 @@ source "$(dirname "$0")/lib.sh"
 
 start_fake_upstream
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "add failed: $TF_ERR"
+add_canary_key openai
 expect_not_contains "$TF_ERR" "daemon" "no daemon runs yet: nothing to tell"
 start_daemon
 

@@ -9,8 +9,7 @@ export TOKFENCE_EXPORT_PASSPHRASE="export-$(random_token 20)"
 BUNDLE="$WORK/keys.tfbundle"
 KEY2="tfsecond-$(random_token 30)"
 
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "add failed: $TF_ERR"
+add_canary_key openai
 tf_in "$KEY2" vault add anthropic -
 [[ $TF_RC -eq 0 ]] || die "add failed: $TF_ERR"
 

@@ -17,8 +17,7 @@ P2="ss-$suffix-b"
 EXTRA_CLEANUP='secret-tool clear xdg:schema org.tokfence.Key provider "$P1" 2>/dev/null; secret-tool clear xdg:schema org.tokfence.Key provider "$P2" 2>/dev/null'
 
 log "add from stdin lands as one item under tokfence's schema"
-tf_in "$CANARY" vault add "$P1" -
-[[ $TF_RC -eq 0 ]] || die "add failed: $TF_ERR"
+add_canary_key "$P1"
 expect_contains "$TF_OUT" "secret-service backend"
 [[ ! -e "$TOKFENCE_HOME/vault.enc" ]] || die "the file backend was used"
 # Compared in memory only: the key never reaches a file or the test's output.
@@ -46,8 +45,7 @@ tf_ok vault list --json
 
 log "export from the keyring, import into a file vault and back"
 export TOKFENCE_EXPORT_PASSPHRASE="export-$(random_token 20)"
-tf_in "$CANARY" vault add "$P2" -
-[[ $TF_RC -eq 0 ]] || die "add failed: $TF_ERR"
+add_canary_key "$P2"
 tf_ok vault export --output "$WORK/ss.tfbundle"
 expect_contains "$TF_OUT" "$P1"
 expect_contains "$TF_OUT" "$P2"

@@ -7,8 +7,7 @@ source "$(dirname "$0")/lib.sh"
 
 start_fake_upstream
 write_test_config '[budget]' 'timezone = "UTC"'
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add: $TF_ERR"
+add_canary_key openai
 export HOME="$WORK/userhome"
 mkdir -p "$HOME"
 EXE=$(readlink -f "$TOKFENCE_BIN")

@@ -12,8 +12,7 @@ command -v python3 >/dev/null || skip "python3 is needed to check the snapshot's
 start_fake_upstream
 write_test_config '[budget]' 'timezone = "UTC"'
 for p in openai anthropic mistral; do
-  tf_in "$CANARY" vault add $p -
-  [[ $TF_RC -eq 0 ]] || die "vault add $p: $TF_ERR"
+  add_canary_key $p
 done
 
 snapshot() {  # render --json into $SNAP (a file) and check the shape

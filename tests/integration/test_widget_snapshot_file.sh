@@ -11,8 +11,7 @@ command -v python3 >/dev/null || skip "python3 is needed to check the snapshot's
 
 start_fake_upstream
 write_test_config
-tf_in "$CANARY" vault add openai -
-[[ $TF_RC -eq 0 ]] || die "vault add: $TF_ERR"
+add_canary_key openai
 start_daemon
 
 wait_until "test -s '$FILE'" 5
