@@ -7,10 +7,12 @@
 #
 #  1. time to first byte of a new connection, `--connects` (default 200) one after another:
 #     direct = TCP + TLS + GET; tunnel = CONNECT + 200 + TLS (end to end) + GET; inspected =
-#     CONNECT + 200 + TLS with tokfence + tokfence's TLS to the host + GET with the placeholder.
-#     Median and p90, and what the tunnel and the inspection add to direct.
-#  2. N MB (default 100) read over each path (inspected: the request carries the secret, so
-#     every byte of the answer is also watched for it). Medians of `--rounds` and ratios.
+#     CONNECT + 200 + TLS with tokfence + tokfence's TLS to the host + GET ([egress.domains]
+#     mode = "inspect"); with secret = the same with a secret bound to the host and the
+#     placeholder in the request (the answer is read whole and checked before it goes on).
+#     Median and p90, and what each adds to direct.
+#  2. N MB (default 100) read over direct, tunnel and inspected (streamed: no secret is bound;
+#     a host with a bound secret may not answer more than 8 MiB). Medians of `--rounds`, ratios.
 # The destination is a Python TLS server on 127.0.0.1 with a throwaway CA; bench.test is mapped
 # in [egress.resolve], so no DNS is involved. Everything stays on loopback; every wait is
 # bounded; the temp dir and processes go at exit.
@@ -83,7 +85,7 @@ while True:
     c, _ = s.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
-# The client: direct | tunnel | inspect; big (prints seconds and bytes) or small (TTFB median, p90).
+# The client: direct | tunnel | inspect | secret (the placeholder in the request); big (prints seconds and bytes) or small (TTFB median, p90).
 cat >"$TMP/client.py" <<'PY'
 import socket, ssl, statistics, sys, time
 mode, what, sock, src, count, cafile = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
@@ -104,7 +106,7 @@ def connect():
         if not got.startswith(b"HTTP/1.1 200"): raise SystemExit("tunnel refused: %r" % got)
     return ctx.wrap_socket(raw, server_hostname="bench.test")
 def request(path):
-    extra = b"X-Bench-Key: tokfence-secret:bench\r\n" if mode == "inspect" else b""
+    extra = b"X-Bench-Key: tokfence-secret:bench\r\n" if mode == "secret" else b""
     return b"GET " + path + b" HTTP/1.1\r\nHost: bench.test\r\n" + extra + b"\r\n"
 if what == "big":
     t0 = time.perf_counter()
@@ -173,20 +175,32 @@ measure() {  # mode
   secs[$mode]=$(printf '%s\n' "${all[@]}" | median)
   read -r "ttfb[$mode]" "p90[$mode]" < <(python3 "$TMP/client.py" "$mode" small "$SOCK" "$SRC" "$CONNECTS" "$TMP/trust.pem")
 }
+ttfb_only() {  # mode client-mode
+  read -r "ttfb[$1]" "p90[$1]" < <(python3 "$TMP/client.py" "$2" small "$SOCK" "$SRC" "$CONNECTS" "$TMP/trust.pem")
+}
 measure direct
 measure tunnel
+# Inspected without a secret: the same daemon with [egress.domains."bench.test"] mode = "inspect".
+"$TF" stop >/dev/null
+printf '\n[egress.domains."bench.test"]\nmode = "inspect"\n' >>"$TOKFENCE_HOME/config.toml"
+"$TF" start -d >/dev/null
+wait_until "test -s $TOKFENCE_HOME/daemon.json"
+wait_until "'$TF' status"
+DAEMON=$(jq -r .pid "$TOKFENCE_HOME/daemon.json")
+open_socket "$SOCK"
+measure inspect
 printf '%s' "bench-$(random_token 24)" | "$TF" vault add bench - --host bench.test >/dev/null
 wait_until "grep -q '1 bound secret' '$TOKFENCE_HOME/daemon.log'"
-measure inspect
+ttfb_only secret secret
 
 tf_version=$("$TF" --version 2>/dev/null | head -1 || true)
 echo
 echo "egress inspection benchmark ($tf_version; the agent's Unix socket, $CONNECTS connections, $ROUNDS rounds)"
-printf '%-36s %10s %10s %10s\n' "" direct tunnel inspected
+printf '%-36s %10s %10s %10s %12s\n' "" direct tunnel inspected "with secret"
 awk -v d="${secs[direct]}" -v t="${secs[tunnel]}" -v i="${secs[inspect]}" -v mb="$MB" 'BEGIN {
   printf "%-36s %10.0f %10.0f %10.0f\n", mb " MB over TLS, MB/s (median)", mb / d, mb / t, mb / i
   printf "%-36s %10s %10.2f %10.2f\n", "  ratio to direct", "", d / t, d / i }'
-printf '%-36s %10s %10s %10s\n' "new connection TTFB median, ms" "${ttfb[direct]}" "${ttfb[tunnel]}" "${ttfb[inspect]}"
-printf '%-36s %10s %10s %10s\n' "new connection TTFB p90, ms" "${p90[direct]}" "${p90[tunnel]}" "${p90[inspect]}"
-awk -v d="${ttfb[direct]}" -v t="${ttfb[tunnel]}" -v i="${ttfb[inspect]}" 'BEGIN {
-  printf "added per new connection (median): tunnel %.3f ms, inspected %.3f ms (inspection alone %.3f ms)\n", t - d, i - d, i - t }'
+printf '%-36s %10s %10s %10s %12s\n' "new connection TTFB median, ms" "${ttfb[direct]}" "${ttfb[tunnel]}" "${ttfb[inspect]}" "${ttfb[secret]}"
+printf '%-36s %10s %10s %10s %12s\n' "new connection TTFB p90, ms" "${p90[direct]}" "${p90[tunnel]}" "${p90[inspect]}" "${p90[secret]}"
+awk -v d="${ttfb[direct]}" -v t="${ttfb[tunnel]}" -v i="${ttfb[inspect]}" -v w="${ttfb[secret]}" 'BEGIN {
+  printf "added per new connection (median): tunnel %.3f ms, inspected %.3f ms, with a secret %.3f ms\n", t - d, i - d, w - d }'
