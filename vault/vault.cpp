@@ -41,6 +41,16 @@ static_assert(kMaxSecretHosts == payload::kMaxHosts);
 
 Result<void> check_secret_hosts(const std::vector<std::string>& hosts) { return payload::check_hosts(hosts); }
 
+Result<void> check_bound_secret(const std::vector<KeyInfo>& entries, std::string_view name) {
+  auto entry = std::find_if(entries.begin(), entries.end(), [&](const KeyInfo& k) { return k.provider == name; });
+  if (entry == entries.end())
+    return fail("no secret '" + std::string(name) + "' in the vault: add it with 'tokfence vault add " +
+                std::string(name) + " - --host HOST'");
+  if (entry->hosts.empty())
+    return fail("'" + std::string(name) + "' is a provider key, not a secret bound to hosts: it is never sent as a secret");
+  return {};
+}
+
 std::string join_hosts(const std::vector<std::string>& hosts) {
   std::string out;
   for (const auto& h : hosts) out += (out.empty() ? "" : ",") + h;

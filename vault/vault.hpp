@@ -61,6 +61,10 @@ struct MergeReport {
   MergeOutcome outcome = MergeOutcome::skipped;
 };
 
+// For `--secret VAR=NAME`: ok when `entries` (a vault's list()) has NAME bound to hosts; else an
+// error saying whether it is missing or a provider key (which is never sent as a secret).
+Result<void> check_bound_secret(const std::vector<KeyInfo>& entries, std::string_view name);
+
 class Vault {
  public:
   virtual ~Vault() = default;

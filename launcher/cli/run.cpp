@@ -259,15 +259,9 @@ void require_key(Context& ctx, const std::string& provider,
   if (!v) throw UserError("run: cannot check the key for '" + provider + "': " + v.error().message);
   auto keys = (*v)->list();
   if (!keys) throw UserError("run: cannot check the key for '" + provider + "': " + keys.error().message);
-  for (const auto& [var, name] : secrets) {
-    auto entry = std::find_if(keys->begin(), keys->end(), [&](const auto& k) { return k.provider == name; });
-    if (entry == keys->end())
-      throw UserError("--secret " + var + "=" + name + ": no secret '" + name + "' in the vault: add it with "
-                      "'tokfence vault add " + name + " - --host HOST': nothing was started");
-    if (entry->hosts.empty())
-      throw UserError("--secret " + var + "=" + name + ": '" + name + "' is a provider key, not a secret bound to "
-                      "hosts: it is never sent as a secret: nothing was started");
-  }
+  for (const auto& [var, name] : secrets)
+    if (auto ok = vault::check_bound_secret(*keys, name); !ok)
+      throw UserError("--secret " + var + "=" + name + ": " + ok.error().message + ": nothing was started");
   for (const auto& k : *keys) {
     if (k.provider != provider) continue;
     if (k.hosts.empty()) return;

@@ -410,8 +410,16 @@ void ask_for_first_key(vault::Vault& vault, const Config& config) {
 }
 
 std::vector<OpenClawProvider> providers_with_keys(const Home& home, const Config& config,
-                                                  const std::optional<std::string>& model_override) {
+                                                  const std::optional<std::string>& model_override,
+                                                  const std::vector<std::string>& bound_secrets) {
   auto vault = value_or_throw(vault::open_vault(config, home, vault::default_passphrase_source()));
+  // --secret and --telegram-secret name secrets bound to hosts, or nothing starts.
+  if (!bound_secrets.empty()) {
+    const auto entries = value_or_throw(vault->list());
+    for (const auto& name : bound_secrets)
+      if (auto ok = vault::check_bound_secret(entries, name); !ok)
+        throw UserError("launch: secret '" + name + "': " + ok.error().message + ": nothing was started");
+  }
   // Provider keys only: a secret bound to hosts (vault.hpp) is never a provider's key.
   auto provider_keys = [&] {
     auto all = value_or_throw(vault->list());
@@ -897,7 +905,10 @@ int Launch::run() {
 
   // Docker first: without an engine nothing else is worth doing.
   engine_ = engine_or_throw();
-  providers_ = providers_with_keys(home_, config_, options_.model);
+  std::vector<std::string> bound_secrets;
+  for (const auto& [var, name] : options_.secrets) bound_secrets.push_back(name);
+  if (!options_.telegram.secret.empty()) bound_secrets.push_back(options_.telegram.secret);
+  providers_ = providers_with_keys(home_, config_, options_.model, bound_secrets);
   if (options_.model) {
     std::string provider = options_.model->substr(0, options_.model->find('/'));
     bool keyed = std::any_of(providers_.begin(), providers_.end(), [&](const auto& p) { return p.name == provider; });

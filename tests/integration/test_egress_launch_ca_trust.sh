@@ -23,6 +23,8 @@ echo evil >/run/tokfence/new.pem 2>/dev/null; echo "W create $?"
 echo "CA_AFTER $(sum "$NODE_EXTRA_CA_CERTS")"
 SH
 )
+tf_in "tg$(random_token 30)" vault add telegram-bot - --host api.telegram.org
+expect_eq "$TF_RC" 0 "vault add telegram-bot: $TF_ERR"
 tf launch --image "$TEST_IMAGE" --no-pull --name "$name" --secret TELEGRAM_BOT_TOKEN=telegram-bot -- /bin/sh -c "$script"
 log "launch exited $TF_RC"
 out=$TF_OUT
@@ -46,3 +48,13 @@ tf launch --image "$TEST_IMAGE" --no-pull --name "$name" --secret HTTPS_PROXY=x 
 expect_contains "$TF_ERR" "--secret: 'HTTPS_PROXY=x'"
 expect_not_contains "$TF_OUT" "started"
 [[ -z $(docker ps -aq --filter "label=org.tokfence.launch=$name") ]] || die "a container was created"
+
+log "a --secret or --telegram-secret naming no bound secret starts nothing"
+for flags in "--secret X_TOKEN=nothing-here" "--secret X_TOKEN=openai" "--telegram-secret nothing-here"; do
+  # shellcheck disable=SC2086
+  tf launch --image "$TEST_IMAGE" --no-pull --name "$name" $flags -- /bin/sh -c 'echo started'
+  [[ $TF_RC -ne 0 ]] || die "launch $flags was accepted"
+  expect_contains "$TF_ERR" "nothing was started" "launch $flags"
+  expect_not_contains "$TF_OUT" "started"
+  [[ -z $(docker ps -aq --filter "label=org.tokfence.launch=$name") ]] || die "a container was created for $flags"
+done
