@@ -149,18 +149,13 @@ wait_until "test -s $TOKFENCE_HOME/daemon.json"
 wait_until "'$TF' status"
 DAEMON=$(jq -r .pid "$TOKFENCE_HOME/daemon.json")
 open_socket() {  # path
-  python3 - "$TOKFENCE_HOME/control.sock" "{\"op\":\"open_proxy_socket\",\"path\":\"$1\",\"caller\":\"bench\",\"egress\":{\"allow\":[\"bench.test\"]}}" <<'PY' | grep -q '"ok":true' || die "open_proxy_socket failed"
-import socket, sys
-s = socket.socket(socket.AF_UNIX); s.settimeout(20); s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode() + b"\n"); print(s.makefile().readline())
-PY
+  control_op "{\"op\":\"open_proxy_socket\",\"path\":\"$1\",\"caller\":\"bench\",\"egress\":{\"allow\":[\"bench.test\"]}}"
 }
 SOCK=$TMP/agent.sock
 open_socket "$SOCK"
 # Both the bench CA (direct, tunnel) and tokfence's local CA (inspected) in one trust file.
 cat "$TMP/ca.pem" "$TOKFENCE_HOME/egress-ca.pem" >"$TMP/trust.pem"
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 declare -A secs ttfb p90
 # Tunnel first (no secret bound: an opaque tunnel), then bind a secret to bench.test (inspected).
 measure() {  # mode
@@ -172,7 +167,7 @@ measure() {  # mode
     all+=("$s")
     log "round $r: $mode $s s (daemon CPU $(($(cpu_ticks "$DAEMON") - c0)) ticks)"
   done
-  secs[$mode]=$(printf '%s\n' "${all[@]}" | median)
+  secs[$mode]=$(median "${all[@]}")
   read -r "ttfb[$mode]" "p90[$mode]" < <(python3 "$TMP/client.py" "$mode" small "$SOCK" "$SRC" "$CONNECTS" "$TMP/trust.pem")
 }
 ttfb_only() {  # mode client-mode

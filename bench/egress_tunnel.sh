@@ -125,11 +125,7 @@ printf '[daemon]\nport = 0\n\n[vault]\nbackend = "file"\n\n[egress.resolve]\n"be
 wait_until "test -s $TOKFENCE_HOME/daemon.json"
 wait_until "'$TF' status"
 SOCK=$TMP/agent.sock
-python3 - "$TOKFENCE_HOME/control.sock" "{\"op\":\"open_proxy_socket\",\"path\":\"$SOCK\",\"caller\":\"bench\",\"egress\":{\"allow\":[\"bench.example:$SRC\"]}}" <<'PY' | grep -q '"ok":true' || die "open_proxy_socket failed"
-import socket, sys
-s = socket.socket(socket.AF_UNIX); s.settimeout(20); s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode() + b"\n"); print(s.makefile().readline())
-PY
+control_op "{\"op\":\"open_proxy_socket\",\"path\":\"$SOCK\",\"caller\":\"bench\",\"egress\":{\"allow\":[\"bench.example:$SRC\"]}}"
 TARGET=$SOCK
 if ((VIA_RELAY)); then
   "$RELAY" --forward "tcp:127.0.0.1:0=unix:$SOCK" --ready-file "$TMP/relay.ready" >/dev/null 2>&1 &
@@ -139,7 +135,6 @@ if ((VIA_RELAY)); then
 fi
 DAEMON=$(jq -r .pid "$TOKFENCE_HOME/daemon.json")
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 direct_s=() tunnel_s=()
 for ((r = 1; r <= ROUNDS; r++)); do
   read -r secs bytes < <(python3 "$TMP/client.py" direct big "$SRC" 0 0)
@@ -151,8 +146,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
   tunnel_s+=("$secs")
   log "round $r: direct ${direct_s[-1]} s, tunnel $secs s (daemon CPU $(($(cpu_ticks "$DAEMON") - c0)) ticks)"
 done
-d=$(printf '%s\n' "${direct_s[@]}" | median)
-t=$(printf '%s\n' "${tunnel_s[@]}" | median)
+d=$(median "${direct_s[@]}")
+t=$(median "${tunnel_s[@]}")
 read -r d_ttfb d_p90 < <(python3 "$TMP/client.py" direct small "$SRC" 0 "$CONNECTS")
 read -r t_ttfb t_p90 < <(python3 "$TMP/client.py" tunnel small "$TARGET" "$SRC" "$CONNECTS")
 tf_version=$("$TF" --version 2>/dev/null | head -1 || true)

@@ -36,3 +36,24 @@ stop_pids() {
   for pid in "$@"; do kill "$pid" 2>/dev/null; done
   for pid in "$@"; do wait "$pid" 2>/dev/null; done
 }
+
+# The median of the numbers given as arguments (the mean of the middle two for an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+# Sends one control op (a JSON line) to the daemon of $TOKFENCE_HOME; dies unless it answers ok.
+# A daemon that has just started may still refuse (its control ops are registered last): tried for
+# at most 5 s.
+control_op() {
+  local i reply
+  for ((i = 0; i < 20; i++)); do
+    reply=$(python3 - "$TOKFENCE_HOME/control.sock" "$1" 2>/dev/null <<'PY' || true
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(20); s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n"); print(s.makefile().readline())
+PY
+)
+    [[ $reply =~ \"ok\":\ *true ]] && return 0
+    sleep 0.25
+  done
+  die "control op failed: $1: ${reply:-no answer}"
+}

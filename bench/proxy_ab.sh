@@ -113,7 +113,6 @@ for ((r = 1; r <= ROUNDS; r++)); do
     if [[ $side == a ]]; then RPS_A+=("$rps"); CPU_A+=("$cpu"); else RPS_B+=("$rps"); CPU_B+=("$cpu"); fi
   done
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 echo
 printf 'median  A: %s req/s, %s us CPU/req   B: %s req/s, %s us CPU/req   (c=%s, %s rounds of %s s)\n' \
   "$(median "${RPS_A[@]}")" "$(median "${CPU_A[@]}")" "$(median "${RPS_B[@]}")" "$(median "${CPU_B[@]}")" \

@@ -109,7 +109,6 @@ for ((r = 1; r <= ROUNDS; r++)); do
     RPS[$mode]+="$rps " CPU[$mode]+="$cpu "
   done
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 echo
 for mode in "${MODES[@]}"; do
   # shellcheck disable=SC2086
