@@ -288,6 +288,7 @@ struct Daemon {
 
   void install_keys(LoadedKeys loaded) {
     keys->replace(std::move(loaded.keys));
+    retire_bound_secrets(loaded.bound);
     bound_secrets->replace(std::move(loaded.bound));
     std::lock_guard lock(key_dates_mutex);
     key_dates = std::move(loaded.dates);
@@ -692,6 +693,26 @@ struct Daemon {
     immune = std::move(*registry);
     immune->set_vault_keys(every_secret());
     return {};
+  }
+
+  // A bound secret rotated away, removed or rebound keeps being watched for in its old hosts'
+  // answers (never sent: its key has a '~', which no placeholder name has) for the daemon's
+  // lifetime, because a host may still hold the old value (docs/EGRESS.md, "Known limits").
+  static constexpr std::size_t kMaxRetiredSecrets = 64;
+  std::uint64_t retired_seq = 0;
+  void retire_bound_secrets(inspect::SecretBook& next) {
+    std::size_t retired = 0;
+    for (const auto& [name, secret] : next) retired += name.find('~') != std::string::npos ? 1 : 0;
+    for (const auto& [name, secret] : *bound_secrets->snapshot()) {
+      if (retired >= kMaxRetiredSecrets) break;
+      const bool already = name.find('~') != std::string::npos;
+      if (!already) {
+        auto now = next.find(name);
+        if (now != next.end() && now->second.value == secret.value && now->second.hosts == secret.hosts) continue;
+      }
+      next.emplace(already ? name : name + "~retired-" + std::to_string(++retired_seq), secret);
+      ++retired;
+    }
   }
 
   // Provider keys and bound secrets: what the secret_outbound sensor looks for in requests (an

@@ -348,6 +348,23 @@ SecretWatch::SecretWatch(std::vector<std::string_view> secrets) {
     append_lower(raw, secret);
     patterns_.push_back(std::move(raw));
     if (auto encoded = percent_encoded(secret); encoded != patterns_.back()) patterns_.push_back(std::move(encoded));
+    if (secret.find('/') != std::string_view::npos) {  // JSON with '/' written "\/" (PHP's default)
+      WipingString json;
+      for (char c : secret) {
+        if (c == '/') json.push_back('\\');
+        json.push_back(lower(c));
+      }
+      patterns_.push_back(std::move(json));
+    }
+    {  // hex, two digits a byte
+      static constexpr char hex[] = "0123456789abcdef";
+      WipingString text;
+      for (unsigned char c : secret) {
+        text.push_back(hex[c >> 4]);
+        text.push_back(hex[c & 15]);
+      }
+      patterns_.push_back(std::move(text));
+    }
     for (bool url : {false, true})
       for (auto& core : base64_cores(secret, url))
         if (std::find(patterns_.begin(), patterns_.end(), core) == patterns_.end()) patterns_.push_back(std::move(core));

@@ -110,8 +110,8 @@ std::string rewrite_response_head(const http1::ResponseHead& head);
 std::optional<Refusal> refuse_unwatchable(const http1::ResponseHead& head);
 
 // Finds any of the given secrets in a byte stream that arrives in pieces (a match may span
-// pieces): as they are, percent-encoded, and in base64 (standard and URL-safe, at each of the
-// three alignments), compared without regard to case. Other transformations (split, reversed,
+// pieces): as they are, percent-encoded, JSON-escaped ("\/"), in hex, and in base64 (standard
+// and URL-safe, at each of the three alignments), compared without regard to case. Other transformations (split, reversed,
 // encrypted) are not found: docs/EGRESS.md, "Known limits". Keeps the last (longest - 1) bytes
 // seen, wiped when done.
 class SecretWatch {

@@ -186,6 +186,8 @@ struct ProxyServer::Impl {
   // For /metrics (ProxyServer::activity): touched with relaxed increments only.
   std::atomic<int> active_streams{0};
   std::atomic<std::uint64_t> egress_allowed{0}, egress_denied{0};
+  // Bytes of inspected answers held for checking, all connections (kWatchedBytesTotal).
+  std::atomic<std::uint64_t> watched_bytes{0};
   int connection_cap = 0;  // max_connections, lowered to what RLIMIT_NOFILE leaves (see create())
   std::shared_ptr<std::atomic<int>> tcp_connections = std::make_shared<std::atomic<int>>(0);
   // A place for one more client connection, given back when the returned token is destroyed;
@@ -217,6 +219,11 @@ constexpr std::size_t kTunnelBufferBytes = 64 * 1024;
 // The largest answer a host with bound secrets may give: it is read whole and checked for them
 // before the agent gets any of it (docs/EGRESS.md, "Inspected hosts").
 constexpr std::size_t kWatchedResponseBytes = 8 * 1024 * 1024;
+// What all such answers together may hold at once: an agent that asks for large answers and stops
+// reading them would otherwise make the daemon hold 8 MiB per connection (503 busy beyond this).
+constexpr std::uint64_t kWatchedBytesTotal = 64 * 1024 * 1024;
+// Interim (1xx) heads passed over before the final one; a host sending more is refused.
+constexpr int kMaxInterimHeads = 8;
 
 // Descriptors kept free beyond the client connections' (each may hold an upstream connection
 // too): the control socket and its clients, the request log, listeners, pooled upstreams, and the
@@ -1669,9 +1676,12 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     inspect::SecretWatch watch(out.watch_for);
     std::string head_in;
     http1::ResponseHead response;
-    for (;;) {
+    for (int interim = 0;;) {
       const auto parsed = http1::parse_response_head(head_in, request.method, response);
       if (parsed == http1::Parse::complete && response.status >= 100 && response.status < 200) {
+        if (++interim > kMaxInterimHeads)
+          co_return co_await refuse(502, "bad-response", "egress: " + where + " sent more than " +
+                                                             std::to_string(kMaxInterimHeads) + " interim (1xx) answers");
         head_in.erase(0, response.size);  // interim answers (103) are not passed on
         continue;
       }
@@ -1708,7 +1718,34 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       };
       if (auto refused = inspect::refuse_unwatchable(response)) co_return co_await deny(refused->rule, refused->message);
       inspect::SecretWatch as_sent(out.watch_for);
-      if (as_sent.feed(std::string_view(head_in).substr(0, head_size))) co_return co_await reflected();
+      // The bytes held count against kWatchedBytesTotal until this answer is done with.
+      struct Held {
+        std::atomic<std::uint64_t>& total;
+        std::uint64_t bytes = 0;
+        bool take(std::uint64_t n) {
+          if (total.fetch_add(n, std::memory_order_relaxed) + n > kWatchedBytesTotal) {
+            total.fetch_sub(n, std::memory_order_relaxed);
+            return false;
+          }
+          bytes += n;
+          return true;
+        }
+        ~Held() { total.fetch_sub(bytes, std::memory_order_relaxed); }
+      } held{s_.watched_bytes};
+      const auto busy = [&]() -> aio::Task<EgressEnd> {
+        co_return co_await refuse(503, "busy",
+                                  "egress: tokfence holds " + std::to_string(kWatchedBytesTotal >> 20) +
+                                      " MiB of answers from hosts with bound secrets for checking already: try again");
+      };
+      // Fed in slices: a watch keeps a lower-case copy of what it is given.
+      const auto feed = [](inspect::SecretWatch& w, std::string_view bytes) {
+        bool hit = false;
+        for (std::size_t at = 0; at < bytes.size() && !hit; at += kTunnelBufferBytes)
+          hit = w.feed(bytes.substr(at, kTunnelBufferBytes));
+        return hit;
+      };
+      if (!held.take(head_in.size())) co_return co_await busy();
+      if (feed(as_sent, std::string_view(head_in).substr(0, head_size))) co_return co_await reflected();
       if (response.body == http1::BodyKind::length && response.content_length > kWatchedResponseBytes)
         co_return co_await deny("response-too-large",
                                   "egress: " + where + " answered with more than " +
@@ -1717,6 +1754,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       const std::size_t body_end = response.body == http1::BodyKind::length
                                        ? head_size + static_cast<std::size_t>(response.content_length)
                                        : std::numeric_limits<std::size_t>::max();
+      if (response.body == http1::BodyKind::length) {
+        if (head_in.size() > body_end) head_in.resize(body_end);  // bytes past the body are not passed on
+        if (!held.take(body_end - head_in.size())) co_return co_await busy();
+        head_in.reserve(body_end);  // once: growing by doubling would hold up to twice the answer
+      }
       http1::ChunkedDecoder decoder;
       std::size_t decoded_to = head_size;  // how far head_in has been through the decoder
       bool done = response.body == http1::BodyKind::none || head_in.size() >= body_end;
@@ -1726,7 +1768,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
           while (decoded_to < head_in.size() && !decoder.done() && !decoder.failed()) {
             const auto step = decoder.step(std::string_view(head_in).substr(decoded_to));
             if (step.consumed == 0) break;
-            found = watch.feed(step.data) || found;
+            found = feed(watch, step.data) || found;
             decoded_to += step.consumed;
           }
           if (decoder.failed())
@@ -1747,12 +1789,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
           co_return co_await refuse(502, "no-response", "egress: " + where + " ended its response early");
         }
         tunnel.last_activity = coarse_now();
-        head_in.append(buffer.get(), std::min(n, body_end - head_in.size()));
+        const std::size_t take = std::min(n, body_end - head_in.size());
+        if (response.body != http1::BodyKind::length && !held.take(take)) co_return co_await busy();
+        head_in.append(buffer.get(), take);
         done = head_in.size() >= body_end;
       }
       const std::string_view body = std::string_view(head_in).substr(head_size);
-      if (response.body != http1::BodyKind::chunked) found = watch.feed(body) || found;
-      if (found || as_sent.feed(body)) co_return co_await reflected();
+      if (response.body != http1::BodyKind::chunked) found = feed(watch, body) || found;
+      if (found || feed(as_sent, body)) co_return co_await reflected();
       arm(idle_timeout());
       co_await net::async_write(agent, std::array{net::buffer(head_out), net::buffer(body.data(), body.size())},
                                 with_ec(ec));

@@ -10,6 +10,7 @@ A hostile bound host, for the reflection tests (any method; the request body is 
   /echo-chunked    body + head echoed in 4096-byte chunks (a secret may straddle two chunks)
   /echo-big        body + head + 300 KiB of filler, one Content-Length (over any whole-read limit)
   /store, /fetch   /store keeps the request head (204); /fetch returns it (without any secret asked)
+  /blob?n=N        N bytes of 'b' (at most 16 MB), one Content-Length
   /echo-ce         Content-Encoding: identity, then Content-Encoding: gzip; body = gzip(head)
   /echo-b64        the head in base64; /echo-url the head percent-encoded
   /raw             reads what follows the head for 1 s into <log>.rest (a smuggled second request)
@@ -69,6 +70,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             out = body + head + b"F" * (300 * 1024)
         elif p.startswith("/fetch"):
             out = stored[0]
+        elif p.startswith("/blob?n="):
+            out = b"b" * min(int(p.split("=", 1)[1]), 16 * 1000 * 1000)
         elif p.startswith("/echo-b64"):
             out = base64.b64encode(body + head)
         elif p.startswith("/echo-url"):

@@ -6,7 +6,8 @@
 #  B. a long answer (300 KiB past the secret), the secret straddling two TLS records;
 #  C. stored by one request (with the placeholder), fetched by the next (without one);
 #  D. gzip behind a first "Content-Encoding: identity";
-#  E. base64 and percent-encoded echoes.
+#  E. base64 and percent-encoded echoes;
+#  C'. the old value after the user rotated, then removed the secret (the host still holds it).
 # Each time: the agent reads no byte of the secret (and not its first 8 characters), the answer is
 # refused with a row saying so. Control: the same host's plain answers still come through.
 source "$(dirname "$0")/egress_lib.bash"
@@ -58,9 +59,22 @@ refused "base64 echo" secret-reflected
 as_agent $T "GET /echo-url HTTP/1.1\r\nHost: api.telegram.org\r\nX-A: $P\r\n\r\n"
 refused "percent-encoded echo" secret-reflected
 
+log "C'. the stored secret after 'vault rotate' and after 'vault remove': still watched for"
+rotated="rot$(random_token 30)"
+tf_in "$rotated" vault rotate bot -
+[[ $TF_RC -eq 0 ]] || die "vault rotate bot: $TF_ERR"
+wait_until "[[ \$(grep -c 'bound secret' '$TOKFENCE_HOME/daemon.log') -ge 2 ]]" 20
+as_agent $T 'GET /fetch HTTP/1.1\r\nHost: api.telegram.org\r\n\r\n'
+refused "fetch of the old secret after rotate" secret-reflected
+tf vault remove bot
+[[ $TF_RC -eq 0 ]] || die "vault remove bot: $TF_ERR"
+wait_until "grep -q '0 bound secret' '$TOKFENCE_HOME/daemon.log'" 20
+as_agent $T 'GET /fetch HTTP/1.1\r\nHost: api.telegram.org\r\n\r\n'
+refused "fetch of the old secret after remove" secret-reflected
+
 log "the rows say secret-reflected / encoded-response; the secret is in no row, log or output"
 rows=$(egress_rows)
-expect_eq "$(jq '[.[] | select(.rule == "secret-reflected" and .decision == "denied")] | length' <<<"$rows")" 5 "secret-reflected rows"
+expect_eq "$(jq '[.[] | select(.rule == "secret-reflected" and .decision == "denied")] | length' <<<"$rows")" 7 "secret-reflected rows"
 expect_eq "$(jq '[.[] | select(.rule == "encoded-response")] | length' <<<"$rows")" 1 "encoded-response rows"
-hits=$(grep -rlaF -- "$BOUND" "$WORK" 2>/dev/null | grep -v -E '/vault\.enc(\.|$)|/TLS\.requests\.heads$' || true)
+hits=$(grep -rlaF -e "$BOUND" -e "$rotated" "$WORK" 2>/dev/null | grep -v -E '/vault\.enc(\.|$)|/TLS\.requests\.heads$' || true)
 [[ -z $hits ]] || die "the bound secret is in: $hits"

@@ -22,6 +22,12 @@ write_test_config_fake() {
 write_test_config_fake
 add_canary_key openai
 
+# The local CA a real daemon makes at its start (run places its certificate in the fence, or does
+# not start the agent): a throwaway one, as the stand-in's.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=stand-in-ca \
+  -keyout "$WORK/stand-in-ca.key" -out "$TOKFENCE_HOME/egress-ca.pem" 2>/dev/null || die "openssl could not make a CA"
+chmod 644 "$TOKFENCE_HOME/egress-ca.pem"
+
 # The stand-in daemon: MODE file decides the session part of open_proxy_socket's reply.
 python3 - "$TOKFENCE_HOME" <<'PY' &
 import json, os, socket, sys, time

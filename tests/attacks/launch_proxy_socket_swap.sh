@@ -61,7 +61,9 @@ for user in 1000 0; do
   expect_contains "$out" "Read-only file system" "refusal reason (uid $user)"
 done
 
-expect_eq "$(ls -A "$proxy_dir")" "proxy.sock" "only proxy.sock in the proxy directory"
+# The daemon's socket and the local CA's certificate (alone and in a bundle) the container trusts.
+expect_eq "$(ls -A "$proxy_dir" | tr '\n' ' ')" "egress-ca-bundle.pem egress-ca.pem proxy.sock " \
+  "only the socket and the CA files in the proxy directory"
 expect_eq "$(stat -c %i "$proxy_dir/proxy.sock")" "$inode_before" "proxy.sock is the daemon's own"
 expect_eq "$(stat -c %a "$proxy_dir")" 755 "proxy directory mode"
 expect_contains "$(chat)" '"content":"pong"' "proxy after the tampering"

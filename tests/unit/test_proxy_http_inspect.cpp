@@ -313,3 +313,21 @@ TEST_CASE("inspect: answers that cannot be checked; response heads cannot pose a
   head_of(posing, d);
   CHECK(rewrite_response_head(d) == "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
 }
+
+TEST_CASE("inspect: SecretWatch finds the secret JSON-escaped ('\\/') and in hex") {
+  const std::string secret = "aws/" + random_secret() + "/key";
+  auto seen = [&](const std::string& text) {
+    SecretWatch watch({secret});
+    return watch.feed(text);
+  };
+  std::string json;
+  for (char c : secret) json += c == '/' ? std::string("\\/") : std::string(1, c);
+  CHECK(seen("{\"k\":\"" + json + "\"}"));
+  std::string hex;
+  static const char* digits = "0123456789ABCDEF";
+  for (unsigned char c : secret) {
+    hex.push_back(digits[c >> 4]);
+    hex.push_back(digits[c & 15]);
+  }
+  CHECK(seen("hex " + hex));
+}
