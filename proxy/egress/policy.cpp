@@ -172,11 +172,7 @@ Result<Destination> parse_authority(std::string_view authority, std::uint16_t de
 }
 
 bool matches(const Rule& rule, const Destination& to) {
-  if (rule.port != to.port || rule.ip != to.ip) return false;
-  if (!rule.wildcard) return rule.host == to.host;
-  // "*.example.com": a.example.com and a.b.example.com, never example.com itself.
-  const std::string_view suffix = std::string_view(rule.host).substr(1);  // ".example.com"
-  return to.host.size() > suffix.size() && to.host.compare(to.host.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return rule.port == to.port && rule.ip == to.ip && host_pattern_matches(rule.host, to.host);
 }
 
 const std::map<std::string, std::vector<std::string>>& builtin_presets() {
@@ -266,6 +262,7 @@ Result<Settings> compile_settings(const Config::Egress& config) {
 
 bool host_pattern_matches(std::string_view pattern, std::string_view host) {
   if (!pattern.starts_with("*.")) return pattern == host;
+  // "*.example.com": a.example.com and a.b.example.com, never example.com itself.
   const std::string_view suffix = pattern.substr(1);  // ".example.com"
   return host.size() > suffix.size() && host.substr(host.size() - suffix.size()) == suffix;
 }

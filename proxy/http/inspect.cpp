@@ -125,11 +125,7 @@ bool hop_by_hop(std::string_view name, const http1::Head& head) {
   for (std::string_view h : {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
                              "te", "trailer", "upgrade", "expect", "x-tokfence-caller"})
     if (iequals(name, h)) return true;
-  bool named = false;
-  for (const auto& f : head.headers)
-    if (iequals(f.name, "connection"))
-      http1::for_each_list_element(f.value, [&](std::string_view token) { named = named || iequals(token, name); });
-  return named;
+  return head.has_token("connection", name);
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -191,16 +187,10 @@ std::variant<Rewritten, Refusal> rewrite_request(const http1::RequestHead& head,
   if (hosts > 1) return Refusal{400, "duplicate-host", "egress: " + where + ": a request has one Host field (RFC 9112 section 3.2)"};
   // A Connection field naming a framing or routing field would have it dropped as hop-by-hop,
   // and the host would frame or route the request differently from tokfence.
-  for (const auto& f : head.headers)
-    if (iequals(f.name, "connection")) {
-      bool bad = false;
-      http1::for_each_list_element(f.value, [&](std::string_view token) {
-        bad = bad || iequals(token, "content-length") || iequals(token, "transfer-encoding") || iequals(token, "host");
-      });
-      if (bad)
-        return Refusal{400, "bad-connection-field",
-                       "egress: " + where + ": Connection may not name Content-Length, Transfer-Encoding or Host"};
-    }
+  if (head.has_token("connection", "content-length") || head.has_token("connection", "transfer-encoding") ||
+      head.has_token("connection", "host"))
+    return Refusal{400, "bad-connection-field",
+                   "egress: " + where + ": Connection may not name Content-Length, Transfer-Encoding or Host"};
   // Under method or path rules, the headers some servers take as the "real" method or path.
   if (rules && rules->has_l7_rules())
     for (const auto& f : head.headers)
@@ -281,11 +271,7 @@ std::string rewrite_response_head(const http1::ResponseHead& head) {
     if (f.name.size() >= 11 && iequals(f.name.substr(0, 11), "x-tokfence-")) continue;
     // Framing fields stay whatever Connection names: tokfence framed the body by them.
     const bool framing = iequals(f.name, "content-length") || iequals(f.name, "transfer-encoding");
-    bool named = false;
-    for (const auto& c : head.headers)
-      if (iequals(c.name, "connection"))
-        http1::for_each_list_element(c.value, [&](std::string_view token) { named = named || iequals(token, f.name); });
-    if (named && !framing) continue;
+    if (!framing && head.has_token("connection", f.name)) continue;
     out.append(f.name).append(": ").append(f.value).append("\r\n");
   }
   out.append("Connection: close\r\n\r\n");
@@ -296,13 +282,15 @@ namespace {
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
+// Lower-case hex digits: the watch compares lower case.
+constexpr char kHexDigits[] = "0123456789abcdef";
+
 void append_lower(WipingString& out, std::string_view text) {
   for (char c : text) out.push_back(lower(c));
 }
 
-// "%3a" for ':' (lower-case hex: the watch compares lower case); unreserved characters as they are.
+// "%3a" for ':'; unreserved characters as they are.
 WipingString percent_encoded(std::string_view secret) {
-  static constexpr char hex[] = "0123456789abcdef";
   WipingString out;
   out.reserve(secret.size() * 3);
   for (unsigned char c : secret) {
@@ -310,8 +298,8 @@ WipingString percent_encoded(std::string_view secret) {
       out.push_back(lower(static_cast<char>(c)));
     } else {
       out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
+      out.push_back(kHexDigits[c >> 4]);
+      out.push_back(kHexDigits[c & 15]);
     }
   }
   return out;
@@ -357,11 +345,10 @@ SecretWatch::SecretWatch(std::vector<std::string_view> secrets) {
       patterns_.push_back(std::move(json));
     }
     {  // hex, two digits a byte
-      static constexpr char hex[] = "0123456789abcdef";
       WipingString text;
       for (unsigned char c : secret) {
-        text.push_back(hex[c >> 4]);
-        text.push_back(hex[c & 15]);
+        text.push_back(kHexDigits[c >> 4]);
+        text.push_back(kHexDigits[c & 15]);
       }
       patterns_.push_back(std::move(text));
     }
