@@ -50,14 +50,14 @@ std::string coding_traffic(std::mt19937_64& rng) {
   t += "Please run `sudo apt-get install -y build-essential` and then `rm -rf build && cmake -S . -B build`.\n";
   t += "exec(\"ls -la\"); os.system('rm -rf /tmp/cache'); subprocess.run(['sudo', 'systemctl', 'restart', 'nginx'])\n";
   t += "eval $(ssh-agent) && chmod 600 ~/.ssh/id_ed25519 && curl -fsSL https://example.com/install.sh | sudo bash\n";
-  // Example keys from docs and tutorials.
-  t += "export OPENAI_API_KEY=sk-proj-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n";
-  t += "OPENAI_API_KEY=sk-proj-XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX\n";
-  t += "ANTHROPIC_API_KEY=sk-ant-api03-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n";
+  // Example keys from docs and tutorials (put together here, so the tree holds no key-shaped literal).
+  t += "export OPENAI_API_KEY=sk-proj-" + std::string(64, 'x') + "\n";
+  t += "OPENAI_API_KEY=sk-proj-" + std::string(60, 'X') + "\n";
+  t += "ANTHROPIC_API_KEY=sk-ant-api03-" + std::string(76, 'x') + "\n";
   t += "ANTHROPIC_API_KEY=sk-ant-api03-" + random_of(rng, kUrlSafe, 93) + "AA\n";
   t += "OPENAI_API_KEY=sk-proj-" + random_of(rng, kUrlSafe, 74) + "T3BlbkFJ" + random_of(rng, kUrlSafe, 74) + "\n";
-  t += "[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n";
-  t += "GH_TOKEN=ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx token: ghp_16C7e42F292c6912E7710c838347Ae178B4a\n";
+  t += "[default]\naws_access_key_id = AKIA" "IOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/" "bPxRfiCYEXAMPLEKEY\n";
+  t += "GH_TOKEN=ghp_" + std::string(36, 'x') + " token: ghp_" "16C7e42F292c6912E7710c838347Ae178B4a\n";
   t += "AKIA" + random_of(rng, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16) + " " + random_of(rng, kAlnum, 40) + "\n";
   t += "ghp_" + random_of(rng, kAlnum, 36) + " gho_" + random_of(rng, kAlnum, 36) + "\n";
   t += "password 12345678-1234-4234-8234-123456789abc\n";
