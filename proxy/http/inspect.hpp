@@ -15,7 +15,7 @@
 // the response the client gets. The response is watched for the secrets that went into its request
 // (SecretWatch): a host that echoes a request back (an error page quoting the URL, an echo
 // endpoint) would otherwise hand the agent the secret it must never see. Pure functions
-// (tests/unit/test_proxy_inspect.cpp); the I/O is in server.cpp.
+// (tests/unit/test_proxy_inspect.cpp); the I/O is in inspected_tunnel.hpp.
 #include <cstdint>
 #include <map>
 #include <memory>

@@ -67,8 +67,9 @@ std::string coding_traffic(std::mt19937_64& rng) {
   t += std::string(300, 'A') + std::string(300, '0') + std::string(300, '-') + std::string(300, 'x') + "\n";
   namespace fs = std::filesystem;
   const fs::path root = fs::path(TOKFENCE_TEMPLATES_DIR).parent_path();
-  for (const char* file : {"proxy/http/server.cpp", "proxy/http/http1.cpp", "core/file.cpp", "vault/sealed_file.cpp",
-                           "proxy/immune/scanner.cpp", "core/decoys.cpp", "README.md"}) {
+  for (const char* file : {"proxy/http/server.cpp", "proxy/http/forward_proxy.hpp", "proxy/http/inspected_tunnel.hpp",
+                           "proxy/http/http1.cpp", "core/file.cpp", "vault/sealed_file.cpp", "proxy/immune/scanner.cpp",
+                           "core/decoys.cpp", "README.md"}) {
     std::ifstream in(root / file, std::ios::binary);
     t += std::string(std::istreambuf_iterator<char>(in), {});
   }
