@@ -172,4 +172,34 @@ std::vector<std::string> key_env_vars(std::string_view provider) {
   return {upper + "_API_KEY"};
 }
 
+std::vector<std::string> agent_endpoints(const ProviderSpec& spec) {
+  // Gemini's clients pick their API version (v1beta, v1, v1alpha) whatever the configured base.
+  const std::string base = spec.style == ApiStyle::gemini ? "/v1*" : spec.client_base_suffix;
+  // HEAD of anything: no body, no cost (claude sends HEAD <base> before its first request).
+  std::vector<std::string> out = {"HEAD *"};
+  auto add = [&](std::string_view method, std::string_view path) { out.push_back(std::string(method) + " " + base + std::string(path)); };
+  switch (spec.style) {
+    case ApiStyle::openai:
+      for (auto path : {"/responses", "/responses/input_tokens", "/chat/completions", "/completions", "/embeddings",
+                        "/moderations"})
+        add("POST", path);
+      add("GET", "/models");
+      add("GET", "/models/*");
+      break;
+    case ApiStyle::anthropic:
+      for (auto path : {"/v1/messages", "/v1/messages/count_tokens", "/v1/complete"}) add("POST", path);
+      add("GET", "/v1/models");
+      add("GET", "/v1/models/*");
+      break;
+    case ApiStyle::gemini:
+      for (auto action : {":generateContent", ":streamGenerateContent", ":countTokens", ":embedContent",
+                          ":batchEmbedContents"})
+        add("POST", std::string("/models/*") + action);
+      add("GET", "/models");
+      add("GET", "/models/*");
+      break;
+  }
+  return out;
+}
+
 }  // namespace tokfence

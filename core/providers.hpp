@@ -43,6 +43,15 @@ struct ProviderSpec {
 // GET, HEAD, POST, PUT, PATCH, DELETE: what the provider APIs use.
 const std::vector<std::string>& default_methods();
 
+// The requests a coding or chat agent makes to a provider of this spec, as method-qualified
+// endpoint globs on the path after /<provider> (ImmuneFence session limits: "POST /v1/responses"):
+// generating (Responses, Chat Completions, Completions, Messages, generateContent and its
+// streaming twin), counting tokens, embeddings, moderations, and reading the model list. Left out,
+// so a fenced agent's token cannot reach them with the user's key: the account's data and
+// management (files, uploads, batches, fine-tuning, stored completions and responses, vector
+// stores, assistants, admin), which no agent tokfence fences needs.
+std::vector<std::string> agent_endpoints(const ProviderSpec& spec);
+
 // Header names compared the way some servers do: ASCII case-insensitive and '_' equal to '-'
 // (CGI/WSGI turn both X-Api-Key and X_Api_Key into HTTP_X_API_KEY).
 bool header_names_equal(std::string_view a, std::string_view b);

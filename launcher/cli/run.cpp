@@ -89,7 +89,8 @@ fs::path existing_dir(const std::string& what, const std::string& value) {
 // the sandbox's forward proxy for every other host (docs/EGRESS.md).
 class RunSocket {
  public:
-  RunSocket(const Home& home, const std::string& caller, const proxy::json& egress) : home_(home) {
+  RunSocket(const Home& home, const std::string& caller, const ProviderSpec& provider, const proxy::json& egress)
+      : home_(home) {
     remove_stale(home);
     std::random_device rd;
     dir_ = home.sockets_dir() / ("run-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 100000));
@@ -100,7 +101,7 @@ class RunSocket {
                            {"caller", caller},
                            {"mode", 0666},
                            {"persist", false},
-                           {"session", launcher::session_request(caller, "run")}};
+                           {"session", launcher::session_request(caller, "run", {provider})}};
     if (!egress.is_null()) request["egress"] = egress;
     auto reply = proxy::control_call(home, request);
     if (reply) {
@@ -389,7 +390,14 @@ void run_harness(Context& ctx, RunOptions& o) {
   auto daemon = value_or_throw(proxy::ensure_daemon(ctx.home));
   require_key(ctx, provider, secrets);
 
-  RunSocket socket(ctx.home, program->name, egress);
+  if (!secrets.empty()) {
+    // The grant: only these placeholders are ever substituted for this run (egress/policy.hpp).
+    if (egress.is_null()) egress = proxy::json::object();
+    for (const auto& [var, name] : secrets) egress["secrets"].push_back(name);
+  }
+  const auto spec = ctx.config().provider(provider);
+  if (!spec) throw UserError("run: unknown provider '" + provider + "': nothing was started");
+  RunSocket socket(ctx.home, program->name, *spec, egress);
   const launcher::AgentSession& session = socket.session();
   place_ca_files(ctx.home, socket.dir());
   const fs::path harness_home = ctx.home.harness_dir() / program->name;

@@ -660,6 +660,23 @@ class Launch {
   std::optional<std::pair<unsigned, unsigned>> owner_;  // chown target when we are root
   std::int64_t memory_ = 0;
   std::vector<OpenClawProvider> providers_;
+  // The bound secrets this launch is given: --secret VAR=NAME and --telegram-secret NAME.
+  std::vector<std::string> granted_secrets() const {
+    std::vector<std::string> names;
+    for (const auto& [var, name] : options_.secrets) names.push_back(name);
+    if (!options_.telegram.secret.empty()) names.push_back(options_.telegram.secret);
+    return names;
+  }
+  // The specs of providers_ (the session's scope: session_request).
+  std::vector<ProviderSpec> provider_specs() const {
+    std::vector<ProviderSpec> out;
+    for (const auto& p : providers_) {
+      auto spec = config_.provider(p.name);
+      if (!spec) throw UserError("launch: provider '" + p.name + "' is not configured: nothing was started");
+      out.push_back(std::move(*spec));
+    }
+    return out;
+  }
   RenderedConfig rendered_;
   std::string token_;
   AgentSession session_;  // the token is OpenClaw's apiKey; the socket's close ends the session
@@ -905,10 +922,7 @@ int Launch::run() {
 
   // Docker first: without an engine nothing else is worth doing.
   engine_ = engine_or_throw();
-  std::vector<std::string> bound_secrets;
-  for (const auto& [var, name] : options_.secrets) bound_secrets.push_back(name);
-  if (!options_.telegram.secret.empty()) bound_secrets.push_back(options_.telegram.secret);
-  providers_ = providers_with_keys(home_, config_, options_.model, bound_secrets);
+  providers_ = providers_with_keys(home_, config_, options_.model, granted_secrets());
   if (options_.model) {
     std::string provider = options_.model->substr(0, options_.model->find('/'));
     bool keyed = std::any_of(providers_.begin(), providers_.end(), [&](const auto& p) { return p.name == provider; });
@@ -954,8 +968,13 @@ int Launch::run() {
                        {"caller", caller_label(options_.name)},
                        {"mode", 0666},
                        {"persist", options_.detach},
-                       {"session", session_request(caller_label(options_.name), "launch")}};
+                       {"session", session_request(caller_label(options_.name), "launch", provider_specs())}};
   if (!options_.egress.is_null()) open_request["egress"] = options_.egress;
+  if (auto granted = granted_secrets(); !granted.empty()) {
+    // The grant: only these placeholders are ever substituted for this launch (policy.hpp).
+    if (!open_request.contains("egress")) open_request["egress"] = json::object();
+    open_request["egress"]["secrets"] = std::move(granted);
+  }
   auto opened = proxy::control_call(home_, open_request);
   if (!opened) throw UserError("launch: the daemon could not open the launch's proxy socket: " + opened.error().message);
   // Fail closed: without a session OpenClaw would hold no key the socket accepts, and no decoy.

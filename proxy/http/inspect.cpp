@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "core/providers.hpp"
+
 namespace tokfence::proxy::inspect {
 
 using http1::iequals;
@@ -210,29 +212,67 @@ std::optional<Refusal> refuse_by_fields(const http1::RequestHead& head, const eg
   return std::nullopt;
 }
 
-// Every placeholder in `text` must name a secret bound to `to`; the secrets used are noted in
-// `out` and their sizes added to `size` (the rewritten head's).
+// Every placeholder in `text` must name a secret this fence was given (`granted`) that is bound to
+// `to`; each is counted in `placed`, the secrets used are noted in `out` and their sizes added to
+// `size` (the rewritten head's). A name not granted gets the same answer as a name that does not
+// exist, so an agent cannot find out which secrets the user keeps by guessing.
 std::optional<Refusal> refuse_placeholders(std::string_view text, const egress::Destination& to,
-                                           const std::string& where, const SecretBook& secrets, Rewritten& out,
-                                           std::size_t& size) {
+                                           const std::string& where, const SecretBook& secrets,
+                                           const std::vector<std::string>& granted, Rewritten& out,
+                                           std::size_t& size, int& placed) {
   for (const auto& f : placeholders_in(text)) {
     if (f.name.empty())
       return Refusal{403, "bad-placeholder",
                      "egress: a placeholder is \"tokfence-secret:\" followed by a vault name ([a-z0-9][a-z0-9_-]{0,31})"};
     auto it = secrets.find(f.name);
-    if (it == secrets.end())
+    if (it == secrets.end() || std::find(granted.begin(), granted.end(), f.name) == granted.end())
       return Refusal{403, "secret-unknown",
                      "egress: placeholder tokfence-secret:" + std::string(f.name) +
-                         ": no secret of that name is bound to a host (add one with 'tokfence vault add " +
-                         std::string(f.name) + " - --host HOST')"};
+                         ": no secret of that name was given to this agent (start it with --secret VAR=" +
+                         std::string(f.name) + "; the secret must be in the vault, bound to a host)"};
     if (!bound_to(it->second, to))
       return Refusal{403, "secret-not-bound",
                      "egress: secret '" + std::string(f.name) + "' may only be sent to " + join(it->second.hosts) +
                          " (port 443), not to " + where + ": refused"};
+    ++placed;
     size += it->second.value.size();
     if (std::find(out.secrets_used.begin(), out.secrets_used.end(), f.name) == out.secrets_used.end())
       out.secrets_used.emplace_back(f.name);
   }
+  return std::nullopt;
+}
+
+Refusal misplaced(const std::string& where, std::string_view what) {
+  return Refusal{403, "placeholder-position",
+                 "egress: " + where + ": " + std::string(what) +
+                     "; a secret goes only where a host reads its credential: in the path or in a credential field "
+                     "(Authorization, X-Api-Key, ...), once per request"};
+}
+
+// Where placeholders may stand (docs/EGRESS.md, "Where a secret goes"): in the path, or in the
+// value of a credential field, and once per request. Anywhere else a host that keeps or passes on
+// what it is sent (a webhook URL or message text in the query, an audit-log reason in a header)
+// would hand the real secret to whoever reads that later; and a second copy in one request could
+// be data while the first is the credential. Each placeholder is also checked as above.
+std::optional<Refusal> refuse_placeholder_positions(const http1::RequestHead& head, const egress::Destination& to,
+                                                    const std::string& where, const SecretBook& secrets,
+                                                    const std::vector<std::string>& granted, Rewritten& out,
+                                                    std::size_t& size) {
+  int placed = 0;
+  const std::size_t q = head.target.find('?');
+  if (q != std::string_view::npos && has_placeholder(head.target.substr(q)))
+    return misplaced(where, "a placeholder in the query string");
+  if (auto refused = refuse_placeholders(head.target.substr(0, q), to, where, secrets, granted, out, size, placed))
+    return refused;
+  for (const auto& f : head.headers) {
+    if (hop_by_hop(f.name, head)) continue;  // dropped: nothing of it goes upstream
+    size += f.name.size() + f.value.size() + 4;
+    if (!has_placeholder(f.value)) continue;
+    if (!is_credential_header_name(f.name))
+      return misplaced(where, "a placeholder in " + std::string(f.name.substr(0, 64)) + ", not a credential field");
+    if (auto refused = refuse_placeholders(f.value, to, where, secrets, granted, out, size, placed)) return refused;
+  }
+  if (placed > 1) return misplaced(where, "more than one placeholder in one request");
   return std::nullopt;
 }
 
@@ -260,19 +300,14 @@ void write_upstream_head(const http1::RequestHead& head, const egress::Destinati
 }  // namespace
 
 std::variant<Rewritten, Refusal> rewrite_request(const http1::RequestHead& head, const egress::Destination& to,
-                                                 const egress::DomainRules* rules, const SecretBook& secrets) {
+                                                 const egress::DomainRules* rules, const SecretBook& secrets,
+                                                 const std::vector<std::string>& granted) {
   const std::string where = to.text();
   if (auto refused = refuse_by_rules(head, where, rules)) return *refused;
   if (auto refused = refuse_by_fields(head, to, where, rules)) return *refused;
-  // Placeholders: every one must name a secret bound to this host.
   Rewritten out;
   std::size_t size = head.method.size() + head.target.size() + 64;
-  if (auto refused = refuse_placeholders(head.target, to, where, secrets, out, size)) return *refused;
-  for (const auto& f : head.headers) {
-    if (hop_by_hop(f.name, head)) continue;
-    if (auto refused = refuse_placeholders(f.value, to, where, secrets, out, size)) return *refused;
-    size += f.name.size() + f.value.size() + 4;
-  }
+  if (auto refused = refuse_placeholder_positions(head, to, where, secrets, granted, out, size)) return *refused;
   out.watch_for = secrets_bound_to(secrets, to);
   write_upstream_head(head, to, where, secrets, size, out);
   return out;

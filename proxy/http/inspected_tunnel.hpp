@@ -92,7 +92,8 @@ class Session<Stream>::Inspection {
   // agent sent after its CONNECT (the start of its handshake).
   static aio::Task<EgressEnd> run_inspected(Session& session, aio::TcpSocket& up, std::string first, EgressRecord& rec,
                                             const egress::Destination& to, const egress::DomainRules* domain,
-                                            std::shared_ptr<const inspect::SecretBook> secrets) {
+                                            std::shared_ptr<const inspect::SecretBook> secrets,
+                                            std::shared_ptr<const egress::Policy> policy) {
     rec.kind = "inspect";
     auto context = session.s_.deps.inspect_tls(to.host);
     if (!context) {
@@ -100,7 +101,7 @@ class Session<Stream>::Inspection {
       co_return EgressEnd{};
     }
     Inspection inspection(session, up, **context, rec, to);
-    co_return co_await inspection.run(std::move(first), domain, *secrets);
+    co_return co_await inspection.run(std::move(first), domain, *secrets, policy->secrets);
   }
 
  private:
@@ -122,13 +123,14 @@ class Session<Stream>::Inspection {
   Inspection(const Inspection&) = delete;
   Inspection& operator=(const Inspection&) = delete;
 
-  aio::Task<EgressEnd> run(std::string first, const egress::DomainRules* domain, const inspect::SecretBook& secrets) {
+  aio::Task<EgressEnd> run(std::string first, const egress::DomainRules* domain, const inspect::SecretBook& secrets,
+                           const std::vector<std::string>& granted) {
     if (!co_await handshake_agent(std::move(first))) co_return EgressEnd{};
     // The request head. Holds placeholders only: the secrets go into the rewritten copy.
     std::string in;
     http1::RequestHead request;
     if (auto end = co_await read_request_head(in, request)) co_return std::move(*end);
-    auto rewritten = inspect::rewrite_request(request, to_, domain, secrets);
+    auto rewritten = inspect::rewrite_request(request, to_, domain, secrets, granted);
     if (auto* refusal = std::get_if<inspect::Refusal>(&rewritten))
       co_return co_await refuse(refusal->status, refusal->rule, refusal->message);
     auto& out = std::get<inspect::Rewritten>(rewritten);

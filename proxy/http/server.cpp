@@ -39,6 +39,7 @@
 #include "proxy/http/admission.hpp"
 #include "proxy/http/asio_types.hpp"
 #include "proxy/http/caller_lookup.hpp"
+#include "core/file.hpp"
 #include "core/http_status.hpp"
 #include "core/peer.hpp"
 #include "core/text_format.hpp"
@@ -50,6 +51,7 @@
 #include "proxy/http/routing.hpp"
 #include "core/unix_socket.hpp"
 #include "proxy/http/upstream.hpp"
+#include "proxy/immune/encoded.hpp"
 #include "proxy/immune/sessions.hpp"
 #include "proxy/metering/usage.hpp"
 
@@ -838,8 +840,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     immune::Session* session = entry_ ? entry_->session.get() : nullptr;
     if (session) {
       const std::string_view path = rest.substr(0, rest.find('?'));
-      const bool read_only = head_.method == "GET" || head_.method == "HEAD";
-      if (auto refused = registry->check_scope(*session, rec.provider, rec.model, path, read_only, rec.id, now))
+      if (auto refused = registry->check_scope(*session, rec.provider, rec.model, head_.method, path, rec.id, now))
         return Denial{refused->status, refused->type, std::move(refused->message)};
       if (session->state() == immune::RiskState::orange && head_.method != "GET" && head_.method != "HEAD")
         return Denial{403, "tokfence_risk_orange",
@@ -880,14 +881,16 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                             (session ? "; session '" + session->name + "' is RED" : std::string())};
         }
       }
-      // The response is scanned as it streams (a decoy the model repeats), never held back.
-      if (settings.sensor_honeytoken) {
-        scan_ = std::move(scan);
-        response_scan_ = immune::StreamScan();
-        response_env_scan_ = immune::StreamScan();
-        response_hit_.reset();
-        response_env_hit_.reset();
-      }
+      // The response is scanned as it streams, never held back: a vault key an upstream echoes is
+      // cut whatever the sensors say (it must not reach the agent); a decoy the model repeats is
+      // the honeytoken sensor's (immune_after).
+      scan_ = std::move(scan);
+      response_scan_ = immune::StreamScan();
+      response_text_scan_ = immune::StreamScan();
+      response_unescaped_scan_ = immune::StreamScan();
+      response_env_scan_ = immune::StreamScan();
+      response_hit_.reset();
+      response_env_hit_.reset();
     }
     return std::nullopt;
   }
@@ -910,15 +913,22 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (head_.target.find('%') != std::string_view::npos)
       if (auto hit = scanner.find(percent_decoded(head_.target)); counts(hit, true)) return hit;
     for (const auto& h : head_.headers) {
+      const bool stripped = is_credential_header(h.name);
       if (auto hit = scanner.find(h.name)) return hit;
-      if (auto hit = scanner.find(h.value); counts(hit, is_credential_header(h.name))) return hit;
+      if (auto hit = scanner.find(h.value); counts(hit, stripped)) return hit;
+      if (auto hit = immune::find_encoded(scanner, h.value); counts(hit, stripped)) return hit;
     }
+    if (auto hit = immune::find_encoded(scanner, head_.target); counts(hit, true)) return hit;
     if (auto hit = scanner.find(body_)) return hit;
     // A JSON string may spell any character as \uXXXX (the provider decodes it, so the model
-    // reads the secret): a body with escapes is scanned once more, unescaped.
-    if (body_.find("\\u") != std::string::npos || body_.find("\\/") != std::string::npos)
-      return scanner.find(json_unescaped(body_));
-    return std::nullopt;
+    // reads the secret): a body with escapes is scanned once more, unescaped. Base64 and hex
+    // (encoded.hpp) are read in whichever of the two holds the plain text.
+    if (body_.find("\\u") != std::string::npos || body_.find("\\/") != std::string::npos) {
+      const std::string unescaped = json_unescaped(body_);
+      if (auto hit = scanner.find(unescaped)) return hit;
+      return immune::find_encoded(scanner, unescaped);
+    }
+    return immune::find_encoded(scanner, body_);
   }
 
   // After the exchange: a decoy seen in the response, and what the request cost the session.
@@ -930,7 +940,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (response_hit_ && response_hit_->kind == immune::NeedleKind::vault_key)
       log_warning(s_.deps, "request " + rec.id + ": the upstream's response carried " + registry->describe_hit(*response_hit_) +
                                ": cut before it reached the client");
-    else if (response_hit_)
+    else if (!registry->settings().sensor_honeytoken) {
+      // sensors without "honeytoken": a decoy in the answer is not looked for
+    } else if (response_hit_)
       registry->observe(session, immune::Sensor::honeytoken, rec.id,
                         "response carried " + registry->describe_hit(*response_hit_), unix_ms());
     else if (response_env_hit_)
@@ -1127,6 +1139,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     e.admit.method = rec.method;
     e.admit.path = std::string(route.rest.substr(0, route.rest.find('?')));
     e.admit.endpoint = endpoint_cost(kind, head_.method, route.rest, metering.budget_allowed_paths);
+    e.admit.usage_comes_later = info.background;
     e.usage = estimate_usage(info, metering.default_max_output_tokens);
     e.admit.estimated_tokens = e.usage.total();
     e.price = price_for(pricing, route.provider, info.model);
@@ -1151,6 +1164,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   void cut_tunnel(std::string why);
   template <class From, class To>
   static aio::Task<error_code> pump(From& from, To& to, std::uint64_t& count, Tunnel& tunnel);
+  template <class From, class To>
+  static aio::Task<error_code> splice_until_end(From& from, To& to, int pipe_in, int pipe_out, std::uint64_t& count,
+                                                Tunnel& tunnel);
   aio::Task<void> run_tunnel(aio::TcpSocket& up, std::string first, EgressRecord& rec);
 
   // The request in flight as the sweeper and the client watch see it (watch_client). Set up and
@@ -1235,6 +1251,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::shared_ptr<immune::TokenEntry> entry_;          // the current request's session (null: none)
   std::shared_ptr<const immune::ScanSet> scan_;        // the current request's response scan
   immune::StreamScan response_scan_;
+  immune::StreamScan response_text_scan_;       // over the generated text (Exchange::generated_)
+  immune::StreamScan response_unescaped_scan_;  // over pieces with JSON escapes, unescaped
   std::optional<immune::Hit> response_hit_;
   immune::StreamScan response_env_scan_;
   std::optional<immune::Hit> response_env_hit_;
@@ -1356,10 +1374,20 @@ class Session<Stream>::Exchange {
     const http1::ResponseHead& res = session_.res_head_;
     rec_.ttfb_ms = ms_since(started_);
     rec_.status = result.upstream_status = res.status;
+    if (session_.scan_ && head_carries_vault_key(res)) {
+      rec_.error = "immunefence: the response head carried a vault key: not relayed";
+      result.outcome = co_await fail(502, "tokfence_upstream_error",
+                                     "the upstream's response carried a credential in its head: not relayed");
+      co_return result;
+    }
     bool event_stream = false;
     if (auto ct = res.find("content-type")) event_stream = istarts_with(ct->value, "text/event-stream");
     if (event_stream) rec_.streaming = true;
-    auto usage = make_usage_extractor(kind_, event_stream);
+    std::unique_ptr<UsageExtractor> usage = make_usage_extractor(kind_, event_stream);
+    if (session_.scan_) {
+      usage->collect_generated_text(&generated_);
+      usage = std::make_unique<ScannedBody>(std::move(usage), *this);
+    }
     bool keep = keep_;
     const bool encode = session_.build_client_head(res, client_minor_, keep, rec_.id);
     BodyFraming framing(res, client_minor_, encode, session_.dechunked_, session_.chunk_head_);
@@ -1485,16 +1513,14 @@ class Session<Stream>::Exchange {
       Gather pieces;
       if (!header_sent) pieces.add(net::buffer(s.out_));
       const std::size_t used = framing.take(buf.data(), usage, pieces);
-      if (s.scan_ && !s.response_hit_ && used > 0) {
-        const std::string_view piece = std::string_view(buf.data()).substr(0, used);
-        s.response_hit_ = s.response_scan_.feed(s.scan_->scanner, piece);
-        if (!s.response_env_hit_) s.response_env_hit_ = s.response_env_scan_.feed(s.scan_->env_scanner, piece);
-        if (s.response_hit_ && s.response_hit_->kind == immune::NeedleKind::vault_key) {
-          // An upstream that echoes the real key (an error message quoting it, a hostile custom
-          // provider): the key is not handed to the agent; the response is cut before it.
-          rec_.error = "immunefence: the response carried a vault key: cut before it reached the client";
-          co_return false;
-        }
+      if (s.response_hit_ && s.response_hit_->kind == immune::NeedleKind::vault_key) {
+        // An upstream that echoes the real key (an error message quoting it, a hostile custom
+        // provider): the key is not handed to the agent; the response is cut before it.
+        if (!header_sent)  // nothing of it went out yet: the client gets a clear answer, not a reset
+          co_await s.send_error(502, "tokfence_upstream_error", "the upstream's response carried a credential: not relayed",
+                                false, client_minor_, &rec_, nullptr);
+        rec_.error = "immunefence: the response carried a vault key: cut before it reached the client";
+        co_return false;
       }
       if (!header_sent && !s.caller_->resolved.load()) co_await s.await_caller();
       if (!pieces.empty()) {
@@ -1558,6 +1584,47 @@ class Session<Stream>::Exchange {
     }
   }
 
+  // The response body as the usage reader gets it, also fed to the response scan: de-chunked, so a
+  // key an upstream splits with chunk boundaries is whole again (as the client's HTTP library
+  // sees it), and with the text the model generated joined across stream events
+  // (collect_generated_text). relay_body cuts the response before the piece that completes a key.
+  class ScannedBody final : public UsageExtractor {
+   public:
+    ScannedBody(std::unique_ptr<UsageExtractor> inner, Exchange& exchange) : inner_(std::move(inner)), exchange_(exchange) {}
+    void feed(std::string_view bytes) override {
+      inner_->feed(bytes);  // first: it appends this piece's generated text to exchange_.generated_
+      exchange_.scan_body(bytes);
+    }
+    Usage finish() override { return inner_->finish(); }
+    std::string response_model() const override { return inner_->response_model(); }
+    void collect_generated_text(std::string* sink) override { inner_->collect_generated_text(sink); }
+
+   private:
+    std::unique_ptr<UsageExtractor> inner_;
+    Exchange& exchange_;
+  };
+
+  void scan_body(std::string_view bytes) {
+    Session& s = session_;
+    if (!s.response_hit_) s.response_hit_ = s.response_scan_.feed(s.scan_->scanner, bytes);
+    if (!s.response_env_hit_) s.response_env_hit_ = s.response_env_scan_.feed(s.scan_->env_scanner, bytes);
+    if (!s.response_hit_ && !generated_.empty()) s.response_hit_ = s.response_text_scan_.feed(s.scan_->scanner, generated_);
+    generated_.clear();
+    // JSON may spell any character as \uXXXX, which the client's parser turns back into the key:
+    // a piece with escapes is scanned once more, unescaped (an escape split between two pieces
+    // is read as it is).
+    if (!s.response_hit_ && bytes.find('\\') != std::string_view::npos)
+      s.response_hit_ = s.response_unescaped_scan_.feed(s.scan_->scanner, json_unescaped(bytes));
+  }
+
+  // A vault key in a response field's value (an upstream reflecting request headers back).
+  bool head_carries_vault_key(const http1::ResponseHead& res) const {
+    const immune::SecretScanner& scanner = session_.scan_->scanner;
+    for (const auto& h : res.headers)
+      if (auto hit = scanner.find(h.value); hit && hit->kind == immune::NeedleKind::vault_key) return true;
+    return false;
+  }
+
   // The row's error for a response body cut by `ec`.
   std::string cut_reason(const error_code& ec) const {
     if (session_.in_flight_.client_gone) return "client disconnected mid-response";
@@ -1583,6 +1650,7 @@ class Session<Stream>::Exchange {
   const bool keep_;          // the client connection may stay open (before the response's head says)
   const int client_minor_;
   const bool head_request_;  // a HEAD: the response has no body whatever its head says
+  std::string generated_;    // the model's text completed in the current piece (sessions with a scan)
 };
 
 // Once a second: every session of this worker past its deadline has its waits cancelled.

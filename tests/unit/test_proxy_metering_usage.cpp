@@ -534,3 +534,60 @@ TEST_CASE("proxy::inspect_request forces include_usage to true when the client s
   CHECK_FALSE(info.usage_requested_by_proxy);
   CHECK(asked == R"({"stream":true,"stream_options":{"include_usage":true}})");
 }
+
+TEST_CASE("proxy::append_generated_text joins the model's text out of each API's stream events") {
+  auto text_of = [](std::string_view event) {
+    std::string out;
+    append_generated_text(event, out);
+    return out;
+  };
+  // Chat Completions: delta.content and tool calls' arguments; role, ids and models are not text.
+  CHECK(text_of(R"({"id":"c1","object":"chat.completion.chunk","model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]})") == "Hel");
+  CHECK(text_of(R"({"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"sh","arguments":"{\"cmd\":\"ec"}}]}}]})") ==
+        R"({"cmd":"ec)");
+  CHECK(text_of(R"({"choices":[{"delta":{"content":null},"finish_reason":"stop"}],"usage":{"prompt_tokens":3}})").empty());
+  // Responses: the delta of output_text / function_call_arguments events.
+  CHECK(text_of(R"({"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"lo w"})") == "lo w");
+  // Anthropic: text, partial_json and thinking deltas; the event type is not text.
+  CHECK(text_of(R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"orld"}})") == "orld");
+  CHECK(text_of(R"({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\": \"b"}})") == R"({"a": "b)");
+  CHECK(text_of(R"({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}})") == "hmm");
+  // Gemini: parts[].text.
+  CHECK(text_of(R"({"candidates":[{"content":{"parts":[{"text":"a"},{"text":"b"}],"role":"model"}}],"modelVersion":"gemini-2.5-flash"})") == "ab");
+  // Escapes are decoded (a \u-escaped fragment is the same text to the client).
+  CHECK(text_of(R"({"delta":{"text":"\u0041\"B\\"}})") == "A\"B\\");
+  // Broken JSON: less, never a crash.
+  CHECK(text_of(R"({"delta":{"text":"unterminated)").empty());
+  CHECK(text_of(R"("text":)").empty());
+  CHECK(text_of(R"({"text":"a","text")") == "a");
+}
+
+TEST_CASE("proxy::UsageExtractor hands out the generated text of a stream, event by event, when asked") {
+  // A secret spelled three characters per event is whole only in the joined text (issue #19).
+  std::string said;
+  auto x = make_usage_extractor(ApiKind::openai_chat, true);
+  x->collect_generated_text(&said);
+  std::string joined;
+  for (std::string_view piece : {"AKI", "AEX", "AMP", "LE0"}) {
+    x->feed(R"(data: {"choices":[{"index":0,"delta":{"content":")");
+    CHECK(said.empty());  // the event is not complete yet
+    x->feed(std::string(piece) + "\"}}]}\n\n");
+    CHECK(said == piece);
+    joined += said;
+    said.clear();
+  }
+  CHECK(joined == "AKIAEXAMPLE0");
+  x->feed("data: [DONE]\n\n");
+  CHECK(said.empty());
+  // Gemini's JSON array stream: element by element.
+  auto g = make_usage_extractor(ApiKind::gemini, false);
+  g->collect_generated_text(&said);
+  g->feed(R"([{"candidates":[{"content":{"parts":[{"text":"ab"}]}}]})");
+  g->feed(R"(,{"candidates":[{"content":{"parts":[{"text":"cd"}]}}]}])");
+  CHECK(said == "abcd");
+  // Not asked: nothing collected, usage read as before.
+  said.clear();
+  auto quiet = make_usage_extractor(ApiKind::openai_chat, true);
+  quiet->feed("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n");
+  CHECK(said.empty());
+}
