@@ -27,6 +27,7 @@
 #include "core/error.hpp"
 #include "core/file.hpp"
 #include "core/process.hpp"
+#include "core/text_format.hpp"
 #include "launcher/openclaw/docker.hpp"
 #include "launcher/openclaw/config.hpp"
 #include "launcher/openclaw/image.hpp"
@@ -47,6 +48,34 @@ namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Small utilities
+
+// The container's output on its way to the user's terminal (foreground `launch`, `launch logs`).
+// The agent in the container chooses those bytes: raw, they could set the terminal's clipboard
+// (OSC 52), clear the screen and print a fake prompt, hide text or plant links. Masked the way
+// `tokfence log` masks what clients chose (core/text_format TerminalText: newlines and tabs pass),
+// one state per stream; `raw` (`launch logs --raw`) passes the bytes unchanged.
+class ContainerOutput {
+ public:
+  explicit ContainerOutput(bool raw) : raw_(raw) {}
+  bool write(LogStream stream, std::string_view bytes) {
+    const bool err = stream == LogStream::stderr_stream;
+    return put(err, raw_ ? std::string(bytes) : (err ? err_ : out_).feed(bytes));
+  }
+  void finish() {
+    put(false, out_.finish());
+    put(true, err_.finish());
+  }
+
+ private:
+  static bool put(bool err, const std::string& text) {
+    auto& os = err ? std::cerr : std::cout;
+    os.write(text.data(), static_cast<std::streamsize>(text.size()));
+    os.flush();
+    return static_cast<bool>(os);
+  }
+  bool raw_;
+  TerminalText out_, err_;
+};
 
 std::atomic<int> g_signal{0};
 void on_stop_signal(int signo) { g_signal.store(signo); }
@@ -1077,10 +1106,12 @@ void Launch::prepare_socket_dirs() {
 
 std::string Launch::last_log_lines(int lines) {
   std::string text;
+  TerminalText masked;
   (void)engine_->stream_logs(container_id_, false, lines, [&](LogStream, std::string_view bytes) {
-    if (text.size() < 64 * 1024) text.append(bytes);
+    if (text.size() < 64 * 1024) text.append(masked.feed(bytes));
     return true;
   });
+  text.append(masked.finish());
   while (!text.empty() && text.back() == '\n') text.pop_back();
   std::string indented = "  ";
   for (char c : text) {
@@ -1194,12 +1225,12 @@ int Launch::supervise() {
   std::thread logs([&] {
     auto engine = engine_from_env();
     if (!engine) return;
-    (void)(*engine)->stream_logs(container_id_, true, -1, [](LogStream stream, std::string_view bytes) {
-      auto& os = stream == LogStream::stderr_stream ? std::cerr : std::cout;
-      os.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-      os.flush();
+    ContainerOutput output(false);
+    (void)(*engine)->stream_logs(container_id_, true, -1, [&](LogStream stream, std::string_view bytes) {
+      output.write(stream, bytes);
       return true;
     });
+    output.finish();
   });
 
   bool stop_requested = false;
@@ -1323,17 +1354,17 @@ int launch_stop(const Home& home, const LaunchTarget& target, int timeout_second
   return 0;
 }
 
-int launch_logs(const Home& home, const LaunchTarget& target, bool follow, int tail) {
+int launch_logs(const Home& home, const LaunchTarget& target, bool follow, int tail, bool raw) {
   value_or_throw(check_launch_name(target.name));
   auto engine = engine_or_throw();
   auto info = find_launch(*engine, home, target.name);
   if (!info) throw UserError("launch: '" + target.name + "' is not running: start it with 'tokfence launch'");
-  value_or_throw(engine->stream_logs(info->id, follow, tail, [](LogStream stream, std::string_view bytes) {
-    auto& os = stream == LogStream::stderr_stream ? std::cerr : std::cout;
-    os.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    os.flush();
-    return static_cast<bool>(os);
-  }));
+  ContainerOutput output(raw);
+  auto streamed = engine->stream_logs(info->id, follow, tail, [&](LogStream stream, std::string_view bytes) {
+    return output.write(stream, bytes);
+  });
+  output.finish();
+  value_or_throw(std::move(streamed));
   return 0;
 }
 
