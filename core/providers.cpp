@@ -115,6 +115,13 @@ bool is_credential_header_name(std::string_view name) {
                      [&](std::string_view n) { return header_names_equal(name, n); });
 }
 
+bool is_override_header_name(std::string_view name) {
+  static constexpr std::string_view kOverrides[] = {"x-http-method-override", "x-http-method", "x-method-override",
+                                                    "x-original-method",      "x-original-url", "x-rewrite-url"};
+  return std::any_of(std::begin(kOverrides), std::end(kOverrides),
+                     [&](std::string_view n) { return header_names_equal(name, n); });
+}
+
 std::string_view forced_header_problem(std::string_view name, std::string_view value) {
   if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return is_tchar(static_cast<unsigned char>(c)); }))
     return "is not a valid header name";

@@ -60,6 +60,13 @@ bool header_names_equal(std::string_view a, std::string_view b);
 // (Authorization, x-api-key, Cookie, ...), by header_names_equal.
 bool is_credential_header_name(std::string_view name);
 
+// X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override, X-Original-Method, X-Original-URL,
+// X-Rewrite-URL, by header_names_equal: fields an upstream may take as the request's "real"
+// method or path (Google's APIs honour the method override on a POST; IIS/Symfony-style gateways
+// the URL ones). The model proxy drops them (a provider's `methods` and a session's endpoint
+// rules judge the request line); the inspected egress path refuses them under method or path rules.
+bool is_override_header_name(std::string_view name);
+
 // Whether a forced header may have this name: an HTTP token that is not a credential, a
 // hop-by-hop field, or one the proxy sets itself (Host, Content-Length, ...). "" when it may,
 // else why not.

@@ -165,12 +165,14 @@ class Session<Stream>::EgressExchange {
                        "other hosts through 'tokfence run' or 'tokfence launch' with --allow or --egress-preset"};
     if (s.deps.controls->killed())
       return EgressEnd{403, "kill-switch", "egress: " + where_ + ": the kill switch is on: 'tokfence unkill' ends it"};
-    // The daemon's own listener, named directly: refused whatever the policy says (a tunnel to it
-    // would be a second way to the model proxy). Reached through a name, it is caught below.
-    if (to_.host == "localhost" ? to_.port == s.tcp_names.port : to_.ip && is_own_endpoint(*egress::parse_ip(to_.host), to_.port))
+    // The daemon's own listeners, named directly: refused whatever the policy says. A tunnel to
+    // the proxy would be a second way to the model proxy; one to the dashboard would pass its
+    // "only the daemon's user" check, the daemon itself being the peer. Reached through a name,
+    // they are caught below.
+    if (to_.host == "localhost" ? is_own_port(to_.port) : to_.ip && is_own_endpoint(*egress::parse_ip(to_.host), to_.port))
       return EgressEnd{403, "own-port",
-                       "egress: " + where_ + " is tokfence's own proxy port: model requests go to the proxy directly, "
-                       "not through CONNECT"};
+                       "egress: " + where_ + " is a port of tokfence's own (the proxy's or the dashboard's): model "
+                       "requests go to the proxy directly, not through CONNECT"};
     policy_ = session_.policy_->snapshot();
     const egress::Decision decision = egress::decide(*policy_, s.egress_settings, to_);
     rec_.rule = decision.rule;
@@ -227,7 +229,7 @@ class Session<Stream>::EgressExchange {
       if (is_own_endpoint(a, port_)) {
         rec_.address = a.to_string();
         co_return EgressEnd{403, "own-port", "egress: " + where_ + ": " + a.to_string() + ":" + std::to_string(port_) +
-                                                 " is tokfence's own proxy port"};
+                                                 " is a port of tokfence's own (the proxy's or the dashboard's)"};
       }
     co_return std::nullopt;
   }
@@ -317,10 +319,19 @@ class Session<Stream>::EgressExchange {
     return out;
   }
 
-  // Whether `a`:`port` is the daemon's own TCP listener (loopback, unspecified or its host).
+  // Whether `port` is one the daemon listens on over TCP: the proxy's, or another of its
+  // listeners' (the dashboard's: ProxyServer::add_own_port).
+  bool is_own_port(std::uint16_t port) const {
+    const Impl& s = session_.s_;
+    if (port == 0) return false;
+    return port == s.tcp_names.port || std::find(s.own_ports.begin(), s.own_ports.end(), port) != s.own_ports.end();
+  }
+
+  // Whether `a`:`port` is one of the daemon's own TCP listeners (loopback, unspecified or the
+  // proxy's host, on one of its ports).
   bool is_own_endpoint(const boost::asio::ip::address& a, std::uint16_t port) const {
     const ListenerNames& own_names = session_.s_.tcp_names;
-    if (port != own_names.port || own_names.port == 0) return false;
+    if (!is_own_port(port)) return false;
     const auto why = egress::special_address(a);
     if (why == "loopback" || why == "unspecified") return true;
     std::string host = own_names.host;

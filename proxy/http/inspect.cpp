@@ -201,11 +201,9 @@ std::optional<Refusal> refuse_by_fields(const http1::RequestHead& head, const eg
   // Under method or path rules, the headers some servers take as the "real" method or path.
   if (rules && rules->has_l7_rules())
     for (const auto& f : head.headers)
-      for (std::string_view h : {"x-http-method-override", "x-http-method", "x-method-override", "x-original-url",
-                                 "x-rewrite-url", "x-original-method"})
-        if (iequals(f.name, h))
-          return Refusal{403, "override-header",
-                         "egress: " + where + ": " + std::string(f.name) + " is refused where methods or paths are ruled"};
+      if (is_override_header_name(f.name))
+        return Refusal{403, "override-header",
+                       "egress: " + where + ": " + std::string(f.name) + " is refused where methods or paths are ruled"};
   if (head.find("upgrade"))
     return Refusal{403, "upgrade",
                    "egress: " + where + ": protocol upgrades (websockets) are not supported on inspected hosts"};

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <limits>
@@ -148,6 +149,44 @@ struct Worker {
   std::optional<aio::Timer> sweep_timer;  // created and used on this worker's thread only
 };
 
+// TCP connections of other local users, refused at accept (Impl::accept_tcp), counted for the
+// daemon's log: one line a minute at most, saying how many were refused since the previous line
+// and from which uids. A line (or a request-log row) per connection would let another user fill
+// the user's disk and bury the rows that matter.
+class ForeignRefusals {
+ public:
+  // Counts one refusal (`uid` nullopt: the owner could not be found); the line to log when due.
+  std::optional<std::string> note(std::optional<unsigned> uid, SteadyClock::time_point now) {
+    std::lock_guard lock(mutex_);
+    ++total_;
+    const std::int64_t key = uid ? static_cast<std::int64_t>(*uid) : -1;
+    if (auto it = by_uid_.find(key); it != by_uid_.end()) ++it->second;
+    else if (by_uid_.size() < kNamedUids) by_uid_.emplace(key, 1);
+    if (logged_ && now - last_line_ < std::chrono::minutes(1)) return std::nullopt;
+    std::string line = "proxy: refused " + std::to_string(total_) + " TCP connection(s) of other local users (";
+    for (auto it = by_uid_.begin(); it != by_uid_.end(); ++it) {
+      line += it == by_uid_.begin() ? "" : ", ";
+      line += it->first < 0 ? std::string("unknown owner") : "uid " + std::to_string(it->first);
+      line += ": " + std::to_string(it->second);
+    }
+    line += ") at accept, unread and without request-log rows: the proxy serves only uid " +
+            std::to_string(::geteuid()) + "'s processes (at most one such line a minute)";
+    logged_ = true;
+    last_line_ = now;
+    total_ = 0;
+    by_uid_.clear();
+    return line;
+  }
+
+ private:
+  static constexpr std::size_t kNamedUids = 8;  // uids named in one line; the total counts every one
+  std::mutex mutex_;
+  bool logged_ = false;
+  SteadyClock::time_point last_line_{};
+  std::uint64_t total_ = 0;
+  std::map<std::int64_t, std::uint64_t> by_uid_;
+};
+
 struct UnixListener {
   ProxySocketInfo info;
   std::unique_ptr<aio::UnixAcceptor> acceptor;
@@ -177,6 +216,7 @@ struct ProxyServer::Impl {
   mutable std::mutex listeners_mutex;
   std::map<std::string, std::shared_ptr<UnixListener>> unix_listeners;
   ListenerNames tcp_names;  // the Host names of the TCP listener (set by listen_tcp)
+  std::vector<std::uint16_t> own_ports;  // the daemon's other TCP listeners' (add_own_port, before start)
   egress::Settings egress_settings;  // [egress] of config.toml, checked
   // getaddrinfo for the forward proxy runs here, never on an I/O thread (it blocks).
   std::unique_ptr<net::thread_pool> resolvers = std::make_unique<net::thread_pool>(2);
@@ -184,6 +224,8 @@ struct ProxyServer::Impl {
   // Limits against clients that hold memory and descriptors (docs/PROXY.md, "Limits").
   std::atomic<int> connections{0};  // client connections open, all listeners
   std::atomic<int> rejecting{0};    // connections over a cap being answered 503
+  std::atomic<int> refusing_foreign{0};  // other users' TCP connections being answered 403
+  ForeignRefusals foreign_refusals;
   std::atomic<std::uint64_t> inflight_body_bytes{0};
   // For /metrics (ProxyServer::activity): touched with relaxed increments only.
   std::atomic<int> active_streams{0};
@@ -508,7 +550,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       // A forward-proxy request (CONNECT, or an absolute-form target): one test on the request
       // line, which a model request (origin form, "/...") never passes. An absolute-form request
       // to the proxy's own name is a model request (OpenClaw's proxy mode sends those); anything
-      // else is egress, under the listener's policy, and ends the connection.
+      // else is egress, under the listener's policy, and ends the connection. The peer's uid was
+      // checked at accept (another user's connection never gets here); in a forward-proxy request
+      // Host names the destination, so admit()'s Host and Origin checks below are for model requests.
       if (head_.target.front() != '/') [[unlikely]] {
         if (!absolute_form_to_self()) {
           co_await forward_proxy();
@@ -762,15 +806,15 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       rec.path = std::string(target.substr(0, target.find('?')));
       if (auto route = split_target(target); route && s_.providers.count(route->provider))
         rec.provider = std::string(route->provider);
-      take_caller_override(*head);
+      // No X-Tokfence-Caller: a refused request does not name its row's caller (a page or a
+      // malformed client would put a name of its choosing in the user's caller statistics).
     }
     co_await send_error(status, type, message, false, minor, &rec, nullptr);
     s_.record(std::move(rec), caller_, label_.empty() ? caller_override_ : label_);
   }
 
-  // The connection's peer, then the request's Host, Origin and preflight (admission.hpp).
+  // The request's Host, Origin and preflight (admission.hpp); the peer's uid was checked at accept.
   std::optional<Denial> admit(const http1::RequestHead& head) const {
-    if (caller_->foreign_peer) return foreign_peer_denial(caller_->peer_uid, ::geteuid());
     const ListenerNames& names = std::is_same_v<Stream, aio::TcpSocket> ? s_.tcp_names : unix_listener_names();
     return admit_request(head, names, config().daemon.allowed_origins);
   }
@@ -1081,6 +1125,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     auto keys = std::move(to.keys);
     const ApiKind kind = classify(provider.spec.style, route.rest);
     RequestInfo info = inspect_request(kind, route.rest, body_, config().proxy.inject_stream_usage);
+    // Google routes by the path's model, whatever the body names (usage.hpp: path_model).
+    if (auto named = path_model(provider.spec.style, route.rest); !named.empty()) info.model = std::move(named);
     rec.model = info.model;
     rec.streaming = info.streaming;
     if (auto refused = immune_checks(rec, route.rest)) {
@@ -1714,13 +1760,14 @@ std::shared_ptr<void> Impl::take_connection(const std::shared_ptr<std::atomic<in
 
 namespace {
 
-// A connection over a cap gets a 503 it can read, then is closed. The answer goes out at once (a
-// fresh connection's socket buffer takes it), the write side is shut, and what the client sent is
-// read and dropped for a moment before the close: closing with unread bytes would reset the
-// connection, and the client could lose the answer. At most kMaxRejecting at a time hold their
-// descriptor that long; the rest are closed at once.
+// A connection refused at accept (over a cap: 503; another user's: 403) gets an answer it can
+// read, then is closed. The answer goes out at once (a fresh connection's socket buffer takes
+// it), the write side is shut, and what the client sent is read and dropped for a moment before
+// the close: closing with unread bytes would reset the connection, and the client could lose the
+// answer. At most kMaxRejecting at a time (per `budget`) hold their descriptor that long; the rest
+// are closed at once.
 template <class Socket>
-aio::Task<void> linger_and_close(Impl& server, Socket socket) {
+aio::Task<void> linger_and_close(std::atomic<int>& budget, Socket socket) {
   aio::Timer linger(socket.get_executor(), kRejectLinger);
   error_code ec;
   co_await linger.async_wait(with_ec(ec));
@@ -1728,25 +1775,31 @@ aio::Task<void> linger_and_close(Impl& server, Socket socket) {
   for (int i = 0; i < 16; ++i)
     if (socket.read_some(net::buffer(sink), ec) == 0 || ec) break;
   socket.close(ec);
-  --server.rejecting;
+  --budget;
 }
 
 template <class Socket>
-void answer_overloaded(Impl& server, Worker& worker, Socket socket, std::string message) {
+void answer_and_close(std::atomic<int>& budget, Worker& worker, Socket socket, const Denial& answer) {
   error_code ec;
-  if (server.rejecting.fetch_add(1) >= kMaxRejecting) {
-    --server.rejecting;
+  if (budget.fetch_add(1) >= kMaxRejecting) {
+    --budget;
     socket.close(ec);
     return;
   }
-  const std::string body = error_body("tokfence_overloaded", message);
-  std::string reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+  const std::string body = error_body(answer.type, answer.message);
+  std::string reply = "HTTP/1.1 " + std::to_string(answer.status) + " " + std::string(reason_phrase(answer.status)) +
+                      "\r\nContent-Type: application/json\r\n" + (answer.status == 503 ? "Retry-After: 1\r\n" : "") +
                       "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
   char sink[4096];
   socket.read_some(net::buffer(sink), ec);  // a request already here, dropped unread
   net::write(socket, net::buffer(reply), ec);
   socket.shutdown(net::socket_base::shutdown_send, ec);
-  net::co_spawn(worker.ioc, linger_and_close(server, std::move(socket)), net::detached);
+  net::co_spawn(worker.ioc, linger_and_close(budget, std::move(socket)), net::detached);
+}
+
+template <class Socket>
+void answer_overloaded(Impl& server, Worker& worker, Socket socket, std::string message) {
+  answer_and_close(server.rejecting, worker, std::move(socket), Denial{503, "tokfence_overloaded", std::move(message)});
 }
 
 }  // namespace
@@ -1768,6 +1821,18 @@ aio::Task<void> Impl::accept_tcp(Worker& acceptor_thread, aio::TcpAcceptor& acce
     set_cloexec(socket.native_handle());
     socket.set_option(tcp::no_delay(true), ec);
     socket.non_blocking(true, ec);  // for Gather::write_now
+    // The TCP listener has no file mode: the owner of the peer's socket (one sock_diag round
+    // trip) must be the daemon's user. Decided here, before the connection takes a place under
+    // the caps and before a byte of it is read: another user's connections get a 403 and are
+    // closed, no request-log row, counted for the daemon's log (ForeignRefusals). Forward-proxy
+    // requests (CONNECT, absolute form) are so refused as well as model requests.
+    auto owner = tcp_peer_owner(socket.native_handle());
+    if (!owner || owner->uid != ::geteuid()) {
+      const std::optional<unsigned> uid = owner ? std::optional<unsigned>(owner->uid) : std::nullopt;
+      if (auto line = foreign_refusals.note(uid, SteadyClock::now())) log_warning(deps, *line);
+      answer_and_close(refusing_foreign, worker, std::move(socket), foreign_peer_denial(uid, ::geteuid()));
+      continue;
+    }
     std::string over_cap;
     auto connection_slot = take_connection(tcp_connections, over_cap);
     if (!connection_slot) {
@@ -1775,13 +1840,7 @@ aio::Task<void> Impl::accept_tcp(Worker& acceptor_thread, aio::TcpAcceptor& acce
       continue;
     }
     auto slot = std::make_shared<CallerSlot>();
-    // The TCP listener has no file mode: the owner of the peer's socket (one sock_diag round
-    // trip) must be the daemon's user, or every request of the connection is refused.
-    auto owner = tcp_peer_owner(socket.native_handle());
-    if (!owner || owner->uid != ::geteuid()) {
-      slot->foreign_peer = true;
-      if (owner) slot->peer_uid = owner->uid;
-    } else if (deps.config.logging.identify_tcp_callers) {
+    if (deps.config.logging.identify_tcp_callers) {
       // Batched with the other connections accepted meanwhile: one read of each client's
       // descriptor table per batch, not one per connection.
       callers.start(slot, owner->inode);
@@ -1993,6 +2052,10 @@ void ProxyServer::start() {
 }
 
 void ProxyServer::hand_over_finished_rows() { impl_->callers.drain(); }
+
+void ProxyServer::add_own_port(int port) {
+  if (port > 0 && port <= 65535) impl_->own_ports.push_back(static_cast<std::uint16_t>(port));
+}
 
 ProxyServer::Activity ProxyServer::activity() const {
   constexpr auto relaxed = std::memory_order_relaxed;

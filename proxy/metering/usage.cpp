@@ -664,6 +664,25 @@ std::string gemini_model_from_path(std::string_view path) {
 
 }  // namespace
 
+std::string path_model(ApiStyle style, std::string_view path) {
+  if (style != ApiStyle::gemini) return {};
+  path = strip_query(path);
+  // The first collection segment: Google's templates are {model=models/*}:<method> (and
+  // tunedModels/*), after the version or a Vertex project's publisher.
+  std::size_t from = std::string_view::npos;
+  for (std::string_view collection : {"/models/", "/tunedModels/"})
+    if (auto at = path.find(collection); at != std::string_view::npos && (from == std::string_view::npos || at < from))
+      from = at + collection.size();
+  if (from == std::string_view::npos) return {};
+  // Up to the method's ':', which a client may also send percent-encoded.
+  for (std::size_t i = from; i < path.size(); ++i) {
+    if (path[i] == '/') return {};
+    if (path[i] == ':' || (path[i] == '%' && i + 2 < path.size() && path[i + 1] == '3' && (path[i + 2] | 0x20) == 'a'))
+      return i > from ? std::string(path.substr(from, i - from)) : std::string();
+  }
+  return {};
+}
+
 ApiKind classify(ApiStyle style, std::string_view path) {
   path = strip_query(path);
   while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);

@@ -29,6 +29,12 @@ struct Usage {
 // Which API a request speaks, from the provider's style and the path after /<provider>.
 ApiKind classify(ApiStyle style, std::string_view path);
 
+// The model a Gemini-style path names, `.../models/<m>:<method>` or `.../tunedModels/<m>:<method>`,
+// for every method (generateContent, predict, predictLongRunning, embedContent, ...); "" for
+// other styles and paths. Google routes such a request by this model whatever the body's "model"
+// says, so it is the request's model (a session's model scope judges it, not the body's).
+std::string path_model(ApiStyle style, std::string_view path);
+
 // What the proxy learns from (and may change in) a request body before forwarding it.
 struct RequestInfo {
   std::string model;         // "" when absent (Gemini: taken from the path)

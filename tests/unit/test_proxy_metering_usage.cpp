@@ -167,6 +167,30 @@ TEST_CASE("proxy::inspect_request takes the Gemini model and streaming from the 
   CHECK(not_json == "garbage{");
 }
 
+TEST_CASE("proxy::path_model takes a Gemini path's model for every method, never the body's") {
+  // Google routes models/<m>:<method> by <m>: a body "model" naming an allowed model must not
+  // stand in for it (a session scoped to gemini-2.5-flash* reaching Veo via :predictLongRunning).
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/veo-3.0-generate-001:predictLongRunning") == "veo-3.0-generate-001");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/imagen-4.0-generate-001:predict") == "imagen-4.0-generate-001");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/gemini-embedding-001:embedContent?x=a:b") == "gemini-embedding-001");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse") == "gemini-2.5-flash");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/tunedModels/my-tune-7:generateContent") == "my-tune-7");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/veo-3.0-generate-001%3ApredictLongRunning") == "veo-3.0-generate-001");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/veo-3.0-generate-001%3apredict") == "veo-3.0-generate-001");
+  CHECK(path_model(ApiStyle::gemini, "/v1/projects/p/locations/us/publishers/google/models/gemini-2.5-pro:predict") ==
+        "gemini-2.5-pro");
+  // No model in the path: the body's is the request's (inspect_request).
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/cachedContents") == "");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/openai/chat/completions") == "");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/files/abc:download") == "");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/:generateContent") == "");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/a/b:generateContent") == "");
+  // Other styles: OpenAI fine-tune names hold colons (ft:gpt-4o-mini:org::id); never read so.
+  CHECK(path_model(ApiStyle::openai, "/v1/models/ft:gpt-4o-mini:org::abc") == "");
+  CHECK(path_model(ApiStyle::openai, "/v1beta/models/veo-3.0-generate-001:predictLongRunning") == "");
+  CHECK(path_model(ApiStyle::anthropic, "/v1/models/claude:x") == "");
+}
+
 TEST_CASE("proxy::inspect_request adds include_usage to a streaming chat request and changes nothing else") {
   // Odd spacing, key order and number spellings must survive: the body is spliced, not re-serialised.
   const std::string original = "  {\"messages\": [{\"role\":\"user\",\"content\":\"}{\\\"\"}], \"temperature\": 1.0E0, "
