@@ -115,6 +115,13 @@ bool is_credential_header_name(std::string_view name) {
                      [&](std::string_view n) { return header_names_equal(name, n); });
 }
 
+bool is_override_header_name(std::string_view name) {
+  static constexpr std::string_view kOverrides[] = {"x-http-method-override", "x-http-method", "x-method-override",
+                                                    "x-original-method",      "x-original-url", "x-rewrite-url"};
+  return std::any_of(std::begin(kOverrides), std::end(kOverrides),
+                     [&](std::string_view n) { return header_names_equal(name, n); });
+}
+
 std::string_view forced_header_problem(std::string_view name, std::string_view value) {
   if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return is_tchar(static_cast<unsigned char>(c)); }))
     return "is not a valid header name";
@@ -170,6 +177,36 @@ std::vector<std::string> key_env_vars(std::string_view provider) {
   std::string upper;
   for (char c : provider) upper += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return {upper + "_API_KEY"};
+}
+
+std::vector<std::string> agent_endpoints(const ProviderSpec& spec) {
+  // Gemini's clients pick their API version (v1beta, v1, v1alpha) whatever the configured base.
+  const std::string base = spec.style == ApiStyle::gemini ? "/v1*" : spec.client_base_suffix;
+  // HEAD of anything: no body, no cost (claude sends HEAD <base> before its first request).
+  std::vector<std::string> out = {"HEAD *"};
+  auto add = [&](std::string_view method, std::string_view path) { out.push_back(std::string(method) + " " + base + std::string(path)); };
+  switch (spec.style) {
+    case ApiStyle::openai:
+      for (auto path : {"/responses", "/responses/input_tokens", "/chat/completions", "/completions", "/embeddings",
+                        "/moderations"})
+        add("POST", path);
+      add("GET", "/models");
+      add("GET", "/models/*");
+      break;
+    case ApiStyle::anthropic:
+      for (auto path : {"/v1/messages", "/v1/messages/count_tokens", "/v1/complete"}) add("POST", path);
+      add("GET", "/v1/models");
+      add("GET", "/v1/models/*");
+      break;
+    case ApiStyle::gemini:
+      for (auto action : {":generateContent", ":streamGenerateContent", ":countTokens", ":embedContent",
+                          ":batchEmbedContents"})
+        add("POST", std::string("/models/*") + action);
+      add("GET", "/models");
+      add("GET", "/models/*");
+      break;
+  }
+  return out;
 }
 
 }  // namespace tokfence

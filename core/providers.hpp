@@ -43,6 +43,15 @@ struct ProviderSpec {
 // GET, HEAD, POST, PUT, PATCH, DELETE: what the provider APIs use.
 const std::vector<std::string>& default_methods();
 
+// The requests a coding or chat agent makes to a provider of this spec, as method-qualified
+// endpoint globs on the path after /<provider> (ImmuneFence session limits: "POST /v1/responses"):
+// generating (Responses, Chat Completions, Completions, Messages, generateContent and its
+// streaming twin), counting tokens, embeddings, moderations, and reading the model list. Left out,
+// so a fenced agent's token cannot reach them with the user's key: the account's data and
+// management (files, uploads, batches, fine-tuning, stored completions and responses, vector
+// stores, assistants, admin), which no agent tokfence fences needs.
+std::vector<std::string> agent_endpoints(const ProviderSpec& spec);
+
 // Header names compared the way some servers do: ASCII case-insensitive and '_' equal to '-'
 // (CGI/WSGI turn both X-Api-Key and X_Api_Key into HTTP_X_API_KEY).
 bool header_names_equal(std::string_view a, std::string_view b);
@@ -50,6 +59,13 @@ bool header_names_equal(std::string_view a, std::string_view b);
 // Whether a header of this name carries a credential in some SDK or gateway convention
 // (Authorization, x-api-key, Cookie, ...), by header_names_equal.
 bool is_credential_header_name(std::string_view name);
+
+// X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override, X-Original-Method, X-Original-URL,
+// X-Rewrite-URL, by header_names_equal: fields an upstream may take as the request's "real"
+// method or path (Google's APIs honour the method override on a POST; IIS/Symfony-style gateways
+// the URL ones). The model proxy drops them (a provider's `methods` and a session's endpoint
+// rules judge the request line); the inspected egress path refuses them under method or path rules.
+bool is_override_header_name(std::string_view name);
 
 // Whether a forced header may have this name: an HTTP token that is not a credential, a
 // hop-by-hop field, or one the proxy sets itself (Host, Content-Length, ...). "" when it may,

@@ -43,16 +43,22 @@ std::size_t utf8_sequence_length(std::string_view s, char32_t& code_point) {
 // takes 8-bit controls).
 bool is_control(char32_t c) { return c < 0x20 || (c >= 0x7F && c <= 0x9F); }
 
-}  // namespace
+// True when `s` is the start of a multi-byte UTF-8 sequence cut short (the rest is in the next chunk).
+bool cut_sequence(std::string_view s) {
+  const auto b0 = static_cast<unsigned char>(s[0]);
+  const std::size_t length = (b0 & 0xE0) == 0xC0 ? 2 : (b0 & 0xF0) == 0xE0 ? 3 : (b0 & 0xF8) == 0xF0 ? 4 : 0;
+  if (length == 0 || s.size() >= length) return false;
+  return std::all_of(s.begin() + 1, s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; });
+}
 
-std::string printable(std::string text) {
-  std::string out;
-  out.reserve(text.size());
-  std::string_view rest = text;
+// printable()'s masking of `rest` into `out`. `layout`: newlines and tabs pass. `hold`: a sequence cut
+// short at the end is left in `rest` instead of being masked.
+void mask_into(std::string& out, std::string_view& rest, bool layout, bool hold) {
   while (!rest.empty()) {
     char32_t c = 0;
     std::size_t n = utf8_sequence_length(rest, c);
-    if (n == 0 || is_control(c)) {
+    if (n == 0 && hold && cut_sequence(rest)) return;
+    if (n == 0 || (is_control(c) && !(layout && (c == '\n' || c == '\t')))) {
       // A control character, or a byte that is not part of valid UTF-8 (a terminal in a legacy
       // 8-bit mode reads 0x9B as CSI): one '?' for the byte or the whole character.
       out.push_back('?');
@@ -62,6 +68,34 @@ std::string printable(std::string text) {
     }
     rest.remove_prefix(n);
   }
+}
+
+}  // namespace
+
+std::string printable(std::string text) {
+  std::string out;
+  out.reserve(text.size());
+  std::string_view rest = text;
+  mask_into(out, rest, false, false);
+  return out;
+}
+
+std::string TerminalText::feed(std::string_view bytes) {
+  std::string in = std::move(pending_);
+  in.append(bytes);
+  std::string out;
+  out.reserve(in.size());
+  std::string_view rest = in;
+  mask_into(out, rest, true, true);
+  pending_ = std::string(rest);
+  return out;
+}
+
+std::string TerminalText::finish() {
+  std::string out;
+  std::string_view rest = pending_;
+  mask_into(out, rest, true, false);
+  pending_.clear();
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -14,6 +15,19 @@ namespace tokfence {
 // characters (C0, DEL and C1, U+0080-U+009F) and bytes that are not valid UTF-8 are shown as '?',
 // so such text cannot send escape sequences to the terminal that reads it, or end a line early.
 std::string printable(std::string text);
+
+// printable() for a stream of bytes from elsewhere shown as it arrives (a container's output in
+// `tokfence launch`, `launch logs`): newlines and tabs pass, every other control character
+// (carriage return included: it lets a line be overwritten) and invalid UTF-8 becomes '?'. A UTF-8
+// character split between two chunks is held back until the next one; finish() masks what is left.
+class TerminalText {
+ public:
+  std::string feed(std::string_view bytes);
+  std::string finish();
+
+ private:
+  std::string pending_;
+};
 
 // JSON text (from nlohmann::json::dump, which writes DEL and C1 characters raw) with each of them
 // written as a JSON escape instead: same JSON, nothing a terminal acts on.

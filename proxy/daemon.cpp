@@ -737,6 +737,7 @@ struct Daemon {
                                                dispatch, config.logging.db_path, dashboard_events});
       if (!started) return std::unexpected(started.error());
       dashboard = std::move(*started);
+      server->add_own_port(dashboard->port());
     }
     main_socket = config.daemon.socket_path.empty() ? home.default_proxy_socket() : config.daemon.socket_path;
     if (main_socket == home.default_proxy_socket()) {

@@ -1,9 +1,9 @@
 // How the Linux sandbox is put together (see linux_sandbox.hpp for the guarantees).
 //
 // Everything that allocates or can fail on bad input is computed first, in the parent, into a
-// Plan. Then one raw clone(2) creates the child directly in new user, network, mount and PID
-// namespaces, so the child is the namespace's PID 1 and there is no intermediate process to
-// supervise. The child, still holding full capabilities inside its new user namespace:
+// Plan. Then one raw clone(2) creates the child directly in new user, network, mount, PID, IPC,
+// UTS and cgroup namespaces, so the child is the namespace's PID 1 and there is no intermediate
+// process to supervise. The child, still holding full capabilities inside its new user namespace:
 //   1. maps its own uid/gid (setgroups denied first; root maps 0 -> 0);
 //   2. brings up `lo`;
 //   3. makes every mount private, takes detached copies (open_tree) of what must stay visible
@@ -96,6 +96,15 @@ struct Op {
   bool may_vanish = false; // expose: an entry listed by the parent that is gone by now is skipped
   mode_t mode = 0755;      // synth_dir: the real directory's mode
 };
+
+// The namespaces the child is cloned into (and missing_linux_features probes for, so a kernel that
+// refuses one fails the run instead of leaving it shared). IPC: SysV shared memory, semaphores and
+// message queues need no path, so no mount or Landlock rule covers them; a shared IPC namespace
+// let the agent attach (read, overwrite) the user's own 0600 segments (X11 MIT-SHM buffers,
+// databases) and remove or hold root services' semaphores. UTS and cgroup: the host's hostname
+// stays unchangeable from outside, and /proc/self/cgroup shows no host cgroup path.
+constexpr int kNamespaces =
+    CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
 
 // More entries to re-expose in tmpfs-covered directories than this is refused rather than slow.
 constexpr std::size_t kMaxSynthEntries = 4096;
@@ -481,7 +490,8 @@ std::set<std::string> bound_socket_paths() {
 // file never touches the host's disk, and nothing on the way is a directory the program could have
 // written (the home is not writable in the sandbox; the walk stops at anything writable).
 Result<void> plan_planted(const Policy& policy, const std::vector<std::string>& writable,
-                          const std::vector<std::string>& hidden, std::set<std::string>& synth, std::vector<Op>& plants) {
+                          const std::vector<std::string>& readable, const std::vector<std::string>& hidden,
+                          std::set<std::string>& synth, std::vector<Op>& plants) {
   if (policy.planted.empty()) return {};
   const std::string home = canonical_or_empty(policy.plant_home);
   if (home.empty() || home == "/" || !fs::is_directory(home))
@@ -510,6 +520,10 @@ Result<void> plan_planted(const Policy& policy, const std::vector<std::string>& 
       const std::string next = dir + "/" + parts[i];
       if (std::any_of(writable.begin(), writable.end(), [&](const std::string& w) { return is_under(next, w); })) {
         why = next + " is writable in the sandbox";
+        break;
+      }
+      if (std::any_of(readable.begin(), readable.end(), [&](const std::string& r) { return is_under(next, r); })) {
+        why = next + " is a read-only view of the host's";
         break;
       }
       if (walking && i + 1 < parts.size()) {
@@ -623,6 +637,17 @@ Result<Plan> make_plan(const Policy& policy, const TerminalSettings* terminal) {
       return fail("sandbox: writable path is below /dev, which the sandbox replaces with its own: " + w);
   // The proxy socket is re-exposed at a fixed path below /run, which is always hidden.
   hidden.push_back("/run");
+  // Read-only re-exposures: only below a hide (anything else is visible already) and never a hidden
+  // path itself (its hide would be undone); hides below one are applied after it (path order).
+  std::vector<std::string> readable;
+  for (const auto& r : policy.readable) {
+    auto c = canonical_or_empty(r);
+    if (c.empty()) return fail("sandbox: readable path does not exist: " + r.string());
+    if (std::find(hidden.begin(), hidden.end(), c) != hidden.end())
+      return fail("sandbox: readable path is hidden in the sandbox: " + c);
+    if (std::any_of(hidden.begin(), hidden.end(), [&](const std::string& h) { return is_under(c, h); }))
+      readable.push_back(c);
+  }
   for (const auto& w : writable)
     for (const auto& h : hidden)
       if (is_under(w, h) && (h == w || w == "/run"))
@@ -630,7 +655,7 @@ Result<Plan> make_plan(const Policy& policy, const TerminalSettings* terminal) {
 
   std::set<std::string> synth;
   std::vector<Op> plants;
-  if (auto r = plan_planted(policy, writable, hidden, synth, plants); !r) return std::unexpected(r.error());
+  if (auto r = plan_planted(policy, writable, readable, hidden, synth, plants); !r) return std::unexpected(r.error());
 
   auto under_a_hide = [&](const std::string& p) {
     return std::any_of(hidden.begin(), hidden.end(), [&](const std::string& h) { return is_under(p, h); }) ||
@@ -646,6 +671,12 @@ Result<Plan> make_plan(const Policy& policy, const TerminalSettings* terminal) {
   plan.ops.push_back(Op{Op::private_tmp, "/dev/shm", {}});
   for (const auto& w : writable)
     if (under_a_hide(w)) plan.ops.push_back(Op{Op::expose, w, w});
+  for (const auto& r : readable) {
+    Op op{Op::expose, r, r};
+    op.read_only = true;
+    op.file = !fs::is_directory(r);
+    plan.ops.push_back(op);
+  }
   for (const auto& w : std::set<std::string>(writable.begin(), writable.end()))
     if (auto r = protect_git_metadata(w, plan.ops); !r) return std::unexpected(r.error());
   {
@@ -690,7 +721,8 @@ Result<Plan> make_plan(const Policy& policy, const TerminalSettings* terminal) {
   std::string command = canonical_or_empty(policy.argv[0]);
   if (command.empty()) return fail("sandbox: command not found: " + policy.argv[0]);
   for (const auto& h : hidden)
-    if (is_under(command, h) && std::none_of(writable.begin(), writable.end(), [&](auto& w) { return is_under(command, w); }))
+    if (is_under(command, h) && std::none_of(writable.begin(), writable.end(), [&](auto& w) { return is_under(command, w); }) &&
+        std::none_of(readable.begin(), readable.end(), [&](auto& r) { return is_under(command, r) && is_under(r, h); }))
       return fail("sandbox: command lives below a hidden path: " + command + " (in " + h + ")");
 
   plan.relay_argv = {"tokfence-relay", "--forward",
@@ -718,12 +750,13 @@ std::vector<std::string> missing_linux_features() {
   std::vector<std::string> missing;
   pid_t pid = ::fork();
   if (pid == 0) {
-    int rc = ::unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS) == 0 ? 0 : 1;
+    int rc = ::unshare(kNamespaces) == 0 ? 0 : 1;
     ::_exit(rc);
   }
   int status = 0;
   if (pid < 0 || ::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    missing.push_back("user namespaces (unshare CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWNS failed)");
+    missing.push_back("user namespaces (unshare of new user, network, mount, PID, IPC, UTS and cgroup namespaces "
+                      "failed)");
   if (landlock_abi() < 1) missing.push_back("landlock (not enabled in this kernel: add it to the lsm= boot option)");
   return missing;
 }
@@ -788,8 +821,7 @@ Result<Spawned> spawn_sandboxed(const Policy& policy, const TerminalSettings* te
   sigset_t all, old;
   sigfillset(&all);
   ::sigprocmask(SIG_BLOCK, &all, &old);
-  long pid = ::syscall(SYS_clone, SIGCHLD | CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID, nullptr,
-                       nullptr, nullptr, nullptr);
+  long pid = ::syscall(SYS_clone, SIGCHLD | kNamespaces, nullptr, nullptr, nullptr, nullptr);
   if (pid == 0) {
     ::close(pipe_fds[0]);
     if (term_fds[0] >= 0) ::close(term_fds[0]);

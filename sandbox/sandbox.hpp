@@ -21,6 +21,10 @@ struct Policy {
   // tokfence home, /run (user runtime dirs, D-Bus, Docker/Podman sockets), agent socket dirs...
   // Writable paths below a hidden one stay visible (they are mounted back).
   std::vector<std::filesystem::path> hidden;
+  // Paths below a hidden one that come back read-only (as root, the parts of /root the program
+  // needs: its own install directory, toolchains on PATH, git's config). Must exist; hidden paths
+  // below them stay hidden.
+  std::vector<std::filesystem::path> readable;
   // Host path of the proxy-only Unix socket the daemon opened for this run; visible inside as
   // `inner_proxy_socket`, and relayed to 127.0.0.1:`proxy_port`.
   std::filesystem::path proxy_socket;

@@ -155,13 +155,18 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
   auto logs_target = std::make_shared<launcher::LaunchTarget>();
   auto follow = std::make_shared<bool>(false);
   auto tail = std::make_shared<int>(-1);
-  auto* logs = launch->add_subcommand("logs", "Print a launch's container output.\nExample:\n  tokfence launch logs -f --tail 50");
+  auto raw = std::make_shared<bool>(false);
+  auto* logs = launch->add_subcommand(
+      "logs",
+      "Print a launch's container output (control characters and escape sequences shown as '?',\n"
+      "as the container chooses them; --raw for the bytes).\nExample:\n  tokfence launch logs -f --tail 50");
   logs->add_option("--name", logs_target->name, "the launch's name")->capture_default_str();
   logs->add_flag("-f,--follow", *follow, "keep streaming until the container stops");
   logs->add_option("--tail", *tail, "only the last N lines (-1 = all)")->capture_default_str();
-  logs->callback([&ctx, logs_target, follow, tail] {
+  logs->add_flag("--raw", *raw, "the container's bytes unchanged, escape sequences included (not for a terminal)");
+  logs->callback([&ctx, logs_target, follow, tail, raw] {
     use_configured_engine(ctx);
-    ctx.exit_code = launcher::launch_logs(ctx.home, *logs_target, *follow, *tail);
+    ctx.exit_code = launcher::launch_logs(ctx.home, *logs_target, *follow, *tail, *raw);
   });
 
   auto restart_target = std::make_shared<launcher::LaunchTarget>();

@@ -27,6 +27,7 @@
 #include <fstream>
 #include <iostream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -89,7 +90,8 @@ fs::path existing_dir(const std::string& what, const std::string& value) {
 // the sandbox's forward proxy for every other host (docs/EGRESS.md).
 class RunSocket {
  public:
-  RunSocket(const Home& home, const std::string& caller, const proxy::json& egress) : home_(home) {
+  RunSocket(const Home& home, const std::string& caller, const ProviderSpec& provider, const proxy::json& egress)
+      : home_(home) {
     remove_stale(home);
     std::random_device rd;
     dir_ = home.sockets_dir() / ("run-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 100000));
@@ -100,7 +102,7 @@ class RunSocket {
                            {"caller", caller},
                            {"mode", 0666},
                            {"persist", false},
-                           {"session", launcher::session_request(caller, "run")}};
+                           {"session", launcher::session_request(caller, "run", {provider})}};
     if (!egress.is_null()) request["egress"] = egress;
     auto reply = proxy::control_call(home, request);
     if (reply) {
@@ -273,6 +275,46 @@ void require_key(Context& ctx, const std::string& provider,
   throw UserError("no key for provider '" + provider + "': run 'tokfence vault add " + provider + " -'");
 }
 
+// As root, /root is hidden (harness::sensitive_paths: root's own 0600 files would be the
+// sandbox's to read). A workdir or --allow-write path at or above it keeps it whole (that is what
+// the user chose to share); otherwise what the program needs comes back read-only: the directory
+// just below /root that holds the program or a PATH entry (~/.local, ~/.nvm, ~/.cargo: its install
+// and toolchains; credential stores inside them stay hidden) and git's own config (identity).
+void show_needed_root_home(sandbox::Policy& policy, const fs::path& command, const sandbox::EnvMap& parent_env,
+                           const std::vector<fs::path>& writable) {
+  const fs::path root_home = "/root";
+  auto hide = std::find(policy.hidden.begin(), policy.hidden.end(), root_home);
+  if (hide == policy.hidden.end()) return;
+  for (const auto& w : writable)
+    if (is_under(root_home, w)) {
+      policy.hidden.erase(hide);
+      return;
+    }
+  std::error_code ec;
+  std::vector<fs::path> paths = {command, fs::canonical(command, ec)};
+  if (auto var = parent_env.find("PATH"); var != parent_env.end()) {
+    std::stringstream list(var->second);
+    for (std::string dir; std::getline(list, dir, ':') && paths.size() < 512;) {
+      if (dir.empty() || dir[0] != '/') continue;
+      paths.push_back(dir);
+      paths.push_back(fs::canonical(dir, ec));
+    }
+  }
+  std::set<fs::path> shown;
+  for (const auto& p : paths) {
+    fs::path n = p.lexically_normal();
+    if (n != root_home && is_under(n, root_home)) shown.insert(root_home / *n.lexically_relative(root_home).begin());
+  }
+  for (const char* rel : {".gitconfig", ".config/git/config", ".config/git/ignore", ".config/git/attributes"})
+    shown.insert(root_home / rel);
+  for (const auto& p : shown) {
+    // Real entries only (a symlink would come back as its target), never a hidden one itself.
+    auto st = fs::symlink_status(p, ec);
+    if (ec || !(fs::is_directory(st) || fs::is_regular_file(st))) continue;
+    if (std::find(policy.hidden.begin(), policy.hidden.end(), p) == policy.hidden.end()) policy.readable.push_back(p);
+  }
+}
+
 // The session's decoy files, planted in the sandbox's view of $HOME only (sandbox.hpp: a tmpfs,
 // never the host's disk). A $HOME the program may write (the workdir or an --allow-write path at
 // or above it) would put them on the disk: then none are planted, and a note says so.
@@ -389,10 +431,20 @@ void run_harness(Context& ctx, RunOptions& o) {
   auto daemon = value_or_throw(proxy::ensure_daemon(ctx.home));
   require_key(ctx, provider, secrets);
 
-  RunSocket socket(ctx.home, program->name, egress);
+  if (!secrets.empty()) {
+    // The grant: only these placeholders are ever substituted for this run (egress/policy.hpp).
+    if (egress.is_null()) egress = proxy::json::object();
+    for (const auto& [var, name] : secrets) egress["secrets"].push_back(name);
+  }
+  const auto spec = ctx.config().provider(provider);
+  if (!spec) throw UserError("run: unknown provider '" + provider + "': nothing was started");
+  RunSocket socket(ctx.home, program->name, *spec, egress);
   const launcher::AgentSession& session = socket.session();
   place_ca_files(ctx.home, socket.dir());
-  const fs::path harness_home = ctx.home.harness_dir() / program->name;
+  // --no-sandbox runs get a harness home of their own: the fenced runs' one is writable inside the
+  // fence, and what an agent leaves there (git's core.fsmonitor in xdg/config/git/config, opencode
+  // plugins, claude agents, codex rules) an unconfined run of the same program would load and run.
+  const fs::path harness_home = ctx.home.harness_dir() / (o.no_sandbox ? program->name + "-unfenced" : program->name);
   value_or_throw(ensure_private_dir(harness_home));
   ScrubOnExit scrub(harness_home, session.token);
 
@@ -465,6 +517,9 @@ void run_harness(Context& ctx, RunOptions& o) {
     policy.writable = {harness_home};
     policy.writable.insert(policy.writable.end(), allow_write.begin(), allow_write.end());
     policy.hidden = harness::sensitive_paths(parent_env, tf_home, ::getuid());
+    std::vector<fs::path> writable = {workdir};
+    writable.insert(writable.end(), allow_write.begin(), allow_write.end());
+    show_needed_root_home(policy, command, parent_env, writable);
     policy.proxy_socket = socket.path();
     policy.proxy_port = port;
     policy.relay = relay;

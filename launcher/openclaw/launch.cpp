@@ -27,6 +27,7 @@
 #include "core/error.hpp"
 #include "core/file.hpp"
 #include "core/process.hpp"
+#include "core/text_format.hpp"
 #include "launcher/openclaw/docker.hpp"
 #include "launcher/openclaw/config.hpp"
 #include "launcher/openclaw/image.hpp"
@@ -47,6 +48,34 @@ namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Small utilities
+
+// The container's output on its way to the user's terminal (foreground `launch`, `launch logs`).
+// The agent in the container chooses those bytes: raw, they could set the terminal's clipboard
+// (OSC 52), clear the screen and print a fake prompt, hide text or plant links. Masked the way
+// `tokfence log` masks what clients chose (core/text_format TerminalText: newlines and tabs pass),
+// one state per stream; `raw` (`launch logs --raw`) passes the bytes unchanged.
+class ContainerOutput {
+ public:
+  explicit ContainerOutput(bool raw) : raw_(raw) {}
+  bool write(LogStream stream, std::string_view bytes) {
+    const bool err = stream == LogStream::stderr_stream;
+    return put(err, raw_ ? std::string(bytes) : (err ? err_ : out_).feed(bytes));
+  }
+  void finish() {
+    put(false, out_.finish());
+    put(true, err_.finish());
+  }
+
+ private:
+  static bool put(bool err, const std::string& text) {
+    auto& os = err ? std::cerr : std::cout;
+    os.write(text.data(), static_cast<std::streamsize>(text.size()));
+    os.flush();
+    return static_cast<bool>(os);
+  }
+  bool raw_;
+  TerminalText out_, err_;
+};
 
 std::atomic<int> g_signal{0};
 void on_stop_signal(int signo) { g_signal.store(signo); }
@@ -660,6 +689,23 @@ class Launch {
   std::optional<std::pair<unsigned, unsigned>> owner_;  // chown target when we are root
   std::int64_t memory_ = 0;
   std::vector<OpenClawProvider> providers_;
+  // The bound secrets this launch is given: --secret VAR=NAME and --telegram-secret NAME.
+  std::vector<std::string> granted_secrets() const {
+    std::vector<std::string> names;
+    for (const auto& [var, name] : options_.secrets) names.push_back(name);
+    if (!options_.telegram.secret.empty()) names.push_back(options_.telegram.secret);
+    return names;
+  }
+  // The specs of providers_ (the session's scope: session_request).
+  std::vector<ProviderSpec> provider_specs() const {
+    std::vector<ProviderSpec> out;
+    for (const auto& p : providers_) {
+      auto spec = config_.provider(p.name);
+      if (!spec) throw UserError("launch: provider '" + p.name + "' is not configured: nothing was started");
+      out.push_back(std::move(*spec));
+    }
+    return out;
+  }
   RenderedConfig rendered_;
   std::string token_;
   AgentSession session_;  // the token is OpenClaw's apiKey; the socket's close ends the session
@@ -905,10 +951,7 @@ int Launch::run() {
 
   // Docker first: without an engine nothing else is worth doing.
   engine_ = engine_or_throw();
-  std::vector<std::string> bound_secrets;
-  for (const auto& [var, name] : options_.secrets) bound_secrets.push_back(name);
-  if (!options_.telegram.secret.empty()) bound_secrets.push_back(options_.telegram.secret);
-  providers_ = providers_with_keys(home_, config_, options_.model, bound_secrets);
+  providers_ = providers_with_keys(home_, config_, options_.model, granted_secrets());
   if (options_.model) {
     std::string provider = options_.model->substr(0, options_.model->find('/'));
     bool keyed = std::any_of(providers_.begin(), providers_.end(), [&](const auto& p) { return p.name == provider; });
@@ -954,8 +997,13 @@ int Launch::run() {
                        {"caller", caller_label(options_.name)},
                        {"mode", 0666},
                        {"persist", options_.detach},
-                       {"session", session_request(caller_label(options_.name), "launch")}};
+                       {"session", session_request(caller_label(options_.name), "launch", provider_specs())}};
   if (!options_.egress.is_null()) open_request["egress"] = options_.egress;
+  if (auto granted = granted_secrets(); !granted.empty()) {
+    // The grant: only these placeholders are ever substituted for this launch (policy.hpp).
+    if (!open_request.contains("egress")) open_request["egress"] = json::object();
+    open_request["egress"]["secrets"] = std::move(granted);
+  }
   auto opened = proxy::control_call(home_, open_request);
   if (!opened) throw UserError("launch: the daemon could not open the launch's proxy socket: " + opened.error().message);
   // Fail closed: without a session OpenClaw would hold no key the socket accepts, and no decoy.
@@ -1058,10 +1106,12 @@ void Launch::prepare_socket_dirs() {
 
 std::string Launch::last_log_lines(int lines) {
   std::string text;
+  TerminalText masked;
   (void)engine_->stream_logs(container_id_, false, lines, [&](LogStream, std::string_view bytes) {
-    if (text.size() < 64 * 1024) text.append(bytes);
+    if (text.size() < 64 * 1024) text.append(masked.feed(bytes));
     return true;
   });
+  text.append(masked.finish());
   while (!text.empty() && text.back() == '\n') text.pop_back();
   std::string indented = "  ";
   for (char c : text) {
@@ -1175,12 +1225,12 @@ int Launch::supervise() {
   std::thread logs([&] {
     auto engine = engine_from_env();
     if (!engine) return;
-    (void)(*engine)->stream_logs(container_id_, true, -1, [](LogStream stream, std::string_view bytes) {
-      auto& os = stream == LogStream::stderr_stream ? std::cerr : std::cout;
-      os.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-      os.flush();
+    ContainerOutput output(false);
+    (void)(*engine)->stream_logs(container_id_, true, -1, [&](LogStream stream, std::string_view bytes) {
+      output.write(stream, bytes);
       return true;
     });
+    output.finish();
   });
 
   bool stop_requested = false;
@@ -1304,17 +1354,17 @@ int launch_stop(const Home& home, const LaunchTarget& target, int timeout_second
   return 0;
 }
 
-int launch_logs(const Home& home, const LaunchTarget& target, bool follow, int tail) {
+int launch_logs(const Home& home, const LaunchTarget& target, bool follow, int tail, bool raw) {
   value_or_throw(check_launch_name(target.name));
   auto engine = engine_or_throw();
   auto info = find_launch(*engine, home, target.name);
   if (!info) throw UserError("launch: '" + target.name + "' is not running: start it with 'tokfence launch'");
-  value_or_throw(engine->stream_logs(info->id, follow, tail, [](LogStream stream, std::string_view bytes) {
-    auto& os = stream == LogStream::stderr_stream ? std::cerr : std::cout;
-    os.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    os.flush();
-    return static_cast<bool>(os);
-  }));
+  ContainerOutput output(raw);
+  auto streamed = engine->stream_logs(info->id, follow, tail, [&](LogStream stream, std::string_view bytes) {
+    return output.write(stream, bytes);
+  });
+  output.finish();
+  value_or_throw(std::move(streamed));
   return 0;
 }
 

@@ -87,7 +87,7 @@ int launch_status(const Home& home, const LaunchTarget& target);
 // `launch stop`: stops and removes the container and everything the launch created.
 int launch_stop(const Home& home, const LaunchTarget& target, int timeout_seconds);
 // `launch logs [-f]`.
-int launch_logs(const Home& home, const LaunchTarget& target, bool follow, int tail);
+int launch_logs(const Home& home, const LaunchTarget& target, bool follow, int tail, bool raw);
 // `launch restart`: restarts the container (and the host's dashboard relay of a detached launch).
 int launch_restart(const Home& home, const LaunchTarget& target, int timeout_seconds);
 // `launch config`: the rendered config's path and content.

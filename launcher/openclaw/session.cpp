@@ -4,8 +4,17 @@
 
 namespace tokfence::launcher {
 
-nlohmann::json session_request(const std::string& name, std::string_view kind) {
-  return {{"name", name}, {"kind", std::string(kind)}, {"decoys", true}};
+nlohmann::json session_request(const std::string& name, std::string_view kind, const std::vector<ProviderSpec>& providers) {
+  nlohmann::json names = nlohmann::json::array(), endpoints = nlohmann::json::array();
+  for (const auto& spec : providers) {
+    names.push_back(spec.name);
+    for (auto& e : agent_endpoints(spec))
+      if (std::find(endpoints.begin(), endpoints.end(), e) == endpoints.end()) endpoints.push_back(std::move(e));
+  }
+  return {{"name", name},
+          {"kind", std::string(kind)},
+          {"decoys", true},
+          {"limits", {{"providers", std::move(names)}, {"endpoints", std::move(endpoints)}}}};
 }
 
 bool plausible_token(std::string_view token) {

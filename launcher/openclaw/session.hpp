@@ -8,11 +8,13 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/decoys.hpp"
 #include "core/error.hpp"
+#include "core/providers.hpp"
 
 namespace tokfence::launcher {
 
@@ -26,8 +28,12 @@ struct AgentSession {
   Decoys decoys;
 };
 
-// open_proxy_socket's "session" field: {"name": `name`, "kind": `kind` ("run"|"launch"), "decoys": true}.
-nlohmann::json session_request(const std::string& name, std::string_view kind);
+// open_proxy_socket's "session" field: {"name": `name`, "kind": `kind` ("run"|"launch"), "decoys":
+// true, "limits": ...}. The limits scope the fenced agent's token to what it was started for: the
+// `providers` it was given (their names) and the requests an agent makes to them
+// (agent_endpoints: generating, counting, listing models), so a hostile agent cannot use the
+// user's key for another provider or for the account's files, batches or fine-tuning.
+nlohmann::json session_request(const std::string& name, std::string_view kind, const std::vector<ProviderSpec>& providers);
 
 // The reply's "session", checked: session_id and name non-empty strings, token "tfc1." + at least
 // 16 more of [A-Za-z0-9._-] (at most 4096 in all: it goes unescaped into configs), expires_at_ms a

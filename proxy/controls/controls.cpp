@@ -326,6 +326,13 @@ class ControlsImpl final : public Controls {
                      json{{"provider", request.provider}, {"endpoint", endpoint}}, std::nullopt};
     }
     if (request.endpoint == EndpointCost::free) return std::nullopt;
+    if (request.usage_comes_later) {
+      return Refusal{403, "tokfence_budget_background",
+                     "request: \"background\": true is answered before it runs and its usage is reported only "
+                     "later (GET /v1/responses/<id>), so its cost cannot be counted, and a budget applies to '" +
+                         request.provider + "': send it without background mode",
+                     json{{"provider", request.provider}}, std::nullopt};
+    }
     if (request.body_unreadable) {
       return Refusal{400, "tokfence_budget_unreadable_body",
                      "request: the body is not a JSON object, so its cost cannot be estimated, and a budget "

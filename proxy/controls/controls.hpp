@@ -34,6 +34,7 @@ struct AdmitRequest {
   // price are refused (docs/CONTROLS.md, "Every request is paid for").
   EndpointCost endpoint = EndpointCost::tokens;
   bool body_unreadable = false;
+  bool usage_comes_later = false;  // RequestInfo::background: refused while a budget applies
   std::string method, path;  // for the refusal's message
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "core/names.hpp"
 #include "proxy/egress/address.hpp"
 
 namespace tokfence::proxy::egress {
@@ -330,8 +331,8 @@ Result<Policy> policy_from_json(const json& field, const Settings& settings) {
   if (field.is_null()) return p;
   if (!field.is_object()) return fail("egress: must be an object {\"allow\": [...], \"presets\": [...]}");
   for (const auto& [key, value] : field.items())
-    if (key != "allow" && key != "presets" && key != "deny")
-      return fail("egress: unknown field '" + key + "' (known: allow, deny, presets)");
+    if (key != "allow" && key != "presets" && key != "deny" && key != "secrets")
+      return fail("egress: unknown field '" + key + "' (known: allow, deny, presets, secrets)");
   auto strings = [&](const char* key, std::vector<std::string>& out) -> Result<void> {
     if (!field.contains(key) || field[key].is_null()) return {};
     if (!field[key].is_array()) return fail(std::string("egress: '") + key + "' must be an array of strings");
@@ -345,6 +346,9 @@ Result<Policy> policy_from_json(const json& field, const Settings& settings) {
   if (auto ok = strings("allow", allow_texts); !ok) return std::unexpected(ok.error());
   if (auto ok = strings("deny", deny_texts); !ok) return std::unexpected(ok.error());
   if (auto ok = strings("presets", presets); !ok) return std::unexpected(ok.error());
+  if (auto ok = strings("secrets", p.secrets); !ok) return std::unexpected(ok.error());
+  for (const auto& name : p.secrets)
+    if (!is_valid_provider_name(name)) return fail("egress: 'secrets': not a vault name: " + shown(name));
   for (const auto& t : allow_texts) {
     auto r = parse_rule(t);
     if (!r) return std::unexpected(r.error());
@@ -371,7 +375,7 @@ json policy_json(const Policy& policy) {
   json allow = json::array(), deny = json::array();
   for (const auto& r : policy.allow) allow.push_back(r.text());
   for (const auto& r : policy.deny) deny.push_back(r.text());
-  return json{{"allow", allow}, {"deny", deny}, {"presets", policy.presets}};
+  return json{{"allow", allow}, {"deny", deny}, {"presets", policy.presets}, {"secrets", policy.secrets}};
 }
 
 void allow(Policy& policy, const Rule& rule) {

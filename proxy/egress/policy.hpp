@@ -101,12 +101,18 @@ struct Policy {
   std::vector<Rule> allow;
   std::vector<Rule> deny;
   std::vector<std::string> presets;  // names known to Settings::presets
+  // The vault secrets bound to hosts that this fence was given (`run --secret VAR=NAME`, `launch
+  // --secret`, `--telegram-secret`): the only placeholders substituted in its requests. A grant,
+  // not a lookup: without it any agent allowed to reach a bound host could use every secret bound
+  // there by guessing its name.
+  std::vector<std::string> secrets;
 };
 
-// The `egress` field of open_proxy_socket: {"allow": [...], "presets": [...]}. Absent/null: an
-// empty policy (nothing but [egress] allow). An unknown preset or malformed rule fails, naming it.
+// The `egress` field of open_proxy_socket: {"allow": [...], "presets": [...], "secrets": [...]}.
+// Absent/null: an empty policy (nothing but [egress] allow). An unknown preset, a malformed rule
+// or secret name fails, naming it.
 Result<Policy> policy_from_json(const nlohmann::json& field, const Settings& settings);
-// {"allow": [...], "deny": [...], "presets": [...]}
+// {"allow": [...], "deny": [...], "presets": [...], "secrets": [...]}
 nlohmann::json policy_json(const Policy& policy);
 
 // Adds `rule` to the allow list (removing an equal deny), or denies it (removing an equal allow

@@ -11,7 +11,8 @@
 //    its origin is in [daemon] allowed_origins; preflights are answered here, with a refusal.
 //  - a process of another user: the TCP listener has no file mode to keep it out (the Unix
 //    sockets do), so the owner of the peer's socket is looked up once per connection
-//    (caller.hpp: tcp_peer_owner, one NETLINK_SOCK_DIAG round trip) and must be the daemon's uid.
+//    (core/peer.hpp: tcp_peer_owner, one NETLINK_SOCK_DIAG round trip) and must be the daemon's
+//    uid; checked at accept, before the connection takes a place or a byte of it is read.
 // Pure functions, allocation-free when a request is admitted (tests/unit/test_proxy_admission.cpp).
 #include <cstdint>
 #include <optional>
@@ -72,9 +73,9 @@ std::optional<Denial> admit_request(const http1::RequestHead& head, const Listen
 // section 15.5.6). nullopt: the method is forwarded.
 std::optional<Denial> method_denial(std::string_view method, std::string_view provider, const ProviderSpec& spec);
 
-// The refusal for every request on a TCP connection whose peer socket belongs to `peer_uid`
-// (nullopt: its owner could not be found), not to the daemon's `own_uid`:
-// 403 tokfence_forbidden_peer.
+// The answer to a TCP connection whose peer socket belongs to `peer_uid` (nullopt: its owner
+// could not be found), not to the daemon's `own_uid`: 403 tokfence_forbidden_peer, written at
+// accept before anything is read.
 Denial foreign_peer_denial(std::optional<unsigned> peer_uid, unsigned own_uid);
 
 }  // namespace tokfence::proxy

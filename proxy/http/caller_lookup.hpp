@@ -39,10 +39,6 @@ inline constexpr const char* kCallerTimedOut = "unknown (look-up timed out)";
 struct CallerSlot {
   std::atomic<bool> resolved{true};
   Caller caller;
-  // TCP: the peer's socket is not the daemon user's (or its owner is unknown): every request on
-  // the connection is refused (admission.hpp). Set at accept, before the session starts.
-  bool foreign_peer = false;
-  std::optional<unsigned> peer_uid;
 
   // While a look-up runs: when it must end, and the rows recorded meanwhile.
   std::mutex mutex;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "core/providers.hpp"
+
 namespace tokfence::proxy::inspect {
 
 using http1::iequals;
@@ -145,11 +147,9 @@ void append_substituted(WipingString& out, std::string_view text, const SecretBo
   out.append(text.substr(from));
 }
 
-}  // namespace
-
-std::variant<Rewritten, Refusal> rewrite_request(const http1::RequestHead& head, const egress::Destination& to,
-                                                 const egress::DomainRules* rules, const SecretBook& secrets) {
-  const std::string where = to.text();
+// The request line against [egress.domains."<host>"]: its target's form, the method and path rules.
+std::optional<Refusal> refuse_by_rules(const http1::RequestHead& head, const std::string& where,
+                                       const egress::DomainRules* rules) {
   const std::string method(head.method);
   if (head.target.empty() || head.target.front() != '/')
     return Refusal{400, "bad-target",
@@ -172,9 +172,16 @@ std::variant<Rewritten, Refusal> rewrite_request(const http1::RequestHead& head,
                      "egress: " + method + " " + *normal + " on " + where + " is refused by " + why +
                          " in [egress.domains.\"" + rules->host + "\"]"};
   }
+  return std::nullopt;
+}
+
+// The fields that decide where the request goes and how it is framed, which tokfence and the host
+// must read alike: one Host, naming the tunnel's host; no Connection naming a framing or routing
+// field; under method or path rules no override header; no upgrade.
+std::optional<Refusal> refuse_by_fields(const http1::RequestHead& head, const egress::Destination& to,
+                                        const std::string& where, const egress::DomainRules* rules) {
   // The request must be for the host the tunnel goes to.
-  const http1::Header* host = head.find("host");
-  if (host) {
+  if (const http1::Header* host = head.find("host")) {
     auto named = egress::parse_authority(host->value, to.port);
     if (!named || named->host != to.host || named->port != to.port)
       return Refusal{403, "host-mismatch",
@@ -194,45 +201,82 @@ std::variant<Rewritten, Refusal> rewrite_request(const http1::RequestHead& head,
   // Under method or path rules, the headers some servers take as the "real" method or path.
   if (rules && rules->has_l7_rules())
     for (const auto& f : head.headers)
-      for (std::string_view h : {"x-http-method-override", "x-http-method", "x-method-override", "x-original-url",
-                                 "x-rewrite-url", "x-original-method"})
-        if (iequals(f.name, h))
-          return Refusal{403, "override-header",
-                         "egress: " + where + ": " + std::string(f.name) + " is refused where methods or paths are ruled"};
+      if (is_override_header_name(f.name))
+        return Refusal{403, "override-header",
+                       "egress: " + where + ": " + std::string(f.name) + " is refused where methods or paths are ruled"};
   if (head.find("upgrade"))
     return Refusal{403, "upgrade",
                    "egress: " + where + ": protocol upgrades (websockets) are not supported on inspected hosts"};
-  // Placeholders: every one must name a secret bound to this host.
-  Rewritten out;
-  std::size_t size = head.method.size() + head.target.size() + 64;
-  auto check = [&](std::string_view text) -> std::optional<Refusal> {
-    for (const auto& f : placeholders_in(text)) {
-      if (f.name.empty())
-        return Refusal{403, "bad-placeholder",
-                       "egress: a placeholder is \"tokfence-secret:\" followed by a vault name ([a-z0-9][a-z0-9_-]{0,31})"};
-      auto it = secrets.find(f.name);
-      if (it == secrets.end())
-        return Refusal{403, "secret-unknown",
-                       "egress: placeholder tokfence-secret:" + std::string(f.name) +
-                           ": no secret of that name is bound to a host (add one with 'tokfence vault add " +
-                           std::string(f.name) + " - --host HOST')"};
-      if (!bound_to(it->second, to))
-        return Refusal{403, "secret-not-bound",
-                       "egress: secret '" + std::string(f.name) + "' may only be sent to " + join(it->second.hosts) +
-                           " (port 443), not to " + where + ": refused"};
-      size += it->second.value.size();
-      if (std::find(out.secrets_used.begin(), out.secrets_used.end(), f.name) == out.secrets_used.end())
-        out.secrets_used.emplace_back(f.name);
-    }
-    return std::nullopt;
-  };
-  if (auto refused = check(head.target)) return *refused;
-  for (const auto& f : head.headers) {
-    if (hop_by_hop(f.name, head)) continue;
-    if (auto refused = check(f.value)) return *refused;
-    size += f.name.size() + f.value.size() + 4;
+  return std::nullopt;
+}
+
+// Every placeholder in `text` must name a secret this fence was given (`granted`) that is bound to
+// `to`; each is counted in `placed`, the secrets used are noted in `out` and their sizes added to
+// `size` (the rewritten head's). A name not granted gets the same answer as a name that does not
+// exist, so an agent cannot find out which secrets the user keeps by guessing.
+std::optional<Refusal> refuse_placeholders(std::string_view text, const egress::Destination& to,
+                                           const std::string& where, const SecretBook& secrets,
+                                           const std::vector<std::string>& granted, Rewritten& out,
+                                           std::size_t& size, int& placed) {
+  for (const auto& f : placeholders_in(text)) {
+    if (f.name.empty())
+      return Refusal{403, "bad-placeholder",
+                     "egress: a placeholder is \"tokfence-secret:\" followed by a vault name ([a-z0-9][a-z0-9_-]{0,31})"};
+    auto it = secrets.find(f.name);
+    if (it == secrets.end() || std::find(granted.begin(), granted.end(), f.name) == granted.end())
+      return Refusal{403, "secret-unknown",
+                     "egress: placeholder tokfence-secret:" + std::string(f.name) +
+                         ": no secret of that name was given to this agent (start it with --secret VAR=" +
+                         std::string(f.name) + "; the secret must be in the vault, bound to a host)"};
+    if (!bound_to(it->second, to))
+      return Refusal{403, "secret-not-bound",
+                     "egress: secret '" + std::string(f.name) + "' may only be sent to " + join(it->second.hosts) +
+                         " (port 443), not to " + where + ": refused"};
+    ++placed;
+    size += it->second.value.size();
+    if (std::find(out.secrets_used.begin(), out.secrets_used.end(), f.name) == out.secrets_used.end())
+      out.secrets_used.emplace_back(f.name);
   }
-  out.watch_for = secrets_bound_to(secrets, to);
+  return std::nullopt;
+}
+
+Refusal misplaced(const std::string& where, std::string_view what) {
+  return Refusal{403, "placeholder-position",
+                 "egress: " + where + ": " + std::string(what) +
+                     "; a secret goes only where a host reads its credential: in the path or in a credential field "
+                     "(Authorization, X-Api-Key, ...), once per request"};
+}
+
+// Where placeholders may stand (docs/EGRESS.md, "Where a secret goes"): in the path, or in the
+// value of a credential field, and once per request. Anywhere else a host that keeps or passes on
+// what it is sent (a webhook URL or message text in the query, an audit-log reason in a header)
+// would hand the real secret to whoever reads that later; and a second copy in one request could
+// be data while the first is the credential. Each placeholder is also checked as above.
+std::optional<Refusal> refuse_placeholder_positions(const http1::RequestHead& head, const egress::Destination& to,
+                                                    const std::string& where, const SecretBook& secrets,
+                                                    const std::vector<std::string>& granted, Rewritten& out,
+                                                    std::size_t& size) {
+  int placed = 0;
+  const std::size_t q = head.target.find('?');
+  if (q != std::string_view::npos && has_placeholder(head.target.substr(q)))
+    return misplaced(where, "a placeholder in the query string");
+  if (auto refused = refuse_placeholders(head.target.substr(0, q), to, where, secrets, granted, out, size, placed))
+    return refused;
+  for (const auto& f : head.headers) {
+    if (hop_by_hop(f.name, head)) continue;  // dropped: nothing of it goes upstream
+    size += f.name.size() + f.value.size() + 4;
+    if (!has_placeholder(f.value)) continue;
+    if (!is_credential_header_name(f.name))
+      return misplaced(where, "a placeholder in " + std::string(f.name.substr(0, 64)) + ", not a credential field");
+    if (auto refused = refuse_placeholders(f.value, to, where, secrets, granted, out, size, placed)) return refused;
+  }
+  if (placed > 1) return misplaced(where, "more than one placeholder in one request");
+  return std::nullopt;
+}
+
+// The head as it goes upstream, placeholders replaced (all checked), into out.head sized `size`.
+void write_upstream_head(const http1::RequestHead& head, const egress::Destination& to, const std::string& where,
+                         const SecretBook& secrets, std::size_t size, Rewritten& out) {
   const bool watched = !out.watch_for.empty();
   // Sized once: growing by reallocation would leave unwiped copies of the secret behind (the
   // allocator wipes what it frees, but only what it is handed back).
@@ -240,7 +284,7 @@ std::variant<Rewritten, Refusal> rewrite_request(const http1::RequestHead& head,
   out.head.append(head.method).append(" ");
   append_substituted(out.head, head.target, secrets);
   out.head.append(" HTTP/1.1\r\n");
-  if (!host) out.head.append("Host: ").append(to.port == 443 ? to.host : where).append("\r\n");
+  if (!head.find("host")) out.head.append("Host: ").append(to.port == 443 ? to.host : where).append("\r\n");
   for (const auto& f : head.headers) {
     if (hop_by_hop(f.name, head)) continue;
     if (watched && iequals(f.name, "accept-encoding")) continue;
@@ -249,6 +293,21 @@ std::variant<Rewritten, Refusal> rewrite_request(const http1::RequestHead& head,
     out.head.append("\r\n");
   }
   out.head.append("Connection: close\r\n\r\n");
+}
+
+}  // namespace
+
+std::variant<Rewritten, Refusal> rewrite_request(const http1::RequestHead& head, const egress::Destination& to,
+                                                 const egress::DomainRules* rules, const SecretBook& secrets,
+                                                 const std::vector<std::string>& granted) {
+  const std::string where = to.text();
+  if (auto refused = refuse_by_rules(head, where, rules)) return *refused;
+  if (auto refused = refuse_by_fields(head, to, where, rules)) return *refused;
+  Rewritten out;
+  std::size_t size = head.method.size() + head.target.size() + 64;
+  if (auto refused = refuse_placeholder_positions(head, to, where, secrets, granted, out, size)) return *refused;
+  out.watch_for = secrets_bound_to(secrets, to);
+  write_upstream_head(head, to, where, secrets, size, out);
   return out;
 }
 

@@ -15,7 +15,7 @@
 // the response the client gets. The response is watched for the secrets that went into its request
 // (SecretWatch): a host that echoes a request back (an error page quoting the URL, an echo
 // endpoint) would otherwise hand the agent the secret it must never see. Pure functions
-// (tests/unit/test_proxy_inspect.cpp); the I/O is in server.cpp.
+// (tests/unit/test_proxy_inspect.cpp); the I/O is in inspected_tunnel.hpp.
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -90,12 +90,16 @@ struct Rewritten {
 };
 
 // Checks and rewrites one request head received inside an inspected tunnel to `to`. `secrets`
-// must outlive the result (watch_for points into it). Hop-by-hop fields (Connection and what it
+// must outlive the result (watch_for points into it); `granted` names the secrets this fence was
+// given (egress::Policy::secrets): only those are substituted, at most once per request, and only
+// in the path or a credential field's value (a placeholder in the query or another field is
+// refused: "placeholder-position"). Hop-by-hop fields (Connection and what it
 // names, Keep-Alive, Proxy-*, TE, Expect) are dropped and Connection: close added; when secrets
 // are bound to the destination, Accept-Encoding is dropped too, so the response comes
 // uncompressed and the reflection watch can read it.
 std::variant<Rewritten, Refusal> rewrite_request(const http1::RequestHead& head, const egress::Destination& to,
-                                                 const egress::DomainRules* rules, const SecretBook& secrets);
+                                                 const egress::DomainRules* rules, const SecretBook& secrets,
+                                                 const std::vector<std::string>& granted);
 
 // For a plain-http (absolute-form) forward-proxy request: a refusal when it carries a placeholder
 // anywhere in its head (secrets only ever travel inside TLS that tokfence opened itself).

@@ -360,7 +360,7 @@ void build_upstream_head(const http1::RequestHead& in, const RouteTarget& route,
     if (is_credential_header(name) || is_hop_by_hop_header(name) || header_names_equal(name, "host") ||
         header_names_equal(name, "content-length") || header_names_equal(name, "expect") ||
         header_names_equal(name, "accept-encoding") || header_names_equal(name, "x-tokfence-caller") ||
-        named.contains(name) || (!spec.forced_headers.empty() && forced(name)))
+        is_override_header_name(name) || named.contains(name) || (!spec.forced_headers.empty() && forced(name)))
       continue;
     append_field(out, name, f.value);
   }

@@ -7,7 +7,8 @@
 //  - every inbound credential is removed (headers in credential_headers(), and query parameters
 //    such as `key=`), then the provider's key is injected per its AuthScheme;
 //  - hop-by-hop headers (and the ones named by Connection) are never forwarded, nor is
-//    X-Tokfence-Caller; default_headers are added only when the client did not send them.
+//    X-Tokfence-Caller, nor a method/path override (X-HTTP-Method-Override, X-Original-URL, ...);
+//    default_headers are added only when the client did not send them.
 #include <optional>
 #include <string>
 #include <string_view>
@@ -89,7 +90,8 @@ using WipingString = std::basic_string<char, std::char_traits<char>, WipingAlloc
 
 // Writes the head of the upstream request to `out`: "<method> <upstream_target> HTTP/1.1", then the
 // client's fields without credentials, hop-by-hop fields (incl. those named in Connection), Host,
-// Content-Length, Expect, Accept-Encoding, X-Tokfence-Caller and the names of `spec.forced_headers`;
+// Content-Length, Expect, Accept-Encoding, X-Tokfence-Caller, method/path overrides
+// (core/providers.hpp: is_override_header_name) and the names of `spec.forced_headers`;
 // then Host, the key per `spec.auth`, `Accept-Encoding: identity` (usage is read from the body, so
 // it must not be compressed), every default header the client did not send, every forced header,
 // and Content-Length when `content_length` is set; then the empty line.

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <limits>
@@ -39,6 +40,7 @@
 #include "proxy/http/admission.hpp"
 #include "proxy/http/asio_types.hpp"
 #include "proxy/http/caller_lookup.hpp"
+#include "core/file.hpp"
 #include "core/http_status.hpp"
 #include "core/peer.hpp"
 #include "core/text_format.hpp"
@@ -50,6 +52,7 @@
 #include "proxy/http/routing.hpp"
 #include "core/unix_socket.hpp"
 #include "proxy/http/upstream.hpp"
+#include "proxy/immune/encoded.hpp"
 #include "proxy/immune/sessions.hpp"
 #include "proxy/metering/usage.hpp"
 
@@ -146,6 +149,44 @@ struct Worker {
   std::optional<aio::Timer> sweep_timer;  // created and used on this worker's thread only
 };
 
+// TCP connections of other local users, refused at accept (Impl::accept_tcp), counted for the
+// daemon's log: one line a minute at most, saying how many were refused since the previous line
+// and from which uids. A line (or a request-log row) per connection would let another user fill
+// the user's disk and bury the rows that matter.
+class ForeignRefusals {
+ public:
+  // Counts one refusal (`uid` nullopt: the owner could not be found); the line to log when due.
+  std::optional<std::string> note(std::optional<unsigned> uid, SteadyClock::time_point now) {
+    std::lock_guard lock(mutex_);
+    ++total_;
+    const std::int64_t key = uid ? static_cast<std::int64_t>(*uid) : -1;
+    if (auto it = by_uid_.find(key); it != by_uid_.end()) ++it->second;
+    else if (by_uid_.size() < kNamedUids) by_uid_.emplace(key, 1);
+    if (logged_ && now - last_line_ < std::chrono::minutes(1)) return std::nullopt;
+    std::string line = "proxy: refused " + std::to_string(total_) + " TCP connection(s) of other local users (";
+    for (auto it = by_uid_.begin(); it != by_uid_.end(); ++it) {
+      line += it == by_uid_.begin() ? "" : ", ";
+      line += it->first < 0 ? std::string("unknown owner") : "uid " + std::to_string(it->first);
+      line += ": " + std::to_string(it->second);
+    }
+    line += ") at accept, unread and without request-log rows: the proxy serves only uid " +
+            std::to_string(::geteuid()) + "'s processes (at most one such line a minute)";
+    logged_ = true;
+    last_line_ = now;
+    total_ = 0;
+    by_uid_.clear();
+    return line;
+  }
+
+ private:
+  static constexpr std::size_t kNamedUids = 8;  // uids named in one line; the total counts every one
+  std::mutex mutex_;
+  bool logged_ = false;
+  SteadyClock::time_point last_line_{};
+  std::uint64_t total_ = 0;
+  std::map<std::int64_t, std::uint64_t> by_uid_;
+};
+
 struct UnixListener {
   ProxySocketInfo info;
   std::unique_ptr<aio::UnixAcceptor> acceptor;
@@ -175,6 +216,7 @@ struct ProxyServer::Impl {
   mutable std::mutex listeners_mutex;
   std::map<std::string, std::shared_ptr<UnixListener>> unix_listeners;
   ListenerNames tcp_names;  // the Host names of the TCP listener (set by listen_tcp)
+  std::vector<std::uint16_t> own_ports;  // the daemon's other TCP listeners' (add_own_port, before start)
   egress::Settings egress_settings;  // [egress] of config.toml, checked
   // getaddrinfo for the forward proxy runs here, never on an I/O thread (it blocks).
   std::unique_ptr<net::thread_pool> resolvers = std::make_unique<net::thread_pool>(2);
@@ -182,6 +224,8 @@ struct ProxyServer::Impl {
   // Limits against clients that hold memory and descriptors (docs/PROXY.md, "Limits").
   std::atomic<int> connections{0};  // client connections open, all listeners
   std::atomic<int> rejecting{0};    // connections over a cap being answered 503
+  std::atomic<int> refusing_foreign{0};  // other users' TCP connections being answered 403
+  ForeignRefusals foreign_refusals;
   std::atomic<std::uint64_t> inflight_body_bytes{0};
   // For /metrics (ProxyServer::activity): touched with relaxed increments only.
   std::atomic<int> active_streams{0};
@@ -214,17 +258,6 @@ constexpr std::size_t kKeptBodyCapacity = 256 * 1024;
 // A Content-Length body is read in pieces of this size, the buffer growing with each: memory
 // follows the bytes that arrived, not the length a head declared.
 constexpr std::size_t kBodyReadWindow = 64 * 1024;
-// A tunnel's copy buffer, per direction (64 KiB moved 100 MB faster than 16 KiB: bench/README.md).
-constexpr std::size_t kTunnelBufferBytes = 64 * 1024;
-// The largest answer a host with bound secrets may give: it is read whole and checked for them
-// before the agent gets any of it (docs/EGRESS.md, "Inspected hosts").
-constexpr std::size_t kWatchedResponseBytes = 8 * 1024 * 1024;
-// What all such answers together may hold at once: an agent that asks for large answers and stops
-// reading them would otherwise make the daemon hold 8 MiB per connection (503 busy beyond this).
-constexpr std::uint64_t kWatchedBytesTotal = 64 * 1024 * 1024;
-// Interim (1xx) heads passed over before the final one; a host sending more is refused.
-constexpr int kMaxInterimHeads = 8;
-
 // Descriptors kept free beyond the client connections' (each may hold an upstream connection
 // too): the control socket and its clients, the request log, listeners, pooled upstreams, and the
 // accepts that answer 503 to connections over a cap.
@@ -517,7 +550,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       // A forward-proxy request (CONNECT, or an absolute-form target): one test on the request
       // line, which a model request (origin form, "/...") never passes. An absolute-form request
       // to the proxy's own name is a model request (OpenClaw's proxy mode sends those); anything
-      // else is egress, under the listener's policy, and ends the connection.
+      // else is egress, under the listener's policy, and ends the connection. The peer's uid was
+      // checked at accept (another user's connection never gets here); in a forward-proxy request
+      // Host names the destination, so admit()'s Host and Origin checks below are for model requests.
       if (head_.target.front() != '/') [[unlikely]] {
         if (!absolute_form_to_self()) {
           co_await forward_proxy();
@@ -771,15 +806,15 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       rec.path = std::string(target.substr(0, target.find('?')));
       if (auto route = split_target(target); route && s_.providers.count(route->provider))
         rec.provider = std::string(route->provider);
-      take_caller_override(*head);
+      // No X-Tokfence-Caller: a refused request does not name its row's caller (a page or a
+      // malformed client would put a name of its choosing in the user's caller statistics).
     }
     co_await send_error(status, type, message, false, minor, &rec, nullptr);
     s_.record(std::move(rec), caller_, label_.empty() ? caller_override_ : label_);
   }
 
-  // The connection's peer, then the request's Host, Origin and preflight (admission.hpp).
+  // The request's Host, Origin and preflight (admission.hpp); the peer's uid was checked at accept.
   std::optional<Denial> admit(const http1::RequestHead& head) const {
-    if (caller_->foreign_peer) return foreign_peer_denial(caller_->peer_uid, ::geteuid());
     const ListenerNames& names = std::is_same_v<Stream, aio::TcpSocket> ? s_.tcp_names : unix_listener_names();
     return admit_request(head, names, config().daemon.allowed_origins);
   }
@@ -849,8 +884,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     immune::Session* session = entry_ ? entry_->session.get() : nullptr;
     if (session) {
       const std::string_view path = rest.substr(0, rest.find('?'));
-      const bool read_only = head_.method == "GET" || head_.method == "HEAD";
-      if (auto refused = registry->check_scope(*session, rec.provider, rec.model, path, read_only, rec.id, now))
+      if (auto refused = registry->check_scope(*session, rec.provider, rec.model, head_.method, path, rec.id, now))
         return Denial{refused->status, refused->type, std::move(refused->message)};
       if (session->state() == immune::RiskState::orange && head_.method != "GET" && head_.method != "HEAD")
         return Denial{403, "tokfence_risk_orange",
@@ -891,14 +925,16 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                             (session ? "; session '" + session->name + "' is RED" : std::string())};
         }
       }
-      // The response is scanned as it streams (a decoy the model repeats), never held back.
-      if (settings.sensor_honeytoken) {
-        scan_ = std::move(scan);
-        response_scan_ = immune::StreamScan();
-        response_env_scan_ = immune::StreamScan();
-        response_hit_.reset();
-        response_env_hit_.reset();
-      }
+      // The response is scanned as it streams, never held back: a vault key an upstream echoes is
+      // cut whatever the sensors say (it must not reach the agent); a decoy the model repeats is
+      // the honeytoken sensor's (immune_after).
+      scan_ = std::move(scan);
+      response_scan_ = immune::StreamScan();
+      response_text_scan_ = immune::StreamScan();
+      response_unescaped_scan_ = immune::StreamScan();
+      response_env_scan_ = immune::StreamScan();
+      response_hit_.reset();
+      response_env_hit_.reset();
     }
     return std::nullopt;
   }
@@ -921,15 +957,22 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (head_.target.find('%') != std::string_view::npos)
       if (auto hit = scanner.find(percent_decoded(head_.target)); counts(hit, true)) return hit;
     for (const auto& h : head_.headers) {
+      const bool stripped = is_credential_header(h.name);
       if (auto hit = scanner.find(h.name)) return hit;
-      if (auto hit = scanner.find(h.value); counts(hit, is_credential_header(h.name))) return hit;
+      if (auto hit = scanner.find(h.value); counts(hit, stripped)) return hit;
+      if (auto hit = immune::find_encoded(scanner, h.value); counts(hit, stripped)) return hit;
     }
+    if (auto hit = immune::find_encoded(scanner, head_.target); counts(hit, true)) return hit;
     if (auto hit = scanner.find(body_)) return hit;
     // A JSON string may spell any character as \uXXXX (the provider decodes it, so the model
-    // reads the secret): a body with escapes is scanned once more, unescaped.
-    if (body_.find("\\u") != std::string::npos || body_.find("\\/") != std::string::npos)
-      return scanner.find(json_unescaped(body_));
-    return std::nullopt;
+    // reads the secret): a body with escapes is scanned once more, unescaped. Base64 and hex
+    // (encoded.hpp) are read in whichever of the two holds the plain text.
+    if (body_.find("\\u") != std::string::npos || body_.find("\\/") != std::string::npos) {
+      const std::string unescaped = json_unescaped(body_);
+      if (auto hit = scanner.find(unescaped)) return hit;
+      return immune::find_encoded(scanner, unescaped);
+    }
+    return immune::find_encoded(scanner, body_);
   }
 
   // After the exchange: a decoy seen in the response, and what the request cost the session.
@@ -941,7 +984,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (response_hit_ && response_hit_->kind == immune::NeedleKind::vault_key)
       log_warning(s_.deps, "request " + rec.id + ": the upstream's response carried " + registry->describe_hit(*response_hit_) +
                                ": cut before it reached the client");
-    else if (response_hit_)
+    else if (!registry->settings().sensor_honeytoken) {
+      // sensors without "honeytoken": a decoy in the answer is not looked for
+    } else if (response_hit_)
       registry->observe(session, immune::Sensor::honeytoken, rec.id,
                         "response carried " + registry->describe_hit(*response_hit_), unix_ms());
     else if (response_env_hit_)
@@ -1080,6 +1125,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     auto keys = std::move(to.keys);
     const ApiKind kind = classify(provider.spec.style, route.rest);
     RequestInfo info = inspect_request(kind, route.rest, body_, config().proxy.inject_stream_usage);
+    // Google routes by the path's model, whatever the body names (usage.hpp: path_model).
+    if (auto named = path_model(provider.spec.style, route.rest); !named.empty()) info.model = std::move(named);
     rec.model = info.model;
     rec.streaming = info.streaming;
     if (auto refused = immune_checks(rec, route.rest)) {
@@ -1138,6 +1185,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     e.admit.method = rec.method;
     e.admit.path = std::string(route.rest.substr(0, route.rest.find('?')));
     e.admit.endpoint = endpoint_cost(kind, head_.method, route.rest, metering.budget_allowed_paths);
+    e.admit.usage_comes_later = info.background;
     e.usage = estimate_usage(info, metering.default_max_output_tokens);
     e.admit.estimated_tokens = e.usage.total();
     e.price = price_for(pricing, route.provider, info.model);
@@ -1152,715 +1200,20 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   class Exchange;  // one request's exchange with the upstream (below)
 
-  // ---- The forward proxy (docs/EGRESS.md) ---------------------------------------------------
+  // ---- The forward proxy (docs/EGRESS.md): forward_proxy.hpp, inspected_tunnel.hpp ------------
 
-  // "http://" + own name (127.0.0.1, localhost, [::1]; any port on a Unix listener, the exact
-  // port on TCP): rewrites head_'s target to its origin form and says so.
-  bool absolute_form_to_self() {
-    std::string_view target = head_.target;
-    constexpr std::string_view scheme = "http://";
-    if (head_.method == "CONNECT" || target.size() < scheme.size() || !iequals(target.substr(0, scheme.size()), scheme))
-      return false;
-    target.remove_prefix(scheme.size());
-    const auto end = target.find_first_of("/?#");
-    const std::string_view authority = target.substr(0, end);
-    const ListenerNames& names = std::is_same_v<Stream, aio::TcpSocket> ? s_.tcp_names : unix_listener_names();
-    if (!is_own_host(authority, names)) return false;
-    head_.target = end == std::string_view::npos || target[end] != '/' ? std::string_view("/") : target.substr(end);
-    return true;
-  }
-
-  // What a forward-proxy connection ends as: its log row, finished and recorded by the caller.
-  struct EgressEnd {
-    int status = 0;          // the refusal's status (0: allowed)
-    std::string rule;        // which rule decided
-    std::string message;     // the refusal's message
-    bool denied = false;     // a 502 that is a refusal all the same (a reflected secret)
-  };
-
-  // One forward-proxy request: checked, refused (403 + X-Tokfence-Egress + row) or connected and
-  // relayed; the connection ends afterwards.
-  aio::Task<void> forward_proxy() {
-    const auto started = SteadyClock::now();
-    EgressRecord rec;
-    rec.ts_ms = unix_ms();
-    rec.caller = label_.empty() ? std::string("(main listener)") : label_;
-    rec.caller_pid = caller_->caller.pid;
-    const bool connect = head_.method == "CONNECT";
-    rec.kind = connect ? "connect" : "http";
-    response_begun_ = false;  // a model request may have come first on this connection
-    // ImmuneFence: an ORANGE or RED session has no egress; refusals count toward YELLOW.
-    immune::Registry* registry = s_.deps.immune.get();
-    auto session = registry && !bound_session_.empty() ? registry->find(bound_session_) : nullptr;
-    egress_session_ = session;
-    EgressEnd end;
-    if (registry && !bound_session_.empty() && !session)
-      end = EgressEnd{403, "session-ended", "egress: this socket's session has ended: no egress"};
-    else if (session && session->state() >= immune::RiskState::orange)
-      end = EgressEnd{403, "risk-" + std::string(session->state() == immune::RiskState::red ? "red" : "orange"),
-                      "egress: session '" + session->name + "' is " + std::string(immune::to_string(session->state())) +
-                          ": no egress until 'tokfence session reset " + session->name + "'"};
-    else
-      end = co_await egress_exchange(rec, connect);
-    if (session && end.status == 403 && registry->settings().sensor_egress)
-      registry->observe(*session, immune::Sensor::egress_denials, "", "egress refused: " + rec.host + " (" + end.rule + ")",
-                        unix_ms());
-    if (end.status != 0) {
-      // 502: allowed, but the destination could not be reached (the row keeps the allowing rule).
-      const bool allowed = end.status == 502 && !end.denied;
-      rec.decision = allowed ? "allowed" : "denied";
-      if (!allowed || rec.rule.empty()) rec.rule = end.rule;
-      if (rec.error.empty()) rec.error = end.message;
-      const ReplyHeaders headers{std::nullopt, {}, end.rule};
-      std::string body = error_body("tokfence_egress", end.message);
-      if (!response_begun_) co_await send_reply(end.status, head_.version_minor, false, {}, body, headers);
-    }
-    rec.duration_ms = ms_since(started);
-    (rec.decision == "allowed" ? s_.egress_allowed : s_.egress_denied).fetch_add(1, std::memory_order_relaxed);
-    s_.deps.log->record_egress(std::move(rec));
-  }
-
-  aio::Task<EgressEnd> egress_exchange(EgressRecord& rec, bool connect) {
-    std::string_view target = head_.target;
-    std::string_view path = "/";
-    if (!connect) {
-      constexpr std::string_view scheme = "http://";
-      if (target.size() < scheme.size() || !iequals(target.substr(0, scheme.size()), scheme)) {
-        rec.host = std::string(target.substr(0, std::min<std::size_t>(target.size(), 200)));
-        co_return EgressEnd{403, "not-http",
-                            "egress: only CONNECT and http:// requests are proxied; for https, clients send "
-                            "CONNECT (set HTTPS_PROXY)"};
-      }
-      target.remove_prefix(scheme.size());
-      const auto slash = target.find_first_of("/?#");
-      if (slash != std::string_view::npos) {
-        path = target[slash] == '/' ? target.substr(slash) : std::string_view("/");
-        target = target.substr(0, slash);
-      }
-    }
-    auto to = egress::parse_authority(target, connect ? egress::kDefaultPort : 80);
-    if (!to) {
-      rec.host = std::string(target.substr(0, std::min<std::size_t>(target.size(), 200)));
-      co_return EgressEnd{400, "bad-destination", to.error().message};
-    }
-    rec.host = to->host;
-    rec.port = to->port;
-    const std::string where = to->text();
-    if (!connect)
-      if (auto refused = inspect::refuse_placeholder_in_plain_http(head_))
-        co_return EgressEnd{refused->status, refused->rule, refused->message};
-    if (!policy_)
-      co_return EgressEnd{403, "no-egress-on-main-listener",
-                          "egress: " + where + ": the main proxy listeners serve model requests only; agents reach "
-                          "other hosts through 'tokfence run' or 'tokfence launch' with --allow or --egress-preset"};
-    if (s_.deps.controls->killed())
-      co_return EgressEnd{403, "kill-switch", "egress: " + where + ": the kill switch is on: 'tokfence unkill' ends it"};
-    // The daemon's own listener, named directly: refused whatever the policy says (a tunnel to it
-    // would be a second way to the model proxy). Reached through a name, it is caught below.
-    if (to->host == "localhost" ? to->port == s_.tcp_names.port : to->ip && is_own_endpoint(*egress::parse_ip(to->host), to->port))
-      co_return EgressEnd{403, "own-port",
-                          "egress: " + where + " is tokfence's own proxy port: model requests go to the proxy directly, "
-                          "not through CONNECT"};
-    const auto policy = policy_->snapshot();
-    const egress::Decision decision = egress::decide(*policy, s_.egress_settings, *to);
-    rec.rule = decision.rule;
-    if (!decision.allowed)
-      co_return EgressEnd{403, decision.rule,
-                          "egress: " + where + " is not allowed for '" + label_ + "' (" + decision.rule +
-                              "): allow it with 'tokfence egress allow " + where +
-                              "' (or --allow / --egress-preset when starting the agent)"};
-    // Inspected hosts (inspect.hpp): TLS terminated here, because a secret is bound to the host
-    // or [egress.domains] has rules for its requests.
-    const egress::DomainRules* domain = egress::find_domain(s_.egress_settings, to->host);
-    auto secrets = s_.deps.secrets ? s_.deps.secrets->snapshot() : std::make_shared<const inspect::SecretBook>();
-    const bool inspected = !to->ip && inspect::should_inspect(domain, *secrets, to->host);
-    if (inspected && !connect)
-      co_return EgressEnd{403, "inspected-over-http",
-                          "egress: " + where + " is an inspected host (a bound secret or [egress.domains] rules): "
-                          "it is reached over https only"};
-    if (inspected && !s_.deps.inspect_tls)
-      co_return EgressEnd{403, "inspect-unavailable",
-                          "egress: " + where + " needs TLS inspection, which this daemon has no certificate "
-                          "authority for"};
-    // Where to connect: [egress.resolve] and IP literals as given (the user named them), else
-    // the name's addresses, each of which must be public.
-    std::vector<boost::asio::ip::address> addresses;
-    std::uint16_t port = to->port;
-    if (auto mapped = s_.egress_settings.resolve.find(to->host); mapped != s_.egress_settings.resolve.end()) {
-      addresses.push_back(*egress::parse_ip(mapped->second.address));
-      port = mapped->second.port.value_or(port);
-    } else if (to->ip) {
-      addresses.push_back(*egress::parse_ip(to->host));
-    } else {
-      auto resolved = co_await resolve(to->host);
-      if (!resolved) {
-        rec.decision = "allowed";
-        rec.error = resolved.error().message;
-        co_return EgressEnd{502, "resolve-failed", "egress: " + where + ": " + resolved.error().message};
-      }
-      for (const auto& a : *resolved) {
-        if (auto why = egress::special_address(a); !why.empty()) {
-          rec.address = a.to_string();
-          co_return EgressEnd{403, "private-address",
-                              "egress: " + where + " resolves to " + a.to_string() + " (" + std::string(why) +
-                                  "), which is refused unless named by address: allow the IP literal, or map the "
-                                  "name in [egress.resolve]"};
-        }
-      }
-      addresses = std::move(*resolved);
-    }
-    for (const auto& a : addresses)
-      if (is_own_endpoint(a, port)) {
-        rec.address = a.to_string();
-        co_return EgressEnd{403, "own-port", "egress: " + where + ": " + a.to_string() + ":" + std::to_string(port) +
-                                                 " is tokfence's own proxy port"};
-      }
-    // Connect to exactly the checked addresses, in order.
-    aio::TcpSocket up(w_.ioc);
-    egress_up_ = &up;
-    struct Clear {
-      aio::TcpSocket*& p;
-      ~Clear() { p = nullptr; }
-    } clear{egress_up_};
-    error_code ec = net::error::host_not_found;
-    for (const auto& a : addresses) {
-      error_code close_ec;
-      up.close(close_ec);
-      arm(std::chrono::seconds(config().daemon.connect_timeout_seconds));
-      co_await up.async_connect(tcp::endpoint(a, port), with_ec(ec));
-      disarm(ec);
-      rec.address = tcp::endpoint(a, port).address().is_v6() ? "[" + a.to_string() + "]:" + std::to_string(port)
-                                                              : a.to_string() + ":" + std::to_string(port);
-      if (!ec) break;
-      if (s_.deps.controls->killed()) break;
-    }
-    if (s_.deps.controls->killed())
-      co_return EgressEnd{403, "kill-switch", "egress: " + where + ": the kill switch is on: 'tokfence unkill' ends it"};
-    rec.decision = "allowed";
-    if (ec) {
-      rec.error = "connect failed: " + ec.message();
-      co_return EgressEnd{502, "connect-failed",
-                          "egress: " + where + ": cannot connect to " + rec.address + ": " + ec.message()};
-    }
-    up.set_option(tcp::no_delay(true), ec);
-    // The bytes the client sent after the head: the start of the tunnel (or of a request body).
-    std::string first(in_.data().substr(head_.size));
-    if (connect) {
-      static constexpr std::string_view established = "HTTP/1.1 200 Connection Established\r\n\r\n";
-      response_begun_ = true;
-      arm(idle_timeout());
-      co_await net::async_write(stream_, net::buffer(established), with_ec(ec));
-      disarm(ec);
-      if (ec) {
-        rec.error = "client went away before the tunnel started";
-        co_return EgressEnd{};
-      }
-      if (inspected) co_return co_await run_inspected(up, std::move(first), rec, *to, domain, std::move(secrets));
-      if (to->port == 443) {
-        // Port 443 carries TLS, and only TLS: the first byte must be a handshake record (0x16).
-        if (first.empty()) {
-          first.resize(16 * 1024);
-          arm(within_idle(config().daemon.header_timeout_seconds));
-          std::size_t n = co_await stream_.async_read_some(net::buffer(first), with_ec(ec));
-          disarm(ec);
-          first.resize(ec ? 0 : n);
-          if (ec) {
-            rec.error = "no bytes from the client in the tunnel";
-            co_return EgressEnd{};
-          }
-        }
-        if (static_cast<unsigned char>(first[0]) != 0x16) {
-          // Refused in the tunnel: a plain-text client reads the 403 (its bytes were not TLS).
-          rec.decision = "denied";
-          rec.rule = "not-tls";
-          rec.error = "egress: " + where + ": the tunnel's first bytes are not a TLS handshake";
-          const std::string reply = egress_refusal(403, "not-tls", rec.error + " (port 443 carries TLS only)");
-          arm(std::chrono::seconds(5));
-          co_await net::async_write(stream_, net::buffer(reply), with_ec(ec));
-          disarm(ec);
-          co_return EgressEnd{};
-        }
-      }
-    } else {
-      // The request in origin form, to the destination itself: the proxy's own headers stripped,
-      // Host from the URL, Connection: close (one request per connection).
-      std::string out;
-      out.append(head_.method).append(" ").append(path).append(head_.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
-      out.append("Host: ").append(target).append("\r\n");
-      for (const auto& h : head_.headers) {
-        if (iequals(h.name, "host") || iequals(h.name, "proxy-authorization") || iequals(h.name, "proxy-connection") ||
-            iequals(h.name, "connection") || iequals(h.name, "keep-alive") || iequals(h.name, "x-tokfence-caller"))
-          continue;
-        out.append(h.name).append(": ").append(h.value).append("\r\n");
-      }
-      out.append("Connection: close\r\n\r\n");
-      first.insert(0, out);
-    }
-    co_await run_tunnel(up, std::move(first), rec);
-    co_return EgressEnd{};
-  }
-
-  // Whether `a`:`port` is the daemon's own TCP listener (loopback, unspecified or its host).
-  bool is_own_endpoint(const boost::asio::ip::address& a, std::uint16_t port) const {
-    if (port != s_.tcp_names.port || s_.tcp_names.port == 0) return false;
-    const auto why = egress::special_address(a);
-    if (why == "loopback" || why == "unspecified") return true;
-    std::string host = s_.tcp_names.host;
-    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-    auto own = egress::parse_ip(host);
-    return own && *own == a;
-  }
-
-  // getaddrinfo on the resolver threads, waited for at most connect_timeout_seconds.
-  aio::Task<Result<std::vector<boost::asio::ip::address>>> resolve(const std::string& host) {
-    struct Shared {
-      std::mutex mutex;
-      std::optional<Result<std::vector<boost::asio::ip::address>>> result;
-    };
-    auto shared = std::make_shared<Shared>();
-    auto timer = std::make_shared<aio::Timer>(w_.ioc);
-    timer->expires_after(std::chrono::seconds(config().daemon.connect_timeout_seconds));
-    net::post(*s_.resolvers, [shared, timer, host, executor = w_.ioc.get_executor()] {
-      auto r = egress::resolve_blocking(host);
-      {
-        std::lock_guard lock(shared->mutex);
-        shared->result = std::move(r);
-      }
-      net::post(executor, [timer] { timer->cancel(); });
-    });
-    error_code ec;
-    co_await timer->async_wait(with_ec(ec));
-    std::lock_guard lock(shared->mutex);
-    if (!shared->result)
-      co_return fail("cannot resolve '" + host + "' within " + std::to_string(config().daemon.connect_timeout_seconds) +
-                     " s (connect_timeout_seconds)");
-    co_return std::move(*shared->result);
-  }
-
-  // The two directions of a forward-proxy connection, counted.
-  struct Tunnel {
-    explicit Tunnel(net::io_context& ioc) : waiter(ioc) {}
-    std::uint64_t up = 0, down = 0;
-    SteadyClock::time_point last_activity = coarse_now();
-    std::string cut;          // why it was cut; "" = it ended by itself
-    bool down_done = false;   // the destination -> client direction has ended
-    aio::Timer waiter;        // cancelled when down_done is set
-  };
-
-  void cut_tunnel(std::string why) {
-    if (!tunnel_ || !tunnel_->cut.empty()) return;
-    tunnel_->cut = std::move(why);
-    error_code ec;
-    stream_.shutdown(net::socket_base::shutdown_both, ec);
-    stream_.cancel(ec);
-    if (egress_up_) {
-      egress_up_->shutdown(net::socket_base::shutdown_both, ec);
-      egress_up_->cancel(ec);
-    }
-  }
-
-  // Copies `from` to `to` until either ends, counting bytes in `count`; then half-closes `to`.
+  class EgressExchange;  // one forward-proxy request: checked, resolved, connected
+  struct Tunnel;         // the two directions of a forward-proxy connection, counted
+  class Inspection;      // an inspected CONNECT's steps
+  bool absolute_form_to_self();
+  aio::Task<void> forward_proxy();
+  void cut_tunnel(std::string why);
   template <class From, class To>
-  static aio::Task<error_code> pump(From& from, To& to, std::uint64_t& count, Tunnel& tunnel) {
-    std::unique_ptr<char[]> buffer(new char[kTunnelBufferBytes]);
-    error_code ec;
-    for (;;) {
-      std::size_t n = co_await from.async_read_some(net::buffer(buffer.get(), kTunnelBufferBytes), with_ec(ec));
-      if (ec) break;
-      tunnel.last_activity = coarse_now();
-      co_await net::async_write(to, net::buffer(buffer.get(), n), with_ec(ec));
-      if (ec) break;
-      count += n;
-    }
-    error_code ignored;
-    to.shutdown(net::socket_base::shutdown_send, ignored);
-    co_return ec == net::error::eof ? error_code() : ec;
-  }
-
-  // Relays until both directions have ended (or the tunnel is cut: kill switch, idle, shutdown).
-  // `first` goes to the destination before anything else.
-  aio::Task<void> run_tunnel(aio::TcpSocket& up, std::string first, EgressRecord& rec) {
-    Tunnel tunnel(w_.ioc);
-    tunnel_ = &tunnel;
-    idle_ = false;
-    error_code ec;
-    if (!first.empty()) {
-      co_await net::async_write(up, net::buffer(first), with_ec(ec));
-      if (!ec) tunnel.up += first.size();
-    }
-    error_code down_ec;
-    if (!ec) {
-      auto self = this->shared_from_this();
-      net::co_spawn(
-          w_.ioc,
-          [self, &up, &tunnel, &down_ec]() -> aio::Task<void> {
-            down_ec = co_await pump(up, self->stream_, tunnel.down, tunnel);
-            tunnel.down_done = true;
-            tunnel.waiter.cancel();
-            // The destination has closed and everything it sent is with the client: the client's
-            // side ends too (a tunnel does not outlive its destination).
-            error_code ignored;
-            self->stream_.cancel(ignored);
-          },
-          net::detached);
-      ec = co_await pump(stream_, up, tunnel.up, tunnel);
-      if (ec == net::error::operation_aborted) ec = {};
-      if (ec) {
-        error_code ignored;
-        up.shutdown(net::socket_base::shutdown_both, ignored);
-      }
-      while (!tunnel.down_done) {
-        tunnel.waiter.expires_at(SteadyClock::time_point::max());
-        error_code wait_ec;
-        co_await tunnel.waiter.async_wait(with_ec(wait_ec));
-      }
-    } else {
-      tunnel.down_done = true;
-    }
-    rec.bytes_up += tunnel.up;
-    rec.bytes_down = tunnel.down;
-    if (!tunnel.cut.empty())
-      rec.error = tunnel.cut;
-    else if (ec && ec != net::error::connection_reset)
-      rec.error = "client side: " + ec.message();
-    else if (down_ec && down_ec != net::error::connection_reset)
-      rec.error = "destination side: " + down_ec.message();
-    tunnel_ = nullptr;
-  }
-
-  // A refusal written inside a tunnel, where no Session reply machinery applies: a whole
-  // response that closes the connection.
-  static std::string egress_refusal(int status, std::string_view rule, const std::string& message) {
-    const std::string body = error_body("tokfence_egress", message);
-    std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason_phrase(status)) +
-                      "\r\nContent-Type: application/json\r\nX-Tokfence-Egress: ";
-    out.append(rule).append("\r\nContent-Length: ").append(std::to_string(body.size()));
-    out.append("\r\nConnection: close\r\n\r\n").append(body);
-    return out;
-  }
-
-  // An inspected CONNECT (inspect.hpp): TLS with the agent under the local CA's certificate for
-  // the host, TLS to the host verified against the system's trust and [egress] extra_ca_file,
-  // one request checked and rewritten (placeholders -> secrets), its response relayed and watched
-  // for those secrets. The 200 to the CONNECT has been sent; `first` holds bytes the agent sent
-  // after its CONNECT (the start of its handshake).
-  aio::Task<EgressEnd> run_inspected(aio::TcpSocket& up, std::string first, EgressRecord& rec,
-                                     const egress::Destination& to, const egress::DomainRules* domain,
-                                     std::shared_ptr<const inspect::SecretBook> secrets) {
-    rec.kind = "inspect";
-    const std::string where = to.text();
-    auto context = s_.deps.inspect_tls(to.host);
-    if (!context) {
-      rec.error = "egress: " + where + ": no certificate for inspection: " + context.error().message;
-      co_return EgressEnd{};
-    }
-    Tunnel tunnel(w_.ioc);
-    tunnel_ = &tunnel;
-    struct ClearTunnel {
-      Tunnel*& p;
-      ~ClearTunnel() { p = nullptr; }
-    } clear_tunnel{tunnel_};
-    idle_ = false;
-    net::ssl::stream<Stream&> agent(stream_, **context);
-    error_code ec;
-    arm(within_idle(config().daemon.header_timeout_seconds));
-    co_await agent.async_handshake(net::ssl::stream_base::server, net::buffer(first), with_ec(ec));
-    disarm(ec);
-    if (ec) {
-      rec.error = "egress: " + where + ": the agent's TLS handshake failed (" + ec.message() +
-                  "); its client must trust tokfence's local CA (docs/EGRESS.md)";
-      co_return EgressEnd{};
-    }
-    // Replies to the agent inside its TLS; returns the EgressEnd the row records.
-    auto refuse = [&](int status, std::string rule, std::string message) -> aio::Task<EgressEnd> {
-      const std::string reply = egress_refusal(status, rule, message);
-      error_code write_ec;
-      arm(std::chrono::seconds(5));
-      co_await net::async_write(agent, net::buffer(reply), with_ec(write_ec));
-      disarm(write_ec);
-      co_return EgressEnd{status, std::move(rule), std::move(message)};
-    };
-    const std::size_t head_limit = config().daemon.max_header_bytes;
-    std::unique_ptr<char[]> buffer(new char[kTunnelBufferBytes]);
-    // The request head. Holds placeholders only: the secrets go into the rewritten copy.
-    std::string in;
-    http1::RequestHead request;
-    for (;;) {
-      const auto parsed = http1::parse_request_head(in, request);
-      if (parsed == http1::Parse::complete) break;
-      if (parsed == http1::Parse::error) co_return co_await refuse(400, "bad-request", "egress: " + request.error);
-      if (in.size() > head_limit)
-        co_return co_await refuse(431, "header-too-large", "egress: request header larger than max_header_bytes");
-      arm(within_idle(config().daemon.header_timeout_seconds));
-      const std::size_t n = co_await agent.async_read_some(net::buffer(buffer.get(), kTunnelBufferBytes), with_ec(ec));
-      disarm(ec);
-      if (ec) {
-        if (!in.empty()) rec.error = "egress: " + where + ": the agent stopped before its request head ended";
-        co_return EgressEnd{};
-      }
-      tunnel.last_activity = coarse_now();
-      in.append(buffer.get(), n);
-    }
-    auto rewritten = inspect::rewrite_request(request, to, domain, *secrets);
-    if (auto* refusal = std::get_if<inspect::Refusal>(&rewritten))
-      co_return co_await refuse(refusal->status, refusal->rule, refusal->message);
-    auto& out = std::get<inspect::Rewritten>(rewritten);
-    // The destination, verified as the agent's own client would have verified it.
-    net::ssl::stream<aio::TcpSocket&> host(up, *s_.egress_tls);
-    if (!to.ip && !SSL_set_tlsext_host_name(host.native_handle(), to.host.c_str()))
-      co_return co_await refuse(502, "upstream-tls", "egress: " + where + ": cannot set the TLS server name");
-    host.set_verify_mode(net::ssl::verify_peer);
-    host.set_verify_callback(net::ssl::host_name_verification(to.host));
-    arm(std::chrono::seconds(config().daemon.connect_timeout_seconds));
-    co_await host.async_handshake(net::ssl::stream_base::client, with_ec(ec));
-    disarm(ec);
-    if (ec)
-      co_return co_await refuse(502, "upstream-tls",
-                                "egress: " + where + ": TLS with the destination failed (" + ec.message() +
-                                    "); its certificate must verify for " + to.host +
-                                    " against the system's trust or [egress] extra_ca_file");
-    if (request.expect_continue) {
-      static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
-      arm(idle_timeout());
-      co_await net::async_write(agent, net::buffer(go_on), with_ec(ec));
-      disarm(ec);
-      if (ec) co_return EgressEnd{};
-    }
-    arm(idle_timeout());
-    co_await net::async_write(host, net::buffer(out.head), with_ec(ec));
-    disarm(ec);
-    rec.bytes_up += out.head.size();
-    out.head.clear();
-    out.head.shrink_to_fit();  // the secret's copy is wiped as it is freed
-    if (ec) co_return EgressEnd{};
-    // The request body, delimited as the agent framed it; bytes past it are not read.
-    std::string_view pending = std::string_view(in).substr(request.size);
-    std::uint64_t left = request.body == http1::BodyKind::length ? request.content_length : 0;
-    http1::ChunkedDecoder chunked;
-    bool body_done = request.body == http1::BodyKind::none || (request.body == http1::BodyKind::length && left == 0);
-    while (!body_done) {
-      if (pending.empty()) {
-        arm(idle_timeout());
-        const std::size_t n = co_await agent.async_read_some(net::buffer(buffer.get(), kTunnelBufferBytes), with_ec(ec));
-        disarm(ec);
-        if (ec) {
-          rec.error = "egress: " + where + ": the agent stopped in the middle of its request body";
-          co_return EgressEnd{};
-        }
-        tunnel.last_activity = coarse_now();
-        pending = std::string_view(buffer.get(), n);
-      }
-      std::size_t take = 0;
-      if (request.body == http1::BodyKind::length) {
-        take = static_cast<std::size_t>(std::min<std::uint64_t>(left, pending.size()));
-        left -= take;
-        body_done = left == 0;
-      } else {
-        while (take < pending.size() && !chunked.done() && !chunked.failed()) {
-          const auto step = chunked.step(pending.substr(take));
-          if (step.consumed == 0) break;
-          take += step.consumed;
-        }
-        if (chunked.failed()) co_return co_await refuse(400, "bad-request", "egress: " + chunked.error());
-        body_done = chunked.done();
-      }
-      arm(idle_timeout());
-      co_await net::async_write(host, net::buffer(pending.data(), take), with_ec(ec));
-      disarm(ec);
-      if (ec) co_return EgressEnd{};
-      rec.bytes_up += take;
-      pending.remove_prefix(take);
-      if (!body_done) pending = {};  // a decoder waiting for more has consumed what it could
-    }
-    // The response: its head rewritten (Connection: close), then its body as the host framed it.
-    inspect::SecretWatch watch(out.watch_for);
-    std::string head_in;
-    http1::ResponseHead response;
-    for (int interim = 0;;) {
-      const auto parsed = http1::parse_response_head(head_in, request.method, response);
-      if (parsed == http1::Parse::complete && response.status >= 100 && response.status < 200) {
-        if (++interim > kMaxInterimHeads)
-          co_return co_await refuse(502, "bad-response", "egress: " + where + " sent more than " +
-                                                             std::to_string(kMaxInterimHeads) + " interim (1xx) answers");
-        head_in.erase(0, response.size);  // interim answers (103) are not passed on
-        continue;
-      }
-      if (parsed == http1::Parse::complete) break;
-      if (parsed == http1::Parse::error || head_in.size() > 64 * 1024)
-        co_return co_await refuse(502, "bad-response", "egress: " + where + " sent a malformed response head");
-      arm(idle_timeout());
-      const std::size_t n = co_await host.async_read_some(net::buffer(buffer.get(), kTunnelBufferBytes), with_ec(ec));
-      disarm(ec);
-      if (ec) co_return co_await refuse(502, "no-response", "egress: " + where + " closed without a response");
-      tunnel.last_activity = coarse_now();
-      head_in.append(buffer.get(), n);
-    }
-    // Built now: `response` views into head_in, which grows below.
-    const std::string head_out = inspect::rewrite_response_head(response);
-    const std::size_t head_size = response.size;
-    if (!watch.empty()) {
-      // A host with bound secrets: its whole answer is read (up to kWatchedResponseBytes) and
-      // checked, framing removed and as sent, before a byte of it goes to the agent.
-      const auto reflected = [&]() -> aio::Task<EgressEnd> {
-        wipe_memory(head_in.data(), head_in.size());
-        wipe_memory(buffer.get(), kTunnelBufferBytes);
-        EgressEnd end = co_await refuse(502, "secret-reflected",
-                                        "egress: the response from " + where + " contained a secret bound to it: "
-                                        "refused, so the agent never reads it");
-        end.denied = true;
-        co_return end;
-      };
-      // Refusals of tokfence's own (not failures of the destination): denied rows.
-      const auto deny = [&](std::string rule, std::string message) -> aio::Task<EgressEnd> {
-        EgressEnd end = co_await refuse(502, std::move(rule), std::move(message));
-        end.denied = true;
-        co_return end;
-      };
-      if (auto refused = inspect::refuse_unwatchable(response)) co_return co_await deny(refused->rule, refused->message);
-      inspect::SecretWatch as_sent(out.watch_for);
-      // The bytes held count against kWatchedBytesTotal until this answer is done with.
-      struct Held {
-        std::atomic<std::uint64_t>& total;
-        std::uint64_t bytes = 0;
-        bool take(std::uint64_t n) {
-          if (total.fetch_add(n, std::memory_order_relaxed) + n > kWatchedBytesTotal) {
-            total.fetch_sub(n, std::memory_order_relaxed);
-            return false;
-          }
-          bytes += n;
-          return true;
-        }
-        ~Held() { total.fetch_sub(bytes, std::memory_order_relaxed); }
-      } held{s_.watched_bytes};
-      const auto busy = [&]() -> aio::Task<EgressEnd> {
-        co_return co_await refuse(503, "busy",
-                                  "egress: tokfence holds " + std::to_string(kWatchedBytesTotal >> 20) +
-                                      " MiB of answers from hosts with bound secrets for checking already: try again");
-      };
-      // Fed in slices: a watch keeps a lower-case copy of what it is given.
-      const auto feed = [](inspect::SecretWatch& w, std::string_view bytes) {
-        bool hit = false;
-        for (std::size_t at = 0; at < bytes.size() && !hit; at += kTunnelBufferBytes)
-          hit = w.feed(bytes.substr(at, kTunnelBufferBytes));
-        return hit;
-      };
-      if (!held.take(head_in.size())) co_return co_await busy();
-      if (feed(as_sent, std::string_view(head_in).substr(0, head_size))) co_return co_await reflected();
-      if (response.body == http1::BodyKind::length && response.content_length > kWatchedResponseBytes)
-        co_return co_await deny("response-too-large",
-                                  "egress: " + where + " answered with more than " +
-                                      std::to_string(kWatchedResponseBytes >> 20) +
-                                      " MiB; answers from hosts with bound secrets are checked whole, up to that size");
-      const std::size_t body_end = response.body == http1::BodyKind::length
-                                       ? head_size + static_cast<std::size_t>(response.content_length)
-                                       : std::numeric_limits<std::size_t>::max();
-      if (response.body == http1::BodyKind::length) {
-        if (head_in.size() > body_end) head_in.resize(body_end);  // bytes past the body are not passed on
-        if (!held.take(body_end - head_in.size())) co_return co_await busy();
-        head_in.reserve(body_end);  // once: growing by doubling would hold up to twice the answer
-      }
-      http1::ChunkedDecoder decoder;
-      std::size_t decoded_to = head_size;  // how far head_in has been through the decoder
-      bool done = response.body == http1::BodyKind::none || head_in.size() >= body_end;
-      bool found = false;
-      for (;;) {
-        if (response.body == http1::BodyKind::chunked) {
-          while (decoded_to < head_in.size() && !decoder.done() && !decoder.failed()) {
-            const auto step = decoder.step(std::string_view(head_in).substr(decoded_to));
-            if (step.consumed == 0) break;
-            found = feed(watch, step.data) || found;
-            decoded_to += step.consumed;
-          }
-          if (decoder.failed())
-            co_return co_await refuse(502, "bad-response", "egress: " + where + ": malformed chunked body: " + decoder.error());
-          done = decoder.done();
-          if (done) head_in.resize(decoded_to);  // bytes after the last chunk are not passed on
-        }
-        if (done || found) break;
-        if (head_in.size() - head_size > kWatchedResponseBytes + 64 * 1024)
-          co_return co_await deny("response-too-large",
-                                    "egress: " + where + " answered with more than " +
-                                        std::to_string(kWatchedResponseBytes >> 20) + " MiB (checked whole, up to that)");
-        arm(idle_timeout());
-        const std::size_t n = co_await host.async_read_some(net::buffer(buffer.get(), kTunnelBufferBytes), with_ec(ec));
-        disarm(ec);
-        if (ec) {
-          if (response.body == http1::BodyKind::until_close) break;
-          co_return co_await refuse(502, "no-response", "egress: " + where + " ended its response early");
-        }
-        tunnel.last_activity = coarse_now();
-        const std::size_t take = std::min(n, body_end - head_in.size());
-        if (response.body != http1::BodyKind::length && !held.take(take)) co_return co_await busy();
-        head_in.append(buffer.get(), take);
-        done = head_in.size() >= body_end;
-      }
-      const std::string_view body = std::string_view(head_in).substr(head_size);
-      if (response.body != http1::BodyKind::chunked) found = feed(watch, body) || found;
-      if (found || feed(as_sent, body)) co_return co_await reflected();
-      arm(idle_timeout());
-      co_await net::async_write(agent, std::array{net::buffer(head_out), net::buffer(body.data(), body.size())},
-                                with_ec(ec));
-      disarm(ec);
-      if (!ec) tunnel.down += head_out.size() + body.size();
-    } else {
-      // No secret can be in it: streamed as the host framed it.
-      arm(idle_timeout());
-      co_await net::async_write(agent, net::buffer(head_out), with_ec(ec));
-      disarm(ec);
-      if (ec) co_return EgressEnd{};
-      tunnel.down += head_out.size();
-      pending = std::string_view(head_in).substr(head_size);
-      left = response.body == http1::BodyKind::length ? response.content_length : 0;
-      http1::ChunkedDecoder chunked_down;
-      body_done = response.body == http1::BodyKind::none || (response.body == http1::BodyKind::length && left == 0);
-      while (!body_done) {
-        if (pending.empty()) {
-          arm(idle_timeout());
-          const std::size_t n = co_await host.async_read_some(net::buffer(buffer.get(), kTunnelBufferBytes), with_ec(ec));
-          disarm(ec);
-          if (ec) {
-            if (response.body != http1::BodyKind::until_close)
-              rec.error = "egress: " + where + " ended its response early: " + ec.message();
-            break;
-          }
-          tunnel.last_activity = coarse_now();
-          pending = std::string_view(buffer.get(), n);
-        }
-        std::size_t take = pending.size();
-        if (response.body == http1::BodyKind::length) {
-          take = static_cast<std::size_t>(std::min<std::uint64_t>(left, pending.size()));
-          left -= take;
-          body_done = left == 0;
-        } else if (response.body == http1::BodyKind::chunked) {
-          take = 0;
-          while (take < pending.size() && !chunked_down.done() && !chunked_down.failed()) {
-            const auto step = chunked_down.step(pending.substr(take));
-            if (step.consumed == 0) break;
-            take += step.consumed;
-          }
-          if (chunked_down.failed()) {
-            rec.error = "egress: " + where + ": malformed chunked response: " + chunked_down.error();
-            break;
-          }
-          body_done = chunked_down.done();
-        }
-        arm(idle_timeout());
-        co_await net::async_write(agent, net::buffer(pending.data(), take), with_ec(ec));
-        disarm(ec);
-        if (ec) break;
-        tunnel.down += take;
-        pending.remove_prefix(take);
-        if (!body_done) pending = {};
-      }
-    }
-    rec.bytes_down = tunnel.down;
-    if (!tunnel.cut.empty()) rec.error = tunnel.cut;
-    error_code ignored;
-    arm(std::chrono::seconds(2));
-    co_await agent.async_shutdown(with_ec(ignored));
-    disarm(ignored);
-    co_return EgressEnd{};
-  }
+  static aio::Task<error_code> pump(From& from, To& to, std::uint64_t& count, Tunnel& tunnel);
+  template <class From, class To>
+  static aio::Task<error_code> splice_until_end(From& from, To& to, int pipe_in, int pipe_out, std::uint64_t& count,
+                                                Tunnel& tunnel);
+  aio::Task<void> run_tunnel(aio::TcpSocket& up, std::string first, EgressRecord& rec);
 
   // The request in flight as the sweeper and the client watch see it (watch_client). Set up and
   // torn down by the Exchange; touched on this session's thread only.
@@ -1944,6 +1297,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::shared_ptr<immune::TokenEntry> entry_;          // the current request's session (null: none)
   std::shared_ptr<const immune::ScanSet> scan_;        // the current request's response scan
   immune::StreamScan response_scan_;
+  immune::StreamScan response_text_scan_;       // over the generated text (Exchange::generated_)
+  immune::StreamScan response_unescaped_scan_;  // over pieces with JSON escapes, unescaped
   std::optional<immune::Hit> response_hit_;
   immune::StreamScan response_env_scan_;
   std::optional<immune::Hit> response_env_hit_;
@@ -1961,6 +1316,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   SteadyClock::time_point deadline_ = SteadyClock::time_point::max();
   bool timed_out_ = false;
 };
+
+// The forward proxy's part of Session (egress: CONNECT and absolute-form requests), in files of
+// its own; they are parts of this file, read here, inside this anonymous namespace.
+#include "proxy/http/forward_proxy.hpp"
+#include "proxy/http/inspected_tunnel.hpp"
 
 // One request's exchange with the upstream: a connection from the pool (or a new one), then
 // send_request, read_response_head and relay_body, retried once on a fresh connection when a
@@ -2060,10 +1420,20 @@ class Session<Stream>::Exchange {
     const http1::ResponseHead& res = session_.res_head_;
     rec_.ttfb_ms = ms_since(started_);
     rec_.status = result.upstream_status = res.status;
+    if (session_.scan_ && head_carries_vault_key(res)) {
+      rec_.error = "immunefence: the response head carried a vault key: not relayed";
+      result.outcome = co_await fail(502, "tokfence_upstream_error",
+                                     "the upstream's response carried a credential in its head: not relayed");
+      co_return result;
+    }
     bool event_stream = false;
     if (auto ct = res.find("content-type")) event_stream = istarts_with(ct->value, "text/event-stream");
     if (event_stream) rec_.streaming = true;
-    auto usage = make_usage_extractor(kind_, event_stream);
+    std::unique_ptr<UsageExtractor> usage = make_usage_extractor(kind_, event_stream);
+    if (session_.scan_) {
+      usage->collect_generated_text(&generated_);
+      usage = std::make_unique<ScannedBody>(std::move(usage), *this);
+    }
     bool keep = keep_;
     const bool encode = session_.build_client_head(res, client_minor_, keep, rec_.id);
     BodyFraming framing(res, client_minor_, encode, session_.dechunked_, session_.chunk_head_);
@@ -2189,16 +1559,14 @@ class Session<Stream>::Exchange {
       Gather pieces;
       if (!header_sent) pieces.add(net::buffer(s.out_));
       const std::size_t used = framing.take(buf.data(), usage, pieces);
-      if (s.scan_ && !s.response_hit_ && used > 0) {
-        const std::string_view piece = std::string_view(buf.data()).substr(0, used);
-        s.response_hit_ = s.response_scan_.feed(s.scan_->scanner, piece);
-        if (!s.response_env_hit_) s.response_env_hit_ = s.response_env_scan_.feed(s.scan_->env_scanner, piece);
-        if (s.response_hit_ && s.response_hit_->kind == immune::NeedleKind::vault_key) {
-          // An upstream that echoes the real key (an error message quoting it, a hostile custom
-          // provider): the key is not handed to the agent; the response is cut before it.
-          rec_.error = "immunefence: the response carried a vault key: cut before it reached the client";
-          co_return false;
-        }
+      if (s.response_hit_ && s.response_hit_->kind == immune::NeedleKind::vault_key) {
+        // An upstream that echoes the real key (an error message quoting it, a hostile custom
+        // provider): the key is not handed to the agent; the response is cut before it.
+        if (!header_sent)  // nothing of it went out yet: the client gets a clear answer, not a reset
+          co_await s.send_error(502, "tokfence_upstream_error", "the upstream's response carried a credential: not relayed",
+                                false, client_minor_, &rec_, nullptr);
+        rec_.error = "immunefence: the response carried a vault key: cut before it reached the client";
+        co_return false;
       }
       if (!header_sent && !s.caller_->resolved.load()) co_await s.await_caller();
       if (!pieces.empty()) {
@@ -2262,6 +1630,47 @@ class Session<Stream>::Exchange {
     }
   }
 
+  // The response body as the usage reader gets it, also fed to the response scan: de-chunked, so a
+  // key an upstream splits with chunk boundaries is whole again (as the client's HTTP library
+  // sees it), and with the text the model generated joined across stream events
+  // (collect_generated_text). relay_body cuts the response before the piece that completes a key.
+  class ScannedBody final : public UsageExtractor {
+   public:
+    ScannedBody(std::unique_ptr<UsageExtractor> inner, Exchange& exchange) : inner_(std::move(inner)), exchange_(exchange) {}
+    void feed(std::string_view bytes) override {
+      inner_->feed(bytes);  // first: it appends this piece's generated text to exchange_.generated_
+      exchange_.scan_body(bytes);
+    }
+    Usage finish() override { return inner_->finish(); }
+    std::string response_model() const override { return inner_->response_model(); }
+    void collect_generated_text(std::string* sink) override { inner_->collect_generated_text(sink); }
+
+   private:
+    std::unique_ptr<UsageExtractor> inner_;
+    Exchange& exchange_;
+  };
+
+  void scan_body(std::string_view bytes) {
+    Session& s = session_;
+    if (!s.response_hit_) s.response_hit_ = s.response_scan_.feed(s.scan_->scanner, bytes);
+    if (!s.response_env_hit_) s.response_env_hit_ = s.response_env_scan_.feed(s.scan_->env_scanner, bytes);
+    if (!s.response_hit_ && !generated_.empty()) s.response_hit_ = s.response_text_scan_.feed(s.scan_->scanner, generated_);
+    generated_.clear();
+    // JSON may spell any character as \uXXXX, which the client's parser turns back into the key:
+    // a piece with escapes is scanned once more, unescaped (an escape split between two pieces
+    // is read as it is).
+    if (!s.response_hit_ && bytes.find('\\') != std::string_view::npos)
+      s.response_hit_ = s.response_unescaped_scan_.feed(s.scan_->scanner, json_unescaped(bytes));
+  }
+
+  // A vault key in a response field's value (an upstream reflecting request headers back).
+  bool head_carries_vault_key(const http1::ResponseHead& res) const {
+    const immune::SecretScanner& scanner = session_.scan_->scanner;
+    for (const auto& h : res.headers)
+      if (auto hit = scanner.find(h.value); hit && hit->kind == immune::NeedleKind::vault_key) return true;
+    return false;
+  }
+
   // The row's error for a response body cut by `ec`.
   std::string cut_reason(const error_code& ec) const {
     if (session_.in_flight_.client_gone) return "client disconnected mid-response";
@@ -2287,6 +1696,7 @@ class Session<Stream>::Exchange {
   const bool keep_;          // the client connection may stay open (before the response's head says)
   const int client_minor_;
   const bool head_request_;  // a HEAD: the response has no body whatever its head says
+  std::string generated_;    // the model's text completed in the current piece (sessions with a scan)
 };
 
 // Once a second: every session of this worker past its deadline has its waits cancelled.
@@ -2350,13 +1760,14 @@ std::shared_ptr<void> Impl::take_connection(const std::shared_ptr<std::atomic<in
 
 namespace {
 
-// A connection over a cap gets a 503 it can read, then is closed. The answer goes out at once (a
-// fresh connection's socket buffer takes it), the write side is shut, and what the client sent is
-// read and dropped for a moment before the close: closing with unread bytes would reset the
-// connection, and the client could lose the answer. At most kMaxRejecting at a time hold their
-// descriptor that long; the rest are closed at once.
+// A connection refused at accept (over a cap: 503; another user's: 403) gets an answer it can
+// read, then is closed. The answer goes out at once (a fresh connection's socket buffer takes
+// it), the write side is shut, and what the client sent is read and dropped for a moment before
+// the close: closing with unread bytes would reset the connection, and the client could lose the
+// answer. At most kMaxRejecting at a time (per `budget`) hold their descriptor that long; the rest
+// are closed at once.
 template <class Socket>
-aio::Task<void> linger_and_close(Impl& server, Socket socket) {
+aio::Task<void> linger_and_close(std::atomic<int>& budget, Socket socket) {
   aio::Timer linger(socket.get_executor(), kRejectLinger);
   error_code ec;
   co_await linger.async_wait(with_ec(ec));
@@ -2364,25 +1775,31 @@ aio::Task<void> linger_and_close(Impl& server, Socket socket) {
   for (int i = 0; i < 16; ++i)
     if (socket.read_some(net::buffer(sink), ec) == 0 || ec) break;
   socket.close(ec);
-  --server.rejecting;
+  --budget;
 }
 
 template <class Socket>
-void answer_overloaded(Impl& server, Worker& worker, Socket socket, std::string message) {
+void answer_and_close(std::atomic<int>& budget, Worker& worker, Socket socket, const Denial& answer) {
   error_code ec;
-  if (server.rejecting.fetch_add(1) >= kMaxRejecting) {
-    --server.rejecting;
+  if (budget.fetch_add(1) >= kMaxRejecting) {
+    --budget;
     socket.close(ec);
     return;
   }
-  const std::string body = error_body("tokfence_overloaded", message);
-  std::string reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+  const std::string body = error_body(answer.type, answer.message);
+  std::string reply = "HTTP/1.1 " + std::to_string(answer.status) + " " + std::string(reason_phrase(answer.status)) +
+                      "\r\nContent-Type: application/json\r\n" + (answer.status == 503 ? "Retry-After: 1\r\n" : "") +
                       "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
   char sink[4096];
   socket.read_some(net::buffer(sink), ec);  // a request already here, dropped unread
   net::write(socket, net::buffer(reply), ec);
   socket.shutdown(net::socket_base::shutdown_send, ec);
-  net::co_spawn(worker.ioc, linger_and_close(server, std::move(socket)), net::detached);
+  net::co_spawn(worker.ioc, linger_and_close(budget, std::move(socket)), net::detached);
+}
+
+template <class Socket>
+void answer_overloaded(Impl& server, Worker& worker, Socket socket, std::string message) {
+  answer_and_close(server.rejecting, worker, std::move(socket), Denial{503, "tokfence_overloaded", std::move(message)});
 }
 
 }  // namespace
@@ -2404,6 +1821,18 @@ aio::Task<void> Impl::accept_tcp(Worker& acceptor_thread, aio::TcpAcceptor& acce
     set_cloexec(socket.native_handle());
     socket.set_option(tcp::no_delay(true), ec);
     socket.non_blocking(true, ec);  // for Gather::write_now
+    // The TCP listener has no file mode: the owner of the peer's socket (one sock_diag round
+    // trip) must be the daemon's user. Decided here, before the connection takes a place under
+    // the caps and before a byte of it is read: another user's connections get a 403 and are
+    // closed, no request-log row, counted for the daemon's log (ForeignRefusals). Forward-proxy
+    // requests (CONNECT, absolute form) are so refused as well as model requests.
+    auto owner = tcp_peer_owner(socket.native_handle());
+    if (!owner || owner->uid != ::geteuid()) {
+      const std::optional<unsigned> uid = owner ? std::optional<unsigned>(owner->uid) : std::nullopt;
+      if (auto line = foreign_refusals.note(uid, SteadyClock::now())) log_warning(deps, *line);
+      answer_and_close(refusing_foreign, worker, std::move(socket), foreign_peer_denial(uid, ::geteuid()));
+      continue;
+    }
     std::string over_cap;
     auto connection_slot = take_connection(tcp_connections, over_cap);
     if (!connection_slot) {
@@ -2411,13 +1840,7 @@ aio::Task<void> Impl::accept_tcp(Worker& acceptor_thread, aio::TcpAcceptor& acce
       continue;
     }
     auto slot = std::make_shared<CallerSlot>();
-    // The TCP listener has no file mode: the owner of the peer's socket (one sock_diag round
-    // trip) must be the daemon's user, or every request of the connection is refused.
-    auto owner = tcp_peer_owner(socket.native_handle());
-    if (!owner || owner->uid != ::geteuid()) {
-      slot->foreign_peer = true;
-      if (owner) slot->peer_uid = owner->uid;
-    } else if (deps.config.logging.identify_tcp_callers) {
+    if (deps.config.logging.identify_tcp_callers) {
       // Batched with the other connections accepted meanwhile: one read of each client's
       // descriptor table per batch, not one per connection.
       callers.start(slot, owner->inode);
@@ -2629,6 +2052,10 @@ void ProxyServer::start() {
 }
 
 void ProxyServer::hand_over_finished_rows() { impl_->callers.drain(); }
+
+void ProxyServer::add_own_port(int port) {
+  if (port > 0 && port <= 65535) impl_->own_ports.push_back(static_cast<std::uint16_t>(port));
+}
 
 ProxyServer::Activity ProxyServer::activity() const {
   constexpr auto relaxed = std::memory_order_relaxed;

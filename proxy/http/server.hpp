@@ -97,6 +97,10 @@ class ProxyServer {
   // The live egress policy of the labeled listener at `path`; null when no such listener is open.
   // A change applies from the listener's next connection on.
   std::shared_ptr<egress::LivePolicy> egress_policy(const std::string& path) const;
+  // Another loopback TCP port the daemon listens on (the dashboard's); before start(). The forward
+  // proxy refuses it whatever the policy ("own-port"), as it does the proxy's own port: through
+  // a tunnel the daemon opens, a fenced agent would pass that listener's same-uid check.
+  void add_own_port(int port);
   // [egress] of config.toml, checked by create() (a bad rule fails the start).
   const egress::Settings& egress_settings() const;
 

@@ -593,10 +593,22 @@ std::variant<std::shared_ptr<TokenEntry>, Refusal> Registry::authorize(std::stri
   return entry;
 }
 
+namespace {
+// An endpoint entry is a path glob ("/v1/*") or a method and a path glob ("POST /v1/responses").
+bool endpoint_matches(std::string_view entry, std::string_view method, std::string_view path) {
+  if (const auto space = entry.find(' '); space != std::string_view::npos) {
+    if (entry.substr(0, space) != method) return false;
+    entry.remove_prefix(space + 1);
+  }
+  return glob_match(entry, path);
+}
+}  // namespace
+
 std::optional<Refusal> Registry::check_scope(Session& s, std::string_view provider, std::string_view model,
-                                             std::string_view path, bool read_only, std::string_view request_id,
-                                             std::int64_t now_ms) {
+                                             std::string_view method, std::string_view path,
+                                             std::string_view request_id, std::int64_t now_ms) {
   const Limits& l = s.limits;
+  const bool read_only = method == "GET" || method == "HEAD";
   std::string why;
   if (!l.providers.empty() && std::find(l.providers.begin(), l.providers.end(), provider) == l.providers.end())
     why = "provider '" + std::string(provider) + "' is not in the session's providers";
@@ -606,8 +618,9 @@ std::optional<Refusal> Registry::check_scope(Session& s, std::string_view provid
            std::none_of(l.models.begin(), l.models.end(), [&](const std::string& g) { return glob_match(g, model); }))
     why = "model '" + std::string(model.substr(0, 100)) + "' is not in the session's models";
   else if (!l.endpoints.empty() &&
-           std::none_of(l.endpoints.begin(), l.endpoints.end(), [&](const std::string& g) { return glob_match(g, path); }))
-    why = "path '" + std::string(path.substr(0, 100)) + "' is not in the session's endpoints";
+           std::none_of(l.endpoints.begin(), l.endpoints.end(),
+                        [&](const std::string& e) { return endpoint_matches(e, method, path); }))
+    why = std::string(method.substr(0, 10)) + " '" + std::string(path.substr(0, 100)) + "' is not in the session's endpoints";
   if (why.empty()) return std::nullopt;
   if (settings_.sensor_scope) observe(s, Sensor::scope, request_id, why, now_ms);
   return Refusal{403, "tokfence_scope", "immunefence: session '" + s.name + "': " + why};

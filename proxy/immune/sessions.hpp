@@ -189,10 +189,11 @@ class Registry {
                                                               bool token_required, std::int64_t now_ms);
   // Whether an entry an earlier request of the connection got is still good.
   static std::optional<Refusal> recheck(const TokenEntry& entry, std::int64_t now_ms);
-  // Whether the session may use this provider, model and path; a violation is the scope sensor.
-  // `read_only`: a GET/HEAD (no model needed to list models).
+  // Whether the session may use this provider, model, method and path; a violation is the scope
+  // sensor. A GET/HEAD needs no model (listing models). Endpoint entries may name a method
+  // ("POST /v1/responses"), so a fenced agent can generate without listing stored data.
   std::optional<Refusal> check_scope(Session& session, std::string_view provider, std::string_view model,
-                                     std::string_view path, bool read_only, std::string_view request_id,
+                                     std::string_view method, std::string_view path, std::string_view request_id,
                                      std::int64_t now_ms);
   // A sensor fired: moves the state by the rules (docs/IMMUNEFENCE.md) and records the transition.
   void observe(Session& session, Sensor sensor, std::string_view request_id, std::string detail, std::int64_t now_ms);

@@ -271,6 +271,43 @@ Usage read_gemini_usage(std::string_view u) {
   return out;
 }
 
+bool is_generated_text_key(std::string_view quoted) {
+  static constexpr std::array<std::string_view, 7> kKeys = {"content", "text", "delta", "arguments", "partial_json",
+                                                            "thinking", "refusal"};
+  for (auto key : kKeys)
+    if (key_is(quoted, key)) return true;
+  return false;
+}
+
+}  // namespace
+
+void append_generated_text(std::string_view t, std::string& out) {
+  // Every string in the text is either a key (followed by ':') or a value; nested objects and
+  // arrays are walked into, since the wanted members sit at different depths in each API.
+  for (std::size_t i = 0; i < t.size();) {
+    const void* quote = std::memchr(t.data() + i, '"', t.size() - i);
+    if (!quote) return;
+    const std::size_t start = static_cast<std::size_t>(static_cast<const char*>(quote) - t.data());
+    const std::size_t end = skip_string(t, start);
+    std::size_t next = skip_ws(t, end);
+    if (next >= t.size() || t[next] != ':') {
+      i = end;  // a value, or the text's end
+      continue;
+    }
+    const std::string_view key = t.substr(start, end - start);
+    next = skip_ws(t, next + 1);
+    if (next < t.size() && t[next] == '"' && is_generated_text_key(key)) {
+      const std::size_t value_end = skip_string(t, next);
+      if (auto text = string_value(t.substr(next, value_end - next))) out += *text;
+      i = value_end;
+      continue;
+    }
+    i = next;
+  }
+}
+
+namespace {
+
 // Incremental SSE parser: bytes in, (event, data) out. Memory: at most kMaxEventBytes of pending
 // text; a bigger event is skipped.
 class SseParser {
@@ -446,7 +483,10 @@ class Extractor final : public UsageExtractor {
       if (event_stream_)
         sse_.feed(bytes, [this](std::string_view event, std::string_view data) { on_event(event, data); });
       else
-        json_.feed(bytes, [this](std::string_view doc) { on_document(doc); });
+        json_.feed(bytes, [this](std::string_view element) {
+          if (text_sink_) append_generated_text(element, *text_sink_);
+          on_document(element);
+        });
     } catch (...) {
       // Out of memory or a library surprise: stop counting, keep relaying.
       failed_ = true;
@@ -479,6 +519,8 @@ class Extractor final : public UsageExtractor {
 
   std::string response_model() const override { return model_; }
 
+  void collect_generated_text(std::string* sink) override { text_sink_ = sink; }
+
  private:
   ApiKind kind_;
   bool event_stream_;
@@ -487,9 +529,11 @@ class Extractor final : public UsageExtractor {
   Usage usage_;
   std::string model_;
   bool failed_ = false;
+  std::string* text_sink_ = nullptr;
 
   void on_event(std::string_view event, std::string_view data) {
     if (failed_ || data.empty() || data == "[DONE]") return;
+    if (text_sink_) append_generated_text(data, *text_sink_);
     bool interesting = model_.empty();
     switch (kind_) {
       case ApiKind::gemini: interesting = interesting || has_object_member(data, "\"usageMetadata\""); break;
@@ -620,6 +664,25 @@ std::string gemini_model_from_path(std::string_view path) {
 
 }  // namespace
 
+std::string path_model(ApiStyle style, std::string_view path) {
+  if (style != ApiStyle::gemini) return {};
+  path = strip_query(path);
+  // The first collection segment: Google's templates are {model=models/*}:<method> (and
+  // tunedModels/*), after the version or a Vertex project's publisher.
+  std::size_t from = std::string_view::npos;
+  for (std::string_view collection : {"/models/", "/tunedModels/"})
+    if (auto at = path.find(collection); at != std::string_view::npos && (from == std::string_view::npos || at < from))
+      from = at + collection.size();
+  if (from == std::string_view::npos) return {};
+  // Up to the method's ':', which a client may also send percent-encoded.
+  for (std::size_t i = from; i < path.size(); ++i) {
+    if (path[i] == '/') return {};
+    if (path[i] == ':' || (path[i] == '%' && i + 2 < path.size() && path[i + 1] == '3' && (path[i + 2] | 0x20) == 'a'))
+      return i > from ? std::string(path.substr(from, i - from)) : std::string();
+  }
+  return {};
+}
+
 ApiKind classify(ApiStyle style, std::string_view path) {
   path = strip_query(path);
   while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
@@ -648,14 +711,15 @@ RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& bo
     // the rest of the body as it always would.
     if (!is_object_text(j) || j.back() != '}') return info;
     // One pass over the body (it may be megabytes of conversation).
-    enum { model, stream, max_completion_tokens, max_tokens, max_output_tokens, generation_config, stream_options };
-    auto m = member_texts<7>(j, {"model", "stream", "max_completion_tokens", "max_tokens", "max_output_tokens",
-                                 "generationConfig", "stream_options"});
+    enum { model, stream, max_completion_tokens, max_tokens, max_output_tokens, generation_config, stream_options, background };
+    auto m = member_texts<8>(j, {"model", "stream", "max_completion_tokens", "max_tokens", "max_output_tokens",
+                                 "generationConfig", "stream_options", "background"});
     if (kind != ApiKind::gemini) {
       info.model = string_value(m[model]).value_or("");
       if (m[stream] == "true") info.streaming = true;
       if (m[stream] == "false") info.streaming = false;
     }
+    info.background = kind == ApiKind::openai_responses && m[background] == "true";
     for (auto p : {m[max_completion_tokens], m[max_tokens], m[max_output_tokens],
                    member_text(m[generation_config], "maxOutputTokens")}) {
       if (auto n = count_value(p)) {

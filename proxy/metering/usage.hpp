@@ -29,6 +29,12 @@ struct Usage {
 // Which API a request speaks, from the provider's style and the path after /<provider>.
 ApiKind classify(ApiStyle style, std::string_view path);
 
+// The model a Gemini-style path names, `.../models/<m>:<method>` or `.../tunedModels/<m>:<method>`,
+// for every method (generateContent, predict, predictLongRunning, embedContent, ...); "" for
+// other styles and paths. Google routes such a request by this model whatever the body's "model"
+// says, so it is the request's model (a session's model scope judges it, not the body's).
+std::string path_model(ApiStyle style, std::string_view path);
+
 // What the proxy learns from (and may change in) a request body before forwarding it.
 struct RequestInfo {
   std::string model;         // "" when absent (Gemini: taken from the path)
@@ -36,6 +42,9 @@ struct RequestInfo {
   std::int64_t max_output_tokens = 0;  // max_tokens / max_output_tokens / max_completion_tokens, 0 = unset
   std::int64_t estimated_input_tokens = 0;  // rough: body bytes / 4
   bool usage_requested_by_proxy = false;  // include_usage was added or forced to true (see below)
+  // Responses' "background": true: answered at once ("queued", usage null); the provider runs and
+  // bills it later, and its usage is only ever in GET /v1/responses/<id>: this answer cannot pay.
+  bool background = false;
 };
 
 // Inspects a JSON request body. When `inject_stream_usage` is set and this is a streaming OpenAI
@@ -57,7 +66,19 @@ class UsageExtractor {
   virtual Usage finish() = 0;
   // The model the response names (may differ from the request, e.g. a dated snapshot).
   virtual std::string response_model() const = 0;
+  // Also hands out the text the model generates, as it streams: after each feed(), `*sink` has
+  // the decoded text of the events (SSE) or array elements (Gemini's JSON stream) completed in it
+  // appended; the caller reads and clears it. Why: a model repeating a secret streams it a few
+  // characters per event, split by JSON, so only the joined text shows it whole (ImmuneFence's
+  // response scan). A whole JSON body needs none of this: its text is contiguous in the bytes.
+  virtual void collect_generated_text(std::string* sink) { (void)sink; }  // default: reads no text
 };
+
+// Appends to `out` the decoded string values of the members that carry generated text in one
+// event's JSON: Chat Completions `content` and tool calls' `arguments`, Responses' `delta`,
+// Anthropic's `text`, `partial_json` and `thinking`, Gemini's `text`; `refusal` too. Lenient:
+// broken JSON yields less, never a read past `event`.
+void append_generated_text(std::string_view event, std::string& out);
 
 // `event_stream` = the response's content-type is text/event-stream.
 std::unique_ptr<UsageExtractor> make_usage_extractor(ApiKind kind, bool event_stream);

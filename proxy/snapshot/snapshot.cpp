@@ -57,6 +57,103 @@ json budget_entry(const json& b) {
               {"unknown_cost_requests", i64(b, "unknown_cost_requests")}};
 }
 
+// Today (from local midnight, as `status` counts it), by provider; the total is their sum.
+struct Today {
+  Totals total;
+  json by_provider = json::array();
+  std::string top_provider;
+  std::int64_t top_cents = 0;
+};
+
+Today today_by_provider(const std::filesystem::path& db, std::int64_t now, std::vector<std::string>& warnings) {
+  Today today;
+  auto groups = totals_by(db, start_of_local_day(now), GroupBy::provider);
+  if (!groups) {
+    warnings.push_back("db: " + groups.error().message);
+    return today;
+  }
+  Totals& total = today.total;
+  for (const auto& g : *groups) {  // most expensive first
+    const Totals& t = g.totals;
+    total.requests += t.requests;
+    total.input_tokens += t.input_tokens;
+    total.output_tokens += t.output_tokens;
+    total.cache_read_tokens += t.cache_read_tokens;
+    total.cache_write_tokens += t.cache_write_tokens;
+    total.cost += t.cost;
+    total.unknown_cost_requests += t.unknown_cost_requests;
+    // The original names a top provider only once one has cost at least a cent.
+    if (cents_of(t.cost) > today.top_cents) today.top_provider = g.key, today.top_cents = cents_of(t.cost);
+    json row = totals_extra(t);
+    row["provider"] = g.key;
+    today.by_provider.push_back(std::move(row));
+  }
+  return today;
+}
+
+std::optional<std::int64_t> last_request_ts(const std::filesystem::path& db, std::vector<std::string>& warnings) {
+  RequestQuery newest;
+  newest.limit = 1;
+  auto rows = query_requests(db, newest);
+  if (!rows) {
+    warnings.push_back("last-request: " + rows.error().message);
+    return std::nullopt;
+  }
+  if (rows->empty()) return std::nullopt;
+  return rows->back().record.ts_ms;
+}
+
+// What Controls::status() said (nothing, when the daemon is not running), in the snapshot's shapes.
+struct ControlsView {
+  bool known = false;
+  bool killed = false;
+  json budgets = json::array(), revoked = json::array(), rate_limits = json::object(), rate_used = json::object();
+};
+
+ControlsView controls_view(const json& c, std::vector<std::string>& warnings) {
+  ControlsView v;
+  v.known = c.is_object();
+  if (!v.known) return v;
+  v.killed = c.value("killed", false);
+  for (const auto& b : c.value("budgets", json::array())) v.budgets.push_back(budget_entry(b));
+  for (const auto& p : c.value("revoked", json::array()))
+    if (p.is_string()) v.revoked.push_back(p);
+  for (const auto& r : c.value("ratelimits", json::array())) {
+    v.rate_limits[r.value("provider", "")] = r.value("rpm", 0);
+    v.rate_used[r.value("provider", "")] = r.value("used", 0);
+  }
+  for (const auto& w : c.value("warnings", json::array())) warnings.push_back("budget: " + w.value("message", ""));
+  return v;
+}
+
+// The configured providers, sorted by name, with their upstreams, and how many are revoked.
+struct ProviderList {
+  json names = json::array(), upstreams = json::object();
+  std::size_t count = 0, revoked = 0;
+};
+
+ProviderList provider_list(const Config& config, const json& revoked) {
+  ProviderList out;
+  auto specs = config.providers();
+  std::sort(specs.begin(), specs.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  out.count = specs.size();
+  for (const auto& p : specs) {
+    out.names.push_back(p.name);
+    out.upstreams[p.name] = p.upstream;
+    if (std::find(revoked.begin(), revoked.end(), json(p.name)) != revoked.end()) ++out.revoked;
+  }
+  return out;
+}
+
+json sorted_names(const std::optional<std::vector<std::string>>& names) {
+  json out = json::array();
+  if (!names) return out;
+  auto sorted = *names;
+  std::sort(sorted.begin(), sorted.end());
+  for (const auto& n : sorted) out.push_back(n);
+  return out;
+}
+
 }  // namespace
 
 std::int64_t cents_of(Picodollars amount) { return rounded_div(amount, kPicoPerUsd / 100); }
@@ -65,73 +162,11 @@ std::int64_t micro_usd_of(Picodollars amount) { return rounded_div(amount, kPico
 json build_snapshot(const Config& config, const SnapshotSources& sources, std::int64_t now) {
   std::vector<std::string> warnings = sources.warnings;
   const auto& db = config.logging.db_path;
-
-  // Today (from local midnight, as `status` counts it), by provider; the total is their sum.
-  Totals total;
-  json by_provider = json::array();
-  std::string top_provider;
-  std::int64_t top_cents = 0;
-  if (auto groups = totals_by(db, start_of_local_day(now), GroupBy::provider)) {
-    for (const auto& g : *groups) {  // most expensive first
-      const Totals& t = g.totals;
-      total.requests += t.requests;
-      total.input_tokens += t.input_tokens;
-      total.output_tokens += t.output_tokens;
-      total.cache_read_tokens += t.cache_read_tokens;
-      total.cache_write_tokens += t.cache_write_tokens;
-      total.cost += t.cost;
-      total.unknown_cost_requests += t.unknown_cost_requests;
-      // The original names a top provider only once one has cost at least a cent.
-      if (cents_of(t.cost) > top_cents) top_provider = g.key, top_cents = cents_of(t.cost);
-      json row = totals_extra(t);
-      row["provider"] = g.key;
-      by_provider.push_back(std::move(row));
-    }
-  } else {
-    warnings.push_back("db: " + groups.error().message);
-  }
-  std::optional<std::int64_t> last_ts;
-  RequestQuery newest;
-  newest.limit = 1;
-  if (auto rows = query_requests(db, newest)) {
-    if (!rows->empty()) last_ts = rows->back().record.ts_ms;
-  } else {
-    warnings.push_back("last-request: " + rows.error().message);
-  }
-
-  // Controls.
-  const json& c = sources.controls;
-  const bool controls_known = c.is_object();
-  json budgets = json::array(), revoked = json::array(), rate_limits = json::object(),
-       rate_used = json::object();
-  bool killed = false;
-  if (controls_known) {
-    killed = c.value("killed", false);
-    for (const auto& b : c.value("budgets", json::array())) budgets.push_back(budget_entry(b));
-    for (const auto& p : c.value("revoked", json::array()))
-      if (p.is_string()) revoked.push_back(p);
-    for (const auto& r : c.value("ratelimits", json::array())) {
-      rate_limits[r.value("provider", "")] = r.value("rpm", 0);
-      rate_used[r.value("provider", "")] = r.value("used", 0);
-    }
-    for (const auto& w : c.value("warnings", json::array())) warnings.push_back("budget: " + w.value("message", ""));
-  }
-
-  json providers = json::array(), upstreams = json::object();
-  auto specs = config.providers();
-  std::sort(specs.begin(), specs.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-  std::size_t revoked_known = 0;
-  for (const auto& p : specs) {
-    providers.push_back(p.name);
-    upstreams[p.name] = p.upstream;
-    if (std::find(revoked.begin(), revoked.end(), json(p.name)) != revoked.end()) ++revoked_known;
-  }
-  json vault_providers = json::array();
-  if (sources.vault_providers) {
-    auto names = *sources.vault_providers;
-    std::sort(names.begin(), names.end());
-    for (const auto& n : names) vault_providers.push_back(n);
-  }
+  const Today today = today_by_provider(db, now, warnings);
+  const Totals& total = today.total;
+  const std::optional<std::int64_t> last_ts = last_request_ts(db, warnings);
+  const ControlsView controls = controls_view(sources.controls, warnings);
+  const ProviderList providers = provider_list(config, controls.revoked);
 
   const json& log = sources.request_log;
   if (log.is_object() && (i64(log, "dropped") || i64(log, "lost")))
@@ -148,16 +183,16 @@ json build_snapshot(const Config& config, const SnapshotSources& sources, std::i
   out["today_input_tokens"] = total.input_tokens;
   out["today_output_tokens"] = total.output_tokens;
   out["today_cost_cents"] = cents_of(total.cost);
-  out["top_provider"] = top_provider.empty() ? json(nullptr) : json(top_provider);
-  out["top_provider_cost_cents"] = top_provider.empty() ? json(nullptr) : json(top_cents);
-  out["budgets"] = budgets;
-  out["revoked_providers"] = revoked;
-  out["vault_providers"] = vault_providers;
-  out["providers"] = providers;
-  out["provider_upstreams"] = upstreams;
-  out["rate_limits"] = rate_limits;
+  out["top_provider"] = today.top_provider.empty() ? json(nullptr) : json(today.top_provider);
+  out["top_provider_cost_cents"] = today.top_provider.empty() ? json(nullptr) : json(today.top_cents);
+  out["budgets"] = controls.budgets;
+  out["revoked_providers"] = controls.revoked;
+  out["vault_providers"] = sorted_names(sources.vault_providers);
+  out["providers"] = providers.names;
+  out["provider_upstreams"] = providers.upstreams;
+  out["rate_limits"] = controls.rate_limits;
   // The original had no kill switch of its own: "every provider is cut off" was "all revoked".
-  out["kill_switch_active"] = killed || (!specs.empty() && revoked_known == specs.size());
+  out["kill_switch_active"] = controls.killed || (providers.count != 0 && providers.revoked == providers.count);
   out["last_request_at"] = last_ts ? json(format_local(*last_ts, "%H:%M:%S")) : json(nullptr);
   for (const auto& session : sources.immunefence_sessions)
     if (session.value("risk_state", "") == "RED")
@@ -167,8 +202,8 @@ json build_snapshot(const Config& config, const SnapshotSources& sources, std::i
   // ---- tokfence's additions ----
   out["snapshot_version"] = 1;
   out["version"] = sources.version;
-  out["kill_switch"] = killed;
-  out["controls_known"] = controls_known;
+  out["kill_switch"] = controls.killed;
+  out["controls_known"] = controls.known;
   out["vault_known"] = sources.vault_providers.has_value();
   out["today_since"] = utc_rfc3339(start_of_local_day(now));
   out["today_cache_read_tokens"] = total.cache_read_tokens;
@@ -176,10 +211,10 @@ json build_snapshot(const Config& config, const SnapshotSources& sources, std::i
   out["today_cost_micro_usd"] = micro_usd_of(total.cost);
   out["today_cost_usd"] = format_usd(total.cost);
   out["today_unknown_cost_requests"] = total.unknown_cost_requests;
-  out["today_by_provider"] = by_provider;
+  out["today_by_provider"] = today.by_provider;
   out["last_request_at_utc"] = last_ts ? json(utc_rfc3339(*last_ts)) : json(nullptr);
-  out["rate_limits_used"] = rate_used;
-  out["budget_timezone"] = controls_known ? c.value("timezone", "") : "";
+  out["rate_limits_used"] = controls.rate_used;
+  out["budget_timezone"] = controls.known ? sources.controls.value("timezone", "") : "";
   out["sessions"] = sources.sessions;
   out["immunefence_sessions"] = sources.immunefence_sessions;
   out["request_log"] = sources.request_log;

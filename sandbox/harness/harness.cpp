@@ -239,6 +239,26 @@ Result<Rendered> render(const RenderInput& in) {
 
 namespace tokfence::harness {
 
+namespace {
+
+// Below $HOME: key stores, token files, shell histories (commands typed with secrets in them),
+// browser profiles (cookies, saved passwords), and the agents' own real configs and logins.
+constexpr const char* kHomeCredentialStores[] = {
+    ".ssh", ".gnupg", ".docker", ".aws", ".azure", ".kube", ".config/gcloud", ".config/gh", ".config/hub",
+    ".local/share/keyrings", ".password-store", ".netrc", ".git-credentials", ".config/git/credentials", ".npmrc",
+    ".pypirc", ".pgpass", ".cargo/credentials.toml", ".cargo/credentials", ".terraform.d/credentials.tfrc.json",
+    ".vault-token", ".config/rclone", ".m2/settings.xml", ".gem/credentials", ".bash_history", ".zsh_history",
+    ".local/share/fish/fish_history", ".mozilla", ".config/google-chrome", ".config/chromium", ".codex", ".claude",
+    ".claude.json", ".config/opencode", ".local/share/opencode", ".tokfence"};
+
+// Only when running as root (an ordinary user cannot read them anyway). SSH host keys are added by
+// listing /etc/ssh (ssh_host_*_key, not the .pub halves).
+constexpr const char* kRootOnlySecrets[] = {"/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
+                                            "/etc/sudoers", "/etc/sudoers.d", "/etc/kubernetes", "/etc/rancher",
+                                            "/var/lib/rancher", "/var/lib/kubelet", "/root"};
+
+}  // namespace
+
 std::vector<fs::path> sensitive_paths(const std::map<std::string, std::string>& env, const fs::path& tokfence_home,
                                       unsigned uid) {
   std::vector<fs::path> out = {tokfence_home,
@@ -278,12 +298,22 @@ std::vector<fs::path> sensitive_paths(const std::map<std::string, std::string>& 
       add_socket(path.substr(0, path.find_first_of(",;")));
     }
   }
+  // A deny-list, not an allow-list: everything else the user can read stays readable inside
+  // (docs/SANDBOX.md "What stays readable"). These are the common places credentials are kept.
   if (!home.empty() && home[0] == '/') {
-    for (const char* rel : {".ssh", ".gnupg", ".docker", ".aws", ".azure", ".kube", ".config/gcloud", ".config/gh",
-                            ".local/share/keyrings", ".password-store", ".netrc", ".git-credentials", ".npmrc",
-                            ".pypirc", ".codex", ".claude", ".claude.json", ".config/opencode",
-                            ".local/share/opencode", ".tokfence"})
-      out.push_back(fs::path(home) / rel);
+    for (const char* rel : kHomeCredentialStores) out.push_back(fs::path(home) / rel);
+  }
+  // As root the sandbox's uid 0 is the host's, without capabilities but still the owner of root's
+  // mode-0600 files: the password hashes, sudo rules, SSH host keys, cluster admin configs and
+  // root's own home. /root is brought back where the run needs it (the workdir, the harness home,
+  // --allow-write paths below it are mounted back; run.cpp drops it when the workdir is /root).
+  if (uid == 0) {
+    for (const char* path : kRootOnlySecrets) out.push_back(path);
+    std::error_code ec;
+    for (fs::directory_iterator it("/etc/ssh", ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.starts_with("ssh_host_") && !name.ends_with(".pub")) out.push_back(it->path());
+    }
   }
   std::vector<fs::path> existing;
   for (const auto& p : out) {

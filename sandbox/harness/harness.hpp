@@ -61,8 +61,10 @@ Result<Rendered> render(const RenderInput& input);
 // Paths a harness child must not see, given the parent's environment `env` and tokfence home
 // `tokfence_home`: the tokfence home, per-user runtime dirs (D-Bus, keyring, agents), Docker and
 // Podman sockets, the agent/bus sockets the environment names, and credential stores under $HOME
-// (~/.ssh, ~/.gnupg, ~/.docker, ~/.aws, keyrings, the programs' own real configs...). Paths that
-// do not exist are left out.
+// (~/.ssh, ~/.gnupg, ~/.docker, ~/.aws, keyrings, git/pg/cargo/... credential files, shell
+// histories, browser profiles, the programs' own real configs...); with `uid` 0 also root's own
+// secrets (/etc/shadow, /etc/gshadow, sudoers, SSH host keys, cluster configs, /root). A deny-list:
+// the rest stays readable. Paths that do not exist are left out.
 std::vector<std::filesystem::path> sensitive_paths(const std::map<std::string, std::string>& env,
                                                    const std::filesystem::path& tokfence_home, unsigned uid);
 

@@ -7,7 +7,7 @@
 # the connections past it get 503 busy at once. The daemon's resident memory must stay within
 # 64 MiB + 96 MiB of slack of where it started.
 source "$(dirname "$0")/egress_lib.bash"
-egress_setup '{"allow":["api.telegram.org"]}' '[egress]' "extra_ca_file = \"$WORK/cert.pem\""
+egress_setup '{"allow":["api.telegram.org"],"secrets":["bot"]}' '[egress]' "extra_ca_file = \"$WORK/cert.pem\""
 bind_secret bot api.telegram.org
 DAEMON_PID=$(jq -r .pid "$TOKFENCE_HOME/daemon.json")
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$DAEMON_PID/status"; }

@@ -10,7 +10,7 @@
 #  5. method/path override headers where methods are ruled.
 # Control: the same requests without the trick pass.
 source "$(dirname "$0")/egress_lib.bash"
-egress_setup '{"allow":["api.telegram.org","api.telegram.org:8443","allowed.example"]}' \
+egress_setup '{"allow":["api.telegram.org","api.telegram.org:8443","allowed.example"],"secrets":["bot"]}' \
   '[egress.domains."allowed.example"]' 'methods = ["GET", "POST"]' 'deny_paths = ["/admin"]' \
   '[egress]' "extra_ca_file = \"$WORK/cert.pem\""
 bind_secret bot api.telegram.org
@@ -18,15 +18,15 @@ P="tokfence-secret:bot"
 HEADS="$WORK/TLS.requests.heads"
 
 log "control: the bound host gets the secret; allowed.example serves /hello"
-as_agent api.telegram.org:443 "GET /hello HTTP/1.1\r\nHost: api.telegram.org\r\nX-A: $P\r\n\r\n"
+as_agent api.telegram.org:443 "GET /hello HTTP/1.1\r\nHost: api.telegram.org\r\nAuthorization: Bot $P\r\n\r\n"
 [[ $STATUS == "HTTP/1.1 200"* ]] || die "control request: $STATUS"
-grep -q "^X-A: $BOUND" "$HEADS" || die "the bound host did not get the secret"
+grep -q "^Authorization: Bot $BOUND" "$HEADS" || die "the bound host did not get the secret"
 as_agent allowed.example:443 'GET /hello HTTP/1.1\r\nHost: allowed.example\r\n\r\n'
 [[ $STATUS == "HTTP/1.1 200"* ]] || die "GET /hello on allowed.example: $STATUS"
 : >"$HEADS"
 
 log "1. two Host fields"
-as_agent api.telegram.org:443 "GET /hello HTTP/1.1\r\nHost: api.telegram.org\r\nHost: other.example\r\nX-A: $P\r\n\r\n"
+as_agent api.telegram.org:443 "GET /hello HTTP/1.1\r\nHost: api.telegram.org\r\nHost: other.example\r\nAuthorization: Bot $P\r\n\r\n"
 expect_eq "$EGRESS" duplicate-host "two Host fields: $STATUS"
 [[ -s $HEADS ]] && die "the host received the request: $(cat "$HEADS")"
 
@@ -45,7 +45,7 @@ done
 [[ -s $HEADS ]] && die "the host received a request for a denied path: $(cat "$HEADS")"
 
 log "4. the bound host on another port"
-as_agent api.telegram.org:8443 "GET /hello HTTP/1.1\r\nHost: api.telegram.org:8443\r\nX-A: $P\r\n\r\n"
+as_agent api.telegram.org:8443 "GET /hello HTTP/1.1\r\nHost: api.telegram.org:8443\r\nAuthorization: Bot $P\r\n\r\n"
 expect_eq "$EGRESS" secret-not-bound "the secret on port 8443: $STATUS"
 
 log "5. override headers where methods are ruled"

@@ -15,7 +15,7 @@
 source "$(dirname "$0")/egress_lib.bash"
 
 # extra_ca_file: the daemon trusts the fakes' certificate as it would a real host's.
-egress_setup '{"allow":["api.telegram.org","other.example"]}' \
+egress_setup '{"allow":["api.telegram.org","other.example"],"secrets":["bot"]}' \
   '[egress.domains."other.example"]' 'mode = "inspect"' '[egress]' "extra_ca_file = \"$WORK/cert.pem\""
 reply=$(ctl "{\"op\":\"egress\",\"caller\":\"codex\",\"action\":\"allow\",\"rule\":\"plain.example:$PLAIN_PORT\"}")
 [[ $(jq -r .ok <<<"$reply") == true ]] || die "egress allow plain.example: $reply"
@@ -76,7 +76,7 @@ log "5. an impostor for the bound host (a certificate tokfence does not trust)"
 sed -i '/^extra_ca_file/d' "$TOKFENCE_HOME/config.toml"
 stop_daemon
 start_daemon
-reply=$(ctl "{\"op\":\"open_proxy_socket\",\"path\":\"$AGENT_SOCKET\",\"caller\":\"codex\",\"mode\":384,\"egress\":{\"allow\":[\"api.telegram.org\"]}}")
+reply=$(ctl "{\"op\":\"open_proxy_socket\",\"path\":\"$AGENT_SOCKET\",\"caller\":\"codex\",\"mode\":384,\"egress\":{\"allow\":[\"api.telegram.org\"],\"secrets\":[\"bot\"]}}")
 [[ $(jq -r .ok <<<"$reply") == true ]] || die "open_proxy_socket after restart: $reply"
 through "https://api.telegram.org/hello" --cacert "$CA" -H "Authorization: Bot $P"
 expect_eq "$CODE" 502 "a destination whose certificate does not verify"

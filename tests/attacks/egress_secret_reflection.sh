@@ -11,7 +11,7 @@
 # Each time: the agent reads no byte of the secret (and not its first 8 characters), the answer is
 # refused with a row saying so. Control: the same host's plain answers still come through.
 source "$(dirname "$0")/egress_lib.bash"
-egress_setup '{"allow":["api.telegram.org"]}' '[egress]' "extra_ca_file = \"$WORK/cert.pem\""
+egress_setup '{"allow":["api.telegram.org"],"secrets":["bot"]}' '[egress]' "extra_ca_file = \"$WORK/cert.pem\""
 bind_secret bot api.telegram.org
 T=api.telegram.org:443
 P="tokfence-secret:bot"
@@ -23,9 +23,9 @@ refused() {  # what
   [[ $STATUS == "HTTP/1.1 502"* ]] || die "$1: expected a 502 refusal, got: $STATUS"
   expect_eq "$EGRESS" "$2" "$1: X-Tokfence-Egress"
 }
-# Where the secret lands in the echo: after "POST <path> HTTP/1.1\r\nHost: api.telegram.org\nX-A: ".
+# Where the secret lands in the echo: after "POST <path> HTTP/1.1\r\nHost: api.telegram.org\nAuthorization: Bot ".
 pad_to() {  # path boundary offset-into-secret: padding so the echo's byte `boundary` is that far into the secret
-  local before=$((${#1} + 16 + 23 + 5))  # "POST <path> HTTP/1.1\r\n", "Host: api.telegram.org\n", "X-A: "
+  local before=$((${#1} + 16 + 23 + 19))  # "POST <path> HTTP/1.1\r\n", "Host: api.telegram.org\n", "Authorization: Bot "
   printf '%*s' $(($2 - before - $3)) '' | tr ' ' p
 }
 
@@ -35,28 +35,28 @@ as_agent $T 'GET /hello HTTP/1.1\r\nHost: api.telegram.org\r\n\r\n'
 
 log "A. a chunked echo, the secret split by the chunk boundary at 4096"
 body=$(pad_to /echo-chunked 4096 10)
-as_agent $T "POST /echo-chunked HTTP/1.1\r\nHost: api.telegram.org\r\nX-A: $P\r\nContent-Length: ${#body}\r\n\r\n$body"
+as_agent $T "POST /echo-chunked HTTP/1.1\r\nHost: api.telegram.org\r\nAuthorization: Bot $P\r\nContent-Length: ${#body}\r\n\r\n$body"
 refused "chunked echo" secret-reflected
 
 log "B. an echo 300 KiB long, the secret split at 16 KiB"
 body=$(pad_to /echo-big 16384 10)
-as_agent $T "POST /echo-big HTTP/1.1\r\nHost: api.telegram.org\r\nX-A: $P\r\nContent-Length: ${#body}\r\n\r\n$body"
+as_agent $T "POST /echo-big HTTP/1.1\r\nHost: api.telegram.org\r\nAuthorization: Bot $P\r\nContent-Length: ${#body}\r\n\r\n$body"
 refused "long echo" secret-reflected
 
 log "C. stored with the placeholder, fetched without it"
-as_agent $T "GET /store HTTP/1.1\r\nHost: api.telegram.org\r\nX-A: $P\r\n\r\n"
+as_agent $T "GET /store HTTP/1.1\r\nHost: api.telegram.org\r\nAuthorization: Bot $P\r\n\r\n"
 [[ $STATUS == "HTTP/1.1 204"* ]] || die "store: $STATUS"
 as_agent $T 'GET /fetch HTTP/1.1\r\nHost: api.telegram.org\r\n\r\n'
 refused "fetch of the stored request" secret-reflected
 
 log "D. gzip behind a first Content-Encoding: identity"
-as_agent $T "GET /echo-ce HTTP/1.1\r\nHost: api.telegram.org\r\nX-A: $P\r\n\r\n"
+as_agent $T "GET /echo-ce HTTP/1.1\r\nHost: api.telegram.org\r\nAuthorization: Bot $P\r\n\r\n"
 refused "double Content-Encoding" encoded-response
 
 log "E. base64 and percent-encoded echoes"
-as_agent $T "GET /echo-b64 HTTP/1.1\r\nHost: api.telegram.org\r\nX-A: $P\r\n\r\n"
+as_agent $T "GET /echo-b64 HTTP/1.1\r\nHost: api.telegram.org\r\nAuthorization: Bot $P\r\n\r\n"
 refused "base64 echo" secret-reflected
-as_agent $T "GET /echo-url HTTP/1.1\r\nHost: api.telegram.org\r\nX-A: $P\r\n\r\n"
+as_agent $T "GET /echo-url HTTP/1.1\r\nHost: api.telegram.org\r\nAuthorization: Bot $P\r\n\r\n"
 refused "percent-encoded echo" secret-reflected
 
 log "C'. the stored secret after 'vault rotate' and after 'vault remove': still watched for"

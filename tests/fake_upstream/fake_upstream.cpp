@@ -150,8 +150,11 @@ struct Faults {
   bool no_usage = false;
   std::int64_t cache_read = 0, cache_write = 0, reasoning = 0;
   std::string text = "pong";
+  std::string spelled;  // x-fake-spell-reversed, un-reversed: streamed 3 characters per event
   std::string response_model;
 };
+
+constexpr std::size_t kSpellWidth = 3;
 
 std::int64_t header_int(const http::request<http::string_body>& req, std::string_view name, std::int64_t fallback,
                         std::int64_t lo, std::int64_t hi) {
@@ -179,6 +182,12 @@ Faults read_faults(const http::request<http::string_body>& req) {
   f.reasoning = header_int(req, "x-fake-reasoning", 0, 0, 1'000'000'000);
   if (auto it = req.find("x-fake-text"); it != req.end() && !it->value().empty()) f.text = std::string(it->value());
   if (auto it = req.find("x-fake-response-model"); it != req.end()) f.response_model = std::string(it->value());
+  // A model asked to reverse a string: the header's value, reversed, is the whole reply, a few
+  // characters per delta (as a model's tokens arrive), with nothing between them.
+  if (auto it = req.find("x-fake-spell-reversed"); it != req.end() && !it->value().empty()) {
+    f.spelled.assign(it->value().rbegin(), it->value().rend());
+    f.chunks = static_cast<int>(std::min<std::size_t>((f.spelled.size() + kSpellWidth - 1) / kSpellWidth, static_cast<std::size_t>(kMaxChunks)));
+  }
   return f;
 }
 
@@ -327,7 +336,10 @@ struct Ctx {
   std::int64_t input = 0;  // uncached input tokens
   std::uint64_t id = 0;
   Faults f;
-  std::string word(int i) const { return i == 0 ? f.text : " " + f.text; }
+  std::string word(int i) const {
+    if (!f.spelled.empty()) return f.spelled.substr(static_cast<std::size_t>(i) * kSpellWidth, kSpellWidth);
+    return i == 0 ? f.text : " " + f.text;
+  }
   std::string full_text() const {
     std::string s;
     for (int i = 0; i < f.chunks; ++i) s += word(i);

@@ -50,7 +50,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(to.has_value());
   const bool with_rules = (mode & 4) != 0 && mode % 4 == 0;
   const bool bound = mode % 4 == 0 || mode % 4 == 2;
-  auto result = inspect::rewrite_request(request, *to, with_rules ? &rules() : nullptr, book());
+  static const std::vector<std::string> granted = {"bot"};
+  auto result = inspect::rewrite_request(request, *to, with_rules ? &rules() : nullptr, book(), granted);
   if (auto* out = std::get_if<inspect::Rewritten>(&result)) {
     const std::string_view sent(out->head.data(), out->head.size());
     // (An agent that already knows the secret may send it anywhere: only tokfence's copy counts.)

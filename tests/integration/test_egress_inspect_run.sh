@@ -22,8 +22,8 @@ in_run() {  # a shell command in the sandbox, with the placeholder in $BOT_TOKEN
     --secret BOT_TOKEN=bot -- -c "$1"
 }
 
-log "the agent holds the placeholder; the bound host receives the secret, in a header and in the path"
-in_run 'echo "token=$BOT_TOKEN"; curl -sS --max-time 20 -H "Authorization: Bot $BOT_TOKEN" "https://allowed.test/bot$BOT_TOKEN/getMe"'
+log "the agent holds the placeholder; the bound host receives the secret, in the path or in a credential header"
+in_run 'echo "token=$BOT_TOKEN"; curl -sS --max-time 20 "https://allowed.test/bot$BOT_TOKEN/getMe"; curl -sS --max-time 20 -H "Authorization: Bot $BOT_TOKEN" https://allowed.test/getMe'
 expect_eq "$TF_RC" 0 "curl to the bound host: $TF_ERR"
 expect_contains "$TF_OUT" "token=tokfence-secret:bot" "the placeholder in the agent's environment"
 expect_contains "$TF_OUT" "hello from allowed.test over tls" "the bound host's answer"

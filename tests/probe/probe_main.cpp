@@ -26,6 +26,11 @@
 //   ptrace PID                  PTRACE_ATTACH (then detach)
 //   vm-read PID                 process_vm_readv of 8 bytes (ok when permitted, even if EFAULT)
 //   proc-mem PID                open /proc/PID/mem read-write
+//   shm-create TEXT             a new mode-0600 SysV shared memory segment holding TEXT (left in
+//                               place); prints its id
+//   shm-read ID                 attach segment ID and print its text
+//   shm-write ID TEXT           attach segment ID and overwrite its text
+//   shm-rm ID                   remove segment ID
 //   deny-seccomp CMD [ARGS...]  run CMD where seccomp()/prctl(PR_SET_SECCOMP) fail with EPERM, to
 //                               prove a filter that cannot be installed stops what needed it
 #include <arpa/inet.h>
@@ -39,6 +44,7 @@
 #include <netinet/ip_icmp.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -416,8 +422,39 @@ int usage() {
   std::cerr << "usage: tokfence-probe http-get URL [HEADER...] | connect HOST PORT | connect-unix PATH |\n"
                "       unix-send PATH TEXT | resolve NAME | write PATH | read PATH | env | dbus-session [ADDRESS] |\n"
                "       tcp-send HOST PORT TEXT | udp-send HOST PORT TEXT | socket DOMAIN [PROTO] | socketpair |\n"
-               "       io-uring | ping ADDR | ptrace PID | vm-read PID | proc-mem PID | deny-seccomp CMD [ARGS...]\n";
+               "       io-uring | ping ADDR | ptrace PID | vm-read PID | proc-mem PID | shm-create TEXT | shm-read ID |\n"
+               "       shm-write ID TEXT | shm-rm ID | deny-seccomp CMD [ARGS...]\n";
   return 2;
+}
+
+// SysV shared memory (shm-create, shm-read, shm-write, shm-rm): what an IPC namespace separates.
+int shm(const std::string& cmd, const std::vector<std::string>& args) {
+  constexpr std::size_t kSize = 4096;
+  if (cmd == "shm-create") {
+    int id = ::shmget(IPC_PRIVATE, kSize, IPC_CREAT | 0600);
+    if (id < 0) return failed("shm-create: shmget: " + err());
+    void* p = ::shmat(id, nullptr, 0);
+    if (p == reinterpret_cast<void*>(-1)) return failed("shm-create: shmat: " + err());
+    std::strncpy(static_cast<char*>(p), args[1].c_str(), kSize - 1);
+    ::shmdt(p);
+    std::cout << id << std::endl;
+    return 0;
+  }
+  const int id = std::atoi(args[1].c_str());
+  if (cmd == "shm-rm" && args.size() == 2)
+    return ::shmctl(id, IPC_RMID, nullptr) == 0 ? ok("shm-rm " + args[1]) : failed("shm-rm " + args[1] + ": " + err());
+  if ((cmd != "shm-read" || args.size() != 2) && (cmd != "shm-write" || args.size() != 3)) return usage();
+  void* p = ::shmat(id, nullptr, 0);
+  if (p == reinterpret_cast<void*>(-1)) return failed(cmd + " " + args[1] + ": shmat: " + err());
+  auto* text = static_cast<char*>(p);
+  std::string what = cmd + " " + args[1];
+  if (cmd == "shm-write") {
+    std::strncpy(text, args[2].c_str(), kSize - 1);
+  } else {
+    what += ": " + std::string(text, ::strnlen(text, kSize));
+  }
+  ::shmdt(p);
+  return ok(what);
 }
 
 }  // namespace
@@ -527,6 +564,8 @@ int main(int argc, char** argv) {
     if (fd < 0) return failed("proc-mem " + args[1] + ": " + err());
     ::close(fd);
     return ok("proc-mem " + args[1] + ": opened read-write");
+  } else if (cmd.starts_with("shm-") && args.size() >= 2) {
+    return shm(cmd, args);
   } else if (cmd == "deny-seccomp" && args.size() >= 2) {
     return deny_seccomp_then_exec({args.begin() + 1, args.end()});
   }

@@ -35,6 +35,26 @@ TEST_CASE("text_format::printable keeps valid UTF-8 text") {
   CHECK(printable("caf\xc3\xa9 \xe2\x80\xa6 \xf0\x9f\x98\x80 \xc2\xa0") == "caf\xc3\xa9 \xe2\x80\xa6 \xf0\x9f\x98\x80 \xc2\xa0");
 }
 
+TEST_CASE("text_format::TerminalText masks a stream like printable, keeping newlines and tabs") {
+  tokfence::TerminalText t;
+  CHECK(t.feed("up\x1b]52;c;Zm9v\x07\x1b[2J\r\n\tcol\x7f\n") == "up?]52;c;Zm9v??[2J?\n\tcol?\n");
+  CHECK(t.feed("a\xc2\x9b" "31m\x9b" "32m\xff") == "a?31m?32m?");
+  CHECK(t.finish().empty());
+}
+
+TEST_CASE("text_format::TerminalText holds back a character split between chunks") {
+  tokfence::TerminalText t;
+  CHECK(t.feed("caf\xc3") == "caf");
+  CHECK(t.feed("\xa9 \xf0\x9f") == "\xc3\xa9 ");
+  CHECK(t.feed("\x98") == "");
+  CHECK(t.feed("\x80!") == "\xf0\x9f\x98\x80!");
+  CHECK(t.feed("\xc2") == "");
+  CHECK(t.feed("\x9b" "1m") == "?1m");  // C1 CSI split in two: still masked
+  CHECK(t.feed("\xe2\x82") == "");
+  CHECK(t.finish() == "??");              // the stream ended inside a character
+  CHECK(t.feed("\xe2x") == "?x");        // not a continuation byte: masked at once
+}
+
 TEST_CASE("text_format::escape_c1_in_json writes C1 characters and DEL as escapes and leaves the rest") {
   CHECK(escape_c1_in_json("{\"m\":\"a\xc2\x9b" "b\"}") == "{\"m\":\"a\\u009bb\"}");
   CHECK(escape_c1_in_json("{\"m\":\"\xc2\x80\xc2\xa0\"}") == "{\"m\":\"\\u0080\xc2\xa0\"}");

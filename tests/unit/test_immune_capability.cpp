@@ -4,11 +4,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "core/file.hpp"
+#include "core/providers.hpp"
 #include "core/time.hpp"
 #include "proxy/immune/capability.hpp"
 #include "proxy/immune/sessions.hpp"
@@ -176,13 +178,13 @@ TEST_CASE("sessions: tokens, scope and the risk state machine") {
   }
   SECTION("scope: YELLOW at the first violation, ORANGE at the third; allowed requests pass") {
     auto s = issued->session;
-    CHECK_FALSE(r.check_scope(*s, "openai", "gpt-4o-mini", "/v1/chat/completions", false, "req_1", now));
+    CHECK_FALSE(r.check_scope(*s, "openai", "gpt-4o-mini", "POST", "/v1/chat/completions", "req_1", now));
     CHECK(s->state() == RiskState::green);
-    CHECK(r.check_scope(*s, "anthropic", "", "/v1/messages", false, "req_2", now));
+    CHECK(r.check_scope(*s, "anthropic", "", "POST", "/v1/messages", "req_2", now));
     CHECK(s->state() == RiskState::yellow);
-    CHECK(r.check_scope(*s, "openai", "o3-pro", "/v1/responses", false, "req_3", now));
+    CHECK(r.check_scope(*s, "openai", "o3-pro", "POST", "/v1/responses", "req_3", now));
     CHECK(s->state() == RiskState::yellow);
-    CHECK(r.check_scope(*s, "openai", "o3-pro", "/v1/responses", false, "req_4", now));
+    CHECK(r.check_scope(*s, "openai", "o3-pro", "POST", "/v1/responses", "req_4", now));
     CHECK(s->state() == RiskState::orange);
     auto shown = r.describe(*s, true, now);
     CHECK(shown["transitions"].size() == 2);
@@ -204,10 +206,45 @@ TEST_CASE("sessions: tokens, scope and the risk state machine") {
     CHECK(std::holds_alternative<std::shared_ptr<TokenEntry>>(r.authorize(fresh->token, "", true, now)));
     CHECK(notes.size() >= 2);
   }
+  SECTION("endpoints with a method: an agent's scope (core::agent_endpoints)") {
+    SessionRequest agent;
+    agent.name = "agent";
+    auto spec = tokfence::ProviderSpec{};
+    spec.name = "openai";
+    spec.client_base_suffix = "/v1";
+    agent.limits.providers = {"openai"};
+    agent.limits.endpoints = tokfence::agent_endpoints(spec);
+    auto a = r.create(agent, now);
+    REQUIRE(a);
+    Session& s = *a->session;
+    for (auto [method, path] : {std::pair{"POST", "/v1/responses"}, {"POST", "/v1/chat/completions"}, {"GET", "/v1/models"},
+                                {"GET", "/v1/models/gpt-4o"}, {"POST", "/v1/embeddings"}, {"HEAD", "/"}, {"HEAD", ""}}) {
+      INFO(method << " " << path);
+      CHECK_FALSE(r.check_scope(s, "openai", "", method, path, "req_ok", now));
+    }
+    CHECK(s.state() == RiskState::green);
+    // The account's data: listing stored completions (GET on the same path), files, fine-tuning.
+    for (auto [method, path] : {std::pair{"GET", "/v1/chat/completions"}, {"GET", "/v1/files"}, {"POST", "/v1/fine_tuning/jobs"},
+                                {"DELETE", "/v1/files/file-1"}, {"GET", "/v1/responses/resp_1"}}) {
+      INFO(method << " " << path);
+      auto refused = r.check_scope(s, "openai", "", method, path, "req_no", now);
+      REQUIRE(refused);
+      CHECK(refused->type == "tokfence_scope");
+    }
+    CHECK(r.check_scope(s, "anthropic", "", "POST", "/v1/messages", "req_other", now));
+    // Anthropic's and Gemini's shapes.
+    spec.style = tokfence::ApiStyle::anthropic;
+    spec.client_base_suffix = "";
+    auto anthropic = tokfence::agent_endpoints(spec);
+    CHECK(std::find(anthropic.begin(), anthropic.end(), "POST /v1/messages") != anthropic.end());
+    spec.style = tokfence::ApiStyle::gemini;
+    auto gemini = tokfence::agent_endpoints(spec);
+    CHECK(std::find(gemini.begin(), gemini.end(), "POST /v1*/models/*:streamGenerateContent") != gemini.end());
+  }
   SECTION("a model limit with no readable model: refused unless read-only") {
     auto s = issued->session;
-    CHECK(r.check_scope(*s, "openai", "", "/v1/chat/completions", false, "req_5", now));
-    CHECK_FALSE(r.check_scope(*issued->session, "openai", "", "/v1/models", true, "req_6", now));
+    CHECK(r.check_scope(*s, "openai", "", "POST", "/v1/chat/completions", "req_5", now));
+    CHECK_FALSE(r.check_scope(*issued->session, "openai", "", "GET", "/v1/models", "req_6", now));
   }
   SECTION("an expired session is ended when looked up") {
     SessionRequest brief;

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "core/decoys.hpp"
+#include "proxy/immune/encoded.hpp"
 #include "proxy/immune/scanner.hpp"
 
 using namespace tokfence;
@@ -67,8 +68,9 @@ std::string coding_traffic(std::mt19937_64& rng) {
   t += std::string(300, 'A') + std::string(300, '0') + std::string(300, '-') + std::string(300, 'x') + "\n";
   namespace fs = std::filesystem;
   const fs::path root = fs::path(TOKFENCE_TEMPLATES_DIR).parent_path();
-  for (const char* file : {"proxy/http/server.cpp", "proxy/http/http1.cpp", "core/file.cpp", "vault/sealed_file.cpp",
-                           "proxy/immune/scanner.cpp", "core/decoys.cpp", "README.md"}) {
+  for (const char* file : {"proxy/http/server.cpp", "proxy/http/forward_proxy.hpp", "proxy/http/inspected_tunnel.hpp",
+                           "proxy/http/http1.cpp", "core/file.cpp", "vault/sealed_file.cpp", "proxy/immune/scanner.cpp",
+                           "core/decoys.cpp", "README.md"}) {
     std::ifstream in(root / file, std::ios::binary);
     t += std::string(std::istreambuf_iterator<char>(in), {});
   }
@@ -259,4 +261,83 @@ TEST_CASE("immune::SecretScanner and StreamScan agree with a brute-force search 
   // Both outcomes were exercised many times.
   CHECK(hits > 300);
   CHECK(misses > 300);
+}
+
+namespace {
+
+std::string base64_of(std::string_view in, bool url_safe = false) {
+  const std::string_view digits = url_safe ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                                           : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 3 <= in.size(); i += 3) {
+    const auto v = static_cast<std::uint32_t>(static_cast<unsigned char>(in[i])) << 16 |
+                   static_cast<std::uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8 |
+                   static_cast<unsigned char>(in[i + 2]);
+    for (int k = 18; k >= 0; k -= 6) out += digits[v >> k & 63];
+  }
+  if (i < in.size()) {  // one or two bytes left: padded
+    std::uint32_t v = static_cast<std::uint32_t>(static_cast<unsigned char>(in[i])) << 16;
+    if (i + 1 < in.size()) v |= static_cast<std::uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8;
+    out += digits[v >> 18 & 63];
+    out += digits[v >> 12 & 63];
+    out += i + 1 < in.size() ? digits[v >> 6 & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::string hex_of(std::string_view in, bool upper = false) {
+  const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : in) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("immune::find_encoded finds a needle in base64 (both alphabets, any alignment) and in hex") {
+  std::mt19937_64 rng(7);
+  const std::string key = openai_key(rng);
+  const std::string decoy = "AKIA" + random_of(rng, kAlnum, 16);
+  const std::string key_copy = key, decoy_copy = decoy;
+  SecretScanner scanner({{std::string(key_copy), NeedleKind::vault_key, 1}, {std::string(decoy_copy), NeedleKind::decoy, 2}});
+  const std::string traffic = coding_traffic(rng);
+  // The plain scan misses every one of these; find_encoded finds each, whatever comes before.
+  for (const std::string before : {"", "x", "xy", "xyz", "blob: "}) {
+    for (const std::string& wrapped : {before + base64_of("creds " + decoy + " end"), before + base64_of("k=" + key, true),
+                                       before + hex_of("id:" + decoy), before + hex_of(decoy, true)}) {
+      INFO(wrapped);
+      const std::string body = chat_body(traffic.substr(0, 2000) + " " + wrapped + " thanks");
+      CHECK_FALSE(scanner.find(body));
+      auto hit = find_encoded(scanner, body);
+      REQUIRE(hit);
+      CHECK(hit->owner == (wrapped.find(base64_of("k=" + key, true)) != std::string::npos ? 1u : 2u));
+    }
+  }
+  // A run glued to other base64 characters at any offset: found at one of the four alignments.
+  for (std::size_t pad = 0; pad < 8; ++pad)
+    CHECK(find_encoded(scanner, std::string(pad, 'Q') + base64_of("::" + decoy + "::")));
+  // Too short to hold a window once decoded: nothing (and no read past the text).
+  CHECK_FALSE(find_encoded(scanner, base64_of(decoy.substr(0, 15))));
+  CHECK_FALSE(find_encoded(scanner, hex_of(decoy.substr(0, 15))));
+  CHECK_FALSE(find_encoded(scanner, ""));
+  CHECK_FALSE(find_encoded(scanner, "===="));
+}
+
+TEST_CASE("immune::find_encoded: ordinary coding traffic with base64 blobs and hashes gives no hit") {
+  std::mt19937_64 rng(8);
+  std::vector<Needle> needles;
+  for (int i = 0; i < 200; ++i) needles.push_back({openai_key(rng), NeedleKind::vault_key, static_cast<std::uint32_t>(i)});
+  SecretScanner scanner(std::move(needles));
+  const std::string traffic = coding_traffic(rng);
+  CHECK_FALSE(find_encoded(scanner, traffic));
+  CHECK_FALSE(find_encoded(scanner, chat_body(traffic)));
+  CHECK_FALSE(find_encoded(scanner, base64_of(traffic)));
+  CHECK_FALSE(find_encoded(scanner, hex_of(traffic.substr(0, 4000))));
+  // An empty scanner never looks.
+  CHECK_FALSE(find_encoded(SecretScanner({}), base64_of(traffic)));
 }

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <set>
+
 #include "core/decoys.hpp"
 #include "launcher/openclaw/session.hpp"
 
@@ -62,7 +65,23 @@ TEST_CASE("launcher::session_from_reply fails closed and never quotes the token"
   check(r, "expires_at_ms");
 }
 
-TEST_CASE("launcher::session_request asks for a session with decoys") {
-  auto r = launcher::session_request("openclaw:x", "launch");
-  CHECK(r == json{{"name", "openclaw:x"}, {"kind", "launch"}, {"decoys", true}});
+TEST_CASE("launcher::session_request asks for a session with decoys, scoped to its providers") {
+  tokfence::ProviderSpec openai, anthropic;
+  openai.name = "openai";
+  openai.client_base_suffix = "/v1";
+  anthropic.name = "anthropic";
+  anthropic.style = tokfence::ApiStyle::anthropic;
+  auto r = launcher::session_request("openclaw:x", "launch", {openai, anthropic});
+  CHECK(r["name"] == "openclaw:x");
+  CHECK(r["kind"] == "launch");
+  CHECK(r["decoys"] == true);
+  CHECK(r["limits"]["providers"] == json::array({"openai", "anthropic"}));
+  const auto& endpoints = r["limits"]["endpoints"];
+  for (const char* e : {"POST /v1/responses", "POST /v1/chat/completions", "GET /v1/models", "POST /v1/messages", "HEAD *"})
+    CHECK(std::find(endpoints.begin(), endpoints.end(), e) != endpoints.end());
+  // Each entry once, though both providers list HEAD * and GET /v1/models.
+  std::set<std::string> seen;
+  for (const auto& e : endpoints) CHECK(seen.insert(e.get<std::string>()).second);
+  for (const char* e : {"GET /v1/files", "POST /v1/fine_tuning/jobs", "GET /v1/chat/completions"})
+    CHECK(std::find(endpoints.begin(), endpoints.end(), e) == endpoints.end());
 }

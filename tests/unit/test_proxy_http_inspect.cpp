@@ -53,16 +53,16 @@ TEST_CASE("inspect: a placeholder becomes the secret only on the way to a host i
   const auto book = book_with("telegram-bot", secret, {"api.telegram.org"});
   const std::string head =
       "POST /bottokfence-secret:telegram-bot/getUpdates?x=1 HTTP/1.1\r\nHost: api.telegram.org\r\n"
-      "Authorization: Bearer tokfence-secret:telegram-bot\r\nAccept-Encoding: gzip\r\nConnection: keep-alive, X-Hop\r\n"
+      "Authorization: Bearer other\r\nAccept-Encoding: gzip\r\nConnection: keep-alive, X-Hop\r\n"
       "X-Hop: 1\r\nProxy-Authorization: x\r\nContent-Length: 0\r\n\r\n";
   http1::RequestHead request;
   parse(head, request);
-  auto result = rewrite_request(request, to("api.telegram.org:443"), nullptr, book);
+  auto result = rewrite_request(request, to("api.telegram.org:443"), nullptr, book, {"telegram-bot"});
   REQUIRE(std::holds_alternative<Rewritten>(result));
   const auto& out = std::get<Rewritten>(result);
   const std::string sent = text(out.head);
   CHECK(sent.starts_with("POST /bot" + secret + "/getUpdates?x=1 HTTP/1.1\r\n"));
-  CHECK(sent.find("Authorization: Bearer " + secret + "\r\n") != std::string::npos);
+  CHECK(sent.find("Authorization: Bearer other\r\n") != std::string::npos);
   CHECK(sent.find("tokfence-secret:") == std::string::npos);
   // Hop-by-hop fields (and the one Connection names) go; Accept-Encoding too, so the response
   // can be watched; Connection: close is added.
@@ -81,7 +81,7 @@ TEST_CASE("inspect: a placeholder for another host, an unknown name or a malform
   auto refusal = [&](const std::string& head, const std::string& authority) {
     http1::RequestHead request;
     parse(head, request);
-    auto result = rewrite_request(request, to(authority), nullptr, book);
+    auto result = rewrite_request(request, to(authority), nullptr, book, {"gh"});
     REQUIRE(std::holds_alternative<Refusal>(result));
     return std::get<Refusal>(result);
   };
@@ -91,17 +91,17 @@ TEST_CASE("inspect: a placeholder for another host, an unknown name or a malform
   CHECK(r.message.find(secret) == std::string::npos);
   CHECK(r.message.find("api.github.com") != std::string::npos);
   // In the target too, and for a name that only looks like a subdomain match.
-  CHECK(refusal("GET /?t=tokfence-secret:gh HTTP/1.1\r\nHost: githubusercontent.com\r\n\r\n", "githubusercontent.com:443").rule ==
+  CHECK(refusal("GET /tokfence-secret:gh HTTP/1.1\r\nHost: githubusercontent.com\r\n\r\n", "githubusercontent.com:443").rule ==
         "secret-not-bound");
-  CHECK(refusal("GET / HTTP/1.1\r\nHost: api.github.com\r\nX: tokfence-secret:nope\r\n\r\n", "api.github.com:443").rule ==
+  CHECK(refusal("GET / HTTP/1.1\r\nHost: api.github.com\r\nAuthorization: tokfence-secret:nope\r\n\r\n", "api.github.com:443").rule ==
         "secret-unknown");
-  CHECK(refusal("GET / HTTP/1.1\r\nHost: api.github.com\r\nX: tokfence-secret:\r\n\r\n", "api.github.com:443").rule ==
+  CHECK(refusal("GET / HTTP/1.1\r\nHost: api.github.com\r\nAuthorization: tokfence-secret:\r\n\r\n", "api.github.com:443").rule ==
         "bad-placeholder");
   // A wildcard binding reaches subdomains.
   http1::RequestHead ok;
-  const std::string head = "GET / HTTP/1.1\r\nHost: raw.githubusercontent.com\r\nX: tokfence-secret:gh\r\n\r\n";
+  const std::string head = "GET / HTTP/1.1\r\nHost: raw.githubusercontent.com\r\nX-Api-Key: tokfence-secret:gh\r\n\r\n";
   parse(head, ok);
-  CHECK(std::holds_alternative<Rewritten>(rewrite_request(ok, to("raw.githubusercontent.com:443"), nullptr, book)));
+  CHECK(std::holds_alternative<Rewritten>(rewrite_request(ok, to("raw.githubusercontent.com:443"), nullptr, book, {"gh"})));
 }
 
 TEST_CASE("inspect: the request must be for the tunnel's host, in origin form, without an upgrade") {
@@ -109,7 +109,7 @@ TEST_CASE("inspect: the request must be for the tunnel's host, in origin form, w
   auto rule_of = [&](const std::string& head) {
     http1::RequestHead request;
     parse(head, request);
-    auto result = rewrite_request(request, to("api.github.com:443"), nullptr, none);
+    auto result = rewrite_request(request, to("api.github.com:443"), nullptr, none, {});
     return std::holds_alternative<Refusal>(result) ? std::get<Refusal>(result).rule : std::string("ok");
   };
   CHECK(rule_of("GET / HTTP/1.1\r\nHost: api.github.com\r\n\r\n") == "ok");
@@ -134,7 +134,7 @@ TEST_CASE("inspect: methods and path rules, with paths normalised before matchin
     const std::string head = method + " " + target + " HTTP/1.1\r\nHost: api.github.com\r\n\r\n";
     http1::RequestHead request;
     parse(head, request);
-    auto result = rewrite_request(request, to("api.github.com:443"), &rules, none);
+    auto result = rewrite_request(request, to("api.github.com:443"), &rules, none, {});
     return std::holds_alternative<Refusal>(result) ? std::get<Refusal>(result).rule : std::string("ok");
   };
   CHECK(rule_of("GET", "/repos/a/b/issues?state=open") == "ok");
@@ -216,10 +216,10 @@ TEST_CASE("inspect: SecretWatch finds a secret split across pieces, and nothing 
 
 TEST_CASE("inspect: a secret goes to its host on port 443 only") {
   const auto book = book_with("bot", random_secret(), {"api.telegram.org"});
-  const std::string head = "GET / HTTP/1.1\r\nHost: api.telegram.org:8443\r\nX: tokfence-secret:bot\r\n\r\n";
+  const std::string head = "GET / HTTP/1.1\r\nHost: api.telegram.org:8443\r\nAuthorization: tokfence-secret:bot\r\n\r\n";
   http1::RequestHead request;
   parse(head, request);
-  auto result = rewrite_request(request, to("api.telegram.org:8443"), nullptr, book);
+  auto result = rewrite_request(request, to("api.telegram.org:8443"), nullptr, book, {"bot"});
   REQUIRE(std::holds_alternative<Refusal>(result));
   CHECK(std::get<Refusal>(result).rule == "secret-not-bound");
 }
@@ -232,7 +232,7 @@ TEST_CASE("inspect: two Host fields, framing named in Connection, override heade
   auto rule_of = [&](const std::string& head, const egress::DomainRules* r) {
     http1::RequestHead request;
     parse(head, request);
-    auto result = rewrite_request(request, to("api.github.com:443"), r, none);
+    auto result = rewrite_request(request, to("api.github.com:443"), r, none, {});
     return std::holds_alternative<Refusal>(result) ? std::get<Refusal>(result).rule : std::string("ok");
   };
   CHECK(rule_of("GET / HTTP/1.1\r\nHost: api.github.com\r\nHost: evil.example\r\n\r\n", nullptr) == "duplicate-host");
@@ -253,7 +253,7 @@ TEST_CASE("inspect: path tricks servers disagree about are refused under path ru
     const std::string head = "GET " + target + " HTTP/1.1\r\nHost: x.example\r\n\r\n";
     http1::RequestHead request;
     parse(head, request);
-    auto result = rewrite_request(request, to("x.example:443"), &rules, none);
+    auto result = rewrite_request(request, to("x.example:443"), &rules, none, {});
     return std::holds_alternative<Refusal>(result) ? std::get<Refusal>(result).rule : std::string("ok");
   };
   CHECK(rule_of("/public") == "ok");
@@ -330,4 +330,49 @@ TEST_CASE("inspect: SecretWatch finds the secret JSON-escaped ('\\/') and in hex
     hex.push_back(digits[c & 15]);
   }
   CHECK(seen("hex " + hex));
+}
+
+TEST_CASE("inspect: a secret goes only where a host reads its credential, once, and only to the fence given it") {
+  const std::string secret = random_secret();
+  const auto book = book_with("bot", secret, {"api.telegram.org"});
+  auto result_of = [&](const std::string& head, std::vector<std::string> granted) {
+    http1::RequestHead request;
+    parse(head, request);
+    return rewrite_request(request, to("api.telegram.org:443"), nullptr, book, granted);
+  };
+  auto rule_of = [&](const std::string& head, std::vector<std::string> granted = {"bot"}) {
+    auto result = result_of(head, std::move(granted));
+    REQUIRE(std::holds_alternative<Refusal>(result));
+    CHECK(std::get<Refusal>(result).message.find(secret) == std::string::npos);
+    return std::get<Refusal>(result).rule;
+  };
+  const std::string host = "Host: api.telegram.org\r\n";
+  // Where the services read it: the path (Telegram's /bot<token>/...), a credential field.
+  CHECK(std::holds_alternative<Rewritten>(result_of("GET /bottokfence-secret:bot/getMe HTTP/1.1\r\n" + host + "\r\n", {"bot"})));
+  CHECK(std::holds_alternative<Rewritten>(
+      result_of("GET /file/bottokfence-secret:bot/photos/1.jpg HTTP/1.1\r\n" + host + "\r\n", {"bot"})));
+  CHECK(std::holds_alternative<Rewritten>(
+      result_of("GET /x HTTP/1.1\r\n" + host + "Authorization: Bot tokfence-secret:bot\r\n\r\n", {"bot"})));
+  // In the query (a webhook URL, a message's text), in any other field (an audit-log reason), or a
+  // second copy next to the credential: refused, whatever the name.
+  CHECK(rule_of("GET /bottokfence-secret:bot/setWebhook?url=https%3A%2F%2Fa.example%2Ftokfence-secret:bot HTTP/1.1\r\n" + host +
+                "\r\n") == "placeholder-position");
+  CHECK(rule_of("GET /botX/sendMessage?chat_id=1&text=tokfence-secret:bot HTTP/1.1\r\n" + host + "\r\n") ==
+        "placeholder-position");
+  CHECK(rule_of("GET /x HTTP/1.1\r\n" + host + "X-Audit-Log-Reason: tokfence-secret:bot\r\n\r\n") == "placeholder-position");
+  CHECK(rule_of("GET /bottokfence-secret:bot/x HTTP/1.1\r\n" + host + "Authorization: tokfence-secret:bot\r\n\r\n") ==
+        "placeholder-position");
+  CHECK(rule_of("GET /tokfence-secret:bot/tokfence-secret:bot HTTP/1.1\r\n" + host + "\r\n") == "placeholder-position");
+  // A secret this fence was not given is the same answer as one that does not exist: no oracle.
+  auto unknown = result_of("GET /bottokfence-secret:nope/getMe HTTP/1.1\r\n" + host + "\r\n", {"bot"});
+  auto not_given = result_of("GET /bottokfence-secret:bot/getMe HTTP/1.1\r\n" + host + "\r\n", {"other"});
+  REQUIRE(std::holds_alternative<Refusal>(unknown));
+  REQUIRE(std::holds_alternative<Refusal>(not_given));
+  CHECK(std::get<Refusal>(not_given).rule == "secret-unknown");
+  auto without_name = [](std::string m, const std::string& name) {
+    for (auto at = m.find(name); at != std::string::npos; at = m.find(name)) m.erase(at, name.size());
+    return m;
+  };
+  CHECK(without_name(std::get<Refusal>(unknown).message, "nope") == without_name(std::get<Refusal>(not_given).message, "bot"));
+  CHECK(rule_of("GET /bottokfence-secret:bot/getMe HTTP/1.1\r\n" + host + "\r\n", {}) == "secret-unknown");
 }

@@ -169,6 +169,26 @@ TEST_CASE("proxy::build_upstream_head strips every inbound credential and inject
   CHECK(count_fields(out, "authorization") == 1);
 }
 
+TEST_CASE("proxy::build_upstream_head drops method and path overrides in any spelling") {
+  std::string request =
+      "POST /google/v1beta/cachedContents/abc HTTP/1.1\r\n"
+      "X-HTTP-Method-Override: DELETE\r\n"
+      "x-http-method: DELETE\r\n"
+      "X-Method-Override: DELETE\r\n"
+      "X-Original-Method: DELETE\r\n"
+      "X-Original-URL: /v1beta/tunedModels/victim\r\n"
+      "X-Rewrite-URL: /v1beta/files/x\r\n"
+      "X_HTTP_Method_Override: DELETE\r\n"
+      "X-HTTP-Method-Overrides: kept\r\n"
+      "Content-Type: application/json\r\n\r\n";
+  auto out = parsed_request(upstream_head_of(request, "google", "https://generativelanguage.googleapis.com", 2));
+  CHECK(out.method == "POST");
+  for (const auto& f : out.headers) CHECK_FALSE(is_override_header_name(f.name));
+  CHECK(count_fields(out, "x_http_method_override") == 0);
+  CHECK(field(out, "x-http-method-overrides") == "kept");  // only the exact names (and '_' spellings)
+  CHECK(field(out, "content-type") == "application/json");
+}
+
 TEST_CASE("proxy::build_upstream_head sets no Content-Length for a request without a body") {
   auto out = parsed_request(upstream_head_of("GET /openai/v1/models HTTP/1.1\r\nContent-Length: 5\r\n\r\n", "openai",
                                              "http://127.0.0.1:8080"));

@@ -167,6 +167,30 @@ TEST_CASE("proxy::inspect_request takes the Gemini model and streaming from the 
   CHECK(not_json == "garbage{");
 }
 
+TEST_CASE("proxy::path_model takes a Gemini path's model for every method, never the body's") {
+  // Google routes models/<m>:<method> by <m>: a body "model" naming an allowed model must not
+  // stand in for it (a session scoped to gemini-2.5-flash* reaching Veo via :predictLongRunning).
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/veo-3.0-generate-001:predictLongRunning") == "veo-3.0-generate-001");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/imagen-4.0-generate-001:predict") == "imagen-4.0-generate-001");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/gemini-embedding-001:embedContent?x=a:b") == "gemini-embedding-001");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse") == "gemini-2.5-flash");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/tunedModels/my-tune-7:generateContent") == "my-tune-7");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/veo-3.0-generate-001%3ApredictLongRunning") == "veo-3.0-generate-001");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/veo-3.0-generate-001%3apredict") == "veo-3.0-generate-001");
+  CHECK(path_model(ApiStyle::gemini, "/v1/projects/p/locations/us/publishers/google/models/gemini-2.5-pro:predict") ==
+        "gemini-2.5-pro");
+  // No model in the path: the body's is the request's (inspect_request).
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/cachedContents") == "");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/openai/chat/completions") == "");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/files/abc:download") == "");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/:generateContent") == "");
+  CHECK(path_model(ApiStyle::gemini, "/v1beta/models/a/b:generateContent") == "");
+  // Other styles: OpenAI fine-tune names hold colons (ft:gpt-4o-mini:org::id); never read so.
+  CHECK(path_model(ApiStyle::openai, "/v1/models/ft:gpt-4o-mini:org::abc") == "");
+  CHECK(path_model(ApiStyle::openai, "/v1beta/models/veo-3.0-generate-001:predictLongRunning") == "");
+  CHECK(path_model(ApiStyle::anthropic, "/v1/models/claude:x") == "");
+}
+
 TEST_CASE("proxy::inspect_request adds include_usage to a streaming chat request and changes nothing else") {
   // Odd spacing, key order and number spellings must survive: the body is spliced, not re-serialised.
   const std::string original = "  {\"messages\": [{\"role\":\"user\",\"content\":\"}{\\\"\"}], \"temperature\": 1.0E0, "
@@ -533,4 +557,61 @@ TEST_CASE("proxy::inspect_request forces include_usage to true when the client s
   auto info = inspect_request(ApiKind::openai_chat, "/v1/chat/completions", asked, true);
   CHECK_FALSE(info.usage_requested_by_proxy);
   CHECK(asked == R"({"stream":true,"stream_options":{"include_usage":true}})");
+}
+
+TEST_CASE("proxy::append_generated_text joins the model's text out of each API's stream events") {
+  auto text_of = [](std::string_view event) {
+    std::string out;
+    append_generated_text(event, out);
+    return out;
+  };
+  // Chat Completions: delta.content and tool calls' arguments; role, ids and models are not text.
+  CHECK(text_of(R"({"id":"c1","object":"chat.completion.chunk","model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]})") == "Hel");
+  CHECK(text_of(R"({"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"sh","arguments":"{\"cmd\":\"ec"}}]}}]})") ==
+        R"({"cmd":"ec)");
+  CHECK(text_of(R"({"choices":[{"delta":{"content":null},"finish_reason":"stop"}],"usage":{"prompt_tokens":3}})").empty());
+  // Responses: the delta of output_text / function_call_arguments events.
+  CHECK(text_of(R"({"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"lo w"})") == "lo w");
+  // Anthropic: text, partial_json and thinking deltas; the event type is not text.
+  CHECK(text_of(R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"orld"}})") == "orld");
+  CHECK(text_of(R"({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\": \"b"}})") == R"({"a": "b)");
+  CHECK(text_of(R"({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}})") == "hmm");
+  // Gemini: parts[].text.
+  CHECK(text_of(R"({"candidates":[{"content":{"parts":[{"text":"a"},{"text":"b"}],"role":"model"}}],"modelVersion":"gemini-2.5-flash"})") == "ab");
+  // Escapes are decoded (a \u-escaped fragment is the same text to the client).
+  CHECK(text_of(R"({"delta":{"text":"\u0041\"B\\"}})") == "A\"B\\");
+  // Broken JSON: less, never a crash.
+  CHECK(text_of(R"({"delta":{"text":"unterminated)").empty());
+  CHECK(text_of(R"("text":)").empty());
+  CHECK(text_of(R"({"text":"a","text")") == "a");
+}
+
+TEST_CASE("proxy::UsageExtractor hands out the generated text of a stream, event by event, when asked") {
+  // A secret spelled three characters per event is whole only in the joined text (issue #19).
+  std::string said;
+  auto x = make_usage_extractor(ApiKind::openai_chat, true);
+  x->collect_generated_text(&said);
+  std::string joined;
+  for (std::string_view piece : {"AKI", "AEX", "AMP", "LE0"}) {
+    x->feed(R"(data: {"choices":[{"index":0,"delta":{"content":")");
+    CHECK(said.empty());  // the event is not complete yet
+    x->feed(std::string(piece) + "\"}}]}\n\n");
+    CHECK(said == piece);
+    joined += said;
+    said.clear();
+  }
+  CHECK(joined == "AKIAEXAMPLE0");
+  x->feed("data: [DONE]\n\n");
+  CHECK(said.empty());
+  // Gemini's JSON array stream: element by element.
+  auto g = make_usage_extractor(ApiKind::gemini, false);
+  g->collect_generated_text(&said);
+  g->feed(R"([{"candidates":[{"content":{"parts":[{"text":"ab"}]}}]})");
+  g->feed(R"(,{"candidates":[{"content":{"parts":[{"text":"cd"}]}}]}])");
+  CHECK(said == "abcd");
+  // Not asked: nothing collected, usage read as before.
+  said.clear();
+  auto quiet = make_usage_extractor(ApiKind::openai_chat, true);
+  quiet->feed("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n");
+  CHECK(said.empty());
 }

@@ -175,6 +175,31 @@ TEST_CASE("harness::sensitive_paths covers the tokfence home, runtime dirs, sock
   CHECK_FALSE(has(home / ".aws"));  // absent paths are left out
 }
 
+TEST_CASE("harness::sensitive_paths covers more credential stores, and root's own secrets only for uid 0") {
+  TempDir tmp;
+  fs::path home = tmp.path / "home";
+  for (auto d : {".config/git", ".cargo", ".local/share/fish", ".mozilla", ".config/rclone"}) fs::create_directories(home / d);
+  for (auto f : {".config/git/credentials", ".pgpass", ".cargo/credentials.toml", ".vault-token", ".bash_history",
+                 ".local/share/fish/fish_history"})
+    std::ofstream(home / f) << "x";
+  fs::path tf_home = tmp.path / "tf";
+  fs::create_directories(tf_home);
+  auto user = harness::sensitive_paths({{"HOME", home.string()}}, tf_home, 12345);
+  auto has = [](const std::vector<fs::path>& paths, const fs::path& p) {
+    return std::find(paths.begin(), paths.end(), p) != paths.end();
+  };
+  for (auto rel : {".config/git/credentials", ".pgpass", ".cargo/credentials.toml", ".vault-token", ".bash_history",
+                   ".local/share/fish/fish_history", ".mozilla", ".config/rclone"})
+    CHECK(has(user, home / rel));
+  CHECK_FALSE(has(user, home / ".cargo"));  // the toolchain stays, its token file does not
+  CHECK_FALSE(has(user, "/root"));
+  CHECK_FALSE(has(user, "/etc/shadow"));
+  auto root = harness::sensitive_paths({{"HOME", home.string()}}, tf_home, 0);
+  CHECK(has(root, "/root") == fs::exists("/root"));
+  CHECK(has(root, "/etc/shadow") == fs::exists("/etc/shadow"));
+  CHECK(has(root, "/etc/ssh/ssh_config") == false);  // host keys only, not the client config
+}
+
 TEST_CASE("harness::render uses the session token as every program's key, claude's tail included") {
   TempDir tmp;
   const std::string token = "tfc1.eyJzIjoxfQ.c2lnbmF0dXJlLWJ5dGVzLWhlcmUtYW5kLW1vcmU";

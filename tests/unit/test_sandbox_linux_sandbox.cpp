@@ -151,6 +151,47 @@ TEST_CASE("sandbox::spawn_sandboxed hides paths, limits writes, and only loopbac
   ::close(listener);
 }
 
+TEST_CASE("sandbox::spawn_sandboxed brings readable paths back read-only below a hide, hides below them kept") {
+  TOKFENCE_SKIP_UNLESS(landlock_abi() >= 1, "this kernel has no Landlock");
+  REQUIRE(missing_linux_features().empty());
+  ScratchDir scratch;
+  fs::path work = scratch.path / "work", hidden = scratch.path / "hidden", sockdir = scratch.path / "sock";
+  for (auto& d : {work, sockdir, hidden / "keep" / "store", hidden / "gone"}) fs::create_directories(d);
+  std::ofstream(hidden / "keep" / "file") << "kept";
+  std::ofstream(hidden / "keep" / "store" / "token") << "s";
+  std::ofstream(hidden / "gone" / "file") << "s";
+  // The command itself lives below the hide, in the readable part (as root: ~/.local/bin/claude).
+  fs::copy_file("/bin/sh", hidden / "keep" / "sh");
+  fs::permissions(hidden / "keep" / "sh", fs::perms::owner_all);
+  const std::string h = hidden.string();
+  std::string script =
+      "test \"$(cat '" + h + "/keep/file')\" = kept || exit 21\n"
+      "test ! -e '" + h + "/gone' || exit 22\n"
+      "test ! -e '" + h + "/keep/store/token' || exit 23\n"
+      "echo x 2>/dev/null > '" + h + "/keep/new' && exit 24\n"
+      "echo x 2>/dev/null > '" + h + "/keep/file' && exit 25\n"
+      "exit 7\n";
+  Policy policy;
+  policy.argv = {(hidden / "keep" / "sh").string(), "-c", script};
+  policy.env = {"PATH=/usr/bin:/bin"};
+  policy.workdir = work;
+  policy.hidden = {hidden, hidden / "keep" / "store"};
+  policy.readable = {hidden / "keep"};
+  policy.proxy_socket = sockdir / "proxy.sock";
+  policy.proxy_port = 7777;
+  policy.relay = bin_dir() / "tokfence-relay";
+  auto pid = spawn_sandboxed(policy, nullptr);
+  REQUIRE(pid);
+  CHECK(wait_exit(pid->pid) == 7);
+  CHECK_FALSE(fs::exists(hidden / "keep" / "new"));
+  CHECK(std::ifstream(hidden / "keep" / "file").get() == 'k');
+
+  policy.readable = {hidden / "keep" / "store"};  // a hidden path itself: refused, not undone
+  auto refused = spawn_sandboxed(policy, nullptr);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().message.find("readable path is hidden") != std::string::npos);
+}
+
 TEST_CASE("sandbox::spawn_sandboxed reports bad policies before starting anything") {
   ScratchDir scratch;
   Policy policy;
