@@ -160,7 +160,8 @@ void list_policies(Context& ctx, const Target& t) {
     std::cout << describe(caller) << (caller.rfind("openclaw:", 0) == 0 ? " (caller " + caller + ")" : "") << "\n"
               << "  allow:   " << joined(l.value("allow", json())) << "\n"
               << "  deny:    " << joined(l.value("deny", json())) << "\n"
-              << "  presets: " << joined(l.value("presets", json())) << "\n";
+              << "  presets: " << joined(l.value("presets", json())) << "\n"
+              << "  secrets: " << joined(l.value("secrets", json())) << "\n";
   }
 }
 
@@ -199,7 +200,7 @@ void register_egress_commands(CLI::App& app, Context& ctx) {
                                       "Shows each running fence's allow and deny rules and presets.\n"
                                       "Example:\n  tokfence egress list --launch tokfence-openclaw --json");
   add_target_flags(list, *list_target);
-  list->add_flag("--json", list_target->json, "print JSON: {\"listeners\": [{caller, allow, deny, presets}, ...]}");
+  list->add_flag("--json", list_target->json, "print JSON: {\"listeners\": [{caller, allow, deny, presets, secrets}, ...]}");
   list->callback([&ctx, list_target] { list_policies(ctx, *list_target); });
 }
 

@@ -423,6 +423,9 @@ void run_harness(Context& ctx, RunOptions& o) {
               << " is not fenced, nothing routes it through the egress proxy\n";
     egress = proxy::json();
   }
+  if (o.no_sandbox && !o.secrets.empty())
+    std::cerr << "tokfence: warning: --secret with --no-sandbox: " << program->name
+              << " gets the placeholders, but no secret is substituted for an unfenced run\n";
   if (o.no_sandbox)
     std::cerr << "tokfence: WARNING: --no-sandbox: " << program->name
               << " runs UNCONFINED: it can reach the network, your files, sockets and keyring directly;\n"
@@ -431,8 +434,10 @@ void run_harness(Context& ctx, RunOptions& o) {
   auto daemon = value_or_throw(proxy::ensure_daemon(ctx.home));
   require_key(ctx, provider, secrets);
 
-  if (!secrets.empty()) {
+  if (!secrets.empty() && !o.no_sandbox) {
     // The grant: only these placeholders are ever substituted for this run (egress/policy.hpp).
+    // An unfenced run gets none: nothing routes it through the egress proxy, and its host-side
+    // relay would let any local user use them.
     if (egress.is_null()) egress = proxy::json::object();
     for (const auto& [var, name] : secrets) egress["secrets"].push_back(name);
   }

@@ -956,13 +956,18 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     }
     if (head_.target.find('%') != std::string_view::npos)
       if (auto hit = scanner.find(percent_decoded(head_.target)); counts(hit, true)) return hit;
+    // Encoded forms (encoded.hpp) are looked for where they would be forwarded: not in credential
+    // fields (stripped here; they hold the session token, itself a long base64 run, on every
+    // request) and not in the path (routing's, which the model never reads), only in the query.
     for (const auto& h : head_.headers) {
       const bool stripped = is_credential_header(h.name);
       if (auto hit = scanner.find(h.name)) return hit;
       if (auto hit = scanner.find(h.value); counts(hit, stripped)) return hit;
-      if (auto hit = immune::find_encoded(scanner, h.value); counts(hit, stripped)) return hit;
+      if (stripped) continue;
+      if (auto hit = immune::find_encoded(scanner, h.value)) return hit;
     }
-    if (auto hit = immune::find_encoded(scanner, head_.target); counts(hit, true)) return hit;
+    if (const auto q = head_.target.find('?'); q != std::string_view::npos)
+      if (auto hit = immune::find_encoded(scanner, strip_query_credentials(head_.target.substr(q + 1)))) return hit;
     if (auto hit = scanner.find(body_)) return hit;
     // A JSON string may spell any character as \uXXXX (the provider decodes it, so the model
     // reads the secret): a body with escapes is scanned once more, unescaped. Base64 and hex

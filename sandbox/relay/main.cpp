@@ -286,11 +286,7 @@ class Session : public std::enable_shared_from_this<Session> {
     for (int round = 0; round < 16; ++round) {
       if (waiting == 0) {
         const ssize_t got = ::splice(streams_[from].native_handle(), nullptr, pipe_in(from), nullptr, kBufferSize, kFlags);
-        if (got == 0) {
-          streams_[to].shutdown_send();
-          if (++finished_ == 2) close_both();
-          return;
-        }
+        if (got == 0) return end_direction(to);
         if (got < 0) {
           if (errno != EAGAIN && errno != EINTR) return close_both();
           streams_[from].async_wait(asio::socket_base::wait_read, [this, self, from, to](error_code ec) {
@@ -303,7 +299,9 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       const ssize_t sent = ::splice(pipe_out(from), nullptr, streams_[to].native_handle(), nullptr, waiting, kFlags);
       if (sent < 0) {
-        if (errno != EAGAIN && errno != EINTR) return close_both();
+        // `to` cannot take more (it closed): this direction is over, but what `to` sent before it
+        // closed (a refusal, an error page) still goes the other way before both close.
+        if (errno != EAGAIN && errno != EINTR) return end_direction(to);
         streams_[to].async_wait(asio::socket_base::wait_write, [this, self, from, to](error_code ec) {
           if (ec) return close_both();
           splice_pump(from, to);
@@ -315,6 +313,10 @@ class Session : public std::enable_shared_from_this<Session> {
     asio::post(io_of(from), [this, self, from, to] { splice_pump(from, to); });
   }
   asio::any_io_executor io_of(int from) { return streams_[from].executor(); }
+  void end_direction(int to) {
+    streams_[to].shutdown_send();
+    if (++finished_ == 2) close_both();
+  }
 
   void pump(int from, int to) {
     auto self = shared_from_this();

@@ -7,15 +7,8 @@
 # stays GREEN; a user's own key base64-encoded in a Basic Authorization header (stripped, never
 # forwarded) is no leak.
 source "$(dirname "$0")/../integration/lib.sh"
+source "$(dirname "$0")/immune_lib.bash"
 
-open_socket() {
-  mkdir -p "$WORK/sock-$1"
-  ctl "{\"op\":\"open_proxy_socket\",\"path\":\"$WORK/sock-$1/proxy.sock\",\"caller\":\"$1\",\"mode\":384,\"session\":{\"kind\":\"run\",\"decoys\":true}}" \
-    >"$WORK/out/$1.json"
-  [[ $(jq -r .ok "$WORK/out/$1.json") == true ]] || die "open_proxy_socket $1"
-}
-token_of() { jq -r .session.token "$WORK/out/$1.json"; }
-decoy_of() { jq -r '.session.decoys.values[0]' "$WORK/out/$1.json"; }
 send() {
   local name=$1 body=$2; shift 2
   curl -s -o "$WORK/out/reply" -w '%{http_code}' --unix-socket "$WORK/sock-$name/proxy.sock" \

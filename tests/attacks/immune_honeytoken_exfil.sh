@@ -6,17 +6,7 @@
 # forwarded, the session turns RED, and its next request, an innocent one, is refused too until
 # `tokfence session reset`. The token of one socket's session does not work on another's.
 source "$(dirname "$0")/../integration/lib.sh"
-
-# open_socket NAME -> the reply (token, decoys) in $WORK/out/NAME.json; the socket path in SOCK_NAME
-open_socket() {
-  local path="$WORK/sock-$1/proxy.sock"
-  mkdir -p "$WORK/sock-$1"
-  ctl "{\"op\":\"open_proxy_socket\",\"path\":\"$path\",\"caller\":\"$1\",\"mode\":384,\"session\":{\"kind\":\"run\",\"decoys\":true}}" \
-    >"$WORK/out/$1.json"
-  [[ $(jq -r .ok "$WORK/out/$1.json") == true ]] || die "open_proxy_socket $1: $(jq -c 'del(.session.token)' "$WORK/out/$1.json")"
-}
-token_of() { jq -r .session.token "$WORK/out/$1.json"; }
-decoy_of() { jq -r '.session.decoys.values[0]' "$WORK/out/$1.json"; }
+source "$(dirname "$0")/immune_lib.bash"
 
 # send NAME TOKEN BODY [curl args] -> status; reply in $WORK/out/reply
 send() {

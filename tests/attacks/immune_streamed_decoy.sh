@@ -8,15 +8,8 @@
 # refused. A real vault key spelled out the same way by a hostile upstream is cut before the
 # client has it whole. The stream itself is relayed untouched up to that point.
 source "$(dirname "$0")/../integration/lib.sh"
+source "$(dirname "$0")/immune_lib.bash"
 
-open_socket() {
-  local path="$WORK/sock-$1/proxy.sock"
-  mkdir -p "$WORK/sock-$1"
-  ctl "{\"op\":\"open_proxy_socket\",\"path\":\"$path\",\"caller\":\"$1\",\"mode\":384,\"session\":{\"kind\":\"run\",\"decoys\":true}}" \
-    >"$WORK/out/$1.json"
-  [[ $(jq -r .ok "$WORK/out/$1.json") == true ]] || die "open_proxy_socket $1"
-}
-token_of() { jq -r .session.token "$WORK/out/$1.json"; }
 # ask NAME API REVERSED_TEXT STREAM -> status; body in $WORK/out/reply
 ask() {
   local name=$1 api=$2 text=$3 stream=$4 path body

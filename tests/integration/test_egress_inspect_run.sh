@@ -59,6 +59,18 @@ expect_contains "$TF_OUT" "X-Tokfence-Egress: deny_paths:/private"
 in_run 'curl -sS -v --max-time 20 --path-as-is https://later.test/public/../private/x 2>&1'
 expect_contains "$TF_OUT" "X-Tokfence-Egress: ambiguous-path"
 
+log "the run's socket carries its grant; an unfenced run is given no secret"
+grant_of_run() {  # RUN FLAGS...: the secrets of the codex socket while the run is up
+  "$TOKFENCE_BIN" run codex --command /bin/sleep --workdir "$PROJECT" "$@" -- 5 >"$WORK/out/grant.out" 2>"$WORK/out/grant.err" &
+  local pid=$!
+  wait_until "'$TOKFENCE_BIN' egress list --json 2>/dev/null | jq -e '.listeners[] | select(.caller == \"codex\")' >/dev/null" 20
+  "$TOKFENCE_BIN" egress list --json | jq -c '[.listeners[] | select(.caller == "codex") | .secrets]'
+  wait "$pid" || true
+}
+expect_eq "$(grant_of_run --allow allowed.test --secret BOT_TOKEN=bot)" '[["bot"]]' "the fenced run's grant"
+expect_eq "$(grant_of_run --no-sandbox --secret BOT_TOKEN=bot)" '[[]]' "the unfenced run's grant"
+expect_contains "$(cat "$WORK/out/grant.err")" "no secret is substituted for an unfenced run"
+
 log "the log rows: kind inspect, the refusals with their rules; no secret anywhere"
 tf_ok log --egress --json -n 50
 rows=$TF_OUT
