@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "core/hex.hpp"
 #include "core/providers.hpp"
 
 namespace tokfence::proxy::inspect {
@@ -72,13 +73,6 @@ std::vector<Found> placeholders_in(std::string_view text) {
 }
 
 bool has_placeholder(std::string_view text) { return text.find(kPlaceholderPrefix) != std::string_view::npos; }
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // The path as a server will see it, for matching path rules: percent-encoded unreserved
 // characters decoded (RFC 3986 section 6.2.2.2: "/re%70os" is "/repos"). nullopt when servers may

@@ -4,6 +4,8 @@
 #include <array>
 #include <cctype>
 
+#include "core/hex.hpp"
+
 namespace tokfence::proxy {
 namespace {
 
@@ -19,13 +21,6 @@ constexpr std::array<std::string_view, 16> credential_query_names = {
     "key",           "apikey",       "api-key", "x-api-key", "x-goog-api-key", "access-token",
     "token",         "auth",         "auth-token", "authorization", "bearer", "id-token",
     "refresh-token", "client-secret", "secret",  "password"};
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // RFC 3986 pchar without '%': unreserved, sub-delims, ':' and '@'.
 bool is_path_char(char c) {

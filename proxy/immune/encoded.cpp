@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/hex.hpp"
+
 namespace tokfence::immune {
 namespace {
 
@@ -23,13 +25,6 @@ constexpr std::array<std::int8_t, 256> make_base64_table() {
   return t;
 }
 constexpr auto kBase64 = make_base64_table();
-
-constexpr std::int8_t hex_value(unsigned char c) {
-  if (c >= '0' && c <= '9') return static_cast<std::int8_t>(c - '0');
-  if (c >= 'a' && c <= 'f') return static_cast<std::int8_t>(c - 'a' + 10);
-  if (c >= 'A' && c <= 'F') return static_cast<std::int8_t>(c - 'A' + 10);
-  return kNone;
-}
 
 std::int8_t base64_value(char c) { return kBase64[static_cast<unsigned char>(c)]; }
 
@@ -51,8 +46,8 @@ void decode_base64(std::string_view run, std::string& out) {
 void decode_hex(std::string_view run, std::string& out) {
   out.clear();
   for (std::size_t i = 0; i + 2 <= run.size(); i += 2)
-    out.push_back(static_cast<char>(hex_value(static_cast<unsigned char>(run[i])) << 4 |
-                                    hex_value(static_cast<unsigned char>(run[i + 1]))));
+    out.push_back(static_cast<char>(hex_value(run[i]) << 4 |
+                                    hex_value(run[i + 1])));
 }
 
 // Calls `on_run` with each maximal run of characters `in_alphabet` accepts that is at least
@@ -89,7 +84,7 @@ std::optional<Hit> find_encoded(const SecretScanner& scanner, std::string_view t
       });
   if (base64_hit) return base64_hit;
   return for_each_run(
-      text, kMinHexRun, [](char c) { return hex_value(static_cast<unsigned char>(c)) != kNone; },
+      text, kMinHexRun, [](char c) { return hex_value(c) >= 0; },
       [&](std::string_view run) -> std::optional<Hit> {
         for (std::size_t shift = 0; shift < 2 && run.size() - shift >= kMinHexRun; ++shift) {
           decode_hex(run.substr(shift), decoded);
