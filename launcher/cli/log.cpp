@@ -29,6 +29,7 @@
 #include "core/time.hpp"
 #include "proxy/control/protocol.hpp"
 #include "proxy/metering/pricing.hpp"
+#include "proxy/metering/request_json.hpp"
 #include "proxy/metering/request_log.hpp"
 #include "vault/vault.hpp"
 
@@ -136,31 +137,6 @@ void add_log_row(Table& table, const RequestRecord& r) {
              cost_text(r.cost), latency_text(r.latency_ms), caller_text(r), r.error});
 }
 
-json row_json(const RequestRecord& r) {
-  return json{{"id", r.id},
-              {"time", iso_utc(r.ts_ms)},
-              {"ts_ms", r.ts_ms},
-              {"provider", r.provider},
-              {"model", r.model},
-              {"method", r.method},
-              {"path", r.path},
-              {"status", r.status},
-              {"streaming", r.streaming},
-              {"input_tokens", r.usage.input_tokens},
-              {"output_tokens", r.usage.output_tokens},
-              {"cache_read_tokens", r.usage.cache_read_tokens},
-              {"cache_write_tokens", r.usage.cache_write_tokens},
-              {"cost_pico", r.cost ? json(*r.cost) : json(nullptr)},
-              {"cost_usd", r.cost ? json(format_usd(*r.cost)) : json(nullptr)},
-              {"cost_source", r.cost_source.empty() ? json(nullptr) : json(r.cost_source)},
-              {"latency_ms", r.latency_ms},
-              {"ttfb_ms", r.ttfb_ms},
-              {"caller_pid", r.caller_pid},
-              {"caller_name", r.caller_name},
-              {"session", r.session.empty() ? json(nullptr) : json(r.session)},
-              {"error", r.error}};
-}
-
 void print_detail(const RequestRecord& r) {
   const auto& u = r.usage;
   auto field = [](const char* name, const std::string& value) {
@@ -199,7 +175,7 @@ void follow_log(const std::filesystem::path& db, proxy::RequestQuery query, bool
   auto emit = [&](const std::vector<LoggedRequest>& rows, bool header) {
     for (const auto& row : rows) {
       if (as_json)
-        std::cout << json_text(row_json(row.record), -1) << "\n";
+        std::cout << json_text(proxy::request_json(row.record), -1) << "\n";
       else
         add_log_row(table, row.record);
     }
@@ -345,7 +321,7 @@ void register_log(CLI::App& app, Context& ctx) {
         throw UserError("request '" + opt->id + "': not in the request log " + db.string() +
                         " (rows older than [logging] retention_days are pruned): run 'tokfence log' to see recent ids");
       if (opt->json)
-        std::cout << json_text(row_json(rows[0].record)) << "\n";
+        std::cout << json_text(proxy::request_json(rows[0].record)) << "\n";
       else
         print_detail(rows[0].record);
       return;
@@ -354,7 +330,7 @@ void register_log(CLI::App& app, Context& ctx) {
     auto rows = value_or_throw(proxy::query_requests(db, query));
     if (opt->json) {
       json out = json::array();
-      for (const auto& row : rows) out.push_back(row_json(row.record));
+      for (const auto& row : rows) out.push_back(proxy::request_json(row.record));
       std::cout << json_text(out) << "\n";
       return;
     }

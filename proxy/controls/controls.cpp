@@ -66,12 +66,6 @@ constexpr Picodollars kMaxBudget = 1'000'000 * kPicoPerUsd;
 constexpr std::size_t kLearnedModels = 4096;
 constexpr std::int64_t kInFlightRetrySeconds = 5;
 
-Picodollars sat_add(Picodollars a, Picodollars b) {
-  Picodollars out;
-  if (__builtin_add_overflow(a, b, &out)) return b > 0 ? INT64_MAX : INT64_MIN;
-  return out;
-}
-
 double usd_number(Picodollars p) { return static_cast<double>(p) / static_cast<double>(kPicoPerUsd); }
 
 double percent_of(Picodollars spent, Picodollars limit) {
@@ -259,9 +253,9 @@ class ControlsImpl final : public Controls {
       const Ledger& ledger = ledgers_[period_index(b->stored.period)];
       const Picodollars spent = ledger.of(b->stored.scope).cost;
       const Picodollars reserved = reserved_of(b->stored.scope);
-      const Picodollars committed = sat_add(spent, reserved);
+      const Picodollars committed = add_saturating(spent, reserved);
       const bool exhausted = committed >= b->stored.limit;
-      const bool fits = sat_add(committed, estimate) <= b->stored.limit;
+      const bool fits = add_saturating(committed, estimate) <= b->stored.limit;
       if (!exhausted && (fits || reserved == 0)) continue;
       // Used up: nothing passes before the reset. Merely no room beside the requests in flight: a
       // retry may pass as soon as they settle below their estimates.
@@ -297,8 +291,8 @@ class ControlsImpl final : public Controls {
     const std::uint64_t id = next_id_++;
     const bool learn = request.estimated_cost && request.endpoint == EndpointCost::tokens;
     in_flight_[id] = InFlight{request.provider, learn ? std::move(model_key) : std::string(), now, estimate};
-    reserved_by_provider_[request.provider] += estimate;
-    reserved_total_ += estimate;
+    reserved_by_provider_[request.provider] = add_saturating(reserved_by_provider_[request.provider], estimate);
+    reserved_total_ = add_saturating(reserved_total_, estimate);
     return Reservation{id};
   }
 
@@ -370,10 +364,10 @@ class ControlsImpl final : public Controls {
       if (!ledger.window.contains(f.start_ms)) continue;
       for (Tally* t : {&ledger.providers[f.provider], &ledger.global}) {
         if (actual_cost) {
-          t->cost = sat_add(t->cost, cost);
+          t->cost = add_saturating(t->cost, cost);
         } else if (tokens > 0) {
           t->unknown_cost_requests += 1;
-          t->unknown_cost_tokens += tokens;
+          t->unknown_cost_tokens = add_saturating(t->unknown_cost_tokens, tokens);
         }
       }
     }
@@ -604,9 +598,9 @@ class ControlsImpl final : public Controls {
     for (const auto& [provider, s] : *spent) {
       Tally t{s.cost, s.unknown_cost_requests, s.unknown_cost_tokens};
       ledger.providers[provider] = t;
-      ledger.global.cost = sat_add(ledger.global.cost, t.cost);
+      ledger.global.cost = add_saturating(ledger.global.cost, t.cost);
       ledger.global.unknown_cost_requests += t.unknown_cost_requests;
-      ledger.global.unknown_cost_tokens += t.unknown_cost_tokens;
+      ledger.global.unknown_cost_tokens = add_saturating(ledger.global.unknown_cost_tokens, t.unknown_cost_tokens);
     }
     return {};
   }

@@ -210,10 +210,10 @@ Result<std::map<std::string, SpentTally>> ControlsStore::spent_between(std::int6
     }
     const std::int64_t tokens = row.column_int64(2);
     if (!row.column_is_null(1)) {
-      tally->cost += row.column_int64(1);
+      tally->cost = add_saturating(tally->cost, row.column_int64(1));
     } else {
       if (tokens > 0) tally->unknown_cost_requests += 1;
-      tally->unknown_cost_tokens += tokens;
+      tally->unknown_cost_tokens = add_saturating(tally->unknown_cost_tokens, tokens);
     }
   });
   if (!done) return std::unexpected(done.error());

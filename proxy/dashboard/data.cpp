@@ -74,28 +74,6 @@ std::vector<Series> fold_small(std::vector<Series> all, int count) {
 
 }  // namespace
 
-json dashboard_row_json(const RequestRecord& r) {
-  return json{{"id", r.id},
-              {"ts_ms", r.ts_ms},
-              {"time", utc_rfc3339(r.ts_ms)},
-              {"provider", r.provider},
-              {"model", r.model},
-              {"method", r.method},
-              {"path", r.path},
-              {"status", r.status},
-              {"streaming", r.streaming},
-              {"input_tokens", r.usage.input_tokens},
-              {"output_tokens", r.usage.output_tokens},
-              {"cache_read_tokens", r.usage.cache_read_tokens},
-              {"cache_write_tokens", r.usage.cache_write_tokens},
-              {"cost_micro_usd", r.cost ? json(micro_usd(*r.cost)) : json(nullptr)},
-              {"cost_usd", r.cost ? json(format_usd(*r.cost)) : json(nullptr)},
-              {"latency_ms", r.latency_ms},
-              {"ttfb_ms", r.ttfb_ms},
-              {"caller", r.caller_name},
-              {"error", r.error}};
-}
-
 std::optional<SpendQuery> parse_spend_query(const std::string& range, const std::string& by) {
   const bool range_ok = range == "24h" || range == "7d" || range == "30d";
   const bool by_ok = by == "provider" || by == "model" || by == "caller";

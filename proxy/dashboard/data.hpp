@@ -9,12 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "proxy/metering/request_json.hpp"
 #include "proxy/metering/request_log.hpp"
 
 namespace tokfence::proxy {
-
-// A request row for the dashboard: never a key (the log holds none), the path without its query.
-nlohmann::json dashboard_row_json(const RequestRecord& row);
 
 struct SpendQuery {
   std::string range;  // "24h" (hourly buckets), "7d" (6-hourly), "30d" (daily from local midnight)

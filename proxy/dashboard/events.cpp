@@ -111,7 +111,7 @@ bool DashboardEvents::flush(Stream& s) {
   std::string out;
   for (const auto& row : rows) {
     const std::string data =
-        dashboard_row_json(row).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        request_json(row).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     out += "event: request\ndata: " + data + "\n\n";
   }
   if (dropped) out += "event: dropped\ndata: {\"dropped\":" + std::to_string(dropped) + "}\n\n";

@@ -74,26 +74,6 @@ HttpResponse text_response(int status, std::string body) {
   return r;
 }
 
-// Reads until `data` holds `want` bytes or the deadline passes; false on timeout or EOF.
-enum class ReadResult { ok, timeout, closed };
-ReadResult read_until(int fd, std::string& data, Clock::time_point deadline,
-                      const std::function<bool(const std::string&)>& enough) {
-  char buf[2048];
-  while (!enough(data)) {
-    pollfd p{fd, POLLIN, 0};
-    int left = ms_left(deadline);
-    if (left == 0) return ReadResult::timeout;
-    int r = ::poll(&p, 1, left);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return ReadResult::timeout;
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) return ReadResult::closed;
-    data.append(buf, static_cast<std::size_t>(n));
-  }
-  return ReadResult::ok;
-}
-
 // The request line and headers of `head` (up to the blank line); a response when malformed.
 std::variant<HttpRequest, HttpResponse> parse_head(const std::string& head) {
   HttpRequest req;
@@ -161,15 +141,12 @@ struct DashboardListener::Impl {
     return false;
   }
 
-  // The head and (for POST) the body, bounded in size and time; or the response refusing them.
-  std::variant<HttpRequest, HttpResponse> read_request(int fd) {
-    std::string data;
-    const auto deadline = Clock::now() + kReadTime;
-    auto head_done = [](const std::string& d) { return d.find("\r\n\r\n") != std::string::npos || d.size() > kMaxHead; };
-    auto got = read_until(fd, data, deadline, head_done);
-    if (got == ReadResult::closed) return text_response(400, "");
-    if (got == ReadResult::timeout) return text_response(408, "request head not received in time\n");
+  // What the bytes a connection sent so far hold: nullopt = not a whole request yet; else the
+  // request (head and, for POST, its body) or the response refusing it. Bounded: kMaxHead of head,
+  // kMaxBody of body.
+  std::optional<std::variant<HttpRequest, HttpResponse>> parse_request(const std::string& data) const {
     const std::size_t head_end = data.find("\r\n\r\n");
+    if (head_end == std::string::npos && data.size() <= kMaxHead) return std::nullopt;
     if (head_end == std::string::npos || head_end > kMaxHead) return text_response(431, "request head too large\n");
     auto parsed = parse_head(data.substr(0, head_end + 2));
     if (auto* refused = std::get_if<HttpResponse>(&parsed)) return *refused;
@@ -191,9 +168,7 @@ struct DashboardListener::Impl {
     const std::size_t body_size = lengths ? std::stoul(length) : 0;
     if (body_size > 0 && req.method != "POST") return text_response(400, "only POST takes a body\n");
     if (body_size > kMaxBody) return text_response(413, "the body may hold at most 4096 bytes\n");
-    const std::size_t want = head_end + 4 + body_size;
-    got = read_until(fd, data, deadline, [want](const std::string& d) { return d.size() >= want; });
-    if (got != ReadResult::ok) return text_response(408, "request body not received in time\n");
+    if (data.size() < head_end + 4 + body_size) return std::nullopt;
     req.body = data.substr(head_end + 4, body_size);
     return req;
   }
@@ -210,20 +185,22 @@ struct DashboardListener::Impl {
     return r;
   }
 
-  // Answers one connection; true when the connection was handed over (an event stream).
-  bool serve(int fd) {
-    // Who is asking, before reading a byte: only the daemon's own user.
+  // Who is asking, before reading a byte: only the daemon's own user. False: refused (answered).
+  bool peer_allowed(int fd) {
     auto owner = tcp_peer_owner(fd);
-    if (!owner || owner->uid != ::geteuid()) {
-      note_refusal("dashboard: refused a connection from " +
-                   (owner ? "uid " + std::to_string(owner->uid) : std::string("an unknown peer")) +
-                   ": only the daemon's own user may connect");
-      respond(fd, text_response(403, "forbidden: only the user running the tokfence daemon may connect\n"));
-      return false;
-    }
-    auto read = read_request(fd);
+    if (owner && owner->uid == ::geteuid()) return true;
+    note_refusal("dashboard: refused a connection from " +
+                 (owner ? "uid " + std::to_string(owner->uid) : std::string("an unknown peer")) +
+                 ": only the daemon's own user may connect");
+    respond(fd, text_response(403, "forbidden: only the user running the tokfence daemon may connect\n"));
+    return false;
+  }
+
+  // Answers one whole request (or its refusal); true when the connection was handed over (an
+  // event stream).
+  bool serve(int fd, const std::variant<HttpRequest, HttpResponse>& read) {
     if (auto* refused = std::get_if<HttpResponse>(&read)) {
-      if (refused->status != 400 || !refused->body.empty()) respond(fd, *refused);
+      respond(fd, *refused);
       return false;
     }
     const HttpRequest& req = std::get<HttpRequest>(read);
@@ -248,22 +225,87 @@ struct DashboardListener::Impl {
     return false;
   }
 
+  // One thread, many connections: every accepted connection is read as its bytes arrive (poll),
+  // and answered once its request is whole. A connection that sends nothing (a page's
+  // `preconnect`, a stalled client) holds up no other; at most kMaxPending wait at once, the
+  // oldest is dropped for a newer one, and each is closed after kReadTime.
+  struct Pending {
+    int fd;
+    std::string data;
+    Clock::time_point deadline;
+  };
+  static constexpr std::size_t kMaxPending = 64;
+
+  void finish(int fd, const std::variant<HttpRequest, HttpResponse>& read) {
+    if (serve(fd, read)) return;  // the event stream owns it now
+    ::shutdown(fd, SHUT_WR);
+    ::close(fd);
+  }
+
+  void accept_ready(std::vector<Pending>& pending) {
+    for (int i = 0; i < 16; ++i) {  // a burst, then back to the connections already waiting
+      int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0) return;
+      if (!peer_allowed(fd)) {
+        ::close(fd);
+        continue;
+      }
+      if (pending.size() >= kMaxPending) {
+        ::close(pending.front().fd);
+        pending.erase(pending.begin());
+      }
+      pending.push_back(Pending{fd, {}, Clock::now() + kReadTime});
+    }
+  }
+
+  // Reads what `p` has; true when it is done with (answered or gone).
+  bool read_ready(Pending& p) {
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = ::recv(p.fd, buf, sizeof buf, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (n <= 0) {
+        ::close(p.fd);  // closed before a whole request: nothing to answer
+        return true;
+      }
+      p.data.append(buf, static_cast<std::size_t>(n));
+      if (p.data.size() > kMaxHead + kMaxBody + 4) break;
+    }
+    auto read = parse_request(p.data);
+    if (!read) return false;
+    finish(p.fd, *read);
+    return true;
+  }
+
   void loop() {
     ::pthread_setname_np(::pthread_self(), "tf-dashboard");  // bench/widget_cost.sh reads its CPU time
+    std::vector<Pending> pending;
+    std::vector<pollfd> polled;
     for (;;) {
-      pollfd p[2] = {{listen_fd, POLLIN, 0}, {wake[0], POLLIN, 0}};
-      if (::poll(p, 2, -1) < 0) {
-        if (errno == EINTR) continue;
-        return;
+      polled.assign({{listen_fd, POLLIN, 0}, {wake[0], POLLIN, 0}});
+      auto next_deadline = Clock::time_point::max();
+      for (const auto& p : pending) {
+        polled.push_back({p.fd, POLLIN, 0});
+        next_deadline = std::min(next_deadline, p.deadline);
       }
-      if (p[1].revents) return;
-      if (!(p[0].revents & POLLIN)) continue;
-      int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (fd < 0) continue;
-      if (serve(fd)) continue;  // the event stream owns it now
-      ::shutdown(fd, SHUT_WR);
-      ::close(fd);
+      const int wait_ms = pending.empty() ? -1 : std::max(1, ms_left(next_deadline));
+      if (::poll(polled.data(), polled.size(), wait_ms) < 0 && errno != EINTR) break;
+      if (polled[1].revents) break;
+      std::vector<Pending> still;
+      for (std::size_t i = 0; i < pending.size(); ++i) {
+        Pending& p = pending[i];
+        if (polled[i + 2].revents && read_ready(p)) continue;
+        if (Clock::now() >= p.deadline) {
+          finish(p.fd, text_response(408, "request not received in time\n"));
+          continue;
+        }
+        still.push_back(std::move(p));
+      }
+      pending = std::move(still);
+      if (polled[0].revents & POLLIN) accept_ready(pending);
     }
+    for (const auto& p : pending) ::close(p.fd);
   }
 };
 

@@ -10,9 +10,10 @@
 // /metrics needs nothing more; everything else is the web dashboard's (proxy/dashboard/web.hpp:
 // session cookie, same-origin and CSRF checks).
 //
-// One thread accepts and answers one connection at a time. Every connection is bounded: 8 KiB of
-// request head and kMaxBody of body, 2 s to send them, 2 s to take the answer, then closed (no
-// keep-alive). The one exception, the live event stream (/api/events), is handed to
+// One thread serves every connection: it reads each as its bytes arrive (poll) and answers a
+// request once it is whole, so a connection that sends nothing (a page's `preconnect`) holds up no
+// other. Every connection is bounded: 8 KiB of request head and kMaxBody of body, 2 s to send
+// them, 2 s to take the answer, then closed (no keep-alive); at most 64 wait at once. The one exception, the live event stream (/api/events), is handed to
 // DashboardEvents, which serves at most 8 of them on threads of their own, so a watching browser
 // never holds up /metrics.
 #include <filesystem>

@@ -264,7 +264,7 @@ HttpResponse DashboardWeb::requests(const HttpRequest& req) const {
   auto rows = query_requests(src_.db_path, q);
   if (!rows) return json_error(500, "requests: " + rows.error().message);
   json list = json::array();
-  for (auto it = rows->rbegin(); it != rows->rend(); ++it) list.push_back(dashboard_row_json(it->record));
+  for (auto it = rows->rbegin(); it != rows->rend(); ++it) list.push_back(request_json(it->record));
   return json_response(200, {{"requests", list}});
 }
 

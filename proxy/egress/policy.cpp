@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "core/glob.hpp"
 #include "core/names.hpp"
 #include "proxy/egress/address.hpp"
 
@@ -276,29 +277,8 @@ const DomainRules* find_domain(const Settings& settings, std::string_view host) 
 
 namespace {
 
-// '*' matches any run of characters ('/' included); everything else literally.
-bool glob_matches(std::string_view pattern, std::string_view text) {
-  std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      mark = t;
-    } else if (p < pattern.size() && pattern[p] == text[t]) {
-      ++p;
-      ++t;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      t = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
-}
-
 bool path_entry_matches(std::string_view entry, std::string_view path) {
-  if (entry.find('*') != std::string_view::npos) return glob_matches(entry, path);
+  if (entry.find('*') != std::string_view::npos) return glob_match(entry, path);
   if (!path.starts_with(entry)) return false;
   return path.size() == entry.size() || entry.back() == '/' || path[entry.size()] == '/';
 }

@@ -290,7 +290,7 @@ class Session<Stream>::EgressExchange {
         co_return EgressEnd{};
       }
     }
-    if (static_cast<unsigned char>(first[0]) == 0x16) co_return std::nullopt;
+    if (static_cast<unsigned char>(first[0]) == 0x16) co_return co_await check_server_name(first);
     // Refused in the tunnel: a plain-text client reads the 403 (its bytes were not TLS).
     rec_.decision = "denied";
     rec_.rule = "not-tls";
@@ -298,6 +298,54 @@ class Session<Stream>::EgressExchange {
     const std::string reply = egress_refusal(403, "not-tls", rec_.error + " (port 443 carries TLS only)");
     session_.arm(std::chrono::seconds(5));
     co_await net::async_write(session_.stream_, net::buffer(reply), with_ec(ec));
+    session_.disarm(ec);
+    co_return EgressEnd{};
+  }
+
+  // The TLS server name (SNI) in the tunnel's ClientHello must be the name the CONNECT was allowed
+  // for (egress/client_hello.hpp: a shared front end picks the site by it). A tunnel to an IP
+  // literal carries no name (the address was allowed, not a site on it); an Encrypted ClientHello
+  // hides the name and is refused. Reads the rest of the ClientHello into `first` if it came in
+  // pieces. nullopt: the tunnel goes on.
+  aio::Task<std::optional<EgressEnd>> check_server_name(std::string& first) {
+    egress::ClientHello hello = egress::read_client_hello(first);
+    while (hello.status == egress::ClientHello::need_more) {
+      const std::size_t had = first.size();
+      first.resize(had + 4096);
+      error_code ec;
+      session_.arm(session_.within_idle(session_.config().daemon.header_timeout_seconds));
+      const std::size_t n = co_await session_.stream_.async_read_some(net::buffer(first.data() + had, 4096), with_ec(ec));
+      session_.disarm(ec);
+      first.resize(ec ? had : had + n);
+      if (ec) {
+        rec_.error = "the client's TLS ClientHello did not arrive whole";
+        co_return EgressEnd{};
+      }
+      hello = egress::read_client_hello(first);
+    }
+    std::string rule, why;
+    if (hello.status == egress::ClientHello::malformed) {
+      rule = "not-tls", why = "the tunnel's first bytes are not a TLS ClientHello (" + hello.why + ")";
+    } else if (hello.encrypted) {
+      rule = "sni-hidden", why = "the ClientHello is encrypted (ECH): the site it names cannot be checked";
+    } else if (to_.ip && !hello.server_name.empty()) {
+      rule = "sni-mismatch", why = "the tunnel to an address asks for the site '" + hello.server_name + "'";
+    } else if (!to_.ip && hello.server_name != to_.host) {
+      rule = "sni-mismatch", why = hello.server_name.empty()
+                                       ? std::string("the ClientHello names no site (SNI); the tunnel was allowed for ") + to_.host
+                                       : "the ClientHello asks for '" + hello.server_name + "', the tunnel was allowed for " + to_.host;
+    } else {
+      co_return std::nullopt;
+    }
+    rec_.decision = "denied";
+    rec_.rule = rule;
+    rec_.error = "egress: " + where_ + ": " + why;
+    // A fatal TLS alert (unrecognized_name, 112): the client's TLS library reports a refused
+    // handshake instead of garbage.
+    static constexpr unsigned char alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70};
+    error_code ec;
+    session_.arm(std::chrono::seconds(5));
+    co_await net::async_write(session_.stream_, net::buffer(alert), with_ec(ec));
     session_.disarm(ec);
     co_return EgressEnd{};
   }
@@ -409,18 +457,14 @@ void Session<Stream>::cut_tunnel(std::string why) {
 }
 
 // Copies `from` to `to` until either ends, counting bytes in `count`; then half-closes `to`.
-// The bytes go through a pipe with splice(2): they move from one socket's kernel buffer to the
-// other's without a trip through this process (a read and a write each copy every byte; on
-// loopback those copies were the tunnel's whole cost, bench/egress_tunnel.sh). Where no pipe can be
-// made (descriptors exhausted), read and write as before.
+// The bytes go through a pipe with splice(2) (core/splice.hpp: no copy through this process).
+// Where no pipe can be made (descriptors exhausted), read and write.
 template <class Stream>
 template <class From, class To>
 aio::Task<error_code> Session<Stream>::pump(From& from, To& to, std::uint64_t& count, Tunnel& tunnel) {
-  int ends[2];
   error_code ec;
-  if (::pipe2(ends, O_CLOEXEC | O_NONBLOCK) == 0) {
-    const file::Fd pipe_out(ends[0]), pipe_in(ends[1]);
-    ec = co_await splice_until_end(from, to, pipe_in.get(), pipe_out.get(), count, tunnel);
+  if (SplicePipe pipe; pipe.ok()) {
+    ec = co_await splice_until_end(from, to, pipe, count, tunnel);
   } else {
     std::unique_ptr<char[]> buffer(new char[kTunnelBufferBytes]);
     for (;;) {
@@ -437,39 +481,40 @@ aio::Task<error_code> Session<Stream>::pump(From& from, To& to, std::uint64_t& c
   co_return ec == net::error::eof ? error_code() : ec;
 }
 
-// pump's splice loop: `from` -> pipe (up to kTunnelBufferBytes), pipe -> `to` until it is empty,
-// again; a socket that would block is waited for (asio's reactor: the kill switch's cancel ends the
-// wait). Ends with eof when `from` has ended, or the error.
+// pump's splice loop: waits where splice_some says (asio's reactor: the kill switch's cancel ends
+// the wait) and yields to the thread's other sessions after every 16 chunks. Ends with eof when
+// `from` has ended, or the error.
 template <class Stream>
 template <class From, class To>
-aio::Task<error_code> Session<Stream>::splice_until_end(From& from, To& to, int pipe_in, int pipe_out,
-                                                       std::uint64_t& count, Tunnel& tunnel) {
-  constexpr unsigned kFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+aio::Task<error_code> Session<Stream>::splice_until_end(From& from, To& to, SplicePipe& pipe, std::uint64_t& count,
+                                                       Tunnel& tunnel) {
   error_code ec;
   from.native_non_blocking(true, ec);
   if (!ec) to.native_non_blocking(true, ec);
   if (ec) co_return ec;
   for (;;) {
-    const ssize_t got = ::splice(from.native_handle(), nullptr, pipe_in, nullptr, kTunnelBufferBytes, kFlags);
-    if (got == 0) co_return net::error::eof;
-    if (got < 0) {
-      if (errno != EAGAIN && errno != EINTR) co_return error_code(errno, boost::system::system_category());
-      co_await from.async_wait(net::socket_base::wait_read, with_ec(ec));
-      if (ec) co_return ec;
-      continue;
+    const SpliceStep step = splice_some(from.native_handle(), to.native_handle(), pipe, kTunnelBufferBytes, 16);
+    if (step.moved > 0) {
+      count += step.moved;
+      tunnel.last_activity = coarse_now();
     }
-    tunnel.last_activity = coarse_now();
-    for (auto left = static_cast<std::size_t>(got); left > 0;) {
-      const ssize_t sent = ::splice(pipe_out, nullptr, to.native_handle(), nullptr, left, kFlags);
-      if (sent < 0) {
-        if (errno != EAGAIN && errno != EINTR) co_return error_code(errno, boost::system::system_category());
+    switch (step.next) {
+      case SpliceStep::again:
+        co_await net::post(from.get_executor(), with_ec(ec));
+        break;
+      case SpliceStep::wait_readable:
+        co_await from.async_wait(net::socket_base::wait_read, with_ec(ec));
+        break;
+      case SpliceStep::wait_writable:
         co_await to.async_wait(net::socket_base::wait_write, with_ec(ec));
-        if (ec) co_return ec;
-        continue;
-      }
-      left -= static_cast<std::size_t>(sent);
-      count += static_cast<std::uint64_t>(sent);
+        break;
+      case SpliceStep::from_ended:
+        co_return net::error::eof;
+      case SpliceStep::to_failed:
+      case SpliceStep::from_failed:
+        co_return error_code(step.error, boost::system::system_category());
     }
+    if (ec) co_return ec;
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include "core/hex.hpp"
 #include "core/providers.hpp"
+#include "proxy/http/routing.hpp"
 
 namespace tokfence::proxy::inspect {
 
@@ -245,26 +246,40 @@ Refusal misplaced(const std::string& where, std::string_view what) {
 // value of a credential field, and once per request. Anywhere else a host that keeps or passes on
 // what it is sent (a webhook URL or message text in the query, an audit-log reason in a header)
 // would hand the real secret to whoever reads that later; and a second copy in one request could
-// be data while the first is the credential. Each placeholder is also checked as above.
+// be data while the first is the credential, as it is beside a credential the agent sends of its
+// own. Each placeholder is also checked as above.
 std::optional<Refusal> refuse_placeholder_positions(const http1::RequestHead& head, const egress::Destination& to,
                                                     const std::string& where, const SecretBook& secrets,
                                                     const std::vector<std::string>& granted, Rewritten& out,
                                                     std::size_t& size) {
   int placed = 0;
+  std::string own_credential;  // a credential the agent sends of its own: a field name, "the query"
   const std::size_t q = head.target.find('?');
-  if (q != std::string_view::npos && has_placeholder(head.target.substr(q)))
-    return misplaced(where, "a placeholder in the query string");
+  if (q != std::string_view::npos) {
+    const std::string_view query = head.target.substr(q + 1);
+    if (has_placeholder(query)) return misplaced(where, "a placeholder in the query string");
+    if (has_query_credential(query)) own_credential = "a credential parameter in the query";
+  }
   if (auto refused = refuse_placeholders(head.target.substr(0, q), to, where, secrets, granted, out, size, placed))
     return refused;
   for (const auto& f : head.headers) {
     if (hop_by_hop(f.name, head)) continue;  // dropped: nothing of it goes upstream
     size += f.name.size() + f.value.size() + 4;
-    if (!has_placeholder(f.value)) continue;
+    if (!has_placeholder(f.value)) {
+      if (own_credential.empty() && is_credential_header_name(f.name) && !f.value.empty())
+        own_credential = std::string(f.name.substr(0, 64));
+      continue;
+    }
     if (!is_credential_header_name(f.name))
       return misplaced(where, "a placeholder in " + std::string(f.name.substr(0, 64)) + ", not a credential field");
     if (auto refused = refuse_placeholders(f.value, to, where, secrets, granted, out, size, placed)) return refused;
   }
   if (placed > 1) return misplaced(where, "more than one placeholder in one request");
+  // Beside a credential of the agent's own, a placeholder is data, not the credential: a file
+  // named after the secret in a repository the agent's own token writes to (review 12a E1).
+  if (placed == 1 && !own_credential.empty())
+    return misplaced(where, "a placeholder beside a credential of the agent's own (" + own_credential +
+                                "): the secret would be sent as data on the agent's account");
   return std::nullopt;
 }
 

@@ -69,22 +69,28 @@ bool is_credential_query_part(std::string_view part) {
   return false;
 }
 
+// Calls fn(part) for each non-empty '&'-separated part of a query, in order.
+template <class Fn>
+void for_each_query_part(std::string_view query, Fn&& fn) {
+  for (std::size_t start = 0; start <= query.size();) {
+    const auto amp = query.find('&', start);
+    const std::string_view part = query.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
+    if (!part.empty()) fn(part);
+    if (amp == std::string_view::npos) break;
+    start = amp + 1;
+  }
+}
+
 // Appends `query` without its credential parameters ("a=1&b=2" form, no '?').
 template <class String>
 void append_filtered_query(std::string_view query, String& out) {
   bool first = true;
-  std::size_t start = 0;
-  while (start <= query.size()) {
-    auto amp = query.find('&', start);
-    std::string_view part = query.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
-    if (!part.empty() && !is_credential_query_part(part)) {
-      if (!first) out.append("&");
-      out.append(part);
-      first = false;
-    }
-    if (amp == std::string_view::npos) break;
-    start = amp + 1;
-  }
+  for_each_query_part(query, [&](std::string_view part) {
+    if (is_credential_query_part(part)) return;
+    if (!first) out.append("&");
+    out.append(part);
+    first = false;
+  });
 }
 
 }  // namespace
@@ -202,6 +208,12 @@ std::string strip_query_credentials(std::string_view query) {
   std::string out;
   append_filtered_query(query, out);
   return out;
+}
+
+bool has_query_credential(std::string_view query) {
+  bool found = false;
+  for_each_query_part(query, [&](std::string_view part) { found = found || is_credential_query_part(part); });
+  return found;
 }
 
 bool is_credential_header(std::string_view name) { return is_credential_header_name(name); }

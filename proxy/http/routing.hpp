@@ -54,6 +54,8 @@ Result<UpstreamUrl> parse_upstream_url(std::string_view url);
 // ';'-separated piece of it names one. Order and encoding of the remaining parameters are kept
 // byte for byte.
 std::string strip_query_credentials(std::string_view query);
+// Whether the query has a credential parameter, as strip_query_credentials would drop one.
+bool has_query_credential(std::string_view query);
 
 // `text` with its %XX sequences decoded (malformed ones kept as they are): for ImmuneFence's scan
 // of a target, which a provider decodes before reading.

@@ -36,12 +36,14 @@
 #include <boost/system/error_code.hpp>
 
 #include "proxy/egress/address.hpp"
+#include "proxy/egress/client_hello.hpp"
 #include "proxy/egress/policy.hpp"
 #include "proxy/http/admission.hpp"
 #include "proxy/http/asio_types.hpp"
 #include "proxy/http/caller_lookup.hpp"
 #include "core/file.hpp"
 #include "core/http_status.hpp"
+#include "core/splice.hpp"
 #include "core/peer.hpp"
 #include "core/text_format.hpp"
 #include "core/time.hpp"
@@ -874,8 +876,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     return std::nullopt;
   }
 
-  // The session's own rules for a routed request (scope, ORANGE's read-only routes, its rate and
-  // budget) and the outbound-secret sensors on what the request would send; nullopt = go on.
+  // The session's own rules for a routed request (scope, ORANGE's read-only routes, its rate; its
+  // budget is session_hold's) and the outbound-secret sensors on what the request would send; nullopt = go on.
   std::optional<Denial> immune_checks(RequestRecord& rec, std::string_view rest) {
     immune::Registry* registry = s_.deps.immune.get();
     if (!registry) return std::nullopt;
@@ -894,9 +896,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         return Denial{429, "tokfence_session_rate_limited",
                       "immunefence: session '" + session->name + "' is over its requests per minute" +
                           std::string(session->state() >= immune::RiskState::yellow ? " (halved: it is YELLOW)" : "")};
-      if (session->budget_spent(now))
-        return Denial{402, "tokfence_session_budget",
-                      "immunefence: session '" + session->name + "' has spent its daily budget"};
     }
     auto scan = registry->scanner();
     if (!scan->empty()) {
@@ -980,12 +979,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     return immune::find_encoded(scanner, body_);
   }
 
-  // After the exchange: a decoy seen in the response, and what the request cost the session.
+  // After the exchange: a decoy seen in the response.
   void immune_after(RequestRecord& rec) {
     immune::Registry* registry = s_.deps.immune.get();
     if (!registry || !entry_) return;
     immune::Session& session = *entry_->session;
-    if (rec.cost && *rec.cost > 0) session.add_cost(*rec.cost, unix_ms());
     if (response_hit_ && response_hit_->kind == immune::NeedleKind::vault_key)
       log_warning(s_.deps, "request " + rec.id + ": the upstream's response carried " + registry->describe_hit(*response_hit_) +
                                ": cut before it reached the client");
@@ -1140,8 +1138,18 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     }
     auto pricing = s_.deps.pricing->snapshot();  // one table from admission to settlement
     const CostEstimate estimate = estimate_cost(rec, route, kind, info, *pricing);
+    std::optional<immune::BudgetHold> session_hold =
+        immune::BudgetHold::take(entry_ ? entry_->session : nullptr, estimate.admit.estimated_cost.value_or(0), unix_ms());
+    if (!session_hold) {
+      co_await send_error(402, "tokfence_session_budget",
+                          "immunefence: session '" + entry_->session->name +
+                              "' has no room in its daily budget for this request (spent, or held by requests in flight)",
+                          keep, req.version_minor, &rec, nullptr);
+      co_return keep;
+    }
     auto admitted = admit_guarded(*s_.deps.controls, estimate.admit);
     if (auto* refusal = std::get_if<Refusal>(&admitted)) {
+      session_hold->release();
       const ReplyHeaders retry{refusal->retry_after_seconds, {}, {}};
       co_await send_error(refusal->status, refusal->type, refusal->message, keep, req.version_minor, &rec,
                           refusal->extra, retry);
@@ -1176,6 +1184,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       result = co_await exchange.run();
     }
     settle_request(reservation, result, estimate, *pricing, rec.provider, rec);  // route's views may be gone
+    session_hold->settle(rec.cost.value_or(0));
     immune_after(rec);
     co_return result.outcome == Outcome::keep;
   }
@@ -1216,7 +1225,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   template <class From, class To>
   static aio::Task<error_code> pump(From& from, To& to, std::uint64_t& count, Tunnel& tunnel);
   template <class From, class To>
-  static aio::Task<error_code> splice_until_end(From& from, To& to, int pipe_in, int pipe_out, std::uint64_t& count,
+  static aio::Task<error_code> splice_until_end(From& from, To& to, SplicePipe& pipe, std::uint64_t& count,
                                                 Tunnel& tunnel);
   aio::Task<void> run_tunnel(aio::TcpSocket& up, std::string first, EgressRecord& rec);
 

@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "core/file.hpp"
+#include "core/money.hpp"
 #include "core/names.hpp"
 #include "core/sqlite.hpp"
 #include "core/time.hpp"
@@ -126,27 +127,6 @@ Result<Limits> limits_from_json(const json& j) {
   return l;
 }
 
-bool glob_match(std::string_view glob, std::string_view text) {
-  // Iterative '*' matching with one backtrack point: linear in practice, never exponential.
-  std::size_t g = 0, t = 0, star = std::string_view::npos, mark = 0;
-  while (t < text.size()) {
-    if (g < glob.size() && glob[g] == '*') {
-      star = g++;
-      mark = t;
-    } else if (g < glob.size() && glob[g] == text[t]) {
-      ++g;
-      ++t;
-    } else if (star != std::string_view::npos) {
-      g = star + 1;
-      t = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (g < glob.size() && glob[g] == '*') ++g;
-  return g == glob.size();
-}
-
 bool Session::take_rate(std::int64_t now_ms, const Settings& settings) {
   int rpm = limits.rpm;
   if (state() >= RiskState::yellow) rpm = rpm > 0 ? std::max(1, rpm / 2) : settings.yellow_rpm;
@@ -167,17 +147,59 @@ std::int64_t Session::spent_today_pico(std::int64_t now_ms) const {
   return now_ms - day_start_ms_ < kDayMs ? spent_pico_ : 0;
 }
 
-bool Session::budget_spent(std::int64_t now_ms) const {
-  return limits.budget_daily_pico > 0 && spent_today_pico(now_ms) >= limits.budget_daily_pico;
-}
-
-void Session::add_cost(std::int64_t pico, std::int64_t now_ms) {
+bool Session::try_hold(std::int64_t estimate_pico, std::int64_t now_ms) {
   std::lock_guard lock(mutex_);
-  if (now_ms - day_start_ms_ >= kDayMs) {  // a rolling day from the first charge, per session
+  if (now_ms - day_start_ms_ >= kDayMs) {  // a rolling day from the first request, per session
     day_start_ms_ = now_ms;
     spent_pico_ = 0;
   }
-  spent_pico_ += pico;
+  const std::int64_t limit = limits.budget_daily_pico;
+  const std::int64_t estimate = std::max<std::int64_t>(0, estimate_pico);
+  if (limit > 0) {
+    const std::int64_t committed = add_saturating(spent_pico_, held_pico_);
+    const bool exhausted = committed >= limit;
+    const bool fits = add_saturating(committed, estimate) <= limit;
+    if (exhausted || (!fits && held_pico_ > 0)) return false;
+  }
+  held_pico_ = add_saturating(held_pico_, estimate);
+  return true;
+}
+
+void Session::settle_hold(std::int64_t held_pico, std::int64_t actual_pico, std::int64_t now_ms) {
+  std::lock_guard lock(mutex_);
+  held_pico_ = std::max<std::int64_t>(0, held_pico_ - held_pico);
+  if (now_ms - day_start_ms_ >= kDayMs) {
+    day_start_ms_ = now_ms;
+    spent_pico_ = 0;
+  }
+  spent_pico_ = add_saturating(spent_pico_, std::max<std::int64_t>(0, actual_pico));
+}
+
+std::optional<BudgetHold> BudgetHold::take(std::shared_ptr<Session> session, std::int64_t estimate_pico,
+                                           std::int64_t now_ms) {
+  BudgetHold hold;
+  if (!session) return hold;
+  estimate_pico = std::max<std::int64_t>(0, estimate_pico);
+  if (!session->try_hold(estimate_pico, now_ms)) return std::nullopt;
+  hold.session_ = std::move(session);
+  hold.held_ = estimate_pico;
+  return hold;
+}
+
+BudgetHold& BudgetHold::operator=(BudgetHold&& other) noexcept {
+  if (this != &other) {
+    finish(held_);
+    session_ = std::move(other.session_);
+    held_ = std::exchange(other.held_, 0);
+  }
+  return *this;
+}
+
+void BudgetHold::finish(std::int64_t actual_pico) noexcept {
+  if (!session_) return;
+  session_->settle_hold(held_, actual_pico, now_ms());
+  session_.reset();
+  held_ = 0;
 }
 
 struct Registry::Impl {

@@ -32,6 +32,7 @@
 #include "core/config.hpp"
 #include "core/decoys.hpp"
 #include "core/error.hpp"
+#include "core/glob.hpp"
 #include "core/secret.hpp"
 #include "proxy/immune/capability.hpp"
 #include "proxy/immune/scanner.hpp"
@@ -66,8 +67,6 @@ struct Limits {
 };
 nlohmann::json limits_json(const Limits& limits);
 Result<Limits> limits_from_json(const nlohmann::json& j);
-// Whether `text` matches a glob where '*' is any run of characters.
-bool glob_match(std::string_view glob, std::string_view text);
 
 struct Transition {
   std::int64_t ts_ms = 0;
@@ -90,9 +89,13 @@ class Session {
   // Counts a request against the session's own rate (YELLOW: halved, or Settings::yellow_rpm):
   // false when over it this minute.
   bool take_rate(std::int64_t now_ms, const Settings& settings);
-  // Whether its own daily budget is spent; add() what a request cost.
-  bool budget_spent(std::int64_t now_ms) const;
-  void add_cost(std::int64_t pico, std::int64_t now_ms);
+  // The session's own daily budget (Limits::budget_daily_pico), held like the global budgets
+  // (proxy/controls): a request holds its estimate from admission until it settles, and is refused
+  // when the day's spend plus the holds in flight reaches the limit or would pass it with this
+  // estimate, unless nothing else is in flight. So concurrent requests cannot jointly pass the
+  // limit by more than one request. Use BudgetHold, which settles every hold exactly once.
+  bool try_hold(std::int64_t estimate_pico, std::int64_t now_ms);
+  void settle_hold(std::int64_t held_pico, std::int64_t actual_pico, std::int64_t now_ms);
   std::int64_t spent_today_pico(std::int64_t now_ms) const;
 
  private:
@@ -104,11 +107,35 @@ class Session {
   int rate_count_ = 0;
   std::int64_t day_start_ms_ = 0;
   std::int64_t spent_pico_ = 0;
+  std::int64_t held_pico_ = 0;  // estimates of the requests in flight
   int scope_violations_ = 0;
   std::int64_t egress_minute_ = 0;
   int egress_denials_ = 0;
   std::vector<Transition> transitions_;
   std::optional<Decoys> decoys_;
+};
+
+// A request's hold on its session's budget. Settled with the request's real cost by settle(),
+// released at no cost by release() (the request never went out), and otherwise, when it is left
+// another way (an exception, the coroutine destroyed at shutdown), charged its estimate.
+class BudgetHold {
+ public:
+  BudgetHold() = default;  // no session: holds nothing
+  // Empty when the session's budget refuses the request.
+  static std::optional<BudgetHold> take(std::shared_ptr<Session> session, std::int64_t estimate_pico,
+                                        std::int64_t now_ms);
+  BudgetHold(BudgetHold&& other) noexcept { *this = std::move(other); }
+  BudgetHold& operator=(BudgetHold&& other) noexcept;
+  BudgetHold(const BudgetHold&) = delete;
+  BudgetHold& operator=(const BudgetHold&) = delete;
+  ~BudgetHold() { finish(held_); }
+  void settle(std::int64_t actual_pico) { finish(actual_pico); }
+  void release() { finish(0); }
+
+ private:
+  void finish(std::int64_t actual_pico) noexcept;
+  std::shared_ptr<Session> session_;
+  std::int64_t held_ = 0;
 };
 
 // A refusal for the proxy to answer: status 403 and a tokfence_* type.

@@ -71,6 +71,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/splice.hpp"
 #include "sandbox/seccomp.hpp"
 
 namespace {
@@ -79,6 +80,9 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using unix_proto = asio::local::stream_protocol;
 using boost::system::error_code;
+using tokfence::SplicePipe;
+using tokfence::SpliceStep;
+using tokfence::splice_some;
 
 // Per direction and connection. 64 KiB: with 16 KiB a CONNECT tunnel through the relay moved
 // 0.46x what a direct connection does (bench/egress_tunnel.sh), four syscalls per 64 KiB instead of
@@ -247,18 +251,14 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Stream client, Stream server) : streams_{std::move(client), std::move(server)} { ++g_open_connections; }
 
-  ~Session() {
-    --g_open_connections;
-    for (int fd : pipes_)
-      if (fd >= 0) ::close(fd);
-  }
+  ~Session() { --g_open_connections; }
 
   // The bytes go through a pipe per direction with splice(2), from one socket's kernel buffer to
   // the other's without a trip through this process (read and write copy each byte twice: on
   // loopback that was most of the relay's cost, bench/egress_tunnel.sh --relay). Without pipes
   // (descriptors exhausted) or non-blocking sockets: read and write.
   void start() {
-    if (make_pipes() && streams_[0].set_non_blocking() && streams_[1].set_non_blocking()) {
+    if (pipes_[0].ok() && pipes_[1].ok() && streams_[0].set_non_blocking() && streams_[1].set_non_blocking()) {
       splice_pump(0, 1);
       splice_pump(1, 0);
       return;
@@ -268,49 +268,33 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
-  bool make_pipes() {
-    for (int dir = 0; dir < 2; ++dir)
-      if (::pipe2(&pipes_[static_cast<std::size_t>(2 * dir)], O_CLOEXEC | O_NONBLOCK) != 0) return false;
-    return true;
-  }
-  int pipe_out(int from) const { return pipes_[static_cast<std::size_t>(2 * from)]; }
-  int pipe_in(int from) const { return pipes_[static_cast<std::size_t>(2 * from + 1)]; }
-
-  // Moves what `from` has into its pipe and on to `to` until a socket would block (then waits for
-  // it) or `from` ends (then half-closes `to`). After 16 rounds it yields, so one busy connection
-  // does not hold the relay's one thread.
+  // Moves what `from` has on to `to` until a socket would block (then waits for it) or `from` ends
+  // (then half-closes `to`). After 16 chunks it yields, so one busy connection does not hold the
+  // relay's one thread.
   void splice_pump(int from, int to) {
-    constexpr unsigned kFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
     auto self = shared_from_this();
-    auto& waiting = in_pipe_[static_cast<std::size_t>(from)];
-    for (int round = 0; round < 16; ++round) {
-      if (waiting == 0) {
-        const ssize_t got = ::splice(streams_[from].native_handle(), nullptr, pipe_in(from), nullptr, kBufferSize, kFlags);
-        if (got == 0) return end_direction(to);
-        if (got < 0) {
-          if (errno != EAGAIN && errno != EINTR) return close_both();
-          streams_[from].async_wait(asio::socket_base::wait_read, [this, self, from, to](error_code ec) {
-            if (ec) return close_both();
-            splice_pump(from, to);
-          });
-          return;
-        }
-        waiting = static_cast<std::size_t>(got);
-      }
-      const ssize_t sent = ::splice(pipe_out(from), nullptr, streams_[to].native_handle(), nullptr, waiting, kFlags);
-      if (sent < 0) {
+    const SpliceStep step = splice_some(streams_[from].native_handle(), streams_[to].native_handle(),
+                                        pipes_[static_cast<std::size_t>(from)], kBufferSize, 16);
+    auto resume = [this, self, from, to](error_code ec) {
+      if (ec) return close_both();
+      splice_pump(from, to);
+    };
+    switch (step.next) {
+      case SpliceStep::again:
+        return asio::post(io_of(from), [this, self, from, to] { splice_pump(from, to); });
+      case SpliceStep::wait_readable:
+        return streams_[from].async_wait(asio::socket_base::wait_read, resume);
+      case SpliceStep::wait_writable:
+        return streams_[to].async_wait(asio::socket_base::wait_write, resume);
+      case SpliceStep::from_ended:
+        return end_direction(to);
+      case SpliceStep::to_failed:
         // `to` cannot take more (it closed): this direction is over, but what `to` sent before it
         // closed (a refusal, an error page) still goes the other way before both close.
-        if (errno != EAGAIN && errno != EINTR) return end_direction(to);
-        streams_[to].async_wait(asio::socket_base::wait_write, [this, self, from, to](error_code ec) {
-          if (ec) return close_both();
-          splice_pump(from, to);
-        });
-        return;
-      }
-      waiting -= static_cast<std::size_t>(sent);
+        return end_direction(to);
+      case SpliceStep::from_failed:
+        return close_both();
     }
-    asio::post(io_of(from), [this, self, from, to] { splice_pump(from, to); });
   }
   asio::any_io_executor io_of(int from) { return streams_[from].executor(); }
   void end_direction(int to) {
@@ -343,8 +327,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   std::array<Stream, 2> streams_;
   std::array<std::array<char, kBufferSize>, 2> buffers_{};
-  std::array<int, 4> pipes_{-1, -1, -1, -1};  // per direction: read end, write end
-  std::array<std::size_t, 2> in_pipe_{};       // per direction: bytes in its pipe not yet sent on
+  std::array<SplicePipe, 2> pipes_;  // per direction, indexed by the side bytes come from
   int finished_ = 0;
 };
 

@@ -53,7 +53,7 @@ TEST_CASE("inspect: a placeholder becomes the secret only on the way to a host i
   const auto book = book_with("telegram-bot", secret, {"api.telegram.org"});
   const std::string head =
       "POST /bottokfence-secret:telegram-bot/getUpdates?x=1 HTTP/1.1\r\nHost: api.telegram.org\r\n"
-      "Authorization: Bearer other\r\nAccept-Encoding: gzip\r\nConnection: keep-alive, X-Hop\r\n"
+      "X-Client: other\r\nAccept-Encoding: gzip\r\nConnection: keep-alive, X-Hop\r\n"
       "X-Hop: 1\r\nProxy-Authorization: x\r\nContent-Length: 0\r\n\r\n";
   http1::RequestHead request;
   parse(head, request);
@@ -62,7 +62,7 @@ TEST_CASE("inspect: a placeholder becomes the secret only on the way to a host i
   const auto& out = std::get<Rewritten>(result);
   const std::string sent = text(out.head);
   CHECK(sent.starts_with("POST /bot" + secret + "/getUpdates?x=1 HTTP/1.1\r\n"));
-  CHECK(sent.find("Authorization: Bearer other\r\n") != std::string::npos);
+  CHECK(sent.find("X-Client: other\r\n") != std::string::npos);
   CHECK(sent.find("tokfence-secret:") == std::string::npos);
   // Hop-by-hop fields (and the one Connection names) go; Accept-Encoding too, so the response
   // can be watched; Connection: close is added.
@@ -363,6 +363,15 @@ TEST_CASE("inspect: a secret goes only where a host reads its credential, once, 
   CHECK(rule_of("GET /bottokfence-secret:bot/x HTTP/1.1\r\n" + host + "Authorization: tokfence-secret:bot\r\n\r\n") ==
         "placeholder-position");
   CHECK(rule_of("GET /tokfence-secret:bot/tokfence-secret:bot HTTP/1.1\r\n" + host + "\r\n") == "placeholder-position");
+  // Beside a credential of the agent's own (a field, a key= parameter), the placeholder is data on
+  // the agent's account: a file named after the secret in the agent's repository (review 12a E1).
+  CHECK(rule_of("PUT /repos/a/loot/contents/tokfence-secret:bot HTTP/1.1\r\n" + host + "Authorization: token own\r\n\r\n") ==
+        "placeholder-position");
+  CHECK(rule_of("PUT /loot/tokfence-secret:bot HTTP/1.1\r\n" + host + "Cookie: session=own\r\n\r\n") ==
+        "placeholder-position");
+  CHECK(rule_of("PUT /loot/tokfence-secret:bot?key=own HTTP/1.1\r\n" + host + "\r\n") == "placeholder-position");
+  CHECK(std::holds_alternative<Rewritten>(
+      result_of("GET /bottokfence-secret:bot/getMe?offset=1 HTTP/1.1\r\n" + host + "Authorization:\r\n\r\n", {"bot"})));
   // A secret this fence was not given is the same answer as one that does not exist: no oracle.
   auto unknown = result_of("GET /bottokfence-secret:nope/getMe HTTP/1.1\r\n" + host + "\r\n", {"bot"});
   auto not_given = result_of("GET /bottokfence-secret:bot/getMe HTTP/1.1\r\n" + host + "\r\n", {"other"});

@@ -148,11 +148,11 @@ function card(label, value) {
 // ---- requests (live) ----
 function requestRow(r) {
   const status = r.status === 0 ? '—' : String(r.status);
-  const tr = el('tr', { 'data-id': r.id }, cell(when(r.ts_ms)), cell(r.provider), cell(r.model || '—'), cell(r.caller || '—'),
+  const tr = el('tr', { 'data-id': r.id }, cell(when(r.ts_ms)), cell(r.provider), cell(r.model || '—'), cell(r.caller_name || '—'),
     cell(status, r.status >= 200 && r.status < 300 ? 'status-ok' : 'status-bad'),
     cell(num(r.input_tokens) + ' / ' + num(r.output_tokens), 'num'), cell(r.cost_usd || '—', 'num'),
     cell(Math.round(r.latency_ms) + ' ms', 'num'), cell(r.error || ''));
-  tr.dataset.search = [r.provider, r.model, r.caller, status].join(' ').toLowerCase();
+  tr.dataset.search = [r.provider, r.model, r.caller_name, status].join(' ').toLowerCase();
   return tr;
 }
 async function requests(main) {

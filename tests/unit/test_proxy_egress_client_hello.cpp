@@ -1,0 +1,97 @@
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "proxy/egress/client_hello.hpp"
+
+using namespace tokfence::proxy::egress;
+
+namespace {
+
+std::string be(std::size_t value, int width) {
+  std::string out;
+  for (int i = width - 1; i >= 0; --i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+  return out;
+}
+std::string with_length(const std::string& body, int width) { return be(body.size(), width) + body; }
+
+std::string extension(unsigned type, const std::string& data) { return be(type, 2) + with_length(data, 2); }
+std::string server_name(const std::string& name) {
+  return extension(0, with_length(std::string(1, '\0') + with_length(name, 2), 2));
+}
+
+// A ClientHello handshake message (header included) with these extensions.
+std::string hello_message(const std::vector<std::string>& extensions, bool with_extensions = true) {
+  std::string body = be(0x0303, 2) + std::string(32, 'r') + with_length(std::string(32, 's'), 1) +
+                     with_length(be(0x1301, 2) + be(0x1302, 2), 2) + with_length(std::string(1, '\0'), 1);
+  if (with_extensions) {
+    std::string all;
+    for (const auto& e : extensions) all += e;
+    body += with_length(all, 2);
+  }
+  return std::string(1, '\x01') + with_length(body, 3);
+}
+
+// The message in TLS handshake records of at most `piece` bytes each.
+std::string records(const std::string& message, std::size_t piece = 16384) {
+  std::string out;
+  for (std::size_t at = 0; at < message.size(); at += piece) {
+    const std::string part = message.substr(at, piece);
+    out += std::string("\x16\x03\x01", 3) + with_length(part, 2);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("egress::read_client_hello finds the server name, lower-cased, without a trailing dot") {
+  const auto hello = read_client_hello(records(hello_message({extension(10, "xx"), server_name("API.Example.COM.")})));
+  REQUIRE(hello.status == ClientHello::complete);
+  CHECK(hello.server_name == "api.example.com");
+  CHECK_FALSE(hello.encrypted);
+}
+
+TEST_CASE("egress::read_client_hello joins a ClientHello split over records and asks for more until whole") {
+  const std::string padding = extension(21, std::string(3000, '\0'));
+  const std::string wire = records(hello_message({padding, server_name("site.example")}), 700);
+  for (std::size_t cut : {std::size_t{1}, std::size_t{5}, std::size_t{700}, wire.size() - 1}) {
+    INFO(cut);
+    CHECK(read_client_hello(wire.substr(0, cut)).status == ClientHello::need_more);
+  }
+  const auto whole = read_client_hello(wire);
+  REQUIRE(whole.status == ClientHello::complete);
+  CHECK(whole.server_name == "site.example");
+}
+
+TEST_CASE("egress::read_client_hello reports ECH, a missing name, and refuses what is not a ClientHello") {
+  const auto ech = read_client_hello(records(hello_message({server_name("public.example"), extension(0xfe0d, "enc")})));
+  REQUIRE(ech.status == ClientHello::complete);
+  CHECK(ech.encrypted);
+  CHECK(read_client_hello(records(hello_message({extension(10, "xx")}))).server_name.empty());
+  CHECK(read_client_hello(records(hello_message({}, false))).status == ClientHello::complete);
+
+  CHECK(read_client_hello("GET / HTTP/1.1\r\n\r\n").status == ClientHello::malformed);
+  CHECK(read_client_hello(std::string("\x16\x03\x01\x00\x00", 5)).status == ClientHello::malformed);  // empty record
+  std::string server_hello = hello_message({server_name("a.example")});
+  server_hello[0] = 2;
+  CHECK(read_client_hello(records(server_hello)).status == ClientHello::malformed);
+  // Two server_name extensions, two host names in one, an empty or non-ASCII name: malformed.
+  CHECK(read_client_hello(records(hello_message({server_name("a.example"), server_name("b.example")}))).status ==
+        ClientHello::malformed);
+  const std::string two = with_length(std::string(1, '\0') + with_length("a.example", 2) + std::string(1, '\0') +
+                                          with_length("b.example", 2), 2);
+  CHECK(read_client_hello(records(hello_message({extension(0, two)}))).status == ClientHello::malformed);
+  CHECK(read_client_hello(records(hello_message({server_name("")}))).status == ClientHello::malformed);
+  CHECK(read_client_hello(records(hello_message({server_name("a\x01.example")}))).status == ClientHello::malformed);
+  // A length that runs past its field.
+  std::string cut = records(hello_message({server_name("a.example")}));
+  cut[cut.size() - 11] = '\x7f';  // the host name's length, past the end
+  CHECK(read_client_hello(cut).status == ClientHello::malformed);
+}
+
+TEST_CASE("egress::read_client_hello refuses a ClientHello larger than it reads") {
+  const std::string huge = records(hello_message({extension(21, std::string(kMaxClientHelloBytes, '\0'))}));
+  CHECK(read_client_hello(huge).status == ClientHello::malformed);
+  CHECK(read_client_hello(huge.substr(0, 5 + 16384)).status == ClientHello::malformed);  // known from its header
+}
