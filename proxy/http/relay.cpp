@@ -53,20 +53,39 @@ std::size_t BodyFraming::take(std::string_view avail, UsageExtractor& usage, Gat
 }
 
 std::size_t BodyFraming::take_chunks(std::string_view avail, UsageExtractor& usage, Gather& pieces) {
+  // The data of the chunks at hand, without the upstream's framing: chunk extensions and trailers
+  // are not relayed (the response scan reads data only, and a hostile upstream could write the
+  // key there). One chunk's data, the usual case for a stream's event, is sent from where it
+  // lies; the data of several is gathered in dechunked_.
   std::size_t used = 0;
+  std::string_view data;
   dechunked_.clear();
   while (used < avail.size() && !decoder_.done() && !decoder_.failed()) {
     auto step = decoder_.step(avail.substr(used));
     if (step.consumed == 0) break;
     used += step.consumed;
-    if (!step.data.empty()) {
-      usage.feed(step.data);
-      if (!relay_chunks_) dechunked_.append(step.data);  // for an HTTP/1.0 client (rare)
+    if (step.data.empty()) continue;
+    usage.feed(step.data);
+    if (data.empty()) {
+      data = step.data;
+      continue;
     }
+    if (dechunked_.empty()) dechunked_.assign(data);
+    dechunked_.append(step.data);
+    data = dechunked_;
   }
-  if (relay_chunks_ && used > 0) pieces.add(net::buffer(avail.data(), used));
-  if (!dechunked_.empty()) pieces.add(net::buffer(dechunked_));
   done_ = decoder_.done();
+  if (!relay_chunks_) {  // an HTTP/1.0 client (rare): the data alone, the close ends it
+    if (!data.empty()) pieces.add(net::buffer(data.data(), data.size()));
+    return used;
+  }
+  if (!data.empty()) {  // one chunk of the proxy's own
+    chunk_head_ = http1::chunk_header(data.size());
+    pieces.add(net::buffer(chunk_head_));
+    pieces.add(net::buffer(data.data(), data.size()));
+    pieces.add(net::buffer("\r\n", 2));
+  }
+  if (done_) pieces.add(net::buffer(http1::last_chunk.data(), http1::last_chunk.size()));
   return used;
 }
 

@@ -65,10 +65,11 @@ class Gather {
 };
 
 // How a response body goes from the upstream's framing to the client's (the client's response
-// head, built first, chose it): a Content-Length body, and a chunked one to an HTTP/1.1 client,
-// pass through as they are; a chunked body is decoded for an HTTP/1.0 client; a body that ends
-// with the upstream's close is chunk-encoded here for an HTTP/1.1 client. Every body byte is fed
-// to the usage extractor.
+// head, built first, chose it): a Content-Length body passes through as it is; a chunked one is
+// decoded and, to an HTTP/1.1 client, chunk-encoded again (the upstream's chunk extensions and
+// trailers are dropped: they could carry what the response scan, which reads data, never sees);
+// a body that ends with the upstream's close is chunk-encoded here for an HTTP/1.1 client. Every
+// body byte is fed to the usage extractor.
 class BodyFraming {
  public:
   // `res`: the upstream's response head; `encode`: chunk-encode a body that ends with the
@@ -94,7 +95,7 @@ class BodyFraming {
   std::size_t take_chunks(std::string_view avail, UsageExtractor& usage, Gather& pieces);
 
   http1::BodyKind kind_;
-  bool relay_chunks_;  // chunked, to an HTTP/1.1 client: passed through, framing and all
+  bool relay_chunks_;  // chunked, to an HTTP/1.1 client: re-chunked
   bool encode_;
   std::uint64_t remaining_;  // of a Content-Length body
   http1::ChunkedDecoder decoder_;

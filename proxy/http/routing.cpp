@@ -404,6 +404,40 @@ void append_client_response_headers(const http1::ResponseHead& in, std::string& 
   }
 }
 
+ContentCoding content_coding(const http1::Head& head) {
+  ContentCoding coding;
+  for (const auto& f : head.headers) {
+    if (!header_names_equal(f.name, "content-encoding")) continue;
+    ++coding.fields;
+    http1::for_each_list_element(f.value, [&](std::string_view c) { coding.encoded = coding.encoded || !iequals(c, "identity"); });
+  }
+  return coding;
+}
+
+bool declares_json_body(const http1::Head& head) {
+  bool any = false;
+  bool json = false;
+  for (const auto& f : head.headers) {
+    if (!header_names_equal(f.name, "content-type")) continue;
+    any = true;
+    std::string_view type = http1::trim_ows(f.value.substr(0, f.value.find(';')));
+    const auto slash = type.find('/');
+    if (slash == std::string_view::npos || !iequals(type.substr(0, slash), "application")) continue;
+    const std::string_view sub = type.substr(slash + 1);
+    json = json || iequals(sub, "json") || (sub.size() > 5 && iequals(sub.substr(sub.size() - 5), "+json"));
+  }
+  return json || !any;
+}
+
+std::string_view json_body_problem(std::string_view body) {
+  auto starts = [&](std::string_view mark) { return body.substr(0, mark.size()) == mark; };
+  using namespace std::string_view_literals;
+  if (starts("\xEF\xBB\xBF"sv) || starts("\xFE\xFF"sv) || starts("\xFF\xFE"sv) || starts("\0\0\xFE\xFF"sv))
+    return "it starts with a byte-order mark (send UTF-8 JSON without one)";
+  if (body.find('\0') != std::string_view::npos) return "it holds a NUL byte (UTF-16 or UTF-32 text? send UTF-8 JSON)";
+  return {};
+}
+
 std::string error_body(std::string_view type, std::string_view message, const nlohmann::json& extra) {
   nlohmann::json error = {{"type", type}, {"message", message}};
   if (extra.is_object())

@@ -107,6 +107,27 @@ void build_upstream_head(const http1::RequestHead& in, const RouteTarget& route,
 // framing itself).
 void append_client_response_headers(const http1::ResponseHead& in, std::string& out);
 
+// What a message's Content-Encoding fields say: every field is read (a second one must not hide
+// behind a first "identity"), names compared as header_names_equal does (an upstream may read
+// Content_Encoding as Content-Encoding), each a comma-separated list of codings.
+struct ContentCoding {
+  std::size_t fields = 0;  // Content-Encoding fields
+  bool encoded = false;    // some field names a coding other than identity (any case)
+};
+ContentCoding content_coding(const http1::Head& head);
+
+// Whether a request's head declares a JSON body: no Content-Type at all (FastAPI, hence vLLM, then
+// parses the body as JSON), or a media type application/json or application/<x>+json (any field).
+bool declares_json_body(const http1::Head& head);
+
+// Why `body`, taken as JSON, is refused, or "" when it is not: a byte-order mark at its start
+// (UTF-8 EF BB BF, UTF-16 FE FF / FF FE, UTF-32 00 00 FE FF) or a NUL byte anywhere (UTF-16/32 text
+// without a mark: every JSON text has ASCII punctuation, a NUL beside it in those). JSON exchanged
+// between systems is UTF-8 without a BOM (RFC 8259 section 8.1), which the providers take; Python
+// servers also read the others (json.loads on bytes), where tokfence's scans and metering, which
+// read bytes, would see noise.
+std::string_view json_body_problem(std::string_view body);
+
 // {"error":{"type": type, "message": message, ...extra}} as one line of JSON.
 std::string error_body(std::string_view type, std::string_view message, const nlohmann::json& extra = nullptr);
 

@@ -900,8 +900,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     auto scan = registry->scanner();
     if (!scan->empty()) {
       // A compressed body would be scanned (and metered) as noise: refused while there is
-      // anything to look for.
-      if (auto ce = head_.find("content-encoding"); ce && !iequals(ce->value, "identity"))
+      // anything to look for. Every field counts: behind "identity" a second field "gzip" is
+      // forwarded too, and the upstream reads the list "identity, gzip" and inflates.
+      if (const ContentCoding ce = content_coding(head_); ce.encoded || ce.fields > 1)
         return Denial{415, "tokfence_encoded_body",
                       "request: Content-Encoding bodies are refused: tokfence reads request bodies (metering, "
                       "ImmuneFence's secret scan); send it uncompressed"};
@@ -1017,13 +1018,13 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
            "): raise [daemon] max_body_bytes in config.toml";
   }
 
-  // "HTTP/1.x NNN Reason\r\n" for the client's version.
-  static void append_status_line(std::string& out, int client_minor, int status, std::string_view reason) {
+  // "HTTP/1.x NNN Reason\r\n" for the client's version, with the status's standard reason phrase.
+  static void append_status_line(std::string& out, int client_minor, int status) {
     out.append(client_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
     char code[4] = {static_cast<char>('0' + status / 100 % 10), static_cast<char>('0' + status / 10 % 10),
                     static_cast<char>('0' + status % 10), ' '};
     out.append(code, 4);
-    out.append(reason.empty() ? tokfence::reason_phrase(status) : reason);
+    out.append(tokfence::reason_phrase(status));
     out.append("\r\n");
   }
 
@@ -1040,7 +1041,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   aio::Task<bool> send_reply(int status, int client_minor, bool keep, std::string_view request_id,
                              std::string_view body, ReplyHeaders headers = {}) {
     out_.clear();
-    append_status_line(out_, client_minor, status, {});
+    append_status_line(out_, client_minor, status);
     out_.append("Content-Type: application/json\r\n");
     if (!request_id.empty()) out_.append("X-Tokfence-Request-Id: ").append(request_id).append("\r\n");
     if (headers.retry_after) out_.append("Retry-After: ").append(std::to_string(*headers.retry_after)).append("\r\n");
@@ -1117,6 +1118,22 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   }
 
 
+  // A JSON body tokfence cannot read as the upstream may (routing.hpp: json_body_problem): refused
+  // before it is inspected, so neither the secret scan nor the metering (model, include_usage
+  // forced on a stream) is skipped by a byte-order mark or UTF-16. The endpoints metered by kind
+  // take JSON whatever Content-Type says (some gateways parse any body); the others when it says
+  // JSON or nothing (multipart uploads may hold any byte). A compressed body is no JSON text: its
+  // Content-Encoding decides (immune_checks).
+  std::optional<Denial> json_body_denial(ApiKind kind) const {
+    if (body_.empty() || (kind == ApiKind::other && !declares_json_body(head_))) return std::nullopt;
+    if (content_coding(head_).encoded) return std::nullopt;
+    const std::string_view problem = json_body_problem(body_);
+    if (problem.empty()) return std::nullopt;
+    return Denial{400, "tokfence_bad_request",
+                  "request: JSON body refused: " + std::string(problem) +
+                      "; tokfence reads request bodies as UTF-8 (metering, ImmuneFence's secret scan)"};
+  }
+
   // Admits the request against the controls (kill, revoke, rate limits, budgets: controls.hpp)
   // and forwards it. Its reservation is settled with what the exchange says the request cost, or,
   // if this is left any other way (an exception, the coroutine destroyed at shutdown), at the
@@ -1127,6 +1144,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     const Provider& provider = *to.provider;
     auto keys = std::move(to.keys);
     const ApiKind kind = classify(provider.spec.style, route.rest);
+    if (auto refused = json_body_denial(kind)) {
+      co_await send_error(refused->status, refused->type, refused->message, keep, req.version_minor, &rec, nullptr);
+      co_return keep;
+    }
     RequestInfo info = inspect_request(kind, route.rest, body_, config().proxy.inject_stream_usage);
     // Google routes by the path's model, whatever the body names (usage.hpp: path_model).
     if (auto named = path_model(provider.spec.style, route.rest); !named.empty()) info.model = std::move(named);
@@ -1266,7 +1287,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   // client) and updates `keep` (an HTTP/1.0 client of a body without length: close to end it).
   bool build_client_head(const http1::ResponseHead& res, int client_minor, bool& keep, std::string_view request_id) {
     out_.clear();
-    append_status_line(out_, client_minor, res.status, res.reason);
+    // The upstream's reason phrase is not relayed: it means nothing (RFC 9110 section 15), and a
+    // hostile upstream could write the key there, which the response scan does not read.
+    append_status_line(out_, client_minor, res.status);
     append_client_response_headers(res, out_);
     out_.append("X-Tokfence-Request-Id: ").append(request_id).append("\r\n");
     bool encode = false;
@@ -1434,11 +1457,11 @@ class Session<Stream>::Exchange {
     const http1::ResponseHead& res = session_.res_head_;
     rec_.ttfb_ms = ms_since(started_);
     rec_.status = result.upstream_status = res.status;
-    if (session_.scan_ && head_carries_vault_key(res)) {
-      rec_.error = "immunefence: the response head carried a vault key: not relayed";
-      result.outcome = co_await fail(502, "tokfence_upstream_error",
-                                     "the upstream's response carried a credential in its head: not relayed");
-      co_return result;
+    if (session_.scan_) {
+      if (std::string why = unscannable_response(res); !why.empty()) {
+        result.outcome = co_await fail(502, "tokfence_upstream_error", std::move(why));
+        co_return result;
+      }
     }
     bool event_stream = false;
     if (auto ct = res.find("content-type")) event_stream = istarts_with(ct->value, "text/event-stream");
@@ -1677,11 +1700,34 @@ class Session<Stream>::Exchange {
       s.response_hit_ = s.response_unescaped_scan_.feed(s.scan_->scanner, json_unescaped(bytes));
   }
 
-  // A vault key in a response field's value (an upstream reflecting request headers back).
+  // Why a response that is scanned for vault keys is not relayed at all (the client's message; the
+  // row's error is set), or "": nothing of it went to the client yet, so it gets a clear 502.
+  std::string unscannable_response(const http1::ResponseHead& res) {
+    if (head_carries_vault_key(res)) {
+      rec_.error = "immunefence: the response head carried a vault key: not relayed";
+      return "the upstream's response carried a credential in its head: not relayed";
+    }
+    // tokfence asked for identity (Accept-Encoding); a compressed body would pass the scan as
+    // noise and be inflated by the client's library, a key in it with it.
+    if (res.body != http1::BodyKind::none && content_coding(res).encoded) {
+      rec_.error = "immunefence: the response came with a Content-Encoding (identity was asked for): not relayed";
+      return "the upstream answered with an encoded body (Content-Encoding), which cannot be scanned for "
+             "credentials: not relayed";
+    }
+    return {};
+  }
+
+  // A vault key in a response field's name or value (an upstream reflecting request headers back,
+  // or a hostile one writing the key as a field name). The status line's reason phrase is never
+  // relayed (build_client_head), nor are chunk extensions and trailers (BodyFraming).
   bool head_carries_vault_key(const http1::ResponseHead& res) const {
     const immune::SecretScanner& scanner = session_.scan_->scanner;
+    auto key = [&](std::string_view text) {
+      auto hit = scanner.find(text);
+      return hit && hit->kind == immune::NeedleKind::vault_key;
+    };
     for (const auto& h : res.headers)
-      if (auto hit = scanner.find(h.value); hit && hit->kind == immune::NeedleKind::vault_key) return true;
+      if (key(h.name) || key(h.value)) return true;
     return false;
   }
 

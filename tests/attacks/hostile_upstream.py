@@ -7,10 +7,15 @@ the client's HTTP and JSON libraries put it back together. Mode = the path's las
   chunked  the key in the JSON text, the chunked framing splitting it into 8-byte chunks
   uescape  the key written as \\u00XX JSON escapes
   sse      the key spelled across SSE events, 8 characters each
+  gzip     the plain echo gzip-compressed, Content-Encoding: gzip (tokfence asked for identity)
+  reason   the key as the status line's reason phrase ("HTTP/1.1 200 <key>")
+  hname    the key in a response header's NAME ("X-<key>: 1")
+  chunkext the key in a chunk extension ("<size>;k=<key>")
+  trailer  the key in a trailer field after the last chunk
 Loopback only; one thread per connection; stops after 10 minutes.
 Usage: hostile_upstream.py PORT_FILE
 """
-import os, socket, sys, threading
+import gzip, os, socket, sys, threading
 
 USAGE = '"usage":{"prompt_tokens":10,"completion_tokens":10,"total_tokens":20}'
 
@@ -43,6 +48,21 @@ def answer(mode, key):
         body = ('{"model":"tf-test","choices":[],%s}' % USAGE).encode()
         return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Debug-Auth: Bearer " + key.encode() +
                 b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    if mode == "gzip":
+        body = gzip.compress(('{"model":"tf-test","echo":"%s",%s}' % (key, USAGE)).encode())
+        return json_head + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    if mode in ("reason", "hname"):
+        body = ('{"model":"tf-test","choices":[],%s}' % USAGE).encode()
+        status = b"HTTP/1.1 200 " + (key.encode() if mode == "reason" else b"OK") + b"\r\n"
+        name = b"X-" + key.encode() + b": 1\r\n" if mode == "hname" else b""
+        return (status + b"Content-Type: application/json\r\n" + name +
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    if mode in ("chunkext", "trailer"):
+        body = ('{"model":"tf-test","choices":[],%s}' % USAGE).encode()
+        ext = b";k=" + key.encode() if mode == "chunkext" else b""
+        trailer = b"X-Trailer: " + key.encode() + b"\r\n" if mode == "trailer" else b""
+        return (json_head + b"Transfer-Encoding: chunked\r\n\r\n" + b"%x" % len(body) + ext + b"\r\n" + body +
+                b"\r\n0\r\n" + trailer + b"\r\n")
     if mode in ("plain", "chunked", "uescape"):
         echo = "".join("\\u%04x" % ord(ch) for ch in key) if mode == "uescape" else key
         body = ('{"model":"tf-test","echo":"%s",%s}' % (echo, USAGE)).encode()

@@ -55,7 +55,7 @@ TEST_CASE("proxy::BodyFraming passes a Content-Length body through as it arrives
   CHECK(usage.fed == "helloworld");
 }
 
-TEST_CASE("proxy::BodyFraming relays a chunked body framing and all to HTTP/1.1, decoded to HTTP/1.0") {
+TEST_CASE("proxy::BodyFraming re-chunks a chunked body to HTTP/1.1, decoded to HTTP/1.0") {
   const std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
   const std::string body = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
   std::string dechunked, chunk_head;
@@ -63,10 +63,19 @@ TEST_CASE("proxy::BodyFraming relays a chunked body framing and all to HTTP/1.1,
   {
     NotingExtractor usage;
     BodyFraming framing(head_of(head), 1, false, dechunked, chunk_head);
-    CHECK(take(framing, body, usage, used) == body);
+    CHECK(take(framing, body, usage, used) == "b\r\nhello world\r\n0\r\n\r\n");  // the two as one chunk
     CHECK(used == body.size());
     CHECK(framing.done());
     CHECK(usage.fed == "hello world");
+  }
+  {
+    // One chunk at a time (a stream's events): each sent as it comes, from where it lies.
+    NotingExtractor usage;
+    BodyFraming framing(head_of(head), 1, false, dechunked, chunk_head);
+    CHECK(take(framing, body.substr(0, 10), usage, used) == "5\r\nhello\r\n");
+    CHECK(take(framing, body.substr(used, 3), usage, used) == "");  // the size line only
+    CHECK(take(framing, body.substr(13), usage, used) == "6\r\n world\r\n0\r\n\r\n");
+    CHECK(framing.done());
   }
   {
     NotingExtractor usage;
@@ -106,4 +115,18 @@ TEST_CASE("proxy::BodyFraming stops at malformed chunk framing, and sends nothin
   CHECK(head.done());
   CHECK(take(head, "", usage, used).empty());
   CHECK(usage.fed.empty());
+}
+
+TEST_CASE("proxy::BodyFraming drops the upstream's chunk extensions and trailers") {
+  // A hostile upstream could write a key there: the response scan reads the data only.
+  const std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string body = "5;k=SECRET\r\nhello\r\n0;k=SECRET\r\nX-Trailer: SECRET\r\n\r\n";
+  std::string dechunked, chunk_head;
+  std::size_t used = 0;
+  NotingExtractor usage;
+  BodyFraming framing(head_of(head), 1, false, dechunked, chunk_head);
+  CHECK(take(framing, body, usage, used) == "5\r\nhello\r\n0\r\n\r\n");
+  CHECK(used == body.size());
+  CHECK(framing.done());
+  CHECK(usage.fed == "hello");
 }

@@ -373,3 +373,49 @@ TEST_CASE("routing: percent_decoded and json_unescaped give the bytes a provider
   CHECK(json_unescaped("\\") == "\\");
   CHECK(json_unescaped("\\u00") == "\\u00");
 }
+
+TEST_CASE("proxy::content_coding reads every Content-Encoding field, lists and spellings") {
+  auto coding = [](const std::string& fields) {
+    return content_coding(parsed_request("POST /openai/v1/chat/completions HTTP/1.1\r\n" + fields + "\r\n"));
+  };
+  CHECK(coding("").fields == 0);
+  CHECK_FALSE(coding("").encoded);
+  CHECK_FALSE(coding("Content-Encoding: identity\r\n").encoded);
+  CHECK_FALSE(coding("Content-Encoding: IDENTITY\r\n").encoded);
+  CHECK(coding("Content-Encoding: gzip\r\n").encoded);
+  CHECK(coding("Content-Encoding: identity, gzip\r\n").encoded);  // a list: the upstream inflates
+  // A second field behind a first "identity" (review 12b F1): counted, and its gzip read.
+  const ContentCoding two = coding("Content-Encoding: identity\r\nContent-Encoding: gzip\r\n");
+  CHECK(two.fields == 2);
+  CHECK(two.encoded);
+  CHECK(coding("Content-Encoding: identity\r\nContent-Encoding: identity\r\n").fields == 2);
+  CHECK(coding("Content_Encoding: gzip\r\n").encoded);  // as a CGI-style upstream reads the name
+}
+
+TEST_CASE("proxy::declares_json_body: no Content-Type, or a JSON media type in any field") {
+  auto json = [](const std::string& fields) {
+    return declares_json_body(parsed_request("POST /openai/v1/embeddings HTTP/1.1\r\n" + fields + "\r\n"));
+  };
+  CHECK(json(""));
+  CHECK(json("Content-Type: application/json\r\n"));
+  CHECK(json("content-type: Application/JSON; charset=utf-8\r\n"));
+  CHECK(json("Content-Type: application/merge-patch+json\r\n"));
+  CHECK(json("Content-Type: text/plain\r\nContent-Type: application/json\r\n"));
+  CHECK_FALSE(json("Content-Type: multipart/form-data; boundary=x\r\n"));
+  CHECK_FALSE(json("Content-Type: application/octet-stream\r\n"));
+  CHECK_FALSE(json("Content-Type: text/json-ish\r\n"));
+}
+
+TEST_CASE("proxy::json_body_problem refuses byte-order marks and NUL bytes, nothing else") {
+  using namespace std::string_view_literals;
+  CHECK(json_body_problem(R"({"model":"m"})").empty());
+  CHECK(json_body_problem("").empty());
+  CHECK(json_body_problem(" \n{\"a\":\"\xc3\xa9\"}").empty());  // UTF-8 text is fine
+  CHECK(json_body_problem("\xEF\xBB\xBF{}"sv).find("byte-order mark") != std::string_view::npos);
+  CHECK(json_body_problem("\xFE\xFF\0{"sv).find("byte-order mark") != std::string_view::npos);
+  CHECK(json_body_problem("\xFF\xFE{\0"sv).find("byte-order mark") != std::string_view::npos);
+  CHECK(json_body_problem("\0\0\xFE\xFF\0\0\0{"sv).find("byte-order mark") != std::string_view::npos);
+  CHECK(json_body_problem("{\0\"\0"sv).find("NUL") != std::string_view::npos);   // UTF-16LE, no mark
+  CHECK(json_body_problem("\0{\0\""sv).find("NUL") != std::string_view::npos);   // UTF-16BE
+  CHECK(json_body_problem("{\"a\":1}\0"sv).find("NUL") != std::string_view::npos);
+}
