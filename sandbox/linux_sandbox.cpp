@@ -43,6 +43,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -113,6 +114,7 @@ constexpr std::size_t kMaxSynthEntries = 4096;
 constexpr std::size_t kMaxCoveredSockets = 4096;
 
 struct Plan {
+  int max_processes = 0;
   std::vector<std::string> relay_argv;
   std::vector<std::string> env;
   std::string workdir;
@@ -417,6 +419,10 @@ void make_terminal(const TerminalSettings& settings, int sock, int err_fd) {
   if (plan.terminal) make_terminal(*plan.terminal, plan.terminal_sock, err_fd);
 
   if (::chdir(plan.workdir.c_str()) < 0) child_fail(err_fd, "workdir: " + plan.workdir, errno);
+  if (plan.max_processes > 0) {
+    const rlimit limit{static_cast<rlim_t>(plan.max_processes), static_cast<rlim_t>(plan.max_processes)};
+    if (::setrlimit(RLIMIT_NPROC, &limit) < 0) child_fail(err_fd, "process limit", errno);
+  }
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(err_fd, "no_new_privs", errno);
   if (int err = drop_capabilities()) child_fail(err_fd, "drop capabilities", err);
   if (auto r = apply_landlock(plan.landlock); !r) {
@@ -602,6 +608,7 @@ Result<Plan> make_plan(const Policy& policy, const TerminalSettings* terminal) {
   if (policy.proxy_port <= 0 || policy.proxy_port > 65535) return fail("sandbox: bad proxy port");
 
   plan.workdir = canonical_or_empty(policy.workdir);
+  plan.max_processes = policy.max_processes;
   if (plan.workdir.empty()) return fail("sandbox: workdir does not exist: " + policy.workdir.string());
   std::string socket_dir = canonical_or_empty(policy.proxy_socket.parent_path());
   if (socket_dir.empty()) return fail("sandbox: proxy socket directory missing: " + policy.proxy_socket.string());

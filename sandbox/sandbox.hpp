@@ -49,6 +49,10 @@ struct Policy {
   };
   std::filesystem::path plant_home;
   std::vector<PlantedFile> planted;
+  // RLIMIT_NPROC inside the sandbox (the relay and every process and thread of the program): a
+  // fork bomb stops there instead of taking the machine. The kernel counts them per user, in the
+  // sandbox's own user namespace too. 0 = no limit.
+  int max_processes = 0;
 };
 
 // Where the proxy socket's directory appears inside a Linux sandbox, read-only. `tokfence run` also

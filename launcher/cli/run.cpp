@@ -60,6 +60,8 @@ struct RunOptions {
   std::string provider;
   std::string model;
   bool no_sandbox = false;
+  int max_processes = 4096;
+  bool max_processes_given = false;
   std::vector<std::string> args;
 };
 
@@ -529,6 +531,12 @@ void run_harness(Context& ctx, RunOptions& o) {
     policy.proxy_port = port;
     policy.relay = relay;
     policy.allowed_sockets = allow_socket;
+    policy.max_processes = o.max_processes;
+    // The kernel never applies RLIMIT_NPROC to the host's root, in any user namespace (fork.c
+    // exempts INIT_USER): as root the limit is not there. Said when it was asked for.
+    if (::geteuid() == 0 && o.max_processes > 0 && o.max_processes_given)
+      std::cerr << "tokfence: note: run: --max-processes has no effect as root (the kernel exempts root from "
+                   "process limits); run as your own user for it\n";
     plant_decoy_files(policy, session, parent_env, workdir, allow_write);
     spawner = [policy](const sandbox::TerminalSettings* tty) { return sandbox::spawn_sandboxed(policy, tty); };
   } else {
@@ -572,6 +580,11 @@ void add_run_options(CLI::App* sub, RunOptions& o) {
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_option("--max-processes", o.max_processes,
+                  "Processes and threads the fenced agent may have at once (default 4096; 0 = no limit): a\n"
+                  "fork bomb stops there")
+      ->check(CLI::Range(0, 1 << 22))
+      ->each([&o](const std::string&) { o.max_processes_given = true; });
   sub->add_option("--allow", o.egress_allow,
                   "A host the agent may reach through tokfence's forward proxy, HOST[:PORT] (port 443 unless\n"
                   "given; *.example.com for subdomains; repeatable; none by default)")
