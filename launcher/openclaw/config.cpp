@@ -204,6 +204,35 @@ Result<void> check_launch_name(const std::string& name) {
   return {};
 }
 
+std::vector<std::pair<std::uint64_t, std::uint64_t>> subordinate_ranges(std::string_view text) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  auto number = [](std::string_view t) -> std::optional<std::uint64_t> {
+    std::uint64_t v = 0;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (t.empty() || ec != std::errc{} || end != t.data() + t.size()) return std::nullopt;
+    return v;
+  };
+  while (!text.empty()) {
+    auto nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    auto c1 = line.find(':');
+    auto c2 = c1 == std::string_view::npos ? c1 : line.find(':', c1 + 1);
+    if (c2 == std::string_view::npos) continue;
+    auto first = number(line.substr(c1 + 1, c2 - c1 - 1));
+    auto count = number(line.substr(c2 + 1));
+    if (first && count && *count > 0 && *first <= UINT32_MAX && *count <= UINT32_MAX) out.emplace_back(*first, *first + *count);
+  }
+  return out;
+}
+
+std::optional<unsigned> first_free_id(unsigned first, unsigned last, const std::function<bool(unsigned)>& taken) {
+  for (unsigned id = first; id <= last && id >= first; ++id)
+    if (!taken(id)) return id;
+  return std::nullopt;
+}
+
 std::optional<std::pair<unsigned, unsigned>> numeric_user(const std::string& user) {
   auto parse = [](std::string_view text) -> std::optional<unsigned> {
     unsigned value = 0;
@@ -321,6 +350,21 @@ namespace {
 
 // One 512-byte ustar header. Numeric fields are octal, NUL-terminated; the checksum is computed
 // with its own field as spaces.
+// A uid or gid field (8 bytes): 7 octal digits and a NUL up to kUstarMaxId; above it the GNU
+// base-256 form (0x80, then the value big-endian), which the engines' tar readers (Go's
+// archive/tar) take: octal digits would spill into the next field.
+std::string id_field(unsigned id) {
+  if (id <= kUstarMaxId) {
+    char buffer[16];
+    std::snprintf(buffer, sizeof buffer, "%07o", id);
+    return std::string(buffer, 7) + std::string(1, '\0');
+  }
+  std::string field(8, '\0');
+  field[0] = static_cast<char>(0x80);
+  for (int i = 7; i >= 4; --i, id >>= 8) field[static_cast<std::size_t>(i)] = static_cast<char>(id & 0xff);
+  return field;
+}
+
 std::string tar_header(const std::string& name, char type, unsigned mode, unsigned uid, unsigned gid, std::size_t size) {
   std::string h(512, '\0');
   auto put = [&](std::size_t at, const std::string& text) { h.replace(at, text.size(), text); };
@@ -331,8 +375,8 @@ std::string tar_header(const std::string& name, char type, unsigned mode, unsign
   };
   put(0, name);
   put(100, octal(mode, 8));
-  put(108, octal(uid, 8));
-  put(116, octal(gid, 8));
+  put(108, id_field(uid));
+  put(116, id_field(gid));
   put(124, octal(size, 12));
   put(136, octal(static_cast<unsigned long long>(std::time(nullptr)), 12));
   h[156] = type;

@@ -8,8 +8,10 @@
 //  - the tar of decoy files put into the container's $HOME before it starts.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -121,6 +123,29 @@ Result<void> check_launch_name(const std::string& name);
 // "1000:1000" -> {1000, 1000}; "1000" -> {1000, 1000}; names -> nullopt.
 std::optional<std::pair<unsigned, unsigned>> numeric_user(const std::string& user);
 
+// The container's uid and gid when `launch` runs as root and no --user is given: one id (uid = gid)
+// no host account has, so that no host user shares the agent's uid. A shared uid is the agent's
+// user as far as the kernel is concerned: that user reads /proc/<pid>/root (the session token in
+// the rendered config, the proxy socket as the container sees it), signals and ptraces the agent.
+// Debian's policy (9.2.2) reserves 65000..65533 ("never allocated"; 65534 is nobody, 65535 is
+// (uint16_t)-1), and adduser/useradd hand out ids from 1000 up, so an id here is normally
+// nobody's; launch still checks each one (container_id_taken) and takes the first that is free.
+// They also fit a ustar header's 7 octal digits (home_archive).
+inline constexpr unsigned kDedicatedIdFirst = 65000;
+inline constexpr unsigned kDedicatedIdLast = 65533;
+
+// The [first, first + count) ranges of an /etc/subuid or /etc/subgid text ("owner:first:count"
+// per line). Lines that do not parse are skipped. Rootless containers of other users run as ids in
+// these ranges, so they are not free either.
+std::vector<std::pair<std::uint64_t, std::uint64_t>> subordinate_ranges(std::string_view text);
+
+// The first id in [first, last] for which `taken` is false; nullopt when every one is taken.
+std::optional<unsigned> first_free_id(unsigned first, unsigned last, const std::function<bool(unsigned)>& taken);
+
+// The largest uid or gid a ustar header holds in octal (7 digits); home_archive writes larger ones
+// in GNU base-256.
+inline constexpr unsigned kUstarMaxId = 07777777;
+
 // "2g", "512m", "1073741824" -> bytes; nullopt for anything else or below 64 MiB.
 std::optional<std::int64_t> parse_memory(const std::string& text);
 
@@ -128,7 +153,7 @@ struct ContainerSpecInput {
   std::string name;
   std::string image;
   std::vector<std::string> command;  // what the relay runs (image entrypoint + cmd, or the override)
-  std::string user;                  // "1000:1000"
+  std::string user;                  // "65000:65000"
   std::int64_t memory_bytes = 0;
   std::int64_t pids_limit = 0;
   bool detach = false;
@@ -161,7 +186,8 @@ json container_spec(const ContainerSpecInput& input);
 // decoys_from_json checked them) for PUT /containers/{id}/archive?path=$HOME: every directory on
 // the way as its own entry (0700) and every file (0600), all owned by `uid`:`gid`, so the engine
 // creates nothing as root. The engine replaces whatever is at those names (a planted symlink
-// included) instead of following it. Errors: a path that does not fit a ustar header.
+// included) instead of following it. A uid or gid above kUstarMaxId (7 octal digits) is written in
+// the GNU base-256 form. Errors: a path that does not fit a ustar header.
 struct ArchiveFile {
   std::string path;
   std::string content;

@@ -1,6 +1,8 @@
 #include "launcher/openclaw/launch.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -515,7 +517,11 @@ DashboardRelay start_dashboard_relay(const fs::path& relay, const Paths& paths, 
   if (dir_fd < 0) throw UserError(std::string("launch: cannot pass the ui directory to the relay: ") + std::strerror(errno));
   std::string spec = "tcp:127.0.0.1:" + std::to_string(port) + "=unixat:" + std::to_string(dir_fd) + "/" + kUiSocketName +
                      "@" + std::to_string(container_uid);
-  std::vector<std::string> args = {relay.string(), "--forward", spec, "--ready-file", paths.relay_ready.string()};
+  // Only our own uid, and only requests for 127.0.0.1:<port> / localhost:<port>: the gateway
+  // behind ui.sock sees every client as loopback, so other local users and DNS-rebinding pages are
+  // stopped here (review 12b F4).
+  std::vector<std::string> args = {relay.string(), "--forward",      spec, "--own-uid-only", "--check-host",
+                                   "--ready-file",  paths.relay_ready.string()};
   int log_fd = ::open(paths.relay_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   pid_t pid = ::fork();
   if (pid < 0) {
@@ -652,6 +658,99 @@ void warn_if_git_redirected(const fs::path& workspace) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The container's ids when we are root (docs/LAUNCH.md "Which user the container runs as")
+
+// The account name of `uid`, if the host has one.
+std::optional<std::string> account_name(unsigned uid) {
+  passwd pw{}, *found = nullptr;
+  std::vector<char> buffer(16384);
+  if (::getpwuid_r(uid, &pw, buffer.data(), buffer.size(), &found) == 0 && found) return std::string(found->pw_name);
+  return std::nullopt;
+}
+
+// 0 = no such entry; 1 = there is one; -1 = the lookup failed (NSS error, buffer...).
+int id_entry(unsigned id, bool group) {
+  std::vector<char> buffer(1 << 16);
+  int rc = 0;
+  bool found = false;
+  if (group) {
+    struct group gr{}, *out = nullptr;
+    rc = ::getgrgid_r(id, &gr, buffer.data(), buffer.size(), &out);
+    found = out != nullptr;
+  } else {
+    passwd pw{}, *out = nullptr;
+    rc = ::getpwuid_r(id, &pw, buffer.data(), buffer.size(), &out);
+    found = out != nullptr;
+  }
+  if (found) return 1;
+  // getpwuid_r(3): ENOENT, ESRCH, EBADF and EPERM all mean "not found" with some NSS modules.
+  return rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM ? 0 : -1;
+}
+
+// /etc/subuid and /etc/subgid, both: a missing file has no ranges; one we cannot read stops the
+// launch (fail closed: we would not know which ids rootless containers use).
+std::vector<std::pair<std::uint64_t, std::uint64_t>> host_subordinate_ranges() {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  for (const char* path : {"/etc/subuid", "/etc/subgid"}) {
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) continue;
+    if (fd < 0) throw UserError(std::string("launch: cannot read ") + path + ": " + std::strerror(errno) +
+                                ": cannot pick a container uid no one uses: pass --user UID:GID");
+    std::string text;
+    char chunk[4096];
+    for (ssize_t n; (n = ::read(fd, chunk, sizeof chunk)) > 0 && text.size() < (16u << 20);) text.append(chunk, n);
+    ::close(fd);
+    auto ranges = subordinate_ranges(text);
+    out.insert(out.end(), ranges.begin(), ranges.end());
+  }
+  return out;
+}
+
+// As root with no --user: the first id in kDedicatedIdFirst..kDedicatedIdLast (config.hpp: why
+// that range) that is no host user's and no host group's id, and in no subordinate range (the
+// rootless containers of other users run as those). Not 1000:1000, which earlier versions used:
+// that is the first login account on most machines, and a host user sharing the container's uid
+// can read the session token and spend the vault keys through /proc/<pid>/root (review 12b F7).
+unsigned dedicated_container_id() {
+  const auto ranges = host_subordinate_ranges();
+  bool lookup_failed = false;
+  auto taken = [&](unsigned id) {
+    for (const auto& [first, end] : ranges)
+      if (id >= first && id < end) return true;
+    for (bool group : {false, true}) {
+      int entry = id_entry(id, group);
+      if (entry < 0) lookup_failed = true;
+      if (entry != 0) return true;
+    }
+    return false;
+  };
+  if (auto id = first_free_id(kDedicatedIdFirst, kDedicatedIdLast, taken)) return *id;
+  throw UserError("launch: no free container uid: every id in " + std::to_string(kDedicatedIdFirst) + ".." +
+                  std::to_string(kDedicatedIdLast) + " is a host user's or group's, or in /etc/subuid or /etc/subgid" +
+                  (lookup_failed ? std::string(" (or its user/group lookup failed)") : std::string()) +
+                  ": pass --user UID:GID with ids no host account or other container uses");
+}
+
+// An existing state home or workspace (kept between launches) must be ours or already the
+// container user's. One owned by another uid is typically 1000's, from a version that ran
+// containers as 1000:1000: refused with what to do, never chowned, since the agent could write
+// that tree (a recursive chown by name would follow its links).
+void check_kept_dir_owner(const fs::path& dir, const std::pair<unsigned, unsigned>& ids) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0 || st.st_uid == ::geteuid() || st.st_uid == ids.first) return;
+  const std::string owner = std::to_string(st.st_uid) + ":" + std::to_string(st.st_gid);
+  auto account = account_name(st.st_uid);
+  throw UserError("launch: " + dir.string() + " belongs to uid " + std::to_string(st.st_uid) +
+                  (account ? " (the host account '" + *account + "')" : std::string()) + ", not to the container user " +
+                  std::to_string(ids.first) + ":" + std::to_string(ids.second) +
+                  " (earlier versions ran the container as 1000:1000 when tokfence ran as root). Either move it aside (mv " +
+                  dir.string() + " " + dir.string() + ".uid" + std::to_string(st.st_uid) +
+                  ") to start with a fresh one, or pass --user " + owner +
+                  " to keep using it as that uid, knowing that this uid then shares the agent's processes and session token. "
+                  "tokfence does not chown a directory the agent could write");
+}
+
+// ---------------------------------------------------------------------------------------------
 // The launch itself
 
 class Launch {
@@ -723,16 +822,25 @@ class Launch {
 
 std::pair<unsigned, unsigned> Launch::container_user_ids() {
   if (options_.user.empty()) {
-    // As root, a fixed unprivileged user; otherwise the caller's own ids, so files in the state
-    // home and workspace stay the caller's.
-    if (::geteuid() == 0) user_ = "1000:1000";
-    else user_ = std::to_string(::geteuid()) + ":" + std::to_string(::getegid());
+    // As root, an id no host account has (dedicated_container_id); otherwise the caller's own ids,
+    // so files in the state home and workspace stay the caller's.
+    if (::geteuid() == 0) {
+      const unsigned id = dedicated_container_id();
+      user_ = std::to_string(id) + ":" + std::to_string(id);
+    } else {
+      user_ = std::to_string(::geteuid()) + ":" + std::to_string(::getegid());
+    }
   } else {
     user_ = options_.user;
   }
   auto ids = numeric_user(user_);
   if (!ids) throw UserError("launch: --user: expected UID[:GID] (numeric): " + user_);
   if (ids->first == 0) throw UserError("launch: --user: refusing to run the container as root: " + user_);
+  if (!options_.user.empty() && ::geteuid() == 0)
+    if (auto account = account_name(ids->first))
+      std::cerr << "launch: warning: --user " << user_ << ": uid " << ids->first << " is the host account '" << *account
+                << "': that account can read this launch's session token and act as the agent (/proc/<pid>/root); "
+                   "leave out --user for an id no account has\n";
   switch (engine_->id_mapping()) {
     case ContainerEngine::IdMapping::same: break;
     case ContainerEngine::IdMapping::podman_rootless:
@@ -960,6 +1068,11 @@ int Launch::run() {
   fs::path relay = find_relay();
   auto ids = container_user_ids();
   container_uid_ = ids.first;
+  if (owner_) {
+    // Before anything is created: a kept directory of another uid stops the launch here.
+    check_kept_dir_owner(paths_.state_home, ids);
+    if (!options_.workspace) check_kept_dir_owner(paths_.workspace, ids);
+  }
   prepare_image();
   if (command_for(image_).empty())
     throw UserError("launch: image " + options_.image + " has no entrypoint or command: pass one after --");

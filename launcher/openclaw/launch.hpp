@@ -55,7 +55,7 @@ struct LaunchOptions {
   bool dashboard = true;
   std::optional<std::string> model;
   std::optional<std::filesystem::path> workspace;
-  std::string user;  // "" = 1000:1000 when run as root, else the caller's uid:gid
+  std::string user;  // "" = as root an id no host account has (65000..65533), else the caller's uid:gid
   std::string memory = "2g";
   std::int64_t pids_limit = 1024;
   int stop_timeout_seconds = 10;

@@ -1,8 +1,8 @@
 // tokfence-relay: carries proxy traffic across a namespace boundary, and can be a container's or a
 // sandbox's init.
 //
-//   tokfence-relay [--forward SPEC]... [--ready-file PATH | --ready-fd N] [--agent-seccomp [--agent-allow-unix-sockets]]
-//                  [-- COMMAND ARGS...]
+//   tokfence-relay [--forward SPEC]... [--ready-file PATH | --ready-fd N] [--own-uid-only] [--check-host]
+//                  [--agent-seccomp [--agent-allow-unix-sockets]] [-- COMMAND ARGS...]
 //
 //   SPEC  tcp:HOST:PORT=unix:/path.sock   listen on TCP (numeric host), relay each connection to the
 //                                         Unix socket (PORT 0 picks a free port)
@@ -35,6 +35,17 @@
 // forward with the actual listening address; `--ready-fd N` writes the same lines to descriptor N
 // (a pipe) and closes it, for starters that must not have anything written by name.
 //
+// `--own-uid-only` and `--check-host` (launch's dashboard relay passes both; they apply to every
+// TCP listener of this relay): a TCP connection whose client socket is not owned by the relay's
+// own uid (core/peer.hpp tcp_peer_owner: NETLINK_SOCK_DIAG, as the proxy and the web dashboard
+// check) is answered 403 and closed before anything is connected; and the first request head
+// (peeked, at most 8 KiB within 5 s, so the bytes stay queued for the target) must name the
+// listener as Host: 127.0.0.1:<port> or localhost:<port>, else 421 and close. That stops other
+// local users and DNS-rebinding web pages (a page at http://evil.example:<port> whose name now
+// resolves to 127.0.0.1 sends Host: evil.example:<port>); a WebSocket upgrade starts with such a
+// head too. Only the first head of a connection is looked at: browsers keep a connection per
+// host, and after the head the bytes flow untouched.
+//
 // `--agent-seccomp` (the Linux sandbox always passes it): COMMAND starts under the agent's
 // seccomp filter (sandbox/seccomp.hpp: no AF_UNIX sockets, no io_uring, no ptrace...); if the
 // filter cannot be installed, COMMAND never runs. `--agent-allow-unix-sockets` (`tokfence run
@@ -49,6 +60,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -71,6 +83,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/peer.hpp"
 #include "core/splice.hpp"
 #include "sandbox/seccomp.hpp"
 
@@ -94,6 +107,11 @@ constexpr auto kConnectTimeout = std::chrono::seconds(10);
 // A Unix server with a full listen queue answers EAGAIN: retry this often, this far apart.
 constexpr int kUnixConnectRetries = 200;
 constexpr auto kUnixRetryDelay = std::chrono::milliseconds(10);
+// --check-host: the first request head, at most this big, within this time; looked at again this
+// often while incomplete (it is peeked, so the socket stays readable until the target reads it).
+constexpr std::size_t kMaxFirstHead = 8 * 1024;
+constexpr auto kFirstHeadTime = std::chrono::seconds(5);
+constexpr auto kPeekInterval = std::chrono::milliseconds(10);
 
 [[noreturn]] void usage_error(const std::string& message) {
   std::cerr << "tokfence-relay: error: " << message << "\n"
@@ -464,10 +482,163 @@ class TcpConnector : public std::enable_shared_from_this<TcpConnector> {
   asio::steady_timer timer_;
 };
 
+// What a TCP listener checks before it connects anything (--own-uid-only, --check-host).
+struct TcpGuard {
+  bool own_uid_only = false;
+  bool check_host = false;
+};
+
+// A refusal line on stderr (the dashboard relay's log file), at most one a second: another user
+// connecting in a loop must not fill the disk.
+void note_refusal(const std::string& line) {
+  static auto last = std::chrono::steady_clock::time_point{};
+  static unsigned long dropped = 0;
+  const auto now = std::chrono::steady_clock::now();
+  if (last != std::chrono::steady_clock::time_point{} && now - last < std::chrono::seconds(1)) {
+    ++dropped;
+    return;
+  }
+  last = now;
+  std::cerr << "tokfence-relay: refused: " << line;
+  if (dropped) std::cerr << " (" << dropped << " more refusals not shown)";
+  std::cerr << "\n";
+  dropped = 0;
+}
+
+std::string lower_ascii(std::string_view text) {
+  std::string out(text);
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// Why the request head `head` (up to and including the CRLF of its last field line) is not for
+// 127.0.0.1:<port> or localhost:<port>; "" when it is. Strict: an origin-form target ('/'), one
+// Host field, no folded lines, field names without blanks; anything else is refused, not guessed.
+std::string host_refusal(std::string_view head, unsigned short port) {
+  auto eol = head.find("\r\n");
+  const std::string_view request_line = head.substr(0, eol);
+  const auto sp1 = request_line.find(' ');
+  if (sp1 == std::string_view::npos || sp1 + 1 >= request_line.size() || request_line[sp1 + 1] != '/' ||
+      request_line.find(" HTTP/1.") == std::string_view::npos)
+    return "not an HTTP/1 request with an origin-form target";
+  int hosts = 0;
+  std::string host;
+  for (std::size_t at = eol + 2; at < head.size();) {
+    const auto end = head.find("\r\n", at);
+    const std::string_view line = head.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
+    at = end == std::string_view::npos ? head.size() : end + 2;
+    if (line.empty()) continue;
+    const auto colon = line.find(':');
+    if (line[0] == ' ' || line[0] == '\t' || colon == std::string_view::npos || colon == 0 ||
+        line.substr(0, colon).find_first_of(" \t") != std::string_view::npos)
+      return "malformed field line in the request head";
+    if (lower_ascii(line.substr(0, colon)) != "host") continue;
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    ++hosts;
+    host = lower_ascii(value);
+  }
+  const std::string p = ":" + std::to_string(port);
+  if (hosts == 1 && (host == "127.0.0.1" + p || host == "localhost" + p)) return "";
+  if (hosts != 1) return std::to_string(hosts) + " Host fields";
+  return "Host " + host.substr(0, 100);
+}
+
+// Writes a short HTTP refusal to a client and closes it (the client's unread bytes are taken
+// first, so the close is not a reset that would lose the answer).
+void refuse_client(tcp::socket client, int status, const std::string& reason, const std::string& text) {
+  auto socket = std::make_shared<tcp::socket>(std::move(client));
+  char sink[kMaxFirstHead];
+  for (int i = 0; i < 8 && ::recv(socket->native_handle(), sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+  }
+  auto answer = std::make_shared<std::string>("HTTP/1.1 " + std::to_string(status) + " " + reason +
+                                              "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(text.size()) +
+                                              "\r\nConnection: close\r\n\r\n" + text);
+  asio::async_write(*socket, asio::buffer(*answer), [socket, answer](error_code, std::size_t) {
+    error_code ignored;
+    socket->shutdown(asio::socket_base::shutdown_send, ignored);
+    socket->close(ignored);
+  });
+}
+
+// --check-host: peeks at a new connection's first request head (MSG_PEEK: the bytes stay queued,
+// the target reads them as sent) and hands the connection on only when its Host is ours.
+class HeadGate : public std::enable_shared_from_this<HeadGate> {
+ public:
+  HeadGate(asio::io_context& io, tcp::socket client, UnixTarget target, unsigned short port)
+      : io_(io), client_(std::move(client)), target_(std::move(target)), port_(port), deadline_(io), poll_(io) {
+    ++g_open_connections;  // a connection waiting for its head counts against kMaxConnections too
+  }
+  ~HeadGate() { --g_open_connections; }
+
+  void start() {
+    auto self = shared_from_this();
+    deadline_.expires_after(kFirstHeadTime);
+    deadline_.async_wait([this, self](error_code ec) {
+      if (ec || done_) return;
+      finish_refused(408, "Request Timeout", "no complete request head within 5 s");
+    });
+    client_.async_wait(tcp::socket::wait_read, [this, self](error_code ec) {
+      if (ec) return finish_closed();
+      peek();
+    });
+  }
+
+ private:
+  void peek() {
+    if (done_) return;
+    char buf[kMaxFirstHead];
+    const ssize_t n = ::recv(client_.native_handle(), buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return finish_closed();
+    const std::string_view data(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+    const auto end = data.find("\r\n\r\n");
+    if (end == std::string_view::npos) {
+      if (data.size() >= kMaxFirstHead) return finish_refused(431, "Request Header Fields Too Large", "request head over 8 KiB");
+      auto self = shared_from_this();
+      poll_.expires_after(kPeekInterval);
+      poll_.async_wait([this, self](error_code ec) {
+        if (!ec) peek();
+      });
+      return;
+    }
+    if (auto why = host_refusal(data.substr(0, end + 2), port_); !why.empty())
+      return finish_refused(421, "Misdirected Request", why);
+    done_ = true;
+    deadline_.cancel();
+    std::make_shared<UnixConnector>(io_, target_, std::move(client_))->start();
+  }
+  void finish_refused(int status, const char* reason, const std::string& why) {
+    done_ = true;
+    deadline_.cancel();
+    poll_.cancel();
+    note_refusal("dashboard request: " + why + " (the Host must be 127.0.0.1:" + std::to_string(port_) + " or localhost:" +
+                 std::to_string(port_) + ")");
+    refuse_client(std::move(client_), status, reason,
+                  "refused by tokfence-relay: the Host header must be 127.0.0.1:" + std::to_string(port_) + " or localhost:" +
+                      std::to_string(port_) + "\n");
+  }
+  void finish_closed() {
+    done_ = true;
+    deadline_.cancel();
+    poll_.cancel();
+    error_code ignored;
+    client_.close(ignored);
+  }
+
+  asio::io_context& io_;
+  tcp::socket client_;
+  UnixTarget target_;
+  unsigned short port_;
+  asio::steady_timer deadline_, poll_;
+  bool done_ = false;
+};
+
 class TcpListener {
  public:
-  TcpListener(asio::io_context& io, const tcp::endpoint& at, UnixTarget target)
-      : io_(io), acceptor_(io), target_(std::move(target)) {
+  TcpListener(asio::io_context& io, const tcp::endpoint& at, UnixTarget target, TcpGuard guard)
+      : io_(io), acceptor_(io), target_(std::move(target)), guard_(guard) {
     acceptor_.open(at.protocol());
     set_cloexec(acceptor_.native_handle());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -491,7 +662,7 @@ class TcpListener {
         } else {
           error_code ignored;
           client.set_option(tcp::no_delay(true), ignored);
-          std::make_shared<UnixConnector>(io_, target_, std::move(client))->start();
+          admit(std::move(client));
         }
       }
       accept();
@@ -503,9 +674,29 @@ class TcpListener {
   }
 
  private:
+  // --own-uid-only before anything is read or connected; --check-host before the target is.
+  void admit(tcp::socket client) {
+    if (guard_.own_uid_only) {
+      const auto owner = tokfence::tcp_peer_owner(client.native_handle());
+      if (!owner || owner->uid != ::geteuid()) {
+        note_refusal("connection from " + (owner ? "uid " + std::to_string(owner->uid) : std::string("an unknown peer")) +
+                     ": only uid " + std::to_string(::geteuid()) + " may connect");
+        refuse_client(std::move(client), 403, "Forbidden", "refused by tokfence-relay: only the user who started it may connect\n");
+        return;
+      }
+    }
+    if (guard_.check_host) {
+      const unsigned short port = acceptor_.local_endpoint().port();
+      std::make_shared<HeadGate>(io_, std::move(client), target_, port)->start();
+      return;
+    }
+    std::make_shared<UnixConnector>(io_, target_, std::move(client))->start();
+  }
+
   asio::io_context& io_;
   tcp::acceptor acceptor_;
   UnixTarget target_;
+  TcpGuard guard_;
 };
 
 class UnixListener {
@@ -680,6 +871,7 @@ int main(int argc, char** argv) {
   std::string ready_file;
   int ready_fd = -1;
   bool agent_seccomp = false, agent_allow_unix = false;
+  TcpGuard guard;
   std::vector<std::string> command;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -702,6 +894,10 @@ int main(int argc, char** argv) {
       if (value.empty() || *end != '\0' || fd < 0 || fd > 1 << 20 || ::fcntl(static_cast<int>(fd), F_GETFD) < 0)
         usage_error("--ready-fd: not an open descriptor: " + value);
       ready_fd = static_cast<int>(fd);
+    } else if (arg == "--own-uid-only") {
+      guard.own_uid_only = true;
+    } else if (arg == "--check-host") {
+      guard.check_host = true;
     } else if (arg == "--agent-seccomp") {
       agent_seccomp = true;
     } else if (arg == "--agent-allow-unix-sockets") {
@@ -713,6 +909,9 @@ int main(int argc, char** argv) {
                    "       unix:/path.sock=tcp:127.0.0.1:PORT   Unix listener (0666) relayed to TCP\n"
                    "       tcp:127.0.0.1:PORT=unixat:FD/NAME[@UID]  TCP listener relayed to socket NAME in\n"
                    "            directory descriptor FD, no symlink followed, owner UID checked, per connection\n"
+                   "  --own-uid-only    TCP listeners refuse peers of another uid (403)\n"
+                   "  --check-host      TCP listeners refuse a first request head whose Host is not\n"
+                   "                    127.0.0.1:PORT or localhost:PORT (421)\n"
                    "  --agent-seccomp   COMMAND runs under the sandbox's seccomp filter (never without it)\n"
                    "example: tokfence-relay --forward tcp:127.0.0.1:9471=unix:/run/tokfence-proxy/proxy.sock -- codex\n";
       return 0;
@@ -754,7 +953,7 @@ int main(int argc, char** argv) {
         UnixTarget target = std::holds_alternative<UnixAtEndpoint>(f.target)
                                 ? UnixTarget(std::get<UnixAtEndpoint>(f.target))
                                 : UnixTarget(std::get<UnixEndpoint>(f.target));
-        auto& l = tcp_listeners.emplace_back(std::make_unique<TcpListener>(io, t->endpoint, target));
+        auto& l = tcp_listeners.emplace_back(std::make_unique<TcpListener>(io, t->endpoint, target, guard));
         ready_lines.push_back(l->address() + "=" + target_text(target));
         l->accept();
       } else {

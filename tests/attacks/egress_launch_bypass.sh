@@ -18,7 +18,7 @@ gateway=$(docker network inspect "$net" -f '{{(index .IPAM.Config 0).Gateway}}')
 direct="$CURL_C -sS --max-time 10 --noproxy '*' --cacert /workspace/ca.pem --resolve allowed.test:$TLS_PORT:$gateway https://allowed.test:$TLS_PORT/"
 
 log "unprotected: a normal container on the test's network reaches the TLS server directly"
-control=$(docker run --rm --network "$net" --user 1000:1000 -v "$WS:/workspace:ro" "$TEST_IMAGE" /bin/sh -c "$direct" 2>&1) ||
+control=$(docker run --rm --network "$net" --user "$(launch_default_ids)" -v "$WS:/workspace:ro" "$TEST_IMAGE" /bin/sh -c "$direct" 2>&1) ||
   die "control: direct curl from a normal container failed: $control"
 expect_contains "$control" "hello from allowed.test"
 

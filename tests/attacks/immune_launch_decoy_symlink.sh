@@ -32,7 +32,7 @@ chmod 700 "$TOKFENCE_HOME/openclaw" "$TOKFENCE_HOME/openclaw/$name" "$STATE_HOME
 ln -s "$V/aws" "$STATE_HOME/.aws"
 ln -s "$V/config" "$STATE_HOME/.config"
 ln -s "$V/env" "$STATE_HOME/.env"
-chown -h 1000:1000 "$STATE_HOME" "$STATE_HOME/.aws" "$STATE_HOME/.config" "$STATE_HOME/.env"
+chown -h "$(launch_default_ids)" "$STATE_HOME" "$STATE_HOME/.aws" "$STATE_HOME/.config" "$STATE_HOME/.env"
 
 log "control: a write by path follows the planted link"
 cp -a "$V" "$WORK/vcopy"

@@ -51,7 +51,7 @@ inode_before=$(stat -c %i "$proxy_dir/proxy.sock")
 chat() { container_chat "$name"; }
 expect_contains "$(chat)" '"content":"pong"' "proxy before the tampering"
 
-for user in 1000 0; do
+for user in "$(launch_container_user "$name")" 0; do
   out=$(docker exec -u "$user" "$name" /bin/sh -c "$tamper" _ /run/tokfence 2>&1) || true
   log "launch, as uid $user: $(results "$out")"
   for step in unlink rename symlink create mkdir chmod_dir chmod_sock; do

@@ -34,6 +34,9 @@ port=${url#http://127.0.0.1:}
 port=${port%%/*}
 wait_until "curl -fsS http://127.0.0.1:$port/ | grep -q hello-ui" 15
 ui_dir=$(launch_ui_dir "$name")
+# The container's user (as root: an id no host account has, docs/LAUNCH.md).
+cuid=$(launch_container_user "$name")
+cuid=${cuid%%:*}
 relay_log="$TOKFENCE_HOME/openclaw/$name/dashboard-relay.log"
 
 # Replaces ui.sock inside the container (as user $1) with a symlink to host path $2.
@@ -73,7 +76,7 @@ start_old_relay() {
 }
 
 # --- 1. the attack against the unprotected set-up
-plant_link 1000 "$marker_sock"
+plant_link "$cuid" "$marker_sock"
 start_old_relay
 curl -sS -m 3 "http://127.0.0.1:$old_relay_port/" >"$WORK/old.curl" 2>&1 || true
 grep -q REACHED "$hits" || die "unprotected relay did not reach the marker server: the attack set-up is broken"
@@ -87,14 +90,14 @@ curl -sS -m 3 "http://127.0.0.1:$port/" >"$WORK/new.curl" 2>&1 || true
 expect_not_contains "$(cat "$WORK/new.curl")" "MARKER-SERVER" "dashboard reply"
 wait_until "grep -q 'refused: .*ui.sock: is a symlink' '$relay_log'"
 
-plant_link 1000 "$TOKFENCE_HOME/control.sock"
+plant_link "$cuid" "$TOKFENCE_HOME/control.sock"
 reply=$(send_kill "$port")
 expect_not_contains "$reply" '"ok":true' "kill through the dashboard port (user)"
 expect_not_killed "control.sock symlink planted by the container user"
 
 # As root inside the container (no capabilities, like every process there): the container user
 # opens its directory to everyone first, so root can plant too.
-docker exec -u 1000 "$name" chmod 0777 /run/tokfence-ui
+docker exec -u "$cuid" "$name" chmod 0777 /run/tokfence-ui
 plant_link 0 "$marker_sock"
 curl -sS -m 3 "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
 [[ ! -s $hits ]] || die "the dashboard port reached the fake docker.sock (root's symlink)"
@@ -110,7 +113,7 @@ wait_until "test -S '$ui_dir/ui.sock'"
 expect_eq "$(stat -c %u "$ui_dir/ui.sock")" 0 "root's socket owner"
 out=$(curl -sS -m 3 "http://127.0.0.1:$port/" 2>&1 || true)
 expect_not_contains "$out" "hello-ui" "socket of another owner"
-wait_until "grep -q 'refused: .*ui.sock: owned by uid 0, expected uid 1000' '$relay_log'"
+wait_until "grep -q 'refused: .*ui.sock: owned by uid 0, expected uid $cuid' '$relay_log'"
 
 # --- 3. defence in depth: a relay that does follow the link is refused by the control socket
 plant_link 0 "$TOKFENCE_HOME/control.sock"

@@ -13,11 +13,13 @@ source "$SOURCE_DIR/tests/images/launch_lib.sh"
 launch_test_setup
 start_daemon
 
-# A repository the container user (1000) owns, as a workspace the agent may write must be.
+# A repository the container user owns, as a workspace the agent may write must be (as root: the
+# id no host account has that launch picks, docs/LAUNCH.md).
+CONTAINER_IDS=$(launch_default_ids)
 new_repo() {
   rm -rf "$1"
   git init -q "$1"
-  chown -R 1000:1000 "$1"
+  chown -R "$CONTAINER_IDS" "$1"
 }
 
 # Every step prints "T <step> <exit status>"; 0 = it worked.
@@ -39,7 +41,7 @@ step() { sed -n "s/^T $1 \([0-9]*\)\$/\1/p" <<<"$2" | tail -1; }
 # --- unprotected
 ws="$WORK/ws-plain"
 new_repo "$ws"
-out=$(docker run --rm --network none --user 1000:1000 --cap-drop ALL -v "$ws:/workspace" "$TEST_IMAGE" \
+out=$(docker run --rm --network none --user "$CONTAINER_IDS" --cap-drop ALL -v "$ws:/workspace" "$TEST_IMAGE" \
   /bin/sh -c "$attack" 2>&1) || true
 expect_eq "$(step hook "$out")" 0 "unprotected: hook written: $out"
 expect_eq "$(step config "$out")" 0 "unprotected: config written"

@@ -68,6 +68,30 @@ wget -Y off -q -O - --header "Authorization: Bearer $TFKEY" --header "Content-Ty
     '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' 2>&1 || true
 }
 
+# The uid:gid of launch $1's container, as the engine has it (docker inspect).
+launch_container_user() { docker inspect -f '{{.Config.User}}' "$1"; }
+
+# The uid:gid a launch without --user gives its container, for a test that must prepare files
+# before the launch (docs/LAUNCH.md): the caller's own ids, or as root the first id in
+# 65000..65533 that no host user or group has and no /etc/subuid or /etc/subgid range holds (the
+# same rule as launcher/openclaw/launch.cpp dedicated_container_id, written out independently).
+launch_default_ids() {
+  if [[ $(id -u) -ne 0 ]]; then
+    printf '%s:%s' "$(id -u)" "$(id -g)"
+    return
+  fi
+  local id
+  for ((id = 65000; id <= 65533; id++)); do
+    getent passwd "$id" >/dev/null && continue
+    getent group "$id" >/dev/null && continue
+    cat /etc/subuid /etc/subgid 2>/dev/null |
+      awk -F: -v id="$id" 'NF >= 3 && id >= $2 && id < $2 + $3 { found = 1 } END { exit !found }' && continue
+    printf '%s:%s' "$id" "$id"
+    return
+  done
+  die "no free id in 65000..65533 on this host"
+}
+
 # Removes every container this test's home may have left (runs at exit).
 launch_cleanup() {
   local ids

@@ -157,7 +157,7 @@ egress_launch_setup() {
   mapfile -t lines < <(egress_config_lines)
   launch_test_setup "${lines[@]}"
   start_daemon
-  # The workspace is mounted at /workspace; the container user (1000) reads it.
+  # The workspace is mounted at /workspace; the container user reads it.
   WS="$WORK/ws"
   mkdir -p "$WS/cb"
   cp "$TLS_DIR/ca.pem" "$WS/ca.pem"
@@ -171,7 +171,7 @@ egress_launch_setup() {
     [[ -f $lib ]] && cp -L "$lib" "$WS/cb/"
   done < <(ldd "$curl_bin" | awk '/=>/ {print $3}')
   chmod -R a+rX "$WS"
-  chmod 777 "$WS"  # the container user (1000) leaves marker files there
+  chmod 777 "$WS"  # the container user leaves marker files there
   chmod 755 "$WORK"
   CURL_C="/workspace/cb/ld.so --library-path /workspace/cb /workspace/cb/curl"
 }

@@ -73,6 +73,8 @@ one_launch() {
   expect_eq "$hits" 0 "launch $tag: the session token in a process's argv on the host"
   if docker inspect "$name" | grep -qF -- "$token"; then die "launch $tag: the session token in the engine's container config"; fi
   expect_contains "$(docker inspect -f '{{join .Config.Env " "}}' "$name")" "GH_TOKEN=ghp_" "launch $tag: decoy variable in the container"
+  LAUNCH_UID=$(launch_container_user "$name")
+  LAUNCH_UID=${LAUNCH_UID%%:*}
   tf launch config --name "$name"
   expect_eq "$TF_RC" 0 "launch config: $TF_ERR"
   expect_not_contains "$TF_OUT" "$token" "launch config shows the session token"
@@ -97,7 +99,9 @@ for tag in l1 l2; do
   expect_eq "$(result chat_token)" 0 "$tag: chat with the session token: $(cat "$WORK/$tag/chat")"
   expect_contains "$(cat "$WORK/$tag/chat")" '"content":"pong"'
   [[ $(result chat_dummy) != 0 ]] || die "$tag: the old dummy key was served"
-  python3 - "$WORK/$tag" <<'PY' || die "$tag: decoy files do not parse"
+  # Owned by the container user (as root: the id no host account has, docs/LAUNCH.md).
+  expect_eq "$LAUNCH_UID" "$(ids=$(launch_default_ids); echo "${ids%%:*}")" "$tag: the container's uid"
+  python3 - "$WORK/$tag" "$LAUNCH_UID" <<'PY' || die "$tag: decoy files do not parse"
 import configparser, re, sys
 d = sys.argv[1]
 c = configparser.ConfigParser(); c.read(d + "/.aws_credentials")
@@ -109,7 +113,7 @@ assert env["OPENAI_API_KEY"].startswith("sk-proj-"), ".env"
 assert "machine api.heroku.com" in open(d + "/.netrc").read(), ".netrc"
 for line in open(d + "/meta"):
     name, mode, owner = line.split()
-    assert mode == "600" and owner == "1000", line
+    assert mode == "600" and owner == sys.argv[2], line
 PY
   ev=$(cat "$WORK/$tag/envdecoys")
   expect_contains "$ev" "GH_TOKEN=ghp_"

@@ -113,7 +113,9 @@ expect_eq "$(result canary_in_proc)" 1 "canary in /proc"
 expect_eq "$(result canary_in_files)" 0 "canary in the container's files: $(grep '^HIT' <<<"$out" || true)"
 scanned=$(sed -n 's/^FILES_SCANNED //p' <<<"$out")
 ((scanned >= 8)) || die "file scan saw too few files ($scanned): the scan did not run"
-expect_contains "$out" "uid=1000"
+# As root an id no host account has (docs/LAUNCH.md), else ours.
+ids=$(launch_default_ids)
+expect_contains "$out" "uid=${ids%%:*}"
 
 # The upstream saw the real key; the log row names the launch.
 auth=$(curl -fsS "$FAKE_URL/__fake/requests" | jq -r '[.[] | select(.path == "/v1/chat/completions")][-1].headers.authorization')

@@ -161,7 +161,7 @@ expect_contains "$TF_OUT" '"baseUrl": "http://127.0.0.1:9471/openai/v1"'
 mode=$(stat -c %a "$TOKFENCE_HOME/openclaw/$name/openclaw.json")
 expect_eq "$mode" 600 "config file mode"
 policy=$(docker inspect -f '{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.NetworkMode}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.SecurityOpt}} {{.Config.User}}' "$name")
-expect_eq "$policy" "unless-stopped none true [no-new-privileges] 1000:1000" "hardened host config"
+expect_eq "$policy" "unless-stopped none true [no-new-privileges] $(launch_default_ids)" "hardened host config"
 # Capabilities as the kernel sees them, not as the engine reports them (Docker shows CapDrop
 # [ALL], Podman lists each dropped capability): the container's first process has an empty
 # bounding set, so nothing in it can ever gain one.

@@ -183,7 +183,7 @@ TEST_CASE("launcher::container_spec has no network, the relay as init and a hard
   in.name = "t1";
   in.image = "img:1";
   in.command = {"openclaw", "gateway", "run"};
-  in.user = "1000:1000";
+  in.user = "65000:65000";
   in.memory_bytes = 1LL << 30;
   in.pids_limit = 256;
   in.launcher_pid = 4242;
@@ -206,7 +206,7 @@ TEST_CASE("launcher::container_spec has no network, the relay as init and a hard
   CHECK(hc["Privileged"] == false);
   CHECK(hc["RestartPolicy"]["Name"] == "no");
   CHECK_FALSE(hc.contains("PortBindings"));
-  CHECK(spec["User"] == "1000:1000");
+  CHECK(spec["User"] == "65000:65000");
   CHECK(spec["Entrypoint"] == json::array({"/tokfence/relay"}));
   CHECK(spec["Cmd"] == json::array({"--forward", "tcp:127.0.0.1:9471=unix:/run/tokfence/proxy.sock", "--forward",
                                     "unix:/run/tokfence-ui/ui.sock=tcp:127.0.0.1:18789", "--", "openclaw", "gateway", "run"}));
@@ -320,4 +320,32 @@ TEST_CASE("launcher::home_archive builds a ustar tar with owned directory and fi
   }
   CHECK(names == std::vector<std::string>{".aws/", ".aws/credentials", ".config/", ".config/gh/", ".config/gh/hosts.yml", ".env"});
   CHECK_FALSE(home_archive({{"../x", "y"}}, 1, 1));
+  // A uid or gid wider than the header's 7 octal digits (a directory-service uid) is written in
+  // GNU base-256, never spilled into the next field; the largest octal one stays octal.
+  auto big = home_archive({{".env", "x"}}, 1234567890u, kUstarMaxId);
+  REQUIRE(big);
+  CHECK(big->substr(108, 8) == std::string("\x80\0\0\0\x49\x96\x02\xd2", 8));
+  CHECK(big->substr(116, 8) == std::string("7777777\0", 8));
+  CHECK(big->substr(124, 11) == "00000000001");  // the size field untouched
+}
+
+TEST_CASE("launcher::subordinate_ranges and first_free_id pick the container id no one has") {
+  auto ranges = subordinate_ranges("alice:100000:65536\n1001:165536:65536\r\nbroken\nx:1:\ny:5:0\n\nz:65000:10");
+  REQUIRE(ranges.size() == 3);
+  CHECK(ranges[0] == std::pair<std::uint64_t, std::uint64_t>{100000, 165536});
+  CHECK(ranges[1] == std::pair<std::uint64_t, std::uint64_t>{165536, 231072});
+  CHECK(ranges[2] == std::pair<std::uint64_t, std::uint64_t>{65000, 65010});
+  CHECK(subordinate_ranges("").empty());
+  auto in_ranges = [&](unsigned id) {
+    for (auto [first, end] : ranges)
+      if (id >= first && id < end) return true;
+    return false;
+  };
+  CHECK(first_free_id(kDedicatedIdFirst, kDedicatedIdLast, in_ranges) == 65010u);
+  CHECK(first_free_id(kDedicatedIdFirst, kDedicatedIdLast, [](unsigned) { return false; }) == kDedicatedIdFirst);
+  CHECK_FALSE(first_free_id(kDedicatedIdFirst, kDedicatedIdLast, [](unsigned) { return true; }));
+  CHECK(first_free_id(4294967295u, 4294967295u, [](unsigned) { return false; }) == 4294967295u);  // no wrap-around loop
+  // The range is Debian's reserved one and fits a ustar header.
+  CHECK(kDedicatedIdLast < 65534u);
+  CHECK(kDedicatedIdLast <= kUstarMaxId);
 }
