@@ -142,6 +142,52 @@ void append_substituted(WipingString& out, std::string_view text, const SecretBo
   out.append(text.substr(from));
 }
 
+constexpr std::string_view kBase64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+// HTTP Basic credentials ("Basic " + base64 of "user:password", RFC 7617) whose decoded text holds
+// a placeholder: git and most HTTP clients send a token as the password this way, so the
+// placeholder arrives encoded. nullopt for anything else (not Basic, not canonical base64, no
+// placeholder): such a value is left as it is.
+std::optional<std::string> basic_credentials_with_placeholder(std::string_view value) {
+  if (value.size() < 6 || !iequals(value.substr(0, 6), "basic ")) return std::nullopt;
+  std::string_view token = value.substr(6);
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == '=') token.remove_suffix(1);
+  if (token.empty() || token.size() % 4 == 1) return std::nullopt;
+  std::string decoded;
+  unsigned bits = 0, acc = 0;
+  for (char c : token) {
+    const auto at = kBase64Alphabet.find(c);
+    if (at == std::string_view::npos) return std::nullopt;
+    acc = (acc << 6) | static_cast<unsigned>(at);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      decoded.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  if (!has_placeholder(decoded)) return std::nullopt;
+  return decoded;
+}
+
+// Appends standard base64 of `bytes`, padded (wiping: `bytes` holds a secret).
+void append_base64(WipingString& out, std::string_view bytes) {
+  std::size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8) |
+                       static_cast<unsigned char>(bytes[i + 2]);
+    for (int k = 3; k >= 0; --k) out.push_back(kBase64Alphabet[(v >> (6 * k)) & 63]);
+  }
+  if (const std::size_t rest = bytes.size() - i; rest > 0) {
+    unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
+    if (rest == 2) v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    out.push_back(kBase64Alphabet[(v >> 18) & 63]);
+    out.push_back(kBase64Alphabet[(v >> 12) & 63]);
+    out.push_back(rest == 2 ? kBase64Alphabet[(v >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+}
+
 // The request line against [egress.domains."<host>"]: its target's form, the method and path rules.
 std::optional<Refusal> refuse_by_rules(const http1::RequestHead& head, const std::string& where,
                                        const egress::DomainRules* rules) {
@@ -266,8 +312,14 @@ std::optional<Refusal> refuse_placeholder_positions(const http1::RequestHead& he
     if (hop_by_hop(f.name, head)) continue;  // dropped: nothing of it goes upstream
     size += f.name.size() + f.value.size() + 4;
     if (!has_placeholder(f.value)) {
-      if (own_credential.empty() && is_credential_header_name(f.name) && !f.value.empty())
-        own_credential = std::string(f.name.substr(0, 64));
+      if (!is_credential_header_name(f.name)) continue;
+      if (auto basic = basic_credentials_with_placeholder(f.value)) {
+        const std::size_t before = size;
+        if (auto refused = refuse_placeholders(*basic, to, where, secrets, granted, out, size, placed)) return refused;
+        size += 2 * (size - before) + basic->size() + 16;  // base64 of the substituted text
+        continue;
+      }
+      if (own_credential.empty() && !f.value.empty()) own_credential = std::string(f.name.substr(0, 64));
       continue;
     }
     if (!is_credential_header_name(f.name))
@@ -298,7 +350,14 @@ void write_upstream_head(const http1::RequestHead& head, const egress::Destinati
     if (hop_by_hop(f.name, head)) continue;
     if (watched && iequals(f.name, "accept-encoding")) continue;
     out.head.append(f.name).append(": ");
-    append_substituted(out.head, f.value, secrets);
+    if (auto basic = is_credential_header_name(f.name) ? basic_credentials_with_placeholder(f.value) : std::nullopt) {
+      WipingString plain;
+      append_substituted(plain, *basic, secrets);
+      out.head.append("Basic ");
+      append_base64(out.head, plain);
+    } else {
+      append_substituted(out.head, f.value, secrets);
+    }
     out.head.append("\r\n");
   }
   out.head.append("Connection: close\r\n\r\n");

@@ -372,6 +372,37 @@ TEST_CASE("inspect: a secret goes only where a host reads its credential, once, 
   CHECK(rule_of("PUT /loot/tokfence-secret:bot?key=own HTTP/1.1\r\n" + host + "\r\n") == "placeholder-position");
   CHECK(std::holds_alternative<Rewritten>(
       result_of("GET /bottokfence-secret:bot/getMe?offset=1 HTTP/1.1\r\n" + host + "Authorization:\r\n\r\n", {"bot"})));
+  // Basic credentials (git sends a token as the password): the placeholder is found in the decoded
+  // "user:password", replaced, and the value encoded again; still once per request.
+  auto b64 = [](const std::string& in) {
+    static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    std::size_t i = 0;
+    for (; i + 3 <= in.size(); i += 3) {
+      unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
+      for (int k = 3; k >= 0; --k) out += a[(v >> (6 * k)) & 63];
+    }
+    if (in.size() - i == 1) {
+      unsigned v = (unsigned char)in[i] << 16;
+      out += std::string{a[v >> 18 & 63], a[v >> 12 & 63], '=', '='};
+    } else if (in.size() - i == 2) {
+      unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8;
+      out += std::string{a[v >> 18 & 63], a[v >> 12 & 63], a[v >> 6 & 63], '='};
+    }
+    return out;
+  };
+  for (const std::string user : {"x-access-token", "ab", "abc"}) {  // every padding length
+    auto basic = result_of("GET /repo.git/info/refs HTTP/1.1\r\n" + host + "Authorization: Basic " +
+                               b64(user + ":tokfence-secret:bot") + "\r\n\r\n",
+                           {"bot"});
+    REQUIRE(std::holds_alternative<Rewritten>(basic));
+    CHECK(text(std::get<Rewritten>(basic).head).find("Authorization: Basic " + b64(user + ":" + secret) + "\r\n") !=
+          std::string::npos);
+  }
+  CHECK(rule_of("GET /bottokfence-secret:bot/x HTTP/1.1\r\n" + host + "Authorization: Basic " +
+                b64("u:tokfence-secret:bot") + "\r\n\r\n") == "placeholder-position");
+  CHECK(rule_of("GET /x HTTP/1.1\r\n" + host + "Authorization: Basic " + b64("u:tokfence-secret:nope") + "\r\n\r\n") ==
+        "secret-unknown");
   // A secret this fence was not given is the same answer as one that does not exist: no oracle.
   auto unknown = result_of("GET /bottokfence-secret:nope/getMe HTTP/1.1\r\n" + host + "\r\n", {"bot"});
   auto not_given = result_of("GET /bottokfence-secret:bot/getMe HTTP/1.1\r\n" + host + "\r\n", {"other"});
