@@ -10,14 +10,7 @@
 source "$(dirname "$0")/../integration/lib.sh"
 source "$(dirname "$0")/immune_lib.bash"
 
-TOKFENCE_TEST_REQUIRE_TOKEN=true
-start_fake_upstream
-write_test_config
-add_canary_key openai
-start_daemon
-open_socket agent
-TOKEN=$(token_of agent)
-DECOY=$(decoy_of agent)
+agent_setup
 send() {  # BODY_FILE, then extra curl arguments
   local file=$1; shift
   curl -s -o "$WORK/out/reply" -w '%{http_code}' --unix-socket "$WORK/sock-agent/proxy.sock" \

@@ -5,6 +5,8 @@
 #                      decoys, as `tokfence run` opens its own; the reply in $WORK/out/NAME.json
 #   token_of NAME      that session's token (the agent's API key)
 #   decoy_of NAME      the first of its decoy values (a planted file's credential)
+#   agent_setup        fake upstream, a daemon requiring tokens, the canary key, and socket
+#                      "agent"; sets TOKEN and DECOY
 open_socket() {
   mkdir -p "$WORK/sock-$1"
   ctl "{\"op\":\"open_proxy_socket\",\"path\":\"$WORK/sock-$1/proxy.sock\",\"caller\":\"$1\",\"mode\":384,\"session\":{\"kind\":\"run\",\"decoys\":true}}" \
@@ -13,3 +15,14 @@ open_socket() {
 }
 token_of() { jq -r .session.token "$WORK/out/$1.json"; }
 decoy_of() { jq -r '.session.decoys.values[0]' "$WORK/out/$1.json"; }
+
+agent_setup() {
+  TOKFENCE_TEST_REQUIRE_TOKEN=true
+  start_fake_upstream
+  write_test_config
+  add_canary_key openai
+  start_daemon
+  open_socket agent
+  TOKEN=$(token_of agent)
+  DECOY=$(decoy_of agent)
+}

@@ -7,17 +7,9 @@
 # answer with a Content-Encoding other than identity is not relayed: 502 tokfence_upstream_error,
 # and the log row says why. Control: the plain echo, which was always cut.
 source "$(dirname "$0")/../integration/lib.sh"
+source "$(dirname "$0")/hostile_lib.bash"
 
-python3 "$(dirname "$0")/hostile_upstream.py" "$WORK/hostile.port" >"$WORK/hostile.log" 2>&1 &
-_pids_to_kill+=($!)
-wait_until "test -s '$WORK/hostile.port'"
-FAKE_URL="http://127.0.0.1:$(cat "$WORK/hostile.port")"
-TOKFENCE_TEST_REQUIRE_TOKEN=true
-write_test_config '[pricing."tf-test"]' 'input = 1' 'output = 1'
-add_canary_key openai
-start_daemon
-tf_ok session new --name probe --json
-TOKEN=$(jq -r .token <<<"$TF_OUT")
+hostile_setup
 
 ask() {  # MODE: the reply as the client's library decodes it (kept in memory: the canary scan)
   curl -sS -i --compressed --max-time 10 "$PROXY_URL/openai/v1/chat/completions/$1" -H "Authorization: Bearer $TOKEN" \

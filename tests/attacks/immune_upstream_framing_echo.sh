@@ -8,19 +8,9 @@
 # re-chunks answers without extensions or trailers; the body still arrives whole. With every
 # ImmuneFence sensor off too (the key must never reach an agent).
 source "$(dirname "$0")/../integration/lib.sh"
+source "$(dirname "$0")/hostile_lib.bash"
 
-python3 "$(dirname "$0")/hostile_upstream.py" "$WORK/hostile.port" >"$WORK/hostile.log" 2>&1 &
-_pids_to_kill+=($!)
-wait_until "test -s '$WORK/hostile.port'"
-FAKE_URL="http://127.0.0.1:$(cat "$WORK/hostile.port")"
-TOKFENCE_TEST_REQUIRE_TOKEN=true
-write_test_config '[pricing."tf-test"]' 'input = 1' 'output = 1'
-sed -i 's/^require_token = true$/require_token = true\nsensors = []/' "$TOKFENCE_HOME/config.toml"
-grep -qx 'sensors = \[\]' "$TOKFENCE_HOME/config.toml" || die "config: sensors line not written"
-add_canary_key openai
-start_daemon
-tf_ok session new --name probe --json
-TOKEN=$(jq -r .token <<<"$TF_OUT")
+hostile_setup sensors-off
 
 ask() {  # MODE: every byte the client got, framing and all (kept in memory: the canary scan)
   curl -sS -i --raw --max-time 10 "$PROXY_URL/openai/v1/chat/completions/$1" -H "Authorization: Bearer $TOKEN" \
