@@ -22,16 +22,7 @@ name="tfuo-$RUN_ID"
 EXTRA_CLEANUP="'$TOKFENCE_BIN' launch stop --name '$name' >/dev/null 2>&1; $EXTRA_CLEANUP"
 other=1000  # any uid but ours; no account needed
 
-ui='mkdir -p /tmp/www && echo hello-ui > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:18789 -h /tmp/www'
-tf launch --image "$TEST_IMAGE" --no-pull --name "$name" --detach --port 0 --json -- /bin/sh -c "$ui"
-[[ $TF_RC -eq 0 ]] || die "detached launch failed: $TF_ERR"
-url=$(jq -r .dashboard_url <<<"$TF_OUT")
-port=${url#http://127.0.0.1:}
-port=${port%%/*}
-wait_until "curl -fsS http://127.0.0.1:$port/ | grep -q hello-ui" 15
-relay_log="$TOKFENCE_HOME/openclaw/$name/dashboard-relay.log"
-cuid=$(launch_container_user "$name")
-cuid=${cuid%%:*}
+launch_ui_stub "$name"
 
 # curl as uid $other (no groups) to 127.0.0.1:$1; prints the body or "failed".
 as_other() {

@@ -20,16 +20,7 @@ name="tfur-$RUN_ID"
 # A failed check must not leave the detached launch's host relay running.
 EXTRA_CLEANUP="'$TOKFENCE_BIN' launch stop --name '$name' >/dev/null 2>&1; $EXTRA_CLEANUP"
 
-ui='mkdir -p /tmp/www && echo hello-ui > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:18789 -h /tmp/www'
-tf launch --image "$TEST_IMAGE" --no-pull --name "$name" --detach --port 0 --json -- /bin/sh -c "$ui"
-[[ $TF_RC -eq 0 ]] || die "detached launch failed: $TF_ERR"
-url=$(jq -r .dashboard_url <<<"$TF_OUT")
-port=${url#http://127.0.0.1:}
-port=${port%%/*}
-wait_until "curl -fsS http://127.0.0.1:$port/ | grep -q hello-ui" 15
-relay_log="$TOKFENCE_HOME/openclaw/$name/dashboard-relay.log"
-cuid=$(launch_container_user "$name")
-cuid=${cuid%%:*}
+launch_ui_stub "$name"
 
 # --- unprotected: the relay the old way (no Host check) on the same ui.sock
 exec {ui_fd}<"$(launch_ui_dir "$name")"

@@ -26,18 +26,9 @@ start_marker_server "$marker_sock" "$hits"
 wait_until "grep -q REACHED '$hits'" || die "marker server does not record connections"
 : >"$hits"
 
-ui='mkdir -p /tmp/www && echo hello-ui > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:18789 -h /tmp/www'
-tf launch --image "$TEST_IMAGE" --no-pull --name "$name" --detach --port 0 --json -- /bin/sh -c "$ui"
-[[ $TF_RC -eq 0 ]] || die "detached launch failed: $TF_ERR"
-url=$(jq -r .dashboard_url <<<"$TF_OUT")
-port=${url#http://127.0.0.1:}
-port=${port%%/*}
-wait_until "curl -fsS http://127.0.0.1:$port/ | grep -q hello-ui" 15
+# port, relay_log and the container's user (as root: an id no host account has, docs/LAUNCH.md).
+launch_ui_stub "$name"
 ui_dir=$(launch_ui_dir "$name")
-# The container's user (as root: an id no host account has, docs/LAUNCH.md).
-cuid=$(launch_container_user "$name")
-cuid=${cuid%%:*}
-relay_log="$TOKFENCE_HOME/openclaw/$name/dashboard-relay.log"
 
 # Replaces ui.sock inside the container (as user $1) with a symlink to host path $2.
 plant_link() {

@@ -31,6 +31,23 @@ expect_nothing_left() {
 launch_proxy_dir() { printf '%s' "$TOKFENCE_HOME/sockets/launch-$1/proxy"; }
 launch_ui_dir() { printf '%s' "$TOKFENCE_HOME/sockets/launch-$1/ui"; }
 
+# launch_ui_stub NAME: a detached launch of the test image whose "gateway" is busybox httpd serving
+# hello-ui on the container's 127.0.0.1:18789, reached through launch's dashboard relay; waits for
+# it. Sets port (the relay's), relay_log and cuid (the container's uid).
+launch_ui_stub() {
+  local ui='mkdir -p /tmp/www && echo hello-ui > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:18789 -h /tmp/www'
+  tf launch --image "$TEST_IMAGE" --no-pull --name "$1" --detach --port 0 --json -- /bin/sh -c "$ui"
+  [[ $TF_RC -eq 0 ]] || die "detached launch failed: $TF_ERR"
+  local url
+  url=$(jq -r .dashboard_url <<<"$TF_OUT")
+  port=${url#http://127.0.0.1:}
+  port=${port%%/*}
+  wait_until "curl -fsS http://127.0.0.1:$port/ | grep -q hello-ui" 15
+  relay_log="$TOKFENCE_HOME/openclaw/$1/dashboard-relay.log"
+  cuid=$(launch_container_user "$1")
+  cuid=${cuid%%:*}
+}
+
 # A Unix socket server owned by the test that stands in for a host socket an attacker wants (e.g.
 # /var/run/docker.sock): every connection appends "REACHED" to $2 and gets "MARKER-SERVER\n".
 # Runs until the test ends (bounded at 10 minutes). Waits until the socket exists.
