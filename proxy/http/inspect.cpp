@@ -435,8 +435,8 @@ WipingString percent_encoded(std::string_view secret) {
 // The part of the secret's base64 that does not depend on the bytes around it, for the secret
 // starting at each of the three offsets within a 3-byte group; `url` for the URL-safe alphabet.
 std::vector<WipingString> base64_cores(std::string_view secret, bool url) {
-  const char* alphabet = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-                             : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const std::string_view alphabet = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                                        : kBase64Alphabet;
   std::vector<WipingString> out;
   for (std::size_t offset = 0; offset < 3; ++offset) {
     WipingString bytes(offset, '\0');
