@@ -408,19 +408,12 @@ void ask_for_first_key(vault::Vault& vault, const Config& config) {
   std::cerr << "launch: the vault has no provider key yet. OpenClaw can use: " << names << "\n";
   std::string provider;
   for (int attempt = 0; attempt < 5 && provider.empty(); ++attempt) {
-    std::cerr << "launch: provider [" << fallback << "]: " << std::flush;
-    std::string line;
-    char c;
-    while (true) {
-      ssize_t n = ::read(STDIN_FILENO, &c, 1);
-      if (n < 0 && errno == EINTR) {
-        check_interrupted();
-        continue;
-      }
-      if (n <= 0) throw UserError("launch: no provider entered: nothing was changed");
-      if (c == '\n') break;
-      if (line.size() < 64) line += c;
-    }
+    // A Ctrl-C already recorded by the launch's handler, or one while the prompt waits, ends it.
+    auto answer = vault::read_terminal_line(STDIN_FILENO, STDERR_FILENO, "launch: provider [" + fallback + "]: ",
+                                            vault::Echo::on, 256, &g_signal);
+    check_interrupted();
+    if (!answer) throw UserError("launch: no provider entered: " + answer.error().message + ": nothing was changed");
+    std::string line(answer->reveal());
     while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
     while (!line.empty() && std::isspace(static_cast<unsigned char>(line.front()))) line.erase(0, 1);
     if (line.empty()) line = fallback;
@@ -428,8 +421,8 @@ void ask_for_first_key(vault::Vault& vault, const Config& config) {
     else std::cerr << "launch: '" << line << "' is not one of: " << names << "\n";
   }
   if (provider.empty()) throw UserError("launch: no usable provider entered: nothing was changed");
-  check_interrupted();
-  auto raw = vault::read_hidden_line(STDIN_FILENO, STDERR_FILENO, "launch: key for " + provider + " (input hidden): ", 16 * 1024);
+  auto raw = vault::read_terminal_line(STDIN_FILENO, STDERR_FILENO, "launch: key for " + provider + " (input hidden): ",
+                                       vault::Echo::off, 16 * 1024, &g_signal);
   check_interrupted();
   if (!raw) throw UserError("launch: key for '" + provider + "': " + raw.error().message + ": nothing was changed");
   SecretString key = vault::trim_secret(*raw);

@@ -55,7 +55,17 @@ while time.time() < end:
         except OSError: chunk = b""
         if not chunk: break
         seen += chunk
-_, status = os.waitpid(pid, 0)
+# Bounded: a launch that does not end 30 s after its terminal went quiet is a hang (a prompt that
+# waited on after Ctrl-C did once in CI); it is killed and reported, not left to the ctest timeout.
+for _ in range(60):
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done: break
+    time.sleep(0.5)
+else:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    open(log_path, "wb").write(seen)
+    raise SystemExit("tokfence did not end: %r" % seen[-400:])
 open(log_path, "wb").write(seen)
 print(os.waitstatus_to_exitcode(status))
 PY
