@@ -1,6 +1,7 @@
 #pragma once
 // Provider specs: where a provider's API lives and how it wants its key. Built-ins below; the
 // config file's [providers.<name>] overrides or adds (see config.hpp).
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -55,6 +56,25 @@ std::vector<std::string> agent_endpoints(const ProviderSpec& spec);
 // Header names compared the way some servers do: ASCII case-insensitive and '_' equal to '-'
 // (CGI/WSGI turn both X-Api-Key and X_Api_Key into HTTP_X_API_KEY).
 bool header_names_equal(std::string_view a, std::string_view b);
+
+// What a header field name is to the proxy, as bits, each by header_names_equal: one lookup per
+// field instead of one comparison per known name.
+namespace header_role {
+inline constexpr std::uint32_t credential = 1u << 0;        // is_credential_header_name
+inline constexpr std::uint32_t method_override = 1u << 1;   // is_override_header_name
+inline constexpr std::uint32_t hop_by_hop = 1u << 2;        // RFC 9110 7.6.1 + Proxy-Connection
+inline constexpr std::uint32_t proxy_owned = 1u << 3;       // written by the proxy: never forced
+inline constexpr std::uint32_t host = 1u << 4;
+inline constexpr std::uint32_t content_length = 1u << 5;
+inline constexpr std::uint32_t transfer_encoding = 1u << 6;
+inline constexpr std::uint32_t content_encoding = 1u << 7;
+inline constexpr std::uint32_t content_type = 1u << 8;
+inline constexpr std::uint32_t connection = 1u << 9;
+inline constexpr std::uint32_t expect = 1u << 10;
+inline constexpr std::uint32_t accept_encoding = 1u << 11;
+inline constexpr std::uint32_t tokfence_caller = 1u << 12;
+}  // namespace header_role
+std::uint32_t header_roles(std::string_view name);
 
 // Whether a header of this name carries a credential in some SDK or gateway convention
 // (Authorization, x-api-key, Cookie, ...), by header_names_equal.

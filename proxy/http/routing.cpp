@@ -12,9 +12,6 @@ namespace {
 // ASCII only, as header names are; std::tolower consults the locale on every character.
 using http1::iequals;
 
-constexpr std::array<std::string_view, 8> hop_by_hop_names = {"connection", "keep-alive", "proxy-connection", "te",
-                                         "trailer",    "transfer-encoding", "upgrade", "proxy-authenticate"};
-
 // Query parameters that carry a credential, as compared by credential_query_name(): lower case,
 // '-' for '_'. "key" is Google's, the rest are SDK and gateway conventions.
 constexpr std::array<std::string_view, 16> credential_query_names = {
@@ -218,10 +215,7 @@ bool has_query_credential(std::string_view query) {
 
 bool is_credential_header(std::string_view name) { return is_credential_header_name(name); }
 
-bool is_hop_by_hop_header(std::string_view name) {
-  return std::any_of(hop_by_hop_names.begin(), hop_by_hop_names.end(),
-                     [&](std::string_view n) { return header_names_equal(name, n); });
-}
+bool is_hop_by_hop_header(std::string_view name) { return (header_roles(name) & header_role::hop_by_hop) != 0; }
 
 bool is_cors_header(std::string_view name) {
   constexpr std::string_view prefix = "access-control-";
@@ -343,6 +337,14 @@ void append_field(String& out, std::string_view name, std::string_view value) {
 
 }  // namespace
 
+// A client's fields the upstream never gets: its credentials (the vault's key replaces them), the
+// connection's own, those the proxy writes (Host, Content-Length, Accept-Encoding: identity), and
+// the ones an upstream may read as the real method or path.
+constexpr std::uint32_t kNotForwarded = header_role::credential | header_role::hop_by_hop | header_role::host |
+                                        header_role::content_length | header_role::expect |
+                                        header_role::accept_encoding | header_role::tokfence_caller |
+                                        header_role::method_override;
+
 void build_upstream_head(const http1::RequestHead& in, const RouteTarget& route,
                          std::optional<std::uint64_t> content_length, const ProviderSpec& spec,
                          const UpstreamUrl& upstream, const SecretString& key, WipingString& out) {
@@ -364,10 +366,8 @@ void build_upstream_head(const http1::RequestHead& in, const RouteTarget& route,
   };
   for (const auto& f : in.headers) {
     std::string_view name = f.name;
-    if (is_credential_header(name) || is_hop_by_hop_header(name) || header_names_equal(name, "host") ||
-        header_names_equal(name, "content-length") || header_names_equal(name, "expect") ||
-        header_names_equal(name, "accept-encoding") || header_names_equal(name, "x-tokfence-caller") ||
-        is_override_header_name(name) || named.contains(name) || (!spec.forced_headers.empty() && forced(name)))
+    if ((header_roles(name) & kNotForwarded) != 0 || named.contains(name) ||
+        (!spec.forced_headers.empty() && forced(name)))
       continue;
     append_field(out, name, f.value);
   }
@@ -407,7 +407,7 @@ void append_client_response_headers(const http1::ResponseHead& in, std::string& 
 ContentCoding content_coding(const http1::Head& head) {
   ContentCoding coding;
   for (const auto& f : head.headers) {
-    if (!header_names_equal(f.name, "content-encoding")) continue;
+    if (!(header_roles(f.name) & header_role::content_encoding)) continue;
     ++coding.fields;
     http1::for_each_list_element(f.value, [&](std::string_view c) { coding.encoded = coding.encoded || !iequals(c, "identity"); });
   }
@@ -418,7 +418,7 @@ bool declares_json_body(const http1::Head& head) {
   bool any = false;
   bool json = false;
   for (const auto& f : head.headers) {
-    if (!header_names_equal(f.name, "content-type")) continue;
+    if (!(header_roles(f.name) & header_role::content_type)) continue;
     any = true;
     std::string_view type = http1::trim_ows(f.value.substr(0, f.value.find(';')));
     const auto slash = type.find('/');

@@ -832,6 +832,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                                                    "x-goog-api-key", "api-key"};
     std::string_view found;
     for (const auto& h : head_.headers) {
+      if (!(header_roles(h.name) & header_role::credential)) continue;  // one lookup for most fields
       bool named = false;
       for (auto f : kFields) named = named || header_names_equal(h.name, f);
       if (!named) continue;
