@@ -283,7 +283,7 @@ class ControlsImpl final : public Controls {
     }
     if (refusal) return *refusal;
     // After the budgets' own check: a used-up budget answers 429 for everything in its scope.
-    if (!applicable.empty()) {
+    if (!applicable.empty() || request.session_budget) {
       if (auto unpaid = refuse_unpaid(request)) return *unpaid;
     }
 

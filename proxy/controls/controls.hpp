@@ -35,6 +35,10 @@ struct AdmitRequest {
   EndpointCost endpoint = EndpointCost::tokens;
   bool body_unreadable = false;
   bool usage_comes_later = false;  // RequestInfo::background: refused while a budget applies
+  // The request's own session has a budget (immune::Limits::budget_daily_pico): the refusals of what
+  // cannot be paid for apply as they do under a global or provider budget, else an unpriced model or
+  // a background request would be free against it.
+  bool session_budget = false;
   std::string method, path;  // for the refusal's message
 };
 

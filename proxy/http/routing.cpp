@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "core/hex.hpp"
+#include "core/text_format.hpp"
 
 namespace tokfence::proxy {
 namespace {
@@ -175,6 +176,32 @@ std::string percent_decoded(std::string_view text) {
       i += 2;
     } else {
       out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> path_escapes_normalized(std::string_view target) {
+  if (target.empty() || target.front() != '/') return std::nullopt;
+  const std::size_t path_end = std::min(target.find('?'), target.size());
+  auto decodes_plain = [&](std::size_t i) {
+    if (target[i] != '%' || i + 2 >= path_end) return false;
+    const int hi = hex_value(target[i + 1]), lo = hex_value(target[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    const char c = static_cast<char>(hi * 16 + lo);
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' || c == '~' || c == ':';
+  };
+  std::size_t first = 0;
+  while (first < path_end && !decodes_plain(first)) ++first;
+  if (first == path_end) return std::nullopt;  // the usual case: nothing to decode, no copy
+  std::string out(target.substr(0, first));
+  out.reserve(target.size());
+  for (std::size_t i = first; i < target.size(); ++i) {
+    if (i < path_end && decodes_plain(i)) {
+      out.push_back(static_cast<char>(hex_value(target[i + 1]) * 16 + hex_value(target[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(target[i]);
     }
   }
   return out;
@@ -427,6 +454,25 @@ bool declares_json_body(const http1::Head& head) {
     json = json || iequals(sub, "json") || (sub.size() > 5 && iequals(sub.substr(sub.size() - 5), "+json"));
   }
   return json || !any;
+}
+
+std::string json_charset_problem(const http1::Head& head) {
+  std::string problem;
+  for (const auto& f : head.headers) {
+    if (!(header_roles(f.name) & header_role::content_type)) continue;
+    std::string_view params = f.value;
+    for (auto semi = params.find(';'); semi != std::string_view::npos; semi = params.find(';')) {
+      params.remove_prefix(semi + 1);
+      const std::string_view param = http1::trim_ows(params.substr(0, params.find(';')));
+      const auto eq = param.find('=');
+      if (eq == std::string_view::npos || !iequals(http1::trim_ows(param.substr(0, eq)), "charset")) continue;
+      std::string_view charset = http1::trim_ows(param.substr(eq + 1));
+      if (charset.size() >= 2 && charset.front() == '"' && charset.back() == '"') charset = charset.substr(1, charset.size() - 2);
+      if (iequals(charset, "utf-8") || iequals(charset, "us-ascii")) continue;
+      if (problem.empty()) problem = "its Content-Type names the charset '" + printable(std::string(charset.substr(0, 40))) + "' (send UTF-8 JSON)";
+    }
+  }
+  return problem;
 }
 
 std::string_view json_body_problem(std::string_view body) {

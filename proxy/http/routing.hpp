@@ -60,6 +60,15 @@ bool has_query_credential(std::string_view query);
 // `text` with its %XX sequences decoded (malformed ones kept as they are): for ImmuneFence's scan
 // of a target, which a provider decodes before reading.
 std::string percent_decoded(std::string_view text);
+
+// The request target with the percent-escapes in its path that stand for a letter, a digit, one of
+// - . _ ~ (RFC 3986 unreserved: equivalent either way, section 6.2.2.2) or ':' decoded; nullopt when
+// it has none (the usual case). The model proxy meters a request by its path, and upstream servers
+// route on the decoded one: "/v1/%63hat/completions" is chat completions to them, and was metered as
+// legacy completions here, with no usage forced into its stream (review 13a M2). Decoded, the
+// request is classified, scoped, logged and forwarded as the one the upstream serves. The query and
+// every other escape (%2F, %25, ...) are left as they are.
+std::optional<std::string> path_escapes_normalized(std::string_view target);
 // `json` with its backslash-u escapes of ASCII characters (code points below 0x80) and its
 // escaped slashes replaced by the character itself, every other byte as it is (no parse: a body
 // that is not JSON is treated the same). A JSON string may spell any character so and the
@@ -127,6 +136,12 @@ bool declares_json_body(const http1::Head& head);
 // servers also read the others (json.loads on bytes), where tokfence's scans and metering, which
 // read bytes, would see noise.
 std::string_view json_body_problem(std::string_view body);
+
+// Why a JSON body with this head is refused for its Content-Type's charset parameter, or "": any
+// charset but UTF-8 (or its subset US-ASCII). Servers decode the body by it (express's body-parser
+// takes any utf-*, aiohttp whatever is named), so a UTF-7 body reached the upstream as text the
+// scans and the metering, which read bytes, never saw (review 13a M3).
+std::string json_charset_problem(const http1::Head& head);
 
 // {"error":{"type": type, "message": message, ...extra}} as one line of JSON.
 std::string error_body(std::string_view type, std::string_view message, const nlohmann::json& extra = nullptr);

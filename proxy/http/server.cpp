@@ -651,6 +651,11 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       co_return false;
     }
 
+    // Metered, scoped and forwarded as the upstream will read it (routing.hpp).
+    if (auto normal = path_escapes_normalized(head_.target)) {
+      normalized_target_ = std::move(*normal);
+      head_.target = normalized_target_;
+    }
     RequestRecord rec;
     rec.ts_ms = unix_ms();
     rec.id = new_request_id(rec.ts_ms);
@@ -1128,7 +1133,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::optional<Denial> json_body_denial(ApiKind kind) const {
     if (body_.empty() || (kind == ApiKind::other && !declares_json_body(head_))) return std::nullopt;
     if (content_coding(head_).encoded) return std::nullopt;
-    const std::string_view problem = json_body_problem(body_);
+    std::string problem(json_body_problem(body_));
+    if (problem.empty()) problem = json_charset_problem(head_);
     if (problem.empty()) return std::nullopt;
     return Denial{400, "tokfence_bad_request",
                   "request: JSON body refused: " + std::string(problem) +
@@ -1229,7 +1235,8 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       e.admit.estimated_cost = 0;
     else if (e.price)
       e.admit.estimated_cost = cost_of(*e.price, e.usage);
-    if (e.admit.endpoint == EndpointCost::tokens && s_.deps.controls->budget_applies(rec.provider))
+    e.admit.session_budget = entry_ && entry_->session->limits.budget_daily_pico > 0;
+    if (e.admit.endpoint == EndpointCost::tokens && (e.admit.session_budget || s_.deps.controls->budget_applies(rec.provider)))
       e.admit.body_unreadable = !is_json_object(body_);
     return e;
   }
@@ -1333,6 +1340,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   std::string last_token_;
   std::shared_ptr<immune::TokenEntry> last_entry_;
   std::shared_ptr<immune::TokenEntry> entry_;          // the current request's session (null: none)
+  std::string normalized_target_;  // head_.target when path_escapes_normalized changed it
   std::shared_ptr<const immune::ScanSet> scan_;        // the current request's response scan
   immune::StreamScan response_scan_;
   immune::StreamScan response_text_scan_;       // over the generated text (Exchange::generated_)

@@ -11,6 +11,7 @@
 #include "proxy/metering/usage.hpp"
 
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -169,6 +170,29 @@ std::optional<std::string> string_value(std::string_view t) {
   json v = value_of(t);
   if (v.is_string()) return v.get<std::string>();
   return std::nullopt;
+}
+
+// Whether a request's "stream" member asks for a stream, as lax servers read it: pydantic (vLLM,
+// LiteLLM) takes 1, "true", "yes", "on", "1" as true (review 12b: "stream": 1 streamed upstream and
+// was metered as one answer, without include_usage forced). false, null, 0 and their spellings are
+// a single answer; any other value is taken as a stream, so include_usage is forced rather than
+// the stream going unmetered (the upstream refuses what it cannot read either way).
+std::optional<bool> stream_requested(std::string_view t) {
+  if (t.empty()) return std::nullopt;  // absent
+  if (t == "true") return true;
+  if (t == "false" || t == "null") return false;
+  std::string word;
+  if (auto text = string_value(t)) {
+    word = *text;
+  } else if (auto n = value_of(t); n.is_number()) {
+    return n.get<double>() != 0;
+  } else {
+    return true;
+  }
+  for (char& c : word) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (std::string_view no : {"false", "0", "no", "off", "f", "n"})
+    if (word == no) return false;
+  return true;
 }
 
 // A token count from the text of a JSON value: non-negative numbers only (fractions cut, huge
@@ -716,8 +740,7 @@ RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& bo
                                  "generationConfig", "stream_options", "background"});
     if (kind != ApiKind::gemini) {
       info.model = string_value(m[model]).value_or("");
-      if (m[stream] == "true") info.streaming = true;
-      if (m[stream] == "false") info.streaming = false;
+      if (auto asked = stream_requested(m[stream])) info.streaming = *asked;
     }
     info.background = kind == ApiKind::openai_responses && m[background] == "true";
     for (auto p : {m[max_completion_tokens], m[max_tokens], m[max_output_tokens],

@@ -439,6 +439,34 @@ TEST_CASE("proxy::Controls refuses what a budget cannot count while one applies"
   c->settle(admitted(c->admit(with(EndpointCost::tokens, false, kCent))), kCent, 10);
 }
 
+// Review 13a M1: a session's own budget is a budget too. Without this, an unpriced model, a
+// background request or an unmetered endpoint held and settled $0 against it.
+TEST_CASE("proxy::Controls refuses what a session's own budget cannot count, with no other budget") {
+  Fixture f;
+  auto c = f.make();
+  CHECK_FALSE(c->budget_applies("openai"));
+  AdmitRequest r = req("openai", std::nullopt, "mystery");
+  r.session_budget = true;
+  auto refusal = c->admit(r);
+  REQUIRE(refused(refusal));
+  CHECK(refused(refusal)->type == "tokfence_budget_unknown_cost");
+  r = req("openai", kCent);
+  r.session_budget = true;
+  r.usage_comes_later = true;
+  refusal = c->admit(r);
+  REQUIRE(refused(refusal));
+  CHECK(refused(refusal)->type == "tokfence_budget_background");
+  r.usage_comes_later = false;
+  r.endpoint = EndpointCost::unmetered;
+  refusal = c->admit(r);
+  REQUIRE(refused(refusal));
+  CHECK(refused(refusal)->type == "tokfence_budget_unmetered_endpoint");
+  // A priced request of a session with a budget, and an unpriced one of a session without, pass.
+  r.endpoint = EndpointCost::tokens;
+  c->settle(admitted(c->admit(r)), kCent, 10);
+  c->settle(admitted(c->admit(req("openai", std::nullopt, "mystery"))), std::nullopt, 10);
+}
+
 TEST_CASE("proxy::ReservationGuard settles exactly once, at the estimate when abandoned") {
   Fixture f;
   auto c = f.make();

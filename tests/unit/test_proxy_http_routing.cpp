@@ -406,6 +406,38 @@ TEST_CASE("proxy::declares_json_body: no Content-Type, or a JSON media type in a
   CHECK_FALSE(json("Content-Type: text/json-ish\r\n"));
 }
 
+TEST_CASE("proxy::json_charset_problem: UTF-8 or US-ASCII only, in any field, quoted or not") {
+  auto problem = [](const std::string& fields) {
+    return json_charset_problem(parsed_request("POST /openai/v1/chat/completions HTTP/1.1\r\n" + fields + "\r\n"));
+  };
+  CHECK(problem("").empty());
+  CHECK(problem("Content-Type: application/json\r\n").empty());
+  CHECK(problem("Content-Type: application/json; charset=utf-8\r\n").empty());
+  CHECK(problem("Content-Type: application/json;charset=\"UTF-8\"\r\n").empty());
+  CHECK(problem("Content-Type: application/json; charset=us-ascii\r\n").empty());
+  // Review 13a M3: express decodes any utf-*, so UTF-7 hid a decoy and "stream" from the scans.
+  CHECK(problem("Content-Type: application/json; charset=utf-7\r\n").find("utf-7") != std::string::npos);
+  CHECK_FALSE(problem("Content-Type: application/json; CHARSET=\"utf-16\"\r\n").empty());
+  CHECK_FALSE(problem("Content-Type: application/json; x=1; charset=latin1\r\n").empty());
+  CHECK_FALSE(problem("Content-Type: application/json\r\ncontent_type: application/json; charset=utf-7\r\n").empty());
+}
+
+TEST_CASE("proxy::path_escapes_normalized decodes unreserved characters and ':' in the path only") {
+  CHECK_FALSE(path_escapes_normalized("/openai/v1/chat/completions").has_value());
+  CHECK_FALSE(path_escapes_normalized("/openai/v1/files/a%2Fb").has_value());  // separators stay (refused later)
+  CHECK_FALSE(path_escapes_normalized("/openai/v1/x?q=%63").has_value());     // the query is not the path
+  CHECK_FALSE(path_escapes_normalized("/openai/v1/x%2").has_value());
+  CHECK_FALSE(path_escapes_normalized("http://h/%63").has_value());
+  // Review 13a M2: metered as the upstream routes it.
+  CHECK(path_escapes_normalized("/openai/v1/%63hat/completions") == "/openai/v1/chat/completions");
+  CHECK(path_escapes_normalized("/openai/v1/%63hat/completions?x=%63") == "/openai/v1/chat/completions?x=%63");
+  CHECK(path_escapes_normalized("/gemini/v1beta/models/m%3AstreamGenerateContent?alt=sse") ==
+        "/gemini/v1beta/models/m:streamGenerateContent?alt=sse");
+  CHECK(path_escapes_normalized("/openai/v1/models/ft%3Agpt-4o%2D%5F%2e%7E") == "/openai/v1/models/ft:gpt-4o-_.~");
+  CHECK(path_escapes_normalized("/openai/v1/%2e%2e/x") == "/openai/v1/../x");  // then refused as '..'
+  CHECK(path_escapes_normalized("/openai/v1/%252e/%61") == "/openai/v1/%252e/a");
+}
+
 TEST_CASE("proxy::json_body_problem refuses byte-order marks and NUL bytes, nothing else") {
   using namespace std::string_view_literals;
   CHECK(json_body_problem(R"({"model":"m"})").empty());

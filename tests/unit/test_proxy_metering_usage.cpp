@@ -152,6 +152,20 @@ TEST_CASE("proxy::inspect_request reads model, streaming and the output cap") {
   CHECK(inspect_request(ApiKind::openai_responses, "/v1/responses", responses, true).max_output_tokens == 2000);
 }
 
+// Review 12b F6 / 13a: lax servers (pydantic: vLLM, LiteLLM) stream on "stream": 1 or "true".
+TEST_CASE("proxy::inspect_request takes a stream as lax servers read \"stream\"") {
+  auto streams = [](const std::string& value) {
+    std::string body = R"({"model":"m","stream":)" + value + R"(,"messages":[]})";
+    auto info = inspect_request(ApiKind::openai_chat, "/v1/chat/completions", body, true);
+    if (info.streaming) CHECK(body.find("include_usage") != std::string::npos);
+    return info.streaming;
+  };
+  for (std::string yes : {"true", "1", "2.5", "\"true\"", "\"True\"", "\"1\"", "\"yes\"", "\"on\"", "\"t\"", "[]", "{}"})
+    CHECK(streams(yes));
+  for (std::string no : {"false", "null", "0", "0.0", "\"false\"", "\"0\"", "\"no\"", "\"off\"", "\"F\"", "\"n\""})
+    CHECK_FALSE(streams(no));
+}
+
 TEST_CASE("proxy::inspect_request takes the Gemini model and streaming from the path") {
   std::string body = R"({"contents":[{"parts":[{"text":"hi"}]}],"generationConfig":{"maxOutputTokens":77}})";
   auto info = inspect_request(ApiKind::gemini, "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse", body, true);
