@@ -143,4 +143,120 @@ ClientHello read_client_hello(std::string_view bytes) {
   return ClientHello{};
 }
 
+namespace {
+constexpr unsigned kChangeCipherSpecRecord = 20;
+constexpr unsigned kAlertRecord = 21;
+// Records a client sends before its first application data: a handful (a TLS 1.2 client with a
+// certificate sends five). Past this many, the tunnel is refused rather than left unwatched.
+constexpr std::size_t kMaxWatchedRecords = 64;
+
+std::size_t u24(std::string_view b) {
+  return (std::size_t{static_cast<unsigned char>(b[0])} << 16) | (std::size_t{static_cast<unsigned char>(b[1])} << 8) |
+         static_cast<unsigned char>(b[2]);
+}
+}  // namespace
+
+ClientFlightWatch::Verdict ClientFlightWatch::feed(std::string_view bytes) {
+  while (state_ == Verdict::watching && !bytes.empty()) {
+    // Complete the record header, then the record.
+    std::size_t want = kRecordHeader;
+    if (record_.size() >= kRecordHeader)
+      want += (std::size_t{static_cast<unsigned char>(record_[3])} << 8) | static_cast<unsigned char>(record_[4]);
+    const std::size_t take = std::min(bytes.size(), want - record_.size());
+    record_.append(bytes.substr(0, take));
+    bytes.remove_prefix(take);
+    if (record_.size() == kRecordHeader) {
+      const std::size_t payload = (std::size_t{static_cast<unsigned char>(record_[3])} << 8) | static_cast<unsigned char>(record_[4]);
+      if (static_cast<unsigned char>(record_[1]) != 3 || payload > kMaxRecordPayload + 2048) {
+        why_ = "a TLS record the handshake does not send";
+        return state_ = Verdict::refused;
+      }
+      if (payload > 0) continue;
+    }
+    if (record_.size() < kRecordHeader) continue;
+    const std::size_t payload = record_.size() - kRecordHeader;
+    if (payload != ((std::size_t{static_cast<unsigned char>(record_[3])} << 8) | static_cast<unsigned char>(record_[4])))
+      continue;
+    if (++records_ > kMaxWatchedRecords) {
+      why_ = "more than " + std::to_string(kMaxWatchedRecords) + " TLS records before any application data";
+      return state_ = Verdict::refused;
+    }
+    const unsigned type = static_cast<unsigned char>(record_[0]);
+    state_ = record(type, std::string_view(record_).substr(kRecordHeader));
+    record_.clear();
+  }
+  return state_;
+}
+
+ClientFlightWatch::Verdict ClientFlightWatch::record(unsigned type, std::string_view payload) {
+  if (type == kChangeCipherSpecRecord) {
+    after_ccs_ = true;
+    return Verdict::watching;
+  }
+  if (type != kHandshakeRecord) return Verdict::done;  // application data, an alert: the watch ends
+  if (!after_ccs_) return handshake_bytes(payload);
+  // Encrypted for TLS 1.2 (its Finished), a plain second ClientHello for TLS 1.3 (after its
+  // middlebox-compatibility CCS): only a record that is exactly one ClientHello is taken as one.
+  if (payload.size() >= 4 && static_cast<unsigned char>(payload[0]) == kClientHelloMessage &&
+      u24(payload.substr(1)) + 4 == payload.size())
+    return check(payload.substr(4));
+  return Verdict::done;
+}
+
+// The plain handshake messages before the client's CCS, joined across records: ClientHellos are
+// read, every other message skipped by its length.
+ClientFlightWatch::Verdict ClientFlightWatch::handshake_bytes(std::string_view payload) {
+  while (!payload.empty()) {
+    if (skip_ > 0) {
+      const std::size_t n = std::min(skip_, payload.size());
+      skip_ -= n;
+      payload.remove_prefix(n);
+      continue;
+    }
+    const std::size_t need_header = message_.size() < 4 ? 4 - message_.size() : 0;
+    if (need_header > 0) {
+      const std::size_t n = std::min(need_header, payload.size());
+      message_.append(payload.substr(0, n));
+      payload.remove_prefix(n);
+      if (message_.size() < 4) break;
+      const std::size_t length = u24(std::string_view(message_).substr(1));
+      if (static_cast<unsigned char>(message_[0]) != kClientHelloMessage) {
+        message_.clear();
+        skip_ = length;
+        continue;
+      }
+      if (length + 4 > kMaxClientHelloBytes) {
+        why_ = "a ClientHello larger than tokfence reads";
+        return Verdict::refused;
+      }
+    }
+    const std::size_t length = u24(std::string_view(message_).substr(1));
+    const std::size_t n = std::min(length + 4 - message_.size(), payload.size());
+    message_.append(payload.substr(0, n));
+    payload.remove_prefix(n);
+    if (message_.size() < length + 4) break;
+    const Verdict v = ++hellos_ == 1 ? Verdict::watching : check(std::string_view(message_).substr(4));
+    message_.clear();
+    if (v != Verdict::watching) return v;
+  }
+  return Verdict::watching;
+}
+
+ClientFlightWatch::Verdict ClientFlightWatch::check(std::string_view hello_body) {
+  const ClientHello hello = read_body(hello_body);
+  if (hello.status != ClientHello::complete) {
+    why_ = "a second ClientHello that cannot be read (" + hello.why + ")";
+    return Verdict::refused;
+  }
+  if (hello.encrypted) {
+    why_ = "a second ClientHello is encrypted (ECH)";
+    return Verdict::refused;
+  }
+  if (hello.server_name != name_) {
+    why_ = "a second ClientHello asks for '" + hello.server_name + "', the first for '" + name_ + "'";
+    return Verdict::refused;
+  }
+  return Verdict::watching;
+}
+
 }  // namespace tokfence::proxy::egress

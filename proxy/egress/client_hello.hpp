@@ -34,4 +34,36 @@ struct ClientHello {
 // Reads the ClientHello at the start of `bytes` (the client's first bytes in a tunnel).
 ClientHello read_client_hello(std::string_view bytes);
 
+// Follows the client's side of a tunnel's TLS handshake after its first ClientHello (which
+// read_client_hello checked), until the client sends application data, and reads any later
+// ClientHello: after a HelloRetryRequest (TLS 1.3) a client sends a second one, and servers take
+// the site name from it (OpenSSL: "in TLSv1.3 we always use the SNI value from the handshake"), so
+// a client could name the allowed site first and another one second (review 13a O1). A later
+// ClientHello must name the same site and carry no ECH. Fed every byte the client sends, from its
+// first; bytes are never held back, but a chunk that completes a refused ClientHello is not to be
+// forwarded. After the client's ChangeCipherSpec a TLS 1.2 client's records are encrypted: only a
+// record holding exactly one ClientHello is read then, anything else ends the watch.
+class ClientFlightWatch {
+ public:
+  enum class Verdict { watching, done, refused };
+  // `first_name`: the first ClientHello's server name ("" when it named none: a tunnel to an IP).
+  explicit ClientFlightWatch(std::string first_name) : name_(std::move(first_name)) {}
+  Verdict feed(std::string_view bytes);
+  const std::string& why() const { return why_; }
+
+ private:
+  Verdict record(unsigned type, std::string_view payload);
+  Verdict handshake_bytes(std::string_view payload);
+  Verdict check(std::string_view hello_body);
+  std::string name_;
+  std::string why_;
+  std::string record_;      // an incomplete record, header included
+  std::string message_;     // an incomplete ClientHello message, header included
+  std::size_t skip_ = 0;    // bytes left of a handshake message that is not a ClientHello
+  std::size_t hellos_ = 0;  // ClientHello messages seen, the first included
+  std::size_t records_ = 0;
+  bool after_ccs_ = false;
+  Verdict state_ = Verdict::watching;
+};
+
 }  // namespace tokfence::proxy::egress

@@ -117,7 +117,7 @@ class Session<Stream>::EgressExchange {
     } else {
       first.insert(0, origin_form_head());
     }
-    co_await session_.run_tunnel(up, std::move(first), rec_);
+    co_await session_.run_tunnel(up, std::move(first), rec_, watch_ ? &*watch_ : nullptr);
     co_return EgressEnd{};
   }
 
@@ -335,6 +335,7 @@ class Session<Stream>::EgressExchange {
                                        ? std::string("the ClientHello names no site (SNI); the tunnel was allowed for ") + to_.host
                                        : "the ClientHello asks for '" + hello.server_name + "', the tunnel was allowed for " + to_.host;
     } else {
+      watch_.emplace(hello.server_name);  // and the rest of the client's handshake (run_tunnel)
       co_return std::nullopt;
     }
     rec_.decision = "denied";
@@ -418,6 +419,7 @@ class Session<Stream>::EgressExchange {
   Session& session_;
   EgressRecord& rec_;
   const bool connect_;
+  std::optional<egress::ClientFlightWatch> watch_;  // a TLS tunnel whose server name was checked
   std::string_view authority_;   // the target's authority (views into the session's head_)
   std::string_view path_ = "/";  // an http:// request's path and query
   egress::Destination to_;
@@ -518,14 +520,57 @@ aio::Task<error_code> Session<Stream>::splice_until_end(From& from, To& to, Spli
   }
 }
 
+// The client's side of a TLS tunnel until its handshake is over (egress/client_hello.hpp:
+// ClientFlightWatch), read and written here rather than spliced, each chunk looked at before it
+// goes on: a few records per tunnel. Ends with access_denied when the watch refuses (the chunk
+// that completed the refused ClientHello is not sent), else when the watch is done (the caller
+// splices the rest) or with the error that ended the client's side.
+template <class Stream>
+aio::Task<error_code> Session<Stream>::watch_client_flight(aio::TcpSocket& up, Tunnel& tunnel,
+                                                          egress::ClientFlightWatch& watch) {
+  std::unique_ptr<char[]> buffer(new char[kTunnelBufferBytes]);
+  error_code ec;
+  for (;;) {
+    const std::size_t n = co_await stream_.async_read_some(net::buffer(buffer.get(), kTunnelBufferBytes), with_ec(ec));
+    if (ec) co_return ec;
+    tunnel.last_activity = coarse_now();
+    const auto verdict = watch.feed(std::string_view(buffer.get(), n));
+    if (verdict == egress::ClientFlightWatch::Verdict::refused) {
+      error_code ignored;
+      up.shutdown(net::socket_base::shutdown_both, ignored);
+      stream_.shutdown(net::socket_base::shutdown_both, ignored);
+      co_return net::error::access_denied;
+    }
+    co_await net::async_write(up, net::buffer(buffer.get(), n), with_ec(ec));
+    if (ec) co_return ec;
+    tunnel.up += n;
+    if (verdict == egress::ClientFlightWatch::Verdict::done) co_return error_code();
+  }
+}
+
+// A tunnel the watch refused: its row says so as the first ClientHello's refusals do; returns
+// the row's error.
+template <class Stream>
+std::string Session<Stream>::refuse_watched(EgressRecord& rec, const egress::ClientFlightWatch& watch) {
+  rec.decision = "denied";
+  rec.rule = "sni-mismatch";
+  return "egress: " + rec.host + ":" + std::to_string(rec.port) + ": " + watch.why();
+}
+
 // Relays until both directions have ended (or the tunnel is cut: kill switch, idle, shutdown).
 // `first` goes to the destination before anything else.
 template <class Stream>
-aio::Task<void> Session<Stream>::run_tunnel(aio::TcpSocket& up, std::string first, EgressRecord& rec) {
+aio::Task<void> Session<Stream>::run_tunnel(aio::TcpSocket& up, std::string first, EgressRecord& rec,
+                                            egress::ClientFlightWatch* watch) {
   Tunnel tunnel(w_.ioc);
   tunnel_ = &tunnel;
   idle_ = false;
   error_code ec;
+  if (watch && watch->feed(first) == egress::ClientFlightWatch::Verdict::refused) {
+    rec.error = refuse_watched(rec, *watch);
+    tunnel_ = nullptr;
+    co_return;
+  }
   if (!first.empty()) {
     co_await net::async_write(up, net::buffer(first), with_ec(ec));
     if (!ec) tunnel.up += first.size();
@@ -545,7 +590,16 @@ aio::Task<void> Session<Stream>::run_tunnel(aio::TcpSocket& up, std::string firs
           self->stream_.cancel(ignored);
         },
         net::detached);
-    ec = co_await pump(stream_, up, tunnel.up, tunnel);
+    if (watch && (ec = co_await watch_client_flight(up, tunnel, *watch)) == net::error::access_denied) {
+      tunnel.cut = refuse_watched(rec, *watch);  // the row's error (below)
+      ec = {};
+    } else if (ec == net::error::eof) {  // the client ended during its handshake: as pump ends
+      error_code ignored;
+      up.shutdown(net::socket_base::shutdown_send, ignored);
+      ec = {};
+    } else if (!ec) {
+      ec = co_await pump(stream_, up, tunnel.up, tunnel);
+    }
     if (ec == net::error::operation_aborted) ec = {};
     if (ec) {
       error_code ignored;

@@ -1256,7 +1256,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
   template <class From, class To>
   static aio::Task<error_code> splice_until_end(From& from, To& to, SplicePipe& pipe, std::uint64_t& count,
                                                 Tunnel& tunnel);
-  aio::Task<void> run_tunnel(aio::TcpSocket& up, std::string first, EgressRecord& rec);
+  aio::Task<void> run_tunnel(aio::TcpSocket& up, std::string first, EgressRecord& rec,
+                             egress::ClientFlightWatch* watch = nullptr);
+  aio::Task<error_code> watch_client_flight(aio::TcpSocket& up, Tunnel& tunnel, egress::ClientFlightWatch& watch);
+  static std::string refuse_watched(EgressRecord& rec, const egress::ClientFlightWatch& watch);
 
   // The request in flight as the sweeper and the client watch see it (watch_client). Set up and
   // torn down by the Exchange; touched on this session's thread only.

@@ -95,3 +95,80 @@ TEST_CASE("egress::read_client_hello refuses a ClientHello larger than it reads"
   CHECK(read_client_hello(huge).status == ClientHello::malformed);
   CHECK(read_client_hello(huge.substr(0, 5 + 16384)).status == ClientHello::malformed);  // known from its header
 }
+
+namespace {
+
+std::string record(unsigned type, const std::string& payload) {
+  return std::string(1, static_cast<char>(type)) + std::string("\x03\x03", 2) + with_length(payload, 2);
+}
+const std::string kCcs = record(20, "\x01");
+std::string app_data(std::size_t n) { return record(23, std::string(n, 'e')); }
+using Verdict = ClientFlightWatch::Verdict;
+
+// Feeds `bytes` in pieces of `piece`, as reads of a socket may cut them; the last verdict.
+Verdict feed_in_pieces(ClientFlightWatch& watch, const std::string& bytes, std::size_t piece) {
+  Verdict v = Verdict::watching;
+  for (std::size_t at = 0; at < bytes.size() && v == Verdict::watching; at += piece)
+    v = watch.feed(std::string_view(bytes).substr(at, piece));
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("egress::ClientFlightWatch: a TLS 1.3 handshake ends the watch at the first application data") {
+  const std::string first = records(hello_message({server_name("allowed.example")}));
+  for (std::size_t piece : {1u, 3u, 7u, 4096u}) {
+    ClientFlightWatch watch("allowed.example");
+    CHECK(feed_in_pieces(watch, first + kCcs, piece) == Verdict::watching);
+    CHECK(feed_in_pieces(watch, app_data(60), piece) == Verdict::done);
+  }
+}
+
+// Review 13a O1: after a HelloRetryRequest the server reads the second ClientHello's name.
+TEST_CASE("egress::ClientFlightWatch refuses a second ClientHello for another site, with or without a CCS before it") {
+  const std::string first = records(hello_message({server_name("allowed.example")}));
+  const std::string other = records(hello_message({server_name("other.example")}));
+  for (std::size_t piece : {1u, 5u, 4096u}) {
+    ClientFlightWatch plain("allowed.example");
+    CHECK(feed_in_pieces(plain, first + other, piece) == Verdict::refused);
+    CHECK(plain.why().find("other.example") != std::string::npos);
+    ClientFlightWatch after_ccs("allowed.example");
+    CHECK(feed_in_pieces(after_ccs, first + kCcs + other, piece) == Verdict::refused);
+  }
+  // The same site again (a real retry) goes on; one split over records too.
+  ClientFlightWatch same("allowed.example");
+  CHECK(same.feed(first + kCcs + records(hello_message({server_name("ALLOWED.example.")}))) == Verdict::watching);
+  ClientFlightWatch split("allowed.example");
+  CHECK(split.feed(first + records(hello_message({server_name("allowed.example")}), 50)) == Verdict::watching);
+  // No name where the first had one, or an encrypted one: refused.
+  ClientFlightWatch none("allowed.example");
+  CHECK(none.feed(first + records(hello_message({}))) == Verdict::refused);
+  ClientFlightWatch ech("allowed.example");
+  CHECK(ech.feed(first + records(hello_message({server_name("allowed.example"), extension(0xfe0d, "x")}))) ==
+        Verdict::refused);
+}
+
+TEST_CASE("egress::ClientFlightWatch: a TLS 1.2 client's messages and encrypted Finished end the watch, not refuse it") {
+  const std::string first = records(hello_message({server_name("allowed.example")}));
+  // ClientKeyExchange (16), a certificate (11) across two records, the CCS, then the encrypted
+  // Finished in a handshake record whose bytes happen to start like a ClientHello.
+  const std::string cke = record(22, std::string("\x10", 1) + with_length(std::string(66, 'k'), 3));
+  const std::string cert_message = std::string("\x0b", 1) + with_length(std::string(3000, 'c'), 3);
+  const std::string cert = record(22, cert_message.substr(0, 1000)) + record(22, cert_message.substr(1000));
+  const std::string finished = record(22, std::string("\x01\x00\x00\x30", 4) + std::string(36, 'f'));
+  ClientFlightWatch watch("allowed.example");
+  CHECK(feed_in_pieces(watch, first + cert + cke + kCcs, 9) == Verdict::watching);
+  CHECK(watch.feed(finished) == Verdict::done);
+}
+
+TEST_CASE("egress::ClientFlightWatch refuses what a handshake never sends") {
+  const std::string first = records(hello_message({server_name("allowed.example")}));
+  ClientFlightWatch bad_version("allowed.example");
+  CHECK(bad_version.feed(first + std::string("\x16\x09\x09\x00\x01\x00", 6)) == Verdict::refused);
+  ClientFlightWatch endless("allowed.example");
+  std::string many = first;
+  for (int i = 0; i < 70; ++i) many += kCcs;
+  CHECK(endless.feed(many) == Verdict::refused);
+  ClientFlightWatch alert("allowed.example");
+  CHECK(alert.feed(first + record(21, "\x02\x28")) == Verdict::done);
+}
