@@ -72,7 +72,7 @@ void register_launch_commands(CLI::App& app, Context& ctx) {
   launch->add_option("--port", options->port, "dashboard port on 127.0.0.1 (0 = any free port)")->capture_default_str();
   launch->add_option("--model", *model, "primary model as provider/model (default: from anthropic, openai, google, ...)");
   launch->add_option("--workspace", *workspace, "host directory mounted as the agent's workspace (default: TOKFENCE_HOME/openclaw/<name>/workspace)");
-  launch->add_option("--user", options->user, "container user UID[:GID] (default: as root the first id from 65000 no host account has, else your own ids)");
+  launch->add_option("--user", options->user, "container user UID[:GID] (default: as root the first id from 65520, then 65000, no host account or process has, else your own ids)");
   launch->add_option("--memory", options->memory, "memory limit (e.g. 512m, 2g)")->capture_default_str();
   launch->add_option("--pids-limit", options->pids_limit, "process limit")->capture_default_str();
   launch->add_option("--stop-timeout", options->stop_timeout_seconds, "seconds to wait for a graceful stop")->capture_default_str();

@@ -233,6 +233,34 @@ std::optional<unsigned> first_free_id(unsigned first, unsigned last, const std::
   return std::nullopt;
 }
 
+std::optional<unsigned> first_free_dedicated_id(const std::function<bool(unsigned)>& taken) {
+  if (auto id = first_free_id(kDedicatedIdPreferred, kDedicatedIdLast, taken)) return id;
+  return first_free_id(kDedicatedIdFirst, kDedicatedIdPreferred - 1, taken);
+}
+
+std::vector<unsigned> status_uids(std::string_view status) {
+  std::vector<unsigned> out;
+  for (std::size_t at = 0; at < status.size();) {
+    const auto end = std::min(status.find('\n', at), status.size());
+    std::string_view line = status.substr(at, end - at);
+    at = end + 1;
+    if (!line.starts_with("Uid:")) continue;
+    line.remove_prefix(4);
+    while (!line.empty()) {
+      const auto digits = line.find_first_not_of(" \t");
+      if (digits == std::string_view::npos) break;
+      line.remove_prefix(digits);
+      unsigned value = 0;
+      auto [next, ec] = std::from_chars(line.data(), line.data() + line.size(), value);
+      if (ec != std::errc{}) return {};
+      out.push_back(value);
+      line.remove_prefix(static_cast<std::size_t>(next - line.data()));
+    }
+    return out;
+  }
+  return out;
+}
+
 std::optional<std::pair<unsigned, unsigned>> numeric_user(const std::string& user) {
   auto parse = [](std::string_view text) -> std::optional<unsigned> {
     unsigned value = 0;

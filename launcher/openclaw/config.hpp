@@ -133,6 +133,10 @@ std::optional<std::pair<unsigned, unsigned>> numeric_user(const std::string& use
 // They also fit a ustar header's 7 octal digits (home_archive).
 inline constexpr unsigned kDedicatedIdFirst = 65000;
 inline constexpr unsigned kDedicatedIdLast = 65533;
+// Tried first: 65520..65533 lies above systemd's DynamicUser= range (61184..65519), whose ids
+// nss-systemd knows only while their service runs, so a service started after the launch could be
+// given the container's uid (review 13a O3).
+inline constexpr unsigned kDedicatedIdPreferred = 65520;
 
 // The [first, first + count) ranges of an /etc/subuid or /etc/subgid text ("owner:first:count"
 // per line). Lines that do not parse are skipped. Rootless containers of other users run as ids in
@@ -141,6 +145,14 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> subordinate_ranges(std::str
 
 // The first id in [first, last] for which `taken` is false; nullopt when every one is taken.
 std::optional<unsigned> first_free_id(unsigned first, unsigned last, const std::function<bool(unsigned)>& taken);
+
+// The container id launch picks as root: the first of kDedicatedIdPreferred..kDedicatedIdLast,
+// then of kDedicatedIdFirst..kDedicatedIdPreferred-1, for which `taken` is false.
+std::optional<unsigned> first_free_dedicated_id(const std::function<bool(unsigned)>& taken);
+
+// The ids on the "Uid:" line of a /proc/<pid>/status text (real, effective, saved set, file
+// system); empty when there is no such line or it does not parse.
+std::vector<unsigned> status_uids(std::string_view status);
 
 // The largest uid or gid a ustar header holds in octal (7 digits); home_archive writes larger ones
 // in GNU base-256.

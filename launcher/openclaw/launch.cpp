@@ -1,5 +1,6 @@
 #include "launcher/openclaw/launch.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -699,17 +700,58 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> host_subordinate_ranges() {
   return out;
 }
 
-// As root with no --user: the first id in kDedicatedIdFirst..kDedicatedIdLast (config.hpp: why
-// that range) that is no host user's and no host group's id, and in no subordinate range (the
-// rootless containers of other users run as those). Not 1000:1000, which earlier versions used:
-// that is the first login account on most machines, and a host user sharing the container's uid
-// can read the session token and spend the vault keys through /proc/<pid>/root (review 12b F7).
-unsigned dedicated_container_id() {
+// The uids (real, effective, saved set, file system: /proc/<pid>/status) of the processes in our
+// own PID namespace. An id a process runs as is in use even when no account names it: a systemd
+// DynamicUser= service's (nss-systemd knows it only while the service runs), a daemon's that
+// setuid() to a bare number. Processes in other PID namespaces (the containers of launches,
+// which share the id on purpose: see docs/LAUNCH.md) are not counted, so the choice stays the
+// same from one launch to the next. Bounded: at most kMaxScanned processes, one read each.
+std::set<unsigned> process_uids() {
+  constexpr int kMaxScanned = 1 << 17;
+  std::set<unsigned> out;
+  auto pid_namespace = [](const std::string& proc_dir) {
+    char link[64];
+    const ssize_t n = ::readlink((proc_dir + "/ns/pid").c_str(), link, sizeof link);
+    return n > 0 ? std::string(link, static_cast<std::size_t>(n)) : std::string();
+  };
+  const std::string own = pid_namespace("/proc/self");
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return out;
+  int scanned = 0;
+  while (dirent* e = ::readdir(proc)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    if (++scanned > kMaxScanned) break;
+    const std::string dir = std::string("/proc/") + e->d_name;
+    if (!own.empty() && pid_namespace(dir) != own) continue;
+    const int fd = ::open((dir + "/status").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char text[4096];  // "Uid:" is the ninth line or so
+    const ssize_t n = ::read(fd, text, sizeof text);
+    ::close(fd);
+    if (n > 0)
+      for (unsigned uid : status_uids(std::string_view(text, static_cast<std::size_t>(n)))) out.insert(uid);
+  }
+  ::closedir(proc);
+  return out;
+}
+
+// As root with no --user: the first id of kDedicatedIdPreferred..kDedicatedIdLast, then of
+// kDedicatedIdFirst.. (config.hpp: why that range, why that order) that is no host user's and no
+// host group's id, in no subordinate range (the rootless containers of other users run as those)
+// and no running process's uid. Not 1000:1000, which earlier versions used: that is the first
+// login account on most machines, and a host user sharing the container's uid can read the
+// session token and spend the vault keys through /proc/<pid>/root (review 12b F7).
+// `kept_home`: the launch's state home, kept between launches; when its owner is an id of the
+// range that is still free, that id is taken again, so the home keeps working (homes of earlier
+// versions belong to 65000, and the preferred id may be a process's at the next launch).
+unsigned dedicated_container_id(const fs::path& kept_home) {
   const auto ranges = host_subordinate_ranges();
+  const auto running = process_uids();
   bool lookup_failed = false;
   auto taken = [&](unsigned id) {
     for (const auto& [first, end] : ranges)
       if (id >= first && id < end) return true;
+    if (running.count(id)) return true;
     for (bool group : {false, true}) {
       int entry = id_entry(id, group);
       if (entry < 0) lookup_failed = true;
@@ -717,9 +759,14 @@ unsigned dedicated_container_id() {
     }
     return false;
   };
-  if (auto id = first_free_id(kDedicatedIdFirst, kDedicatedIdLast, taken)) return *id;
+  struct stat home {};
+  if (::lstat(kept_home.c_str(), &home) == 0 && S_ISDIR(home.st_mode) && home.st_uid >= kDedicatedIdFirst &&
+      home.st_uid <= kDedicatedIdLast && !taken(home.st_uid))
+    return home.st_uid;
+  if (auto id = first_free_dedicated_id(taken)) return *id;
   throw UserError("launch: no free container uid: every id in " + std::to_string(kDedicatedIdFirst) + ".." +
-                  std::to_string(kDedicatedIdLast) + " is a host user's or group's, or in /etc/subuid or /etc/subgid" +
+                  std::to_string(kDedicatedIdLast) +
+                  " is a host user's or group's or a running process's, or in /etc/subuid or /etc/subgid" +
                   (lookup_failed ? std::string(" (or its user/group lookup failed)") : std::string()) +
                   ": pass --user UID:GID with ids no host account or other container uses");
 }
@@ -818,7 +865,7 @@ std::pair<unsigned, unsigned> Launch::container_user_ids() {
     // As root, an id no host account has (dedicated_container_id); otherwise the caller's own ids,
     // so files in the state home and workspace stay the caller's.
     if (::geteuid() == 0) {
-      const unsigned id = dedicated_container_id();
+      const unsigned id = dedicated_container_id(paths_.state_home);
       user_ = std::to_string(id) + ":" + std::to_string(id);
     } else {
       user_ = std::to_string(::geteuid()) + ":" + std::to_string(::getegid());

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/http_status.hpp"
+#include "core/page_origin.hpp"
 #include "core/time.hpp"
 #include "proxy/dashboard/assets.hpp"
 #include "proxy/dashboard/data.hpp"
@@ -149,11 +150,6 @@ std::string serialize(const HttpResponse& r, bool head_only) {
   out += "Connection: close\r\n\r\n";
   if (!head_only && !r.event_stream) out += r.body;
   return out;
-}
-
-bool DashboardWeb::own_origin(std::string_view origin) const {
-  const std::string port = std::to_string(src_.port);
-  return origin == "http://127.0.0.1:" + port || origin == "http://localhost:" + port;
 }
 
 json DashboardWeb::call(const json& op) const {
@@ -327,7 +323,7 @@ std::optional<HttpResponse> DashboardWeb::refuse_action(const HttpRequest& req, 
   // or Sec-Fetch-Site, nor read the CSRF token, nor send a custom header without a CORS
   // preflight we never grant.
   const std::string* origin = req.header("origin");
-  if (!origin || !own_origin(*origin))
+  if (!origin || !is_own_loopback_origin(*origin, static_cast<std::uint16_t>(src_.port)))
     return json_error(403, "dashboard: refused: actions need the dashboard's own Origin");
   if (const std::string* site = req.header("sec-fetch-site"); site && *site != "same-origin")
     return json_error(403, "dashboard: refused: actions come from the dashboard's own pages only");

@@ -83,7 +83,6 @@ class DashboardWeb {
   HttpResponse vault() const;
   HttpResponse requests(const HttpRequest& request) const;
   nlohmann::json call(const nlohmann::json& op) const;
-  bool own_origin(std::string_view origin) const;
 
   Sources src_;
   DashboardAuth& auth_;

@@ -43,8 +43,13 @@
 // listener as Host: 127.0.0.1:<port> or localhost:<port>, else 421 and close. That stops other
 // local users and DNS-rebinding web pages (a page at http://evil.example:<port> whose name now
 // resolves to 127.0.0.1 sends Host: evil.example:<port>); a WebSocket upgrade starts with such a
-// head too. Only the first head of a connection is looked at: browsers keep a connection per
-// host, and after the head the bytes flow untouched.
+// head too. The same head must not come from a web page of another origin, else 403 and close: an
+// Origin field other than http://127.0.0.1:<port> / http://localhost:<port>, or Sec-Fetch-Site
+// cross-site or same-site (core/page_origin.hpp). A page on any site names the right Host when it
+// opens ws://127.0.0.1:<port>/, and a WebSocket has no same-origin read barrier, so without this
+// any page could read and drive the container's UI. Only the first head of a connection is
+// looked at: browsers keep a connection per host (and partition pools by top-level site), and
+// after the head the bytes flow untouched.
 //
 // `--agent-seccomp` (the Linux sandbox always passes it): COMMAND starts under the agent's
 // seccomp filter (sandbox/seccomp.hpp: no AF_UNIX sockets, no io_uring, no ptrace...); if the
@@ -83,6 +88,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/page_origin.hpp"
 #include "core/peer.hpp"
 #include "core/splice.hpp"
 #include "sandbox/seccomp.hpp"
@@ -512,18 +518,35 @@ std::string lower_ascii(std::string_view text) {
   return out;
 }
 
-// Why the request head `head` (up to and including the CRLF of its last field line) is not for
-// 127.0.0.1:<port> or localhost:<port>; "" when it is. Strict: an origin-form target ('/'), one
-// Host field, no folded lines, field names without blanks; anything else is refused, not guessed.
-std::string host_refusal(std::string_view head, unsigned short port) {
+// Why the first request head of a --check-host connection is refused: 421 when it is not for
+// this listener (Host), 403 when a web page of another origin sent it (Origin, Sec-Fetch-Site).
+// status 0: admitted.
+struct HeadRefusal {
+  int status = 0;
+  std::string why;
+};
+
+// Checks the request head `head` (up to and including the CRLF of its last field line) of a
+// connection to 127.0.0.1:<port>. Strict: an origin-form target ('/'), one Host field, no folded
+// lines, field names without blanks; anything else is refused, not guessed.
+//  - Host must be 127.0.0.1:<port> or localhost:<port> (421): a DNS-rebinding page sends its own
+//    name there.
+//  - Origin / Sec-Fetch-Site must not say a page of another origin sent it (403,
+//    core/page_origin.hpp): a page on ANY site can open ws://127.0.0.1:<port>/ and read and write
+//    the container UI's WebSocket (a WebSocket has no same-origin read barrier, and its handshake
+//    carries Host 127.0.0.1:<port>, which passes the Host check), or POST to it blind (CSRF).
+//    Only the listener's own origin, a typed URL (Sec-Fetch-Site none) and curl (neither field)
+//    get through.
+HeadRefusal head_refusal(std::string_view head, unsigned short port) {
   auto eol = head.find("\r\n");
   const std::string_view request_line = head.substr(0, eol);
   const auto sp1 = request_line.find(' ');
   if (sp1 == std::string_view::npos || sp1 + 1 >= request_line.size() || request_line[sp1 + 1] != '/' ||
       request_line.find(" HTTP/1.") == std::string_view::npos)
-    return "not an HTTP/1 request with an origin-form target";
+    return {421, "not an HTTP/1 request with an origin-form target"};
   int hosts = 0;
   std::string host;
+  std::vector<std::string_view> origins, fetch_sites;
   for (std::size_t at = eol + 2; at < head.size();) {
     const auto end = head.find("\r\n", at);
     const std::string_view line = head.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
@@ -532,18 +555,26 @@ std::string host_refusal(std::string_view head, unsigned short port) {
     const auto colon = line.find(':');
     if (line[0] == ' ' || line[0] == '\t' || colon == std::string_view::npos || colon == 0 ||
         line.substr(0, colon).find_first_of(" \t") != std::string_view::npos)
-      return "malformed field line in the request head";
-    if (lower_ascii(line.substr(0, colon)) != "host") continue;
+      return {421, "malformed field line in the request head"};
+    const std::string name = lower_ascii(line.substr(0, colon));
+    if (name != "host" && name != "origin" && name != "sec-fetch-site") continue;
     std::string_view value = line.substr(colon + 1);
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    ++hosts;
-    host = lower_ascii(value);
+    if (name == "origin") {
+      origins.push_back(value);
+    } else if (name == "sec-fetch-site") {
+      fetch_sites.push_back(value);
+    } else {
+      ++hosts;
+      host = lower_ascii(value);
+    }
   }
   const std::string p = ":" + std::to_string(port);
-  if (hosts == 1 && (host == "127.0.0.1" + p || host == "localhost" + p)) return "";
-  if (hosts != 1) return std::to_string(hosts) + " Host fields";
-  return "Host " + host.substr(0, 100);
+  if (hosts != 1) return {421, std::to_string(hosts) + " Host fields"};
+  if (host != "127.0.0.1" + p && host != "localhost" + p) return {421, "Host " + host.substr(0, 100)};
+  if (auto why = tokfence::foreign_page_refusal(origins, fetch_sites, port); !why.empty()) return {403, why};
+  return {};
 }
 
 // Writes a short HTTP refusal to a client and closes it (the client's unread bytes are taken
@@ -603,8 +634,8 @@ class HeadGate : public std::enable_shared_from_this<HeadGate> {
       });
       return;
     }
-    if (auto why = host_refusal(data.substr(0, end + 2), port_); !why.empty())
-      return finish_refused(421, "Misdirected Request", why);
+    if (auto refused = head_refusal(data.substr(0, end + 2), port_); refused.status != 0)
+      return finish_refused(refused.status, refused.status == 421 ? "Misdirected Request" : "Forbidden", refused.why);
     done_ = true;
     deadline_.cancel();
     std::make_shared<UnixConnector>(io_, target_, std::move(client_))->start();
@@ -613,11 +644,16 @@ class HeadGate : public std::enable_shared_from_this<HeadGate> {
     done_ = true;
     deadline_.cancel();
     poll_.cancel();
-    note_refusal("dashboard request: " + why + " (the Host must be 127.0.0.1:" + std::to_string(port_) + " or localhost:" +
-                 std::to_string(port_) + ")");
-    refuse_client(std::move(client_), status, reason,
-                  "refused by tokfence-relay: the Host header must be 127.0.0.1:" + std::to_string(port_) + " or localhost:" +
-                      std::to_string(port_) + "\n");
+    const std::string own = "127.0.0.1:" + std::to_string(port_) + " or localhost:" + std::to_string(port_);
+    if (status == 403) {
+      note_refusal("dashboard request: " + why + " (only pages of http://127.0.0.1:" + std::to_string(port_) +
+                   " or http://localhost:" + std::to_string(port_) + " may use it)");
+      refuse_client(std::move(client_), status, reason,
+                    "refused by tokfence-relay: a request from a web page of another origin\n");
+      return;
+    }
+    note_refusal("dashboard request: " + why + " (the Host must be " + own + ")");
+    refuse_client(std::move(client_), status, reason, "refused by tokfence-relay: the Host header must be " + own + "\n");
   }
   void finish_closed() {
     done_ = true;

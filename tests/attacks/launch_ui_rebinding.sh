@@ -66,6 +66,12 @@ wait_until "grep -q 'refused: dashboard request: Host evil.test:$port' '$relay_l
 # The user's own requests, and a request split across writes, still go through.
 expect_contains "$(get "$port")" "hello-ui" "Host 127.0.0.1:port"
 expect_contains "$(get "$port" -H "Host: LOCALHOST:$port")" "hello-ui" "Host localhost:port"
+# The same head must not come from a page of another origin (review 13a R1; the browser side is
+# tests/attacks/launch_ui_cross_site.sh): checked here on launch's own relay.
+out=$(get "$port" -H "Origin: http://evil.test:$port")
+expect_contains "$out" "status=403" "a foreign Origin"
+expect_not_contains "$out" "hello-ui" "a foreign Origin"
+expect_contains "$(get "$port" -H "Origin: http://127.0.0.1:$port")" "hello-ui" "the own Origin"
 out=$(python3 - "$port" <<'PY'
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)

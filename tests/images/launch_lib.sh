@@ -90,19 +90,22 @@ launch_container_user() { docker inspect -f '{{.Config.User}}' "$1"; }
 
 # The uid:gid a launch without --user gives its container, for a test that must prepare files
 # before the launch (docs/LAUNCH.md): the caller's own ids, or as root the first id in
-# 65000..65533 that no host user or group has and no /etc/subuid or /etc/subgid range holds (the
-# same rule as launcher/openclaw/launch.cpp dedicated_container_id, written out independently).
+# 65520..65533, then in 65000..65519, that no host user or group has, no /etc/subuid or /etc/subgid
+# range holds and no process of this PID namespace runs as (the same rule as
+# launcher/openclaw/launch.cpp dedicated_container_id, written out independently).
 launch_default_ids() {
   if [[ $(id -u) -ne 0 ]]; then
     printf '%s:%s' "$(id -u)" "$(id -g)"
     return
   fi
   local id
-  for ((id = 65000; id <= 65533; id++)); do
+  for id in $(seq 65520 65533) $(seq 65000 65519); do
     getent passwd "$id" >/dev/null && continue
     getent group "$id" >/dev/null && continue
     cat /etc/subuid /etc/subgid 2>/dev/null |
       awk -F: -v id="$id" 'NF >= 3 && id >= $2 && id < $2 + $3 { found = 1 } END { exit !found }' && continue
+    pgrep --ns $$ --nslist pid -U "$id" >/dev/null && continue
+    pgrep --ns $$ --nslist pid -u "$id" >/dev/null && continue
     printf '%s:%s' "$id" "$id"
     return
   done

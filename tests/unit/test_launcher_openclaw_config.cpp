@@ -349,3 +349,25 @@ TEST_CASE("launcher::subordinate_ranges and first_free_id pick the container id 
   CHECK(kDedicatedIdLast < 65534u);
   CHECK(kDedicatedIdLast <= kUstarMaxId);
 }
+
+TEST_CASE("launcher::first_free_dedicated_id tries the ids above systemd's DynamicUser range first") {
+  // 61184..65519 is systemd's DynamicUser= range (review 13a O3).
+  CHECK(kDedicatedIdPreferred == 65520u);
+  CHECK(first_free_dedicated_id([](unsigned) { return false; }) == 65520u);
+  CHECK(first_free_dedicated_id([](unsigned id) { return id < 65530; }) == 65530u);
+  // All of 65520..65533 taken: back to the first free one from 65000.
+  CHECK(first_free_dedicated_id([](unsigned id) { return id >= 65520 || id < 65007; }) == 65007u);
+  CHECK_FALSE(first_free_dedicated_id([](unsigned) { return true; }));
+  std::vector<unsigned> asked;
+  CHECK_FALSE(first_free_dedicated_id([&](unsigned id) { asked.push_back(id); return true; }));
+  CHECK(asked.size() == kDedicatedIdLast - kDedicatedIdFirst + 1);  // each id once
+}
+
+TEST_CASE("launcher::status_uids reads the Uid line of /proc/<pid>/status") {
+  CHECK(status_uids("Name:\tsleep\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t65520\t65521\t65522\t65523\n"
+                    "Gid:\t0\t0\t0\t0\n") == std::vector<unsigned>{65520, 65521, 65522, 65523});
+  CHECK(status_uids("Uid:\t0\t0\t0\t0") == std::vector<unsigned>{0, 0, 0, 0});  // no final newline
+  CHECK(status_uids("Name:\tx\nGid:\t1\t1\t1\t1\n").empty());
+  CHECK(status_uids("Uid:\tabc\n").empty());
+  CHECK(status_uids("").empty());
+}
