@@ -156,7 +156,7 @@ TEST_CASE("immune::SecretScanner: a window inside a provider prefix is not used,
   CHECK(scanner.find("ANTHROPIC_API_KEY=" + key.substr(0, 13 + W)));
 }
 
-TEST_CASE("immune::SecretScanner: short needles are ignored; an empty scanner finds nothing") {
+TEST_CASE("immune::SecretScanner: short needles are ignored, an empty scanner finds nothing") {
   const SecretScanner none({});
   CHECK(none.empty());
   CHECK_FALSE(none.find("anything at all, long enough to hold a window"));

@@ -178,7 +178,7 @@ TEST_CASE("watch::parse_endpoint_override keeps keys off plain http and away fro
   CHECK(redact_url("https://h.example:8443/v1/usage?key=secret&x=1") == "https://h.example:8443/v1/usage");
 }
 
-TEST_CASE("watch windows end --settle before now on a bucket edge; costs cover whole days") {
+TEST_CASE("watch windows end --settle before now on a bucket edge, costs cover whole days") {
   std::int64_t now = 1'754'000'123'456;  // not on a minute
   Window u = usage_window_at(now, 86400, 600);
   CHECK(u.end_ms % 60000 == 0);

@@ -38,7 +38,7 @@ TEST_CASE("egress::parse_rule normalises hosts, defaults the port to 443 and pri
   CHECK(rule("[::1]").text() == "[::1]:443");
 }
 
-TEST_CASE("egress: an address with the root's dot is an address; numeric last labels are no names") {
+TEST_CASE("egress: an address with the root's dot is an address, numeric last labels are no names") {
   // Found by the egress_rule fuzz target: "127.0.0.12." parsed as the *name* 127.0.0.12, whose
   // printed rule then parsed as an address (and a destination written so passed as a name,
   // outside the IP-literal rules).
@@ -171,12 +171,12 @@ TEST_CASE("egress::compile_settings merges config presets and checks [egress.res
   CHECK(r.error().message.find("[egress] allow") != std::string::npos);
 }
 
-TEST_CASE("egress::policy_from_json refuses unknown presets and malformed rules by name; round-trips") {
+TEST_CASE("egress::policy_from_json refuses unknown presets and malformed rules by name, and round-trips") {
   const Settings s = settings();
   auto p = policy_from_json(json{{"allow", {"api.example.com", "*.example.org:8443"}}, {"presets", {"npm"}}}, s);
   REQUIRE(p);
   CHECK(policy_json(*p) == json{{"allow", {"api.example.com:443", "*.example.org:8443"}}, {"deny", json::array()},
-                                {"presets", {"npm"}}});
+                                {"presets", {"npm"}}, {"secrets", json::array()}});
   auto back = policy_from_json(policy_json(*p), s);
   REQUIRE(back);
   CHECK(policy_json(*back) == policy_json(*p));

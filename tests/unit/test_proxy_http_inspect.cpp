@@ -294,7 +294,7 @@ TEST_CASE("inspect: SecretWatch finds the secret percent-encoded, in base64 at a
   CHECK_FALSE(seen("nothing of it here, " + secret.substr(0, secret.size() / 2)));
 }
 
-TEST_CASE("inspect: answers that cannot be checked; response heads cannot pose as tokfence") {
+TEST_CASE("inspect: answers that cannot be checked, and response heads cannot pose as tokfence") {
   auto head_of = [](const std::string& text, http1::ResponseHead& out) {
     REQUIRE(http1::parse_response_head(text, "GET", out) == http1::Parse::complete);
   };
@@ -314,7 +314,7 @@ TEST_CASE("inspect: answers that cannot be checked; response heads cannot pose a
   CHECK(rewrite_response_head(d) == "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
 }
 
-TEST_CASE("inspect: SecretWatch finds the secret JSON-escaped ('\\/') and in hex") {
+TEST_CASE("inspect: SecretWatch finds the secret JSON-escaped (an escaped slash) and in hex") {
   const std::string secret = "aws/" + random_secret() + "/key";
   auto seen = [&](const std::string& text) {
     SecretWatch watch({secret});

@@ -196,7 +196,7 @@ TEST_CASE("vault::FileVault merges records: added, replaced with force, skipped 
   CHECK((*v->get("openai"))->reveal() == "sk-imported");
 }
 
-TEST_CASE("vault::FileVault stores a secret bound to hosts; rotating keeps the hosts unless new ones are given") {
+TEST_CASE("vault::FileVault stores a secret bound to hosts, rotating keeps the hosts unless new ones are given") {
   TempHome t;
   auto v = open_file_vault(t.home(), fixed("pw"));
   const std::vector<std::string> hosts{"api.telegram.org", "uploads.example.org"};
