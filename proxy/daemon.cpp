@@ -223,7 +223,7 @@ Result<LoadedKeys> load_keys(vault::Vault& vault) {
   LoadedKeys loaded;
   for (auto& r : *all) {
     if (!r.hosts.empty()) {
-      loaded.bound.emplace(r.provider, inspect::BoundSecret{std::move(r.key), std::move(r.hosts)});
+      loaded.bound.emplace(r.provider, inspect::BoundSecret{std::move(r.key), std::move(r.hosts), r.in_path});
       continue;
     }
     loaded.dates[r.provider] = {r.added_at, r.rotated_at};

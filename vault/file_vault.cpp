@@ -85,10 +85,11 @@ class FileVault final : public Vault {
   }
 
   Result<void> put(const std::string& provider, const SecretString& key, Overwrite overwrite,
-                   const std::vector<std::string>& hosts) override {
+                   const std::vector<std::string>& hosts, bool in_path) override {
     if (auto ok = check_provider_name(provider); !ok) return ok;
     if (auto ok = payload::check_key(key.reveal()); !ok) return ok;
     if (auto ok = check_secret_hosts(hosts); !ok) return ok;
+    if (in_path && hosts.empty()) return fail("vault: a position (--in path) goes with the hosts: give --host too");
     std::lock_guard lock(mutex_);
     return modify([&](Entries& entries) -> Result<bool> {
       auto it = entries.find(provider);
@@ -98,11 +99,14 @@ class FileVault final : public Vault {
       if (it == entries.end() && overwrite == Overwrite::existing_only)
         return fail(no_key_message(provider, "add one with 'tokfence vault add " + provider + " -'"));
       if (it == entries.end()) {
-        entries.emplace(provider, payload::Entry{key, now(), 0, hosts});
+        entries.emplace(provider, payload::Entry{key, now(), 0, hosts, in_path});
       } else {
         it->second.key = key;
         it->second.rotated_at = now();
-        if (!hosts.empty()) it->second.hosts = hosts;
+        if (!hosts.empty()) {
+          it->second.hosts = hosts;
+          it->second.in_path = in_path;
+        }
       }
       return true;
     });
@@ -123,7 +127,7 @@ class FileVault final : public Vault {
     if (!entries) return std::unexpected(entries.error());
     std::vector<KeyInfo> out;
     for (const auto& [name, e] : *entries)
-      out.push_back(KeyInfo{name, "file", e.added_at, e.rotated_at, e.key.fingerprint(), e.hosts});
+      out.push_back(KeyInfo{name, "file", e.added_at, e.rotated_at, e.key.fingerprint(), e.hosts, e.in_path});
     return out;
   }
 
@@ -133,7 +137,7 @@ class FileVault final : public Vault {
     if (!entries) return std::unexpected(entries.error());
     std::vector<KeyRecord> out;
     for (auto& [name, e] : *entries)
-      out.push_back(KeyRecord{name, std::move(e.key), e.added_at, e.rotated_at, std::move(e.hosts)});
+      out.push_back(KeyRecord{name, std::move(e.key), e.added_at, e.rotated_at, std::move(e.hosts), e.in_path});
     return out;
   }
 
@@ -152,13 +156,14 @@ class FileVault final : public Vault {
       for (const auto& r : records) {
         auto it = entries.find(r.provider);
         if (it == entries.end()) {
-          entries.emplace(r.provider, payload::Entry{r.key, r.added_at ? r.added_at : now(), r.rotated_at, r.hosts});
+          entries.emplace(r.provider, payload::Entry{r.key, r.added_at ? r.added_at : now(), r.rotated_at, r.hosts, r.in_path && !r.hosts.empty()});
           reports.push_back({r.provider, MergeOutcome::added});
           changed = true;
         } else if (overwrite == Overwrite::yes) {
           it->second.key = r.key;
           it->second.rotated_at = now();
           it->second.hosts = r.hosts;
+          it->second.in_path = r.in_path && !r.hosts.empty();
           reports.push_back({r.provider, MergeOutcome::replaced});
           changed = true;
         } else {

@@ -99,6 +99,11 @@ class Reader {
           auto hosts = host_array(provider);
           if (!hosts) return std::unexpected(hosts.error());
           e.hosts = std::move(*hosts);
+        } else if (*field == "in") {
+          auto in = plain_string();
+          if (!in) return std::unexpected(in.error());
+          if (*in != "path" && *in != "header") return bad("provider '" + provider + "' has an unknown position");
+          e.in_path = *in == "path";
         } else if (*field == "added_at" || *field == "rotated_at") {
           auto n = integer();
           if (!n) return std::unexpected(n.error());
@@ -311,6 +316,7 @@ SecureBytes serialize(const Entries& entries) {
     if (!e.hosts.empty()) {
       size += std::strlen(",\"hosts\":[") + e.hosts.size() - 1 + 1;  // commas between, ']'
       for (const auto& h : e.hosts) size += escaped_size(h) + 2;
+      if (e.in_path) size += std::strlen(",\"in\":\"path\"");
     }
     first = false;
   }
@@ -335,6 +341,7 @@ SecureBytes serialize(const Entries& entries) {
         w.string(e.hosts[i]);
       }
       w.raw("]");
+      if (e.in_path) w.raw(",\"in\":\"path\"");
     }
     w.raw("}");
   }

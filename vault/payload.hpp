@@ -3,6 +3,9 @@
 //   {"<provider>": {"key": "<key>", "added_at": <unix s>, "rotated_at": <unix s, 0 = never>}, ...}
 // A secret bound to hosts adds `"hosts": ["api.example.com", "*.example.org"]` to its entry (written
 // only when there are hosts, so a vault of provider keys reads the same as before hosts existed).
+// A secret the proxy may also put into the URL path (a Telegram bot token: /bot<token>/...) adds
+// `"in": "path"`; an entry without "in" (every one written before positions existed) goes only in
+// a credential field.
 // Written and read here by hand rather than through nlohmann::json: a general JSON library grows
 // its strings by reallocation and frees the old, unwiped copies of every key it touched. This code
 // writes into one exactly-sized SecureBytes and reads keys straight from the decrypted buffer.
@@ -25,6 +28,7 @@ struct Entry {
   std::int64_t added_at = 0;
   std::int64_t rotated_at = 0;
   std::vector<std::string> hosts;  // empty = a provider key; hosts are not secret
+  bool in_path = false;            // a bound secret that may also stand in the URL path
 };
 using Entries = std::map<std::string, Entry>;
 

@@ -2,7 +2,9 @@
 // tokfence's own schema "org.tokfence.Key" with the attributes provider, added_at and rotated_at
 // (unix seconds as strings: libsecret's integer attributes are 32-bit), and for a secret bound to
 // hosts, hosts ("api.example.com,*.example.org"; an item without it is a provider key, as every item
-// made before hosts existed). Label "tokfence: <provider>".
+// made before hosts existed), and for one bound for the URL path too (vault add --in path), in = "path"
+// (an item without it, as every item made before positions existed, goes in credential fields
+// only). Label "tokfence: <provider>".
 //
 // tokfence never asks the keyring to unlock (that would pop a prompt, or hang without a desktop):
 // a locked collection is an error that says so. Whether a Secret Service exists at all is asked of
@@ -39,7 +41,8 @@ const SecretSchema* schema() {
     x.attributes[1] = {"added_at", SECRET_SCHEMA_ATTRIBUTE_STRING};
     x.attributes[2] = {"rotated_at", SECRET_SCHEMA_ATTRIBUTE_STRING};
     x.attributes[3] = {"hosts", SECRET_SCHEMA_ATTRIBUTE_STRING};
-    x.attributes[4] = {nullptr, SECRET_SCHEMA_ATTRIBUTE_STRING};
+    x.attributes[4] = {"in", SECRET_SCHEMA_ATTRIBUTE_STRING};
+    x.attributes[5] = {nullptr, SECRET_SCHEMA_ATTRIBUTE_STRING};
     return x;
   }();
   return &s;
@@ -90,6 +93,7 @@ struct Found {
   std::int64_t added_at;
   std::int64_t rotated_at;
   std::string hosts;  // the attribute as stored, "" = none
+  bool in_path;       // in = "path"
 };
 
 class SecretServiceVault final : public Vault {
@@ -118,10 +122,11 @@ class SecretServiceVault final : public Vault {
   }
 
   Result<void> put(const std::string& provider, const SecretString& key, Overwrite overwrite,
-                   const std::vector<std::string>& hosts) override {
+                   const std::vector<std::string>& hosts, bool in_path) override {
     if (auto ok = check_provider_name(provider); !ok) return ok;
     if (auto ok = payload::check_key(key.reveal()); !ok) return ok;
     if (auto ok = check_secret_hosts(hosts); !ok) return ok;
+    if (in_path && hosts.empty()) return fail("vault: a position (--in path) goes with the hosts: give --host too");
     std::lock_guard lock(mutex_);
     ItemList items;
     auto found = search(provider, items);
@@ -131,8 +136,9 @@ class SecretServiceVault final : public Vault {
                   provider + " -'");
     if (found->empty() && overwrite == Overwrite::existing_only)
       return fail("vault: no key for provider '" + provider + "': add one with 'tokfence vault add " + provider + " -'");
-    if (found->empty()) return store(provider, key, now(), 0, join_hosts(hosts));
-    return replace(*found, key, now(), hosts.empty() ? found->front().hosts : join_hosts(hosts));
+    if (found->empty()) return store(provider, key, now(), 0, join_hosts(hosts), in_path);
+    if (hosts.empty()) return replace(*found, key, now(), found->front().hosts, found->front().in_path);
+    return replace(*found, key, now(), join_hosts(hosts), in_path);
   }
 
   Result<void> remove(const std::string& provider) override {
@@ -155,7 +161,7 @@ class SecretServiceVault final : public Vault {
     if (!records) return std::unexpected(records.error());
     std::vector<KeyInfo> out;
     for (const auto& r : *records)
-      out.push_back(KeyInfo{r.provider, "secret-service", r.added_at, r.rotated_at, r.key.fingerprint(), r.hosts});
+      out.push_back(KeyInfo{r.provider, "secret-service", r.added_at, r.rotated_at, r.key.fingerprint(), r.hosts, r.in_path});
     return out;
   }
 
@@ -174,7 +180,8 @@ class SecretServiceVault final : public Vault {
                     ": remove it with 'tokfence vault remove " + f.provider + "' and add it again");
       auto key = secret_of(f.item);
       if (!key) return std::unexpected(key.error());
-      by_name.emplace(f.provider, KeyRecord{f.provider, std::move(*key), f.added_at, f.rotated_at, std::move(*hosts)});
+      const bool in_path = f.in_path && !hosts->empty();
+      by_name.emplace(f.provider, KeyRecord{f.provider, std::move(*key), f.added_at, f.rotated_at, std::move(*hosts), in_path});
     }
     std::vector<KeyRecord> out;
     for (auto& [name, r] : by_name) out.push_back(std::move(r));
@@ -196,6 +203,7 @@ class SecretServiceVault final : public Vault {
       std::string provider;
       std::optional<KeyRecord> previous;  // nullopt: the provider was added
       std::string previous_hosts;         // its hosts attribute as it was
+      bool previous_in_path = false;
     };
     std::vector<Change> done;
     auto undo = [&](const Error& cause) -> Error {
@@ -212,7 +220,8 @@ class SecretServiceVault final : public Vault {
         } else if (ok && !found->empty()) {
           std::vector<Found> restored = *found;
           restored.front().added_at = it->previous->added_at;
-          ok = static_cast<bool>(replace(restored, it->previous->key, it->previous->rotated_at, it->previous_hosts));
+          ok = static_cast<bool>(replace(restored, it->previous->key, it->previous->rotated_at, it->previous_hosts,
+                                          it->previous_in_path));
         }
         if (!ok) stuck.push_back(it->provider);
       }
@@ -227,19 +236,21 @@ class SecretServiceVault final : public Vault {
       if (!found) return std::unexpected(undo(found.error()));
       if (found->empty()) {
         auto ok = fail_for_test(done.size());
-        if (ok) ok = store(r.provider, r.key, r.added_at ? r.added_at : now(), r.rotated_at, join_hosts(r.hosts));
+        if (ok) ok = store(r.provider, r.key, r.added_at ? r.added_at : now(), r.rotated_at, join_hosts(r.hosts),
+                         r.in_path && !r.hosts.empty());
         if (!ok) return std::unexpected(undo(ok.error()));
-        done.push_back({r.provider, std::nullopt, ""});
+        done.push_back({r.provider, std::nullopt, "", false});
         reports.push_back({r.provider, MergeOutcome::added});
       } else if (overwrite == Overwrite::yes) {
         auto previous = secret_of(found->front().item);
         if (!previous) return std::unexpected(undo(previous.error()));
         KeyRecord before{r.provider, std::move(*previous), found->front().added_at, found->front().rotated_at, {}};
         std::string before_hosts = found->front().hosts;
+        const bool before_in_path = found->front().in_path;
         auto ok = fail_for_test(done.size());
-        if (ok) ok = replace(*found, r.key, now(), join_hosts(r.hosts));
+        if (ok) ok = replace(*found, r.key, now(), join_hosts(r.hosts), r.in_path && !r.hosts.empty());
         if (!ok) return std::unexpected(undo(ok.error()));
-        done.push_back({r.provider, std::move(before), std::move(before_hosts)});
+        done.push_back({r.provider, std::move(before), std::move(before_hosts), before_in_path});
         reports.push_back({r.provider, MergeOutcome::replaced});
       } else {
         reports.push_back({r.provider, MergeOutcome::skipped});
@@ -278,7 +289,7 @@ class SecretServiceVault final : public Vault {
       if (secret_item_get_locked(item)) return fail(kLocked);
       GHashTable* a = secret_item_get_attributes(item);
       out.push_back(Found{item, attr_str(a, "provider"), attr_int(a, "added_at"), attr_int(a, "rotated_at"),
-                          attr_str(a, "hosts")});
+                          attr_str(a, "hosts"), attr_str(a, "in") == "path"});
       g_hash_table_unref(a);
     }
     return out;
@@ -294,14 +305,15 @@ class SecretServiceVault final : public Vault {
     return key;
   }
 
-  // `hosts` is the attribute's value ("" = a provider key: no attribute).
+  // `hosts` is the attribute's value ("" = a provider key: no attribute); `in_path` sets in = "path".
   Result<void> store(const std::string& provider, const SecretString& key, std::int64_t added, std::int64_t rotated,
-                     const std::string& hosts) {
+                     const std::string& hosts, bool in_path) {
     Attrs attrs;
     attrs.set("provider", provider);
     attrs.set("added_at", std::to_string(added));
     attrs.set("rotated_at", std::to_string(rotated));
     if (!hosts.empty()) attrs.set("hosts", hosts);
+    if (in_path) attrs.set("in", "path");
     SecretValue* value = secret_value_new(key.reveal().data(), static_cast<gssize>(key.size()), "text/plain");
     GErrorOwner err;
     std::string label = "tokfence: " + provider;
@@ -315,7 +327,7 @@ class SecretServiceVault final : public Vault {
   // The secret first, then the dates and `hosts` (the attribute's new value, "" = none): if the
   // second step fails, the new key is in place.
   Result<void> replace(const std::vector<Found>& found, const SecretString& key, std::int64_t rotated,
-                       const std::string& hosts) {
+                       const std::string& hosts, bool in_path) {
     const Found& f = found.front();
     SecretValue* value = secret_value_new(key.reveal().data(), static_cast<gssize>(key.size()), "text/plain");
     GErrorOwner err;
@@ -327,6 +339,7 @@ class SecretServiceVault final : public Vault {
     attrs.set("added_at", std::to_string(f.added_at));
     attrs.set("rotated_at", std::to_string(rotated));
     if (!hosts.empty()) attrs.set("hosts", hosts);
+    if (in_path) attrs.set("in", "path");
     GErrorOwner err2;
     if (!secret_item_set_attributes_sync(f.item, schema(), attrs.t, nullptr, &err2.e))
       return fail("secret service: key replaced, but its dates and hosts not: " + err2.text());

@@ -110,7 +110,7 @@ Result<std::string> seal_bundle(const std::vector<KeyRecord>& records, const Sec
   for (const auto& r : records) {
     if (auto ok = check_provider_name(r.provider); !ok) return std::unexpected(ok.error());
     if (auto ok = check_secret_hosts(r.hosts); !ok) return fail("export: '" + r.provider + "': " + ok.error().message);
-    entries[r.provider] = payload::Entry{r.key, r.added_at, r.rotated_at, r.hosts};
+    entries[r.provider] = payload::Entry{r.key, r.added_at, r.rotated_at, r.hosts, r.in_path && !r.hosts.empty()};
   }
   SecureBytes plain = payload::serialize(entries);
   return sealed::seal(sealed::Kind::bundle, plain.view(), passphrase, nullptr);
@@ -132,7 +132,7 @@ Result<std::vector<KeyRecord>> open_bundle(std::string_view bytes, const SecretS
   if (!entries) return fail("export bundle: " + entries.error().message + ": " + subject_path);
   std::vector<KeyRecord> out;
   for (auto& [name, e] : *entries)
-    out.push_back(KeyRecord{name, std::move(e.key), e.added_at, e.rotated_at, std::move(e.hosts)});
+    out.push_back(KeyRecord{name, std::move(e.key), e.added_at, e.rotated_at, std::move(e.hosts), e.in_path});
   return out;
 }
 

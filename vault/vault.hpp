@@ -32,6 +32,7 @@ struct KeyInfo {
   std::int64_t rotated_at = 0;  // unix seconds; 0 = never rotated
   std::string fingerprint;      // SecretString::fingerprint(), never the key
   std::vector<std::string> hosts;  // empty = a provider key; else the only hosts it may go to
+  bool in_path = false;            // bound for the URL path too (vault add --in path), not only a credential field
 };
 
 // The hosts of one entry: each passes check_secret_host (core/names.hpp), at most kMaxSecretHosts,
@@ -53,6 +54,7 @@ struct KeyRecord {
   std::int64_t added_at = 0;
   std::int64_t rotated_at = 0;
   std::vector<std::string> hosts;  // empty = a provider key
+  bool in_path = false;            // see KeyInfo
 };
 
 enum class MergeOutcome { added, replaced, skipped };
@@ -77,8 +79,11 @@ class Vault {
   // Replacing sets rotated_at. A new entry gets `hosts` as given (empty: a provider key); a
   // replaced one gets `hosts` when not empty and keeps its stored hosts when empty (rotating a
   // bound secret keeps its binding). Bad `hosts` (check_secret_hosts) are an error, nothing written.
+  // `in_path` goes with `hosts` (set when hosts are given, kept when not; an error without hosts
+  // on a new entry): whether the proxy may put the secret into the URL path as well as into a
+  // credential field (a Telegram bot token, /bot<token>/...; docs/EGRESS.md "Where a secret goes").
   virtual Result<void> put(const std::string& provider, const SecretString& key, Overwrite overwrite,
-                           const std::vector<std::string>& hosts) = 0;
+                           const std::vector<std::string>& hosts, bool in_path = false) = 0;
   // Error when the provider has no key.
   virtual Result<void> remove(const std::string& provider) = 0;
   virtual Result<std::vector<KeyInfo>> list() = 0;
@@ -86,7 +91,7 @@ class Vault {
   // Every key with its dates and hosts, sorted by provider (for export, and what the daemon loads).
   virtual Result<std::vector<KeyRecord>> records() = 0;
   // Merges `records` (an import): providers not in the vault are added with their recorded dates;
-  // present ones are replaced (Overwrite::yes, rotated_at = now, hosts = the record's, even empty)
+  // present ones are replaced (Overwrite::yes, rotated_at = now, hosts and in_path = the record's, even empty)
   // or skipped (Overwrite::no).
   // The file backend applies all of it in one locked write or not at all.
   virtual Result<std::vector<MergeReport>> merge(const std::vector<KeyRecord>& records, Overwrite overwrite) = 0;

@@ -106,6 +106,7 @@ struct Args {
   std::string provider;
   std::string key;
   std::vector<std::string> hosts;  // --host, in the order given
+  std::string in;                  // --in: "" (= header), "header" or "path"
   std::string output;
   std::string file;
   bool json = false;
@@ -139,19 +140,27 @@ void cmd_add(Context& ctx, Args& a, Overwrite mode) {
   if (a.key != "-") ctx.scrub_argument(a.key);
   check_name(a.provider);
   const std::vector<std::string> hosts = checked_hosts(a.hosts);
+  // The position goes with the hosts (a rotation without --host keeps both as stored).
+  if (!a.in.empty() && hosts.empty()) throw UserError("--in goes with --host: nothing was changed");
+  const bool in_path = a.in == "path";
   SecretString key = read_key(a.provider, a.key, command);
   auto v = open_configured_vault(ctx);
-  value_or_throw(v->put(a.provider, key, mode, hosts));
+  value_or_throw(v->put(a.provider, key, mode, hosts, in_path));
   std::vector<std::string> bound = hosts;
+  bool bound_in_path = in_path;
   if (bound.empty() && mode != Overwrite::no) {
     // A rotation without --host keeps the stored hosts: say which.
     for (const auto& info : value_or_throw(v->list()))
-      if (info.provider == a.provider) bound = info.hosts;
+      if (info.provider == a.provider) {
+        bound = info.hosts;
+        bound_in_path = info.in_path;
+      }
   }
   std::cout << (mode == Overwrite::no ? "added" : "rotated") << " the " << (bound.empty() ? "key" : "secret") << " of "
             << a.provider << " (" << key.fingerprint() << ", " << v->backend_name() << " backend)";
   if (!bound.empty())
-    std::cout << ": sent only to " << host_list(bound) << ", in place of tokfence-secret:" << a.provider;
+    std::cout << ": sent only to " << host_list(bound) << ", in place of tokfence-secret:" << a.provider
+              << (bound_in_path ? " (in the URL path too)" : "");
   std::cout << "\n";
   reload_daemon_keys(ctx.home);
 }
@@ -177,7 +186,8 @@ void cmd_list(Context& ctx, Args& a) {
                      {"rotated_at", i.rotated_at ? nlohmann::json(i.rotated_at) : nlohmann::json(nullptr)},
                      {"rotated", i.rotated_at ? nlohmann::json(utc_rfc3339(i.rotated_at * 1000)) : nlohmann::json(nullptr)},
                      {"fingerprint", i.fingerprint},
-                     {"hosts", i.hosts}});
+                     {"hosts", i.hosts},
+                     {"in", i.hosts.empty() ? nlohmann::json(nullptr) : nlohmann::json(i.in_path ? "path" : "header")}});
     std::cout << out.dump(2) << "\n";
     return;
   }
@@ -190,7 +200,8 @@ void cmd_list(Context& ctx, Args& a) {
             << "HOSTS\n";
   for (const auto& i : infos)
     std::cout << pad(i.provider, 18) << pad(i.backend, 16) << pad(utc_time(i.added_at), 19)
-              << pad(utc_time(i.rotated_at), 19) << pad(i.fingerprint, 10) << (i.hosts.empty() ? "-" : host_list(i.hosts))
+              << pad(utc_time(i.rotated_at), 19) << pad(i.fingerprint, 10)
+              << (i.hosts.empty() ? "-" : host_list(i.hosts) + (i.in_path ? " (in path)" : ""))
               << "\n";
 }
 
@@ -253,7 +264,7 @@ void register_vault_commands(CLI::App& app, Context& ctx) {
       "The backend is [vault] backend in config.toml: \"auto\" (the Secret Service when one runs, else the file),\n"
       "\"file\" (vault.enc, passphrase from TOKFENCE_VAULT_PASSPHRASE or a prompt) or \"secret-service\".\n"
       "Example:\n  tokfence vault add openai -      # paste the key, then Enter (or pipe it in)\n"
-      "  tokfence vault add telegram-bot - --host api.telegram.org   # a secret bound to a host\n  tokfence vault list");
+      "  tokfence vault add telegram-bot - --host api.telegram.org --in path   # a secret bound to a host\n  tokfence vault list");
 
   CLI::App* add = vault_cmd->add_subcommand(
       "add", "Add a provider's key, or with --host a secret bound to hosts (refuses to replace one: see rotate)");
@@ -265,12 +276,18 @@ void register_vault_commands(CLI::App& app, Context& ctx) {
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  add->add_option("--in", args->in,
+                  "Where the proxy may write the secret: header (default: the value of a credential field such as\n"
+                  "Authorization) or path (the URL path as well, for a host that reads its token there, as Telegram's\n"
+                  "/bot<token>/ does; needs --host)")
+      ->check(CLI::IsMember({"header", "path"}));
   add->footer(
       "A key on the command line works but lands in your shell history: prefer -.\n"
       "With --host the entry is not a provider key: the agent gets the placeholder tokfence-secret:NAME and\n"
       "the proxy substitutes the secret only on TLS connections to the hosts given.\n"
       "Example:\n  tokfence vault add openai -\n  pass show openai | tokfence vault add openai -\n"
-      "  tokfence vault add telegram-bot - --host api.telegram.org");
+      "  tokfence vault add github - --host api.github.com\n"
+      "  tokfence vault add telegram-bot - --host api.telegram.org --in path");
   add->callback([&ctx, args] { cmd_add(ctx, *args, Overwrite::no); });
 
   CLI::App* rotate = vault_cmd->add_subcommand("rotate", "Replace a provider's key (or a bound secret) with a new one");
@@ -281,10 +298,12 @@ void register_vault_commands(CLI::App& app, Context& ctx) {
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  rotate->add_option("--in", args->in, "With --host: header (default) or path, as for add (default: keep the stored one)")
+      ->check(CLI::IsMember({"header", "path"}));
   rotate->footer(
       "Example:\n  tokfence vault rotate anthropic -\n"
       "  tokfence vault rotate telegram-bot -                        # keeps its hosts\n"
-      "  tokfence vault rotate telegram-bot - --host api.telegram.org");
+      "  tokfence vault rotate telegram-bot - --host api.telegram.org --in path");
   rotate->callback([&ctx, args] { cmd_add(ctx, *args, Overwrite::existing_only); });
 
   CLI::App* remove = vault_cmd->add_subcommand("remove", "Delete a provider's key");

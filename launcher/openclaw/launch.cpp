@@ -436,7 +436,8 @@ void ask_for_first_key(vault::Vault& vault, const Config& config) {
 
 std::vector<OpenClawProvider> providers_with_keys(const Home& home, const Config& config,
                                                   const std::optional<std::string>& model_override,
-                                                  const std::vector<std::string>& bound_secrets) {
+                                                  const std::vector<std::string>& bound_secrets,
+                                                  const std::string& telegram_secret) {
   auto vault = value_or_throw(vault::open_vault(config, home, vault::default_passphrase_source()));
   // --secret and --telegram-secret name secrets bound to hosts, or nothing starts.
   if (!bound_secrets.empty()) {
@@ -444,6 +445,17 @@ std::vector<OpenClawProvider> providers_with_keys(const Home& home, const Config
     for (const auto& name : bound_secrets)
       if (auto ok = vault::check_bound_secret(entries, name); !ok)
         throw UserError("launch: secret '" + name + "': " + ok.error().message + ": nothing was started");
+    // The bot token goes in the URL path (/bot<token>/), where the proxy writes only a secret
+    // bound for the path: say so here rather than have every Telegram call refused.
+    for (const auto& e : entries) {
+      if (telegram_secret.empty() || e.provider != telegram_secret || e.in_path) continue;
+      std::string hosts;
+      for (const auto& h : e.hosts) hosts += " --host " + h;
+      throw UserError("launch: --telegram-secret " + telegram_secret +
+                      ": Telegram reads the bot token in the URL path, but the secret is bound for credential fields "
+                      "only: bind it for the path with 'tokfence vault rotate " + telegram_secret + " -" + hosts +
+                      " --in path': nothing was started");
+    }
   }
   // Provider keys only: a secret bound to hosts (vault.hpp) is never a provider's key.
   auto provider_keys = [&] {
@@ -1099,7 +1111,7 @@ int Launch::run() {
 
   // Docker first: without an engine nothing else is worth doing.
   engine_ = engine_or_throw();
-  providers_ = providers_with_keys(home_, config_, options_.model, granted_secrets());
+  providers_ = providers_with_keys(home_, config_, options_.model, granted_secrets(), options_.telegram.secret);
   if (options_.model) {
     std::string provider = options_.model->substr(0, options_.model->find('/'));
     bool keyed = std::any_of(providers_.begin(), providers_.end(), [&](const auto& p) { return p.name == provider; });

@@ -284,12 +284,52 @@ std::optional<Refusal> refuse_placeholders(std::string_view text, const egress::
 Refusal misplaced(const std::string& where, std::string_view what) {
   return Refusal{403, "placeholder-position",
                  "egress: " + where + ": " + std::string(what) +
-                     "; a secret goes only where a host reads its credential: in the path or in a credential field "
-                     "(Authorization, X-Api-Key, ...), once per request"};
+                     "; a secret goes only where a host reads its credential: in a credential field (Authorization, "
+                     "X-Api-Key, ...), or in the path when its binding says so (vault add --in path), once per request"};
 }
 
-// Where placeholders may stand (docs/EGRESS.md, "Where a secret goes"): in the path, or in the
-// value of a credential field, and once per request. Anywhere else a host that keeps or passes on
+// The position is part of the binding: a placeholder in the path names a secret bound for the
+// path (`vault add NAME --host H --in path`: a Telegram bot token, /bot<token>/...). A secret bound
+// for credential fields only is never written into a path: a host that names files or records
+// after the path (GitLab, GitHub contents) would keep it as data on whatever account the request
+// authenticates as, and which field a host authenticates with cannot be told from field names
+// (review 13a P1: PRIVATE-TOKEN, X-Shopify-Access-Token, a form body's access_token=).
+std::optional<Refusal> refuse_path_position(std::string_view path, const std::string& where,
+                                            const SecretBook& secrets) {
+  for (const auto& f : placeholders_in(path)) {
+    auto it = secrets.find(f.name);  // known, granted and bound: refuse_placeholders checked
+    if (it == secrets.end() || it->second.in_path) continue;
+    const std::string name(f.name);
+    std::string hosts;  // the rotation that binds it for the path keeps every host
+    for (const auto& h : it->second.hosts) hosts += " --host " + h;
+    return Refusal{403, "placeholder-position",
+                   "egress: " + where + ": secret '" + name +
+                       "' is bound for credential fields only, not the URL path: send it in a credential field "
+                       "(Authorization, X-Api-Key, ...); if this host reads its token in the path (as Telegram's "
+                       "/bot<token>/ does), bind it for the path: tokfence vault rotate " + name + " -" + hosts +
+                       " --in path"};
+  }
+  return std::nullopt;
+}
+
+// Inside decoded Basic credentials the placeholder is the whole password, after the first ':'
+// ("user:tokfence-secret:NAME", as git sends a token). As the user name beside a password of the
+// agent's own ("tokfence-secret:NAME:own", whose first ':' is the placeholder's) the secret would
+// be a login name on the agent's account, which hosts keep in audit logs and failed-login mail
+// (review 13a O2). The user name, before the first ':', can hold no placeholder (it has no ':').
+std::optional<Refusal> refuse_basic_position(std::string_view decoded, const std::string& where) {
+  const std::size_t colon = decoded.find(':');
+  const std::string_view password = colon == std::string_view::npos ? std::string_view() : decoded.substr(colon + 1);
+  const auto found = placeholders_in(password);
+  if (found.size() != 1 || found.front().at != 0 || found.front().length != password.size())
+    return misplaced(where, "in Basic credentials a placeholder is the whole password (user:tokfence-secret:NAME), "
+                            "never the user name or part of a password");
+  return std::nullopt;
+}
+
+// Where placeholders may stand (docs/EGRESS.md, "Where a secret goes"): in the value of a
+// credential field, in the path for a secret bound for it (refuse_path_position), and once per
+// request. Anywhere else a host that keeps or passes on
 // what it is sent (a webhook URL or message text in the query, an audit-log reason in a header)
 // would hand the real secret to whoever reads that later; and a second copy in one request could
 // be data while the first is the credential, as it is beside a credential the agent sends of its
@@ -308,12 +348,14 @@ std::optional<Refusal> refuse_placeholder_positions(const http1::RequestHead& he
   }
   if (auto refused = refuse_placeholders(head.target.substr(0, q), to, where, secrets, granted, out, size, placed))
     return refused;
+  if (auto refused = refuse_path_position(head.target.substr(0, q), where, secrets)) return refused;
   for (const auto& f : head.headers) {
     if (hop_by_hop(f.name, head)) continue;  // dropped: nothing of it goes upstream
     size += f.name.size() + f.value.size() + 4;
     if (!has_placeholder(f.value)) {
       if (!is_credential_header_name(f.name)) continue;
       if (auto basic = basic_credentials_with_placeholder(f.value)) {
+        if (auto refused = refuse_basic_position(*basic, where)) return refused;
         const std::size_t before = size;
         if (auto refused = refuse_placeholders(*basic, to, where, secrets, granted, out, size, placed)) return refused;
         size += 2 * (size - before) + basic->size() + 16;  // base64 of the substituted text

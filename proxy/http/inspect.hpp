@@ -37,10 +37,14 @@ namespace tokfence::proxy::inspect {
 // puts the same into the fence: core/egress_env.hpp).
 inline constexpr std::string_view kPlaceholderPrefix = kSecretPlaceholderPrefix;
 
-// A vault entry with hosts: the value and the host patterns ("name" or "*.suffix") it may go to.
+// A vault entry with hosts: the value, the host patterns ("name" or "*.suffix") it may go to, and
+// whether it may stand in the URL path (`vault add --in path`: a Telegram bot token, /bot<token>/)
+// as well as in a credential field. The position is part of the binding: a secret bound for
+// credential fields only is never written into a path, whatever else the request carries.
 struct BoundSecret {
   SecretString value;
   std::vector<std::string> hosts;
+  bool in_path = false;
 };
 using SecretBook = std::map<std::string, BoundSecret, std::less<>>;
 

@@ -141,10 +141,11 @@ as_agent() {
   EGRESS=$(grep -i '^x-tokfence-egress:' <<<"$REPLY" | head -1 | tr -d '\r' | awk '{print $2}' || true)
 }
 
-# bind_secret NAME HOST: a random secret bound to HOST, loaded by the daemon; sets BOUND (its value).
+# bind_secret NAME HOST [vault add options, e.g. --in path]: a random secret bound to HOST, loaded
+# by the daemon; sets BOUND (its value).
 bind_secret() {
   BOUND="bnd$(random_token 30)"
-  tf_in "$BOUND" vault add "$1" - --host "$2"
-  [[ $TF_RC -eq 0 ]] || die "vault add $1 --host $2: $TF_ERR"
+  tf_in "$BOUND" vault add "$1" - --host "$2" "${@:3}"
+  [[ $TF_RC -eq 0 ]] || die "vault add $1 --host $2 ${*:3}: $TF_ERR"
   wait_until "grep -q 'bound secret' '$TOKFENCE_HOME/daemon.log'" 20
 }

@@ -10,7 +10,7 @@
 source "$(dirname "$0")/egress_lib.bash"
 
 egress_setup '{"allow":["api.telegram.org"],"secrets":["bot"]}' '[egress]' "extra_ca_file = \"$WORK/cert.pem\""
-bind_secret bot api.telegram.org
+bind_secret bot api.telegram.org --in path  # a Telegram bot token: /bot<token>/
 P="tokfence-secret:bot"
 HEADS="$WORK/TLS.requests.heads"
 T=api.telegram.org:443

@@ -57,6 +57,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // (An agent that already knows the secret may send it anywhere: only tokfence's copy counts.)
     if (!bound && head.find(kSecret) == std::string::npos) FUZZ_CHECK(sent.find(kSecret) == std::string_view::npos);
     FUZZ_CHECK(sent.find(inspect::kPlaceholderPrefix) == std::string_view::npos);
+    // The book's secret is bound for credential fields only: never in the request line.
+    if (head.find(kSecret) == std::string::npos)
+      FUZZ_CHECK(sent.substr(0, sent.find("\r\n")).find(kSecret) == std::string_view::npos);
     FUZZ_CHECK(sent.ends_with("Connection: close\r\n\r\n"));
     const std::string again_text(sent);
     http1::RequestHead again;

@@ -13,8 +13,8 @@ EGRESS_EXTRA_CONFIG=(
 )
 egress_run_setup
 BOT="bot$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-tf_in "$BOT" vault add bot - --host allowed.test
-expect_eq "$TF_RC" 0 "vault add bot --host allowed.test: $TF_ERR"
+tf_in "$BOT" vault add bot - --host allowed.test --in path
+expect_eq "$TF_RC" 0 "vault add bot --host allowed.test --in path: $TF_ERR"
 wait_until "grep -q 'bound secret' '$TOKFENCE_HOME/daemon.log'" 20
 
 in_run() {  # a shell command in the sandbox, with the placeholder in $BOT_TOKEN

@@ -58,3 +58,10 @@ for flags in "--secret X_TOKEN=nothing-here" "--secret X_TOKEN=openai" "--telegr
   expect_not_contains "$TF_OUT" "started"
   [[ -z $(docker ps -aq --filter "label=org.tokfence.launch=$name") ]] || die "a container was created for $flags"
 done
+
+log "--telegram-secret naming a secret bound for credential fields only starts nothing (the token goes in the path)"
+tf launch --image "$TEST_IMAGE" --no-pull --name "$name" --telegram-secret telegram-bot -- /bin/sh -c 'echo started'
+[[ $TF_RC -ne 0 ]] || die "launch --telegram-secret with a header-only binding was accepted"
+expect_contains "$TF_ERR" "--host api.telegram.org --in path"
+expect_not_contains "$TF_OUT" "started"
+[[ -z $(docker ps -aq --filter "label=org.tokfence.launch=$name") ]] || die "a container was created"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The real OpenClaw's Telegram channel, end to end through the fence (issue 18):
-#   tokfence vault add telegram-bot - --host api.telegram.org        (the real token, host-bound)
+#   tokfence vault add telegram-bot - --host api.telegram.org --in path   (the real token, host-bound)
 #   tokfence launch --egress-preset telegram --telegram-secret telegram-bot --telegram-allow-from <user>
 #                   (the image's own command: OpenClaw's gateway)
 # OpenClaw's grammY client long-polls a fake Bot API (tests/integration/fake_telegram_api.py: TLS on
@@ -58,8 +58,8 @@ expect_eq "$control" '{"ok":false,"error_code":401,"description":"Unauthorized"}
 launch_test_setup '[egress.resolve]' "\"api.telegram.org\" = \"127.0.0.1:$TG_PORT\"" \
   '[egress]' "extra_ca_file = \"$TG_DIR/ca.pem\""
 start_daemon
-tf_in "$BOT_TOKEN" vault add telegram-bot - --host api.telegram.org
-expect_eq "$TF_RC" 0 "vault add telegram-bot --host api.telegram.org: $TF_ERR"
+tf_in "$BOT_TOKEN" vault add telegram-bot - --host api.telegram.org --in path
+expect_eq "$TF_RC" 0 "vault add telegram-bot --host api.telegram.org --in path: $TF_ERR"
 wait_until "grep -q 'bound secret' '$TOKFENCE_HOME/daemon.log'" 20
 name="tftg-$RUN_ID"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Secrets bound to hosts (`vault add NAME - --host H`), on the file backend and on a real Secret
 # Service (scripts/with-services starts one): the hosts are stored, listed (text and --json), kept by
-# a rotation without --host, replaced by one with --host, carried through export and import; a bad
+# a rotation without --host, replaced by one with --host, carried through export and import, with
+# the position of the binding (`--in path`: stored with the hosts, kept and carried alike); a bad
 # host is refused with the rule and the vault stays as it was; a bound secret is no provider key
 # (`watch` does not count it). The secret's value (the run's random canary) is in no output.
 source "$(dirname "$0")/lib.sh"
@@ -35,6 +36,10 @@ hosts_of() {  # NAME: the hosts `vault list --json` shows, as compact JSON
 mine() {  # `vault list --json`, only this test's entries (other tests share the keyring)
   tf_ok vault list --json
   jq -c --arg a "$NAME" --arg b "$PROVIDER" --arg c "$NAME-x" '[.[] | select(.provider==$a or .provider==$b or .provider==$c)]' <<<"$TF_OUT"
+}
+in_of() {  # NAME: the position `vault list --json` shows ("header", "path", null for a provider key)
+  tf_ok vault list --json
+  jq -c --arg p "$1" '.[] | select(.provider==$p) | .in' <<<"$TF_OUT"
 }
 fingerprint_of() {
   tf_ok vault list --json
@@ -74,6 +79,22 @@ scenario() {
   tf_in "$CANARY" vault rotate "$NAME" - --host api.telegram.org --host uploads.example.org
   [[ $TF_RC -eq 0 ]] || die "rotate --host failed: $TF_ERR"
   expect_eq "$(hosts_of "$NAME")" "$HOSTS_JSON"
+  expect_eq "$(in_of "$NAME")" '"header"' "the default position"
+  expect_eq "$(in_of "$PROVIDER")" null "a provider key's position"
+
+  log "$backend: --in path is stored with the hosts, kept by a rotation without --host"
+  tf_in "$CANARY" vault rotate "$NAME" - --in path
+  expect_eq "$TF_RC" "1" "--in without --host"
+  expect_contains "$TF_ERR" "--in goes with --host: nothing was changed"
+  tf_in "$CANARY" vault rotate "$NAME" - --host api.telegram.org --host uploads.example.org --in path
+  [[ $TF_RC -eq 0 ]] || die "rotate --in path failed: $TF_ERR"
+  expect_contains "$TF_OUT" "in the URL path too"
+  expect_eq "$(in_of "$NAME")" '"path"' "position after --in path"
+  tf_in "$CANARY" vault rotate "$NAME" -
+  [[ $TF_RC -eq 0 ]] || die "rotate failed: $TF_ERR"
+  expect_eq "$(in_of "$NAME")" '"path"' "position after a rotation without --host"
+  tf_ok vault list
+  [[ "$(grep -E "^$NAME " <<<"$TF_OUT")" == *"uploads.example.org (in path)" ]] || die "position not listed: $TF_OUT"
 
   log "$backend: bad hosts are refused with the rule, and the vault stays as it was"
   local before
@@ -114,6 +135,7 @@ EOF
   expect_contains "$TF_OUT" "$NAME: added"
   expect_contains "$TF_OUT" "$PROVIDER: skipped"
   expect_eq "$(hosts_of "$NAME")" "$HOSTS_JSON" "hosts after import"
+  expect_eq "$(in_of "$NAME")" '"path"' "position after import"
   expect_eq "$(hosts_of "$PROVIDER")" "[]" "a provider key stays one after import"
   expect_eq "$(fingerprint_of "$NAME")" "...${CANARY: -4}" "the imported secret"
   # A forced import over a provider key of the same name makes it the bound secret again.
@@ -134,6 +156,7 @@ log "secret-service: the item carries a hosts attribute; a provider key's item h
 [[ "$(secret-tool lookup xdg:schema org.tokfence.Key provider "$NAME")" == "$CANARY" ]] || die "secret-tool does not see the secret"
 items=$(secret-tool search --all xdg:schema org.tokfence.Key provider "$NAME" 2>&1 | grep -v '^secret = ')
 expect_contains "$items" "attribute.hosts = api.telegram.org,uploads.example.org"
+expect_contains "$items" "attribute.in = path"
 items=$(secret-tool search --all xdg:schema org.tokfence.Key provider "$PROVIDER" 2>&1 | grep -v '^secret = ')
 expect_contains "$items" "attribute.provider = $PROVIDER"
 expect_not_contains "$items" "attribute.hosts"
@@ -153,6 +176,14 @@ tf_ok vault remove "$NAME"
 tf_ok vault import "$WORK/file.tfbundle"
 expect_contains "$TF_OUT" "$NAME: added"
 expect_eq "$(hosts_of "$NAME")" "$HOSTS_JSON" "hosts across backends"
+expect_eq "$(in_of "$NAME")" '"path"' "position across backends"
+
+log "secret-service: an item stored before positions existed (no 'in') goes in credential fields only"
+tf_ok vault remove "$NAME"
+printf '%s' "$CANARY" |
+  secret-tool store --label "tokfence: $NAME" xdg:schema org.tokfence.Key provider "$NAME" added_at 1 rotated_at 0 hosts 'api.telegram.org'
+expect_eq "$(hosts_of "$NAME")" '["api.telegram.org"]' "an old item's hosts"
+expect_eq "$(in_of "$NAME")" '"header"' "an old item's position"
 
 log "a secret bound to hosts is no provider key: watch finds none to watch"
 export TOKFENCE_HOME="$WORK/home-watch"

@@ -18,9 +18,11 @@ std::string random_secret() {
   return s;
 }
 
-SecretBook book_with(const std::string& name, const std::string& value, std::vector<std::string> hosts) {
+// `in_path`: bound for the URL path too (vault add --in path), as a Telegram bot token is.
+SecretBook book_with(const std::string& name, const std::string& value, std::vector<std::string> hosts,
+                     bool in_path = false) {
   SecretBook book;
-  book.emplace(name, BoundSecret{SecretString(value), std::move(hosts)});
+  book.emplace(name, BoundSecret{SecretString(value), std::move(hosts), in_path});
   return book;
 }
 
@@ -50,7 +52,7 @@ std::string text(const WipingString& s) { return std::string(s.data(), s.size())
 
 TEST_CASE("inspect: a placeholder becomes the secret only on the way to a host it is bound to") {
   const std::string secret = random_secret();
-  const auto book = book_with("telegram-bot", secret, {"api.telegram.org"});
+  const auto book = book_with("telegram-bot", secret, {"api.telegram.org"}, true);
   const std::string head =
       "POST /bottokfence-secret:telegram-bot/getUpdates?x=1 HTTP/1.1\r\nHost: api.telegram.org\r\n"
       "X-Client: other\r\nAccept-Encoding: gzip\r\nConnection: keep-alive, X-Hop\r\n"
@@ -334,7 +336,7 @@ TEST_CASE("inspect: SecretWatch finds the secret JSON-escaped (an escaped slash)
 
 TEST_CASE("inspect: a secret goes only where a host reads its credential, once, and only to the fence given it") {
   const std::string secret = random_secret();
-  const auto book = book_with("bot", secret, {"api.telegram.org"});
+  const auto book = book_with("bot", secret, {"api.telegram.org"}, true);  // a bot token: in the path
   auto result_of = [&](const std::string& head, std::vector<std::string> granted) {
     http1::RequestHead request;
     parse(head, request);
@@ -403,6 +405,17 @@ TEST_CASE("inspect: a secret goes only where a host reads its credential, once, 
                 b64("u:tokfence-secret:bot") + "\r\n\r\n") == "placeholder-position");
   CHECK(rule_of("GET /x HTTP/1.1\r\n" + host + "Authorization: Basic " + b64("u:tokfence-secret:nope") + "\r\n\r\n") ==
         "secret-unknown");
+  // Only the whole password (review 13a O2): as the user name beside a password of the agent's own
+  // the secret would be a login name on the agent's account; nor with more text in the password,
+  // nor alone (no user:password split).
+  for (const std::string decoded : {"tokfence-secret:bot:own-password", "tokfence-secret:bot:", "tokfence-secret:bot",
+                                    "u:tokfence-secret:bot:own", "u:own-tokfence-secret:bot", "u:tokfence-secret:botx y"}) {
+    INFO(decoded);
+    CHECK(rule_of("GET /x HTTP/1.1\r\n" + host + "Authorization: Basic " + b64(decoded) + "\r\n\r\n") ==
+          "placeholder-position");
+  }
+  CHECK(std::holds_alternative<Rewritten>(
+      result_of("GET /x HTTP/1.1\r\n" + host + "Authorization: Basic " + b64(":tokfence-secret:bot") + "\r\n\r\n", {"bot"})));
   // A secret this fence was not given is the same answer as one that does not exist: no oracle.
   auto unknown = result_of("GET /bottokfence-secret:nope/getMe HTTP/1.1\r\n" + host + "\r\n", {"bot"});
   auto not_given = result_of("GET /bottokfence-secret:bot/getMe HTTP/1.1\r\n" + host + "\r\n", {"other"});
@@ -415,4 +428,47 @@ TEST_CASE("inspect: a secret goes only where a host reads its credential, once, 
   };
   CHECK(without_name(std::get<Refusal>(unknown).message, "nope") == without_name(std::get<Refusal>(not_given).message, "bot"));
   CHECK(rule_of("GET /bottokfence-secret:bot/getMe HTTP/1.1\r\n" + host + "\r\n", {}) == "secret-unknown");
+}
+
+TEST_CASE("inspect: a secret bound for credential fields only is never written into the path (review 13a P1)") {
+  const std::string secret = random_secret();
+  const auto book = book_with("gl", secret, {"gitlab.example"});  // vault add gl --host gitlab.example
+  auto result_of = [&](const std::string& head) {
+    http1::RequestHead request;
+    parse(head, request);
+    return rewrite_request(request, to("gitlab.example:443"), nullptr, book, {"gl"});
+  };
+  auto refusal_of = [&](const std::string& head) {
+    auto result = result_of(head);
+    REQUIRE(std::holds_alternative<Refusal>(result));
+    CHECK(std::get<Refusal>(result).message.find(secret) == std::string::npos);
+    return std::get<Refusal>(result);
+  };
+  const std::string line = "POST /api/v4/projects/attacker%2Floot/repository/files/tokfence-secret:gl HTTP/1.1\r\n";
+  const std::string host = "Host: gitlab.example\r\n";
+  // Whatever carries the agent's own credential, listed or not, or none at all: refused, and the
+  // message names the fix.
+  for (const std::string own : {"PRIVATE-TOKEN: own\r\n", "X-Shopify-Access-Token: own\r\n", "X-Auth-Key: own\r\n",
+                                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 17\r\n",
+                                "Authorization: Bearer own\r\n", ""}) {
+    INFO(own);
+    const auto r = refusal_of(line + host + own + "\r\n");
+    CHECK(r.status == 403);
+    CHECK(r.rule == "placeholder-position");
+    CHECK(r.message.find("--in path") != std::string::npos);
+    CHECK(r.message.find("--host gitlab.example") != std::string::npos);
+  }
+  CHECK(refusal_of("GET /x/tokfence-secret:gl/y HTTP/1.1\r\n" + host + "\r\n").rule == "placeholder-position");
+  // Its own position, a credential field (Basic's password too), still works.
+  auto bearer = result_of("GET /api/v4/user HTTP/1.1\r\n" + host + "Authorization: Bearer tokfence-secret:gl\r\n\r\n");
+  REQUIRE(std::holds_alternative<Rewritten>(bearer));
+  CHECK(text(std::get<Rewritten>(bearer).head).find("Authorization: Bearer " + secret + "\r\n") != std::string::npos);
+  // Bound for the path, the same request line goes (the own-credential rule still applies there).
+  const auto path_book = book_with("gl", secret, {"gitlab.example"}, true);
+  http1::RequestHead request;
+  const std::string bare = line + host + "Content-Length: 0\r\n\r\n";
+  parse(bare, request);
+  auto in_path = rewrite_request(request, to("gitlab.example:443"), nullptr, path_book, {"gl"});
+  REQUIRE(std::holds_alternative<Rewritten>(in_path));
+  CHECK(text(std::get<Rewritten>(in_path).head).starts_with("POST /api/v4/projects/attacker%2Floot/repository/files/" + secret));
 }

@@ -228,6 +228,25 @@ TEST_CASE("vault::FileVault stores a secret bound to hosts, rotating keeps the h
   CHECK((*replaced)[1].hosts == std::vector<std::string>{"api.telegram.org"});
 }
 
+TEST_CASE("vault::FileVault keeps a path position with the hosts; rotating without hosts keeps it") {
+  TempHome t;
+  auto v = open_file_vault(t.home(), fixed("pw"));
+  REQUIRE(v->put("telegram-bot", SecretString("bot-token-1"), Overwrite::no, {"api.telegram.org"}, true));
+  REQUIRE(v->put("github", SecretString("gh-token-1"), Overwrite::no, {"api.github.com"}));
+  auto no_hosts = v->put("openai", SecretString("provider-key"), Overwrite::no, {}, true);
+  REQUIRE_FALSE(no_hosts);
+  CHECK(no_hosts.error().message.find("--host") != std::string::npos);
+  auto infos = open_file_vault(t.home(), fixed("pw"))->list();
+  REQUIRE(infos);
+  REQUIRE(infos->size() == 2);
+  CHECK_FALSE((*infos)[0].in_path);  // github
+  CHECK((*infos)[1].in_path);        // telegram-bot
+  REQUIRE(v->put("telegram-bot", SecretString("bot-token-2"), Overwrite::existing_only, {}));
+  CHECK((*v->records())[1].in_path);
+  REQUIRE(v->put("telegram-bot", SecretString("bot-token-3"), Overwrite::existing_only, {"api.telegram.org"}));
+  CHECK_FALSE((*v->records())[1].in_path);  // new hosts, no --in path: credential fields only
+}
+
 TEST_CASE("vault::FileVault refuses bad hosts and writes nothing") {
   TempHome t;
   auto v = open_file_vault(t.home(), fixed("pw"));

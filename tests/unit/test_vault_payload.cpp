@@ -108,3 +108,27 @@ TEST_CASE("vault::payload check_key states the rule, never the key") {
     if (bad.size() > 3) CHECK(r.error().message.find(bad) == std::string::npos);
   }
 }
+
+TEST_CASE("vault::payload keeps a binding's path position; an entry without one is for credential fields only") {
+  payload::Entries in;
+  in["telegram-bot"] = payload::Entry{SecretString("bot-token"), 1, 0, {"api.telegram.org"}, true};
+  in["github"] = payload::Entry{SecretString("gh-token"), 1, 0, {"api.github.com"}, false};
+  in["openai"] = payload::Entry{SecretString("provider-key"), 1, 0, {}, false};
+  auto bytes = payload::serialize(in);
+  const std::string text(bytes.view());
+  CHECK(text.find(R"("hosts":["api.telegram.org"],"in":"path")") != std::string::npos);
+  CHECK(text.find(R"("in")") == text.rfind(R"("in")"));  // only the path-bound entry says where
+  auto out = payload::parse(text);
+  REQUIRE(out);
+  CHECK(out->at("telegram-bot").in_path);
+  CHECK_FALSE(out->at("github").in_path);
+  CHECK_FALSE(out->at("openai").in_path);
+  // Written before positions existed: no "in", header-only.
+  auto old = payload::parse(R"({"tg":{"key":"k","added_at":1,"rotated_at":0,"hosts":["api.telegram.org"]}})");
+  REQUIRE(old);
+  CHECK_FALSE(old->at("tg").in_path);
+  auto header = payload::parse(R"({"tg":{"key":"k","hosts":["api.telegram.org"],"in":"header"}})");
+  REQUIRE(header);
+  CHECK_FALSE(header->at("tg").in_path);
+  CHECK_FALSE(payload::parse(R"({"tg":{"key":"k","hosts":["api.telegram.org"],"in":"query"}})"));
+}
