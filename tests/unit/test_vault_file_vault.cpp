@@ -228,7 +228,7 @@ TEST_CASE("vault::FileVault stores a secret bound to hosts, rotating keeps the h
   CHECK((*replaced)[1].hosts == std::vector<std::string>{"api.telegram.org"});
 }
 
-TEST_CASE("vault::FileVault keeps a path position with the hosts; rotating without hosts keeps it") {
+TEST_CASE("vault::FileVault keeps a path position with the hosts, and rotating without hosts keeps it") {
   TempHome t;
   auto v = open_file_vault(t.home(), fixed("pw"));
   REQUIRE(v->put("telegram-bot", SecretString("bot-token-1"), Overwrite::no, {"api.telegram.org"}, true));

@@ -109,7 +109,7 @@ TEST_CASE("vault::payload check_key states the rule, never the key") {
   }
 }
 
-TEST_CASE("vault::payload keeps a binding's path position; an entry without one is for credential fields only") {
+TEST_CASE("vault::payload keeps a binding's path position, and an entry without one is for credential fields only") {
   payload::Entries in;
   in["telegram-bot"] = payload::Entry{SecretString("bot-token"), 1, 0, {"api.telegram.org"}, true};
   in["github"] = payload::Entry{SecretString("gh-token"), 1, 0, {"api.github.com"}, false};
