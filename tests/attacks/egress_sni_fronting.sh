@@ -26,33 +26,17 @@ expect_eq "$(grep -c other.example "$WORK/TLS.requests" || true)" 0 "requests fo
 # hello AUTHORITY SNI [ech]: CONNECT, then a hand-made ClientHello; prints the bytes that came back
 # after the 200, in hex.
 hello() {
-  $PY - "$RELAY_PORT" "$@" <<'PY'
-import socket, sys
-port, authority, sni = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-ech = len(sys.argv) > 4
-def vec(b, w): return len(b).to_bytes(w, "big") + b
-def ext(t, b): return t.to_bytes(2, "big") + vec(b, 2)
-exts = b""
-if sni:
-    exts += ext(0, vec(b"\x00" + vec(sni.encode(), 2), 2))
-if ech:
-    exts += ext(0xfe0d, b"\x00" * 40)
-exts += ext(43, b"\x02\x03\x04")
-body = b"\x03\x03" + b"r" * 32 + vec(b"s" * 32, 1) + vec(b"\x13\x01", 2) + vec(b"\x00", 1) + vec(exts, 2)
-msg = b"\x01" + vec(body, 3)
-s = socket.create_connection(("127.0.0.1", port), timeout=10)
-s.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
-data = b""
-while b"\r\n\r\n" not in data:
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    data += chunk
-head, _, rest = data.partition(b"\r\n\r\n")
-if not head.startswith(b"HTTP/1.1 200"):
-    print("no-tunnel", head.split(b"\r\n")[0].decode())
+  $PY - "$RELAY_PORT" "$SOURCE_DIR/tests/attacks" "$@" <<'PY'
+import sys
+port, here, authority, sni = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+sys.dont_write_bytecode = True  # nothing written into the source tree
+sys.path.insert(0, here)
+from tls_hello import client_hello, open_tunnel
+s, rest = open_tunnel(port, authority)
+if s is None:
+    print("no-tunnel", rest)
     sys.exit(0)
-s.sendall(b"\x16\x03\x01" + vec(msg, 2))
+s.sendall(client_hello(sni, ech=len(sys.argv) > 5))
 while True:
     try:
         chunk = s.recv(4096)

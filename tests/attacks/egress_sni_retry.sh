@@ -14,29 +14,19 @@ egress_setup '{"allow":["allowed.example"]}' '[egress]' "extra_ca_file = \"$WORK
 # retry SNI1 SNI2 [ccs]: CONNECT allowed.example, then ClientHello(SNI1) [CCS] ClientHello(SNI2);
 # prints "closed" when the proxy ended the tunnel at once, "open" when it was still open 2 s later.
 retry() {
-  $PY - "$RELAY_PORT" "$@" <<'PY'
+  $PY - "$RELAY_PORT" "$SOURCE_DIR/tests/attacks" "$@" <<'PY'
 import socket, sys
-port, first, second = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-ccs = len(sys.argv) > 4
-def vec(b, w): return len(b).to_bytes(w, "big") + b
-def ext(t, b): return t.to_bytes(2, "big") + vec(b, 2)
-def hello(sni):
-    exts = ext(0, vec(b"\x00" + vec(sni.encode(), 2), 2)) + ext(43, b"\x02\x03\x04")
-    body = b"\x03\x03" + b"r" * 32 + vec(b"s" * 32, 1) + vec(b"\x13\x01", 2) + vec(b"\x00", 1) + vec(exts, 2)
-    return b"\x16\x03\x01" + vec(b"\x01" + vec(body, 3), 2)
-s = socket.create_connection(("127.0.0.1", port), timeout=10)
-s.sendall(b"CONNECT allowed.example:443 HTTP/1.1\r\nHost: allowed.example:443\r\n\r\n")
-data = b""
-while b"\r\n\r\n" not in data:
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    data += chunk
-if not data.startswith(b"HTTP/1.1 200"):
+port, here, first, second = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ccs = len(sys.argv) > 5
+sys.dont_write_bytecode = True  # nothing written into the source tree
+sys.path.insert(0, here)
+from tls_hello import client_hello, open_tunnel
+s, _ = open_tunnel(port, "allowed.example:443")
+if s is None:
     print("no-tunnel"); sys.exit(0)
 # One write: the destination (no TLS 1.3 retry server) ends the tunnel once it reads the second
 # hello, which must not depend on when the proxy reads it (the unit tests cut the bytes every way).
-s.sendall(hello(first) + (b"\x14\x03\x03\x00\x01\x01" if ccs else b"") + hello(second))
+s.sendall(client_hello(first) + (b"\x14\x03\x03\x00\x01\x01" if ccs else b"") + client_hello(second))
 s.settimeout(2)
 state = "open"
 try:

@@ -77,13 +77,7 @@ wait_until "grep -q 'refused: dashboard request: sent by a web page of another o
 expect_contains "$(get -H "Host: evil.test:$port" -H "Origin: http://evil.test:$port" "$url/")" "status=421" "rebinding"
 
 # --- in a real browser
-CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-PUPPETEER=""
-for dir in "${BUILD_DIR:-}/browser-test" "$SOURCE_DIR/build/browser-test"; do
-  [[ -f $dir/node_modules/puppeteer-core/package.json ]] && { PUPPETEER=$dir/node_modules/puppeteer-core; break; }
-done
-[[ -x $CHROMIUM && -n $PUPPETEER ]] && command -v node >/dev/null ||
-  skip "the curl checks passed; Chromium, node or puppeteer-core missing for the browser part (scripts/setup --test)"
+need_browser
 # The attacker's site: an ordinary page on another port of 127.0.0.1 (as evil.test, another site;
 # as 127.0.0.1, the same site).
 mkdir -p "$WORK/site"

@@ -10,7 +10,7 @@
 #
 # Unprotected set-up first: a relay on the same ui.sock started without the check (as launch did)
 # DOES hand the rebound page the gateway's answer. Checked with curl first, then in Chromium
-# (puppeteer-core from scripts/setup --test; that part is skipped, exit 77, when it is missing).
+# (puppeteer-core from scripts/setup --test; missing, the test fails: lib.sh need_browser).
 source "$(dirname "$0")/../integration/lib.sh"
 source "$SOURCE_DIR/tests/images/launch_lib.sh"
 
@@ -89,13 +89,7 @@ PY
 expect_contains "$out" "hello-ui" "a head split across two writes"
 
 # --- in a real browser
-CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-PUPPETEER=""
-for dir in "${BUILD_DIR:-}/browser-test" "$SOURCE_DIR/build/browser-test"; do
-  [[ -f $dir/node_modules/puppeteer-core/package.json ]] && { PUPPETEER=$dir/node_modules/puppeteer-core; break; }
-done
-[[ -x $CHROMIUM && -n $PUPPETEER ]] && command -v node >/dev/null ||
-  skip "the curl checks passed; Chromium, node or puppeteer-core missing for the browser part (scripts/setup --test)"
+need_browser
 out=$(CHROMIUM=$CHROMIUM PUPPETEER=$PUPPETEER PROFILE="$WORK/profile" PORTS="$old_port $port" \
   timeout 120 node "$SOURCE_DIR/tests/attacks/launch_ui_rebinding.mjs" 2>"$WORK/node.err") ||
   { cat "$WORK/node.err" >&2; die "the browser run failed"; }

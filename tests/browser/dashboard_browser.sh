@@ -10,14 +10,7 @@
 # FAILS (it is part of the suite, not optional).
 source "$(dirname "$0")/../integration/lib.sh"
 source "$SOURCE_DIR/tests/attacks/dashboard_lib.bash"
-CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-[[ -x $CHROMIUM ]] || die "chromium not found at $CHROMIUM: run scripts/setup --test (installs Debian's chromium)"
-command -v node >/dev/null || die "node not found: run scripts/setup --test"
-PUPPETEER=""
-for dir in "${BUILD_DIR:-}/browser-test" "$SOURCE_DIR/build/browser-test"; do
-  [[ -f $dir/node_modules/puppeteer-core/package.json ]] && { PUPPETEER=$dir/node_modules/puppeteer-core; break; }
-done
-[[ -n $PUPPETEER ]] || die "puppeteer-core not installed: run scripts/setup --test (npm install into build/browser-test)"
+need_browser
 
 start_dashboard_daemon
 mkdir -p "$WORK/screenshots" "$CLIENT/hostile"

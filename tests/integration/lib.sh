@@ -24,6 +24,21 @@ log() { printf '[%s] %s\n' "$TEST_NAME" "$*" >&2; }
 die() { printf '[%s] FAIL: %s\n' "$TEST_NAME" "$*" >&2; exit 1; }
 skip() { printf '[%s] SKIP: %s\n' "$TEST_NAME" "$*" >&2; exit 77; }
 
+# Sets CHROMIUM (Debian's, or $CHROMIUM) and PUPPETEER (puppeteer-core in build/browser-test) for
+# the tests that drive a real headless browser, or dies naming what is missing: the browser is part
+# of the suite (scripts/setup --test installs both), so its absence is a failure, never a skip.
+need_browser() {
+  CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+  [[ -x $CHROMIUM ]] || die "chromium not found at $CHROMIUM: run scripts/setup --test (installs Debian's chromium)"
+  command -v node >/dev/null || die "node not found: run scripts/setup --test"
+  PUPPETEER=""
+  local dir
+  for dir in "${BUILD_DIR:-}/browser-test" "$SOURCE_DIR/build/browser-test"; do
+    [[ -f $dir/node_modules/puppeteer-core/package.json ]] && { PUPPETEER=$dir/node_modules/puppeteer-core; break; }
+  done
+  [[ -n $PUPPETEER ]] || die "puppeteer-core not installed: run scripts/setup --test (npm install into build/browser-test)"
+}
+
 # Runs tokfence; stdout+stderr are kept in $WORK/out for the canary scan, and echoed.
 # Sets TF_RC, TF_OUT (stdout) and TF_ERR (stderr). Never fails by itself: check TF_RC.
 tf() {
