@@ -692,6 +692,22 @@ struct Daemon {
     if (!registry) return std::unexpected(registry.error());
     immune = std::move(*registry);
     immune->set_vault_keys(every_secret());
+    return restore_session_spend();
+  }
+
+  // A session's own daily budget is counted in memory: at start its day comes back from the request
+  // log (its requests of the last day, not before it was created), or a restart would start the
+  // day again. The window restored starts at the first such request, so it holds at least what the
+  // session's real rolling day holds.
+  Result<void> restore_session_spend() {
+    const std::int64_t now = now_ms();
+    for (const auto& session : immune->live()) {
+      if (session->limits.budget_daily_pico <= 0) continue;
+      auto spend = session_spend_since(config.logging.db_path, session->name,
+                                       std::max<std::int64_t>(now - std::int64_t{24} * 3600 * 1000, session->created_ms));
+      if (!spend) return std::unexpected(spend.error());
+      if (spend->first_ms > 0) session->restore_spend(spend->first_ms, spend->cost);
+    }
     return {};
   }
 

@@ -147,6 +147,12 @@ std::int64_t Session::spent_today_pico(std::int64_t now_ms) const {
   return now_ms - day_start_ms_ < kDayMs ? spent_pico_ : 0;
 }
 
+void Session::restore_spend(std::int64_t day_start_ms, std::int64_t spent_pico) {
+  std::lock_guard lock(mutex_);
+  day_start_ms_ = day_start_ms;
+  spent_pico_ = std::max<std::int64_t>(0, spent_pico);
+}
+
 bool Session::try_hold(std::int64_t estimate_pico, std::int64_t now_ms) {
   std::lock_guard lock(mutex_);
   if (now_ms - day_start_ms_ >= kDayMs) {  // a rolling day from the first request, per session

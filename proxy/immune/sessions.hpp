@@ -97,6 +97,9 @@ class Session {
   bool try_hold(std::int64_t estimate_pico, std::int64_t now_ms);
   void settle_hold(std::int64_t held_pico, std::int64_t actual_pico, std::int64_t now_ms);
   std::int64_t spent_today_pico(std::int64_t now_ms) const;
+  // At the daemon's start: the day the request log shows for this session (its first request in
+  // the last day and what its requests cost since), since the spend above lives in memory.
+  void restore_spend(std::int64_t day_start_ms, std::int64_t spent_pico);
 
  private:
   friend class Registry;

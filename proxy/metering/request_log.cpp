@@ -10,6 +10,8 @@
 #include "proxy/metering/request_log.hpp"
 
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <condition_variable>
 #include <iostream>
 #include <mutex>
@@ -492,6 +494,27 @@ Result<Totals> totals_since(const std::filesystem::path& db_path, std::int64_t s
   auto row = st->step();
   if (!row) return std::unexpected(row.error());
   return *row ? read_totals(*st, 0) : Totals{};
+}
+
+Result<SessionSpend> session_spend_since(const std::filesystem::path& db_path, const std::string& session,
+                                         std::int64_t since_ms) {
+  auto db = open_for_reading(db_path);
+  if (!db) return std::unexpected(db.error());
+  if (!*db || !has_column(**db, "session")) return SessionSpend{};
+  // total(): a REAL, never an overflow error (amounts saturate at the largest picodollar amount,
+  // and two of those would overflow sum()); exact below 2^53 picodollars ($9,007).
+  auto st = (*db)->prepare("SELECT min(ts_ms), total(cost_pico) FROM requests WHERE session = ?1 AND ts_ms >= ?2");
+  if (!st) return std::unexpected(st.error());
+  st->bind(1, session).bind(2, since_ms);
+  auto row = st->step();
+  if (!row) return std::unexpected(row.error());
+  SessionSpend out;
+  if (*row && !st->column_is_null(0)) {
+    out.first_ms = st->column_int64(0);
+    const double cost = st->column_double(1);
+    out.cost = cost >= 9.2e18 ? std::numeric_limits<std::int64_t>::max() : static_cast<std::int64_t>(std::llround(cost));
+  }
+  return out;
 }
 
 Result<std::vector<GroupTotals>> totals_by(const std::filesystem::path& db_path, std::int64_t since_ms, GroupBy by,

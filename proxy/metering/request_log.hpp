@@ -139,6 +139,16 @@ std::shared_ptr<RequestLog> observe_records(std::shared_ptr<RequestLog> inner,
 // Read side (any process): totals over rows with ts_ms >= since_ms, optionally one provider.
 Result<Totals> totals_since(const std::filesystem::path& db, std::int64_t since_ms, const std::string& provider = "");
 
+// What the requests of the ImmuneFence session `session` (by name) cost from since_ms on, and when
+// the first of them came (0 = none): a session's own daily budget is counted in memory, and the
+// daemon restores it from here at start, so a restart does not start its day again.
+struct SessionSpend {
+  std::int64_t first_ms = 0;
+  std::int64_t cost = 0;  // picodollars, rows with a known cost
+};
+Result<SessionSpend> session_spend_since(const std::filesystem::path& db, const std::string& session,
+                                         std::int64_t since_ms);
+
 // ---- More of the read side (the CLI's `log` and `stats`; any process, daemon running or not).
 // A database file or table that does not exist yet reads as "no rows", not as an error.
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <thread>
 
 #include "proxy/metering/request_log.hpp"
@@ -377,6 +378,43 @@ TEST_CASE("proxy::RequestLog keeps its locks when the process opens the database
   log->record(make_row(hex_id(2), now_ms()));
   log->flush();
   CHECK(count_in_other_process(dir.db()) == 2);
+}
+
+TEST_CASE("proxy::session_spend_since sums one session's known costs from a time on, and its first request") {
+  TempDir dir;
+  const std::int64_t t0 = now_ms();
+  {
+    auto log = open_log(dir.db());
+    RequestRecord old = make_row(hex_id(1), t0 - 3'600'000);
+    old.session = "capped";
+    RequestRecord a = make_row(hex_id(2), t0 - 1000);
+    a.session = "capped";
+    RequestRecord unpriced = make_row(hex_id(3), t0);
+    unpriced.session = "capped";
+    unpriced.cost.reset();
+    RequestRecord huge = make_row(hex_id(4), t0);  // two saturated amounts: no overflow error
+    huge.session = "big";
+    huge.cost = std::numeric_limits<std::int64_t>::max();
+    RequestRecord huge2 = huge;
+    huge2.id = hex_id(5);
+    RequestRecord other = make_row(hex_id(6), t0);
+    other.session = "other";
+    for (auto& r : {old, a, unpriced, huge, huge2, other}) log->record(r);
+  }
+  auto spend = session_spend_since(dir.db(), "capped", t0 - 60'000);
+  REQUIRE(spend);
+  CHECK(spend->first_ms == t0 - 1000);
+  CHECK(spend->cost == 450'000'000);
+  auto big = session_spend_since(dir.db(), "big", 0);
+  REQUIRE(big);
+  CHECK(big->cost == std::numeric_limits<std::int64_t>::max());
+  auto none = session_spend_since(dir.db(), "nobody", 0);
+  REQUIRE(none);
+  CHECK(none->first_ms == 0);
+  CHECK(none->cost == 0);
+  auto missing = session_spend_since(dir.path / "absent.db", "capped", 0);
+  REQUIRE(missing);
+  CHECK(missing->first_ms == 0);
 }
 
 TEST_CASE("proxy::totals_since sums tokens and known costs and counts unknown costs apart") {
