@@ -193,14 +193,11 @@ ClientFlightWatch::Verdict ClientFlightWatch::record(unsigned type, std::string_
     after_ccs_ = true;
     return Verdict::watching;
   }
-  if (type != kHandshakeRecord) return Verdict::done;  // application data, an alert: the watch ends
-  if (!after_ccs_) return handshake_bytes(payload);
-  // Encrypted for TLS 1.2 (its Finished), a plain second ClientHello for TLS 1.3 (after its
-  // middlebox-compatibility CCS): only a record that is exactly one ClientHello is taken as one.
-  if (payload.size() >= 4 && static_cast<unsigned char>(payload[0]) == kClientHelloMessage &&
-      u24(payload.substr(1)) + 4 == payload.size())
-    return check(payload.substr(4));
-  return Verdict::done;
+  // A warning alert (level 1: user_canceled, ...) leaves the handshake going: servers read on, so
+  // the watch does too (review 13d E1). A fatal one ends the connection.
+  if (type == kAlertRecord) return payload.size() >= 1 && static_cast<unsigned char>(payload[0]) == 1 ? Verdict::watching : Verdict::done;
+  if (type != kHandshakeRecord) return Verdict::done;  // application data: the handshake is over
+  return handshake_bytes(payload);
 }
 
 // The plain handshake messages before the client's CCS, joined across records: ClientHellos are
@@ -221,11 +218,16 @@ ClientFlightWatch::Verdict ClientFlightWatch::handshake_bytes(std::string_view p
       if (message_.size() < 4) break;
       const std::size_t length = u24(std::string_view(message_).substr(1));
       if (static_cast<unsigned char>(message_[0]) != kClientHelloMessage) {
+        // After the client's CCS, a TLS 1.2 client's records are encrypted (its Finished): the
+        // handshake's plain part is over. A TLS 1.3 client sends only a second ClientHello there,
+        // joined across records like the first (review 13d E1: one split in two records).
+        if (after_ccs_) return Verdict::done;
         message_.clear();
         skip_ = length;
         continue;
       }
       if (length + 4 > kMaxClientHelloBytes) {
+        if (after_ccs_) return Verdict::done;  // encrypted bytes that begin like one (TLS 1.2)
         why_ = "a ClientHello larger than tokfence reads";
         return Verdict::refused;
       }

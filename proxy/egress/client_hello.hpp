@@ -41,8 +41,9 @@ ClientHello read_client_hello(std::string_view bytes);
 // a client could name the allowed site first and another one second (review 13a O1). A later
 // ClientHello must name the same site and carry no ECH. Fed every byte the client sends, from its
 // first; bytes are never held back, but a chunk that completes a refused ClientHello is not to be
-// forwarded. After the client's ChangeCipherSpec a TLS 1.2 client's records are encrypted: only a
-// record holding exactly one ClientHello is read then, anything else ends the watch.
+// forwarded. Warning alerts are read past. After the client's ChangeCipherSpec a TLS 1.2 client's
+// records are encrypted: a handshake message there that does not begin as a ClientHello ends the
+// watch; one that does (TLS 1.3's second hello, in as many records as it likes) is read.
 class ClientFlightWatch {
  public:
   enum class Verdict { watching, done, refused };

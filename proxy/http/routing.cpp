@@ -181,7 +181,10 @@ std::string percent_decoded(std::string_view text) {
   return out;
 }
 
-std::optional<std::string> path_escapes_normalized(std::string_view target) {
+namespace {
+
+// One pass of path_escapes_normalized.
+std::optional<std::string> decode_plain_escapes_once(std::string_view target) {
   if (target.empty() || target.front() != '/') return std::nullopt;
   const std::size_t path_end = std::min(target.find('?'), target.size());
   auto decodes_plain = [&](std::size_t i) {
@@ -204,6 +207,16 @@ std::optional<std::string> path_escapes_normalized(std::string_view target) {
       out.push_back(target[i]);
     }
   }
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> path_escapes_normalized(std::string_view target) {
+  // Until nothing changes: one pass can make a new escape ("%%36%33" gives "%63", review 13d M1),
+  // which an upstream decoding once more would read as "c". Each pass shortens the target.
+  std::optional<std::string> out;
+  while (auto next = decode_plain_escapes_once(out ? std::string_view(*out) : target)) out = std::move(next);
   return out;
 }
 

@@ -29,6 +29,14 @@ expect_eq "$(jq -r .cost_source <<<"$row")" usage "cost source of the encoded re
 [[ $(jq -r .output_tokens <<<"$row") -ge 20000 ]] || die "output tokens not metered: $row"
 expect_eq "$(jq -r .path <<<"$row")" /openai/v1/chat/completions "the logged path"
 
+# An escape made by decoding one (review 13d): "%%36%33hat" is "%63hat" after one pass.
+code=$(curl -sS --max-time 30 -o "$WORK/out/reply" -w '%{http_code}' "$PROXY_URL/openai/v1/%%36%33hat/completions" \
+  -H 'Authorization: Bearer x' -H 'Content-Type: application/json' -H 'x-fake-reasoning: 20000' -d "$body")
+expect_eq "$code" 200 "the twice-encoded path"
+expect_eq "$(curl -fsS "$FAKE_URL/__fake/requests" | jq -r '.[-1].path')" /v1/chat/completions "the path the upstream got"
+tf_ok log --json -n 1
+expect_eq "$(jq -r '.[-1].cost_source' <<<"$TF_OUT")" usage "cost source of the twice-encoded request"
+
 # Other escapes are not decoded: an encoded '/' is still refused before anything goes out.
 code=$(curl -sS -o "$WORK/out/reply" -w '%{http_code}' "$PROXY_URL/openai/v1/chat%2Fcompletions" \
   -H 'Authorization: Bearer x' -H 'Content-Type: application/json' -d "$body")

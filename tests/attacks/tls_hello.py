@@ -11,14 +11,16 @@ def ext(kind, data):
     return kind.to_bytes(2, "big") + vec(data, 2)
 
 
-def client_hello(sni, ech=False):
-    """One handshake record holding a ClientHello for `sni` ("" = no server_name), TLS 1.3 only."""
+def client_hello(sni, ech=False, piece=16384):
+    """A ClientHello for `sni` ("" = no server_name), TLS 1.3 only, in handshake records of at
+    most `piece` bytes each."""
     exts = ext(0, vec(b"\x00" + vec(sni.encode(), 2), 2)) if sni else b""
     if ech:
         exts += ext(0xFE0D, b"\x00" * 40)
     exts += ext(43, b"\x02\x03\x04")
     body = b"\x03\x03" + b"r" * 32 + vec(b"s" * 32, 1) + vec(b"\x13\x01", 2) + vec(b"\x00", 1) + vec(exts, 2)
-    return b"\x16\x03\x01" + vec(b"\x01" + vec(body, 3), 2)
+    message = b"\x01" + vec(body, 3)
+    return b"".join(b"\x16\x03\x01" + vec(message[at:at + piece], 2) for at in range(0, len(message), piece))
 
 
 def open_tunnel(port, authority):

@@ -135,6 +135,12 @@ TEST_CASE("egress::ClientFlightWatch refuses a second ClientHello for another si
     ClientFlightWatch after_ccs("allowed.example");
     CHECK(feed_in_pieces(after_ccs, first + kCcs + other, piece) == Verdict::refused);
   }
+  // Review 13d E1: after the CCS, the second hello split over two records; a warning alert first.
+  const std::string other_split = records(hello_message({server_name("other.example")}), 40);
+  ClientFlightWatch split_after_ccs("allowed.example");
+  CHECK(split_after_ccs.feed(first + kCcs + other_split) == Verdict::refused);
+  ClientFlightWatch after_warning("allowed.example");
+  CHECK(after_warning.feed(first + record(21, "\x01\x5a") + kCcs + other) == Verdict::refused);
   // The same site again (a real retry) goes on; one split over records too.
   ClientFlightWatch same("allowed.example");
   CHECK(same.feed(first + kCcs + records(hello_message({server_name("ALLOWED.example.")}))) == Verdict::watching);
@@ -158,7 +164,15 @@ TEST_CASE("egress::ClientFlightWatch: a TLS 1.2 client's messages and encrypted 
   const std::string finished = record(22, std::string("\x01\x00\x00\x30", 4) + std::string(36, 'f'));
   ClientFlightWatch watch("allowed.example");
   CHECK(feed_in_pieces(watch, first + cert + cke + kCcs, 9) == Verdict::watching);
-  CHECK(watch.feed(finished) == Verdict::done);
+  CHECK(watch.feed(finished) == Verdict::watching);  // begins like a hello: read on, nothing refused
+  CHECK(watch.feed(app_data(30)) == Verdict::done);
+  ClientFlightWatch plain_finished("allowed.example");
+  CHECK(plain_finished.feed(first + cke + kCcs + record(22, std::string("\x14\x00\x00\x0c", 4) + std::string(36, 'f'))) ==
+        Verdict::done);
+  ClientFlightWatch looks_huge("allowed.example");
+  CHECK(looks_huge.feed(first + cke + kCcs + record(22, std::string("\x01\xff\x00\x00", 4) + std::string(36, 'f'))) ==
+        Verdict::done);
+
 }
 
 TEST_CASE("egress::ClientFlightWatch refuses what a handshake never sends") {
@@ -170,5 +184,5 @@ TEST_CASE("egress::ClientFlightWatch refuses what a handshake never sends") {
   for (int i = 0; i < 70; ++i) many += kCcs;
   CHECK(endless.feed(many) == Verdict::refused);
   ClientFlightWatch alert("allowed.example");
-  CHECK(alert.feed(first + record(21, "\x02\x28")) == Verdict::done);
+  CHECK(alert.feed(first + record(21, "\x02\x28")) == Verdict::done);  // fatal: the connection ends
 }

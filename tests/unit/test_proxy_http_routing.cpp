@@ -436,6 +436,9 @@ TEST_CASE("proxy::path_escapes_normalized decodes unreserved characters and ':' 
   CHECK(path_escapes_normalized("/openai/v1/models/ft%3Agpt-4o%2D%5F%2e%7E") == "/openai/v1/models/ft:gpt-4o-_.~");
   CHECK(path_escapes_normalized("/openai/v1/%2e%2e/x") == "/openai/v1/../x");  // then refused as '..'
   CHECK(path_escapes_normalized("/openai/v1/%252e/%61") == "/openai/v1/%252e/a");
+  // An escape made by decoding one (review 13d M1): decoded again, until nothing changes.
+  CHECK(path_escapes_normalized("/openai/v1/%%36%33hat/completions") == "/openai/v1/chat/completions");
+  CHECK(path_escapes_normalized("/openai/v1/%%%33%36%33hat/x") == "/openai/v1/chat/x");
 }
 
 TEST_CASE("proxy::json_body_problem refuses byte-order marks and NUL bytes, nothing else") {
