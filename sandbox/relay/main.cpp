@@ -392,9 +392,10 @@ int open_checked_socket(const UnixAtEndpoint& at, std::string* why) {
 // Connects to a Unix socket, retrying while the server's listen queue is full (EAGAIN).
 class UnixConnector : public std::enable_shared_from_this<UnixConnector> {
  public:
-  UnixConnector(asio::io_context& io, UnixTarget target, tcp::socket client)
+  // `first`: bytes that go to the server before the two sides are joined (HeadGate's rewritten head).
+  UnixConnector(asio::io_context& io, UnixTarget target, tcp::socket client, std::string first = {})
       : io_(io), target_(std::move(target)), path_(target_text(target_)), client_(std::move(client)), server_(io),
-        timer_(io) {}
+        timer_(io), first_(std::move(first)) {}
   ~UnixConnector() { close_checked(); }
 
   void start() { attempt(); }
@@ -438,9 +439,18 @@ class UnixConnector : public std::enable_shared_from_this<UnixConnector> {
         client_.close(ignored);
         return;
       }
-      std::make_shared<Session>(Stream(std::move(client_)), Stream(std::move(server_)))->start();
+      if (first_.empty()) return join();
+      asio::async_write(server_, asio::buffer(first_), [this, self](error_code write_ec, std::size_t) {
+        if (write_ec) {
+          error_code ignored;
+          client_.close(ignored);
+          return;
+        }
+        join();
+      });
     });
   }
+  void join() { std::make_shared<Session>(Stream(std::move(client_)), Stream(std::move(server_)))->start(); }
 
   asio::io_context& io_;
   UnixTarget target_;
@@ -450,6 +460,7 @@ class UnixConnector : public std::enable_shared_from_this<UnixConnector> {
   unix_proto::socket server_;
   asio::steady_timer timer_;
   int tries_ = 0;
+  std::string first_;
 };
 
 // Connects to a TCP target with a timeout.
@@ -515,6 +526,29 @@ std::string lower_ascii(std::string_view text) {
   std::string out(text);
   for (auto& c : out)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// The first request head of a checked connection (its final CRLF CRLF included) with
+// "Connection: close" in place of the client's own Connection/Keep-Alive fields, or "" for a
+// WebSocket (Upgrade) handshake, which goes as sent. Only the first head is checked, so the
+// connection must carry no second request: a browser reused the one a same-origin request of its
+// own (the favicon of a 403 page) had opened for a page's cross-site POST (review 13d R1). A
+// WebSocket connection is never reused for HTTP by a browser.
+std::string head_closing_connection(std::string_view head) {
+  std::string out;
+  std::size_t at = head.find("\r\n") + 2;
+  out.append(head.substr(0, at));
+  while (at < head.size()) {
+    const auto end = head.find("\r\n", at);
+    if (end == std::string_view::npos || end == at) break;
+    const std::string_view line = head.substr(at, end - at);
+    const std::string name = lower_ascii(line.substr(0, line.find(':')));
+    if (name == "upgrade") return {};
+    if (name != "connection" && name != "keep-alive" && name != "proxy-connection") out.append(line).append("\r\n");
+    at = end + 2;
+  }
+  out.append("Connection: close\r\n\r\n");
   return out;
 }
 
@@ -638,7 +672,17 @@ class HeadGate : public std::enable_shared_from_this<HeadGate> {
       return finish_refused(refused.status, refused.status == 421 ? "Misdirected Request" : "Forbidden", refused.why);
     done_ = true;
     deadline_.cancel();
-    std::make_shared<UnixConnector>(io_, target_, std::move(client_))->start();
+    std::string first = head_closing_connection(data.substr(0, end + 4));
+    if (!first.empty()) {
+      // The head is taken off the socket (it was only peeked) and its rewrite sent instead.
+      std::size_t taken = 0;
+      while (taken < end + 4) {
+        const ssize_t got = ::recv(client_.native_handle(), buf, end + 4 - taken, MSG_DONTWAIT);
+        if (got <= 0) return finish_closed();  // the peeked bytes are queued: only an error ends here
+        taken += static_cast<std::size_t>(got);
+      }
+    }
+    std::make_shared<UnixConnector>(io_, target_, std::move(client_), std::move(first))->start();
   }
   void finish_refused(int status, const char* reason, const std::string& why) {
     done_ = true;

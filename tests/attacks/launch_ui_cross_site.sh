@@ -76,6 +76,37 @@ wait_until "grep -q 'refused: dashboard request: sent by a web page of another o
 # The Host check still comes first: a rebinding page's head is 421 whatever its Origin.
 expect_contains "$(get -H "Host: evil.test:$port" -H "Origin: http://evil.test:$port" "$url/")" "status=421" "rebinding"
 
+# --- a second request on a connection whose first was the user's own (review 13d R1: Chromium
+# reused the connection of a 403 page's same-origin favicon request for a page's cross-site POST).
+# Only the first head of a connection is checked, so the relay sends it with Connection: close:
+# the UI ends the connection after its answer and the second request never reaches it.
+second=$(python3 - "$port" <<'PY'
+import socket, sys
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+s.sendall(f"GET /first-own HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: keep-alive\r\n\r\n".encode())
+data = b""
+try:
+    while b"hello-ui" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.sendall(f"POST /second-cross HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://evil.test:{port}\r\n"
+              "Sec-Fetch-Site: cross-site\r\nContent-Length: 1\r\n\r\nx".encode())
+    s.settimeout(2)
+    while s.recv(65536):
+        pass
+except OSError:
+    pass
+print("first answered" if b"hello-ui" in data else "first unanswered")
+PY
+)
+expect_eq "$second" "first answered" "the first, own request"
+sleep 0.5
+expect_contains "$(cat "$ui_log")" "/first-own" "the first request at the UI"
+expect_not_contains "$(cat "$ui_log")" "/second-cross" "a second request on the same connection at the UI"
+
 # --- in a real browser
 need_browser
 # The attacker's site: an ordinary page on another port of 127.0.0.1 (as evil.test, another site;

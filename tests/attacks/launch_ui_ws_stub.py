@@ -50,22 +50,39 @@ def read_text_frame(c):
 
 def serve(c):
     c.settimeout(20)
+    buf = b""
     try:
-        head = b""
-        while b"\r\n\r\n" not in head and len(head) < 16384:
-            chunk = c.recv(4096)
-            if not chunk:
+        # Requests on one connection, kept alive unless the request says close, as HTTP/1.1 servers
+        # (node's among them) do: the relay must make sure no second request rides on a checked one.
+        for _ in range(20):
+            while b"\r\n\r\n" not in buf and len(buf) < 16384:
+                chunk = c.recv(4096)
+                if not chunk:
+                    return
+                buf += chunk
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            lines = head.decode(errors="replace").split("\r\n")
+            fields = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                fields.setdefault(name.strip().lower(), value.strip())
+            length = int(fields.get("content-length", "0") or "0")
+            while len(buf) < length:
+                chunk = c.recv(4096)
+                if not chunk:
+                    return
+                buf += chunk
+            buf = buf[length:]
+            method, target = (lines[0].split(" ") + ["", ""])[:2]
+            log(f"REQUEST {method} {target} origin={fields.get('origin', '-')}")
+            if fields.get("upgrade", "").lower() == "websocket":
+                break
+            close = fields.get("connection", "").lower() == "close"
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\nConnection: " +
+                      (b"close" if close else b"keep-alive") + b"\r\n\r\nhello-ui")
+            if close:
                 return
-            head += chunk
-        lines = head.split(b"\r\n\r\n")[0].decode(errors="replace").split("\r\n")
-        fields = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            fields.setdefault(name.strip().lower(), value.strip())
-        method, target = (lines[0].split(" ") + ["", ""])[:2]
-        log(f"REQUEST {method} {target} origin={fields.get('origin', '-')}")
-        if fields.get("upgrade", "").lower() != "websocket":
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhello-ui")
+        else:
             return
         accept = base64.b64encode(hashlib.sha1(
             (fields.get("sec-websocket-key", "") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
