@@ -27,6 +27,19 @@ budget_setup() {
   tf_ok budget set openai "$BUDGET_USD" daily
 }
 
+# session_budget_setup NAME USD: fake upstream, tf-test priced as above, a key, a daemon that wants
+# session tokens, and a session NAME with a daily budget of its own of USD and no other budget;
+# its token in TOKEN.
+session_budget_setup() {
+  TOKFENCE_TEST_REQUIRE_TOKEN=true
+  start_fake_upstream
+  write_test_config "${PRICE_LINES[@]}"
+  add_canary_key openai
+  start_daemon
+  tf_ok session new --name "$1" --budget "$2" --json
+  TOKEN=$(jq -r .token <<<"$TF_OUT")
+}
+
 # attack_loop NAME CMD...: runs CMD (which sets CODE and BODY) ATTACK_TRIES times; counts PASSED
 # (2xx) and REFUSED (tokfence's 429/403), and records the refusal types.
 attack_loop() {

@@ -7,16 +7,9 @@
 # alone, the rest are refused (402 tokfence_session_budget) before anything reaches the upstream,
 # and a refused request holds nothing (a later one passes once the budget has room).
 source "$(dirname "$0")/../integration/lib.sh"
+source "$(dirname "$0")/budget_common.bash"
 
-TOKFENCE_TEST_REQUIRE_TOKEN=true
-start_fake_upstream
-# tf-test at $1000 per million tokens: $0.001 a token.
-write_test_config '[pricing."tf-test"]' 'input = 1000' 'output = 1000'
-add_canary_key openai
-start_daemon
-
-tf_ok session new --name burst --budget 2 --json
-TOKEN=$(jq -r .token <<<"$TF_OUT")
+session_budget_setup burst 2
 # max_tokens 1000: an estimate of about $1.01; 1500 reasoning tokens: a real cost of about $1.5.
 body='{"model":"tf-test","max_tokens":1000,"messages":[{"role":"user","content":"go"}]}'
 send() {  # send N: one request, its status in $WORK/out/code-N, its body in $WORK/out/body-N

@@ -6,16 +6,9 @@
 # (its requests of the last day, none before it was created); the used-up budget still refuses
 # (402 tokfence_session_budget) and `session show` reports the spend.
 source "$(dirname "$0")/../integration/lib.sh"
+source "$(dirname "$0")/budget_common.bash"
 
-TOKFENCE_TEST_REQUIRE_TOKEN=true
-start_fake_upstream
-# tf-test at $1000 per million tokens: $0.001 a token.
-write_test_config '[pricing."tf-test"]' 'input = 1000' 'output = 1000'
-add_canary_key openai
-start_daemon
-
-tf_ok session new --name capped --budget 1 --json
-TOKEN=$(jq -r .token <<<"$TF_OUT")
+session_budget_setup capped 1
 post() {  # reasoning tokens -> status
   curl -sS --max-time 30 -o "$WORK/out/reply" -w '%{http_code}' "$PROXY_URL/openai/v1/chat/completions" \
     -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -H "x-fake-reasoning: $1" \

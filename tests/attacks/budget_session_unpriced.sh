@@ -7,15 +7,10 @@
 # (403 tokfence_budget_unknown_cost / _background / _unmetered_endpoint), nothing reaches the
 # upstream, and a session without a budget is served as before.
 source "$(dirname "$0")/../integration/lib.sh"
+source "$(dirname "$0")/budget_common.bash"
 
-TOKFENCE_TEST_REQUIRE_TOKEN=true
-start_fake_upstream
-write_test_config '[pricing."tf-test"]' 'input = 1' 'output = 1'
-add_canary_key openai
-start_daemon
-
-tf_ok session new --name capped --budget 1 --json
-CAPPED=$(jq -r .token <<<"$TF_OUT")
+session_budget_setup capped 1
+CAPPED=$TOKEN
 tf_ok session new --name open --json
 OPEN=$(jq -r .token <<<"$TF_OUT")
 post() {  # token path body -> status; the answer in $WORK/out/reply
