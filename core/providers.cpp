@@ -130,10 +130,8 @@ class HeaderRoleTable {
     for (auto n : proxy_owned_header_names) add(n, header_role::proxy_owned);
     add("host", header_role::host);
     add("content-length", header_role::content_length);
-    add("transfer-encoding", header_role::transfer_encoding);
     add("content-encoding", header_role::content_encoding);
     add("content-type", header_role::content_type);
-    add("connection", header_role::connection);
     add("expect", header_role::expect);
     add("accept-encoding", header_role::accept_encoding);
     add("x-tokfence-caller", header_role::tokfence_caller);

@@ -66,13 +66,11 @@ inline constexpr std::uint32_t hop_by_hop = 1u << 2;        // RFC 9110 7.6.1 + 
 inline constexpr std::uint32_t proxy_owned = 1u << 3;       // written by the proxy: never forced
 inline constexpr std::uint32_t host = 1u << 4;
 inline constexpr std::uint32_t content_length = 1u << 5;
-inline constexpr std::uint32_t transfer_encoding = 1u << 6;
-inline constexpr std::uint32_t content_encoding = 1u << 7;
-inline constexpr std::uint32_t content_type = 1u << 8;
-inline constexpr std::uint32_t connection = 1u << 9;
-inline constexpr std::uint32_t expect = 1u << 10;
-inline constexpr std::uint32_t accept_encoding = 1u << 11;
-inline constexpr std::uint32_t tokfence_caller = 1u << 12;
+inline constexpr std::uint32_t content_encoding = 1u << 6;
+inline constexpr std::uint32_t content_type = 1u << 7;
+inline constexpr std::uint32_t expect = 1u << 8;
+inline constexpr std::uint32_t accept_encoding = 1u << 9;
+inline constexpr std::uint32_t tokfence_caller = 1u << 10;
 }  // namespace header_role
 std::uint32_t header_roles(std::string_view name);
 

@@ -34,16 +34,16 @@ void restore_and_reraise(int sig) {
   raise(sig);
 }
 
-class EchoOff {
+// For a prompt's lifetime: the stop signals' handlers that restore the terminal and end the
+// process, and with quiet, echo off. Without quiet only the handlers: a stop signal at a visible
+// prompt ends the process as it would an unprompted one, whatever handler the caller had.
+class PromptTerminal {
  public:
-  // With quiet == false only the handlers are installed: a stop signal at a visible prompt ends the
-  // process as it would an unprompted one, whatever handler the caller had.
-  EchoOff(int fd, bool quiet) {
+  PromptTerminal(int fd, bool quiet) {
     struct sigaction sa {};
     sa.sa_handler = restore_and_reraise;
     sigemptyset(&sa.sa_mask);
     for (std::size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &sa, &g_old_actions[i]);
-    handlers_ = true;
     if (!quiet || tcgetattr(fd, &g_saved_termios) != 0) return;
     struct termios q = g_saved_termios;
     q.c_lflag &= ~static_cast<tcflag_t>(ECHO | ECHOE | ECHOK | ECHONL);
@@ -52,18 +52,16 @@ class EchoOff {
     fd_ = fd;
     tcsetattr(fd, TCSAFLUSH, &q);
   }
-  ~EchoOff() {
+  ~PromptTerminal() {
     if (fd_ >= 0) tcsetattr(fd_, TCSAFLUSH, &g_saved_termios);
     g_restore_fd = -1;
-    if (handlers_)
-      for (std::size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &g_old_actions[i], nullptr);
+    for (std::size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &g_old_actions[i], nullptr);
   }
-  EchoOff(const EchoOff&) = delete;
-  EchoOff& operator=(const EchoOff&) = delete;
+  PromptTerminal(const PromptTerminal&) = delete;
+  PromptTerminal& operator=(const PromptTerminal&) = delete;
 
  private:
   int fd_ = -1;
-  bool handlers_ = false;
 };
 
 void write_all(int fd, std::string_view s) {
@@ -76,7 +74,6 @@ void write_all(int fd, std::string_view s) {
 }
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
-
 
 // Blocks the stop signals for its lifetime. While they are blocked no handler can run, so checking
 // the caller's flag and installing the prompt's handlers happen with no signal in between; they are
@@ -112,7 +109,7 @@ Result<SecretString> read_terminal_line(int tty_fd, int prompt_fd, std::string_v
     StopSignalsBlocked blocked;
     if (stopped && stopped->load() != 0) return fail("input: interrupted by signal " + std::to_string(stopped->load()));
     // Installs the handlers that restore the terminal (for Echo::on: only end the process).
-    EchoOff quiet(tty_fd, echo == Echo::off);
+    PromptTerminal terminal(tty_fd, echo == Echo::off);
     write_all(prompt_fd, prompt);
     while (true) {
       struct pollfd p {tty_fd, POLLIN, 0};

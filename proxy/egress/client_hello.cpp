@@ -47,6 +47,14 @@ class Reader {
   std::size_t at_ = 0;
 };
 
+// The big-endian number in the first `width` bytes of `b`: TLS lengths (2 bytes for a record's
+// payload, 3 for a handshake message's body).
+std::size_t big_endian(std::string_view b, std::size_t width) {
+  std::size_t v = 0;
+  for (std::size_t i = 0; i < width; ++i) v = (v << 8) | static_cast<unsigned char>(b[i]);
+  return v;
+}
+
 ClientHello broken(std::string why) {
   ClientHello out;
   out.status = ClientHello::malformed;
@@ -120,17 +128,14 @@ ClientHello read_client_hello(std::string_view bytes) {
     if (handshake.size() >= 4) {
       if (static_cast<unsigned char>(handshake[0]) != kClientHelloMessage)
         return broken("the first handshake message is not a ClientHello");
-      const std::size_t length = (std::size_t{static_cast<unsigned char>(handshake[1])} << 16) |
-                                 (std::size_t{static_cast<unsigned char>(handshake[2])} << 8) |
-                                 static_cast<unsigned char>(handshake[3]);
+      const std::size_t length = big_endian(std::string_view(handshake).substr(1), 3);
       if (length + 4 > kMaxClientHelloBytes) return broken("ClientHello larger than tokfence reads");
       if (handshake.size() >= length + 4) return read_body(std::string_view(handshake).substr(4, length));
     }
     if (bytes.size() - at < kRecordHeader) break;
     if (static_cast<unsigned char>(bytes[at]) != kHandshakeRecord) return broken("not a TLS handshake record");
     if (static_cast<unsigned char>(bytes[at + 1]) != 3) return broken("not a TLS record version");
-    const std::size_t payload = (std::size_t{static_cast<unsigned char>(bytes[at + 3])} << 8) |
-                                static_cast<unsigned char>(bytes[at + 4]);
+    const std::size_t payload = big_endian(bytes.substr(at + 3), 2);
     if (payload == 0 || payload > kMaxRecordPayload) return broken("TLS record length out of range");
     if (bytes.size() - at - kRecordHeader < payload) break;
     handshake.append(bytes.substr(at + kRecordHeader, payload));
@@ -149,34 +154,23 @@ constexpr unsigned kAlertRecord = 21;
 // Records a client sends before its first application data: a handful (a TLS 1.2 client with a
 // certificate sends five). Past this many, the tunnel is refused rather than left unwatched.
 constexpr std::size_t kMaxWatchedRecords = 64;
-
-std::size_t u24(std::string_view b) {
-  return (std::size_t{static_cast<unsigned char>(b[0])} << 16) | (std::size_t{static_cast<unsigned char>(b[1])} << 8) |
-         static_cast<unsigned char>(b[2]);
-}
 }  // namespace
 
 ClientFlightWatch::Verdict ClientFlightWatch::feed(std::string_view bytes) {
   while (state_ == Verdict::watching && !bytes.empty()) {
     // Complete the record header, then the record.
-    std::size_t want = kRecordHeader;
-    if (record_.size() >= kRecordHeader)
-      want += (std::size_t{static_cast<unsigned char>(record_[3])} << 8) | static_cast<unsigned char>(record_[4]);
+    auto declared = [&] { return big_endian(std::string_view(record_).substr(3), 2); };
+    const std::size_t want = kRecordHeader + (record_.size() >= kRecordHeader ? declared() : 0);
     const std::size_t take = std::min(bytes.size(), want - record_.size());
     record_.append(bytes.substr(0, take));
     bytes.remove_prefix(take);
-    if (record_.size() == kRecordHeader) {
-      const std::size_t payload = (std::size_t{static_cast<unsigned char>(record_[3])} << 8) | static_cast<unsigned char>(record_[4]);
-      if (static_cast<unsigned char>(record_[1]) != 3 || payload > kMaxRecordPayload + 2048) {
-        why_ = "a TLS record the handshake does not send";
-        return state_ = Verdict::refused;
-      }
-      if (payload > 0) continue;
-    }
     if (record_.size() < kRecordHeader) continue;
-    const std::size_t payload = record_.size() - kRecordHeader;
-    if (payload != ((std::size_t{static_cast<unsigned char>(record_[3])} << 8) | static_cast<unsigned char>(record_[4])))
-      continue;
+    if (record_.size() == kRecordHeader &&
+        (static_cast<unsigned char>(record_[1]) != 3 || declared() > kMaxRecordPayload + 2048)) {
+      why_ = "a TLS record the handshake does not send";
+      return state_ = Verdict::refused;
+    }
+    if (record_.size() < kRecordHeader + declared()) continue;
     if (++records_ > kMaxWatchedRecords) {
       why_ = "more than " + std::to_string(kMaxWatchedRecords) + " TLS records before any application data";
       return state_ = Verdict::refused;
@@ -216,7 +210,7 @@ ClientFlightWatch::Verdict ClientFlightWatch::handshake_bytes(std::string_view p
       message_.append(payload.substr(0, n));
       payload.remove_prefix(n);
       if (message_.size() < 4) break;
-      const std::size_t length = u24(std::string_view(message_).substr(1));
+      const std::size_t length = big_endian(std::string_view(message_).substr(1), 3);
       if (static_cast<unsigned char>(message_[0]) != kClientHelloMessage) {
         // After the client's CCS, a TLS 1.2 client's records are encrypted (its Finished): the
         // handshake's plain part is over. A TLS 1.3 client sends only a second ClientHello there,
@@ -232,7 +226,7 @@ ClientFlightWatch::Verdict ClientFlightWatch::handshake_bytes(std::string_view p
         return Verdict::refused;
       }
     }
-    const std::size_t length = u24(std::string_view(message_).substr(1));
+    const std::size_t length = big_endian(std::string_view(message_).substr(1), 3);
     const std::size_t n = std::min(length + 4 - message_.size(), payload.size());
     message_.append(payload.substr(0, n));
     payload.remove_prefix(n);

@@ -1137,7 +1137,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (problem.empty()) problem = json_charset_problem(head_);
     if (problem.empty()) return std::nullopt;
     return Denial{400, "tokfence_bad_request",
-                  "request: JSON body refused: " + std::string(problem) +
+                  "request: JSON body refused: " + problem +
                       "; tokfence reads request bodies as UTF-8 (metering, ImmuneFence's secret scan)"};
   }
 

@@ -11,9 +11,9 @@
 
 #include <chrono>
 #include <cmath>
-#include <limits>
 #include <condition_variable>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <thread>
 

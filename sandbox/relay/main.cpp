@@ -48,8 +48,9 @@
 // cross-site or same-site (core/page_origin.hpp). A page on any site names the right Host when it
 // opens ws://127.0.0.1:<port>/, and a WebSocket has no same-origin read barrier, so without this
 // any page could read and drive the container's UI. Only the first head of a connection is
-// looked at: browsers keep a connection per host (and partition pools by top-level site), and
-// after the head the bytes flow untouched.
+// looked at, so it goes on with Connection: close (head_closing_connection) and the connection
+// carries no second request; a WebSocket handshake goes as sent, and after the head the bytes flow
+// untouched.
 //
 // `--agent-seccomp` (the Linux sandbox always passes it): COMMAND starts under the agent's
 // seccomp filter (sandbox/seccomp.hpp: no AF_UNIX sockets, no io_uring, no ptrace...); if the
@@ -628,8 +629,9 @@ void refuse_client(tcp::socket client, int status, const std::string& reason, co
   });
 }
 
-// --check-host: peeks at a new connection's first request head (MSG_PEEK: the bytes stay queued,
-// the target reads them as sent) and hands the connection on only when its Host is ours.
+// --check-host: peeks at a new connection's first request head (MSG_PEEK: nothing is taken before
+// it is admitted) and hands the connection on only when head_refusal admits it; the head then goes
+// to the target rewritten by head_closing_connection (a WebSocket handshake as sent).
 class HeadGate : public std::enable_shared_from_this<HeadGate> {
  public:
   HeadGate(asio::io_context& io, tcp::socket client, UnixTarget target, unsigned short port)
