@@ -313,6 +313,37 @@ json container_env() {
   return env;
 }
 
+ContainerAccounts container_accounts(unsigned uid, unsigned gid) {
+  // The accounts images commonly run or own files as (root, OpenClaw's image user node, nobody),
+  // then the container user, named for what it runs, with the container's HOME.
+  struct Account {
+    const char* name;
+    unsigned id;
+    const char* home;
+    const char* shell;
+  };
+  static constexpr Account kKnown[] = {{"root", 0, "/root", "/bin/sh"},
+                                       {"node", 1000, "/home/node", "/bin/sh"},
+                                       {"nobody", 65534, "/nonexistent", "/usr/sbin/nologin"}};
+  static constexpr const char* kKnownGroups[] = {"root", "node", "nogroup"};
+  ContainerAccounts out;
+  bool uid_known = false, gid_known = false;
+  for (std::size_t i = 0; i < std::size(kKnown); ++i) {
+    const Account& a = kKnown[i];
+    out.passwd += std::string(a.name) + ":x:" + std::to_string(a.id) + ":" + std::to_string(a.id) + ":" + a.name +
+                  ":" + a.home + ":" + a.shell + "\n";
+    out.group += std::string(kKnownGroups[i]) + ":x:" + std::to_string(a.id) + ":\n";
+    uid_known = uid_known || a.id == uid;
+    gid_known = gid_known || a.id == gid;
+  }
+  if (!gid_known) out.group += "openclaw:x:" + std::to_string(gid) + ":\n";
+  // A uid one of the known accounts has (--user 1000, a non-root launch by uid 1000) keeps its name.
+  if (!uid_known)
+    out.passwd += "openclaw:x:" + std::to_string(uid) + ":" + std::to_string(gid) + ":OpenClaw (tokfence launch):" +
+                  kContainerHome + ":/bin/sh\n";
+  return out;
+}
+
 json container_spec(const ContainerSpecInput& input) {
   const std::string proxy_dir = kContainerSocketDir, ui_dir = kContainerUiDir;
   json cmd = json::array({"--forward", "tcp:127.0.0.1:" + std::to_string(kContainerProxyPort) + "=unix:" + proxy_dir + "/" + kProxySocketName,
@@ -329,6 +360,8 @@ json container_spec(const ContainerSpecInput& input) {
       input.state_home.string() + ":" + kContainerHome,
       input.workspace.string() + ":" + kContainerWorkspace,
   });
+  if (!input.passwd_file.empty()) binds.push_back(input.passwd_file.string() + ":/etc/passwd:ro");
+  if (!input.group_file.empty()) binds.push_back(input.group_file.string() + ":/etc/group:ro");
   // After the workspace, so they land on top of it (Docker mounts parents first).
   for (const auto& bind : input.workspace_binds)
     binds.push_back((input.workspace / bind.relative).string() + ":" + kContainerWorkspace + "/" + bind.relative +

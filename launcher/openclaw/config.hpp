@@ -186,7 +186,18 @@ struct ContainerSpecInput {
   std::vector<std::pair<std::string, std::string>> decoy_env = {};
   // --secret placeholders (VAR, "tokfence-secret:NAME"). Never a secret.
   std::vector<std::pair<std::string, std::string>> secret_env = {};
+  // Host files bound read-only over /etc/passwd and /etc/group (container_accounts); none: the image's.
+  std::filesystem::path passwd_file = {}, group_file = {};
 };
+
+// The container's /etc/passwd and /etc/group, bound read-only over the image's. The ids a launch
+// picks (65520.., docs/LAUNCH.md) are in no image's account files, and software that looks its own
+// uid up fails without an entry: node's os.userInfo() throws, whoami, git's committer identity and
+// ssh refuse. Read-only and written by the host, so the agent cannot add an account either.
+struct ContainerAccounts {
+  std::string passwd, group;
+};
+ContainerAccounts container_accounts(unsigned uid, unsigned gid);
 
 // The body of POST /containers/create: NetworkMode none, the relay as entrypoint forwarding
 // 127.0.0.1:9471 -> /run/tokfence/proxy.sock (read-only mount) and /run/tokfence-ui/ui.sock ->

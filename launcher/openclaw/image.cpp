@@ -310,9 +310,9 @@ void Builder::rootfs_stage() {
   if (rc != 0)
     throw UserError("image: [3/4] rootfs: debootstrap failed (exit " + std::to_string(rc) + "): is " + mirror +
                     " reachable? " + log.string() + ":" + log_tail(log, 12));
-  // Caches and docs are not needed in the image. uid 1000 (the container user of a non-root launch
-  // by uid 1000, or --user 1000) gets a home and a passwd entry for os.userInfo(); the id a launch
-  // as root picks (65520.., then 65000.., launch.cpp dedicated_container_id) has none yet (docs/LAUNCH.md).
+  // Caches and docs are not needed in the image. uid 1000 (the image's USER for a plain `docker
+  // run`) gets a home and a passwd entry; a launch binds its own account files over these
+  // (config.hpp container_accounts), so the id it picks has one too.
   std::string r = rootfs.string();
   std::string script = "rm -rf '" + r + "'/var/cache/apt/archives/*.deb '" + r + "'/var/lib/apt/lists/* '" + r +
                        "/usr/share/doc' '" + r + "/usr/share/man' && echo 'node:x:1000:1000:node:/home/node:/bin/sh' >>'" +

@@ -190,6 +190,7 @@ struct Paths {
   fs::path state_home;  // .../home (the container's $HOME, OpenClaw's state)
   fs::path workspace;   // .../workspace unless --workspace
   fs::path dashboard_page;  // .../dashboard.html: what --open hands the browser (holds the token)
+  fs::path passwd, group;   // .../passwd, .../group: bound read-only over the container's (container_accounts)
   std::string sockets_name;  // launch-<name>, inside home.sockets_dir()
   fs::path sockets;     // TOKFENCE_HOME/sockets/launch-<name>
   fs::path proxy_dir, ui_dir;
@@ -207,6 +208,8 @@ Paths paths_for(const Home& home, const std::string& name) {
   p.state_home = p.dir / "home";
   p.workspace = p.dir / "workspace";
   p.dashboard_page = p.dir / "dashboard.html";
+  p.passwd = p.dir / "passwd";
+  p.group = p.dir / "group";
   p.sockets_name = kSocketDirPrefix + name;
   p.sockets = home.sockets_dir() / p.sockets_name;
   p.proxy_dir = p.sockets / kProxyDirName;
@@ -325,7 +328,8 @@ void remove_host_resources(const Home& home, const std::string& name) {
   }
   if (auto dir = file::open_dir_nofollow(paths.dir)) {
     remove_decoy_files(dir->get(), paths, state);
-    for (const auto& path : {paths.config, paths.state_file, paths.relay_ready, paths.relay_log, paths.dashboard_page})
+    for (const auto& path : {paths.config, paths.state_file, paths.relay_ready, paths.relay_log, paths.dashboard_page,
+                             paths.passwd, paths.group})
       ::unlinkat(dir->get(), path.filename().c_str(), 0);
   }
 }
@@ -825,6 +829,7 @@ class Launch {
   std::vector<std::string> command_for(const ImageInfo& image) const;
   void print_started();
   void prepare_socket_dirs();
+  void write_container_accounts(ContainerSpecInput& spec);
   void open_browser();
   int supervise();
   int wait_detached_start();
@@ -868,6 +873,7 @@ class Launch {
   bool keep_ = false;  // detached and started: leave everything in place
   file::Fd ui_dir_;    // sockets/launch-<name>/ui, the container-writable one: only used through this
   uid_t container_uid_ = 0;
+  gid_t container_gid_ = 0;
   bool keep_host_ids_ = false;  // rootless Podman: UsernsMode keep-id (container_user_ids)
   std::vector<ContainerSpecInput::WorkspaceBind> workspace_binds_;
 };
@@ -1120,6 +1126,7 @@ int Launch::run() {
   fs::path relay = find_relay();
   auto ids = container_user_ids();
   container_uid_ = ids.first;
+  container_gid_ = ids.second;
   if (owner_) {
     // Before anything is created: a kept directory of another uid stops the launch here.
     check_kept_dir_owner(paths_.state_home, ids);
@@ -1198,6 +1205,7 @@ int Launch::run() {
                           paths_.config,    paths_.state_home,  workspace,
                           workspace_binds_};
   spec.keep_host_ids = keep_host_ids_;
+  write_container_accounts(spec);
   // A decoy variable the user named in --secret (GH_TOKEN...) gives way to the placeholder.
   for (const auto& [var, value] : session_.decoys.env)
     if (std::none_of(options_.secrets.begin(), options_.secrets.end(), [&](const auto& s) { return s.first == var; }))
@@ -1267,6 +1275,17 @@ void Launch::prepare_socket_dirs() {
   const file::WriteOptions readable{0644, std::nullopt};
   value_or_throw(file::write_atomic_at(proxy_dir.get(), kFenceCaFile, *ca, readable));
   value_or_throw(file::write_atomic_at(proxy_dir.get(), kFenceCaBundleFile, egress_ca_bundle(*ca), readable));
+}
+
+// The container's /etc/passwd and /etc/group, in the launch's own directory (the container cannot
+// write it), world-readable because the container user reads them through the read-only bind.
+void Launch::write_container_accounts(ContainerSpecInput& spec) {
+  auto accounts = container_accounts(container_uid_, container_gid_);
+  const file::WriteOptions readable{0644, std::nullopt};
+  for (const auto& [path, text] : {std::pair{paths_.passwd, accounts.passwd}, std::pair{paths_.group, accounts.group}})
+    if (auto ok = file::write_atomic(path, text, readable); !ok) throw UserError("launch: cannot write: " + ok.error().message);
+  spec.passwd_file = paths_.passwd;
+  spec.group_file = paths_.group;
 }
 
 std::string Launch::last_log_lines(int lines) {

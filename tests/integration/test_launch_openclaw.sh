@@ -5,7 +5,8 @@
 # fake upstream:
 #   tokfence launch --image <it> --no-pull -- openclaw --log-level error agent --local --agent main --message ping
 # Checks the reply, the log row (tokens, cost, caller openclaw:<name>), that the upstream saw the
-# vault key, that the rendered config validates with OpenClaw itself, and that nothing is left.
+# vault key, that the rendered config validates with OpenClaw itself, that the container user has
+# an account (os.userInfo), and that nothing is left.
 source "$(dirname "$0")/lib.sh"
 source "$SOURCE_DIR/tests/images/launch_lib.sh"
 
@@ -21,6 +22,16 @@ tf launch --image "$oc_image" --no-pull --name "$name-validate" -- openclaw --lo
 expect_eq "$TF_RC" 0 "openclaw config validate: $TF_OUT $TF_ERR"
 expect_contains "$TF_OUT" "Config valid: /tokfence/config/openclaw.json"
 expect_nothing_left "$name-validate"
+
+# The container user has an account: node's os.userInfo() (which chrome-devtools-mcp and other
+# tools call) and whoami work for the id launch picked, from the host's read-only account files.
+ids=$(launch_default_ids)
+tf launch --image "$oc_image" --no-pull --name "$name-user" -- sh -c \
+  'node -e "const u = require(\"os\").userInfo(); console.log(\"user=\" + u.username + \" uid=\" + u.uid + \" home=\" + u.homedir)" && whoami && touch /etc/passwd'
+expect_contains "$TF_OUT" "user=$([[ ${ids%%:*} == 1000 ]] && echo node || echo openclaw) uid=${ids%%:*}" "os.userInfo() in the container: $TF_ERR"
+[[ ${ids%%:*} == 1000 ]] || expect_contains "$TF_OUT" "home=/tokfence/home"
+expect_contains "$TF_ERR$TF_OUT" "cannot touch '/etc/passwd'" "the account files are read-only"
+expect_nothing_left "$name-user"
 
 tf launch --image "$oc_image" --no-pull --name "$name" -- openclaw --log-level error agent --local --agent main --message ping
 [[ $TF_RC -eq 0 ]] || die "openclaw agent turn failed ($TF_RC): $TF_OUT $TF_ERR"

@@ -51,6 +51,7 @@ printf '%s' "$CANARY" | as_user "$TOKFENCE_BIN" vault add openai - >"$WORK/out/v
 
 script=$(cat <<EOF
 echo "R uid \$(id -u):\$(id -g)"
+echo "R whoami \$(whoami 2>&1)"
 # Busybox wget has no no_proxy: keep it off the egress proxy the launch may announce.
 TFKEY=\$(sed -n 's/.*"apiKey": "\([^"]*\)".*/\1/p' /tokfence/config/openclaw.json | head -1)
 env -u http_proxy -u HTTP_PROXY wget -q -O - --header 'Content-Type: application/json' --header "Authorization: Bearer \$TFKEY" \
@@ -68,6 +69,7 @@ set -e
 out=$(cat "$WORK/out/launch.stdout" "$WORK/out/launch.stderr")
 expect_eq "$rc" 0 "rootless launch exit status (output: $out)"
 expect_contains "$out" "R uid $uid:$gid" "the container user is the caller (keep-id)"
+expect_contains "$out" "R whoami $([[ $uid == 1000 ]] && echo node || echo openclaw)" "the container user has an account (launch's /etc/passwd)"
 expect_contains "$out" "R proxy_chat 0" "chat through the proxy from a rootless container"
 expect_contains "$out" "R host_loopback 1" "host loopback unreachable from the container"
 expect_contains "$out" "R write_state 0" "the container writes its state home"

@@ -242,6 +242,34 @@ TEST_CASE("launcher::container_spec has no network, the relay as init and a hard
   CHECK(detached["Labels"]["org.tokfence.mode"] == "detach");
 }
 
+TEST_CASE("launcher::container_spec binds the host's account files read-only over the image's") {
+  ContainerSpecInput in;
+  in.workspace = "/w";
+  CHECK(container_spec(in)["HostConfig"]["Binds"].dump().find("/etc/passwd") == std::string::npos);
+  in.passwd_file = "/h/openclaw/t1/passwd";
+  in.group_file = "/h/openclaw/t1/group";
+  auto binds = container_spec(in)["HostConfig"]["Binds"];
+  CHECK(std::count(binds.begin(), binds.end(), json("/h/openclaw/t1/passwd:/etc/passwd:ro")) == 1);
+  CHECK(std::count(binds.begin(), binds.end(), json("/h/openclaw/t1/group:/etc/group:ro")) == 1);
+}
+
+TEST_CASE("launcher::container_accounts names the container user and keeps the image's usual accounts") {
+  auto dedicated = container_accounts(65520, 65520);
+  CHECK(dedicated.passwd ==
+        "root:x:0:0:root:/root:/bin/sh\n"
+        "node:x:1000:1000:node:/home/node:/bin/sh\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        "openclaw:x:65520:65520:OpenClaw (tokfence launch):/tokfence/home:/bin/sh\n");
+  CHECK(dedicated.group == "root:x:0:\nnode:x:1000:\nnogroup:x:65534:\nopenclaw:x:65520:\n");
+  // An id one of those accounts has keeps that account's name and is not listed twice.
+  auto node = container_accounts(1000, 1000);
+  CHECK(node.passwd.find("openclaw") == std::string::npos);
+  CHECK(node.group.find("openclaw") == std::string::npos);
+  auto mixed = container_accounts(65001, 1000);
+  CHECK(mixed.passwd.find("openclaw:x:65001:1000:") != std::string::npos);
+  CHECK(mixed.group.find("openclaw") == std::string::npos);
+}
+
 TEST_CASE("launcher::default_model prefers a current general-purpose model") {
   CHECK(default_model("openai", {"codex-mini", "gpt-3.5-turbo", "gpt-4.1", "gpt-4o"}) == "gpt-4.1");
   CHECK(default_model("anthropic", {"claude-3-haiku", "claude-sonnet-4-5"}) == "claude-sonnet-4-5");
