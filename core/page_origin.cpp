@@ -24,18 +24,68 @@ std::string quoted(std::string_view value) {
   return out + (value.size() > 100 ? "...'" : "'");
 }
 
+// Calls `each(name, line)` for every field line of an HTTP/1 head (start line skipped, stops at the
+// empty line or the end).
+template <class Each>
+void for_each_field(std::string_view head, Each&& each) {
+  std::size_t at = head.find("\r\n");
+  at = at == std::string_view::npos ? head.size() : at + 2;
+  while (at < head.size()) {
+    const auto end = head.find("\r\n", at);
+    const std::string_view line = head.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
+    if (line.empty()) return;
+    each(line.substr(0, line.find(':')), line);
+    if (end == std::string_view::npos) return;
+    at = end + 2;
+  }
+}
+
 }  // namespace
 
-bool is_own_loopback_origin(std::string_view origin, std::uint16_t port) {
-  const std::string p = ":" + std::to_string(port);
-  return iequals(origin, "http://127.0.0.1" + p) || iequals(origin, "http://localhost" + p);
+std::string relayed_page_policy(std::uint16_t port) {
+  const std::string p = std::to_string(port);
+  return "default-src 'self' data: blob: 'unsafe-inline' 'unsafe-eval' 'wasm-unsafe-eval'; "
+         "connect-src 'self' data: blob: ws://127.0.0.1:" + p + " ws://localhost:" + p +
+         "; form-action 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'";
+}
+
+bool requests_service_worker(std::string_view head) {
+  bool found = false;
+  for_each_field(head, [&](std::string_view name, std::string_view) { found = found || iequals(name, "service-worker"); });
+  return found;
+}
+
+bool is_interim_answer(std::string_view head) {
+  // "HTTP/1.1 1xx": the status code's first digit at 9.
+  return head.size() >= 12 && head.substr(0, 7) == "HTTP/1." && head[9] == '1' && head.substr(9, 3) != "101";
+}
+
+std::string answer_head_with_policy(std::string_view head, std::string_view policy) {
+  if (head.substr(0, 7) != "HTTP/1.") return {};
+  const auto status_end = head.find("\r\n");
+  if (status_end == std::string_view::npos) return {};
+  std::string out(head.substr(0, status_end + 2));
+  for_each_field(head, [&](std::string_view name, std::string_view line) {
+    if (iequals(name, "connection") || iequals(name, "keep-alive") || iequals(name, "x-dns-prefetch-control")) return;
+    out.append(line).append("\r\n");
+  });
+  out.append("Content-Security-Policy: ").append(policy).append("\r\nX-DNS-Prefetch-Control: off\r\nConnection: close\r\n\r\n");
+  return out;
+}
+
+bool is_own_loopback_origin(std::string_view origin, std::string_view host) {
+  const auto colon = host.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  const std::string_view name = host.substr(0, colon);
+  if (!iequals(name, "127.0.0.1") && !iequals(name, "localhost")) return false;
+  return origin.size() == 7 + host.size() && iequals(origin.substr(0, 7), "http://") && iequals(origin.substr(7), host);
 }
 
 std::string foreign_page_refusal(std::span<const std::string_view> origins,
-                                 std::span<const std::string_view> fetch_sites, std::uint16_t port) {
+                                 std::span<const std::string_view> fetch_sites, std::string_view host) {
   if (origins.size() > 1) return std::to_string(origins.size()) + " Origin fields";
   if (fetch_sites.size() > 1) return std::to_string(fetch_sites.size()) + " Sec-Fetch-Site fields";
-  if (origins.size() == 1 && !is_own_loopback_origin(origins[0], port))
+  if (origins.size() == 1 && !is_own_loopback_origin(origins[0], host))
     return "sent by a web page of another origin (Origin " + quoted(origins[0]) + ")";
   // Checked even with the own Origin: a browser never pairs them, so the pair is not a browser's.
   if (fetch_sites.size() == 1 && !iequals(fetch_sites[0], "same-origin") && !iequals(fetch_sites[0], "none"))

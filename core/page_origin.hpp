@@ -6,7 +6,8 @@
 // open a WebSocket (no same-origin read barrier), to http://127.0.0.1:<port>/, and that request
 // names the right Host by construction. What a page cannot forge are the fields the browser adds:
 // Origin (on every WebSocket handshake and every cross-origin POST) and Sec-Fetch-Site (on
-// every request of current Chromium, Firefox and Safari). curl and the user's typed or xdg-open
+// every fetch of current Chromium, Firefox and Safari, though not on Chromium's WebSocket
+// handshakes). curl and the user's typed or xdg-open
 // URL send no Origin and Sec-Fetch-Site none or none at all.
 //
 // libc and the standard library only: tokfence-relay (static, no tokfence_core) compiles this in.
@@ -17,19 +18,52 @@
 
 namespace tokfence {
 
-// Whether `origin` (an Origin field value) is the listener's own: http://127.0.0.1:<port> or
-// http://localhost:<port>, ASCII case-insensitive, nothing else ("null", a trailing '/', https,
-// another port or host are not).
-bool is_own_loopback_origin(std::string_view origin, std::uint16_t port);
+// Whether `origin` (an Origin field value) is the listener's own, as the request named the
+// listener: "http://" and `host`, the request's Host field value, ASCII case-insensitive, when
+// `host` is 127.0.0.1:<port> or localhost:<port> (its caller checked the port). Nothing else
+// ("null", a trailing '/', https, another port or host). The two names are two origins: a browser
+// tries localhost at ::1 first, where another local user can listen on the same port, so a page of
+// http://localhost:<port> may be that user's and speaks for the listener only on a request to
+// localhost:<port> (review 14a F1: such a page opened ws://127.0.0.1:<port>/ to the launch UI).
+bool is_own_loopback_origin(std::string_view origin, std::string_view host);
 
-// Why a request whose Origin field values are `origins` and Sec-Fetch-Site values `fetch_sites`
-// was sent by a page of another origin than the loopback listener on `port`; "" when nothing says
-// so. Refused: any Origin but the own one (is_own_loopback_origin), more than one Origin or
+// Why a request for `host` (its Host field value, checked by the caller to be 127.0.0.1:<port> or
+// localhost:<port>) whose Origin field values are `origins` and Sec-Fetch-Site values
+// `fetch_sites` was sent by a page of another origin than the listener; "" when nothing says so.
+// Refused: any Origin but the own one (is_own_loopback_origin), more than one Origin or
 // Sec-Fetch-Site field (a browser sends one; two could be read differently by the server behind),
-// and a Sec-Fetch-Site other than same-origin or none (cross-site, and same-site, which is
-// any other port of 127.0.0.1 too). Allowed: no such fields (curl), Sec-Fetch-Site none (a typed
-// URL), same-origin with the own Origin.
+// and a Sec-Fetch-Site other than same-origin or none (cross-site, and same-site, which is any
+// other port of 127.0.0.1 too). Allowed: no such fields (curl), Sec-Fetch-Site none (a typed URL),
+// same-origin with the own Origin. Chromium sends no Sec-Fetch-Site on a WebSocket handshake: there
+// Origin alone decides.
 std::string foreign_page_refusal(std::span<const std::string_view> origins,
-                                 std::span<const std::string_view> fetch_sites, std::uint16_t port);
+                                 std::span<const std::string_view> fetch_sites, std::string_view host);
+
+// --- What a relayed page may reach (tokfence-relay --page-policy, launch's dashboard relay)
+//
+// The OpenClaw control UI that launch relays is the container's page: its script is the agent's
+// once the agent rewrote it, and it runs in the user's browser, which has the network the
+// container lacks. Every answer on such a connection gets relayed_page_policy(): loads,
+// connections, forms and workers only to the listener's own origin (plus data: and blob:), no
+// framing by other pages, no plugins. Inline and eval'd script stay allowed: the policy limits
+// where bytes go, the page's own policy (the browser enforces both) what runs. A service worker
+// would outlive the launch and answer for the origin with headers of its own choosing, so its
+// script is refused (refuses_service_worker).
+std::string relayed_page_policy(std::uint16_t port);
+
+// Whether a request head (final CRLF CRLF optional) is a browser's fetch of a service worker
+// script (a `Service-Worker: script` field).
+bool requests_service_worker(std::string_view head);
+
+// Whether `head`, an HTTP/1 answer head, is an interim one (1xx other than 101): 100 Continue,
+// 103 Early Hints (whose Link fields a browser may preload before the final answer's policy).
+bool is_interim_answer(std::string_view head);
+
+// The answer head `head` (status line first, final CRLF CRLF included) with the client's view
+// made safe: Content-Security-Policy `policy` and X-DNS-Prefetch-Control: off added (a policy
+// the server sent stays; the browser enforces every one), and Connection: close in place of the
+// server's Connection/Keep-Alive fields, so the browser sends no second request on a connection
+// whose later answers nobody rewrites. "" when the head does not start with "HTTP/1.".
+std::string answer_head_with_policy(std::string_view head, std::string_view policy);
 
 }  // namespace tokfence

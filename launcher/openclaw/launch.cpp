@@ -529,8 +529,9 @@ DashboardRelay start_dashboard_relay(const fs::path& relay, const Paths& paths, 
                      "@" + std::to_string(container_uid);
   // Only our own uid, and only requests for 127.0.0.1:<port> / localhost:<port>: the gateway
   // behind ui.sock sees every client as loopback, so other local users and DNS-rebinding pages are
-  // stopped here (review 12b F4).
-  std::vector<std::string> args = {relay.string(), "--forward",      spec, "--own-uid-only", "--check-host",
+  // stopped here (review 12b F4). The UI is the container's page in the user's browser: its
+  // answers carry a policy that keeps its loads on this origin (--page-policy).
+  std::vector<std::string> args = {relay.string(), "--forward",      spec, "--own-uid-only", "--check-host", "--page-policy",
                                    "--ready-file",  paths.relay_ready.string()};
   int log_fd = ::open(paths.relay_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   pid_t pid = ::fork();

@@ -322,8 +322,13 @@ std::optional<HttpResponse> DashboardWeb::refuse_action(const HttpRequest& req, 
   // for SameSite cookies) can make the browser POST here with the cookie; it cannot forge Origin
   // or Sec-Fetch-Site, nor read the CSRF token, nor send a custom header without a CORS
   // preflight we never grant.
+  // The listener checked Host (127.0.0.1 or localhost, with our port or none); the Origin must
+  // name the same one (core/page_origin.hpp: localhost may be another user's listener on ::1).
   const std::string* origin = req.header("origin");
-  if (!origin || !is_own_loopback_origin(*origin, static_cast<std::uint16_t>(src_.port)))
+  const std::string* host = req.header("host");
+  std::string named = host ? *host : std::string();
+  if (named.find(':') == std::string::npos) named += ":" + std::to_string(src_.port);
+  if (!origin || !is_own_loopback_origin(*origin, named))
     return json_error(403, "dashboard: refused: actions need the dashboard's own Origin");
   if (const std::string* site = req.header("sec-fetch-site"); site && *site != "same-origin")
     return json_error(403, "dashboard: refused: actions come from the dashboard's own pages only");

@@ -1,8 +1,8 @@
 // tokfence-relay: carries proxy traffic across a namespace boundary, and can be a container's or a
 // sandbox's init.
 //
-//   tokfence-relay [--forward SPEC]... [--ready-file PATH | --ready-fd N] [--own-uid-only] [--check-host]
-//                  [--agent-seccomp [--agent-allow-unix-sockets]] [-- COMMAND ARGS...]
+//   tokfence-relay [--forward SPEC]... [--ready-file PATH | --ready-fd N] [--own-uid-only] [--check-host
+//                  [--page-policy]] [--agent-seccomp [--agent-allow-unix-sockets]] [-- COMMAND ARGS...]
 //
 //   SPEC  tcp:HOST:PORT=unix:/path.sock   listen on TCP (numeric host), relay each connection to the
 //                                         Unix socket (PORT 0 picks a free port)
@@ -51,6 +51,14 @@
 // looked at, so it goes on with Connection: close (head_closing_connection) and the connection
 // carries no second request; a WebSocket handshake goes as sent, and after the head the bytes flow
 // untouched.
+//
+// `--page-policy` (with --check-host; launch's dashboard relay passes it): the relayed UI is the
+// container's page, run by the user's browser, which has the network the container lacks. The
+// answer to every checked request that is no WebSocket handshake gets core/page_origin.hpp's
+// Content-Security-Policy (loads, connections, forms and workers only to the listener's own
+// origin), X-DNS-Prefetch-Control: off and Connection: close (so no later answer on the
+// connection goes unrewritten); a service worker script is refused (403). Interim 1xx answers are
+// dropped; an answer that is not HTTP/1 ends the connection.
 //
 // `--agent-seccomp` (the Linux sandbox always passes it): COMMAND starts under the agent's
 // seccomp filter (sandbox/seccomp.hpp: no AF_UNIX sockets, no io_uring, no ptrace...); if the
@@ -119,6 +127,8 @@ constexpr auto kUnixRetryDelay = std::chrono::milliseconds(10);
 constexpr std::size_t kMaxFirstHead = 8 * 1024;
 constexpr auto kFirstHeadTime = std::chrono::seconds(5);
 constexpr auto kPeekInterval = std::chrono::milliseconds(10);
+// --page-policy: the answer's head (interim ones included) read before it is rewritten, at most.
+constexpr std::size_t kMaxAnswerHead = 64 * 1024;
 
 [[noreturn]] void usage_error(const std::string& message) {
   std::cerr << "tokfence-relay: error: " << message << "\n"
@@ -394,9 +404,12 @@ int open_checked_socket(const UnixAtEndpoint& at, std::string* why) {
 class UnixConnector : public std::enable_shared_from_this<UnixConnector> {
  public:
   // `first`: bytes that go to the server before the two sides are joined (HeadGate's rewritten head).
-  UnixConnector(asio::io_context& io, UnixTarget target, tcp::socket client, std::string first = {})
+  // `policy` (--page-policy): the server's answer head goes to the client with it
+  // (core/page_origin.hpp answer_head_with_policy) before the two sides are joined.
+  UnixConnector(asio::io_context& io, UnixTarget target, tcp::socket client, std::string first = {},
+                std::string policy = {})
       : io_(io), target_(std::move(target)), path_(target_text(target_)), client_(std::move(client)), server_(io),
-        timer_(io), first_(std::move(first)) {}
+        timer_(io), first_(std::move(first)), policy_(std::move(policy)) {}
   ~UnixConnector() { close_checked(); }
 
   void start() { attempt(); }
@@ -447,9 +460,43 @@ class UnixConnector : public std::enable_shared_from_this<UnixConnector> {
           client_.close(ignored);
           return;
         }
-        join();
+        if (policy_.empty()) return join();
+        read_answer_head();
       });
     });
+  }
+  // Reads the server's answer up to its final head (interim 1xx heads are dropped: a 103's Link
+  // fields could make the browser preload from anywhere), sends that head with the page policy and
+  // what came after it, then joins. An answer that is no HTTP/1 head, or whose head is over
+  // kMaxAnswerHead, ends both sides: nothing unrewritten reaches the browser.
+  void read_answer_head() {
+    auto self = shared_from_this();
+    server_.async_read_some(asio::buffer(chunk_), [this, self](error_code ec, std::size_t n) {
+      if (ec) return close_both();
+      answer_.append(chunk_.data(), n);
+      for (auto end = answer_.find("\r\n\r\n"); end != std::string::npos; end = answer_.find("\r\n\r\n")) {
+        const std::string_view head(answer_.data(), end + 4);
+        if (tokfence::is_interim_answer(head)) {
+          answer_.erase(0, end + 4);
+          continue;
+        }
+        std::string rewritten = tokfence::answer_head_with_policy(head, policy_);
+        if (rewritten.empty()) return close_both();
+        answer_ = rewritten + answer_.substr(end + 4);
+        asio::async_write(client_, asio::buffer(answer_), [this, self](error_code write_ec, std::size_t) {
+          if (write_ec) return close_both();
+          join();
+        });
+        return;
+      }
+      if (answer_.size() > kMaxAnswerHead) return close_both();
+      read_answer_head();
+    });
+  }
+  void close_both() {
+    error_code ignored;
+    client_.close(ignored);
+    server_.close(ignored);
   }
   void join() { std::make_shared<Session>(Stream(std::move(client_)), Stream(std::move(server_)))->start(); }
 
@@ -462,6 +509,9 @@ class UnixConnector : public std::enable_shared_from_this<UnixConnector> {
   asio::steady_timer timer_;
   int tries_ = 0;
   std::string first_;
+  std::string policy_;
+  std::array<char, 16 * 1024> chunk_{};
+  std::string answer_;  // the answer read so far, then the rewritten head and what followed it
 };
 
 // Connects to a TCP target with a timeout.
@@ -504,6 +554,7 @@ class TcpConnector : public std::enable_shared_from_this<TcpConnector> {
 struct TcpGuard {
   bool own_uid_only = false;
   bool check_host = false;
+  bool page_policy = false;  // needs check_host: the answer to a checked head gets the page policy
 };
 
 // A refusal line on stderr (the dashboard relay's log file), at most one a second: another user
@@ -559,6 +610,7 @@ std::string head_closing_connection(std::string_view head) {
 struct HeadRefusal {
   int status = 0;
   std::string why;
+  bool service_worker = false;  // 403 for a service worker script (--page-policy), not for an origin
 };
 
 // Checks the request head `head` (up to and including the CRLF of its last field line) of a
@@ -572,7 +624,8 @@ struct HeadRefusal {
 //    carries Host 127.0.0.1:<port>, which passes the Host check), or POST to it blind (CSRF).
 //    Only the listener's own origin, a typed URL (Sec-Fetch-Site none) and curl (neither field)
 //    get through.
-HeadRefusal head_refusal(std::string_view head, unsigned short port) {
+//  - with --page-policy, no service worker script (403, core/page_origin.hpp requests_service_worker).
+HeadRefusal head_refusal(std::string_view head, unsigned short port, bool page_policy) {
   auto eol = head.find("\r\n");
   const std::string_view request_line = head.substr(0, eol);
   const auto sp1 = request_line.find(' ');
@@ -608,7 +661,9 @@ HeadRefusal head_refusal(std::string_view head, unsigned short port) {
   const std::string p = ":" + std::to_string(port);
   if (hosts != 1) return {421, std::to_string(hosts) + " Host fields"};
   if (host != "127.0.0.1" + p && host != "localhost" + p) return {421, "Host " + host.substr(0, 100)};
-  if (auto why = tokfence::foreign_page_refusal(origins, fetch_sites, port); !why.empty()) return {403, why};
+  if (auto why = tokfence::foreign_page_refusal(origins, fetch_sites, host); !why.empty()) return {403, why};
+  if (page_policy && tokfence::requests_service_worker(head))
+    return {403, "a service worker script (it would outlive the launch and answer without the page policy)", true};
   return {};
 }
 
@@ -634,8 +689,9 @@ void refuse_client(tcp::socket client, int status, const std::string& reason, co
 // to the target rewritten by head_closing_connection (a WebSocket handshake as sent).
 class HeadGate : public std::enable_shared_from_this<HeadGate> {
  public:
-  HeadGate(asio::io_context& io, tcp::socket client, UnixTarget target, unsigned short port)
-      : io_(io), client_(std::move(client)), target_(std::move(target)), port_(port), deadline_(io), poll_(io) {
+  HeadGate(asio::io_context& io, tcp::socket client, UnixTarget target, unsigned short port, bool page_policy)
+      : io_(io), client_(std::move(client)), target_(std::move(target)), port_(port), page_policy_(page_policy),
+        deadline_(io), poll_(io) {
     ++g_open_connections;  // a connection waiting for its head counts against kMaxConnections too
   }
   ~HeadGate() { --g_open_connections; }
@@ -670,8 +726,8 @@ class HeadGate : public std::enable_shared_from_this<HeadGate> {
       });
       return;
     }
-    if (auto refused = head_refusal(data.substr(0, end + 2), port_); refused.status != 0)
-      return finish_refused(refused.status, refused.status == 421 ? "Misdirected Request" : "Forbidden", refused.why);
+    if (auto refused = head_refusal(data.substr(0, end + 2), port_, page_policy_); refused.status != 0)
+      return finish_refused(refused);
     done_ = true;
     deadline_.cancel();
     std::string first = head_closing_connection(data.substr(0, end + 4));
@@ -684,13 +740,24 @@ class HeadGate : public std::enable_shared_from_this<HeadGate> {
         taken += static_cast<std::size_t>(got);
       }
     }
-    std::make_shared<UnixConnector>(io_, target_, std::move(client_), std::move(first))->start();
+    // A WebSocket's answer is no page; every other answer gets the page policy (--page-policy).
+    std::string policy = page_policy_ && !first.empty() ? tokfence::relayed_page_policy(port_) : std::string();
+    std::make_shared<UnixConnector>(io_, target_, std::move(client_), std::move(first), std::move(policy))->start();
   }
-  void finish_refused(int status, const char* reason, const std::string& why) {
+  void finish_refused(const HeadRefusal& refused) {
+    finish_refused(refused.status, refused.status == 421 ? "Misdirected Request" : "Forbidden", refused.why,
+                   refused.service_worker);
+  }
+  void finish_refused(int status, const char* reason, const std::string& why, bool service_worker = false) {
     done_ = true;
     deadline_.cancel();
     poll_.cancel();
     const std::string own = "127.0.0.1:" + std::to_string(port_) + " or localhost:" + std::to_string(port_);
+    if (service_worker) {
+      note_refusal("dashboard request: " + why);
+      refuse_client(std::move(client_), status, reason, "refused by tokfence-relay: no service worker for a relayed page\n");
+      return;
+    }
     if (status == 403) {
       note_refusal("dashboard request: " + why + " (only pages of http://127.0.0.1:" + std::to_string(port_) +
                    " or http://localhost:" + std::to_string(port_) + " may use it)");
@@ -713,6 +780,7 @@ class HeadGate : public std::enable_shared_from_this<HeadGate> {
   tcp::socket client_;
   UnixTarget target_;
   unsigned short port_;
+  bool page_policy_;
   asio::steady_timer deadline_, poll_;
   bool done_ = false;
 };
@@ -769,7 +837,7 @@ class TcpListener {
     }
     if (guard_.check_host) {
       const unsigned short port = acceptor_.local_endpoint().port();
-      std::make_shared<HeadGate>(io_, std::move(client), target_, port)->start();
+      std::make_shared<HeadGate>(io_, std::move(client), target_, port, guard_.page_policy)->start();
       return;
     }
     std::make_shared<UnixConnector>(io_, target_, std::move(client))->start();
@@ -980,6 +1048,8 @@ int main(int argc, char** argv) {
       guard.own_uid_only = true;
     } else if (arg == "--check-host") {
       guard.check_host = true;
+    } else if (arg == "--page-policy") {
+      guard.page_policy = true;
     } else if (arg == "--agent-seccomp") {
       agent_seccomp = true;
     } else if (arg == "--agent-allow-unix-sockets") {
@@ -994,6 +1064,8 @@ int main(int argc, char** argv) {
                    "  --own-uid-only    TCP listeners refuse peers of another uid (403)\n"
                    "  --check-host      TCP listeners refuse a first request head whose Host is not\n"
                    "                    127.0.0.1:PORT or localhost:PORT (421)\n"
+                   "  --page-policy     with --check-host: answers carry a Content-Security-Policy that\n"
+                   "                    keeps the page's loads on the listener's origin; no service worker\n"
                    "  --agent-seccomp   COMMAND runs under the sandbox's seccomp filter (never without it)\n"
                    "example: tokfence-relay --forward tcp:127.0.0.1:9471=unix:/run/tokfence-proxy/proxy.sock -- codex\n";
       return 0;
@@ -1003,6 +1075,7 @@ int main(int argc, char** argv) {
   }
   if (forwards.empty() && command.empty()) usage_error("nothing to do: give --forward or a command");
   if (agent_allow_unix && !agent_seccomp) usage_error("--agent-allow-unix-sockets needs --agent-seccomp");
+  if (guard.page_policy && !guard.check_host) usage_error("--page-policy needs --check-host");
   if (agent_seccomp && command.empty()) usage_error("--agent-seccomp needs a command");
   std::optional<std::vector<sock_filter>> agent_filter;
   if (agent_seccomp) {

@@ -63,6 +63,11 @@ refused() {
 }
 refused "Origin of another site" -H "Origin: http://evil.test:$port"
 refused "Origin of another port" -H "Origin: http://127.0.0.1:$((port == 65535 ? 1 : port + 1))"
+# Review 14a F1: localhost is another origin than 127.0.0.1 (a browser tries localhost at ::1 first,
+# where another user can listen on the same port): that page's WebSocket to 127.0.0.1 is refused.
+refused "Origin localhost on a request to 127.0.0.1" -H "Origin: http://localhost:$port" -H "Connection: Upgrade" \
+  -H "Upgrade: websocket" -H "Sec-WebSocket-Version: 13" -H "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+refused "Origin 127.0.0.1 on a request to localhost" -H "Host: localhost:$port" -H "Origin: http://127.0.0.1:$port"
 refused "Origin https" -H "Origin: https://127.0.0.1:$port"
 refused "Origin null" -H "Origin: null"
 refused "two Origin fields" -H "Origin: http://127.0.0.1:$port" -H "Origin: http://evil.test:$port"

