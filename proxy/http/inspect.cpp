@@ -296,7 +296,19 @@ Refusal misplaced(const std::string& where, std::string_view what) {
 // (review 13a P1: PRIVATE-TOKEN, X-Shopify-Access-Token, a form body's access_token=).
 std::optional<Refusal> refuse_path_position(std::string_view path, const std::string& where,
                                             const SecretBook& secrets) {
-  for (const auto& f : placeholders_in(path)) {
+  const auto found = placeholders_in(path);
+  // An encoded '?' or '#' (or '%', which decodes to one on a second pass) is path text here, but a
+  // front end that decodes before it splits reads what follows as the query or fragment, where a
+  // host keeps message text and logs (review 14a O3): no placeholder in a path that has one.
+  if (!found.empty()) {
+    for (std::size_t at = path.find('%'); at != std::string_view::npos; at = path.find('%', at + 1)) {
+      const std::string_view escape = path.substr(at + 1, 2);
+      if (escape == "3F" || escape == "3f" || escape == "23" || escape == "25")
+        return misplaced(where, "an encoded '?', '#' or '%' in a path that carries a placeholder (a server that decodes "
+                                "the path before splitting it would read the secret as query or fragment)");
+    }
+  }
+  for (const auto& f : found) {
     auto it = secrets.find(f.name);  // known, granted and bound: refuse_placeholders checked
     if (it == secrets.end() || it->second.in_path) continue;
     const std::string name(f.name);

@@ -471,4 +471,17 @@ TEST_CASE("inspect: a secret bound for credential fields only is never written i
   auto in_path = rewrite_request(request, to("gitlab.example:443"), nullptr, path_book, {"gl"});
   REQUIRE(std::holds_alternative<Rewritten>(in_path));
   CHECK(text(std::get<Rewritten>(in_path).head).starts_with("POST /api/v4/projects/attacker%2Floot/repository/files/" + secret));
+  // Review 14a O3: an encoded '?' or '#' (or '%') anywhere in such a path: a front end that decodes
+  // before splitting would read the secret as the query or fragment. Refused, bound for the path or not.
+  for (const std::string path : {"/bottokfence-secret:gl/x%3Fmsg=1", "/x%3ftext=tokfence-secret:gl", "/x%23tokfence-secret:gl",
+                                 "/x%253Ftext=tokfence-secret:gl"}) {
+    INFO(path);
+    http1::RequestHead escaped;
+    const std::string wire = "GET " + path + " HTTP/1.1\r\n" + host + "\r\n";  // the head points into it
+    parse(wire, escaped);
+    auto result = rewrite_request(escaped, to("gitlab.example:443"), nullptr, path_book, {"gl"});
+    REQUIRE(std::holds_alternative<Refusal>(result));
+    CHECK(std::get<Refusal>(result).rule == "placeholder-position");
+    CHECK(std::get<Refusal>(result).message.find("encoded '?'") != std::string::npos);
+  }
 }
