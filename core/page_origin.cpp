@@ -40,6 +40,23 @@ void for_each_field(std::string_view head, Each&& each) {
   }
 }
 
+bool contains_ci(std::string_view text, std::string_view needle) {
+  for (std::size_t i = 0; i + needle.size() <= text.size(); ++i)
+    if (iequals(text.substr(i, needle.size()), needle)) return true;
+  return false;
+}
+
+// Answer fields that make the browser send something to an address of the server's choosing,
+// outside the policy's reach: reports (a policy's report-uri/report-to, Report-To, Reporting-
+// Endpoints, NEL, a report-only policy), Link (preconnect is under no policy) and Refresh (a
+// navigation). A server policy without reporting stays: the browser enforces it beside ours.
+bool sends_elsewhere(std::string_view name, std::string_view line) {
+  for (std::string_view dropped : {"content-security-policy-report-only", "report-to", "reporting-endpoints", "nel",
+                                   "link", "refresh"})
+    if (iequals(name, dropped)) return true;
+  return iequals(name, "content-security-policy") && (contains_ci(line, "report-uri") || contains_ci(line, "report-to"));
+}
+
 }  // namespace
 
 std::string relayed_page_policy(std::uint16_t port) {
@@ -67,6 +84,7 @@ std::string answer_head_with_policy(std::string_view head, std::string_view poli
   std::string out(head.substr(0, status_end + 2));
   for_each_field(head, [&](std::string_view name, std::string_view line) {
     if (iequals(name, "connection") || iequals(name, "keep-alive") || iequals(name, "x-dns-prefetch-control")) return;
+    if (sends_elsewhere(name, line)) return;
     out.append(line).append("\r\n");
   });
   out.append("Content-Security-Policy: ").append(policy).append("\r\nX-DNS-Prefetch-Control: off\r\nConnection: close\r\n\r\n");

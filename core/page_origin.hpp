@@ -61,7 +61,9 @@ bool is_interim_answer(std::string_view head);
 
 // The answer head `head` (status line first, final CRLF CRLF included) with the client's view
 // made safe: Content-Security-Policy `policy` and X-DNS-Prefetch-Control: off added (a policy
-// the server sent stays; the browser enforces every one), and Connection: close in place of the
+// the server sent stays, the browser enforces every one, unless it reports somewhere), the fields
+// that make a browser send reports or connect elsewhere dropped (Report-To, Reporting-Endpoints,
+// NEL, Content-Security-Policy-Report-Only, Link, Refresh), and Connection: close in place of the
 // server's Connection/Keep-Alive fields, so the browser sends no second request on a connection
 // whose later answers nobody rewrites. "" when the head does not start with "HTTP/1.".
 std::string answer_head_with_policy(std::string_view head, std::string_view policy);

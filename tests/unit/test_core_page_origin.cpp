@@ -86,6 +86,18 @@ TEST_CASE("page_origin: a relayed page's answers carry the policy and close the 
   CHECK(answer_head_with_policy("<html>hello</html>\r\n\r\n", "P").empty());
   CHECK(answer_head_with_policy("HTTP/2 200\r\n\r\n", "P").empty());
 
+  // What would make the browser send something elsewhere, outside any policy's reach, is dropped;
+  // a server policy without reporting stays.
+  const std::string reporting =
+      "HTTP/1.1 200 OK\r\nContent-Security-Policy: media-src 'none'; report-uri http://evil.test/r\r\n"
+      "content-security-policy: img-src 'self'; REPORT-TO grp\r\nContent-Security-Policy-Report-Only: default-src 'none'\r\n"
+      "Report-To: {\"group\":\"grp\"}\r\nReporting-Endpoints: grp=\"https://evil.test/r\"\r\nNEL: {\"report_to\":\"grp\"}\r\n"
+      "Link: <https://evil.test>; rel=preconnect\r\nRefresh: 0; url=https://evil.test/\r\n"
+      "Content-Security-Policy: script-src 'self'\r\nLinked: kept\r\n\r\n";
+  CHECK(answer_head_with_policy(reporting, "P") ==
+        "HTTP/1.1 200 OK\r\nContent-Security-Policy: script-src 'self'\r\nLinked: kept\r\n"
+        "Content-Security-Policy: P\r\nX-DNS-Prefetch-Control: off\r\nConnection: close\r\n\r\n");
+
   CHECK(is_interim_answer("HTTP/1.1 100 Continue\r\n\r\n"));
   CHECK(is_interim_answer("HTTP/1.1 103 Early Hints\r\nLink: <https://x.test/a.js>; rel=preload\r\n\r\n"));
   CHECK_FALSE(is_interim_answer("HTTP/1.1 101 Switching Protocols\r\n\r\n"));
