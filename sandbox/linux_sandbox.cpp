@@ -60,6 +60,7 @@
 #include <utility>
 
 #include "core/file.hpp"
+#include "sandbox/git_settings.hpp"
 #include "sandbox/landlock.hpp"
 
 namespace tokfence::sandbox {
@@ -446,9 +447,11 @@ void make_terminal(const TerminalSettings& settings, int sock, int err_fd) {
 
 // The workdir (and every writable path) may be written, but a repository's .git/hooks and
 // .git/config decide what git runs, unconfined, the next time the user runs git there (hooks,
-// core.hooksPath, core.fsmonitor, core.pager...). Both come back read-only over themselves, and
-// .git is bound over itself so it is a mount point: the agent can neither rename it away and put
-// a .git of its own in its place, nor rename or replace the protected entries.
+// core.hooksPath, core.fsmonitor, core.pager...). They come back read-only over themselves (with
+// those of submodules and worktrees: sandbox/git_settings.hpp), and .git is bound over itself so it is a
+// mount point: the agent can neither rename it away and put a .git of its own in its place, nor
+// rename or replace the protected entries. A repository the agent creates is its own: run looks
+// at those after the run (sandbox/git_settings.hpp).
 Result<void> protect_git_metadata(const std::string& dir, std::vector<Op>& ops) {
   const std::string git = dir + "/.git";
   struct stat st{};
@@ -457,14 +460,14 @@ Result<void> protect_git_metadata(const std::string& dir, std::vector<Op>& ops) 
     return fail("sandbox: " + git + " is a symbolic link: refusing to run, its hooks could not be protected");
   if (!S_ISDIR(st.st_mode)) return {};  // a .git file (worktree, submodule): see docs/SANDBOX.md
   ops.push_back(Op{Op::expose, git, git});
-  for (const char* name : {"hooks", "config"}) {
-    const std::string path = git + "/" + name;
-    if (::lstat(path.c_str(), &st) < 0) continue;
-    if (S_ISLNK(st.st_mode))
-      return fail("sandbox: " + path + " is a symbolic link: refusing to run, it could not be protected");
-    Op op{Op::expose, path, path};
+  file::Fd git_fd(::open(git.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!git_fd) return fail("sandbox: cannot open " + git + ": " + std::strerror(errno));
+  auto entries = git_settings_entries(git_fd.get());
+  if (!entries) return fail("sandbox: " + dir + "/.git: " + entries.error().message + ": refusing to run, it could not be protected");
+  for (const auto& entry : *entries) {
+    Op op{Op::expose, git + "/" + entry.path, git + "/" + entry.path};
     op.read_only = true;
-    op.file = !S_ISDIR(st.st_mode);
+    op.file = !entry.directory;
     ops.push_back(op);
   }
   return {};

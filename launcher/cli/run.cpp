@@ -39,6 +39,7 @@
 #include "sandbox/harness/harness.hpp"
 #include "proxy/control/protocol.hpp"
 #include "sandbox/environment.hpp"
+#include "sandbox/git_settings.hpp"
 #include "sandbox/linux_sandbox.hpp"
 #include "sandbox/macos_profile.hpp"
 #include "sandbox/supervisor.hpp"
@@ -342,6 +343,13 @@ void plant_decoy_files(sandbox::Policy& policy, const launcher::AgentSession& se
   for (const auto& f : session.decoys.files) policy.planted.push_back({f.path, f.content});
 }
 
+// After a sandboxed run: what the agent left for git to run unfenced (sandbox/git_settings.hpp). A
+// warning only: nothing is changed, and the run's exit status stays the agent's.
+void warn_git_left_behind(const std::vector<fs::path>& roots, const timespec& started) {
+  for (const auto& root : roots)
+    std::cerr << sandbox::git_audit_warning(sandbox::audit_git_changes(root.string(), started), root.string(), "tokfence");
+}
+
 void run_harness(Context& ctx, RunOptions& o) {
   const harness::Program* program = harness::find_program(o.program);
   if (!program) throw UserError("run: unknown program: '" + o.program + "' (use codex, claude or opencode)");
@@ -563,7 +571,13 @@ void run_harness(Context& ctx, RunOptions& o) {
 #endif
     spawner = sandbox::plain_spawner(argv, sandbox::to_envp(env), workdir.string());
   }
+  const timespec started = sandbox::git_audit_clock();
   ctx.exit_code = value_or_throw(sandbox::supervise(spawner));
+  if (linux_sandbox) {
+    std::vector<fs::path> roots = {workdir};
+    roots.insert(roots.end(), allow_write.begin(), allow_write.end());
+    warn_git_left_behind(roots, started);
+  }
 }
 
 void add_run_options(CLI::App* sub, RunOptions& o) {

@@ -37,6 +37,7 @@
 #include "launcher/openclaw/session.hpp"
 #include "proxy/control/protocol.hpp"
 #include "proxy/metering/pricing.hpp"
+#include "sandbox/git_settings.hpp"
 #include "vault/terminal.hpp"
 #include "vault/vault.hpp"
 
@@ -618,8 +619,10 @@ bool gateway_answers(int ui_dir, uid_t container_uid) {
 // is looked at through descriptors without following links; a symlinked .git, .git/hooks or
 // .git/config is refused (it may point anywhere, and Docker would follow it). A missing .git/hooks
 // is created empty (as `git init` does), so the container cannot create one. A .git *file*
-// (worktree, submodule) is bound read-only, so it cannot be pointed elsewhere.
-// Not covered, see docs/LAUNCH.md: every other file of DIR, including .git/commondir.
+// (worktree, submodule) is bound read-only, so it cannot be pointed elsewhere. The same binds
+// cover config.worktree and the git directories of submodules and worktrees
+// (sandbox/git_settings.hpp). Not covered, see docs/LAUNCH.md: every other file of DIR; what the
+// agent leaves for git (a repository of its own, a commondir) is named after a foreground run.
 std::vector<ContainerSpecInput::WorkspaceBind> guard_workspace_git(const fs::path& workspace) {
   auto refuse = [&](const std::string& what, const std::string& why) -> UserError {
     return UserError("launch: --workspace: " + (workspace / what).string() + ": " + why +
@@ -655,17 +658,22 @@ std::vector<ContainerSpecInput::WorkspaceBind> guard_workspace_git(const fs::pat
   }
   if (S_ISLNK(st.st_mode)) throw refuse(".git/config", "is a symlink");
   if (!S_ISREG(st.st_mode)) throw refuse(".git/config", "is not a regular file");
-  return {{".git", false}, {".git/hooks", true}, {".git/config", true}};
+  std::vector<ContainerSpecInput::WorkspaceBind> binds = {{".git", false}, {".git/hooks", true}, {".git/config", true}};
+  // The same for config.worktree and the git directories of submodules and worktrees.
+  auto entries = sandbox::git_settings_entries(git);
+  if (!entries) throw refuse(".git", entries.error().message);
+  for (const auto& entry : *entries)
+    if (entry.path != "hooks" && entry.path != "config") binds.push_back({".git/" + entry.path, true});
+  return binds;
 }
 
-// After the container is gone: .git/commondir in a repository's own .git redirects git to another
-// config and hooks directory (e.g. one the agent wrote inside the workspace), past the read-only
-// binds above. A warning, since git itself cannot be stopped from reading it.
-void warn_if_git_redirected(const fs::path& workspace) {
-  struct stat st {};
-  if (workspace.empty() || ::fstatat(AT_FDCWD, (workspace / ".git/commondir").c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return;
-  std::cerr << "launch: warning: " << (workspace / ".git/commondir").string()
-            << " exists: it points git at another config and hooks (maybe written by the agent); read it before running git there\n";
+// After the container is gone: what the agent left in the user's workspace for git to run
+// unfenced (a repository of its own with a gitlink in the project's index, a commondir pointing
+// git elsewhere: sandbox/git_settings.hpp). A warning, since git itself cannot be stopped from
+// reading them.
+void warn_git_left_behind(const fs::path& workspace, const timespec& since) {
+  if (workspace.empty()) return;
+  std::cerr << sandbox::git_audit_warning(sandbox::audit_git_changes(workspace.string(), since), workspace.string(), "launch");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -877,6 +885,7 @@ class Launch {
   gid_t container_gid_ = 0;
   bool keep_host_ids_ = false;  // rootless Podman: UsernsMode keep-id (container_user_ids)
   std::vector<ContainerSpecInput::WorkspaceBind> workspace_binds_;
+  timespec started_{};  // sandbox::git_audit_clock() at the start: what changed after it is the agent's
 };
 
 std::pair<unsigned, unsigned> Launch::container_user_ids() {
@@ -1107,6 +1116,7 @@ std::vector<std::string> Launch::command_for(const ImageInfo& image) const {
 int Launch::run() {
   SignalGuard signals;
   g_signal.store(0);
+  started_ = sandbox::git_audit_clock();
   value_or_throw(check_launch_name(options_.name));
   auto memory = parse_memory(options_.memory);
   if (!memory) throw UserError("launch: --memory: expected a size of at least 64m like 512m or 2g: " + options_.memory);
@@ -1231,6 +1241,8 @@ int Launch::run() {
                 {"socket_dir", paths_.sockets.string()},
                 {"socket_layout", kSocketLayout},
                 {"user_workspace", options_.workspace ? workspace.string() : std::string()},
+                // What changed in it after this is the agent's (launch stop's git audit).
+                {"started_clock", json::array({started_.tv_sec, started_.tv_nsec})},
                 {"container_uid", container_uid_},
                 {"config_path", paths_.config.string()},
                 {"primary_model", rendered_.primary_model},
@@ -1466,7 +1478,7 @@ void Launch::cleanup() noexcept {
     if (!container_id_.empty() && engine_) (void)engine_->remove_container(container_id_, /*force=*/true);
     if (dashboard_.pid > 0) stop_process(dashboard_.pid);
     if (created_host_resources_) remove_host_resources(home_, options_.name);
-    if (!workspace_binds_.empty()) warn_if_git_redirected(fs::absolute(*options_.workspace));
+    if (options_.workspace) warn_git_left_behind(fs::absolute(*options_.workspace), started_);
   } catch (...) {
   }
 }
@@ -1528,9 +1540,12 @@ int launch_stop(const Home& home, const LaunchTarget& target, int timeout_second
     value_or_throw(engine->stop_container(info->id, timeout_seconds));
     value_or_throw(engine->remove_container(info->id, true));
   }
-  std::string workspace = read_state(paths_for(home, target.name)).value("user_workspace", "");
+  json state = read_state(paths_for(home, target.name));
+  std::string workspace = state.value("user_workspace", "");
   remove_host_resources(home, target.name);
-  if (!workspace.empty()) warn_if_git_redirected(workspace);
+  // A launch of an earlier version recorded no start: nothing to tell its changes by.
+  if (const json started = state.value("started_clock", json()); !workspace.empty() && started.is_array() && started.size() == 2)
+    warn_git_left_behind(workspace, timespec{started[0].get<time_t>(), started[1].get<long>()});
   if (target.json) {
     std::cout << json{{"name", target.name}, {"stopped", info.has_value()}}.dump() << "\n";
   } else {

@@ -3,7 +3,10 @@
 # .git/hooks/* and .git/config are code the HOST runs the next time the user runs git there (a
 # pre-commit hook; core.fsmonitor even on `git status`). launch binds .git/hooks and .git/config
 # read-only over themselves (and .git over itself, so it cannot be renamed away); a .git, .git/hooks
-# or .git/config that is a symlink makes launch refuse.
+# or .git/config that is a symlink makes launch refuse. The same holds for a submodule's git
+# directory (.git/modules/<name>/config and hooks: `git status` in the project runs git there).
+# What cannot be blocked (a commondir, a repository of the agent's own with a gitlink in the
+# index) is named when the launch ends (sandbox/git_settings.hpp).
 #
 # Unprotected set-up first: the same script in a container given DIR the plain way (read-write)
 # DOES write the hook and the config.
@@ -19,6 +22,10 @@ CONTAINER_IDS=$(launch_default_ids)
 new_repo() {
   rm -rf "$1"
   git init -q "$1"
+  # A submodule's git directory, as `git submodule add` leaves it.
+  mkdir -p "$1/.git/modules/lib/hooks"
+  echo 'ref: refs/heads/main' >"$1/.git/modules/lib/HEAD"
+  printf '[core]\n\tbare = false\n' >"$1/.git/modules/lib/config"
   chown -R "$CONTAINER_IDS" "$1"
 }
 
@@ -27,6 +34,8 @@ attack=$(cat <<'EOF'
 w=/workspace
 printf '#!/bin/sh\necho PWNED\n' > $w/.git/hooks/pre-commit; echo "T hook $?"
 printf '[core]\n\tfsmonitor = echo PWNED\n' >> $w/.git/config; echo "T config $?"
+printf '[core]\n\tfsmonitor = echo PWNED\n' >> $w/.git/modules/lib/config; echo "T submodule_config $?"
+echo x > $w/.git/modules/lib/hooks/post-checkout; echo "T submodule_hook $?"
 mv $w/.git/config $w/.git/config.old; echo "T rename_config $?"
 mv $w/.git/hooks $w/.git/hooks.old; echo "T rename_hooks $?"
 mv $w/.git $w/.git-moved; echo "T rename_git $?"
@@ -34,6 +43,7 @@ rm -rf $w/.git 2>/dev/null; test -d $w/.git/hooks; echo "T remove_git $((1 - $?)
 echo data > $w/notes.txt; echo "T workspace_write $?"
 echo x > $w/.git/scratch; echo "T git_dir_write $?"
 echo /workspace/elsewhere > $w/.git/commondir; echo "T commondir $?"
+mkdir -p $w/sub/.git && printf '[core]\n\tpager = echo PWNED\n' > $w/sub/.git/config; echo "T nested_repo $?"
 EOF
 )
 step() { sed -n "s/^T $1 \([0-9]*\)\$/\1/p" <<<"$2" | tail -1; }
@@ -45,6 +55,7 @@ out=$(docker run --rm --network none --user "$CONTAINER_IDS" --cap-drop ALL -v "
   /bin/sh -c "$attack" 2>&1) || true
 expect_eq "$(step hook "$out")" 0 "unprotected: hook written: $out"
 expect_eq "$(step config "$out")" 0 "unprotected: config written"
+expect_eq "$(step submodule_config "$out")" 0 "unprotected: the submodule's config written"
 # (the later steps moved it around: look for it anywhere)
 [[ -n $(find "$ws" -name pre-commit -path '*hooks*') ]] || die "unprotected: no hook on the host"
 log "unprotected: the container wrote .git/hooks/pre-commit and .git/config"
@@ -56,7 +67,7 @@ config_before=$(sha256sum <"$ws/.git/config")
 git_inode=$(stat -c %i "$ws/.git")
 tf launch --image "$TEST_IMAGE" --no-pull --name "tfg-$RUN_ID" --workspace "$ws" -- /bin/sh -c "$attack"
 out="$TF_OUT"$'\n'"$TF_ERR"
-for s in hook config rename_config rename_hooks rename_git remove_git; do
+for s in hook config rename_config rename_hooks rename_git remove_git submodule_config submodule_hook; do
   [[ -n $(step $s "$out") ]] || die "step $s did not run: $out"
   [[ $(step $s "$out") != 0 ]] || die "the container could $s in the workspace's .git: $out"
 done
@@ -65,7 +76,10 @@ expect_eq "$(step git_dir_write "$out")" 0 "the rest of .git stays writable (the
 # Known gap (docs/LAUNCH.md): .git/commondir redirects git past the read-only binds. Not blocked
 # (git cannot be told to ignore it), but reported when the launch ends.
 expect_eq "$(step commondir "$out")" 0 "commondir is writable (the documented gap)"
-expect_contains "$TF_ERR" "launch: warning: $ws/.git/commondir exists: it points git at another config and hooks"
+expect_eq "$(step nested_repo "$out")" 0 "a repository of the agent's own (the documented gap)"
+expect_contains "$TF_ERR" "launch: warning: the agent left git settings or hooks that run programs"
+expect_contains "$TF_ERR" "$ws/.git/commondir: points git at /workspace/elsewhere"
+expect_contains "$TF_ERR" "$ws/sub/.git/config: core.pager"
 [[ ! -e $ws/.git/hooks/pre-commit ]] || die "hook written on the host"
 expect_eq "$(sha256sum <"$ws/.git/config")" "$config_before" ".git/config unchanged"
 expect_eq "$(stat -c %i "$ws/.git")" "$git_inode" ".git is still the same directory"
