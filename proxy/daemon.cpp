@@ -261,6 +261,7 @@ struct Daemon {
   // The keys' dates, replaced with them (install_keys); read by `status` for the dashboard.
   std::mutex key_dates_mutex;
   std::map<std::string, KeyDates> key_dates;
+  std::mutex reload_mutex;  // reload(): one at a time
   std::shared_ptr<RequestLog> request_log;
   std::shared_ptr<Controls> controls;
   std::shared_ptr<immune::Registry> immune;  // ImmuneFence: sessions, tokens, sensors
@@ -329,7 +330,10 @@ struct Daemon {
                 {"control_socket", home.control_socket().string()},
                 {"vault_backend", vault->backend_name()}};
     json key_names = json::array();
-    for (const auto& [name, key] : *keys->snapshot()) key_names.push_back(name);
+    // Held in a local: the temporary of `: *keys->snapshot()` would die before the loop runs
+    // (until C++23's P2718, which g++ 12 lacks), and a reload meanwhile would free the map.
+    const auto key_map = keys->snapshot();
+    for (const auto& [name, key] : *key_map) key_names.push_back(name);
     out["keys"] = key_names;
     out["vault_keys"] = vault_keys();
     json extra = json::array();
@@ -377,7 +381,8 @@ struct Daemon {
     in.addr = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
     in.controls = controls->status();
     std::vector<std::string> names;
-    for (const auto& [name, key] : *keys->snapshot()) names.push_back(name);
+    const auto key_map = keys->snapshot();  // held: see status()
+    for (const auto& [name, key] : *key_map) names.push_back(name);
     in.vault_providers = std::move(names);
     for (const auto& s : server->unix_sockets())
       if (!s.caller.empty()) in.sessions.push_back(socket_json(s));
@@ -430,13 +435,25 @@ struct Daemon {
   }
 
   Result<json> reload_keys(const json&) {
+    auto n = reload("keys reloaded");
+    if (!n) return fail("vault: reload failed, keeping the keys in memory: " + n.error().message);
+    return json{{"keys", *n}};
+  }
+
+  // Re-reads the vault and installs its keys and bound secrets, the scanner's too; returns the
+  // number of keys. One reload at a time: the `reload_keys` op (a control thread each, so two
+  // `vault rotate` at once) and SIGHUP (the main thread) would otherwise read and replace the
+  // bound-secret book together (retire_bound_secrets, retired_seq), and the scanner could end
+  // with the older of two reloads.
+  Result<std::size_t> reload(const std::string& what) {
+    std::lock_guard lock(reload_mutex);
     auto loaded = load_keys(*vault);
-    if (!loaded) return fail("vault: reload failed, keeping the keys in memory: " + loaded.error().message);
+    if (!loaded) return std::unexpected(loaded.error());
     const std::size_t n = loaded->keys.size(), bound = loaded->bound.size();
     install_keys(std::move(*loaded));
     immune->set_vault_keys(every_secret());
-    daemon_log("keys reloaded: " + std::to_string(n) + " provider(s), " + std::to_string(bound) + " bound secret(s)");
-    return json{{"keys", n}};
+    daemon_log(what + ": " + std::to_string(n) + " provider(s), " + std::to_string(bound) + " bound secret(s)");
+    return n;
   }
 
   // `tokfence dashboard --print-url`: a one-time login URL for the web dashboard (docs/DASHBOARD.md).
@@ -719,7 +736,8 @@ struct Daemon {
   void retire_bound_secrets(inspect::SecretBook& next) {
     std::size_t retired = 0;
     for (const auto& [name, secret] : next) retired += name.find('~') != std::string::npos ? 1 : 0;
-    for (const auto& [name, secret] : *bound_secrets->snapshot()) {
+    const auto book = bound_secrets->snapshot();  // held: see status()
+    for (const auto& [name, secret] : *book) {
       if (retired >= kMaxRetiredSecrets) break;
       const bool already = name.find('~') != std::string::npos;
       if (!already) {
@@ -735,7 +753,8 @@ struct Daemon {
   // agent never holds a bound secret, so one in a model request means it was leaked to it).
   KeyStore::Map every_secret() const {
     KeyStore::Map all = *keys->snapshot();
-    for (const auto& [name, secret] : *bound_secrets->snapshot()) all.emplace("secret:" + name, secret.value);
+    const auto book = bound_secrets->snapshot();  // held: see status()
+    for (const auto& [name, secret] : *book) all.emplace("secret:" + name, secret.value);
     return all;
   }
 
@@ -814,14 +833,8 @@ int wait_for_stop(const sigset_t& signals, Daemon& daemon) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig != SIGHUP) return sig;
-    auto loaded = load_keys(*daemon.vault);
-    if (loaded) {
-      daemon.install_keys(std::move(*loaded));
-      daemon.immune->set_vault_keys(*daemon.keys->snapshot());
-      daemon_log("keys reloaded (SIGHUP)");
-    } else {
-      daemon_log("warning: key reload failed: " + loaded.error().message);
-    }
+    // The same reload as the `reload_keys` op, bound secrets included in the scanner's needles.
+    if (auto n = daemon.reload("keys reloaded (SIGHUP)"); !n) daemon_log("warning: key reload failed: " + n.error().message);
   }
 }
 
