@@ -32,6 +32,7 @@ struct Fixture {
     r.path = "/api/" + action;
     r.body = std::move(body);
     r.headers = {{"cookie", cookie()},
+                 {"host", "127.0.0.1:9472"},  // the listener admitted it (listener.cpp checks Host)
                  {"origin", "http://127.0.0.1:9472"},
                  {"sec-fetch-site", "same-origin"},
                  {"content-type", "application/json"},
@@ -182,7 +183,9 @@ TEST_CASE("proxy::DashboardWeb runs an action only when every check passes") {
     const char* value;
     int status;
   };
+  // Review 14a F1: an Origin of the other loopback name than the request's Host.
   for (const Case& c : {Case{"origin", "", 403}, Case{"origin", "http://127.0.0.1:9473", 403},
+                        Case{"origin", "http://localhost:9472", 403},
                         Case{"origin", "null", 403}, Case{"sec-fetch-site", "same-site", 403},
                         Case{"sec-fetch-site", "cross-site", 403}, Case{"content-type", "text/plain", 415},
                         Case{"x-tokfence-csrf", "", 403}, Case{"x-tokfence-csrf", "wrong", 403},
