@@ -325,9 +325,11 @@ struct Daemon {
                 {"started_at", started_at / 1000},
                 {"host", config.daemon.host},
                 {"port", port},
+                {"tcp_listeners", server->tcp_addresses()},
                 {"proxy_socket", main_socket.string()},
                 {"control_socket", home.control_socket().string()},
                 {"vault_backend", vault->backend_name()}};
+    if (dashboard) out["dashboard_listeners"] = dashboard->addresses();
     json key_names = json::array();
     for (const auto& [name, key] : *keys->snapshot()) key_names.push_back(name);
     out["keys"] = key_names;
