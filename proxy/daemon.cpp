@@ -326,9 +326,11 @@ struct Daemon {
                 {"started_at", started_at / 1000},
                 {"host", config.daemon.host},
                 {"port", port},
+                {"tcp_listeners", server->tcp_addresses()},
                 {"proxy_socket", main_socket.string()},
                 {"control_socket", home.control_socket().string()},
                 {"vault_backend", vault->backend_name()}};
+    if (dashboard) out["dashboard_listeners"] = dashboard->addresses();
     json key_names = json::array();
     // Held in a local: the temporary of `: *keys->snapshot()` would die before the loop runs
     // (until C++23's P2718, which g++ 12 lacks), and a reload meanwhile would free the map.

@@ -243,10 +243,17 @@ void print_status(const json& s) {
   std::int64_t up = started ? static_cast<std::int64_t>(std::time(nullptr)) - started : 0;
   std::cout << "tokfence daemon: running (pid " << s.value("pid", 0) << ", version " << s.value("version", "?")
             << ", up " << up / 3600 << "h" << (up / 60) % 60 << "m" << up % 60 << "s)\n";
-  std::cout << "  listening:  http://" << s.value("host", "") << ":" << s.value("port", 0) << "\n";
+  // Both names of localhost when the daemon holds the IPv6 twin (core/loopback_listen.hpp).
+  const json tcp = s.value("tcp_listeners", json::array());
+  if (tcp.empty()) std::cout << "  listening:  http://" << s.value("host", "") << ":" << s.value("port", 0) << "\n";
+  for (std::size_t i = 0; i < tcp.size(); ++i)
+    std::cout << (i == 0 ? "  listening:  http://" : "              http://") << tcp[i].get<std::string>() << "\n";
   std::cout << "              unix " << s.value("proxy_socket", "") << "\n";
   for (const auto& p : s.value("proxy_sockets", json::array()))
     std::cout << "              unix " << p.value("path", "") << " (caller " << p.value("caller", "") << ")\n";
+  const json dash = s.value("dashboard_listeners", json::array());
+  for (std::size_t i = 0; i < dash.size(); ++i)
+    std::cout << (i == 0 ? "  dashboard:  http://" : "              http://") << dash[i].get<std::string>() << "\n";
   if (s.contains("immunefence")) {
     const json& f = s["immunefence"];
     std::string list;

@@ -506,7 +506,7 @@ std::vector<OpenClawProvider> providers_with_keys(const Home& home, const Config
 }
 
 // ---------------------------------------------------------------------------------------------
-// The host side of the dashboard: tokfence-relay on 127.0.0.1:<port> -> ui.sock
+// The host side of the dashboard: tokfence-relay on 127.0.0.1:<port> and [::1]:<port> -> ui.sock
 
 struct DashboardRelay {
   int pid = 0;
@@ -567,6 +567,11 @@ DashboardRelay start_dashboard_relay(const fs::path& relay, const Paths& paths, 
       std::string line, last;
       while (std::getline(log, line))
         if (!line.empty()) last = line;
+      // Another program on [::1]:<port> (the relay's own line names it, core/loopback_listen.hpp).
+      if (last.find("[::1]") != std::string::npos && last.find("in use") != std::string::npos)
+        throw UserError("launch: dashboard port " + std::to_string(port) + ": " +
+                        last.substr(std::min(last.find("[::1]"), last.size())) +
+                        ": stop it, or pass --port N (or --port 0 for any free port)");
       if (last.find("in use") != std::string::npos || last.find("ddress already") != std::string::npos)
         throw UserError("launch: dashboard port " + std::to_string(port) + " is in use: pass --port N (or --port 0 for any free port)");
       throw UserError("launch: the dashboard relay failed: " + (last.empty() ? std::string("no output") : last));

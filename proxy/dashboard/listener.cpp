@@ -17,6 +17,7 @@
 #include <thread>
 #include <variant>
 
+#include "core/loopback_listen.hpp"
 #include "core/peer.hpp"
 #include "proxy/dashboard/auth.hpp"
 #include "proxy/dashboard/web.hpp"
@@ -109,6 +110,7 @@ std::variant<HttpRequest, HttpResponse> parse_head(const std::string& head) {
 struct DashboardListener::Impl {
   DashboardOptions options;
   int listen_fd = -1;
+  int listen_fd6 = -1;  // [::1]:port, the IPv6 twin (core/loopback_listen.hpp); -1 without IPv6
   int wake[2] = {-1, -1};
   int port = 0;
   std::thread thread;
@@ -117,7 +119,7 @@ struct DashboardListener::Impl {
   std::unique_ptr<DashboardWeb> web;
 
   ~Impl() {
-    for (int fd : {listen_fd, wake[0], wake[1]})
+    for (int fd : {listen_fd, listen_fd6, wake[0], wake[1]})
       if (fd >= 0) ::close(fd);
   }
 
@@ -235,6 +237,7 @@ struct DashboardListener::Impl {
     Clock::time_point deadline;
   };
   static constexpr std::size_t kMaxPending = 64;
+  static constexpr std::size_t kListening = 3;  // polled[0..2]: the two listeners and the wake pipe
 
   void finish(int fd, const std::variant<HttpRequest, HttpResponse>& read) {
     if (serve(fd, read)) return;  // the event stream owns it now
@@ -242,9 +245,9 @@ struct DashboardListener::Impl {
     ::close(fd);
   }
 
-  void accept_ready(std::vector<Pending>& pending) {
+  void accept_ready(int listening, std::vector<Pending>& pending) {
     for (int i = 0; i < 16; ++i) {  // a burst, then back to the connections already waiting
-      int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      int fd = ::accept4(listening, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd < 0) return;
       if (!peer_allowed(fd)) {
         ::close(fd);
@@ -283,7 +286,8 @@ struct DashboardListener::Impl {
     std::vector<Pending> pending;
     std::vector<pollfd> polled;
     for (;;) {
-      polled.assign({{listen_fd, POLLIN, 0}, {wake[0], POLLIN, 0}});
+      // listen_fd6 -1 (no twin): poll skips a negative descriptor.
+      polled.assign({{listen_fd, POLLIN, 0}, {wake[0], POLLIN, 0}, {listen_fd6, POLLIN, 0}});
       auto next_deadline = Clock::time_point::max();
       for (const auto& p : pending) {
         polled.push_back({p.fd, POLLIN, 0});
@@ -295,7 +299,7 @@ struct DashboardListener::Impl {
       std::vector<Pending> still;
       for (std::size_t i = 0; i < pending.size(); ++i) {
         Pending& p = pending[i];
-        if (polled[i + 2].revents && read_ready(p)) continue;
+        if (polled[i + kListening].revents && read_ready(p)) continue;
         if (Clock::now() >= p.deadline) {
           finish(p.fd, text_response(408, "request not received in time\n"));
           continue;
@@ -303,7 +307,8 @@ struct DashboardListener::Impl {
         still.push_back(std::move(p));
       }
       pending = std::move(still);
-      if (polled[0].revents & POLLIN) accept_ready(pending);
+      if (polled[0].revents & POLLIN) accept_ready(listen_fd, pending);
+      if (polled[2].revents & POLLIN) accept_ready(listen_fd6, pending);
     }
     for (const auto& p : pending) ::close(p.fd);
   }
@@ -312,21 +317,17 @@ struct DashboardListener::Impl {
 Result<std::unique_ptr<DashboardListener>> DashboardListener::start(DashboardOptions options) {
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
-  const std::string where = "dashboard: cannot listen on 127.0.0.1:" + std::to_string(impl->options.port);
-  impl->listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (impl->listen_fd < 0) return fail(where + ": " + std::strerror(errno));
-  int one = 1;
-  ::setsockopt(impl->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(impl->options.port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(impl->listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return fail(where + ": " + std::strerror(errno) + ": choose another [dashboard] port (0 = any free one)");
-  if (::listen(impl->listen_fd, 16) != 0) return fail(where + ": " + std::strerror(errno));
-  socklen_t len = sizeof addr;
-  ::getsockname(impl->listen_fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  impl->port = ntohs(addr.sin_port);
+  // 127.0.0.1 and its IPv6 twin: a browser tries localhost at ::1 first, where another local user
+  // would otherwise serve a look-alike dashboard (review 14a F2).
+  LoopbackPair pair = listen_loopback_pair(static_cast<std::uint16_t>(impl->options.port), 16, SOCK_NONBLOCK);
+  if (!pair.error.empty())
+    return fail("dashboard: " + pair.error +
+                (pair.twin_busy ? "; stop it or choose another [dashboard] port (0 = any free one)"
+                                : ": choose another [dashboard] port (0 = any free one)"));
+  impl->listen_fd = pair.v4;
+  impl->listen_fd6 = pair.v6;
+  impl->port = pair.port;
+  const std::string where = "dashboard: cannot listen on 127.0.0.1:" + std::to_string(impl->port);
   if (impl->options.control) {
     auto auth = DashboardAuth::create();
     if (!auth) return std::unexpected(auth.error());
@@ -343,6 +344,11 @@ Result<std::unique_ptr<DashboardListener>> DashboardListener::start(DashboardOpt
 DashboardListener::DashboardListener(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 DashboardListener::~DashboardListener() { stop(); }
 int DashboardListener::port() const { return impl_->port; }
+std::vector<std::string> DashboardListener::addresses() const {
+  std::vector<std::string> out{"127.0.0.1:" + std::to_string(impl_->port)};
+  if (impl_->listen_fd6 >= 0) out.push_back("[::1]:" + std::to_string(impl_->port));
+  return out;
+}
 
 Result<nlohmann::json> DashboardListener::login_url() {
   if (!impl_->web) return fail("dashboard: the web dashboard is not served by this daemon");

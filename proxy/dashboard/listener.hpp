@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -41,10 +42,12 @@ struct DashboardOptions {
 
 class DashboardListener {
  public:
-  // Binds 127.0.0.1:`port` and starts serving. Errors name the address.
+  // Binds 127.0.0.1:`port` and [::1]:`port` (core/loopback_listen.hpp: the IPv6 twin, same checks
+  // on both) and starts serving. Errors name the address (and a twin's holder).
   static Result<std::unique_ptr<DashboardListener>> start(DashboardOptions options);
   ~DashboardListener();  // stop()s
   int port() const;
+  std::vector<std::string> addresses() const;  // "127.0.0.1:P" and, with the twin, "[::1]:P"
   // A one-time login URL for the web dashboard ({url, port, expires_in}); for the control op
   // `dashboard_login` (thread-safe).
   Result<nlohmann::json> login_url();

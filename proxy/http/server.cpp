@@ -42,6 +42,7 @@
 #include "proxy/http/asio_types.hpp"
 #include "proxy/http/caller_lookup.hpp"
 #include "core/file.hpp"
+#include "core/loopback_listen.hpp"
 #include "core/http_status.hpp"
 #include "core/splice.hpp"
 #include "core/peer.hpp"
@@ -214,7 +215,14 @@ struct ProxyServer::Impl {
   // accepted by the thread that will serve it, with no hand-off between threads (a wake-up of
   // the other thread per connection, on the latency path). Not SO_REUSEPORT: that would let any
   // process of the same user join the port and take a share of the agents' connections.
-  std::vector<std::unique_ptr<aio::TcpAcceptor>> tcp_acceptors;
+  // With the IPv6 twin ([::1]:<port>, see listen_tcp) there are two listening sockets, each with
+  // an acceptor per worker.
+  struct TcpAcceptorSlot {
+    std::size_t worker;
+    std::unique_ptr<aio::TcpAcceptor> acceptor;
+  };
+  std::vector<TcpAcceptorSlot> tcp_acceptors;
+  bool tcp_twin = false;  // [::1]:<port> is listened on too
   mutable std::mutex listeners_mutex;
   std::map<std::string, std::shared_ptr<UnixListener>> unix_listeners;
   ListenerNames tcp_names;  // the Host names of the TCP listener (set by listen_tcp)
@@ -2012,38 +2020,94 @@ ProxyServer::~ProxyServer() {
   if (impl_ && impl_->started) shutdown(std::chrono::seconds(0));
 }
 
-Result<int> ProxyServer::listen_tcp(const std::string& host, int port) {
+namespace {
+
+// The listening sockets of [daemon] host:port, taken over by the caller. 127.0.0.1 (the default)
+// comes with its IPv6 twin [::1]:<port> (core/loopback_listen.hpp): clients that say localhost try
+// ::1 first, and another local user listening there would get their prompts and session tokens
+// (review 14a F2). Another address is bound alone, as configured.
+Result<std::pair<std::vector<int>, int>> bind_tcp_listeners(const std::string& host, int port) {
   error_code ec;
   auto address = net::ip::make_address(host, ec);
   if (ec) return fail("daemon: host is not an IP address: " + host + " (set [daemon] host, e.g. 127.0.0.1)");
-  auto acceptor = std::make_unique<aio::TcpAcceptor>(impl_->acceptor_worker().ioc);
+  if (address == net::ip::address_v4::loopback()) {
+    LoopbackPair pair = listen_loopback_pair(static_cast<std::uint16_t>(port), 1024);
+    if (!pair.error.empty())
+      return fail("daemon: " + pair.error +
+                  (pair.twin_busy ? "; stop it or set [daemon] port"
+                   : pair.error_number == EADDRINUSE ? " (another process uses the port: set [daemon] port)"
+                                                     : ""));
+    std::vector<int> fds{pair.v4};
+    if (pair.v6 >= 0) fds.push_back(pair.v6);
+    return std::pair{std::move(fds), static_cast<int>(pair.port)};
+  }
+  net::io_context scratch;
+  tcp::acceptor acceptor(scratch);
   tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
-  acceptor->open(endpoint.protocol(), ec);
-  if (!ec) acceptor->set_option(net::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor->bind(endpoint, ec);
-  if (!ec) acceptor->listen(1024, ec);
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(1024, ec);
   if (ec)
     return fail("daemon: cannot listen on " + host + ":" + std::to_string(port) + ": " + ec.message() +
                 (ec == net::error::address_in_use ? " (another process uses the port: set [daemon] port)" : ""));
-  set_cloexec(acceptor->native_handle());
-  int actual = acceptor->local_endpoint().port();
-  impl_->tcp_names = tcp_listener_names(host, static_cast<std::uint16_t>(actual));
-  const int listening_fd = acceptor->native_handle();
-  impl_->tcp_acceptors.push_back(std::move(acceptor));
-  for (std::size_t i = 1; i < impl_->workers.size(); ++i) {
-    int fd = ::fcntl(listening_fd, F_DUPFD_CLOEXEC, 0);
+  const int actual = acceptor.local_endpoint().port();
+  const int fd = acceptor.release(ec);
+  if (ec) return fail("daemon: cannot take over the listening socket: " + ec.message());
+  set_cloexec(fd);
+  return std::pair{std::vector<int>{fd}, actual};
+}
+
+// Hands listening socket `fd` to an acceptor on every worker: the socket itself to worker 0 (which
+// owns it from then on, or closes it on failure), a dup() to each other one.
+Result<void> share_tcp_listener(Impl& impl, int listening_fd) {
+  sockaddr_storage local{};
+  socklen_t len = sizeof local;
+  ::getsockname(listening_fd, reinterpret_cast<sockaddr*>(&local), &len);
+  const tcp protocol = local.ss_family == AF_INET6 ? tcp::v6() : tcp::v4();
+  for (std::size_t i = 0; i < impl.workers.size(); ++i) {
+    const int fd = i == 0 ? listening_fd : ::fcntl(listening_fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) return fail("daemon: cannot share the listening socket between threads: " + std::string(std::strerror(errno)));
-    auto shared = std::make_unique<aio::TcpAcceptor>(impl_->workers[i]->ioc);
-    shared->assign(endpoint.protocol(), fd, ec);
+    auto acceptor = std::make_unique<aio::TcpAcceptor>(impl.workers[i]->ioc);
+    error_code ec;
+    acceptor->assign(protocol, fd, ec);
     if (ec) {
       ::close(fd);
       return fail("daemon: cannot share the listening socket between threads: " + ec.message());
     }
-    impl_->tcp_acceptors.push_back(std::move(shared));
+    impl.tcp_acceptors.push_back({i, std::move(acceptor)});
   }
-  for (std::size_t i = 0; i < impl_->workers.size(); ++i)
-    net::co_spawn(impl_->workers[i]->ioc, impl_->accept_tcp(*impl_->workers[i], *impl_->tcp_acceptors[i]), net::detached);
+  return {};
+}
+
+}  // namespace
+
+Result<int> ProxyServer::listen_tcp(const std::string& host, int port) {
+  auto bound = bind_tcp_listeners(host, port);
+  if (!bound) return std::unexpected(bound.error());
+  auto& [fds, actual] = *bound;
+  impl_->tcp_names = tcp_listener_names(host, static_cast<std::uint16_t>(actual));
+  impl_->tcp_twin = fds.size() > 1;
+  // Every listening socket is served by every worker: worker 0 accepts on the socket itself, the
+  // others on a dup() each (see tcp_acceptors).
+  for (std::size_t k = 0; k < fds.size(); ++k) {
+    if (auto shared = share_tcp_listener(*impl_, fds[k]); !shared) {
+      for (std::size_t rest = k + 1; rest < fds.size(); ++rest) ::close(fds[rest]);  // not taken over yet
+      return std::unexpected(shared.error());
+    }
+  }
+  for (auto& [worker, acceptor] : impl_->tcp_acceptors)
+    net::co_spawn(impl_->workers[worker]->ioc, impl_->accept_tcp(*impl_->workers[worker], *acceptor), net::detached);
   return actual;
+}
+
+std::vector<std::string> ProxyServer::tcp_addresses() const {
+  const auto& names = impl_->tcp_names;
+  std::vector<std::string> out;
+  if (impl_->tcp_acceptors.empty()) return out;
+  out.push_back((names.host.empty() ? std::string("127.0.0.1") : names.host) + ":" + std::to_string(names.port));
+  if (impl_->tcp_twin) out.push_back("[::1]:" + std::to_string(names.port));
+  return out;
 }
 
 Result<void> ProxyServer::listen_unix(const ProxySocketInfo& socket) {
@@ -2151,8 +2215,8 @@ void ProxyServer::shutdown(std::chrono::seconds grace) {
     error_code ec;
     for (auto& l : listeners) l->acceptor->close(ec);
   });
-  for (std::size_t i = 0; i < s.tcp_acceptors.size(); ++i) {
-    net::post(s.workers[i]->ioc, [acceptor = s.tcp_acceptors[i].get()] {
+  for (auto& [worker, tcp_acceptor] : s.tcp_acceptors) {
+    net::post(s.workers[worker]->ioc, [acceptor = tcp_acceptor.get()] {
       error_code ec;
       acceptor->close(ec);
     });

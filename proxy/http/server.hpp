@@ -87,8 +87,12 @@ class ProxyServer {
   static Result<std::unique_ptr<ProxyServer>> create(ServerDeps deps);
   ~ProxyServer();
 
-  // Binds [daemon] host:port; returns the actual port (the configured one may be 0).
+  // Binds [daemon] host:port; returns the actual port (the configured one may be 0). Host
+  // 127.0.0.1 also binds [::1] at the same port (core/loopback_listen.hpp), and fails when another
+  // program holds that twin.
   Result<int> listen_tcp(const std::string& host, int port);
+  // The addresses listen_tcp bound ("127.0.0.1:9471", "[::1]:9471"), for status.
+  std::vector<std::string> tcp_addresses() const;
   // A Unix listener. `caller` labels every request on it ("" = main socket).
   Result<void> listen_unix(const ProxySocketInfo& socket);
   // Closes a Unix listener and removes its file; connections already open finish normally.

@@ -52,6 +52,11 @@
 // carries no second request; a WebSocket handshake goes as sent, and after the head the bytes flow
 // untouched.
 //
+// With --check-host a listener on 127.0.0.1:<port> also listens on [::1]:<port> (the same checks;
+// core/loopback_listen.hpp): a browser tries localhost at ::1 first, and another local user
+// listening there would serve the page. A fixed port whose twin another program holds is an error
+// naming its uid; port 0 picks a port free on both. The ready line names 127.0.0.1 only.
+//
 // `--page-policy` (with --check-host; launch's dashboard relay passes it): the relayed UI is the
 // container's page, run by the user's browser, which has the network the container lacks. The
 // answer to every checked request that is no WebSocket handshake gets core/page_origin.hpp's
@@ -97,6 +102,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/loopback_listen.hpp"
 #include "core/page_origin.hpp"
 #include "core/peer.hpp"
 #include "core/splice.hpp"
@@ -788,7 +794,18 @@ class HeadGate : public std::enable_shared_from_this<HeadGate> {
 class TcpListener {
  public:
   TcpListener(asio::io_context& io, const tcp::endpoint& at, UnixTarget target, TcpGuard guard)
-      : io_(io), acceptor_(io), target_(std::move(target)), guard_(guard) {
+      : io_(io), acceptor_(io), twin_(io), target_(std::move(target)), guard_(guard) {
+    // --check-host serves a browser (launch's dashboard relay), which tries localhost at ::1
+    // first: 127.0.0.1 comes with its IPv6 twin, else another local user listening on
+    // [::1]:<port> would serve the user a page of the UI's origin (review 14a F1). The relays of
+    // containers and sandboxes (no --check-host) live in namespaces of their own.
+    if (guard_.check_host && at.address() == asio::ip::address_v4::loopback()) {
+      const tokfence::LoopbackPair pair = tokfence::listen_loopback_pair(at.port(), SOMAXCONN);
+      if (!pair.error.empty()) throw std::runtime_error(pair.error);
+      acceptor_.assign(tcp::v4(), pair.v4);
+      if (pair.v6 >= 0) twin_.assign(tcp::v6(), pair.v6);
+      return;
+    }
     acceptor_.open(at.protocol());
     set_cloexec(acceptor_.native_handle());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -802,7 +819,18 @@ class TcpListener {
     return "tcp:" + host + ":" + std::to_string(ep.port());
   }
   void accept() {
-    acceptor_.async_accept([this](error_code ec, tcp::socket client) {
+    accept_on(acceptor_);
+    if (twin_.is_open()) accept_on(twin_);
+  }
+  void close() {
+    error_code ignored;
+    acceptor_.close(ignored);
+    twin_.close(ignored);
+  }
+
+ private:
+  void accept_on(tcp::acceptor& acceptor) {
+    acceptor.async_accept([this, &acceptor](error_code ec, tcp::socket client) {
       if (ec == asio::error::operation_aborted) return;
       if (!ec) {
         set_cloexec(client.native_handle());
@@ -815,15 +843,10 @@ class TcpListener {
           admit(std::move(client));
         }
       }
-      accept();
+      accept_on(acceptor);
     });
   }
-  void close() {
-    error_code ignored;
-    acceptor_.close(ignored);
-  }
 
- private:
   // --own-uid-only before anything is read or connected; --check-host before the target is.
   void admit(tcp::socket client) {
     if (guard_.own_uid_only) {
@@ -845,6 +868,7 @@ class TcpListener {
 
   asio::io_context& io_;
   tcp::acceptor acceptor_;
+  tcp::acceptor twin_;  // [::1]:<port> (--check-host on 127.0.0.1), closed when none
   UnixTarget target_;
   TcpGuard guard_;
 };
