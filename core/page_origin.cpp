@@ -40,55 +40,12 @@ void for_each_field(std::string_view head, Each&& each) {
   }
 }
 
-bool contains_ci(std::string_view text, std::string_view needle) {
-  for (std::size_t i = 0; i + needle.size() <= text.size(); ++i)
-    if (iequals(text.substr(i, needle.size()), needle)) return true;
-  return false;
-}
-
-// Answer fields that make the browser send something to an address of the server's choosing,
-// outside the policy's reach: reports (a policy's report-uri/report-to, Report-To, Reporting-
-// Endpoints, NEL, a report-only policy), Link (preconnect is under no policy) and Refresh (a
-// navigation). A server policy without reporting stays: the browser enforces it beside ours.
-bool sends_elsewhere(std::string_view name, std::string_view line) {
-  for (std::string_view dropped : {"content-security-policy-report-only", "report-to", "reporting-endpoints", "nel",
-                                   "link", "refresh"})
-    if (iequals(name, dropped)) return true;
-  return iequals(name, "content-security-policy") && (contains_ci(line, "report-uri") || contains_ci(line, "report-to"));
-}
-
 }  // namespace
-
-std::string relayed_page_policy(std::uint16_t port) {
-  const std::string p = std::to_string(port);
-  return "default-src 'self' data: blob: 'unsafe-inline' 'unsafe-eval' 'wasm-unsafe-eval'; "
-         "connect-src 'self' data: blob: ws://127.0.0.1:" + p + " ws://localhost:" + p +
-         "; form-action 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'";
-}
 
 bool requests_service_worker(std::string_view head) {
   bool found = false;
   for_each_field(head, [&](std::string_view name, std::string_view) { found = found || iequals(name, "service-worker"); });
   return found;
-}
-
-bool is_interim_answer(std::string_view head) {
-  // "HTTP/1.1 1xx": the status code's first digit at 9.
-  return head.size() >= 12 && head.substr(0, 7) == "HTTP/1." && head[9] == '1' && head.substr(9, 3) != "101";
-}
-
-std::string answer_head_with_policy(std::string_view head, std::string_view policy) {
-  if (head.substr(0, 7) != "HTTP/1.") return {};
-  const auto status_end = head.find("\r\n");
-  if (status_end == std::string_view::npos) return {};
-  std::string out(head.substr(0, status_end + 2));
-  for_each_field(head, [&](std::string_view name, std::string_view line) {
-    if (iequals(name, "connection") || iequals(name, "keep-alive") || iequals(name, "x-dns-prefetch-control")) return;
-    if (sends_elsewhere(name, line)) return;
-    out.append(line).append("\r\n");
-  });
-  out.append("Content-Security-Policy: ").append(policy).append("\r\nX-DNS-Prefetch-Control: off\r\nConnection: close\r\n\r\n");
-  return out;
 }
 
 bool is_own_loopback_origin(std::string_view origin, std::string_view host) {

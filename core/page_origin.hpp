@@ -39,33 +39,9 @@ bool is_own_loopback_origin(std::string_view origin, std::string_view host);
 std::string foreign_page_refusal(std::span<const std::string_view> origins,
                                  std::span<const std::string_view> fetch_sites, std::string_view host);
 
-// --- What a relayed page may reach (tokfence-relay --page-policy, launch's dashboard relay)
-//
-// The OpenClaw control UI that launch relays is the container's page: its script is the agent's
-// once the agent rewrote it, and it runs in the user's browser, which has the network the
-// container lacks. Every answer on such a connection gets relayed_page_policy(): loads,
-// connections, forms and workers only to the listener's own origin (plus data: and blob:), no
-// framing by other pages, no plugins. Inline and eval'd script stay allowed: the policy limits
-// where bytes go, the page's own policy (the browser enforces both) what runs. A service worker
-// would outlive the launch and answer for the origin with headers of its own choosing, so its
-// script is refused (refuses_service_worker).
-std::string relayed_page_policy(std::uint16_t port);
-
 // Whether a request head (final CRLF CRLF optional) is a browser's fetch of a service worker
-// script (a `Service-Worker: script` field).
+// script (a `Service-Worker: script` field): tokfence-relay --page-policy answers it itself
+// (core/page_policy.hpp).
 bool requests_service_worker(std::string_view head);
-
-// Whether `head`, an HTTP/1 answer head, is an interim one (1xx other than 101): 100 Continue,
-// 103 Early Hints (whose Link fields a browser may preload before the final answer's policy).
-bool is_interim_answer(std::string_view head);
-
-// The answer head `head` (status line first, final CRLF CRLF included) with the client's view
-// made safe: Content-Security-Policy `policy` and X-DNS-Prefetch-Control: off added (a policy
-// the server sent stays, the browser enforces every one, unless it reports somewhere), the fields
-// that make a browser send reports or connect elsewhere dropped (Report-To, Reporting-Endpoints,
-// NEL, Content-Security-Policy-Report-Only, Link, Refresh), and Connection: close in place of the
-// server's Connection/Keep-Alive fields, so the browser sends no second request on a connection
-// whose later answers nobody rewrites. "" when the head does not start with "HTTP/1.".
-std::string answer_head_with_policy(std::string_view head, std::string_view policy);
 
 }  // namespace tokfence

@@ -59,11 +59,12 @@
 //
 // `--page-policy` (with --check-host; launch's dashboard relay passes it): the relayed UI is the
 // container's page, run by the user's browser, which has the network the container lacks. The
-// answer to every checked request that is no WebSocket handshake gets core/page_origin.hpp's
+// answer to every checked request that is no WebSocket handshake gets core/page_policy.hpp's
 // Content-Security-Policy (loads, connections, forms and workers only to the listener's own
 // origin), X-DNS-Prefetch-Control: off and Connection: close (so no later answer on the
-// connection goes unrewritten); a service worker script is refused (403). Interim 1xx answers are
-// dropped; an answer that is not HTTP/1 ends the connection.
+// connection goes unrewritten), the head rebuilt from allow-listed fields after a strict reading
+// (core/page_policy.hpp: whatever a browser could read differently ends the connection); a
+// service worker script is answered with one that unregisters itself.
 //
 // `--agent-seccomp` (the Linux sandbox always passes it): COMMAND starts under the agent's
 // seccomp filter (sandbox/seccomp.hpp: no AF_UNIX sockets, no io_uring, no ptrace...); if the
@@ -104,6 +105,7 @@
 
 #include "core/loopback_listen.hpp"
 #include "core/page_origin.hpp"
+#include "core/page_policy.hpp"
 #include "core/peer.hpp"
 #include "core/splice.hpp"
 #include "sandbox/seccomp.hpp"
@@ -406,6 +408,8 @@ int open_checked_socket(const UnixAtEndpoint& at, std::string* why) {
   return -1;
 }
 
+void note_refusal(const std::string& line);
+
 // Connects to a Unix socket, retrying while the server's listen queue is full (EAGAIN).
 class UnixConnector : public std::enable_shared_from_this<UnixConnector> {
  public:
@@ -471,24 +475,27 @@ class UnixConnector : public std::enable_shared_from_this<UnixConnector> {
       });
     });
   }
-  // Reads the server's answer up to its final head (interim 1xx heads are dropped: a 103's Link
-  // fields could make the browser preload from anywhere), sends that head with the page policy and
-  // what came after it, then joins. An answer that is no HTTP/1 head, or whose head is over
-  // kMaxAnswerHead, ends both sides: nothing unrewritten reaches the browser.
+  // Reads the server's answer up to its final head, delimited as a browser delimits it, and sends
+  // the head core/page_policy.hpp rebuilds from it (never the server's own text) and what came
+  // after it, then joins. Interim 100/103 heads are dropped. An answer the strict reading refuses,
+  // or whose head is over kMaxAnswerHead, ends both sides: nothing unrewritten reaches the browser.
   void read_answer_head() {
     auto self = shared_from_this();
     server_.async_read_some(asio::buffer(chunk_), [this, self](error_code ec, std::size_t n) {
       if (ec) return close_both();
       answer_.append(chunk_.data(), n);
-      for (auto end = answer_.find("\r\n\r\n"); end != std::string::npos; end = answer_.find("\r\n\r\n")) {
-        const std::string_view head(answer_.data(), end + 4);
-        if (tokfence::is_interim_answer(head)) {
-          answer_.erase(0, end + 4);
+      for (auto length = tokfence::answer_head_length(answer_); length != std::string::npos;
+           length = tokfence::answer_head_length(answer_)) {
+        auto rewrite = tokfence::rewrite_answer_head(std::string_view(answer_).substr(0, length), policy_);
+        if (rewrite.kind == tokfence::AnswerRewrite::interim) {
+          answer_.erase(0, length);
           continue;
         }
-        std::string rewritten = tokfence::answer_head_with_policy(head, policy_);
-        if (rewritten.empty()) return close_both();
-        answer_ = rewritten + answer_.substr(end + 4);
+        if (rewrite.kind == tokfence::AnswerRewrite::refused) {
+          note_refusal("dashboard answer: " + rewrite.why + ": connection closed");
+          return close_both();
+        }
+        answer_ = rewrite.head + answer_.substr(length);
         asio::async_write(client_, asio::buffer(answer_), [this, self](error_code write_ec, std::size_t) {
           if (write_ec) return close_both();
           join();
@@ -616,7 +623,6 @@ std::string head_closing_connection(std::string_view head) {
 struct HeadRefusal {
   int status = 0;
   std::string why;
-  bool service_worker = false;  // 403 for a service worker script (--page-policy), not for an origin
 };
 
 // Checks the request head `head` (up to and including the CRLF of its last field line) of a
@@ -630,8 +636,7 @@ struct HeadRefusal {
 //    carries Host 127.0.0.1:<port>, which passes the Host check), or POST to it blind (CSRF).
 //    Only the listener's own origin, a typed URL (Sec-Fetch-Site none) and curl (neither field)
 //    get through.
-//  - with --page-policy, no service worker script (403, core/page_origin.hpp requests_service_worker).
-HeadRefusal head_refusal(std::string_view head, unsigned short port, bool page_policy) {
+HeadRefusal head_refusal(std::string_view head, unsigned short port) {
   auto eol = head.find("\r\n");
   const std::string_view request_line = head.substr(0, eol);
   const auto sp1 = request_line.find(' ');
@@ -668,26 +673,29 @@ HeadRefusal head_refusal(std::string_view head, unsigned short port, bool page_p
   if (hosts != 1) return {421, std::to_string(hosts) + " Host fields"};
   if (host != "127.0.0.1" + p && host != "localhost" + p) return {421, "Host " + host.substr(0, 100)};
   if (auto why = tokfence::foreign_page_refusal(origins, fetch_sites, host); !why.empty()) return {403, why};
-  if (page_policy && tokfence::requests_service_worker(head))
-    return {403, "a service worker script (it would outlive the launch and answer without the page policy)", true};
   return {};
 }
 
-// Writes a short HTTP refusal to a client and closes it (the client's unread bytes are taken
-// first, so the close is not a reset that would lose the answer).
-void refuse_client(tcp::socket client, int status, const std::string& reason, const std::string& text) {
+// Writes a whole answer of the relay's own to a client and closes it (the client's unread bytes
+// are taken first, so the close is not a reset that would lose the answer).
+void answer_client(tcp::socket client, std::string text) {
   auto socket = std::make_shared<tcp::socket>(std::move(client));
   char sink[kMaxFirstHead];
   for (int i = 0; i < 8 && ::recv(socket->native_handle(), sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
   }
-  auto answer = std::make_shared<std::string>("HTTP/1.1 " + std::to_string(status) + " " + reason +
-                                              "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(text.size()) +
-                                              "\r\nConnection: close\r\n\r\n" + text);
+  auto answer = std::make_shared<std::string>(std::move(text));
   asio::async_write(*socket, asio::buffer(*answer), [socket, answer](error_code, std::size_t) {
     error_code ignored;
     socket->shutdown(asio::socket_base::shutdown_send, ignored);
     socket->close(ignored);
   });
+}
+
+// A short plain-text refusal (answer_client).
+void refuse_client(tcp::socket client, int status, const std::string& reason, const std::string& text) {
+  answer_client(std::move(client), "HTTP/1.1 " + std::to_string(status) + " " + reason +
+                                       "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(text.size()) +
+                                       "\r\nConnection: close\r\n\r\n" + text);
 }
 
 // --check-host: peeks at a new connection's first request head (MSG_PEEK: nothing is taken before
@@ -732,8 +740,16 @@ class HeadGate : public std::enable_shared_from_this<HeadGate> {
       });
       return;
     }
-    if (auto refused = head_refusal(data.substr(0, end + 2), port_, page_policy_); refused.status != 0)
+    if (auto refused = head_refusal(data.substr(0, end + 2), port_); refused.status != 0)
       return finish_refused(refused);
+    // --page-policy: a service worker script is the relay's own, one that unregisters itself
+    // (core/page_policy.hpp); the UI behind never sees the request.
+    if (page_policy_ && tokfence::requests_service_worker(data.substr(0, end + 2))) {
+      done_ = true;
+      deadline_.cancel();
+      note_refusal("dashboard request: a service worker script: answered with one that unregisters itself");
+      return answer_client(std::move(client_), tokfence::service_worker_answer(tokfence::relayed_page_policy(port_)));
+    }
     done_ = true;
     deadline_.cancel();
     std::string first = head_closing_connection(data.substr(0, end + 4));
@@ -751,19 +767,13 @@ class HeadGate : public std::enable_shared_from_this<HeadGate> {
     std::make_shared<UnixConnector>(io_, target_, std::move(client_), std::move(first), std::move(policy))->start();
   }
   void finish_refused(const HeadRefusal& refused) {
-    finish_refused(refused.status, refused.status == 421 ? "Misdirected Request" : "Forbidden", refused.why,
-                   refused.service_worker);
+    finish_refused(refused.status, refused.status == 421 ? "Misdirected Request" : "Forbidden", refused.why);
   }
-  void finish_refused(int status, const char* reason, const std::string& why, bool service_worker = false) {
+  void finish_refused(int status, const char* reason, const std::string& why) {
     done_ = true;
     deadline_.cancel();
     poll_.cancel();
     const std::string own = "127.0.0.1:" + std::to_string(port_) + " or localhost:" + std::to_string(port_);
-    if (service_worker) {
-      note_refusal("dashboard request: " + why);
-      refuse_client(std::move(client_), status, reason, "refused by tokfence-relay: no service worker for a relayed page\n");
-      return;
-    }
     if (status == 403) {
       note_refusal("dashboard request: " + why + " (only pages of http://127.0.0.1:" + std::to_string(port_) +
                    " or http://localhost:" + std::to_string(port_) + " may use it)");

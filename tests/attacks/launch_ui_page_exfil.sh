@@ -53,9 +53,10 @@ expect_contains "$head" "connect-src 'self' data: blob: ws://127.0.0.1:$port ws:
 expect_contains "$head" "X-DNS-Prefetch-Control: off"
 expect_contains "$head" "Connection: close" "the server's keep-alive replaced"
 expect_not_contains "$head" "keep-alive"
-expect_contains "$(curl -sS -m 8 -w ' status=%{http_code}' -H 'Service-Worker: script' "http://127.0.0.1:$port/sw.js")" \
-  "status=403" "a service worker script"
-wait_until "grep -q 'refused: dashboard request: a service worker script' '$WORK/gated/relay.log'"
+sw=$(curl -sS -m 8 -D - -H 'Service-Worker: script' "http://127.0.0.1:$port/sw.js")
+expect_contains "$sw" "self.registration.unregister()" "a service worker script is the relay's own, one that unregisters itself"
+expect_not_contains "$sw" "C/sw" "the UI's service worker script"
+wait_until "grep -q 'dashboard request: a service worker script: answered with one that unregisters itself' '$WORK/gated/relay.log'"
 expect_not_contains "$head" "report-uri" "the page's own reporting policy dropped"
 expect_not_contains "$(curl -sS -m 8 -D - -o /dev/null "http://127.0.0.1:$open_port/")" "Content-Security-Policy: default-src" \
   "the unprotected relay adds no policy (the set-up the browser part compares with)"
@@ -86,9 +87,28 @@ sleep 1
 after=$(tail -n +"$((lines_before + 1))" "$WORK/collector.log")
 expect_not_contains "$after" "stolen" "a request of the page behind --page-policy at the collector"
 expect_eq "$(jq -r --arg p "$port" '.[$p].r != null' <<<"$out2")" true "the gated page ran its script"
-expect_not_contains "$(jq -r --arg p "$port" '.[$p].r.sw' <<<"$out2")" registered "the service worker behind --page-policy"
 violations=$(jq -r --arg p "$port" '.[$p].violations | join(" ")' <<<"$out2")
+# The service worker the page registered is the relay's, which unregistered itself.
+log "service worker behind --page-policy: $(jq -r --arg p "$port" '.[$p].r.sw' <<<"$out2")"
 for directive in connect-src img-src script-src-elem frame-src form-action; do
   expect_contains "$violations" "$directive" "the browser reported the policy's refusal ($directive)"
 done
-log "held: behind --page-policy the page reached no other site (violations: $violations)"
+
+# Review 14b R1, R2: answer heads a relay could read differently from the browser (bare LF line
+# ends, a head ended by CRLF LF, interim lines the browser skips, a folded or misspelled reporting
+# policy). Each page is refused (connection closed) or gets the policy: nothing reaches the collector.
+framings="lf crlf-lf interim-space interim-zero interim-101 fold space-colon lf-field"
+paths=$(for m in $framings; do printf '/?mode=%s ' "$m"; done)
+lines_before=$(wc -l <"$WORK/collector.log")
+out3=$(CHROMIUM=$CHROMIUM PUPPETEER=$PUPPETEER PROFILE="$WORK/profile3" PORTS="$port" PATHS="${paths% }" WAIT_MS=2500 \
+  timeout 240 node "$SOURCE_DIR/tests/attacks/launch_ui_page_exfil.mjs" 2>"$WORK/node3.err") ||
+  { cat "$WORK/node3.err" >&2; die "the browser run failed"; }
+log "browser, gated, odd framings: $out3"
+sleep 1
+after=$(tail -n +"$((lines_before + 1))" "$WORK/collector.log")
+for m in $framings; do
+  expect_not_contains "$after" "stolen-$m" "a request of the page framed '$m' at the collector"
+done
+expect_not_contains "$after" "stolen" "a request of an oddly framed page at the collector"
+expect_contains "$(cat "$WORK/gated/relay.log")" "dashboard answer: " "the relay's refusal of an odd answer head"
+log "held: behind --page-policy the page reached no other site (violations: $violations), in any framing"

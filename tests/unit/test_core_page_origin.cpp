@@ -65,45 +65,7 @@ TEST_CASE("page_origin: a client's bytes are quoted, bounded and printable") {
   CHECK(why.find('\x1b') == std::string::npos);
 }
 
-TEST_CASE("page_origin: a relayed page's answers carry the policy and close the connection") {
-  const std::string policy = relayed_page_policy(18789);
-  CHECK(policy.find("default-src 'self' data: blob:") == 0);
-  CHECK(policy.find("connect-src 'self' data: blob: ws://127.0.0.1:18789 ws://localhost:18789;") != std::string::npos);
-  CHECK(policy.find("frame-ancestors 'none'") != std::string::npos);
-  // No source of another host anywhere in it.
-  CHECK(policy.find("http") == std::string::npos);
-  CHECK(policy.find('*') == std::string::npos);
-
-  const std::string head =
-      "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n"
-      "Content-Security-Policy: default-src *\r\nx-dns-prefetch-control: on\r\nContent-Length: 5\r\n\r\n";
-  CHECK(answer_head_with_policy(head, "P") ==
-        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Security-Policy: default-src *\r\nContent-Length: 5\r\n"
-        "Content-Security-Policy: P\r\nX-DNS-Prefetch-Control: off\r\nConnection: close\r\n\r\n");
-  CHECK(answer_head_with_policy("HTTP/1.0 404 Not Found\r\n\r\n", "P") ==
-        "HTTP/1.0 404 Not Found\r\nContent-Security-Policy: P\r\nX-DNS-Prefetch-Control: off\r\nConnection: close\r\n\r\n");
-  // Not an HTTP/1 answer: nothing to send on.
-  CHECK(answer_head_with_policy("<html>hello</html>\r\n\r\n", "P").empty());
-  CHECK(answer_head_with_policy("HTTP/2 200\r\n\r\n", "P").empty());
-
-  // What would make the browser send something elsewhere, outside any policy's reach, is dropped;
-  // a server policy without reporting stays.
-  const std::string reporting =
-      "HTTP/1.1 200 OK\r\nContent-Security-Policy: media-src 'none'; report-uri http://evil.test/r\r\n"
-      "content-security-policy: img-src 'self'; REPORT-TO grp\r\nContent-Security-Policy-Report-Only: default-src 'none'\r\n"
-      "Report-To: {\"group\":\"grp\"}\r\nReporting-Endpoints: grp=\"https://evil.test/r\"\r\nNEL: {\"report_to\":\"grp\"}\r\n"
-      "Link: <https://evil.test>; rel=preconnect\r\nRefresh: 0; url=https://evil.test/\r\n"
-      "Content-Security-Policy: script-src 'self'\r\nLinked: kept\r\n\r\n";
-  CHECK(answer_head_with_policy(reporting, "P") ==
-        "HTTP/1.1 200 OK\r\nContent-Security-Policy: script-src 'self'\r\nLinked: kept\r\n"
-        "Content-Security-Policy: P\r\nX-DNS-Prefetch-Control: off\r\nConnection: close\r\n\r\n");
-
-  CHECK(is_interim_answer("HTTP/1.1 100 Continue\r\n\r\n"));
-  CHECK(is_interim_answer("HTTP/1.1 103 Early Hints\r\nLink: <https://x.test/a.js>; rel=preload\r\n\r\n"));
-  CHECK_FALSE(is_interim_answer("HTTP/1.1 101 Switching Protocols\r\n\r\n"));
-  CHECK_FALSE(is_interim_answer("HTTP/1.1 200 OK\r\n\r\n"));
-  CHECK_FALSE(is_interim_answer("HTTP/1"));
-
+TEST_CASE("page_origin: a service worker script fetch") {
   CHECK(requests_service_worker("GET /sw.js HTTP/1.1\r\nHost: h\r\nService-Worker: script\r\n\r\n"));
   CHECK(requests_service_worker("GET /sw.js HTTP/1.1\r\nservice-worker:script\r\n"));
   CHECK_FALSE(requests_service_worker("GET /sw.js HTTP/1.1\r\nHost: h\r\nService-Worker-Allowed: /\r\n\r\n"));
