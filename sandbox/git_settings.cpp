@@ -48,9 +48,13 @@ bool runs_program(const std::string& section, const std::string& sub, const std:
   if (section == "merge") return !sub.empty() && key == "driver";
   if (section == "filter") return one_of(key, {"clean", "smudge", "process"});
   if (section == "credential") return key == "helper";
-  if (section == "alias" || (section == "submodule" && key == "update")) return trim(value).starts_with("!");
+  if (section == "alias" || (section == "submodule" && key == "update")) {
+    std::string_view v = trim(value);
+    if (v.starts_with("\"")) v.remove_prefix(1);
+    return v.starts_with("!");
+  }
   if (section == "include" || section == "includeif") return key == "path";
-  if (section == "gpg") return key == "program";
+  if (section == "gpg") return key == "program" || key == "defaultkeycommand";
   if (section == "uploadpack") return key == "packobjectshook";
   if (section == "pager") return true;
   if (section == "interactive") return key == "difffilter";
@@ -61,46 +65,58 @@ bool runs_program(const std::string& section, const std::string& sub, const std:
   return false;
 }
 
-// Reads a regular file below `dir_fd` without following a link or blocking on a FIFO: its text
-// when it changed at or after `since`, else nothing.
-std::optional<std::string> changed_file(int dir_fd, const char* name, const timespec& since) {
-  file::Fd fd(::openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) return std::nullopt;
-  struct stat st{};
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-  if (st.st_ctim.tv_sec < since.tv_sec || (st.st_ctim.tv_sec == since.tv_sec && st.st_ctim.tv_nsec < since.tv_nsec))
-    return std::nullopt;
-  std::string text;
-  char buf[16384];
-  ssize_t n;
-  while (text.size() < kMaxConfig && (n = ::read(fd.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
-  return text;
-}
-
 bool changed_since(const struct stat& st, const timespec& since) {
   return st.st_ctim.tv_sec > since.tv_sec || (st.st_ctim.tv_sec == since.tv_sec && st.st_ctim.tv_nsec >= since.tv_nsec);
 }
 
+// The text of regular file `name` below `dir_fd` (a symbolic link followed: git follows it), at
+// most kMaxConfig bytes, never blocking on a FIFO; nothing for anything else. `complete` tells
+// whether all of it was read.
+std::optional<std::string> read_text(int dir_fd, const char* name, bool* complete) {
+  file::Fd fd(::openat(dir_fd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  struct stat st{};
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  std::string text;
+  char buf[16384];
+  ssize_t n;
+  while (text.size() < kMaxConfig && (n = ::read(fd.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+  *complete = text.size() < kMaxConfig;
+  return text;
+}
+
+// Whether the simple reading of program_settings() can be trusted for `text`: plain ASCII lines
+// with LF ends, no byte-order mark, no CR, no value continued on the next line. Anything else git
+// may read differently (review 14b G3), so the finding says to read the file.
+bool plainly_readable(std::string_view text) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\r' || c >= 0x80 || (c < 0x20 && c != '\n' && c != '\t')) return false;
+    if (c == '\\' && i + 1 < text.size() && text[i + 1] == '\n') return false;
+  }
+  return true;
+}
+
+// What the walk found one entry to be, for a finding: "a symbolic link to T", "written".
+std::string link_target(int dir_fd, const char* name) {
+  char buf[4096];
+  const ssize_t n = ::readlinkat(dir_fd, name, buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("?");
+}
+
 class Walker {
  public:
-  Walker(const timespec& since, std::size_t max_entries) : since_(since), budget_(max_entries) {}
+  // `inventory` non-null: only record the git directories reached there (no findings).
+  Walker(const timespec& since, std::size_t max_entries, const GitInventory* before, GitInventory* inventory = nullptr)
+      : since_(since), budget_(max_entries), before_(before), inventory_(inventory) {}
 
   void walk_tree(int dir_fd, const std::string& path, int depth) {
-    if (depth > kMaxDepth) return;
+    if (depth > kMaxDepth) return cut_short("a directory deeper than " + std::to_string(kMaxDepth) + " levels: " + path);
     for (auto& [name, type] : entries(dir_fd)) {
-      if (type == DT_LNK) continue;  // never followed
       if (name == ".git") {
-        if (type == DT_DIR) {
-          file::Fd git(::openat(dir_fd, ".git", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-          // The top repository's own config and hooks were read-only in the sandbox (and may be
-          // the user's own settings, e.g. husky's core.hooksPath): only what is below it.
-          if (git) inspect_gitdir(git.get(), path + "/.git", depth > 0);
-        } else if (type == DT_REG) {
-          follow_git_file(dir_fd, path);
-        }
+        dot_git(dir_fd, path, depth == 0);
         continue;
       }
-      if (type != DT_DIR) continue;
+      if (type != DT_DIR) continue;  // a symbolic link is never followed: its target is walked where it is
       file::Fd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (sub) walk_tree(sub.get(), path + "/" + name, depth + 1);
     }
@@ -109,6 +125,24 @@ class Walker {
   GitAudit result() { return std::move(audit_); }
 
  private:
+  void find(std::string path, std::string what) {
+    if (!inventory_) audit_.findings.push_back({std::move(path), std::move(what)});
+  }
+  // A git directory: recorded when taking the inventory; else whether it is new since then.
+  bool new_git_dir(const std::string& path, int fd) {
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) return false;
+    if (inventory_) {
+      inventory_->git_dirs.insert({path, st.st_dev, st.st_ino});
+      return false;
+    }
+    return before_ && before_->taken && !before_->git_dirs.count({path, st.st_dev, st.st_ino});
+  }
+  void cut_short(const std::string& why) {
+    audit_.cut_short = true;
+    if (audit_.why_cut_short.empty()) audit_.why_cut_short = why;
+  }
+
   // The entries of a directory, with their types (lstat when the file system does not say).
   std::vector<std::pair<std::string, unsigned char>> entries(int dir_fd) {
     std::vector<std::pair<std::string, unsigned char>> out;
@@ -124,7 +158,7 @@ class Walker {
       const std::string name = e->d_name;
       if (name == "." || name == "..") continue;
       if (budget_ == 0) {
-        audit_.cut_short = true;
+        cut_short("more than the entries it looks through");
         break;
       }
       --budget_;
@@ -140,67 +174,130 @@ class Walker {
     return out;
   }
 
-  // A git directory: its config, config.worktree and hooks when `own_settings`, then its
-  // submodules' (modules/, nested, names may hold '/') and worktrees' git directories.
+  // A `.git` entry in `dir_fd`. Below the top, any .git written during the run is a finding
+  // whatever it is (git follows a link and a gitdir file wherever they point, and a directory
+  // moved here keeps its old contents' times); an older one is read like any git directory.
+  void dot_git(int dir_fd, const std::string& path, bool top) {
+    struct stat st{};
+    if (::fstatat(dir_fd, ".git", &st, AT_SYMLINK_NOFOLLOW) != 0) return;
+    const std::string at = path + "/.git";
+    if (!top && !S_ISDIR(st.st_mode) && changed_since(st, since_)) {
+      if (S_ISLNK(st.st_mode)) find(at, "a symbolic link to " + link_target(dir_fd, ".git") + ", made during the run");
+      else if (S_ISREG(st.st_mode)) find(at, "a gitdir file written during the run (git uses the repository it names)");
+      else find(at, "neither a directory nor a file, made during the run");
+    }
+    if (S_ISREG(st.st_mode)) return follow_gitdir_file(dir_fd, at);
+    // A directory, or a link git would follow to one (opened through it: read only).
+    file::Fd git(::openat(dir_fd, ".git", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!git) return;
+    if (!top && S_ISDIR(st.st_mode) && new_git_dir(at, git.get()))
+      find(at, "a repository that was not here before the run: its config and hooks are the agent's");
+    inspect_gitdir(git.get(), at, !top);
+  }
+
+  // The git directory a .git file names ("gitdir: <path>", a submodule's or a worktree's).
+  void follow_gitdir_file(int dir_fd, const std::string& at) {
+    bool complete = false;
+    auto text = read_text(dir_fd, ".git", &complete);
+    if (!text || !text->starts_with("gitdir:")) return;
+    std::string target(text->substr(7, text->find('\n') == std::string::npos ? std::string::npos : text->find('\n') - 7));
+    while (!target.empty() && (target.front() == ' ' || target.front() == '\t')) target.erase(0, 1);
+    while (!target.empty() && (target.back() == ' ' || target.back() == '\t' || target.back() == '\r')) target.pop_back();
+    if (target.empty()) return;
+    file::Fd git(::openat(dir_fd, target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (git) inspect_gitdir(git.get(), at + " -> " + target, true);
+  }
+
+  // A git directory: what in it decides what git runs (config, config.worktree, commondir, hooks;
+  // `own_settings` false for the top repository, whose config and hooks were read-only in the
+  // sandbox and may be the user's own settings), then the git directories of its submodules and
+  // worktrees.
   void inspect_gitdir(int git_fd, const std::string& path, bool own_settings) {
     struct stat st{};
     if (::fstat(git_fd, &st) != 0 || !seen_.insert({st.st_dev, st.st_ino}).second) return;
     if (own_settings) {
-      for (const char* name : {"config", "config.worktree"})
-        if (auto text = changed_file(git_fd, name, since_))
-          for (auto& setting : program_settings(*text)) audit_.findings.push_back({path + "/" + name, setting});
-      file::Fd hooks(::openat(git_fd, "hooks", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (hooks)
-        for (auto& [name, type] : entries(hooks.get())) {
-          if (name.ends_with(".sample")) continue;
-          struct stat hook{};
-          if (::fstatat(hooks.get(), name.c_str(), &hook, AT_SYMLINK_NOFOLLOW) == 0 && changed_since(hook, since_))
-            audit_.findings.push_back({path + "/hooks/" + name, "hook " + name});
-        }
-    } else if (auto text = changed_file(git_fd, "config.worktree", since_)) {
-      // Not mounted read-only (it rarely exists at the start): git reads it beside config.
-      for (auto& setting : program_settings(*text)) audit_.findings.push_back({path + "/config.worktree", setting});
+      settings_file(git_fd, path, "config");
+      hooks(git_fd, path);
     }
-    // commondir sends git to another directory's config and hooks (one the agent wrote).
-    if (auto text = changed_file(git_fd, "commondir", since_))
-      audit_.findings.push_back({path + "/commondir", "points git at " + std::string(trim(text->substr(0, text->find('\n')))).substr(0, 200)});
+    settings_file(git_fd, path, "config.worktree");
+    settings_file(git_fd, path, "commondir");
     for (const char* holder : {"modules", "worktrees"}) {
       file::Fd dir(::openat(git_fd, holder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (dir) walk_gitdirs(dir.get(), path + "/" + holder, 0);
     }
   }
 
-  // Below modules/ or worktrees/: a directory with a HEAD is a git directory; others are the
-  // path components of a submodule name.
+  // A config, config.worktree or commondir: a finding when it, or what it links to, changed
+  // during the run, with the settings in it that run programs when they can be read plainly.
+  void settings_file(int git_fd, const std::string& path, const char* name) {
+    struct stat own{}, target{};
+    if (::fstatat(git_fd, name, &own, AT_SYMLINK_NOFOLLOW) != 0) return;
+    const bool link = S_ISLNK(own.st_mode);
+    const bool target_ok = ::fstatat(git_fd, name, &target, 0) == 0;
+    if (!changed_since(own, since_) && !(link && target_ok && changed_since(target, since_))) return;
+    std::string what = link ? "a symbolic link to " + link_target(git_fd, name) + ", " : std::string();
+    bool complete = false;
+    auto text = read_text(git_fd, name, &complete);
+    if (std::string_view(name) == "commondir") {
+      what += "written during the run: git reads the config and hooks of " +
+              (text ? std::string(text->substr(0, std::min<std::size_t>(text->find('\n'), 200))) : std::string("?"));
+    } else {
+      what += "written during the run";
+      if (!text) {
+        what += " (not a regular file)";
+      } else if (!complete || !plainly_readable(*text)) {
+        what += " (not plain text git-config: read it yourself)";
+      } else if (auto settings = program_settings(*text); !settings.empty()) {
+        what += "; runs programs:";
+        for (const auto& setting : settings) what += " " + setting;
+      }
+    }
+    find(path + "/" + name, what);
+  }
+
+  // hooks/ (a link to elsewhere is followed, as git does): every hook but a .sample written during
+  // the run, and the directory itself when it was replaced.
+  void hooks(int git_fd, const std::string& path) {
+    struct stat own{};
+    if (::fstatat(git_fd, "hooks", &own, AT_SYMLINK_NOFOLLOW) != 0) return;
+    if (S_ISLNK(own.st_mode) && changed_since(own, since_))
+      find(path + "/hooks", "a symbolic link to " + link_target(git_fd, "hooks") + ", made during the run");
+    file::Fd dir(::openat(git_fd, "hooks", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) return;
+    for (auto& [name, type] : entries(dir.get())) {
+      if (name.ends_with(".sample")) continue;
+      struct stat hook{}, target{};
+      if (::fstatat(dir.get(), name.c_str(), &hook, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      const bool target_changed = type == DT_LNK && ::fstatat(dir.get(), name.c_str(), &target, 0) == 0 &&
+                                  changed_since(target, since_);
+      if (changed_since(hook, since_) || target_changed) find(path + "/hooks/" + name, "hook " + name + ", written during the run");
+    }
+  }
+
+  // Below modules/ or worktrees/: a directory with a HEAD is a git directory (one made during the
+  // run is a finding itself); others are the path components of a submodule name.
   void walk_gitdirs(int dir_fd, const std::string& path, int depth) {
-    if (depth > kMaxDepth) return;
+    if (depth > kMaxDepth) return cut_short("submodules nested deeper than " + std::to_string(kMaxDepth) + " levels: " + path);
     for (auto& [name, type] : entries(dir_fd)) {
       if (type != DT_DIR) continue;
       file::Fd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!sub) continue;
       struct stat head{};
-      if (::fstatat(sub.get(), "HEAD", &head, AT_SYMLINK_NOFOLLOW) == 0)
-        inspect_gitdir(sub.get(), path + "/" + name, true);
-      else
+      if (::fstatat(sub.get(), "HEAD", &head, AT_SYMLINK_NOFOLLOW) != 0) {
         walk_gitdirs(sub.get(), path + "/" + name, depth + 1);
+        continue;
+      }
+      if (new_git_dir(path + "/" + name, sub.get()))
+        find(path + "/" + name, "a submodule or worktree git directory that was not here before the run: its config and "
+                                "hooks are the agent's");
+      inspect_gitdir(sub.get(), path + "/" + name, true);
     }
-  }
-
-  // A .git file ("gitdir: <path>", a submodule's or a worktree's): the git directory it names, read
-  // like any other (opened by that name: only read, never written).
-  void follow_git_file(int dir_fd, const std::string& path) {
-    auto text = changed_file(dir_fd, ".git", timespec{0, 0});
-    if (!text || !text->starts_with("gitdir:")) return;
-    std::string target(trim(std::string_view(*text).substr(7, text->find('\n') == std::string::npos
-                                                                    ? std::string::npos
-                                                                    : text->find('\n') - 7)));
-    if (target.empty()) return;
-    file::Fd git(::openat(dir_fd, target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (git) inspect_gitdir(git.get(), path + "/.git -> " + target, true);
   }
 
   timespec since_;
   std::size_t budget_;
+  const GitInventory* before_;
+  GitInventory* inventory_;
   GitAudit audit_;
   std::set<std::pair<dev_t, ino_t>> seen_;
 };
@@ -309,13 +406,23 @@ std::string git_audit_warning(const GitAudit& audit, const std::string& root, st
            "you run git there (docs/SANDBOX.md)\n";
   }
   if (audit.cut_short)
-    out += std::string(who) + ": warning: " + root +
-           " has too many files to look through for git settings the agent left: not everything was checked\n";
+    out += std::string(who) + ": warning: not everything below " + root +
+           " was looked through for git settings the agent left (" + audit.why_cut_short + ")\n";
   return out;
 }
 
-GitAudit audit_git_changes(const std::string& root, const timespec& since, std::size_t max_entries) {
-  Walker walker(since, max_entries);
+GitInventory git_inventory(const std::string& root, std::size_t max_entries) {
+  GitInventory inventory;
+  inventory.taken = true;
+  Walker walker(timespec{0, 0}, max_entries, nullptr, &inventory);
+  file::Fd top(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (top) walker.walk_tree(top.get(), root, 0);
+  return inventory;
+}
+
+GitAudit audit_git_changes(const std::string& root, const timespec& since, const GitInventory& before,
+                           std::size_t max_entries) {
+  Walker walker(since, max_entries, &before);
   file::Fd top(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (top) walker.walk_tree(top.get(), root, 0);
   return walker.result();

@@ -4,26 +4,37 @@
 // agent left after it (audit_git_changes).
 //
 // The sandbox and the container mount the workdir's .git/hooks and .git/config (and those of its
-// submodules and worktrees) read only, but a repository the agent creates below it is its own: its config and hooks are
-// whatever the agent wrote. And you need not go there to run them: with a gitlink in the top
+// submodules and worktrees) read only, but a repository the agent creates below it is its own:
+// its config and hooks are whatever the agent wrote. And you need not go there to run them: with a gitlink in the top
 // repository's index (.git/index stays writable, or the agent could not commit), a plain
 // `git status` in the project starts `git status` in the nested repository, which runs its
 // core.fsmonitor (attack run_git_nested_repo). Nothing can keep a program from creating a
-// directory named .git, so after the run tokfence looks: every .git below each writable root
-// (a directory, or a file naming its git directory), and the submodule and worktree git
-// directories under the top one, whose config or hooks changed while the agent ran (ctime, which
-// no process can set back), are read for settings and hooks that run programs; a commondir
-// written then (it sends git to another directory's config and hooks) is named too. `tokfence run`
-// prints them as a warning; nothing is changed.
+// directory named .git, so after the run tokfence looks, by what changed while the agent ran
+// (ctime, which no process can set back), never by what a file says it is:
+//  - every `.git` below a writable root (but the top one) made during the run, whatever it is: a
+//    gitdir file or a symbolic link written then (git follows both), a repository that was not in
+//    the inventory taken before the run (a directory moved into place keeps its contents' old
+//    times; git at work in an old repository changes the directory's own times);
+//  - in every git directory reached (nested ones, those .git files and links name, the top's
+//    submodules and worktrees): a config, config.worktree or commondir written during the run (or
+//    what a link there points to), each hook but a .sample, a submodule's or worktree's git
+//    directory not in the inventory;
+//  - the settings that run programs are named when the config reads plainly; otherwise the
+//    finding says to read it (a reader that is not git's must not decide that a file is harmless:
+//    review 14b G3).
+// `tokfence run` and `launch` print the findings as a warning; nothing is changed.
 //
-// The walk never follows a symbolic link, opens everything relative to a directory descriptor
-// (O_NOFOLLOW, O_NONBLOCK: a FIFO planted as a config cannot block it), reads at most 1 MiB of a
-// config and stops after `max_entries` directory entries (reported, so a cut-short walk is not
-// mistaken for a clean one).
+// The walk never descends through a symbolic link (a .git link is read through, as git does),
+// opens everything relative to a directory descriptor, never blocks on a FIFO, reads at most
+// 1 MiB of a file, and stops after `max_entries` entries or 64 levels, saying so (cut_short).
+#include <sys/types.h>
+
 #include <cstddef>
 #include <ctime>
 #include <string>
 #include <string_view>
+#include <set>
+#include <tuple>
 #include <vector>
 
 #include "core/error.hpp"
@@ -50,8 +61,18 @@ struct GitFinding {
 
 struct GitAudit {
   std::vector<GitFinding> findings;
-  bool cut_short = false;  // max_entries reached: not everything was looked at
+  bool cut_short = false;     // not everything was looked at (too many entries, too deep)
+  std::string why_cut_short;  // the first reason
 };
+
+// The git directories below a root before the run (nested repositories, the top's submodules and
+// worktrees), by path and inode: after it, one that was not there, or is another directory now (one
+// moved into place keeps its contents' old times), is a finding.
+struct GitInventory {
+  std::set<std::tuple<std::string, dev_t, ino_t>> git_dirs;
+  bool taken = false;
+};
+GitInventory git_inventory(const std::string& root, std::size_t max_entries = 500000);
 
 // The time to pass as `since`, taken before the run: the clock file timestamps come from
 // (CLOCK_REALTIME_COARSE; CLOCK_REALTIME runs up to a tick ahead of it, so a file written right
@@ -59,7 +80,10 @@ struct GitAudit {
 timespec git_audit_clock();
 
 // Walks `root` (a directory) as described above; `since`: git_audit_clock() at the run's start.
-GitAudit audit_git_changes(const std::string& root, const timespec& since, std::size_t max_entries = 500000);
+// `before`: the inventory taken before the run, or one not taken (a launch of an earlier version):
+// then git directories are judged by their entries only.
+GitAudit audit_git_changes(const std::string& root, const timespec& since, const GitInventory& before,
+                           std::size_t max_entries = 500000);
 
 // What `tokfence run` and `launch` print for an audit of `root` ("" when it found nothing), each
 // line starting with `who` ("tokfence", "launch").

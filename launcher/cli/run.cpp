@@ -345,9 +345,21 @@ void plant_decoy_files(sandbox::Policy& policy, const launcher::AgentSession& se
 
 // After a sandboxed run: what the agent left for git to run unfenced (sandbox/git_settings.hpp). A
 // warning only: nothing is changed, and the run's exit status stays the agent's.
-void warn_git_left_behind(const std::vector<fs::path>& roots, const timespec& started) {
-  for (const auto& root : roots)
-    std::cerr << sandbox::git_audit_warning(sandbox::audit_git_changes(root.string(), started), root.string(), "tokfence");
+struct GitBefore {
+  fs::path root;
+  sandbox::GitInventory inventory;
+};
+
+std::vector<GitBefore> take_git_inventories(const std::vector<fs::path>& roots) {
+  std::vector<GitBefore> out;
+  for (const auto& root : roots) out.push_back({root, sandbox::git_inventory(root.string())});
+  return out;
+}
+
+void warn_git_left_behind(const std::vector<GitBefore>& before, const timespec& started) {
+  for (const auto& [root, inventory] : before)
+    std::cerr << sandbox::git_audit_warning(sandbox::audit_git_changes(root.string(), started, inventory), root.string(),
+                                            "tokfence");
 }
 
 void run_harness(Context& ctx, RunOptions& o) {
@@ -571,13 +583,12 @@ void run_harness(Context& ctx, RunOptions& o) {
 #endif
     spawner = sandbox::plain_spawner(argv, sandbox::to_envp(env), workdir.string());
   }
+  std::vector<fs::path> roots = {workdir};
+  roots.insert(roots.end(), allow_write.begin(), allow_write.end());
+  const auto git_before = linux_sandbox ? take_git_inventories(roots) : std::vector<GitBefore>{};
   const timespec started = sandbox::git_audit_clock();
   ctx.exit_code = value_or_throw(sandbox::supervise(spawner));
-  if (linux_sandbox) {
-    std::vector<fs::path> roots = {workdir};
-    roots.insert(roots.end(), allow_write.begin(), allow_write.end());
-    warn_git_left_behind(roots, started);
-  }
+  if (linux_sandbox) warn_git_left_behind(git_before, started);
 }
 
 void add_run_options(CLI::App* sub, RunOptions& o) {

@@ -676,9 +676,10 @@ std::vector<ContainerSpecInput::WorkspaceBind> guard_workspace_git(const fs::pat
 // unfenced (a repository of its own with a gitlink in the project's index, a commondir pointing
 // git elsewhere: sandbox/git_settings.hpp). A warning, since git itself cannot be stopped from
 // reading them.
-void warn_git_left_behind(const fs::path& workspace, const timespec& since) {
+void warn_git_left_behind(const fs::path& workspace, const timespec& since, const sandbox::GitInventory& before) {
   if (workspace.empty()) return;
-  std::cerr << sandbox::git_audit_warning(sandbox::audit_git_changes(workspace.string(), since), workspace.string(), "launch");
+  std::cerr << sandbox::git_audit_warning(sandbox::audit_git_changes(workspace.string(), since, before),
+                                          workspace.string(), "launch");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -891,6 +892,7 @@ class Launch {
   bool keep_host_ids_ = false;  // rootless Podman: UsernsMode keep-id (container_user_ids)
   std::vector<ContainerSpecInput::WorkspaceBind> workspace_binds_;
   timespec started_{};  // sandbox::git_audit_clock() at the start: what changed after it is the agent's
+  sandbox::GitInventory git_before_;  // --workspace's git directories before the container started
 };
 
 std::pair<unsigned, unsigned> Launch::container_user_ids() {
@@ -1163,6 +1165,7 @@ int Launch::run() {
   if (options_.workspace) {
     if (!fs::is_directory(workspace)) throw UserError("launch: --workspace: not a directory: " + workspace.string());
     workspace_binds_ = guard_workspace_git(workspace);
+    git_before_ = sandbox::git_inventory(workspace.string());
   }
 
   created_host_resources_ = true;
@@ -1483,7 +1486,7 @@ void Launch::cleanup() noexcept {
     if (!container_id_.empty() && engine_) (void)engine_->remove_container(container_id_, /*force=*/true);
     if (dashboard_.pid > 0) stop_process(dashboard_.pid);
     if (created_host_resources_) remove_host_resources(home_, options_.name);
-    if (options_.workspace) warn_git_left_behind(fs::absolute(*options_.workspace), started_);
+    if (options_.workspace) warn_git_left_behind(fs::absolute(*options_.workspace), started_, git_before_);
   } catch (...) {
   }
 }
@@ -1550,7 +1553,7 @@ int launch_stop(const Home& home, const LaunchTarget& target, int timeout_second
   remove_host_resources(home, target.name);
   // A launch of an earlier version recorded no start: nothing to tell its changes by.
   if (const json started = state.value("started_clock", json()); !workspace.empty() && started.is_array() && started.size() == 2)
-    warn_git_left_behind(workspace, timespec{started[0].get<time_t>(), started[1].get<long>()});
+    warn_git_left_behind(workspace, timespec{started[0].get<time_t>(), started[1].get<long>()}, {});
   if (target.json) {
     std::cout << json{{"name", target.name}, {"stopped", info.has_value()}}.dump() << "\n";
   } else {

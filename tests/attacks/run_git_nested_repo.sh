@@ -38,7 +38,8 @@ attack() {
   expect_not_contains "$OUT" "SUBMODULE-HOOK-WRITTEN" "a submodule hook written from the sandbox"
   expect_contains "$OUT" "NESTED-PLANTED" "the agent's own repository and gitlink (the attack's set-up)"
   expect_contains "$ERR" "tokfence: warning: the agent left git settings or hooks that run programs"
-  expect_contains "$ERR" "$repo/sub/.git/config: core.fsmonitor" "the warning names the planted setting"
+  expect_contains "$ERR" "$repo/sub/.git: a repository that was not here before the run" "the warning names the planted repository"
+  expect_contains "$ERR" "$repo/sub/.git/config: written during the run; runs programs: core.fsmonitor" "the warning names the planted setting"
   expect_not_contains "$ERR" "modules/lib" "the protected submodule reported"
 
   # What the warning is about: the user's plain `git status` in the project runs the planted
@@ -47,6 +48,16 @@ attack() {
   as_principal git -C "$repo" status >/dev/null 2>&1 || true
   [[ -e "$marker" ]] || die "the nested repository's fsmonitor did not run on git status: the warning would be about nothing"
   [[ ! -e "$marker-lib" ]] || die "the submodule's fsmonitor ran"
+
+  log "[$P_MODE] across two runs (review 14b G1): a git directory staged under another name, then a .git link to it"
+  ptf run codex --command /bin/sh --workdir "$repo" -- -c "
+    git init -q --bare staged && git --git-dir=staged config core.bare false &&
+      git --git-dir=staged config core.fsmonitor 'touch $marker-staged; false' && echo STAGED"
+  expect_contains "$OUT" "STAGED" "the first run's staging: $ERR"
+  ptf run codex --command /bin/sh --workdir "$repo" -- -c "
+    mkdir -p sl && ln -s ../staged sl/.git && echo LINKED"
+  expect_contains "$OUT" "LINKED"
+  expect_contains "$ERR" "$repo/sl/.git: a symbolic link to ../staged, made during the run" "the second run's .git link"
 
   log "[$P_MODE] an ordinary run with git (a commit in the project, the submodule untouched) warns of nothing"
   ptf run codex --command /bin/sh --workdir "$repo" -- -c \

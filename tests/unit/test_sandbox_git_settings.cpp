@@ -38,7 +38,7 @@ TEST_CASE("git_settings: the settings that make git run a program") {
       "[core] hooksPath = .h\n"
       "[remote \"origin\"]\n\turl = https://example.test/r.git\n\tuploadpack = sh -c x\n"
       "[filter \"lfs\"]\n\tsmudge = x %f\n"
-      "[alias]\n\tst = status\n\tpwn = !sh -c x\n"
+      "[alias]\n\tst = status\n\tpwn = !sh -c x\n\tquoted = \"!sh\"\n[gpg \"ssh\"]\n\tdefaultKeyCommand = sh\n"
       "[diff \"bin\"]\n\ttextconv = hexdump\n"
       "[url \"ext::sh -c x\"]\n\tinsteadOf = https://\n"
       "[includeIf \"gitdir:/\"]\n\tpath = /tmp/other\n"
@@ -47,7 +47,8 @@ TEST_CASE("git_settings: the settings that make git run a program") {
       "[submodule \"s\"]\n\tupdate = !rm -rf /\n\turl = ../s\n";
   const auto found = program_settings(config);
   CHECK(found == std::vector<std::string>{"core.fsmonitor", "core.hookspath", "remote.origin.uploadpack",
-                                          "filter.lfs.smudge", "alias.pwn", "diff.bin.textconv",
+                                          "filter.lfs.smudge", "alias.pwn", "alias.quoted", "gpg.ssh.defaultkeycommand",
+                                          "diff.bin.textconv",
                                           "url.ext::sh -c x.insteadof", "includeif.gitdir:/.path",
                                           "submodule.s.update"});
   // What an ordinary clone's config holds runs nothing.
@@ -58,42 +59,69 @@ TEST_CASE("git_settings: the settings that make git run a program") {
             .empty());
 }
 
-TEST_CASE("git_settings: a nested repository's settings and hooks changed during the run are found") {
+TEST_CASE("git_settings: what the run left for git is found, by time, not by what files say") {
   TempDir dir;
   const fs::path root = dir.path;
-  // Before the run: the top repository (its own settings are the user's), an old nested repository.
+  // Before the run: the top repository (its own settings are the user's), an old nested repository
+  // with a harmless config, a git directory staged under another name (an earlier run's).
   write(root / ".git/config", "[core]\n\thooksPath = .husky\n");
   write(root / "old/.git/config", "[core]\n\tpager = less\n");
+  write(root / "old/.git/HEAD", "ref: refs/heads/main\n");
+  write(root / "staged/HEAD", "ref: refs/heads/main\n");
+  write(root / "staged/config", "[core]\n\tfsmonitor = touch /tmp/pwned\n");
+  write(root / "staged2/HEAD", "ref: refs/heads/main\n");
+  write(root / "staged2/config", "[core]\n\tfsmonitor = touch /tmp/pwned\n");
   ::usleep(50000);  // past the coarse clock's tick, so the files above are older than `since`
   const timespec since = git_audit_clock();
-  CHECK(audit_git_changes(root.string(), since).findings.empty());
+  const GitInventory before = git_inventory(root.string());
+  CHECK(audit_git_changes(root.string(), since, before).findings.empty());
 
-  // The run: a nested repository with fsmonitor and a hook, a submodule's git directory with a
-  // pager, a .git file naming a git directory elsewhere in the tree, and a symlink never followed.
-  write(root / "sub/.git/config", "[core]\n\tfsmonitor = touch /tmp/pwned\n");
+  // The run.
+  write(root / "sub/.git/config", "[core]\n\tfsmonitor = touch /tmp/pwned\n");  // a repository of its own
   write(root / "sub/.git/hooks/post-checkout", "#!/bin/sh\n");
   write(root / "sub/.git/hooks/pre-push.sample", "#!/bin/sh\n");
-  write(root / ".git/modules/lib/a/HEAD", "ref: refs/heads/main\n");
+  write(root / ".git/modules/lib/a/HEAD", "ref: refs/heads/main\n");  // a new submodule's git directory
   write(root / ".git/modules/lib/a/config", "[core]\n\tpager = sh -c x\n");
-  write(root / "hidden/gitdir/HEAD", "ref: refs/heads/main\n");
-  write(root / "hidden/gitdir/config", "[alias]\n\tx = !sh\n");
-  write(root / "wt/.git", "gitdir: ../hidden/gitdir\n");
-  fs::create_directories(root / "elsewhere/.git");
-  write(root / "elsewhere/.git/config", "[core]\n\teditor = vi\n");
-  fs::create_directory_symlink(root / "elsewhere", root / "link");
+  write(root / "wt/.git", "gitdir: ../staged\n");  // review 14b G1: an old git directory, a new gitdir file
+  fs::create_directories(root / "sl");
+  fs::create_directory_symlink(root / "staged", root / "sl/.git");  // G1: a new .git link to it
+  write(root / "new-config-target", "\xEF\xBB\xBF[core]\n\tfsmonitor = x\n");  // G3: a BOM before the key
+  fs::remove(root / "old/.git/config");
+  fs::create_symlink(root / "new-config-target", root / "old/.git/config");  // G2: a config link
+  write(root / "old/.git/hooks/post-index-change", "#!/bin/sh\n");
 
-  auto audit = audit_git_changes(root.string(), since);
+  // G1: a git directory staged earlier, moved into place (a .git the inventory did not have).
+  fs::create_directories(root / "moved");
+  fs::rename(root / "staged2", root / "moved/.git");
+  auto audit = audit_git_changes(root.string(), since, before);
   CHECK_FALSE(audit.cut_short);
   std::vector<std::string> seen;
-  for (const auto& f : audit.findings) seen.push_back(f.path.substr(root.string().size()) + " " + f.what);
+  for (const auto& f : audit.findings) seen.push_back(f.path.substr(root.string().size()) + " | " + f.what);
   std::sort(seen.begin(), seen.end());
-  CHECK(seen == std::vector<std::string>{"/.git/modules/lib/a/config core.pager",
-                                         "/elsewhere/.git/config core.editor",
-                                         "/sub/.git/config core.fsmonitor",
-                                         "/sub/.git/hooks/post-checkout hook post-checkout",
-                                         "/wt/.git -> ../hidden/gitdir/config alias.x"});
-  // Bounded: a walk cut short says so.
-  CHECK(audit_git_changes(root.string(), since, 3).cut_short);
+  const std::string mine = "its config and hooks are the agent's";
+  CHECK(seen == std::vector<std::string>{
+                    "/.git/modules/lib/a | a submodule or worktree git directory that was not here before the run: " + mine,
+                    "/.git/modules/lib/a/config | written during the run; runs programs: core.pager",
+                    "/moved/.git | a repository that was not here before the run: " + mine,
+                    "/old/.git/config | a symbolic link to " + (root / "new-config-target").string() +
+                        ", written during the run (not plain text git-config: read it yourself)",
+                    "/old/.git/hooks/post-index-change | hook post-index-change, written during the run",
+                    "/sl/.git | a symbolic link to " + (root / "staged").string() + ", made during the run",
+                    "/sub/.git | a repository that was not here before the run: " + mine,
+                    "/sub/.git/config | written during the run; runs programs: core.fsmonitor",
+                    "/sub/.git/hooks/post-checkout | hook post-checkout, written during the run",
+                    "/wt/.git | a gitdir file written during the run (git uses the repository it names)"});
+
+  // Bounded, and a walk cut short says why: too many entries, or too deep (review 14b G1).
+  auto few = audit_git_changes(root.string(), since, before, 3);
+  CHECK(few.cut_short);
+  CHECK(few.why_cut_short == "more than the entries it looks through");
+  fs::path deep = root / "d";
+  for (int i = 0; i < 70; ++i) deep /= "d";
+  fs::create_directories(deep);
+  auto deeper = audit_git_changes(root.string(), since, before);
+  CHECK(deeper.cut_short);
+  CHECK(deeper.why_cut_short.starts_with("a directory deeper than 64 levels: "));
 }
 
 TEST_CASE("git_settings: the entries to protect, of a repository and its submodules and worktrees") {
