@@ -407,7 +407,9 @@ std::string git_audit_warning(const GitAudit& audit, const std::string& root, st
   }
   if (audit.cut_short)
     out += std::string(who) + ": warning: not everything below " + root +
-           " was looked through for git settings the agent left (" + audit.why_cut_short + ")\n";
+           " was looked through for git settings the agent left (" + audit.why_cut_short +
+           "): a repository planted there would not be named above; treat git there as running the agent's "
+           "programs until you have looked\n";
   return out;
 }
 
