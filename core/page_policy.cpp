@@ -37,11 +37,13 @@ bool is_value_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7
 // The answer fields that go to the browser (lower case). Everything else is dropped: Link
 // (preconnect is under no policy), Refresh (a navigation), Report-To, Reporting-Endpoints, NEL,
 // report-only policies (reports go anywhere), and whatever a browser may learn to act on later.
-constexpr std::array<std::string_view, 27> kKeptFields = {
+// Set-Cookie neither: browsers keep cookies per host, not per port, so the container could set
+// cookies the web dashboard and other launches' UIs get (review 14c R1).
+constexpr std::array<std::string_view, 26> kKeptFields = {
     "content-type",   "content-length",  "transfer-encoding", "content-encoding", "content-language",
     "content-range",  "content-disposition", "accept-ranges", "cache-control",    "expires",
     "pragma",         "etag",            "last-modified",     "date",             "age",
-    "vary",           "location",        "set-cookie",        "www-authenticate", "retry-after",
+    "vary",           "location",        "www-authenticate",  "retry-after",
     "allow",          "x-content-type-options", "x-frame-options", "referrer-policy",
     "cross-origin-opener-policy", "cross-origin-resource-policy", "content-security-policy"};
 

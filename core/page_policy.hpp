@@ -43,7 +43,7 @@ struct AnswerRewrite {
 // Transfer-Encoding only `chunked`. 100 and 103 are interim (dropped: 103's Link fields could make
 // the browser preload from anywhere); any other 1xx is refused (a browser skips it, we would not).
 // A final head is rebuilt from the allow-listed fields (the framing and cache fields, Content-*,
-// Location, Set-Cookie, the security fields; a Content-Security-Policy only when it names no
+// Location, the security fields; not Set-Cookie: cookies are per host, not per port; a Content-Security-Policy only when it names no
 // report-uri or report-to) plus `policy`, X-DNS-Prefetch-Control: off and Connection: close.
 AnswerRewrite rewrite_answer_head(std::string_view head, std::string_view policy);
 

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <optional>
 #include <set>
 #include <utility>
@@ -117,7 +119,7 @@ class Walker {
         continue;
       }
       if (type != DT_DIR) continue;  // a symbolic link is never followed: its target is walked where it is
-      file::Fd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      file::Fd sub = open_dir(dir_fd, name.c_str(), path + "/" + name, false);
       if (sub) walk_tree(sub.get(), path + "/" + name, depth + 1);
     }
   }
@@ -125,6 +127,23 @@ class Walker {
   GitAudit result() { return std::move(audit_); }
 
  private:
+  // Opens directory `name` below `dir_fd` (`follow`: through a symbolic link, as git follows a
+  // .git link). A directory that is there but cannot be opened is never passed over in silence:
+  // git needs only search permission where the walk needs read (review 14c G1: chmod 0311 on a
+  // parent of a planted repository), so it is a finding when it changed during the run, and the
+  // walk is cut short otherwise.
+  file::Fd open_dir(int dir_fd, const char* name, const std::string& path, bool follow) {
+    file::Fd fd(::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW)));
+    if (fd || errno == ENOENT || errno == ENOTDIR || (!follow && errno == ELOOP)) return fd;
+    const std::string why = std::strerror(errno);
+    struct stat st{};
+    if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && changed_since(st, since_))
+      find(path, "a directory the audit cannot open (" + why + "), changed during the run: git may still reach into it");
+    else
+      cut_short("a directory it cannot open: " + path + " (" + why + ")");
+    return fd;
+  }
+
   void find(std::string path, std::string what) {
     if (!inventory_) audit_.findings.push_back({std::move(path), std::move(what)});
   }
@@ -188,7 +207,7 @@ class Walker {
     }
     if (S_ISREG(st.st_mode)) return follow_gitdir_file(dir_fd, at);
     // A directory, or a link git would follow to one (opened through it: read only).
-    file::Fd git(::openat(dir_fd, ".git", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    file::Fd git = open_dir(dir_fd, ".git", at, true);
     if (!git) return;
     if (!top && S_ISDIR(st.st_mode) && new_git_dir(at, git.get()))
       find(at, "a repository that was not here before the run: its config and hooks are the agent's");
@@ -204,7 +223,7 @@ class Walker {
     while (!target.empty() && (target.front() == ' ' || target.front() == '\t')) target.erase(0, 1);
     while (!target.empty() && (target.back() == ' ' || target.back() == '\t' || target.back() == '\r')) target.pop_back();
     if (target.empty()) return;
-    file::Fd git(::openat(dir_fd, target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    file::Fd git = open_dir(dir_fd, target.c_str(), at + " -> " + target, true);
     if (git) inspect_gitdir(git.get(), at + " -> " + target, true);
   }
 
@@ -222,7 +241,7 @@ class Walker {
     settings_file(git_fd, path, "config.worktree");
     settings_file(git_fd, path, "commondir");
     for (const char* holder : {"modules", "worktrees"}) {
-      file::Fd dir(::openat(git_fd, holder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      file::Fd dir = open_dir(git_fd, holder, path + "/" + holder, false);
       if (dir) walk_gitdirs(dir.get(), path + "/" + holder, 0);
     }
   }
@@ -262,7 +281,7 @@ class Walker {
     if (::fstatat(git_fd, "hooks", &own, AT_SYMLINK_NOFOLLOW) != 0) return;
     if (S_ISLNK(own.st_mode) && changed_since(own, since_))
       find(path + "/hooks", "a symbolic link to " + link_target(git_fd, "hooks") + ", made during the run");
-    file::Fd dir(::openat(git_fd, "hooks", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    file::Fd dir = open_dir(git_fd, "hooks", path + "/hooks", true);
     if (!dir) return;
     for (auto& [name, type] : entries(dir.get())) {
       if (name.ends_with(".sample")) continue;
@@ -280,7 +299,7 @@ class Walker {
     if (depth > kMaxDepth) return cut_short("submodules nested deeper than " + std::to_string(kMaxDepth) + " levels: " + path);
     for (auto& [name, type] : entries(dir_fd)) {
       if (type != DT_DIR) continue;
-      file::Fd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      file::Fd sub = open_dir(dir_fd, name.c_str(), path + "/" + name, false);
       if (!sub) continue;
       struct stat head{};
       if (::fstatat(sub.get(), "HEAD", &head, AT_SYMLINK_NOFOLLOW) != 0) {

@@ -48,9 +48,9 @@
 // cross-site or same-site (core/page_origin.hpp). A page on any site names the right Host when it
 // opens ws://127.0.0.1:<port>/, and a WebSocket has no same-origin read barrier, so without this
 // any page could read and drive the container's UI. Only the first head of a connection is
-// looked at, so it goes on with Connection: close (head_closing_connection) and the connection
-// carries no second request; a WebSocket handshake goes as sent, and after the head the bytes flow
-// untouched.
+// looked at, so it goes on with Connection: close (forwarded_head) and the connection
+// carries no second request; a WebSocket handshake keeps its fields, and after the head the bytes
+// flow untouched.
 //
 // With --check-host a listener on 127.0.0.1:<port> also listens on [::1]:<port> (the same checks;
 // core/loopback_listen.hpp): a browser tries localhost at ::1 first, and another local user
@@ -64,7 +64,9 @@
 // origin), X-DNS-Prefetch-Control: off and Connection: close (so no later answer on the
 // connection goes unrewritten), the head rebuilt from allow-listed fields after a strict reading
 // (core/page_policy.hpp: whatever a browser could read differently ends the connection); a
-// service worker script is answered with one that unregisters itself.
+// service worker script is answered with one that unregisters itself. No cookie crosses the
+// relay either way (browsers keep cookies per host, not per port: the web dashboard's session
+// cookie would reach the container).
 //
 // `--agent-seccomp` (the Linux sandbox always passes it): COMMAND starts under the agent's
 // seccomp filter (sandbox/seccomp.hpp: no AF_UNIX sockets, no io_uring, no ptrace...); if the
@@ -594,26 +596,38 @@ std::string lower_ascii(std::string_view text) {
   return out;
 }
 
-// The first request head of a checked connection (its final CRLF CRLF included) with
-// "Connection: close" in place of the client's own Connection/Keep-Alive fields, or "" for a
-// WebSocket (Upgrade) handshake, which goes as sent. Only the first head is checked, so the
-// connection must carry no second request: a browser reused the one a same-origin request of its
-// own (the favicon of a 403 page) had opened for a page's cross-site POST (review 13d R1). A
-// WebSocket connection is never reused for HTTP by a browser.
-std::string head_closing_connection(std::string_view head) {
-  std::string out;
+// The first request head of a checked connection (its final CRLF CRLF included), as it goes on:
+//  - not a WebSocket handshake: "Connection: close" in place of the client's own Connection and
+//    Keep-Alive fields. Only the first head is checked, so the connection must carry no second
+//    request: a browser reused the one a same-origin request of its own (the favicon of a 403
+//    page) had opened for a page's cross-site POST (review 13d R1). A WebSocket connection is
+//    never reused for HTTP by a browser, so a handshake keeps its fields.
+//  - with --page-policy, without Cookie: browsers keep cookies per host, not per port, so the
+//    container's UI would get the web dashboard's session cookie and other launches' (review 14c
+//    R1); the answers' Set-Cookie is dropped too (core/page_policy.cpp).
+struct ForwardedHead {
+  std::string text;
+  bool websocket = false;
+};
+ForwardedHead forwarded_head(std::string_view head, bool page_policy) {
+  ForwardedHead out;
   std::size_t at = head.find("\r\n") + 2;
-  out.append(head.substr(0, at));
+  out.text.append(head.substr(0, at));
+  std::vector<std::string_view> lines;
   while (at < head.size()) {
     const auto end = head.find("\r\n", at);
     if (end == std::string_view::npos || end == at) break;
-    const std::string_view line = head.substr(at, end - at);
-    const std::string name = lower_ascii(line.substr(0, line.find(':')));
-    if (name == "upgrade") return {};
-    if (name != "connection" && name != "keep-alive" && name != "proxy-connection") out.append(line).append("\r\n");
+    lines.push_back(head.substr(at, end - at));
+    out.websocket = out.websocket || lower_ascii(lines.back().substr(0, lines.back().find(':'))) == "upgrade";
     at = end + 2;
   }
-  out.append("Connection: close\r\n\r\n");
+  for (const auto line : lines) {
+    const std::string name = lower_ascii(line.substr(0, line.find(':')));
+    if (page_policy && name == "cookie") continue;
+    if (!out.websocket && (name == "connection" || name == "keep-alive" || name == "proxy-connection")) continue;
+    out.text.append(line).append("\r\n");
+  }
+  out.text.append(out.websocket ? "\r\n" : "Connection: close\r\n\r\n");
   return out;
 }
 
@@ -700,7 +714,7 @@ void refuse_client(tcp::socket client, int status, const std::string& reason, co
 
 // --check-host: peeks at a new connection's first request head (MSG_PEEK: nothing is taken before
 // it is admitted) and hands the connection on only when head_refusal admits it; the head then goes
-// to the target rewritten by head_closing_connection (a WebSocket handshake as sent).
+// to the target rewritten by forwarded_head.
 class HeadGate : public std::enable_shared_from_this<HeadGate> {
  public:
   HeadGate(asio::io_context& io, tcp::socket client, UnixTarget target, unsigned short port, bool page_policy)
@@ -752,19 +766,17 @@ class HeadGate : public std::enable_shared_from_this<HeadGate> {
     }
     done_ = true;
     deadline_.cancel();
-    std::string first = head_closing_connection(data.substr(0, end + 4));
-    if (!first.empty()) {
-      // The head is taken off the socket (it was only peeked) and its rewrite sent instead.
-      std::size_t taken = 0;
-      while (taken < end + 4) {
-        const ssize_t got = ::recv(client_.native_handle(), buf, end + 4 - taken, MSG_DONTWAIT);
-        if (got <= 0) return finish_closed();  // the peeked bytes are queued: only an error ends here
-        taken += static_cast<std::size_t>(got);
-      }
+    ForwardedHead first = forwarded_head(data.substr(0, end + 4), page_policy_);
+    // The head is taken off the socket (it was only peeked) and its rewrite sent instead.
+    std::size_t taken = 0;
+    while (taken < end + 4) {
+      const ssize_t got = ::recv(client_.native_handle(), buf, end + 4 - taken, MSG_DONTWAIT);
+      if (got <= 0) return finish_closed();  // the peeked bytes are queued: only an error ends here
+      taken += static_cast<std::size_t>(got);
     }
     // A WebSocket's answer is no page; every other answer gets the page policy (--page-policy).
-    std::string policy = page_policy_ && !first.empty() ? tokfence::relayed_page_policy(port_) : std::string();
-    std::make_shared<UnixConnector>(io_, target_, std::move(client_), std::move(first), std::move(policy))->start();
+    std::string policy = page_policy_ && !first.websocket ? tokfence::relayed_page_policy(port_) : std::string();
+    std::make_shared<UnixConnector>(io_, target_, std::move(client_), std::move(first.text), std::move(policy))->start();
   }
   void finish_refused(const HeadRefusal& refused) {
     finish_refused(refused.status, refused.status == 421 ? "Misdirected Request" : "Forbidden", refused.why);

@@ -5,7 +5,8 @@ launch_ui_exfil_stub.py SOCKET COLLECTOR. GET / answers a page that tries to sen
 COLLECTOR (http://evil.test:<port>, another site) every way a page can without the user: fetch,
 sendBeacon, an image, a script, a stylesheet, a frame, a form posted into a hidden frame, a
 WebSocket, a dedicated worker's fetch, a service worker, a violation report of its own policy;
-/worker.js and /sw.js are those workers' scripts. GET /?mode=M frames the page's answer head in a
+/worker.js and /sw.js are those workers' scripts; /echo-cookie answers the Cookie fields it got;
+every answer sets a cookie (the web dashboard's name: cookies are per host, not per port). GET /?mode=M frames the page's answer head in a
 way a relay could read differently from the browser (review 14b R1, R2; FRAMINGS below), and the
 page's data is then "stolen-M". Answers keep the connection alive (as Node's do). Exits after 10
 minutes."""
@@ -61,7 +62,7 @@ def answer(c, ctype, body, mode="plain"):
     before, eol, reporting = FRAMINGS[mode]
     data = body.encode()
     head = (f"HTTP/1.1 200 OK{eol}Content-Type: {ctype}{eol}Content-Length: {len(data)}{eol}{reporting}"
-            f"Connection: keep-alive{eol}")
+            f"Set-Cookie: tokfence_dashboard=planted-by-the-ui; Path=/{eol}Connection: keep-alive{eol}")
     end = "\n" if mode == "crlf-lf" else eol
     c.sendall((before + head + end).encode() + data)
 
@@ -79,7 +80,10 @@ def serve(c):
             head, _, data = data.partition(b"\r\n\r\n")
             target = head.split(b" ")[1].decode() if b" " in head else "/"
             mode = target.split("mode=", 1)[1] if "mode=" in target else "plain"
-            if target == "/worker.js":
+            if target == "/echo-cookie":  # what the UI was sent of the browser's cookies
+                cookies = [l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n") if l.lower().startswith(b"cookie:")]
+                answer(c, "text/plain", "cookie=" + ";".join(cookies))
+            elif target == "/worker.js":
                 answer(c, "text/javascript", WORKER)
             elif target == "/sw.js":
                 answer(c, "text/javascript", SW)

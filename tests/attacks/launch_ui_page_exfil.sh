@@ -44,6 +44,17 @@ expect_contains "$head" "connect-src 'self' data: blob: ws://127.0.0.1:$port ws:
 expect_contains "$head" "X-DNS-Prefetch-Control: off"
 expect_contains "$head" "Connection: close" "the server's keep-alive replaced"
 expect_not_contains "$head" "keep-alive"
+# Review 14c R1: cookies are per host, not per port: none crosses the relay, either way.
+expect_not_contains "$head" "Set-Cookie" "a cookie the UI sets (the dashboard's and other launches' would be overwritten)"
+expect_contains "$(curl -sS -m 8 -H 'Cookie: tokfence_dashboard=session-of-the-web-dashboard' "http://127.0.0.1:$port/echo-cookie")" \
+  "cookie=" "the stub's echo"
+expect_not_contains "$(curl -sS -m 8 -H 'Cookie: tokfence_dashboard=session-of-the-web-dashboard' "http://127.0.0.1:$port/echo-cookie")" \
+  "session-of-the-web-dashboard" "the browser's cookies at the container's UI"
+expect_not_contains "$(curl -sS -m 8 -H 'Cookie: tokfence_dashboard=session-of-the-web-dashboard' -H 'Connection: Upgrade' \
+  -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' \
+  "http://127.0.0.1:$port/echo-cookie")" "session-of-the-web-dashboard" "the browser's cookies in a WebSocket handshake at the UI"
+expect_contains "$(curl -sS -m 8 -H 'Cookie: tokfence_dashboard=session-of-the-web-dashboard' "http://127.0.0.1:$open_port/echo-cookie")" \
+  "session-of-the-web-dashboard" "unprotected set-up: the cookies reach the UI (so the check above can fail)"
 sw=$(curl -sS -m 8 -D - -H 'Service-Worker: script' "http://127.0.0.1:$port/sw.js")
 expect_contains "$sw" "self.registration.unregister()" "a service worker script is the relay's own, one that unregisters itself"
 expect_not_contains "$sw" "C/sw" "the UI's service worker script"

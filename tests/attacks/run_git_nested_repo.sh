@@ -59,6 +59,22 @@ attack() {
   expect_contains "$OUT" "LINKED"
   expect_contains "$ERR" "$repo/sl/.git: a symbolic link to ../staged, made during the run" "the second run's .git link"
 
+  log "[$P_MODE] a planted repository below a directory the audit cannot list (review 14c G1: chmod 0311)"
+  ptf run codex --command /bin/sh --workdir "$repo" -- -c "
+    mkdir -p locked/in && git init -q locked/in/sub2 &&
+      git -C locked/in/sub2 -c user.name=a -c user.email=a@a commit -q --allow-empty -m s &&
+      git -C locked/in/sub2 config core.fsmonitor 'touch $marker-locked; false' &&
+      git update-index --add --cacheinfo 160000,\$(git -C locked/in/sub2 rev-parse HEAD),locked/in/sub2 &&
+      chmod 0311 locked && echo LOCKED"
+  expect_contains "$OUT" "LOCKED" "the locked plant: $ERR"
+  if [[ $P_MODE == root ]]; then  # root lists it anyway
+    expect_contains "$ERR" "$repo/locked/in/sub2/.git: a repository that was not here before the run"
+  else
+    expect_contains "$ERR" "$repo/locked: a directory the audit cannot open (Permission denied), changed during the run"
+  fi
+  chmod 0755 "$repo/locked"
+  as_principal git -C "$repo" rm -q --cached locked/in/sub2 >/dev/null 2>&1 || true
+
   log "[$P_MODE] an ordinary run with git (a commit in the project, the submodule untouched) warns of nothing"
   ptf run codex --command /bin/sh --workdir "$repo" -- -c \
     'echo y >file && git add file && git -c user.name=a -c user.email=a@a commit -q -m agent && echo COMMITTED'

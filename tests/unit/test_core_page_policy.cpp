@@ -42,7 +42,8 @@ TEST_CASE("page_policy: a final head is rebuilt from allow-listed fields") {
                   "Report-To: {}\r\nReporting-Endpoints: a=\"https://evil.test\"\r\nNEL: {}\r\n"
                   "Content-Security-Policy-Report-Only: default-src 'none'\r\n"
                   "Content-Security-Policy: img-src 'none'; REPORT-URI https://evil.test\r\n"
-                  "Content-Security-Policy: img-src 'none'; report-to g\r\nX-Anything-New: 1\r\n\r\n") ==
+                  "Content-Security-Policy: img-src 'none'; report-to g\r\nX-Anything-New: 1\r\n"
+                  "Set-Cookie: tokfence_dashboard=planted; Path=/\r\n\r\n") ==
         "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Security-Policy: script-src 'self'\r\nContent-Length: 5\r\n" +
             kTail);
   CHECK(rewritten("HTTP/1.0 404 Not Found\r\n\r\n") == "HTTP/1.0 404 Not Found\r\n" + kTail);
