@@ -417,7 +417,7 @@ class UnixConnector : public std::enable_shared_from_this<UnixConnector> {
  public:
   // `first`: bytes that go to the server before the two sides are joined (HeadGate's rewritten head).
   // `policy` (--page-policy): the server's answer head goes to the client with it
-  // (core/page_origin.hpp answer_head_with_policy) before the two sides are joined.
+  // (core/page_policy.hpp rewrite_answer_head) before the two sides are joined.
   UnixConnector(asio::io_context& io, UnixTarget target, tcp::socket client, std::string first = {},
                 std::string policy = {})
       : io_(io), target_(std::move(target)), path_(target_text(target_)), client_(std::move(client)), server_(io),
