@@ -676,6 +676,30 @@ std::vector<ContainerSpecInput::WorkspaceBind> guard_workspace_git(const fs::pat
 // unfenced (a repository of its own with a gitlink in the project's index, a commondir pointing
 // git elsewhere: sandbox/git_settings.hpp). A warning, since git itself cannot be stopped from
 // reading them.
+// The inventory in launch.json, so `launch stop` of a detached launch judges the workspace's git
+// directories as the end of a foreground one does: [[path, dev, ino], ...]; absent (a launch of an
+// earlier version, or one without --workspace): not taken.
+json inventory_json(const sandbox::GitInventory& inventory) {
+  if (!inventory.taken) return nullptr;
+  json out = json::array();
+  for (const auto& [path, dev, ino] : inventory.git_dirs)
+    out.push_back(json::array({path, static_cast<std::uint64_t>(dev), static_cast<std::uint64_t>(ino)}));
+  return out;
+}
+
+sandbox::GitInventory inventory_from_json(const json& stored) {
+  sandbox::GitInventory inventory;
+  if (!stored.is_array()) return inventory;
+  for (const auto& e : stored) {
+    if (!e.is_array() || e.size() != 3 || !e[0].is_string() || !e[1].is_number_unsigned() || !e[2].is_number_unsigned())
+      return {};  // damaged: judge by entries only, as without one
+    inventory.git_dirs.insert({e[0].get<std::string>(), static_cast<dev_t>(e[1].get<std::uint64_t>()),
+                               static_cast<ino_t>(e[2].get<std::uint64_t>())});
+  }
+  inventory.taken = true;
+  return inventory;
+}
+
 void warn_git_left_behind(const fs::path& workspace, const timespec& since, const sandbox::GitInventory& before) {
   if (workspace.empty()) return;
   std::cerr << sandbox::git_audit_warning(sandbox::audit_git_changes(workspace.string(), since, before),
@@ -1251,6 +1275,7 @@ int Launch::run() {
                 {"user_workspace", options_.workspace ? workspace.string() : std::string()},
                 // What changed in it after this is the agent's (launch stop's git audit).
                 {"started_clock", json::array({started_.tv_sec, started_.tv_nsec})},
+                {"git_inventory", inventory_json(git_before_)},
                 {"container_uid", container_uid_},
                 {"config_path", paths_.config.string()},
                 {"primary_model", rendered_.primary_model},
@@ -1553,7 +1578,8 @@ int launch_stop(const Home& home, const LaunchTarget& target, int timeout_second
   remove_host_resources(home, target.name);
   // A launch of an earlier version recorded no start: nothing to tell its changes by.
   if (const json started = state.value("started_clock", json()); !workspace.empty() && started.is_array() && started.size() == 2)
-    warn_git_left_behind(workspace, timespec{started[0].get<time_t>(), started[1].get<long>()}, {});
+    warn_git_left_behind(workspace, timespec{started[0].get<time_t>(), started[1].get<long>()},
+                         inventory_from_json(state.value("git_inventory", json())));
   if (target.json) {
     std::cout << json{{"name", target.name}, {"stopped", info.has_value()}}.dump() << "\n";
   } else {

@@ -104,3 +104,21 @@ for planted in .git/hooks .git/config .git; do
   expect_nothing_left "$name"
   rm -rf "$WORK/elsewhere/dotgit-$RUN_ID"
 done
+
+# --- a detached launch: `launch stop` judges the workspace by the inventory taken at the start,
+# so a git directory staged before and moved into place by the container (its contents keep their
+# old times) is named too.
+ws="$WORK/ws-detached"
+new_repo "$ws"
+mkdir -p "$ws/staged" && echo 'ref: refs/heads/main' >"$ws/staged/HEAD" &&
+  printf '[core]\n\tfsmonitor = echo PWNED\n' >"$ws/staged/config"
+chown -R "$CONTAINER_IDS" "$ws"
+name="tfg-det-$RUN_ID"
+tf launch --image "$TEST_IMAGE" --no-pull --name "$name" --workspace "$ws" --detach -- \
+  /bin/sh -c 'mkdir -p /workspace/moved && mv /workspace/staged /workspace/moved/.git && echo moved && sleep 600'
+[[ $TF_RC -eq 0 ]] || die "detached launch: $TF_ERR"
+wait_until "test -d '$ws/moved/.git'" 30 || die "the container did not move the staged git directory"
+tf_ok launch stop --name "$name"
+expect_contains "$TF_ERR" "launch: warning: the agent left git settings or hooks that run programs"
+expect_contains "$TF_ERR" "$ws/moved/.git: a repository that was not here before the run" "launch stop names the moved repository"
+expect_nothing_left "$name"
