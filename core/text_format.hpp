@@ -16,6 +16,12 @@ namespace tokfence {
 // so such text cannot send escape sequences to the terminal that reads it, or end a line early.
 std::string printable(std::string text);
 
+// What to write to a terminal before tokfence speaks after another program had it (the agent in
+// `tokfence run`): CAN aborts an escape sequence in progress and ST ends an open string (an
+// unterminated OSC would take tokfence's text for a window title: review 14d T2), then attributes
+// are reset, the cursor shown and a fresh line begun.
+inline constexpr std::string_view kTerminalReset = "\x18\x1b\\\x1b[0m\x1b[?25h\r\n";
+
 // printable() for a stream of bytes from elsewhere shown as it arrives (a container's output in
 // `tokfence launch`, `launch logs`): newlines and tabs pass, every other control character
 // (carriage return included: it lets a line be overwritten) and invalid UTF-8 becomes '?'. A UTF-8

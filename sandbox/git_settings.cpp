@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "core/file.hpp"
+#include "core/text_format.hpp"
 
 namespace tokfence::sandbox {
 namespace {
@@ -415,18 +416,20 @@ timespec git_audit_clock() {
 }
 
 std::string git_audit_warning(const GitAudit& audit, const std::string& root, std::string_view who) {
+  // Every path and link target here is the agent's choice: through printable(), so a name of
+  // escape sequences cannot wipe the warning off the user's terminal (review 14d T1).
   std::string out;
   if (!audit.findings.empty()) {
     out = std::string(who) + ": warning: the agent left git settings or hooks that run programs when you use git (below " +
-          root + "):\n";
-    for (const auto& f : audit.findings) out += "  " + f.path + ": " + f.what + "\n";
+          printable(root) + "):\n";
+    for (const auto& f : audit.findings) out += "  " + printable(f.path) + ": " + printable(f.what) + "\n";
     out += "  git runs them unfenced, in that repository and, for a repository the project's index lists as a "
            "submodule, on a plain `git status` in the project. Read them and remove what you did not ask for before "
            "you run git there (docs/SANDBOX.md)\n";
   }
   if (audit.cut_short)
-    out += std::string(who) + ": warning: not everything below " + root +
-           " was looked through for git settings the agent left (" + audit.why_cut_short +
+    out += std::string(who) + ": warning: not everything below " + printable(root) +
+           " was looked through for git settings the agent left (" + printable(audit.why_cut_short) +
            "): a repository planted there would not be named above; treat git there as running the agent's "
            "programs until you have looked\n";
   return out;

@@ -358,7 +358,10 @@ void make_terminal(const TerminalSettings& settings, int sock, int err_fd) {
       case Op::hide_dir:
       case Op::private_tmp: {
         if (::lstat(target, &st) < 0 || !S_ISDIR(st.st_mode)) break;  // gone below an earlier hide
-        const char* options = op.kind == Op::private_tmp ? "mode=1777" : "mode=0755,size=1m";
+        // A quarter of RAM each (tmpfs's default is half each): their pages are the host's shared
+        // memory, outside the agent's own, so two unbounded ones could take all of it and the
+        // OOM killer would pick host processes (review 14d M1).
+        const char* options = op.kind == Op::private_tmp ? "mode=1777,size=25%" : "mode=0755,size=1m";
         if (::mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options) < 0)
           child_fail(err_fd, "mount namespace: tmpfs on " + op.target, errno);
         if (op.kind == Op::hide_dir) op.mounted_fd = ::open(target, O_PATH | O_DIRECTORY | O_CLOEXEC);

@@ -32,6 +32,7 @@
 #include <thread>
 
 #include "core/egress_env.hpp"
+#include "core/text_format.hpp"
 #include "core/file.hpp"
 #include "core/process.hpp"
 #include "launcher/openclaw/session.hpp"
@@ -357,9 +358,14 @@ std::vector<GitBefore> take_git_inventories(const std::vector<fs::path>& roots) 
 }
 
 void warn_git_left_behind(const std::vector<GitBefore>& before, const timespec& started) {
+  std::string text;
   for (const auto& [root, inventory] : before)
-    std::cerr << sandbox::git_audit_warning(sandbox::audit_git_changes(root.string(), started, inventory), root.string(),
-                                            "tokfence");
+    text += sandbox::git_audit_warning(sandbox::audit_git_changes(root.string(), started, inventory), root.string(),
+                                       "tokfence");
+  if (text.empty()) return;
+  // The agent had the terminal until now and may have left it mid-sequence (core/text_format.hpp).
+  if (::isatty(STDERR_FILENO)) std::cerr << kTerminalReset;
+  std::cerr << text;
 }
 
 void run_harness(Context& ctx, RunOptions& o) {

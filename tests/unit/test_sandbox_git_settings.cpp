@@ -155,3 +155,16 @@ TEST_CASE("git_settings: the entries to protect, of a repository and its submodu
   REQUIRE_FALSE(linked);
   CHECK(linked.error().message == "git: modules/lib/config is a symbolic link");
 }
+
+TEST_CASE("git_settings: the warning shows the agent's names without their escape sequences") {
+  // Review 14d T1: a planted repository named with clear-line, cursor-up and an open title string.
+  GitAudit audit;
+  audit.findings.push_back({"/p/\x1b[2K\x1b[1A\x1b]2;x/.git", "a symbolic link to \x1b[8m\n, made during the run"});
+  audit.cut_short = true;
+  audit.why_cut_short = "a directory it cannot open: /p/\x07\x1b]0;t (Permission denied)";
+  const std::string text = git_audit_warning(audit, "/p", "tokfence");
+  CHECK(text.find('\x1b') == std::string::npos);
+  CHECK(text.find('\x07') == std::string::npos);
+  CHECK(text.find("/p/?[2K?[1A?]2;x/.git: a symbolic link to ?[8m?, made during the run\n") != std::string::npos);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 4);  // no line of the agent's own
+}
