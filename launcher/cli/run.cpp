@@ -363,7 +363,10 @@ void warn_git_left_behind(const std::vector<GitBefore>& before, const timespec& 
     text += sandbox::git_audit_warning(sandbox::audit_git_changes(root.string(), started, inventory), root.string(),
                                        "tokfence");
   if (text.empty()) return;
-  // The agent had the terminal until now and may have left it mid-sequence (core/text_format.hpp).
+  // The agent had the terminal until now (through our stdout or stderr, or its pty relayed to
+  // them) and may have left it mid-sequence (core/text_format.hpp): reset each that is a terminal,
+  // stdout first, since stderr may reach the same terminal through a pipe (a tee) and come later.
+  if (::isatty(STDOUT_FILENO)) std::cout << kTerminalReset << std::flush;
   if (::isatty(STDERR_FILENO)) std::cerr << kTerminalReset;
   std::cerr << text;
 }
