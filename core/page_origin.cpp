@@ -1,18 +1,11 @@
 #include "core/page_origin.hpp"
 
+#include "core/ascii.hpp"
+
 namespace tokfence {
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
+using ascii::iequals;
 
 // A client's bytes in a log line: at most 100 of them, anything unprintable as '?'.
 std::string quoted(std::string_view value) {

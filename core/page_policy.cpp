@@ -2,25 +2,10 @@
 
 #include <array>
 
+#include "core/ascii.hpp"
+
 namespace tokfence {
 namespace {
-
-char lower_char(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = lower_char(c);
-  return out;
-}
-
-bool contains_ci(std::string_view text, std::string_view needle) {
-  for (std::size_t i = 0; i + needle.size() <= text.size(); ++i) {
-    std::size_t k = 0;
-    while (k < needle.size() && lower_char(text[i + k]) == needle[k]) ++k;
-    if (k == needle.size()) return true;
-  }
-  return false;
-}
 
 // RFC 9110 tchar.
 bool is_token_char(unsigned char c) {
@@ -111,14 +96,14 @@ AnswerRewrite rewrite_answer_head(std::string_view head, std::string_view policy
       if (!is_value_char(c)) return refuse("a control byte in a field value");
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    const std::string name = lower(line.substr(0, colon));
+    const std::string name = ascii::lower(line.substr(0, colon));
     if (name == "content-length") {
       if (++lengths > 1 || value.empty() || value.find_first_not_of("0123456789") != std::string_view::npos)
         return refuse("Content-Length given twice or not a number");
     } else if (name == "transfer-encoding") {
-      if (lower(value) != "chunked" || chunked) return refuse("a Transfer-Encoding other than one chunked");
+      if (ascii::lower(value) != "chunked" || chunked) return refuse("a Transfer-Encoding other than one chunked");
       chunked = true;
-    } else if (name == "content-security-policy" && (contains_ci(value, "report-uri") || contains_ci(value, "report-to"))) {
+    } else if (name == "content-security-policy" && (ascii::contains(value, "report-uri") || ascii::contains(value, "report-to"))) {
       continue;  // its reports would go to an address of the page's choosing
     }
     if (!kept(name)) continue;

@@ -15,6 +15,7 @@
 #include <set>
 #include <utility>
 
+#include "core/ascii.hpp"
 #include "core/file.hpp"
 #include "core/text_format.hpp"
 
@@ -23,12 +24,6 @@ namespace {
 
 constexpr std::size_t kMaxConfig = 1 << 20;
 constexpr int kMaxDepth = 64;
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 std::string_view trim(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
@@ -387,23 +382,23 @@ std::vector<std::string> program_settings(std::string_view config) {
       line = trim(line.substr(close + 1));  // a key may follow on the same line
       sub.clear();
       if (const auto quote = header.find('"'); quote != std::string_view::npos) {
-        section = lower(trim(header.substr(0, quote)));
+        section = ascii::lower(trim(header.substr(0, quote)));
         std::string_view rest = header.substr(quote + 1);
         sub = std::string(rest.substr(0, rest.rfind('"')));
       } else if (const auto dot = header.find('.'); dot != std::string_view::npos) {
-        section = lower(header.substr(0, dot));
-        sub = lower(header.substr(dot + 1));
+        section = ascii::lower(header.substr(0, dot));
+        sub = ascii::lower(header.substr(dot + 1));
       } else {
-        section = lower(header);
+        section = ascii::lower(header);
       }
     }
     if (line.empty() || line.front() == '#' || line.front() == ';') continue;
     const auto eq = line.find('=');
-    const std::string key = lower(trim(line.substr(0, eq)));
+    const std::string key = ascii::lower(trim(line.substr(0, eq)));
     const std::string_view value = eq == std::string_view::npos ? std::string_view() : trim(line.substr(eq + 1));
     if (key.empty() || !std::all_of(key.begin(), key.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-'; }))
       continue;
-    if (runs_program(section, lower(sub), key, value))
+    if (runs_program(section, ascii::lower(sub), key, value))
       found.push_back(section + (sub.empty() ? "" : "." + sub) + "." + key);
   }
   return found;

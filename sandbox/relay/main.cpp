@@ -105,6 +105,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/ascii.hpp"
 #include "core/loopback_listen.hpp"
 #include "core/page_origin.hpp"
 #include "core/page_policy.hpp"
@@ -589,13 +590,6 @@ void note_refusal(const std::string& line) {
   dropped = 0;
 }
 
-std::string lower_ascii(std::string_view text) {
-  std::string out(text);
-  for (auto& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
 // The first request head of a checked connection (its final CRLF CRLF included), as it goes on:
 //  - not a WebSocket handshake: "Connection: close" in place of the client's own Connection and
 //    Keep-Alive fields. Only the first head is checked, so the connection must carry no second
@@ -618,11 +612,11 @@ ForwardedHead forwarded_head(std::string_view head, bool page_policy) {
     const auto end = head.find("\r\n", at);
     if (end == std::string_view::npos || end == at) break;
     lines.push_back(head.substr(at, end - at));
-    out.websocket = out.websocket || lower_ascii(lines.back().substr(0, lines.back().find(':'))) == "upgrade";
+    out.websocket = out.websocket || tokfence::ascii::lower(lines.back().substr(0, lines.back().find(':'))) == "upgrade";
     at = end + 2;
   }
   for (const auto line : lines) {
-    const std::string name = lower_ascii(line.substr(0, line.find(':')));
+    const std::string name = tokfence::ascii::lower(line.substr(0, line.find(':')));
     if (page_policy && name == "cookie") continue;
     if (!out.websocket && (name == "connection" || name == "keep-alive" || name == "proxy-connection")) continue;
     out.text.append(line).append("\r\n");
@@ -669,7 +663,7 @@ HeadRefusal head_refusal(std::string_view head, unsigned short port) {
     if (line[0] == ' ' || line[0] == '\t' || colon == std::string_view::npos || colon == 0 ||
         line.substr(0, colon).find_first_of(" \t") != std::string_view::npos)
       return {421, "malformed field line in the request head"};
-    const std::string name = lower_ascii(line.substr(0, colon));
+    const std::string name = tokfence::ascii::lower(line.substr(0, colon));
     if (name != "host" && name != "origin" && name != "sec-fetch-site") continue;
     std::string_view value = line.substr(colon + 1);
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
@@ -680,7 +674,7 @@ HeadRefusal head_refusal(std::string_view head, unsigned short port) {
       fetch_sites.push_back(value);
     } else {
       ++hosts;
-      host = lower_ascii(value);
+      host = tokfence::ascii::lower(value);
     }
   }
   const std::string p = ":" + std::to_string(port);
