@@ -11,6 +11,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <set>
 #include <utility>
@@ -101,6 +102,38 @@ std::string link_target(int dir_fd, const char* name) {
   return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("?");
 }
 
+// The entries of directory `dir_fd` with their types (lstat when the file system does not say),
+// at most `budget` of them (counted down); `truncated` set when entries were left unread.
+std::vector<std::pair<std::string, unsigned char>> list_dir(int dir_fd, std::size_t& budget, bool& truncated) {
+  std::vector<std::pair<std::string, unsigned char>> out;
+  int copy = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return out;
+  DIR* dir = ::fdopendir(copy);
+  if (!dir) {
+    ::close(copy);
+    return out;
+  }
+  ::rewinddir(dir);
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    if (budget == 0) {
+      truncated = true;
+      break;
+    }
+    --budget;
+    unsigned char type = e->d_type;
+    if (type == DT_UNKNOWN) {
+      struct stat st{};
+      if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : S_ISLNK(st.st_mode) ? DT_LNK : DT_UNKNOWN;
+    }
+    out.emplace_back(name, type);
+  }
+  ::closedir(dir);
+  return out;
+}
+
 class Walker {
  public:
   // `inventory` non-null: only record the git directories reached there (no findings).
@@ -158,34 +191,11 @@ class Walker {
     if (audit_.why_cut_short.empty()) audit_.why_cut_short = why;
   }
 
-  // The entries of a directory, with their types (lstat when the file system does not say).
+  // The entries of a directory (list_dir), counted against the walk's budget.
   std::vector<std::pair<std::string, unsigned char>> entries(int dir_fd) {
-    std::vector<std::pair<std::string, unsigned char>> out;
-    int copy = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) return out;
-    DIR* dir = ::fdopendir(copy);
-    if (!dir) {
-      ::close(copy);
-      return out;
-    }
-    ::rewinddir(dir);
-    while (const dirent* e = ::readdir(dir)) {
-      const std::string name = e->d_name;
-      if (name == "." || name == "..") continue;
-      if (budget_ == 0) {
-        cut_short("more than the entries it looks through");
-        break;
-      }
-      --budget_;
-      unsigned char type = e->d_type;
-      if (type == DT_UNKNOWN) {
-        struct stat st{};
-        if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : S_ISLNK(st.st_mode) ? DT_LNK : DT_UNKNOWN;
-      }
-      out.emplace_back(name, type);
-    }
-    ::closedir(dir);
+    bool truncated = false;
+    auto out = list_dir(dir_fd, budget_, truncated);
+    if (truncated) cut_short("more than the entries it looks through");
     return out;
   }
 
@@ -323,19 +333,13 @@ Result<void> collect_settings(int git_fd, const std::string& prefix, int depth, 
 // of a submodule's name.
 Result<void> collect_holder(int dir_fd, const std::string& prefix, int depth, std::vector<GitSettingsEntry>& out) {
   if (depth > 16) return fail("git: " + prefix + ": nested too deep to protect");
-  file::Fd copy(::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0));
-  DIR* dir = copy ? ::fdopendir(copy.get()) : nullptr;
-  if (!dir) return {};
-  copy.release();
-  std::vector<std::string> names;
-  while (const dirent* e = ::readdir(dir))
-    if (std::string_view(e->d_name) != "." && std::string_view(e->d_name) != "..") names.emplace_back(e->d_name);
-  ::closedir(dir);
-  for (const auto& name : names) {
-    struct stat st{};
-    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) continue;
+  std::size_t unbounded = std::numeric_limits<std::size_t>::max();
+  bool truncated = false;
+  for (const auto& [name, type] : list_dir(dir_fd, unbounded, truncated)) {
+    if (type != DT_DIR) continue;
     file::Fd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!sub) continue;
+    struct stat st{};
     auto r = ::fstatat(sub.get(), "HEAD", &st, AT_SYMLINK_NOFOLLOW) == 0
                  ? collect_settings(sub.get(), prefix + name + "/", depth + 1, out)
                  : collect_holder(sub.get(), prefix + name + "/", depth + 1, out);
