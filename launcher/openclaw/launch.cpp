@@ -627,7 +627,7 @@ bool gateway_answers(int ui_dir, uid_t container_uid) {
 // (worktree, submodule) is bound read-only, so it cannot be pointed elsewhere. The same binds
 // cover config.worktree and the git directories of submodules and worktrees
 // (sandbox/git_settings.hpp). Not covered, see docs/LAUNCH.md: every other file of DIR; what the
-// agent leaves for git (a repository of its own, a commondir) is named after a foreground run.
+// agent leaves for git (a repository of its own, a commondir) is named when the launch ends.
 std::vector<ContainerSpecInput::WorkspaceBind> guard_workspace_git(const fs::path& workspace) {
   auto refuse = [&](const std::string& what, const std::string& why) -> UserError {
     return UserError("launch: --workspace: " + (workspace / what).string() + ": " + why +
