@@ -13,7 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <set>
+#include <list>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -283,6 +283,10 @@ Result<void> check_control_peer(int fd) {
   return {};
 }
 
+// Control traffic is a handful of short requests from the user's own processes; more open
+// connections than this at once is a runaway client, refused so it cannot pile up threads.
+constexpr std::size_t max_control_connections = 64;
+
 struct ControlServer::Impl {
   const ControlRouter* router = nullptr;
   fs::path path;
@@ -291,7 +295,14 @@ struct ControlServer::Impl {
   std::thread acceptor;
   std::mutex mutex;
   std::condition_variable idle;
-  std::set<int> active;
+  // One entry per connection thread, joined (never detached): a handler may use the router and
+  // the daemon behind it, so no thread may outlive stop(), however long its op takes.
+  struct Connection {
+    int fd = -1;
+    bool done = false;
+    std::thread thread;
+  };
+  std::list<Connection> connections;
   bool stopped = false;
 
   void serve(int fd) {
@@ -312,6 +323,25 @@ struct ControlServer::Impl {
     }
   }
 
+  // Joins the threads that have finished. Called with `mutex` held; a finished thread has left
+  // every lock, so joining it here does not wait.
+  void reap_finished() {
+    for (auto it = connections.begin(); it != connections.end();) {
+      if (!it->done) {
+        ++it;
+        continue;
+      }
+      it->thread.join();
+      it = connections.erase(it);
+    }
+  }
+
+  std::size_t open_connections() const {
+    std::size_t n = 0;
+    for (const auto& c : connections) n += c.done ? 0 : 1;
+    return n;
+  }
+
   void accept_loop() {
     for (;;) {
       pollfd p[2] = {{listen_fd, POLLIN, 0}, {wake[0], POLLIN, 0}};
@@ -323,21 +353,23 @@ struct ControlServer::Impl {
       if (!(p[0].revents & POLLIN)) continue;
       int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) continue;
-      {
-        std::lock_guard lock(mutex);
-        if (stopped) {
-          ::close(fd);
-          return;
-        }
-        active.insert(fd);
-      }
-      std::thread([this, fd] {
-        serve(fd);
-        std::lock_guard lock(mutex);
-        active.erase(fd);
+      std::lock_guard lock(mutex);
+      reap_finished();
+      if (stopped || open_connections() >= max_control_connections) {
         ::close(fd);
+        if (stopped) return;
+        continue;
+      }
+      auto& c = connections.emplace_back();
+      c.fd = fd;
+      c.thread = std::thread([this, &c] {
+        serve(c.fd);
+        std::lock_guard lock(mutex);
+        ::close(c.fd);
+        c.fd = -1;
+        c.done = true;
         idle.notify_all();
-      }).detach();
+      });
     }
   }
 };
@@ -376,10 +408,15 @@ void ControlServer::stop() {
   impl_->listen_fd = -1;
   remove_socket_file(impl_->path);
   std::unique_lock lock(impl_->mutex);
-  // Answers in progress (e.g. the reply to `shutdown`) go out first; idle clients are cut.
-  impl_->idle.wait_for(lock, std::chrono::seconds(1), [&] { return impl_->active.empty(); });
-  for (int fd : impl_->active) ::shutdown(fd, SHUT_RDWR);
-  impl_->idle.wait_for(lock, std::chrono::seconds(5), [&] { return impl_->active.empty(); });
+  // Answers in progress (e.g. the reply to `shutdown`) go out first; idle clients are cut, which
+  // ends their reads at once. An op still running is waited for: its thread uses the router.
+  impl_->idle.wait_for(lock, std::chrono::seconds(1), [&] { return impl_->open_connections() == 0; });
+  for (const auto& c : impl_->connections)
+    if (c.fd >= 0) ::shutdown(c.fd, SHUT_RDWR);
+  std::list<Impl::Connection> left;
+  left.swap(impl_->connections);
+  lock.unlock();
+  for (auto& c : left) c.thread.join();
   ::close(impl_->wake[0]);
   ::close(impl_->wake[1]);
 }

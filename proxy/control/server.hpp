@@ -1,7 +1,8 @@
 #pragma once
 // The daemon's end of the control socket (client side and the wire format: control_protocol.hpp).
-// A blocking listener thread plus one short-lived thread per connection: control traffic is a
-// handful of requests, and it must never queue behind proxy traffic on the I/O threads.
+// A blocking listener thread plus one short-lived, joined thread per connection (at most 64 open at
+// once): control traffic is a handful of requests, and it must never queue behind proxy traffic on
+// the I/O threads.
 #include <filesystem>
 #include <memory>
 
@@ -20,7 +21,8 @@ class ControlServer {
   // Binds `path` with mode 0600 and serves `router` until stop().
   static Result<std::unique_ptr<ControlServer>> start(const std::filesystem::path& path, const ControlRouter& router);
   ~ControlServer();
-  // Stops accepting, removes the socket file, lets answers in progress go out (up to 1 s), joins.
+  // Stops accepting, removes the socket file, lets answers in progress go out (up to 1 s), cuts
+  // idle connections and joins every connection thread: none outlives stop().
   void stop();
 
   struct Impl;
