@@ -183,6 +183,11 @@ inline constexpr const char* kSocketDirPrefix = "launch-";
 inline constexpr const char* kProxyDirName = "proxy";
 inline constexpr const char* kUiDirName = "ui";
 inline constexpr int kSocketLayout = 2;  // recorded in launch.json; absent = the old single directory
+// What the container itself is made with, recorded in launch.json as "fence_layout": raise it
+// whenever a launch's container gets a protection the engine keeps in the container's config (its
+// user, binds, mounts), because `launch restart` reuses that config as it is. 1: the container
+// user's own account (passwd/group binds) and the workspace's git settings bound read-only.
+inline constexpr int kFenceLayout = 1;
 
 struct Paths {
   fs::path dir;         // TOKFENCE_HOME/openclaw/<name>
@@ -1272,6 +1277,7 @@ int Launch::run() {
                 {"dashboard_relay_pid", dashboard_.pid},
                 {"socket_dir", paths_.sockets.string()},
                 {"socket_layout", kSocketLayout},
+                {"fence_layout", kFenceLayout},
                 {"user_workspace", options_.workspace ? workspace.string() : std::string()},
                 // What changed in it after this is the agent's (launch stop's git audit).
                 {"started_clock", json::array({started_.tv_sec, started_.tv_nsec})},
@@ -1609,9 +1615,18 @@ int launch_restart(const Home& home, const LaunchTarget& target, int timeout_sec
   if (!info) throw UserError("launch: '" + target.name + "' is not running: start it with 'tokfence launch'");
   Paths paths = paths_for(home, target.name);
   json state = read_state(paths);
-  if (!state.empty() && state.value("socket_layout", 0) != kSocketLayout)
+  // The engine restarts the container with the config it was created with: one made by an older
+  // tokfence would come back without today's fence. Starting it again is `stop` and `launch`.
+  const std::string again = ": stop it ('tokfence launch stop --name " + target.name + "') and launch it again";
+  if (state.empty())
+    throw UserError("launch: '" + target.name + "' has no readable " + paths.state_file.string() +
+                    ", so what its container was made with is unknown" + again);
+  if (state.value("socket_layout", 0) != kSocketLayout)
     throw UserError("launch: '" + target.name + "' was started by an older tokfence whose socket directory the container "
-                    "can tamper with: stop it ('tokfence launch stop --name " + target.name + "') and launch it again");
+                    "can tamper with" + again);
+  if (state.value("fence_layout", 0) != kFenceLayout)
+    throw UserError("launch: '" + target.name + "' was started by an older tokfence: its container lacks protections "
+                    "this one adds (its own user account, the workspace's git settings read-only)" + again);
   if (state.value("mode", "") == "detach") {
     // The daemon must be serving the launch's socket again (it restores persisted ones).
     value_or_throw(proxy::ensure_daemon(home));

@@ -170,6 +170,16 @@ expect_eq "$policy" "unless-stopped none true [no-new-privileges] $(launch_defau
 # bounding set, so nothing in it can ever gain one.
 caps=$(docker exec "$name" grep -E '^Cap(Eff|Prm|Bnd):' /proc/1/status | tr -s '\t ' ' ' | tr '\n' ' ')
 expect_eq "$caps" "CapPrm: 0000000000000000 CapEff: 0000000000000000 CapBnd: 0000000000000000 " "capabilities of the container's process"
+# A container made by an older tokfence (no fence_layout in its launch.json) is not restarted as
+# it is: the engine would bring it back without today's binds and user.
+state="$TOKFENCE_HOME/openclaw/$name/launch.json"
+cp "$state" "$WORK/launch.json.saved"
+python3 -c 'import json,sys; p=sys.argv[1]; s=json.load(open(p)); del s["fence_layout"]; open(p,"w").write(json.dumps(s))' "$state"
+tf launch restart --name "$name"
+expect_eq "$TF_RC" 1 "restart of a container made by an older tokfence"
+expect_contains "$TF_ERR" "was started by an older tokfence: its container lacks protections"
+expect_contains "$TF_ERR" "tokfence launch stop --name $name') and launch it again"
+cp "$WORK/launch.json.saved" "$state"
 tf_ok launch restart --name "$name"
 wait_until "curl -fsS http://127.0.0.1:$port/ | grep -q hello-ui" 15
 tf_ok launch logs --name "$name" --tail 5
