@@ -15,6 +15,7 @@
 
 #include "core/decoys.hpp"
 #include "tests/unit/skip.hpp"
+#include "temp_dir.hpp"
 
 using namespace tokfence;
 using nlohmann::json;
@@ -44,18 +45,7 @@ std::string line_value(const std::string& content, const std::string& key, const
   return content.substr(at, content.find('\n', at) - at);
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "tokfence-decoys-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test::TempDir;
 
 // Python's own parsers (configparser, PyYAML, python-dotenv, netrc) read a decoy file; what they
 // parsed comes back as JSON, or "" when python3 or a module is missing.

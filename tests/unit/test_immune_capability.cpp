@@ -14,6 +14,7 @@
 #include "core/time.hpp"
 #include "proxy/immune/capability.hpp"
 #include "proxy/immune/sessions.hpp"
+#include "temp_dir.hpp"
 
 using namespace tokfence;
 using namespace tokfence::immune;
@@ -30,11 +31,7 @@ Claims claims_for(std::int64_t now) {
   return c;
 }
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("tf-immune-" + file::random_hex(12));
-  TempDir() { fs::create_directories(path); fs::permissions(path, fs::perms::owner_all); }
-  ~TempDir() { std::error_code ec; fs::remove_all(path, ec); }
-};
+using test::TempDir;
 
 }  // namespace
 

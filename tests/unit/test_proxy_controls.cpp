@@ -14,6 +14,7 @@
 #include "proxy/controls/time_zone.hpp"
 #include "proxy/metering/request_log.hpp"
 #include "core/sqlite.hpp"
+#include "temp_dir.hpp"
 
 using namespace tokfence;
 using namespace tokfence::proxy;
@@ -24,18 +25,7 @@ namespace {
 constexpr Picodollars kUsd = 1'000'000'000'000;
 constexpr Picodollars kCent = kUsd / 100;
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "tokfence-controls-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
+using test::TempDir;
 
 // A clock the test moves by hand.
 struct ManualClock {

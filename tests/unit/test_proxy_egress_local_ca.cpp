@@ -21,6 +21,7 @@
 #include "core/egress_env.hpp"
 #include "core/file.hpp"
 #include "proxy/egress/local_ca.hpp"
+#include "temp_dir.hpp"
 
 using namespace tokfence;
 using tokfence::proxy::egress::LocalCa;
@@ -28,17 +29,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("tf-localca-" + file::random_hex(12));
-  TempDir() {
-    fs::create_directories(path);
-    fs::permissions(path, fs::perms::owner_all);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test::TempDir;
 
 X509* parse_cert(const std::string& pem) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));

@@ -10,6 +10,7 @@
 
 #include "proxy/metering/request_log.hpp"
 #include "core/sqlite.hpp"
+#include "temp_dir.hpp"
 
 using namespace tokfence;
 using namespace tokfence::proxy;
@@ -17,17 +18,8 @@ using namespace tokfence::proxy;
 namespace {
 
 // A private temporary directory, removed with everything in it.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "tokfence-reqlog-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
+// The request log's database in a private directory of the test's.
+struct TempDir : test::TempDir {
   std::filesystem::path db() const { return path / "tokfence.db"; }
 };
 

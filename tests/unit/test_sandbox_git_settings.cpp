@@ -10,6 +10,7 @@
 
 #include "core/file.hpp"
 #include "sandbox/git_settings.hpp"
+#include "temp_dir.hpp"
 
 using namespace tokfence::sandbox;
 namespace fs = std::filesystem;
@@ -21,14 +22,7 @@ void write(const fs::path& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("tf-git-audit-" + std::to_string(::getpid()));
-  TempDir() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using tokfence::test::TempDir;
 
 }  // namespace
 

@@ -8,22 +8,13 @@
 #include <toml++/toml.h>
 
 #include "sandbox/harness/harness.hpp"
+#include "temp_dir.hpp"
 
 using namespace tokfence;
 namespace fs = std::filesystem;
 
 namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/tokfence-harness-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test::TempDir;
 
 harness::RenderInput input_for(const std::string& program, const fs::path& home) {
   harness::RenderInput in;
