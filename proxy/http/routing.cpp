@@ -253,6 +253,55 @@ bool has_query_credential(std::string_view query) {
   return found;
 }
 
+namespace {
+
+// A query parameter's name or value as a server reads it: %XX and '+' decoded, ASCII lower case.
+std::string folded_query_text(std::string_view raw) {
+  std::string out;
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    char c = raw[i];
+    if (c == '%' && i + 2 < raw.size() && hex_value(raw[i + 1]) >= 0 && hex_value(raw[i + 2]) >= 0) {
+      c = static_cast<char>(hex_value(raw[i + 1]) * 16 + hex_value(raw[i + 2]));
+      i += 2;
+    } else if (c == '+') {
+      c = ' ';
+    }
+    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string google_usage_hiding(const http1::RequestHead& head, std::string_view query) {
+  for (const auto& f : head.headers)
+    if (header_names_equal(f.name, "x-goog-fieldmask"))
+      return "the X-Goog-FieldMask field (a response field mask hides usageMetadata)";
+  std::string found;
+  for_each_query_part(query, [&](std::string_view part) {
+    if (!found.empty()) return;
+    // Also each ';'-separated piece, as the credential filter reads them.
+    for (std::size_t start = 0; start <= part.size();) {
+      const auto semi = part.find(';', start);
+      const std::string_view piece = part.substr(start, semi == std::string_view::npos ? std::string_view::npos : semi - start);
+      const auto eq = piece.find('=');
+      const std::string name = folded_query_text(piece.substr(0, eq));
+      const std::string value = eq == std::string_view::npos ? std::string() : folded_query_text(piece.substr(eq + 1));
+      if (name == "fields" || name == "$fields") {
+        found = "the query parameter '" + name + "' (a response field mask hides usageMetadata)";
+        return;
+      }
+      if ((name == "alt" || name == "$alt") && value != "json" && value != "sse") {
+        found = "the query parameter '" + name + "' other than json or sse (an answer tokfence cannot read for usage)";
+        return;
+      }
+      if (semi == std::string_view::npos) break;
+      start = semi + 1;
+    }
+  });
+  return found;
+}
+
 bool is_credential_header(std::string_view name) { return is_credential_header_name(name); }
 
 bool is_hop_by_hop_header(std::string_view name) { return (header_roles(name) & header_role::hop_by_hop) != 0; }

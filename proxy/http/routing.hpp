@@ -57,6 +57,15 @@ std::string strip_query_credentials(std::string_view query);
 // Whether the query has a credential parameter, as strip_query_credentials would drop one.
 bool has_query_credential(std::string_view query);
 
+// Why a request to a Google (Gemini-style) endpoint would come back without the usage tokfence
+// meters it by, "" when it would not. Google's front end applies "system parameters" to every
+// googleapis.com API: a response field mask (`fields` / `$fields` in the query, `X-Goog-FieldMask`
+// as a header) filters usageMetadata out of a complete answer, and `alt` / `$alt` other than
+// `json` or `sse` changes its format (protobuf, media), which the usage reader cannot read (review
+// 15a G1: every such request was charged the estimate). Names as strip_query_credentials compares
+// them (decoded, case-folded); header names by header_names_equal.
+std::string google_usage_hiding(const http1::RequestHead& head, std::string_view query);
+
 // `text` with its %XX sequences decoded (malformed ones kept as they are): for ImmuneFence's scan
 // of a target, which a provider decodes before reading.
 std::string percent_decoded(std::string_view text);

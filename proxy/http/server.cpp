@@ -1163,6 +1163,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       co_await send_error(refused->status, refused->type, refused->message, keep, req.version_minor, &rec, nullptr);
       co_return keep;
     }
+    if (kind == ApiKind::gemini) {
+      if (auto hiding = google_usage_hiding(req, route.query); !hiding.empty()) {
+        co_await send_error(400, "tokfence_usage_hidden",
+                            "request: refused: " + hiding + "; every request is metered by the usage in its answer",
+                            keep, req.version_minor, &rec, nullptr);
+        co_return keep;
+      }
+    }
     RequestInfo info = inspect_request(kind, route.rest, body_, config().proxy.inject_stream_usage);
     // Google routes by the path's model, whatever the body names (usage.hpp: path_model).
     if (auto named = path_model(provider.spec.style, route.rest); !named.empty()) info.model = std::move(named);

@@ -2,6 +2,7 @@
 #include "proxy/metering/billing.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -62,7 +63,13 @@ EndpointCost endpoint_cost(ApiKind kind, std::string_view method, std::string_vi
 Usage estimate_usage(const RequestInfo& info, std::int64_t default_max_output_tokens) {
   Usage estimate;
   estimate.input_tokens = std::max<std::int64_t>(0, info.estimated_input_tokens);
-  estimate.output_tokens = info.max_output_tokens > 0 ? info.max_output_tokens : std::max<std::int64_t>(0, default_max_output_tokens);
+  const std::int64_t per_answer =
+      info.max_output_tokens > 0 ? info.max_output_tokens : std::max<std::int64_t>(0, default_max_output_tokens);
+  // Saturates rather than overflows: max_tokens is whatever the client wrote.
+  const std::int64_t choices = std::clamp<std::int64_t>(info.choices, 1, kMaxEstimatedChoices);
+  estimate.output_tokens = per_answer > std::numeric_limits<std::int64_t>::max() / choices
+                               ? std::numeric_limits<std::int64_t>::max()
+                               : per_answer * choices;
   return estimate;
 }
 

@@ -720,6 +720,18 @@ ApiKind classify(ApiStyle style, std::string_view path) {
   return ApiKind::other;
 }
 
+// How many answers the upstream generates (and bills) for one request: OpenAI's `n` and legacy
+// `best_of`, Gemini's `candidateCount`; the largest of them. A value that is there but cannot be
+// read as a count is taken as the most an upstream allows, so the estimate stays an upper bound.
+std::int64_t requested_choices(std::initializer_list<std::string_view> counts) {
+  std::int64_t choices = 1;
+  for (auto t : counts) {
+    if (t.empty() || t == "null") continue;
+    choices = std::max(choices, std::min(count_value(t).value_or(kMaxEstimatedChoices), kMaxEstimatedChoices));
+  }
+  return choices;
+}
+
 RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& body, bool inject_stream_usage) {
   RequestInfo info;
   info.estimated_input_tokens = static_cast<std::int64_t>(body.size() / 4);
@@ -735,9 +747,10 @@ RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& bo
     // the rest of the body as it always would.
     if (!is_object_text(j) || j.back() != '}') return info;
     // One pass over the body (it may be megabytes of conversation).
-    enum { model, stream, max_completion_tokens, max_tokens, max_output_tokens, generation_config, stream_options, background };
-    auto m = member_texts<8>(j, {"model", "stream", "max_completion_tokens", "max_tokens", "max_output_tokens",
-                                 "generationConfig", "stream_options", "background"});
+    enum { model, stream, max_completion_tokens, max_tokens, max_output_tokens, generation_config, stream_options, background,
+           n, best_of };
+    auto m = member_texts<10>(j, {"model", "stream", "max_completion_tokens", "max_tokens", "max_output_tokens",
+                                  "generationConfig", "stream_options", "background", "n", "best_of"});
     if (kind != ApiKind::gemini) {
       info.model = string_value(m[model]).value_or("");
       if (auto asked = stream_requested(m[stream])) info.streaming = *asked;
@@ -750,6 +763,7 @@ RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& bo
         break;
       }
     }
+    info.choices = requested_choices({m[n], m[best_of], member_text(m[generation_config], "candidateCount")});
     if (inject_stream_usage && kind == ApiKind::openai_chat && info.streaming &&
         member_text(m[stream_options], "include_usage") != "true") {
       info.usage_requested_by_proxy = true;

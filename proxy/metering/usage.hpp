@@ -36,10 +36,16 @@ ApiKind classify(ApiStyle style, std::string_view path);
 std::string path_model(ApiStyle style, std::string_view path);
 
 // What the proxy learns from (and may change in) a request body before forwarding it.
+// OpenAI's limit on `n` (128); more is refused upstream, and an unreadable count is taken as this.
+inline constexpr std::int64_t kMaxEstimatedChoices = 128;
+
 struct RequestInfo {
   std::string model;         // "" when absent (Gemini: taken from the path)
   bool streaming = false;    // stream=true, or Gemini :streamGenerateContent
   std::int64_t max_output_tokens = 0;  // max_tokens / max_output_tokens / max_completion_tokens, 0 = unset
+  // Answers generated per request (n, best_of, candidateCount; at least 1, at most
+  // kMaxEstimatedChoices): each may run to max_output_tokens, so the estimate multiplies by it.
+  std::int64_t choices = 1;
   std::int64_t estimated_input_tokens = 0;  // rough: body bytes / 4
   bool usage_requested_by_proxy = false;  // include_usage was added or forced to true (see below)
   // Responses' "background": true: answered at once ("queued", usage null); the provider runs and

@@ -10,6 +10,7 @@ ATTACK_TRIES=10
 BUDGET_USD=2
 PRICE_LINES=('[pricing."tf-test"]' 'input = 1000' 'output = 1000')
 OPENAI_PROVIDER_LINES=()
+BUDGET_PROVIDER=openai  # whose key the set-up adds and whose budget it sets
 
 # budget_setup [CONFIG LINES...]: fake upstream, config, key, daemon, budget.
 budget_setup() {
@@ -21,10 +22,10 @@ budget_setup() {
     sed -i "/^\[providers\.openai\]\$/a $line" "$TOKFENCE_HOME/config.toml"
   done
   if [[ ! -s "$TOKFENCE_HOME/vault.enc" ]]; then
-    add_canary_key openai
+    add_canary_key "$BUDGET_PROVIDER"
   fi
   start_daemon
-  tf_ok budget set openai "$BUDGET_USD" daily
+  tf_ok budget set "$BUDGET_PROVIDER" "$BUDGET_USD" daily
 }
 
 # session_budget_setup NAME USD: fake upstream, tf-test priced as above, a key, a daemon that wants
@@ -75,6 +76,6 @@ expect_budget_held() {
   expect_eq "$unpaid" 0 "admitted requests logged without a cost"
   tf_ok budget status --json
   local spent
-  spent=$(jq '.budgets[] | select(.scope == "openai") | .spent_pico' <<<"$TF_OUT")
+  spent=$(jq --arg scope "$BUDGET_PROVIDER" '.budgets[] | select(.scope == $scope) | .spent_pico' <<<"$TF_OUT")
   ((spent > 0)) || die "budget spent is $spent after admitted requests"
 }

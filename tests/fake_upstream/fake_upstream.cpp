@@ -16,6 +16,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -167,6 +168,48 @@ std::int64_t header_int(const http::request<http::string_body>& req, std::string
   return std::clamp(n, lo, hi);
 }
 
+// Google's system parameters: a response field mask (`fields` / `$fields` in the query, or the
+// X-Goog-FieldMask header) keeps only the fields it lists, so an answer whose mask does not name
+// usageMetadata has none. Names are read decoded, as Google's front end reads them.
+bool google_mask_hides_usage(const http::request<http::string_body>& req) {
+  auto decoded = [](std::string_view raw) {
+    std::string out;
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '%' && i + 2 < raw.size() && std::isxdigit(static_cast<unsigned char>(raw[i + 1])) &&
+          std::isxdigit(static_cast<unsigned char>(raw[i + 2]))) {
+        out.push_back(static_cast<char>(std::stoi(std::string(raw.substr(i + 1, 2)), nullptr, 16)));
+        i += 2;
+      } else {
+        out.push_back(raw[i]);
+      }
+    }
+    return out;
+  };
+  std::string mask;
+  bool masked = false;
+  if (auto it = req.find("x-goog-fieldmask"); it != req.end()) {
+    masked = true;
+    mask = std::string(it->value());
+  }
+  std::string_view target = req.target();
+  if (auto q = target.find('?'); q != std::string_view::npos) {
+    std::string_view query = target.substr(q + 1);
+    for (std::size_t start = 0; start <= query.size();) {
+      auto amp = query.find('&', start);
+      std::string_view part = query.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
+      auto eq = part.find('=');
+      std::string name = decoded(part.substr(0, eq));
+      if (name == "fields" || name == "$fields") {
+        masked = true;
+        mask += "," + (eq == std::string_view::npos ? std::string() : decoded(part.substr(eq + 1)));
+      }
+      if (amp == std::string_view::npos) break;
+      start = amp + 1;
+    }
+  }
+  return masked && mask.find("usageMetadata") == std::string::npos;
+}
+
 Faults read_faults(const http::request<http::string_body>& req) {
   Faults f;
   f.chunks = static_cast<int>(header_int(req, "x-fake-chunks", 1, 1, kMaxChunks));
@@ -176,7 +219,7 @@ Faults read_faults(const http::request<http::string_body>& req) {
   f.reset_after = static_cast<int>(header_int(req, "x-fake-reset-after", -1, 0, kMaxChunks * 2));
   f.status = static_cast<int>(header_int(req, "x-fake-status", 0, 100, 599));
   f.hang = header_int(req, "x-fake-hang", 0, 0, 1) == 1;
-  f.no_usage = header_int(req, "x-fake-no-usage", 0, 0, 1) == 1;
+  f.no_usage = header_int(req, "x-fake-no-usage", 0, 0, 1) == 1 || google_mask_hides_usage(req);
   f.cache_read = header_int(req, "x-fake-cache", 0, 0, 1'000'000'000);
   f.cache_write = header_int(req, "x-fake-cache-write", 0, 0, 1'000'000'000);
   f.reasoning = header_int(req, "x-fake-reasoning", 0, 0, 1'000'000'000);

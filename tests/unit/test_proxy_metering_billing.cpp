@@ -69,6 +69,29 @@ TEST_CASE("proxy::estimate_usage takes max_tokens, else the provider default") {
   }
 }
 
+TEST_CASE("proxy::estimate_usage counts every answer the upstream generates (n, best_of, candidateCount)") {
+  auto output_estimate = [](ApiKind kind, const char* path, std::string body) {
+    return estimate_usage(inspect_request(kind, path, body, true), 4096).output_tokens;
+  };
+  // Review 15a M1: n=16 was charged max_tokens once when the reply had no readable usage.
+  CHECK(output_estimate(ApiKind::openai_chat, "/v1/chat/completions", R"({"model":"m","n":16,"max_tokens":100})") == 1600);
+  CHECK(output_estimate(ApiKind::other, "/v1/completions", R"({"model":"m","n":2,"best_of":5,"max_tokens":10})") == 50);
+  CHECK(output_estimate(ApiKind::gemini, "/v1beta/models/g:generateContent",
+                        R"({"generationConfig":{"candidateCount":8,"maxOutputTokens":10}})") == 80);
+  CHECK(output_estimate(ApiKind::openai_chat, "/v1/chat/completions", R"({"model":"m","n":1e1,"max_tokens":10})") == 100);
+  // Not readable as a count: the most an upstream takes, so the estimate is still an upper bound.
+  CHECK(output_estimate(ApiKind::openai_chat, "/v1/chat/completions", R"({"model":"m","n":"16","max_tokens":10})") ==
+        10 * kMaxEstimatedChoices);
+  CHECK(output_estimate(ApiKind::openai_chat, "/v1/chat/completions", R"({"model":"m","n":100000,"max_tokens":10})") ==
+        10 * kMaxEstimatedChoices);
+  // Absent, null or 1: one answer.
+  CHECK(output_estimate(ApiKind::openai_chat, "/v1/chat/completions", R"({"model":"m","n":null,"max_tokens":10})") == 10);
+  CHECK(output_estimate(ApiKind::openai_chat, "/v1/chat/completions", R"({"model":"m","n":1,"max_tokens":10})") == 10);
+  // A huge max_tokens saturates instead of wrapping to a small (or negative) number.
+  CHECK(output_estimate(ApiKind::openai_chat, "/v1/chat/completions",
+                        R"({"model":"m","n":4,"max_tokens":9223372036854775807})") == std::numeric_limits<std::int64_t>::max());
+}
+
 TEST_CASE("proxy::settle_cost charges usage, else the estimate, never $0 once the upstream had the request") {
   const Usage estimate = tokens(100, 4096);
   const Usage none;
