@@ -366,6 +366,14 @@ Result<void> collect_settings(int git_fd, const std::string& prefix, int depth, 
 
 }  // namespace
 
+std::vector<std::string> git_settings_parents(const std::vector<GitSettingsEntry>& entries) {
+  std::set<std::string> parents;
+  for (const auto& entry : entries)
+    for (auto slash = entry.path.find('/'); slash != std::string::npos; slash = entry.path.find('/', slash + 1))
+      parents.insert(entry.path.substr(0, slash));
+  return {parents.begin(), parents.end()};
+}
+
 Result<std::vector<GitSettingsEntry>> git_settings_entries(int git_fd) {
   std::vector<GitSettingsEntry> out;
   if (auto r = collect_settings(git_fd, "", 0, out); !r) return std::unexpected(r.error());

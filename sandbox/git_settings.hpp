@@ -54,6 +54,14 @@ struct GitSettingsEntry {
 // it (it could not be protected), and so is more nesting than 16 levels.
 Result<std::vector<GitSettingsEntry>> git_settings_entries(int git_fd);
 
+// The directories between the git directory and those entries ("modules", "modules/lib",
+// "worktrees", "worktrees/w"), sorted, each once. `run` and `launch` bind them read-write over
+// themselves before the read-only entries: a directory that only holds mount points can be renamed,
+// and one renamed aside and replaced by a directory of links made git read the agent's config
+// (and made the engine mount a link's host target at a container's restart: review 15b L1). A
+// mount point cannot be renamed, so the path to every protected entry stays the one checked.
+std::vector<std::string> git_settings_parents(const std::vector<GitSettingsEntry>& entries);
+
 struct GitFinding {
   std::string path;  // the config or hook, as root + "/" + the path below it
   std::string what;  // "core.fsmonitor", "hook pre-commit", ...

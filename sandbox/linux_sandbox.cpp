@@ -451,10 +451,11 @@ void make_terminal(const TerminalSettings& settings, int sock, int err_fd) {
 // The workdir (and every writable path) may be written, but a repository's .git/hooks and
 // .git/config decide what git runs, unconfined, the next time the user runs git there (hooks,
 // core.hooksPath, core.fsmonitor, core.pager...). They come back read-only over themselves (with
-// those of submodules and worktrees: sandbox/git_settings.hpp), and .git is bound over itself so it is a
-// mount point: the agent can neither rename it away and put a .git of its own in its place, nor
-// rename or replace the protected entries. A repository the agent creates is its own: run looks
-// at those after the run (sandbox/git_settings.hpp).
+// those of submodules and worktrees: sandbox/git_settings.hpp), and .git and every directory on the
+// way to them are bound over themselves so they are mount points: the agent can neither rename
+// .git away and put a .git of its own in its place, nor rename or replace the protected entries or
+// a directory leading to them. A repository the agent creates is its own: run looks at those after
+// the run (sandbox/git_settings.hpp).
 Result<void> protect_git_metadata(const std::string& dir, std::vector<Op>& ops) {
   const std::string git = dir + "/.git";
   struct stat st{};
@@ -467,6 +468,9 @@ Result<void> protect_git_metadata(const std::string& dir, std::vector<Op>& ops) 
   if (!git_fd) return fail("sandbox: cannot open " + git + ": " + std::strerror(errno));
   auto entries = git_settings_entries(git_fd.get());
   if (!entries) return fail("sandbox: " + dir + "/.git: " + entries.error().message + ": refusing to run, it could not be protected");
+  // The directories on the way first, read-write over themselves, so none can be renamed aside
+  // and replaced (git_settings_parents).
+  for (const auto& dir : git_settings_parents(*entries)) ops.push_back(Op{Op::expose, git + "/" + dir, git + "/" + dir});
   for (const auto& entry : *entries) {
     Op op{Op::expose, git + "/" + entry.path, git + "/" + entry.path};
     op.read_only = true;

@@ -672,6 +672,10 @@ std::vector<ContainerSpecInput::WorkspaceBind> guard_workspace_git(const fs::pat
   // The same for config.worktree and the git directories of submodules and worktrees.
   auto entries = sandbox::git_settings_entries(git);
   if (!entries) throw refuse(".git", entries.error().message);
+  // The directories on the way to them are mount points too (git_settings_parents): the engine
+  // resolves every bind's source by host path again at each start, restarts included, and would
+  // follow links planted in a directory the container renamed aside (review 15b L1).
+  for (const auto& dir : sandbox::git_settings_parents(*entries)) binds.push_back({".git/" + dir, false});
   for (const auto& entry : *entries)
     if (entry.path != "hooks" && entry.path != "config") binds.push_back({".git/" + entry.path, true});
   return binds;

@@ -44,6 +44,8 @@ echo data > $w/notes.txt; echo "T workspace_write $?"
 echo x > $w/.git/scratch; echo "T git_dir_write $?"
 echo /workspace/elsewhere > $w/.git/commondir; echo "T commondir $?"
 mkdir -p $w/sub/.git && printf '[core]\n\tpager = echo PWNED\n' > $w/sub/.git/config; echo "T nested_repo $?"
+mv $w/.git/modules/lib $w/.git/modules/lib.aside; echo "T rename_submodule_dir $?"
+mv $w/.git/modules $w/.git/modules.aside; echo "T rename_modules $?"
 EOF
 )
 step() { sed -n "s/^T $1 \([0-9]*\)\$/\1/p" <<<"$2" | tail -1; }
@@ -67,7 +69,11 @@ config_before=$(sha256sum <"$ws/.git/config")
 git_inode=$(stat -c %i "$ws/.git")
 tf launch --image "$TEST_IMAGE" --no-pull --name "tfg-$RUN_ID" --workspace "$ws" -- /bin/sh -c "$attack"
 out="$TF_OUT"$'\n'"$TF_ERR"
-for s in hook config rename_config rename_hooks rename_git remove_git submodule_config submodule_hook; do
+# The directories between .git and a read-only entry are mount points too: renamed aside and
+# replaced by links, the engine would mount the links' targets at the next start (review 15b L1,
+# attack launch_workspace_restart_binds).
+for s in hook config rename_config rename_hooks rename_git remove_git submodule_config submodule_hook \
+  rename_submodule_dir rename_modules; do
   [[ -n $(step $s "$out") ]] || die "step $s did not run: $out"
   [[ $(step $s "$out") != 0 ]] || die "the container could $s in the workspace's .git: $out"
 done

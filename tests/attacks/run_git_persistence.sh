@@ -15,6 +15,10 @@ attack() {
   as_principal git -C "$repo" init -q
   as_principal git -C "$repo" -c user.name=t -c user.email=t@t commit -q --allow-empty -m first
   [[ -d "$repo/.git/hooks" && -f "$repo/.git/config" ]] || die "git init made no hooks dir or config"
+  # A submodule's git directory, as `git submodule add` leaves it.
+  as_principal mkdir -p "$repo/.git/modules/lib/hooks"
+  as_principal sh -c "printf '[core]\n\tbare = false\n' > '$repo/.git/modules/lib/config' &&
+    echo 'ref: refs/heads/main' > '$repo/.git/modules/lib/HEAD'"
   local before
   before=$(cd "$repo/.git" && find hooks config -type f -exec sha256sum {} + | sort)
 
@@ -31,6 +35,8 @@ attack() {
     expect_eq "$RC" 1 "write from the sandbox: $t: $OUT"
   done
   ptf run codex --command /bin/sh --workdir "$repo" -- -c '
+    mv .git/modules/lib .git/modules/lib.aside 2>/dev/null && echo SUBMODULE-MOVED
+    mv .git/modules .git/modules.aside 2>/dev/null && echo MODULES-MOVED
     git config core.fsmonitor "touch /tmp/pwned" 2>/dev/null && echo CONFIG-WRITTEN
     mv .git/config .git/config.old 2>/dev/null && echo CONFIG-MOVED
     rm -rf .git/hooks 2>/dev/null; test -d .git/hooks || echo HOOKS-REMOVED
@@ -40,6 +46,10 @@ attack() {
   expect_not_contains "$OUT" "CONFIG-MOVED" ".git/config renamed from the sandbox"
   expect_not_contains "$OUT" "HOOKS-REMOVED" ".git/hooks removed from the sandbox"
   expect_not_contains "$OUT" "GIT-MOVED" ".git renamed from the sandbox"
+  # Renamed aside, a directory on the way to protected entries could be replaced by the agent's own
+  # (review 15b L1): they are mount points too.
+  expect_not_contains "$OUT" "SUBMODULE-MOVED" ".git/modules/lib renamed from the sandbox"
+  expect_not_contains "$OUT" "MODULES-MOVED" ".git/modules renamed from the sandbox"
   local after
   after=$(cd "$repo/.git" && find hooks config -type f -exec sha256sum {} + | sort)
   expect_eq "$after" "$before" "hooks or config changed"

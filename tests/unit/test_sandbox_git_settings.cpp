@@ -162,3 +162,13 @@ TEST_CASE("git_settings: the warning shows the agent's names without their escap
   CHECK(text.find("/p/?[2K?[1A?]2;x/.git: a symbolic link to ?[8m?, made during the run\n") != std::string::npos);
   CHECK(std::count(text.begin(), text.end(), '\n') == 4);  // no line of the agent's own
 }
+
+TEST_CASE("git_settings: the directories on the way to the protected entries, each once") {
+  using E = GitSettingsEntry;
+  const std::vector<E> entries = {E{"hooks", true}, E{"config", false}, E{"modules/a/config", false},
+                                  E{"modules/a/hooks", true}, E{"modules/a/modules/b/config", false},
+                                  E{"worktrees/w/config.worktree", false}};
+  CHECK(git_settings_parents(entries) ==
+        std::vector<std::string>{"modules", "modules/a", "modules/a/modules", "modules/a/modules/b", "worktrees", "worktrees/w"});
+  CHECK(git_settings_parents({E{"hooks", true}, E{"config", false}}).empty());
+}
