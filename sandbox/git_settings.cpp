@@ -69,11 +69,17 @@ bool changed_since(const struct stat& st, const timespec& since) {
 }
 
 // The text of regular file `name` below `dir_fd` (a symbolic link followed: git follows it), at
-// most kMaxConfig bytes, never blocking on a FIFO; nothing for anything else. `complete` tells
-// whether all of it was read.
+// most kMaxConfig bytes; nothing for anything else. `complete` tells whether all of it was read.
+// The agent chooses what a link points to, and opening some files does something (a FIFO releases
+// its writer, a watchdog device arms, a tty becomes the controlling terminal: review 15b L2), so
+// the file is first reached with O_PATH, which opens nothing, and opened for reading only once it
+// is known to be a regular file, through that very descriptor.
 std::optional<std::string> read_text(int dir_fd, const char* name, bool* complete) {
-  file::Fd fd(::openat(dir_fd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  file::Fd path(::openat(dir_fd, name, O_PATH | O_CLOEXEC));
   struct stat st{};
+  if (!path || ::fstat(path.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  const std::string via = "/proc/self/fd/" + std::to_string(path.get());
+  file::Fd fd(::open(via.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
   if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
   std::string text;
   char buf[16384];
@@ -264,8 +270,11 @@ class Walker {
     bool complete = false;
     auto text = read_text(git_fd, name, &complete);
     if (std::string_view(name) == "commondir") {
-      what += "written during the run: git reads the config and hooks of " +
-              (text ? std::string(text->substr(0, std::min<std::size_t>(text->find('\n'), 200))) : std::string("?"));
+      // What a link points to may be any file of the host's (review 15b L2 printed a line of
+      // /etc/shadow this way): only a commondir the agent wrote itself is quoted.
+      what += link ? "made during the run: git reads the config and hooks of the directory the file it points to names"
+                   : "written during the run: git reads the config and hooks of " +
+                         (text ? std::string(text->substr(0, std::min<std::size_t>(text->find('\n'), 200))) : std::string("?"));
     } else {
       what += "written during the run";
       if (!text) {
