@@ -385,6 +385,10 @@ json container_spec(const ContainerSpecInput& input) {
       {"Privileged", false},
       {"IpcMode", "private"},
       {"RestartPolicy", {{"Name", input.detach ? "unless-stopped" : "no"}}},
+      // What the container prints goes to a file on the host's disk that the engine keeps until
+      // the container is removed: bounded, or a container that prints without end fills the disk
+      // the request log lives on (review 15b L3). `launch logs` shows the last ~30 MiB.
+      {"LogConfig", {{"Type", "json-file"}, {"Config", {{"max-size", kLogMaxSize}, {"max-file", kLogMaxFiles}}}}},
   };
   if (input.keep_host_ids) host_config["UsernsMode"] = "keep-id";
   json env = container_env();

@@ -30,6 +30,9 @@ inline constexpr int kGatewayPort = 18789;
 // config on the main listener, and RenderRequest's default. A launch renders its session token.
 inline constexpr const char* kPlaceholderKey = "tokfence-managed";
 inline constexpr const char* kLaunchLabel = "org.tokfence.launch";
+// The engine's log of a container: at most this many files of this size (json-file driver).
+inline constexpr const char* kLogMaxSize = "10m";
+inline constexpr const char* kLogMaxFiles = "3";
 
 // Paths inside the container.
 inline constexpr const char* kContainerRelay = "/tokfence/relay";
