@@ -40,8 +40,15 @@ std::size_t utf8_sequence_length(std::string_view s, char32_t& code_point) {
 }
 
 // C0 controls, DEL and C1 controls (U+0080-U+009F: CSI, OSC and friends to a terminal that
-// takes 8-bit controls).
-bool is_control(char32_t c) { return c < 0x20 || (c >= 0x7F && c <= 0x9F); }
+// takes 8-bit controls), and the format characters that make text show other than it is: the
+// bidirectional marks, embeddings, overrides and isolates (U+061C, U+200E-F, U+202A-E,
+// U+2066-9: a model name with an RLO reversed the rest of its `tokfence log` line, review 15b L4)
+// and the invisible ones that hide text between visible characters (U+200B zero-width space,
+// U+2060-4, U+FEFF). ZWNJ/ZWJ (U+200C-D) pass: scripts and emoji need them and they move nothing.
+bool is_control(char32_t c) {
+  return c < 0x20 || (c >= 0x7F && c <= 0x9F) || c == 0x061C || c == 0x200B || c == 0x200E || c == 0x200F ||
+         (c >= 0x202A && c <= 0x202E) || (c >= 0x2060 && c <= 0x2064) || (c >= 0x2066 && c <= 0x2069) || c == 0xFEFF;
+}
 
 // True when `s` is the start of a multi-byte UTF-8 sequence cut short (the rest is in the next chunk).
 bool cut_sequence(std::string_view s) {

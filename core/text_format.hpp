@@ -12,8 +12,10 @@ namespace tokfence {
 
 // Text printed for a terminal often comes from elsewhere: from clients and their processes (a model
 // name from a request body, a process name it chose for itself) or from a config file. Control
-// characters (C0, DEL and C1, U+0080-U+009F) and bytes that are not valid UTF-8 are shown as '?',
-// so such text cannot send escape sequences to the terminal that reads it, or end a line early.
+// characters (C0, DEL and C1, U+0080-U+009F), the bidirectional and invisible format characters
+// (U+202E and friends: text_format.cpp is_control) and bytes that are not valid UTF-8 are shown as
+// '?', so such text cannot send escape sequences to the terminal that reads it, end a line early,
+// or show itself other than it is.
 std::string printable(std::string text);
 
 // What to write to a terminal before tokfence speaks after another program had it (the agent in

@@ -61,3 +61,14 @@ TEST_CASE("text_format::escape_c1_in_json writes C1 characters and DEL as escape
   CHECK(escape_c1_in_json("[1,2]") == "[1,2]");
   CHECK(escape_c1_in_json("{\"m\":\"a\x7f\"}") == "{\"m\":\"a\\u007f\"}");
 }
+
+TEST_CASE("text_format::printable masks bidirectional and invisible format characters") {
+  // Review 15b L4: an RLO in a model name reversed the rest of a `tokfence log` line.
+  CHECK(printable("gpt\u202Eevil") == "gpt?evil");
+  CHECK(printable("a\u2066b\u2069c\u200Fd\u061Ce") == "a?b?c?d?e");
+  CHECK(printable("hid\u200Bden\u2060x\uFEFF") == "hid?den?x?");
+  // Joiners shape scripts and emoji and move nothing: they stay.
+  CHECK(printable("\U0001F469\u200D\U0001F4BB") == "\U0001F469\u200D\U0001F4BB");
+  tokfence::TerminalText t;
+  CHECK(t.feed("ok\u202Dx\n") == "ok?x\n");
+}
