@@ -311,17 +311,28 @@ struct CostEstimate {
 // Prices a request from what its exchange returned, puts the cost in its row and settles its
 // reservation. The response's model (a dated snapshot) is priced first, then the request's;
 // settle_cost() says what a request costs when its usage is missing or cut.
-void settle_request(ReservationGuard& reservation, const ExchangeResult& result, const CostEstimate& estimate,
+// Returns whether another model than the one asked for answered (rec.model then names it).
+bool settle_request(ReservationGuard& reservation, const ExchangeResult& result, const CostEstimate& estimate,
                     const PricingTable& pricing, std::string_view provider, RequestRecord& rec) {
   std::optional<ModelPrice> price;
   if (!result.response_model.empty()) price = pricing.find(provider, result.response_model);
+  // Another model answered (a gateway's fallback list, a router: review 15a O1): the row names the
+  // model that was used and billed, and one the table does not know is never charged at the price
+  // of the (cheaper) model asked for.
+  const bool another = answered_by_another_model(rec.model, result.response_model);
+  if (!price && another) price = pricing.fallback() ? pricing.fallback() : pricing.dearest();
   if (!price) price = estimate.price;
   const Settlement settled =
       settle_cost(price, estimate.admit.endpoint, rec.usage, estimate.usage, result.end, result.upstream_status);
+  if (another) {
+    if (rec.error.empty()) rec.error = "answered by model '" + result.response_model + "', not '" + rec.model + "' as asked";
+    rec.model = result.response_model;
+  }
   if (rec.model.empty()) rec.model = result.response_model;
   rec.cost = settled.cost;
   rec.cost_source = std::string(to_string(settled.source));
   reservation.settle(settled.cost, settled.source == CostSource::estimate ? estimate.usage.total() : rec.usage.total());
+  return another;
 }
 
 // An exception's message, for the daemon's log and the request's row.
@@ -892,7 +903,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
 
   // The session's own rules for a routed request (scope, ORANGE's read-only routes, its rate; its
   // budget is session_hold's) and the outbound-secret sensors on what the request would send; nullopt = go on.
-  std::optional<Denial> immune_checks(RequestRecord& rec, std::string_view rest) {
+  std::optional<Denial> immune_checks(RequestRecord& rec, std::string_view rest, const RequestInfo& info) {
     immune::Registry* registry = s_.deps.immune.get();
     if (!registry) return std::nullopt;
     const auto& settings = registry->settings();
@@ -902,6 +913,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       const std::string_view path = rest.substr(0, rest.find('?'));
       if (auto refused = registry->check_scope(*session, rec.provider, rec.model, head_.method, path, rec.id, now))
         return Denial{refused->status, refused->type, std::move(refused->message)};
+      // A gateway answers with the first of these that works: each must be in scope as well
+      // (an unreadable list counts as a model the proxy cannot read).
+      for (const auto& other : info.other_models)
+        if (auto refused = registry->check_scope(*session, rec.provider, other, head_.method, path, rec.id, now))
+          return Denial{refused->status, refused->type, std::move(refused->message)};
+      if (info.other_models_unreadable)
+        if (auto refused = registry->check_scope(*session, rec.provider, "", head_.method, path, rec.id, now))
+          return Denial{refused->status, refused->type, std::move(refused->message)};
       if (session->state() == immune::RiskState::orange && head_.method != "GET" && head_.method != "HEAD")
         return Denial{403, "tokfence_risk_orange",
                       "immunefence: session '" + session->name + "' is ORANGE: only read-like requests (GET) pass until "
@@ -1176,7 +1195,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     if (auto named = path_model(provider.spec.style, route.rest); !named.empty()) info.model = std::move(named);
     rec.model = info.model;
     rec.streaming = info.streaming;
-    if (auto refused = immune_checks(rec, route.rest)) {
+    if (auto refused = immune_checks(rec, route.rest, info)) {
       co_await send_error(refused->status, refused->type, refused->message, keep, req.version_minor, &rec, nullptr);
       co_return keep;
     }
@@ -1227,8 +1246,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       Exchange exchange(*this, provider, kind, rec, started, keep);
       result = co_await exchange.run();
     }
-    settle_request(reservation, result, estimate, *pricing, rec.provider, rec);  // route's views may be gone
+    const bool another = settle_request(reservation, result, estimate, *pricing, rec.provider, rec);  // route's views may be gone
     session_hold->settle(rec.cost.value_or(0));
+    // A model outside the session's scope answered: the scope sensor sees it, as if it was asked.
+    if (another && entry_ && s_.deps.immune) {
+      std::string_view rest = rec.path;  // "/<provider>/...": the scope's endpoints match what follows
+      rest.remove_prefix(std::min(rest.size(), 1 + rec.provider.size()));
+      s_.deps.immune->check_scope(*entry_->session, rec.provider, rec.model, rec.method, rest, rec.id, unix_ms());
+    }
     immune_after(rec);
     co_return result.outcome == Outcome::keep;
   }

@@ -268,6 +268,19 @@ std::optional<ModelPrice> PricingTable::find(std::string_view provider, std::str
   return std::nullopt;
 }
 
+bool answered_by_another_model(std::string_view asked, std::string_view answered) {
+  if (asked.empty() || answered.empty()) return false;
+  const auto a = candidates(asked), b = candidates(answered);
+  return std::none_of(a.begin(), a.end(), [&](const std::string& name) { return std::find(b.begin(), b.end(), name) != b.end(); });
+}
+
+std::optional<ModelPrice> PricingTable::dearest() const {
+  std::optional<ModelPrice> out;
+  for (const auto& m : models_)
+    if (!out || m.price.output > out->output || (m.price.output == out->output && m.price.input > out->input)) out = m.price;
+  return out;
+}
+
 std::vector<PricedModel> PricingTable::models_of(std::string_view provider) const {
   std::vector<PricedModel> out;
   for (const auto& m : models_)

@@ -23,6 +23,13 @@ struct PricedModel {
   ModelPrice price;
 };
 
+// Whether an upstream that was asked for model `asked` and says it answered with `answered` used
+// another model, not the one asked for or a snapshot of it: the names share no look-up name of
+// PricingTable::find (case, a date or -latest suffix, a provider prefix aside). "gpt-4o" answered
+// by "gpt-4o-2024-08-06" is the same; "openai/gpt-4o-mini" answered by "openai/gpt-4-32k" (a
+// gateway's fallback list, review 15a O1) is another. False when either name is empty.
+bool answered_by_another_model(std::string_view asked, std::string_view answered);
+
 class PricingTable {
  public:
   // The embedded table, then the `tokfence pricing update` table (config.pricing_update_file, when
@@ -36,6 +43,9 @@ class PricingTable {
   // then a provider prefix removed ("openai/gpt-4o" on openrouter).
   std::optional<ModelPrice> find(std::string_view provider, std::string_view model) const;
   const std::vector<PricedModel>& models() const { return models_; }
+  // The dearest price in the table (by output, then input): what an answer from a model the table
+  // does not know is charged when it is not the model asked for (see answered_by_another_model).
+  std::optional<ModelPrice> dearest() const;
   // Models of one provider, for rendering client configs (launch, harness).
   std::vector<PricedModel> models_of(std::string_view provider) const;
 

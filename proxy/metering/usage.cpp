@@ -720,6 +720,24 @@ ApiKind classify(ApiStyle style, std::string_view path) {
   return ApiKind::other;
 }
 
+// The entries of a fallback list (`models`, `fallbacks`) into info.other_models: strings, or
+// objects with a string "model". Anything else (or more than 64) marks the list unreadable.
+void read_other_models(std::string_view list, RequestInfo& info) {
+  if (list.empty() || list == "null") return;
+  if (list.front() != '[') {
+    info.other_models_unreadable = true;
+    return;
+  }
+  for_each_element(list, [&](std::string_view element) {
+    auto name = string_value(element);
+    if (!name && is_object_text(element)) name = string_value(member_text(element, "model"));
+    if (!name || info.other_models.size() >= 64)
+      info.other_models_unreadable = true;
+    else
+      info.other_models.push_back(std::move(*name));
+  });
+}
+
 // How many answers the upstream generates (and bills) for one request: OpenAI's `n` and legacy
 // `best_of`, Gemini's `candidateCount`; the largest of them. A value that is there but cannot be
 // read as a count is taken as the most an upstream allows, so the estimate stays an upper bound.
@@ -748,9 +766,11 @@ RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& bo
     if (!is_object_text(j) || j.back() != '}') return info;
     // One pass over the body (it may be megabytes of conversation).
     enum { model, stream, max_completion_tokens, max_tokens, max_output_tokens, generation_config, stream_options, background,
-           n, best_of };
-    auto m = member_texts<10>(j, {"model", "stream", "max_completion_tokens", "max_tokens", "max_output_tokens",
-                                  "generationConfig", "stream_options", "background", "n", "best_of"});
+           n, best_of, models, fallbacks };
+    auto m = member_texts<12>(j, {"model", "stream", "max_completion_tokens", "max_tokens", "max_output_tokens",
+                                  "generationConfig", "stream_options", "background", "n", "best_of", "models", "fallbacks"});
+    read_other_models(m[models], info);
+    read_other_models(m[fallbacks], info);
     if (kind != ApiKind::gemini) {
       info.model = string_value(m[model]).value_or("");
       if (auto asked = stream_requested(m[stream])) info.streaming = *asked;

@@ -46,6 +46,11 @@ struct RequestInfo {
   // Answers generated per request (n, best_of, candidateCount; at least 1, at most
   // kMaxEstimatedChoices): each may run to max_output_tokens, so the estimate multiplies by it.
   std::int64_t choices = 1;
+  // Models a gateway may answer with instead (OpenRouter's `models` fallback list, LiteLLM-style
+  // `fallbacks`: strings or {"model": ...}); `other_models_unreadable` when an entry is neither.
+  // A session limited to some models must allow each of them too (review 15a O1).
+  std::vector<std::string> other_models;
+  bool other_models_unreadable = false;
   std::int64_t estimated_input_tokens = 0;  // rough: body bytes / 4
   bool usage_requested_by_proxy = false;  // include_usage was added or forced to true (see below)
   // Responses' "background": true: answered at once ("queued", usage null); the provider runs and

@@ -256,3 +256,16 @@ TEST_CASE("proxy::parse_litellm_prices refuses bad files with a clear error") {
   CHECK_FALSE(parse_price_updates(R"({"format":"other"})"));
   CHECK_FALSE(parse_price_updates(R"({"format":"tokfence-pricing","models":[{"provider":"","model":"x","input":-1,"output":0,"cache_read":0,"cache_write":0}]})"));
 }
+
+TEST_CASE("answered_by_another_model: snapshots and spellings of the model asked for are the same model") {
+  CHECK_FALSE(answered_by_another_model("gpt-4o", "gpt-4o-2024-08-06"));
+  CHECK_FALSE(answered_by_another_model("claude-3-5-sonnet-latest", "claude-3-5-sonnet-20241022"));
+  CHECK_FALSE(answered_by_another_model("GPT-4o", "gpt-4o"));
+  CHECK_FALSE(answered_by_another_model("openai/gpt-4o-mini", "gpt-4o-mini"));
+  CHECK_FALSE(answered_by_another_model("", "gpt-4o"));
+  CHECK_FALSE(answered_by_another_model("gpt-4o", ""));
+  // Review 15a O1: a gateway's fallback answered.
+  CHECK(answered_by_another_model("openai/gpt-4o-mini", "openai/gpt-4-32k"));
+  CHECK(answered_by_another_model("gpt-4o-mini", "gpt-4o"));
+  CHECK(answered_by_another_model("openrouter/auto", "anthropic/claude-opus-4"));
+}

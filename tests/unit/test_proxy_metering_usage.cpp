@@ -629,3 +629,18 @@ TEST_CASE("proxy::UsageExtractor hands out the generated text of a stream, event
   quiet->feed("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n");
   CHECK(said.empty());
 }
+
+TEST_CASE("proxy::inspect_request reads a gateway's fallback models") {
+  std::string body = R"({"model":"a","models":["b","c"],"fallbacks":[{"model":"d"},"e"],"messages":[]})";
+  auto info = inspect_request(ApiKind::openai_chat, "/v1/chat/completions", body, true);
+  CHECK(info.other_models == std::vector<std::string>{"b", "c", "d", "e"});
+  CHECK_FALSE(info.other_models_unreadable);
+  for (std::string odd : {R"({"model":"a","models":[7]})", R"({"model":"a","models":"b"})",
+                          R"({"model":"a","fallbacks":[{"name":"x"}]})"}) {
+    CHECK(inspect_request(ApiKind::openai_chat, "/v1/chat/completions", odd, true).other_models_unreadable);
+  }
+  std::string none = R"({"model":"a","models":null})";
+  auto plain = inspect_request(ApiKind::openai_chat, "/v1/chat/completions", none, true);
+  CHECK(plain.other_models.empty());
+  CHECK_FALSE(plain.other_models_unreadable);
+}
