@@ -24,6 +24,10 @@ using json = nlohmann::json;
 
 constexpr std::size_t kMaxEventBytes = 1024 * 1024;
 constexpr std::size_t kMaxJsonBytes = 8 * 1024 * 1024;
+// Past kMaxJsonBytes only this much of a JSON reply's end is kept, to find its usage there: the
+// top-level usage is the last member but a few small ones (review 15a M1: n choices with logprobs
+// passed 8 MiB, and the usage after it went unread).
+constexpr std::size_t kMaxJsonTailBytes = 256 * 1024;
 
 std::string_view strip_query(std::string_view path) { return path.substr(0, path.find('?')); }
 
@@ -430,11 +434,15 @@ class JsonCollector {
         if (mode_ == Mode::array) continue;
       }
       if (mode_ == Mode::whole) {
-        // The rest of the piece in one append, up to the cap.
+        // The rest of the piece in one append, up to the cap; past it, only the last
+        // kMaxJsonTailBytes are kept (the usage is the document's last member).
         std::size_t room = kMaxJsonBytes - std::min(text_.size(), kMaxJsonBytes);
         std::size_t take = std::min(room, bytes.size() - i);
         text_.append(bytes.substr(i, take));
-        if (take < bytes.size() - i) truncated_ = true;
+        if (take < bytes.size() - i) {
+          truncated_ = true;
+          keep_tail(bytes.substr(i + take));
+        }
         return;
       }
       array_byte(ch, on_doc);
@@ -448,11 +456,23 @@ class JsonCollector {
 
   bool whole_and_intact() const { return mode_ == Mode::whole && !truncated_; }
   std::string_view whole_text() const { return text_; }
+  // A whole document past the cap: its last bytes ("" otherwise).
+  std::string_view tail() const { return truncated_ ? std::string_view(tail_) : std::string_view(); }
 
  private:
   enum class Mode { unknown, whole, array } mode_ = Mode::unknown;
-  std::string text_;
+  std::string text_, tail_;
   bool truncated_ = false;
+
+  void keep_tail(std::string_view more) {
+    if (more.size() >= kMaxJsonTailBytes) {
+      tail_.assign(more.substr(more.size() - kMaxJsonTailBytes));
+      return;
+    }
+    // Trimmed in batches, not on every piece: one move per kMaxJsonTailBytes appended.
+    if (tail_.size() + more.size() > 2 * kMaxJsonTailBytes) tail_.erase(0, tail_.size() - (kMaxJsonTailBytes - more.size()));
+    tail_.append(more);
+  }
   // Array mode: depth inside the current element, string state.
   int depth_ = 0;
   bool in_string_ = false, escape_ = false, element_oversized_ = false;
@@ -523,6 +543,7 @@ class Extractor final : public UsageExtractor {
         sse_.finish([this](std::string_view event, std::string_view data) { on_event(event, data); });
       } else {
         json_.finish([this](std::string_view doc) { on_document(doc); });
+        if (!usage_.found && !json_.tail().empty()) usage_from_tail(json_.tail());
         // Some servers send SSE without saying so; give the text a second chance.
         if (!usage_.found && json_.whole_and_intact()) {
           auto text = json_.whole_text();
@@ -578,6 +599,31 @@ class Extractor final : public UsageExtractor {
       for_each_element(text, [this](std::string_view element) { apply(element.substr(skip_ws(element, 0))); });
     } else if (first < text.size()) {
       apply(text.substr(first));
+    }
+  }
+
+  // The usage of a whole reply whose start was read but not its end: the last `"usage":{...}`
+  // (Gemini: usageMetadata) complete in the tail. The model's own text sits in JSON strings, where
+  // every quote is escaped, so the key with its quotes can only be a member name.
+  void usage_from_tail(std::string_view tail) {
+    const std::string_view key = kind_ == ApiKind::gemini ? "\"usageMetadata\"" : "\"usage\"";
+    for (std::size_t at = tail.rfind(key); at != std::string_view::npos; at = at == 0 ? std::string_view::npos : tail.rfind(key, at - 1)) {
+      std::size_t i = skip_ws(tail, at + key.size());
+      if (i >= tail.size() || tail[i] != ':') continue;
+      i = skip_ws(tail, i + 1);
+      if (i >= tail.size() || tail[i] != '{') continue;
+      const std::size_t end = skip_value(tail, i);
+      if (end == i || end > tail.size() || tail[end - 1] != '}') continue;
+      const std::string_view u = tail.substr(i, end - i);
+      if (kind_ == ApiKind::gemini) {
+        usage_ = read_gemini_usage(u);
+      } else if (kind_ == ApiKind::anthropic_messages) {
+        usage_ = Usage{};
+        read_anthropic_usage(u, usage_, false);
+      } else {
+        usage_ = read_openai_usage(u);
+      }
+      return;
     }
   }
 
@@ -784,7 +830,11 @@ RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& bo
       }
     }
     info.choices = requested_choices({m[n], m[best_of], member_text(m[generation_config], "candidateCount")});
-    if (inject_stream_usage && kind == ApiKind::openai_chat && info.streaming &&
+    // Legacy /completions streams report usage the same way, on request (OpenAI and the
+    // compatible servers): without it they were always charged the estimate (review 15a M1).
+    const bool completions = kind == ApiKind::openai_chat ||
+                             (kind == ApiKind::other && ends_with(strip_query(path), "/completions"));
+    if (inject_stream_usage && completions && info.streaming &&
         member_text(m[stream_options], "include_usage") != "true") {
       info.usage_requested_by_proxy = true;
       inject_include_usage(body);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Attack: an agent asks for a reply so long that its JSON passes the 8 MiB the usage reader keeps;
 # the usage (at the end of the JSON) was never read, the request was logged at no cost, and 10 such
-# requests passed a $2 budget. Expected: a whole 2xx reply without readable usage is charged its
-# estimate (cost_source "estimate") and the budget stops the rest.
+# requests passed a $2 budget. The estimate that was charged instead is no upper bound (review 15a
+# M1: n choices with logprobs pass 8 MiB, each may run to max_tokens). Expected: the usage is read
+# from the end of the reply (cost_source "usage") and the budget stops the rest.
 source "$(dirname "$0")/../integration/lib.sh"
 source "$(dirname "$0")/budget_common.bash"
 
@@ -22,4 +23,4 @@ oversize_reply() {
 attack_loop "oversize reply" oversize_reply
 rows=$(log_rows /chat/completions)
 expect_budget_held "$rows"
-expect_eq "$(jq -r '[.[] | select(.status == 200)][0].cost_source' <<<"$rows")" estimate
+expect_eq "$(jq -r '[.[] | select(.status == 200)][0].cost_source' <<<"$rows")" usage

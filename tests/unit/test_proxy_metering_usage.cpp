@@ -644,3 +644,35 @@ TEST_CASE("proxy::inspect_request reads a gateway's fallback models") {
   CHECK(plain.other_models.empty());
   CHECK_FALSE(plain.other_models_unreadable);
 }
+
+TEST_CASE("proxy::UsageExtractor reads the usage at the end of a reply past 8 MiB") {
+  // Review 15a M1: n choices with logprobs pass the 8 MiB kept of a reply; the usage after it was
+  // never read and the request was charged its estimate.
+  const std::string filler(12 * 1024 * 1024, 'x');
+  const std::string chat = R"({"id":"c","model":"gpt-4o","choices":[{"index":0,"message":{"content":")" + filler +
+                           R"("}}],"usage":{"prompt_tokens":11,"completion_tokens":9600},"system_fingerprint":"fp"})";
+  check_usage(run(ApiKind::openai_chat, false, chat).usage, 11, 9600, 0, 0);
+  // In many pieces, as a socket delivers it.
+  auto x = make_usage_extractor(ApiKind::openai_chat, false);
+  for (std::size_t at = 0; at < chat.size(); at += 65536) x->feed(std::string_view(chat).substr(at, 65536));
+  check_usage(x->finish(), 11, 9600, 0, 0);
+  const std::string gemini = R"({"candidates":[{"content":{"parts":[{"text":")" + filler +
+                             R"("}]}}],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":80,"totalTokenCount":85}})";
+  check_usage(run(ApiKind::gemini, false, gemini).usage, 5, 80, 0, 0);
+  const std::string messages = R"({"type":"message","content":[{"type":"text","text":")" + filler +
+                               R"("}],"usage":{"input_tokens":3,"output_tokens":70}})";
+  check_usage(run(ApiKind::anthropic_messages, false, messages).usage, 3, 70, 0, 0);
+  // The model's text cannot pose as the usage: its quotes are escaped.
+  const std::string posing = R"({"choices":[{"message":{"content":")" + filler +
+                             R"(\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}"}}]})";
+  CHECK_FALSE(run(ApiKind::openai_chat, false, posing).usage.found);
+}
+
+TEST_CASE("proxy::inspect_request asks legacy /completions streams for their usage too") {
+  std::string body = R"({"model":"gpt-3.5-turbo-instruct","prompt":"hi","stream":true,"n":4})";
+  auto info = inspect_request(ApiKind::other, "/v1/completions", body, true);
+  CHECK(info.usage_requested_by_proxy);
+  CHECK(body.find(R"("include_usage":true)") != std::string::npos);
+  std::string other = R"({"model":"m","input":"hi","stream":true})";
+  CHECK_FALSE(inspect_request(ApiKind::other, "/v1/embeddings", other, true).usage_requested_by_proxy);
+}
