@@ -23,6 +23,10 @@ struct ModelPrice {
   std::int64_t output = 0;
   std::int64_t cache_read = 0;
   std::int64_t cache_write = 0;
+  // Picodollars per call of a tool the provider runs itself and bills per call (web search: review
+  // 15a T1); the same unit as the others, which are picodollars per token. -1 = the provider's
+  // fee (proxy/metering/pricing.cpp kServerToolFees), filled in by the price table.
+  std::int64_t tool_call = -1;
 };
 
 struct Config {

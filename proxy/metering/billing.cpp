@@ -63,6 +63,7 @@ EndpointCost endpoint_cost(ApiKind kind, std::string_view method, std::string_vi
 Usage estimate_usage(const RequestInfo& info, std::int64_t default_max_output_tokens) {
   Usage estimate;
   estimate.input_tokens = std::max<std::int64_t>(0, info.estimated_input_tokens);
+  estimate.tool_calls = std::max<std::int64_t>(0, info.tool_calls);
   const std::int64_t per_answer =
       info.max_output_tokens > 0 ? info.max_output_tokens : std::max<std::int64_t>(0, default_max_output_tokens);
   // Saturates rather than overflows: max_tokens is whatever the client wrote.

@@ -131,6 +131,17 @@ constexpr Row kRows[] = {
 
 std::int64_t micro(double usd) { return std::llround(usd * 1e6); }
 
+// What one call of a tool the provider runs itself costs, in picodollars (the table's unit per
+// token), by provider: the dearer of its search tools' list prices (Anthropic web search $10 per
+// 1,000; OpenAI's web search up to $25 per 1,000; Google's grounding $35 per 1,000 grounded
+// prompts). Any other provider, and a model priced for every provider, gets the dearest of them.
+std::int64_t server_tool_fee(std::string_view provider) {
+  constexpr std::int64_t per_call_usd_to_pico = 1'000'000'000'000;
+  if (provider == "anthropic") return per_call_usd_to_pico / 100;          // $0.01
+  if (provider == "openai") return per_call_usd_to_pico / 40;              // $0.025
+  return per_call_usd_to_pico * 35 / 1000;                                 // $0.035
+}
+
 std::string lower(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -237,6 +248,9 @@ PricingTable::PricingTable(const Config& config, const std::vector<PricedModel>&
     return a.provider != b.provider ? a.provider < b.provider : a.model < b.model;
   });
   for (std::size_t i = 0; i < models_.size(); ++i) index_.emplace(lower(models_[i].model), i);
+  for (auto& m : models_)
+    if (m.price.tool_call < 0) m.price.tool_call = server_tool_fee(m.provider);
+  if (fallback_ && fallback_->tool_call < 0) fallback_->tool_call = server_tool_fee("");
 }
 
 std::optional<ModelPrice> PricingTable::pick(std::string_view provider, std::string_view name) const {
@@ -293,7 +307,8 @@ Picodollars cost_of(const ModelPrice& price, const Usage& usage) {
   __int128 total = static_cast<__int128>(usage.input_tokens) * price.input +
                    static_cast<__int128>(usage.output_tokens) * price.output +
                    static_cast<__int128>(usage.cache_read_tokens) * price.cache_read +
-                   static_cast<__int128>(usage.cache_write_tokens) * price.cache_write;
+                   static_cast<__int128>(usage.cache_write_tokens) * price.cache_write +
+                   static_cast<__int128>(usage.tool_calls) * std::max<std::int64_t>(0, price.tool_call);
   constexpr auto max = std::numeric_limits<Picodollars>::max();
   constexpr auto min = std::numeric_limits<Picodollars>::min();
   if (total > max) return max;

@@ -273,7 +273,8 @@ Usage read_openai_usage(std::string_view u) {
 
 // Anthropic usage: input_tokens already excludes cache reads and writes.
 void read_anthropic_usage(std::string_view u, Usage& out, bool cumulative_update) {
-  auto m = member_texts<4>(u, {"input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"});
+  auto m = member_texts<5>(u, {"input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                               "server_tool_use"});
   auto set = [&](std::int64_t& field, std::string_view text) {
     if (auto v = count_value(text)) field = cumulative_update ? std::max(field, *v) : *v;
   };
@@ -281,6 +282,8 @@ void read_anthropic_usage(std::string_view u, Usage& out, bool cumulative_update
   set(out.output_tokens, m[1]);
   set(out.cache_read_tokens, m[2]);
   set(out.cache_write_tokens, m[3]);
+  // Web searches are billed per search; web fetches only by their tokens.
+  set(out.tool_calls, member_text(m[4], "web_search_requests"));
   out.found = true;
 }
 
@@ -518,6 +521,28 @@ class JsonCollector {
   }
 };
 
+// Paid tool calls in a Responses object's `output` (items of type web_search_call or
+// file_search_call, each billed per call).
+std::int64_t responses_tool_calls(std::string_view output) {
+  std::int64_t calls = 0;
+  for_each_element(output, [&](std::string_view item) {
+    auto type = string_value(member_text(item, "type")).value_or("");
+    if (type == "web_search_call" || type == "file_search_call") ++calls;
+  });
+  return calls;
+}
+
+// Grounding searches in a Gemini answer: the webSearchQueries of each candidate's
+// groundingMetadata (Google bills grounded prompts, or each query on newer models).
+std::int64_t gemini_tool_calls(std::string_view candidates) {
+  std::int64_t calls = 0;
+  for_each_element(candidates, [&](std::string_view candidate) {
+    for_each_element(member_text(member_text(candidate, "groundingMetadata"), "webSearchQueries"),
+                     [&](std::string_view) { ++calls; });
+  });
+  return calls;
+}
+
 class Extractor final : public UsageExtractor {
  public:
   Extractor(ApiKind kind, bool event_stream) : kind_(kind), event_stream_(event_stream) {}
@@ -581,7 +606,10 @@ class Extractor final : public UsageExtractor {
     if (text_sink_) append_generated_text(data, *text_sink_);
     bool interesting = model_.empty();
     switch (kind_) {
-      case ApiKind::gemini: interesting = interesting || has_object_member(data, "\"usageMetadata\""); break;
+      case ApiKind::gemini:
+        interesting = interesting || has_object_member(data, "\"usageMetadata\"") ||
+                      data.find("\"groundingMetadata\"") != std::string_view::npos;
+        break;
       case ApiKind::anthropic_messages:
         interesting = interesting || event == "message_start" || event == "message_delta" ||
                       has_object_member(data, "\"usage\"");
@@ -661,20 +689,26 @@ class Extractor final : public UsageExtractor {
         return;
       }
       case ApiKind::gemini: {
-        auto [model, usage] = member_texts<2>(j, {"modelVersion", "usageMetadata"});
+        auto [model, usage, candidates] = member_texts<3>(j, {"modelVersion", "usageMetadata", "candidates"});
         take_model(model);
+        const std::int64_t calls = std::max(usage_.tool_calls, gemini_tool_calls(candidates));
         if (auto u = usage_object(usage)) usage_ = read_gemini_usage(*u);
+        usage_.tool_calls = calls;  // streamed: the chunk that carries them may not be the last
         return;
       }
       case ApiKind::openai_responses: {
-        auto [response, model, usage] = member_texts<3>(j, {"response", "model", "usage"});
+        auto [response, model, usage, output] = member_texts<4>(j, {"response", "model", "usage", "output"});
         if (is_object_text(response)) {
-          auto inner = member_texts<2>(response, {"model", "usage"});
+          auto inner = member_texts<3>(response, {"model", "usage", "output"});
           model = inner[0];
           usage = inner[1];
+          output = inner[2];
         }
         take_model(model);
-        if (auto u = usage_object(usage)) usage_ = read_openai_usage(*u);
+        if (auto u = usage_object(usage)) {
+          usage_ = read_openai_usage(*u);
+          usage_.tool_calls = responses_tool_calls(output);
+        }
         return;
       }
       case ApiKind::openai_chat:
@@ -766,6 +800,28 @@ ApiKind classify(ApiStyle style, std::string_view path) {
   return ApiKind::other;
 }
 
+// The calls of the provider's own paid tools a request's `tools` allow, for the estimate: Anthropic's
+// web_search_* (its max_uses, else kDefaultToolCalls), OpenAI's web_search* and file_search,
+// Gemini's google_search / googleSearch / googleSearchRetrieval (kDefaultToolCalls each).
+std::int64_t paid_tool_calls(std::string_view tools) {
+  std::int64_t calls = 0;
+  for_each_element(tools, [&](std::string_view tool) {
+    if (!is_object_text(tool)) return;
+    auto [type, max_uses] = member_texts<2>(tool, {"type", "max_uses"});
+    const std::string name = string_value(type).value_or("");
+    if (name.starts_with("web_search") || name == "file_search") {
+      calls += std::min(count_value(max_uses).value_or(kDefaultToolCalls), kMaxEstimatedToolCalls);
+      return;
+    }
+    for (std::string_view google : {"google_search", "googleSearch", "google_search_retrieval", "googleSearchRetrieval"})
+      if (!member_text(tool, google).empty()) {
+        calls += kDefaultToolCalls;
+        return;
+      }
+  });
+  return calls;
+}
+
 // The entries of a fallback list (`models`, `fallbacks`) into info.other_models: strings, or
 // objects with a string "model". Anything else (or more than 64) marks the list unreadable.
 void read_other_models(std::string_view list, RequestInfo& info) {
@@ -812,9 +868,11 @@ RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& bo
     if (!is_object_text(j) || j.back() != '}') return info;
     // One pass over the body (it may be megabytes of conversation).
     enum { model, stream, max_completion_tokens, max_tokens, max_output_tokens, generation_config, stream_options, background,
-           n, best_of, models, fallbacks };
-    auto m = member_texts<12>(j, {"model", "stream", "max_completion_tokens", "max_tokens", "max_output_tokens",
-                                  "generationConfig", "stream_options", "background", "n", "best_of", "models", "fallbacks"});
+           n, best_of, models, fallbacks, tools };
+    auto m = member_texts<13>(j, {"model", "stream", "max_completion_tokens", "max_tokens", "max_output_tokens",
+                                  "generationConfig", "stream_options", "background", "n", "best_of", "models", "fallbacks",
+                                  "tools"});
+    info.tool_calls = paid_tool_calls(m[tools]);
     read_other_models(m[models], info);
     read_other_models(m[fallbacks], info);
     if (kind != ApiKind::gemini) {

@@ -22,6 +22,10 @@ struct Usage {
   std::int64_t output_tokens = 0;       // incl. reasoning tokens
   std::int64_t cache_read_tokens = 0;
   std::int64_t cache_write_tokens = 0;
+  // Calls of tools the provider runs itself and bills per call, as the answer reports them:
+  // Anthropic's server_tool_use.web_search_requests, OpenAI Responses' web_search_call and
+  // file_search_call output items, Gemini's grounding queries (webSearchQueries).
+  std::int64_t tool_calls = 0;
   bool found = false;                   // false: the response carried no usage at all
   std::int64_t total() const { return input_tokens + output_tokens + cache_read_tokens + cache_write_tokens; }
 };
@@ -38,6 +42,11 @@ std::string path_model(ApiStyle style, std::string_view path);
 // What the proxy learns from (and may change in) a request body before forwarding it.
 // OpenAI's limit on `n` (128); more is refused upstream, and an unreadable count is taken as this.
 inline constexpr std::int64_t kMaxEstimatedChoices = 128;
+// A paid server-side tool without a stated limit (OpenAI's web_search, Gemini's google_search,
+// Anthropic's web_search without max_uses) is estimated at this many calls per request.
+inline constexpr std::int64_t kDefaultToolCalls = 10;
+// More than this many per tool (a max_uses of a billion) is estimated as this many.
+inline constexpr std::int64_t kMaxEstimatedToolCalls = 10'000;
 
 struct RequestInfo {
   std::string model;         // "" when absent (Gemini: taken from the path)
@@ -46,6 +55,9 @@ struct RequestInfo {
   // Answers generated per request (n, best_of, candidateCount; at least 1, at most
   // kMaxEstimatedChoices): each may run to max_output_tokens, so the estimate multiplies by it.
   std::int64_t choices = 1;
+  // Calls of the provider's own paid tools the request allows (Anthropic `max_uses`, else
+  // kDefaultToolCalls for each such tool): part of the estimate.
+  std::int64_t tool_calls = 0;
   // Models a gateway may answer with instead (OpenRouter's `models` fallback list, LiteLLM-style
   // `fallbacks`: strings or {"model": ...}); `other_models_unreadable` when an entry is neither.
   // A session limited to some models must allow each of them too (review 15a O1).

@@ -150,6 +150,7 @@ struct Faults {
   bool hang = false;
   bool no_usage = false;
   std::int64_t cache_read = 0, cache_write = 0, reasoning = 0;
+  std::int64_t tool_calls = 0;  // x-fake-server-tool-calls: searches the provider ran (and bills per call)
   std::string text = "pong";
   std::string spelled;  // x-fake-spell-reversed, un-reversed: streamed 3 characters per event
   std::string response_model;
@@ -223,6 +224,7 @@ Faults read_faults(const http::request<http::string_body>& req) {
   f.cache_read = header_int(req, "x-fake-cache", 0, 0, 1'000'000'000);
   f.cache_write = header_int(req, "x-fake-cache-write", 0, 0, 1'000'000'000);
   f.reasoning = header_int(req, "x-fake-reasoning", 0, 0, 1'000'000'000);
+  f.tool_calls = header_int(req, "x-fake-server-tool-calls", 0, 0, 10'000);
   if (auto it = req.find("x-fake-text"); it != req.end() && !it->value().empty()) f.text = std::string(it->value());
   if (auto it = req.find("x-fake-response-model"); it != req.end()) f.response_model = std::string(it->value());
   // A model asked to reverse a string: the header's value, reversed, is the whole reply, a few
@@ -498,6 +500,9 @@ json responses_object(const Ctx& c, bool completed) {
   json output = json::array();
   json usage = nullptr;
   if (completed) {
+    for (std::int64_t i = 0; i < c.f.tool_calls; ++i)
+      output.push_back({{"type", "web_search_call"}, {"id", c.id_str("ws_") + "_" + std::to_string(i)}, {"status", "completed"},
+                        {"action", {{"type", "search"}, {"query", "q"}}}});
     output.push_back({{"type", "message"},
                       {"id", c.id_str("msg_")},
                       {"status", "completed"},
@@ -574,11 +579,13 @@ std::vector<std::string> responses_events(const Ctx& c) {
 
 // --- Anthropic Messages
 json anthropic_usage(const Ctx& c, std::int64_t output) {
-  return {{"input_tokens", c.input},
-          {"cache_creation_input_tokens", c.f.cache_write},
-          {"cache_read_input_tokens", c.f.cache_read},
-          {"output_tokens", output},
-          {"service_tier", "standard"}};
+  json u = {{"input_tokens", c.input},
+            {"cache_creation_input_tokens", c.f.cache_write},
+            {"cache_read_input_tokens", c.f.cache_read},
+            {"output_tokens", output},
+            {"service_tier", "standard"}};
+  if (c.f.tool_calls > 0) u["server_tool_use"] = {{"web_search_requests", c.f.tool_calls}};
+  return u;
 }
 
 std::string messages_json(const Ctx& c) {
@@ -608,7 +615,10 @@ std::vector<std::string> messages_events(const Ctx& c) {
                                                    {"delta", {{"type", "text_delta"}, {"text", c.word(i)}}}}));
   ev.push_back(sse_event("content_block_stop", {{"type", "content_block_stop"}, {"index", 0}}));
   json delta = {{"type", "message_delta"}, {"delta", {{"stop_reason", "end_turn"}, {"stop_sequence", nullptr}}}};
-  if (!c.f.no_usage) delta["usage"] = {{"output_tokens", c.output()}};
+  if (!c.f.no_usage) {
+    delta["usage"] = {{"output_tokens", c.output()}};
+    if (c.f.tool_calls > 0) delta["usage"]["server_tool_use"] = {{"web_search_requests", c.f.tool_calls}};
+  }
   ev.push_back(sse_event("message_delta", delta));
   ev.push_back(sse_event("message_stop", {{"type", "message_stop"}}));
   return ev;
@@ -632,6 +642,11 @@ json gemini_usage(const Ctx& c, std::int64_t candidates, bool with_thoughts) {
 json gemini_chunk(const Ctx& c, std::string_view text, bool last, std::int64_t candidates) {
   json cand = {{"content", {{"parts", json::array({{{"text", text}}})}, {"role", "model"}}}, {"index", 0}};
   if (last) cand["finishReason"] = "STOP";
+  if (last && c.f.tool_calls > 0) {
+    json queries = json::array();
+    for (std::int64_t i = 0; i < c.f.tool_calls; ++i) queries.push_back("query " + std::to_string(i));
+    cand["groundingMetadata"] = {{"webSearchQueries", std::move(queries)}};
+  }
   json j = {{"candidates", json::array({std::move(cand)})}};
   if (!c.f.no_usage) j["usageMetadata"] = gemini_usage(c, candidates, true);
   j["modelVersion"] = c.model;

@@ -532,10 +532,14 @@ TEST_CASE("proxy::UsageExtractor reads an event stream sent without its content-
   check_usage(run(ApiKind::anthropic_messages, false, kAnthropicStream).usage, 25, 15, 3000, 100);
 }
 
-TEST_CASE("proxy::UsageExtractor gives up on JSON bodies past its cap instead of growing") {
+TEST_CASE("proxy::UsageExtractor keeps only the end of a JSON body past its cap") {
+  // The usage at the end is still read (review 15a M1)...
   std::string body = R"({"pad":")" + std::string(9 * 1024 * 1024, 'x') + R"(","usage":{"prompt_tokens":5,"completion_tokens":1}})";
-  auto r = run(ApiKind::openai_chat, false, body);
-  CHECK_FALSE(r.usage.found);
+  check_usage(run(ApiKind::openai_chat, false, body).usage, 5, 1, 0, 0);
+  // ...but one before the last 256 KiB is not (the document is never parsed whole past 8 MiB), so
+  // such a reply is charged its estimate.
+  std::string early = R"({"usage":{"prompt_tokens":5,"completion_tokens":1},"pad":")" + std::string(9 * 1024 * 1024, 'x') + R"("})";
+  CHECK_FALSE(run(ApiKind::openai_chat, false, early).usage.found);
 }
 
 TEST_CASE("proxy::UsageExtractor reads usage of other OpenAI endpoints (embeddings)") {
@@ -675,4 +679,19 @@ TEST_CASE("proxy::inspect_request asks legacy /completions streams for their usa
   CHECK(body.find(R"("include_usage":true)") != std::string::npos);
   std::string other = R"({"model":"m","input":"hi","stream":true})";
   CHECK_FALSE(inspect_request(ApiKind::other, "/v1/embeddings", other, true).usage_requested_by_proxy);
+}
+
+TEST_CASE("proxy::UsageExtractor counts the provider's own paid tool calls") {
+  // Review 15a T1: web searches are billed per call on top of the tokens.
+  auto a = run(ApiKind::anthropic_messages, false,
+               R"({"type":"message","model":"m","usage":{"input_tokens":3,"output_tokens":4,"server_tool_use":{"web_search_requests":20}}})");
+  CHECK(a.usage.tool_calls == 20);
+  auto r = run(ApiKind::openai_responses, false,
+               R"({"object":"response","model":"m","output":[{"type":"web_search_call"},{"type":"file_search_call"},{"type":"message"}],"usage":{"input_tokens":1,"output_tokens":2}})");
+  CHECK(r.usage.tool_calls == 2);
+  auto g = run(ApiKind::gemini, false,
+               R"({"candidates":[{"groundingMetadata":{"webSearchQueries":["a","b","c"]}}],"usageMetadata":{"promptTokenCount":1}})");
+  CHECK(g.usage.tool_calls == 3);
+  std::string body = R"({"model":"m","tools":[{"type":"web_search_20250305","max_uses":7},{"type":"web_search"},{"google_search":{}},{"type":"function","name":"f"}]})";
+  CHECK(inspect_request(ApiKind::openai_chat, "/v1/chat/completions", body, true).tool_calls == 7 + 2 * kDefaultToolCalls);
 }
