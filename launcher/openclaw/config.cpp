@@ -347,7 +347,15 @@ ContainerAccounts container_accounts(unsigned uid, unsigned gid) {
 json container_spec(const ContainerSpecInput& input) {
   const std::string proxy_dir = kContainerSocketDir, ui_dir = kContainerUiDir;
   json cmd = json::array({"--forward", "tcp:127.0.0.1:" + std::to_string(kContainerProxyPort) + "=unix:" + proxy_dir + "/" + kProxySocketName,
-                          "--forward", "unix:" + ui_dir + "/" + kUiSocketName + "=tcp:127.0.0.1:" + std::to_string(kGatewayPort), "--"});
+                          "--forward", "unix:" + ui_dir + "/" + kUiSocketName + "=tcp:127.0.0.1:" + std::to_string(kGatewayPort)});
+  // The engine resolves every bind's source by host path at each start, restarts included; a
+  // source another principal renamed and replaced since (a second agent writing a parent of the
+  // workspace: review 15c X1) would be mounted in its place. The relay refuses to start then.
+  for (const auto& m : input.expected_mounts) {
+    cmd.push_back("--expect-mount");
+    cmd.push_back(m.container_path + "=" + std::to_string(m.dev) + ":" + std::to_string(m.ino));
+  }
+  cmd.push_back("--");
   for (const auto& arg : input.command) cmd.push_back(arg);
 
   json binds = json::array({

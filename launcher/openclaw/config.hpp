@@ -191,6 +191,13 @@ struct ContainerSpecInput {
   std::vector<std::pair<std::string, std::string>> secret_env = {};
   // Host files bound read-only over /etc/passwd and /etc/group (container_accounts); none: the image's.
   std::filesystem::path passwd_file = {}, group_file = {};
+  // What each bind's source was when the container was made (device and inode), by its path in the
+  // container: the relay checks them at every start, before the agent runs (`--expect-mount`).
+  struct MountIdentity {
+    std::string container_path;
+    std::uint64_t dev = 0, ino = 0;
+  };
+  std::vector<MountIdentity> expected_mounts = {};
 };
 
 // The container's /etc/passwd and /etc/group, bound read-only over the image's. The ids a launch

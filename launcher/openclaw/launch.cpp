@@ -186,8 +186,10 @@ inline constexpr int kSocketLayout = 2;  // recorded in launch.json; absent = th
 // What the container itself is made with, recorded in launch.json as "fence_layout": raise it
 // whenever a launch's container gets a protection the engine keeps in the container's config (its
 // user, binds, mounts), because `launch restart` reuses that config as it is. 1: the container
-// user's own account (passwd/group binds) and the workspace's git settings bound read-only.
-inline constexpr int kFenceLayout = 1;
+// user's own account (passwd/group binds) and the workspace's git settings bound read-only. 2: the
+// directories on the way to those are bound too, and the relay checks every bind's identity at
+// each start (--expect-mount).
+inline constexpr int kFenceLayout = 2;
 
 struct Paths {
   fs::path dir;         // TOKFENCE_HOME/openclaw/<name>
@@ -679,6 +681,45 @@ std::vector<ContainerSpecInput::WorkspaceBind> guard_workspace_git(const fs::pat
   for (const auto& entry : *entries)
     if (entry.path != "hooks" && entry.path != "config") binds.push_back({".git/" + entry.path, true});
   return binds;
+}
+
+// What each bind of `spec` is now (device, inode), for the relay's check at every start of the
+// container (ContainerSpecInput::expected_mounts). TOKFENCE_HOME's sources are ours and looked up
+// by path; the workspace as the user named it; the binds below it one component at a time without
+// following a link, since another agent writing the workspace may have swapped a component.
+std::vector<ContainerSpecInput::MountIdentity> mount_identities(const ContainerSpecInput& spec) {
+  std::vector<ContainerSpecInput::MountIdentity> out;
+  auto record = [&](const struct stat& st, std::string in_container) {
+    out.push_back({std::move(in_container), static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)});
+  };
+  auto by_path = [&](const fs::path& host, std::string in_container) {
+    struct stat st {};
+    if (::stat(host.c_str(), &st) != 0) throw UserError("launch: cannot stat " + host.string() + ": " + std::strerror(errno));
+    record(st, std::move(in_container));
+  };
+  by_path(spec.proxy_socket_dir, kContainerSocketDir);
+  by_path(spec.ui_socket_dir, kContainerUiDir);
+  by_path(spec.config_file, kContainerConfig);
+  by_path(spec.state_home, kContainerHome);
+  if (!spec.passwd_file.empty()) by_path(spec.passwd_file, "/etc/passwd");
+  if (!spec.group_file.empty()) by_path(spec.group_file, "/etc/group");
+  file::Fd ws(::open(spec.workspace.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  struct stat st {};
+  if (!ws || ::fstat(ws.get(), &st) != 0)
+    throw UserError("launch: cannot open " + spec.workspace.string() + ": " + std::strerror(errno));
+  record(st, kContainerWorkspace);
+  for (const auto& bind : spec.workspace_binds) {
+    file::Fd at(::fcntl(ws.get(), F_DUPFD_CLOEXEC, 0));
+    for (const auto& part : fs::path(bind.relative)) {
+      file::Fd next(::openat(at.get(), part.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+      if (!next || ::fstat(next.get(), &st) != 0 || S_ISLNK(st.st_mode))
+        throw UserError("launch: --workspace: " + (spec.workspace / bind.relative).string() +
+                        ": changed while the launch was being prepared: refusing to mount it");
+      at = std::move(next);
+    }
+    record(st, std::string(kContainerWorkspace) + "/" + bind.relative);
+  }
+  return out;
 }
 
 // After the container is gone: what the agent left in the user's workspace for git to run
@@ -1263,6 +1304,7 @@ int Launch::run() {
     if (std::none_of(options_.secrets.begin(), options_.secrets.end(), [&](const auto& s) { return s.first == var; }))
       spec.decoy_env.emplace_back(var, value);
   for (const auto& [var, name] : options_.secrets) spec.secret_env.emplace_back(var, secret_placeholder(name));
+  spec.expected_mounts = mount_identities(spec);
   container_id_ = value_or_throw(engine_->create_container(options_.name, container_spec(spec)));
   std::vector<ArchiveFile> decoy_files;
   json decoy_paths = json::array();
@@ -1636,6 +1678,18 @@ int launch_restart(const Home& home, const LaunchTarget& target, int timeout_sec
     value_or_throw(proxy::ensure_daemon(home));
   }
   value_or_throw(engine->restart_container(info->id, timeout_seconds));
+  // The relay refuses to start a container whose bind sources were replaced since it was made
+  // (--expect-mount); say so here rather than "restarted".
+  for (int i = 0; i < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto now = engine->inspect_container(info->id);
+    if (!now) continue;  // the engine did not answer this time: ask again
+    if (*now && (*now)->running && (*now)->state == "running") continue;  // not "restarting"
+    throw UserError("launch: '" + target.name + "' did not stay up after the restart (" +
+                    (*now ? (*now)->state : std::string("gone")) + "): see 'tokfence launch logs --name " + target.name +
+                    "'; if its relay refused a replaced mount, 'tokfence launch stop --name " + target.name +
+                    "' and launch it again");
+  }
   // A detached launch's dashboard relay may be gone (e.g. after a reboot): start it again.
   if (state.value("mode", "") == "detach" && state.value("dashboard_port", 0) > 0 &&
       !process_alive(state.value("dashboard_relay_pid", 0))) {

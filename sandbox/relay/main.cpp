@@ -1056,8 +1056,50 @@ void write_ready_file(const std::string& path, const std::vector<std::string>& l
 
 }  // namespace
 
+// --expect-mount PATH=DEV:INO: what the launcher recorded of a bind's source when it made the
+// container. The engine resolves each source by host path again at every start (restarts
+// included), so a source renamed and replaced since then (by another agent that writes a parent
+// of it: review 15c X1) would be what is mounted. Checked before anything else, by lstat of the
+// mount point: a link, another file or nothing there, and the relay (the container's first
+// process) exits before the agent runs.
+struct ExpectedMount {
+  std::string path;
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+
+ExpectedMount parse_expected_mount(const std::string& spec) {
+  const auto eq = spec.rfind('='), colon = spec.rfind(':');
+  if (eq == std::string::npos || colon == std::string::npos || colon < eq || spec.empty() || spec[0] != '/')
+    usage_error("--expect-mount: want /PATH=DEV:INO, got: " + spec);
+  auto number = [&](const std::string& text) {
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || errno != 0) usage_error("--expect-mount: not a number: " + text);
+    return v;
+  };
+  return {spec.substr(0, eq), static_cast<dev_t>(number(spec.substr(eq + 1, colon - eq - 1))),
+          static_cast<ino_t>(number(spec.substr(colon + 1)))};
+}
+
+bool mounts_as_expected(const std::vector<ExpectedMount>& expected) {
+  for (const auto& m : expected) {
+    struct stat st {};
+    if (::lstat(m.path.c_str(), &st) != 0 || S_ISLNK(st.st_mode) || st.st_dev != m.dev || st.st_ino != m.ino) {
+      std::cerr << "tokfence-relay: refused: " << m.path
+                << " is not what tokfence launch mounted there: its source on the host was replaced since the "
+                   "container was made (by something that can write a directory above it). Not starting; "
+                   "'tokfence launch stop' and launch again\n";
+      return false;
+    }
+  }
+  return true;
+}
+
 int main(int argc, char** argv) {
   std::vector<Forward> forwards;
+  std::vector<ExpectedMount> expected_mounts;
   std::string ready_file;
   int ready_fd = -1;
   bool agent_seccomp = false, agent_allow_unix = false;
@@ -1084,6 +1126,8 @@ int main(int argc, char** argv) {
       if (value.empty() || *end != '\0' || fd < 0 || fd > 1 << 20 || ::fcntl(static_cast<int>(fd), F_GETFD) < 0)
         usage_error("--ready-fd: not an open descriptor: " + value);
       ready_fd = static_cast<int>(fd);
+    } else if (arg == "--expect-mount" && i + 1 < argc) {
+      expected_mounts.push_back(parse_expected_mount(argv[++i]));
     } else if (arg == "--own-uid-only") {
       guard.own_uid_only = true;
     } else if (arg == "--check-host") {
@@ -1107,6 +1151,7 @@ int main(int argc, char** argv) {
                    "  --page-policy     with --check-host: answers carry a Content-Security-Policy that\n"
                    "                    keeps the page's loads on the listener's origin; no service worker\n"
                    "  --agent-seccomp   COMMAND runs under the sandbox's seccomp filter (never without it)\n"
+                   "  --expect-mount /PATH=DEV:INO   refuse to start unless PATH (not a link) is that inode\n"
                    "example: tokfence-relay --forward tcp:127.0.0.1:9471=unix:/run/tokfence-proxy/proxy.sock -- codex\n";
       return 0;
     } else {
@@ -1114,6 +1159,7 @@ int main(int argc, char** argv) {
     }
   }
   if (forwards.empty() && command.empty()) usage_error("nothing to do: give --forward or a command");
+  if (!mounts_as_expected(expected_mounts)) return 1;
   if (agent_allow_unix && !agent_seccomp) usage_error("--agent-allow-unix-sockets needs --agent-seccomp");
   if (guard.page_policy && !guard.check_host) usage_error("--page-policy needs --check-host");
   if (agent_seccomp && command.empty()) usage_error("--agent-seccomp needs a command");

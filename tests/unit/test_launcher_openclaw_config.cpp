@@ -399,3 +399,25 @@ TEST_CASE("launcher::status_uids reads the Uid line of /proc/<pid>/status") {
   CHECK(status_uids("Uid:\tabc\n").empty());
   CHECK(status_uids("").empty());
 }
+
+TEST_CASE("launcher::container_spec hands the relay each bind's identity, and bounds the engine's log") {
+  ContainerSpecInput in;
+  in.name = "t1";
+  in.image = "img:1";
+  in.command = {"openclaw", "gateway", "run"};
+  in.workspace = "/w";
+  in.expected_mounts = {{"/workspace", 2049, 77}, {"/workspace/.git/modules", 2049, 78}};
+  auto spec = container_spec(in);
+  const auto& cmd = spec["Cmd"];
+  std::vector<std::string> args(cmd.begin(), cmd.end());
+  auto dashes = std::find(args.begin(), args.end(), "--");
+  REQUIRE(dashes != args.end());
+  const std::vector<std::string> before(args.begin(), dashes);
+  // Before "--": the relay's options, never the agent's arguments (review 15c X1).
+  const std::vector<std::string> pair = {"--expect-mount", "/workspace=2049:77"};
+  CHECK(std::search(before.begin(), before.end(), pair.begin(), pair.end()) != before.end());
+  CHECK(std::find(before.begin(), before.end(), "/workspace/.git/modules=2049:78") != before.end());
+  CHECK(std::vector<std::string>(dashes + 1, args.end()) == in.command);
+  CHECK(spec["HostConfig"]["LogConfig"] ==
+        json{{"Type", "json-file"}, {"Config", {{"max-size", kLogMaxSize}, {"max-file", kLogMaxFiles}}}});
+}
