@@ -277,24 +277,25 @@ std::string google_usage_hiding(const http1::RequestHead& head, std::string_view
   for (const auto& f : head.headers)
     if (header_names_equal(f.name, "x-goog-fieldmask"))
       return "the X-Goog-FieldMask field (a response field mask hides usageMetadata)";
+  // An allow-list: Google adds system parameters now and then (fields, alt, callback wrap the
+  // answer as JSONP: review 15c G2), so only those known to leave the answer readable pass.
   std::string found;
   for_each_query_part(query, [&](std::string_view part) {
-    if (!found.empty()) return;
     // Also each ';'-separated piece, as the credential filter reads them.
-    for (std::size_t start = 0; start <= part.size();) {
+    for (std::size_t start = 0; found.empty() && start <= part.size();) {
       const auto semi = part.find(';', start);
       const std::string_view piece = part.substr(start, semi == std::string_view::npos ? std::string_view::npos : semi - start);
       const auto eq = piece.find('=');
       const std::string name = folded_query_text(piece.substr(0, eq));
       const std::string value = eq == std::string_view::npos ? std::string() : folded_query_text(piece.substr(eq + 1));
-      if (name == "fields" || name == "$fields") {
-        found = "the query parameter '" + name + "' (a response field mask hides usageMetadata)";
-        return;
-      }
-      if ((name == "alt" || name == "$alt") && value != "json" && value != "sse") {
-        found = "the query parameter '" + name + "' other than json or sse (an answer tokfence cannot read for usage)";
-        return;
-      }
+      const bool known = name == "prettyprint" || name == "$prettyprint" || name == "$.xgafv" ||
+                         is_credential_query_name(piece.substr(0, eq)) ||
+                         ((name == "alt" || name == "$alt") && (value == "json" || value == "sse"));
+      if (!known && !(name.empty() && value.empty()))
+        found = "the query parameter '" + name.substr(0, 40) + "'" +
+                (name == "alt" || name == "$alt" ? " other than json or sse" : "") +
+                " (only alt=json|sse, prettyPrint and $.xgafv are forwarded: others can change the answer's "
+                "form so that its usage cannot be read)";
       if (semi == std::string_view::npos) break;
       start = semi + 1;
     }

@@ -60,10 +60,12 @@ bool has_query_credential(std::string_view query);
 // Why a request to a Google (Gemini-style) endpoint would come back without the usage tokfence
 // meters it by, "" when it would not. Google's front end applies "system parameters" to every
 // googleapis.com API: a response field mask (`fields` / `$fields` in the query, `X-Goog-FieldMask`
-// as a header) filters usageMetadata out of a complete answer, and `alt` / `$alt` other than
-// `json` or `sse` changes its format (protobuf, media), which the usage reader cannot read (review
-// 15a G1: every such request was charged the estimate). Names as strip_query_credentials compares
-// them (decoded, case-folded); header names by header_names_equal.
+// as a header) filters usageMetadata out of a complete answer, `alt` / `$alt` other than `json` or
+// `sse` changes its format (protobuf, media), `callback` wraps it as JSONP: answers the usage
+// reader cannot read (reviews 15a G1, 15c G2: such requests were charged the estimate). So the
+// query may hold only alt=json|sse, prettyPrint, $.xgafv and credential parameters (which are
+// stripped). Names as strip_query_credentials compares them (decoded, case-folded); header names by
+// header_names_equal.
 std::string google_usage_hiding(const http1::RequestHead& head, std::string_view query);
 
 // `text` with its %XX sequences decoded (malformed ones kept as they are): for ImmuneFence's scan
