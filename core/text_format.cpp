@@ -45,9 +45,16 @@ std::size_t utf8_sequence_length(std::string_view s, char32_t& code_point) {
 // U+2066-9: a model name with an RLO reversed the rest of its `tokfence log` line, review 15b L4)
 // and the invisible ones that hide text between visible characters (U+200B zero-width space,
 // U+2060-4, U+FEFF). ZWNJ/ZWJ (U+200C-D) pass: scripts and emoji need them and they move nothing.
+// Review 15c P1 added the rest that show nothing or end a line: the soft hyphen, the combining
+// grapheme joiner, the Hangul fillers, the Mongolian vowel separator, the line and paragraph
+// separators, the object replacement character, the TAG characters (U+E0000-E007F: hidden ASCII)
+// and the supplementary variation selectors.
 bool is_control(char32_t c) {
-  return c < 0x20 || (c >= 0x7F && c <= 0x9F) || c == 0x061C || c == 0x200B || c == 0x200E || c == 0x200F ||
-         (c >= 0x202A && c <= 0x202E) || (c >= 0x2060 && c <= 0x2064) || (c >= 0x2066 && c <= 0x2069) || c == 0xFEFF;
+  return c < 0x20 || (c >= 0x7F && c <= 0x9F) || c == 0x00AD || c == 0x034F || c == 0x061C || c == 0x115F ||
+         c == 0x1160 || c == 0x180E || c == 0x200B || c == 0x200E || c == 0x200F || c == 0x2028 || c == 0x2029 ||
+         (c >= 0x202A && c <= 0x202E) || (c >= 0x2060 && c <= 0x2064) || (c >= 0x2066 && c <= 0x2069) ||
+         c == 0x3164 || c == 0xFEFF || c == 0xFFA0 || c == 0xFFFC || (c >= 0xE0000 && c <= 0xE007F) ||
+         (c >= 0xE0100 && c <= 0xE01EF);
 }
 
 // True when `s` is the start of a multi-byte UTF-8 sequence cut short (the rest is in the next chunk).

@@ -67,6 +67,9 @@ TEST_CASE("text_format::printable masks bidirectional and invisible format chara
   CHECK(printable("gpt\u202Eevil") == "gpt?evil");
   CHECK(printable("a\u2066b\u2069c\u200Fd\u061Ce") == "a?b?c?d?e");
   CHECK(printable("hid\u200Bden\u2060x\uFEFF") == "hid?den?x?");
+  // Review 15c P1: TAG characters (hidden ASCII), fillers, separators that end a line.
+  CHECK(printable("a\U000E0041\U000E007Fb") == "a??b");
+  CHECK(printable("x\u00ADy\u3164z\u2028w\uFFFC") == "x?y?z?w?");
   // Joiners shape scripts and emoji and move nothing: they stay.
   CHECK(printable("\U0001F469\u200D\U0001F4BB") == "\U0001F469\u200D\U0001F4BB");
   tokfence::TerminalText t;
