@@ -268,7 +268,9 @@ class Walker {
     if (!changed_since(own, since_) && !(link && target_ok && changed_since(target, since_))) return;
     std::string what = link ? "a symbolic link to " + link_target(git_fd, name) + ", " : std::string();
     bool complete = false;
-    auto text = read_text(git_fd, name, &complete);
+    // What a link points to may be any file of the host's (review 15b L2, 15c: a linked config's
+    // section names may hold credential URLs): the link is the finding, its target is not read.
+    auto text = link ? std::nullopt : read_text(git_fd, name, &complete);
     if (std::string_view(name) == "commondir") {
       // What a link points to may be any file of the host's (review 15b L2 printed a line of
       // /etc/shadow this way): only a commondir the agent wrote itself is quoted.
@@ -277,7 +279,9 @@ class Walker {
                          (text ? std::string(text->substr(0, std::min<std::size_t>(text->find('\n'), 200))) : std::string("?"));
     } else {
       what += "written during the run";
-      if (!text) {
+      if (link) {
+        what += " (git reads what it points to: read it yourself)";
+      } else if (!text) {
         what += " (not a regular file)";
       } else if (!complete || !plainly_readable(*text)) {
         what += " (not plain text git-config: read it yourself)";

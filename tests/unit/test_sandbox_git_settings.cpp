@@ -98,7 +98,7 @@ TEST_CASE("git_settings: what the run left for git is found, by time, not by wha
                     "/.git/modules/lib/a/config | written during the run; runs programs: core.pager",
                     "/moved/.git | a repository that was not here before the run: " + mine,
                     "/old/.git/config | a symbolic link to " + (root / "new-config-target").string() +
-                        ", written during the run (not plain text git-config: read it yourself)",
+                        ", written during the run (git reads what it points to: read it yourself)",
                     "/old/.git/hooks/post-index-change | hook post-index-change, written during the run",
                     "/sl/.git | a symbolic link to " + (root / "staged").string() + ", made during the run",
                     "/sub/.git | a repository that was not here before the run: " + mine,
