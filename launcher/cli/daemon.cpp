@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -216,26 +217,57 @@ void run_detached(Context& ctx) {
                   log_tail(ctx.home, 10));
 }
 
-void run_stop(Context& ctx) {
-  auto info = proxy::running_daemon(ctx.home);
-  if (!info) {
-    // No answer: maybe refused (another namespace) or not running. Let control_call say which.
-    auto probe = proxy::control_call(ctx.home, {{"op", "ping"}}, 3000);
-    if (!probe) throw UserError(probe.error());
-    throw UserError("daemon: not running");
-  }
-  auto reply = value_or_throw(proxy::control_call(ctx.home, {{"op", "shutdown"}}));
-  int grace = reply.value("grace_seconds", 10);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(grace + 20);
+// The pid in daemon.pid when a daemon holds that file's lock and the process runs this very
+// tokfence binary: who to signal when the control socket does not answer (its connections all
+// taken by a runaway client of this user: review 15c C1). nullopt otherwise.
+std::optional<pid_t> locked_daemon_pid(const Home& home) {
+  file::Fd fd(::open(home.pid_file().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0 || errno != EWOULDBLOCK) return std::nullopt;  // nobody holds it
+  char buf[32] = {};
+  if (::pread(fd.get(), buf, sizeof buf - 1, 0) <= 0) return std::nullopt;
+  char* end = nullptr;
+  const long pid = std::strtol(buf, &end, 10);
+  if (pid <= 1 || (*end != '\n' && *end != '\0')) return std::nullopt;
+  std::error_code ec;
+  const auto exe = fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
+  if (ec || exe != file::self_exe()) return std::nullopt;
+  return static_cast<pid_t>(pid);
+}
+
+// Waits until `pid` is gone, at most `seconds`.
+void wait_stopped(const Home& home, pid_t pid, int seconds) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   while (std::chrono::steady_clock::now() < deadline) {
-    if (::kill(info->pid, 0) != 0 && errno == ESRCH) {
-      std::cout << "tokfence: daemon stopped (pid " << info->pid << ")\n";
+    if (::kill(pid, 0) != 0 && errno == ESRCH) {
+      std::cout << "tokfence: daemon stopped (pid " << pid << ")\n";
       return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
-  throw UserError("daemon: pid " + std::to_string(info->pid) + " did not stop within " + std::to_string(grace + 20) +
-                  " s: see " + ctx.home.daemon_log().string());
+  throw UserError("daemon: pid " + std::to_string(pid) + " did not stop within " + std::to_string(seconds) +
+                  " s: see " + home.daemon_log().string());
+}
+
+void run_stop(Context& ctx) {
+  auto info = proxy::running_daemon(ctx.home);
+  Result<json> reply = info ? proxy::control_call(ctx.home, {{"op", "shutdown"}})
+                            : proxy::control_call(ctx.home, {{"op", "ping"}}, 3000);
+  if (!info || !reply) {
+    // No answer over the control socket: maybe refused (another namespace), not running, or its
+    // connections all taken. A daemon of ours that holds its lock gets SIGTERM, which stops it
+    // the same way (in-flight requests get their grace).
+    if (auto pid = locked_daemon_pid(ctx.home)) {
+      std::cerr << "tokfence: the daemon's control socket did not answer (" << (reply ? "no ping" : reply.error().message)
+                << "): sending SIGTERM to pid " << *pid << "\n";
+      if (::kill(*pid, SIGTERM) != 0) throw UserError("daemon: cannot signal pid " + std::to_string(*pid) + ": " + std::strerror(errno));
+      wait_stopped(ctx.home, *pid, ctx.config().daemon.shutdown_grace_seconds + 20);
+      return;
+    }
+    if (!reply) throw UserError(reply.error());
+    throw UserError("daemon: not running");
+  }
+  wait_stopped(ctx.home, info->pid, reply->value("grace_seconds", 10) + 20);
 }
 
 void print_status(const json& s) {

@@ -356,6 +356,13 @@ struct ControlServer::Impl {
       std::lock_guard lock(mutex);
       reap_finished();
       if (stopped || open_connections() >= max_control_connections) {
+        if (!stopped) {
+          // Said, not just closed, so the user's CLI can tell (and `tokfence stop` falls back to a
+          // signal): one non-blocking send, the socket buffer of a new connection takes it.
+          static constexpr std::string_view busy =
+              R"json({"ok":false,"error":"control: busy: 64 connections are open (a runaway client of this user?)"})json" "\n";
+          [[maybe_unused]] auto n = ::send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
         ::close(fd);
         if (stopped) return;
         continue;

@@ -21,10 +21,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Sends one request line and reads the answer line; "" when the server closed the connection first.
+// Sends one request line and reads the answer line; "" when the server closed the connection
+// first. A refused connection may be closed before the request is sent: its answer is read anyway.
 std::string ask(int fd, const std::string& line) {
   std::string out = line + "\n";
-  REQUIRE(::send(fd, out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size()));
+  [[maybe_unused]] auto sent = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL);
   std::string answer;
   char c = 0;
   for (int i = 0; i < 4096; ++i) {
@@ -36,12 +37,13 @@ std::string ask(int fd, const std::string& line) {
   return answer;
 }
 
-// True when the server closed `fd` without answering (EOF within 5 s).
+// True when the server closed `fd` with nothing (more) to say: EOF, or a reset when what we
+// sent was left unread, within 5 s.
 bool closed_by_server(int fd) {
   pollfd p{fd, POLLIN, 0};
   if (::poll(&p, 1, 5000) <= 0) return false;
   char c = 0;
-  return ::read(fd, &c, 1) == 0;
+  return ::read(fd, &c, 1) <= 0;
 }
 
 }  // namespace
@@ -87,18 +89,20 @@ TEST_CASE("control server: more than 64 open connections are refused, and served
   }
   auto extra = connect_unix(dir.path / "control.sock", 2000);
   REQUIRE(extra);
+  // Told why, then closed (review 15c C1: `tokfence stop` then falls back to a signal).
+  CHECK(ask(*extra, "{\"op\":\"ping\"}").find("control: busy: 64 connections are open") != std::string::npos);
   CHECK(closed_by_server(*extra));
   ::close(*extra);
 
   ::close(held.back());
   held.pop_back();
   std::string answer;
-  for (int i = 0; i < 100 && answer.empty(); ++i) {  // the closed one's thread ends shortly
+  for (int i = 0; i < 100 && answer.find("pong") == std::string::npos; ++i) {  // the closed one's thread ends shortly
     auto fd = connect_unix(dir.path / "control.sock", 2000);
     REQUIRE(fd);
     answer = ask(*fd, "{\"op\":\"ping\"}");
     ::close(*fd);
-    if (answer.empty()) std::this_thread::sleep_for(20ms);
+    if (answer.find("pong") == std::string::npos) std::this_thread::sleep_for(20ms);
   }
   CHECK(answer.find("\"pong\":true") != std::string::npos);
   (*server)->stop();  // cuts the 63 idle ones
