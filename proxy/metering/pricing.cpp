@@ -283,7 +283,7 @@ std::optional<ModelPrice> PricingTable::find(std::string_view provider, std::str
 }
 
 bool answered_by_another_model(std::string_view asked, std::string_view answered) {
-  if (asked.empty() || answered.empty()) return false;
+  if (asked.empty() || answered.empty() || asked == answered) return false;  // the usual case: no allocation
   const auto a = candidates(asked), b = candidates(answered);
   return std::none_of(a.begin(), a.end(), [&](const std::string& name) { return std::find(b.begin(), b.end(), name) != b.end(); });
 }
