@@ -31,17 +31,25 @@ bool is_path_char(char c) {
 // ("k%65y"), '+' as a space, control and space characters dropped ("key%00", "%20key"), ASCII
 // lower case, '_' as '-', and a PHP-style "[...]" suffix ignored ("key[]"). Allocation-free: a
 // name longer than any listed one cannot match.
+// The character of a query's name or value at raw[i] as a server reads it (%XX and '+' decoded);
+// `i` is moved past what it took.
+char decoded_query_char(std::string_view raw, std::size_t& i) {
+  char c = raw[i];
+  if (c == '%' && i + 2 < raw.size() && hex_value(raw[i + 1]) >= 0 && hex_value(raw[i + 2]) >= 0) {
+    c = static_cast<char>(hex_value(raw[i + 1]) * 16 + hex_value(raw[i + 2]));
+    i += 2;
+  } else if (c == '+') {
+    c = ' ';
+  }
+  ++i;
+  return c;
+}
+
 bool is_credential_query_name(std::string_view raw) {
   char name[24];
   std::size_t n = 0;
-  for (std::size_t i = 0; i < raw.size(); ++i) {
-    char c = raw[i];
-    if (c == '%' && i + 2 < raw.size() && hex_value(raw[i + 1]) >= 0 && hex_value(raw[i + 2]) >= 0) {
-      c = static_cast<char>(hex_value(raw[i + 1]) * 16 + hex_value(raw[i + 2]));
-      i += 2;
-    } else if (c == '+') {
-      c = ' ';
-    }
+  for (std::size_t i = 0; i < raw.size();) {
+    const char c = decoded_query_char(raw, i);
     auto u = static_cast<unsigned char>(c);
     if (u <= 0x20 || u == 0x7f) continue;
     if (c == '[') break;
@@ -258,14 +266,8 @@ namespace {
 // A query parameter's name or value as a server reads it: %XX and '+' decoded, ASCII lower case.
 std::string folded_query_text(std::string_view raw) {
   std::string out;
-  for (std::size_t i = 0; i < raw.size(); ++i) {
-    char c = raw[i];
-    if (c == '%' && i + 2 < raw.size() && hex_value(raw[i + 1]) >= 0 && hex_value(raw[i + 2]) >= 0) {
-      c = static_cast<char>(hex_value(raw[i + 1]) * 16 + hex_value(raw[i + 2]));
-      i += 2;
-    } else if (c == '+') {
-      c = ' ';
-    }
+  for (std::size_t i = 0; i < raw.size();) {
+    const char c = decoded_query_char(raw, i);
     out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
   }
   return out;
