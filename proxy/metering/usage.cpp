@@ -28,6 +28,8 @@ constexpr std::size_t kMaxJsonBytes = 8 * 1024 * 1024;
 // top-level usage is the last member but a few small ones (review 15a M1: n choices with logprobs
 // passed 8 MiB, and the usage after it went unread).
 constexpr std::size_t kMaxJsonTailBytes = 256 * 1024;
+// The name SseParser gives the tail of an event past kMaxEventBytes.
+constexpr std::string_view kOversizedEvent = "\x01oversized";
 
 std::string_view strip_query(std::string_view path) { return path.substr(0, path.find('?')); }
 
@@ -339,6 +341,25 @@ void append_generated_text(std::string_view t, std::string& out) {
 
 namespace {
 
+// The last kMaxJsonTailBytes of what was appended to it (at most twice that held between trims).
+class Tail {
+ public:
+  void append(std::string_view more) {
+    if (more.size() >= kMaxJsonTailBytes) {
+      text_.assign(more.substr(more.size() - kMaxJsonTailBytes));
+      return;
+    }
+    // Trimmed in batches, not on every piece: one move per kMaxJsonTailBytes appended.
+    if (text_.size() + more.size() > 2 * kMaxJsonTailBytes) text_.erase(0, text_.size() - (kMaxJsonTailBytes - more.size()));
+    text_.append(more);
+  }
+  std::string_view view() const { return text_; }
+  std::string take() { return std::exchange(text_, std::string()); }
+
+ private:
+  std::string text_;
+};
+
 // Incremental SSE parser: bytes in, (event, data) out. Memory: at most kMaxEventBytes of pending
 // text; a bigger event is skipped.
 class SseParser {
@@ -363,11 +384,18 @@ class SseParser {
         if (!oversized_) {
           if (line_.size() + data_.size() + (end - i) > kMaxEventBytes) {
             oversized_ = true;
+            // Its end is kept: a Responses stream's response.completed echoes the request's
+            // instructions and tools and may pass the cap, and its usage is near the end.
+            tail_.append(data_);
+            tail_.append(line_);
             line_.clear();
             data_.clear();
+            tail_.append(bytes.substr(i, end - i));
           } else {
             line_.append(bytes.substr(i, end - i));
           }
+        } else {
+          tail_.append(bytes.substr(i, end - i));
         }
       }
       if (end == n) break;
@@ -386,6 +414,7 @@ class SseParser {
 
  private:
   std::string line_, event_, data_;
+  Tail tail_;
   // line_seen_: the current line has characters, even if an oversized event made us drop them.
   bool have_data_ = false, skip_lf_ = false, oversized_ = false, line_seen_ = false;
 
@@ -395,6 +424,12 @@ class SseParser {
     line_seen_ = false;
     if (blank) {
       if (have_data_ && !oversized_) on_event(std::string_view(event_), std::string_view(data_));
+      // An event past the cap: its last kMaxJsonTailBytes (its lines' text run together), in
+      // its place in the stream, under a name no server sends (it holds a control character).
+      if (oversized_) {
+        const std::string tail = tail_.take();
+        on_event(kOversizedEvent, std::string_view(tail));
+      }
       event_.clear();
       data_.clear();
       have_data_ = false;
@@ -444,7 +479,7 @@ class JsonCollector {
         text_.append(bytes.substr(i, take));
         if (take < bytes.size() - i) {
           truncated_ = true;
-          keep_tail(bytes.substr(i + take));
+          tail_.append(bytes.substr(i + take));
         }
         return;
       }
@@ -460,22 +495,13 @@ class JsonCollector {
   bool whole_and_intact() const { return mode_ == Mode::whole && !truncated_; }
   std::string_view whole_text() const { return text_; }
   // A whole document past the cap: its last bytes ("" otherwise).
-  std::string_view tail() const { return truncated_ ? std::string_view(tail_) : std::string_view(); }
+  std::string_view tail() const { return truncated_ ? tail_.view() : std::string_view(); }
 
  private:
   enum class Mode { unknown, whole, array } mode_ = Mode::unknown;
-  std::string text_, tail_;
+  std::string text_;
+  Tail tail_;
   bool truncated_ = false;
-
-  void keep_tail(std::string_view more) {
-    if (more.size() >= kMaxJsonTailBytes) {
-      tail_.assign(more.substr(more.size() - kMaxJsonTailBytes));
-      return;
-    }
-    // Trimmed in batches, not on every piece: one move per kMaxJsonTailBytes appended.
-    if (tail_.size() + more.size() > 2 * kMaxJsonTailBytes) tail_.erase(0, tail_.size() - (kMaxJsonTailBytes - more.size()));
-    tail_.append(more);
-  }
   // Array mode: depth inside the current element, string state.
   int depth_ = 0;
   bool in_string_ = false, escape_ = false, element_oversized_ = false;
@@ -603,6 +629,7 @@ class Extractor final : public UsageExtractor {
 
   void on_event(std::string_view event, std::string_view data) {
     if (failed_ || data.empty() || data == "[DONE]") return;
+    if (event == kOversizedEvent) return oversized_event(data);
     if (text_sink_) append_generated_text(data, *text_sink_);
     bool interesting = model_.empty();
     switch (kind_) {
@@ -628,6 +655,12 @@ class Extractor final : public UsageExtractor {
     } else if (first < text.size()) {
       apply(text.substr(first));
     }
+  }
+
+  // An event past kMaxEventBytes is not parsed: the usage at its end is still read (not Anthropic's,
+  // whose message_delta updates what message_start said, and whose events stay small).
+  void oversized_event(std::string_view tail) {
+    if (!tail.empty() && kind_ != ApiKind::anthropic_messages) usage_from_tail(tail);
   }
 
   // The usage of a whole reply whose start was read but not its end: the last `"usage":{...}`

@@ -473,16 +473,18 @@ TEST_CASE("proxy::UsageExtractor skips an oversized event and keeps reading the 
   check_usage(x->finish(), 30, 7, 20, 0);
 }
 
-TEST_CASE("proxy::UsageExtractor drops every line of an oversized event, not just the long one") {
+TEST_CASE("proxy::UsageExtractor takes every line of an oversized event as that event, not just the long one") {
   // The usage line belongs to the dropped event; were it read as an event of its own, the
   // huge prompt count would be taken.
   std::string stream = "data: {\"pad\":\"" + std::string(2 * 1024 * 1024, 'x') + "\",\n" +
                        "data: \"usage\":{\"prompt_tokens\":999999,\"completion_tokens\":1}}\n\n" +
                        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":2}}\n\n";
   check_usage(run(ApiKind::openai_chat, true, stream).usage, 4, 2, 0, 0);
+  // The usage at the end of an oversized event is its own, read in its place (review 15a: a
+  // Responses response.completed past 1 MiB); a later event's still wins, as above.
   std::string only_huge = "data: {\"pad\":\"" + std::string(2 * 1024 * 1024, 'x') + "\",\n" +
-                          "data: {\"usage\":{\"prompt_tokens\":999999,\"completion_tokens\":1}}\n\n";
-  CHECK_FALSE(run(ApiKind::openai_chat, true, only_huge).usage.found);
+                          "data: \"usage\":{\"prompt_tokens\":999999,\"completion_tokens\":1}}\n\n";
+  check_usage(run(ApiKind::openai_chat, true, only_huge).usage, 999999, 1, 0, 0);
 }
 
 TEST_CASE("proxy::UsageExtractor survives malformed input without usage or exceptions") {
@@ -694,4 +696,21 @@ TEST_CASE("proxy::UsageExtractor counts the provider's own paid tool calls") {
   CHECK(g.usage.tool_calls == 3);
   std::string body = R"({"model":"m","tools":[{"type":"web_search_20250305","max_uses":7},{"type":"web_search"},{"google_search":{}},{"type":"function","name":"f"}]})";
   CHECK(inspect_request(ApiKind::openai_chat, "/v1/chat/completions", body, true).tool_calls == 7 + 2 * kDefaultToolCalls);
+}
+
+TEST_CASE("proxy::UsageExtractor reads the usage at the end of a stream event past 1 MiB") {
+  // A Responses stream's response.completed echoes the request's instructions and tools: with
+  // long ones the event passes the 1 MiB an event may take, and was skipped whole (review 15a).
+  const std::string instructions(3 * 1024 * 1024, 'i');
+  const std::string stream =
+      "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"model\":\"gpt-5\",\"usage\":null}}\n\n"
+      "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"instructions\":\"" + instructions +
+      "\",\"output\":[{\"type\":\"web_search_call\"}],\"usage\":{\"input_tokens\":700000,\"output_tokens\":42}}}\n\n";
+  check_usage(run(ApiKind::openai_responses, true, stream).usage, 700000, 42, 0, 0);
+  check_usage(run_split(ApiKind::openai_responses, true, stream, stream.size() / 2).usage, 700000, 42, 0, 0);
+  // The events after it are read as ever.
+  auto x = make_usage_extractor(ApiKind::openai_chat, true);
+  x->feed("data: {\"pad\":\"" + instructions + "\"}\n\n");
+  x->feed("data: {\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n");
+  check_usage(x->finish(), 3, 4, 0, 0);
 }
