@@ -418,4 +418,27 @@ Result<std::filesystem::path> check_trusted_dir(const std::filesystem::path& dir
   return real;
 }
 
+bool is_same_or_under(const fs::path& path, const fs::path& dir) {
+  auto p = path.lexically_normal().string(), d = dir.lexically_normal().string();
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  while (d.size() > 1 && d.back() == '/') d.pop_back();
+  return p == d || d == "/" || (p.size() > d.size() && p.compare(0, d.size(), d) == 0 && p[d.size()] == '/');
+}
+
+Result<fs::path> fence_dir_as_named(const std::string& what, const fs::path& given, const fs::path& tokfence_home) {
+  std::error_code ec;
+  fs::path named = fs::absolute(given, ec).lexically_normal();
+  while (named.has_relative_path() && named.filename().empty()) named = named.parent_path();  // "dir/" -> "dir"
+  const fs::path real = fs::canonical(named, ec);
+  if (ec || !fs::is_directory(real)) return fail(what + ": not an existing directory: " + given.string());
+  if (real != named)
+    return fail(what + ": " + named.string() + " is reached through a symbolic link (it is " + real.string() +
+                "): give " + real.string() + " itself, so that what the agent gets is what you named");
+  const fs::path home = fs::canonical(tokfence_home, ec);
+  if (!ec && (is_same_or_under(real, home) || is_same_or_under(home, real)))
+    return fail(what + ": " + real.string() + (is_same_or_under(real, home) ? " is inside" : " holds") +
+                " the tokfence home " + home.string() + ", which the agent must not see");
+  return real;
+}
+
 }  // namespace tokfence::file

@@ -69,11 +69,7 @@ struct RunOptions {
 
 fs::path self_dir() { return file::self_exe().parent_path(); }
 
-bool is_under(const fs::path& path, const fs::path& dir) {
-  auto p = path.lexically_normal().string(), d = dir.lexically_normal().string();
-  if (!d.empty() && d.back() == '/') d.pop_back();
-  return p == d || (p.size() > d.size() && p.compare(0, d.size(), d) == 0 && p[d.size()] == '/');
-}
+bool is_under(const fs::path& path, const fs::path& dir) { return file::is_same_or_under(path, dir); }
 
 std::string npm_package(const std::string& program) {
   if (program == "codex") return "@openai/codex";
@@ -81,12 +77,6 @@ std::string npm_package(const std::string& program) {
   return "opencode-ai";
 }
 
-fs::path existing_dir(const std::string& what, const std::string& value) {
-  std::error_code ec;
-  fs::path p = fs::canonical(value, ec);
-  if (ec || !fs::is_directory(p)) throw UserError(what + ": not an existing directory: " + value);
-  return p;
-}
 
 // The proxy-only socket this run's requests go through: opened by the daemon with the program's
 // name as caller and the run's egress policy (`egress`: open_proxy_socket's field, null = none),
@@ -401,9 +391,7 @@ void run_harness(Context& ctx, RunOptions& o) {
   }
   value_or_throw(ctx.home.ensure());
   const fs::path tf_home = fs::canonical(ctx.home.root());
-  fs::path workdir = existing_dir("--workdir", o.workdir.empty() ? fs::current_path().string() : o.workdir);
-  if (is_under(workdir, tf_home))
-    throw UserError("--workdir: inside the tokfence home, which the agent must not see: " + workdir.string());
+  fs::path workdir = value_or_throw(file::fence_dir_as_named("--workdir", o.workdir.empty() ? fs::current_path() : fs::path(o.workdir), tf_home));
   std::vector<fs::path> allow_write;
   for (const auto& w : o.allow_write) {
     std::error_code ec;

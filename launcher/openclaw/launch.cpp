@@ -965,6 +965,7 @@ class Launch {
   gid_t container_gid_ = 0;
   bool keep_host_ids_ = false;  // rootless Podman: UsernsMode keep-id (container_user_ids)
   std::vector<ContainerSpecInput::WorkspaceBind> workspace_binds_;
+  fs::path workspace_;  // what /workspace is: --workspace as checked, or the launch's own
   timespec started_{};  // sandbox::git_audit_clock() at the start: what changed after it is the agent's
   sandbox::GitInventory git_before_;  // --workspace's git directories before the container started
 };
@@ -1235,9 +1236,10 @@ int Launch::run() {
   check_interrupted();
 
   // From here on, everything created is removed by cleanup() unless the launch is detached.
-  fs::path workspace = options_.workspace ? fs::absolute(*options_.workspace) : paths_.workspace;
+  fs::path workspace = options_.workspace ? value_or_throw(file::fence_dir_as_named("launch: --workspace", *options_.workspace, home_.root()))
+                                           : paths_.workspace;
+  workspace_ = workspace;
   if (options_.workspace) {
-    if (!fs::is_directory(workspace)) throw UserError("launch: --workspace: not a directory: " + workspace.string());
     workspace_binds_ = guard_workspace_git(workspace);
     git_before_ = sandbox::git_inventory(workspace.string());
   }
@@ -1563,7 +1565,7 @@ void Launch::cleanup() noexcept {
     if (!container_id_.empty() && engine_) (void)engine_->remove_container(container_id_, /*force=*/true);
     if (dashboard_.pid > 0) stop_process(dashboard_.pid);
     if (created_host_resources_) remove_host_resources(home_, options_.name);
-    if (options_.workspace) warn_git_left_behind(fs::absolute(*options_.workspace), started_, git_before_);
+    if (options_.workspace) warn_git_left_behind(workspace_, started_, git_before_);
   } catch (...) {
   }
 }
