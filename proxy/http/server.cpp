@@ -306,6 +306,7 @@ struct CostEstimate {
   AdmitRequest admit;               // with the estimated tokens and cost
   Usage usage;                      // the estimated tokens
   std::optional<ModelPrice> price;  // the request's model's price, when known
+  std::int64_t min_tool_calls = 0;  // RequestInfo::min_tool_calls: paid calls billed whatever the answer says
 };
 
 // Prices a request from what its exchange returned, puts the cost in its row and settles its
@@ -320,6 +321,7 @@ bool settle_request(ReservationGuard& reservation, const ExchangeResult& result,
   // model that was used and billed, and one the table does not know is never charged at the price
   // of the (cheaper) model asked for.
   const bool another = answered_by_another_model(rec.model, result.response_model);
+  if (rec.usage.found) rec.usage.tool_calls = std::max(rec.usage.tool_calls, estimate.min_tool_calls);
   if (!price && another) price = pricing.fallback() ? pricing.fallback() : pricing.dearest();
   if (!price) price = estimate.price;
   const Settlement settled =
@@ -1270,6 +1272,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     e.admit.endpoint = endpoint_cost(kind, head_.method, route.rest, metering.budget_allowed_paths);
     e.admit.usage_comes_later = info.background;
     e.usage = estimate_usage(info, metering.default_max_output_tokens);
+    e.min_tool_calls = info.min_tool_calls;
     e.admit.estimated_tokens = e.usage.total();
     e.price = price_for(pricing, route.provider, info.model);
     if (e.admit.endpoint == EndpointCost::free)

@@ -132,13 +132,13 @@ constexpr Row kRows[] = {
 std::int64_t micro(double usd) { return std::llround(usd * 1e6); }
 
 // What one call of a tool the provider runs itself costs, in picodollars (the table's unit per
-// token), by provider: the dearer of its search tools' list prices (Anthropic web search $10 per
-// 1,000; OpenAI's web search up to $25 per 1,000; Google's grounding $35 per 1,000 grounded
-// prompts). Any other provider, and a model priced for every provider, gets the dearest of them.
+// token), by provider: the dearest of its paid tools' list prices (Anthropic web search $10 per
+// 1,000; OpenAI's web search up to $25 per 1,000, a code interpreter container $0.03; Google's
+// grounding $35 per 1,000 grounded prompts). Any other provider, and a model priced for every provider, gets the dearest of them.
 std::int64_t server_tool_fee(std::string_view provider) {
   constexpr std::int64_t per_call_usd_to_pico = 1'000'000'000'000;
   if (provider == "anthropic") return per_call_usd_to_pico / 100;          // $0.01
-  if (provider == "openai") return per_call_usd_to_pico / 40;              // $0.025
+  if (provider == "openai") return per_call_usd_to_pico * 3 / 100;         // $0.03 (a code interpreter container)
   return per_call_usd_to_pico * 35 / 1000;                                 // $0.035
 }
 

@@ -547,24 +547,46 @@ class JsonCollector {
   }
 };
 
-// Paid tool calls in a Responses object's `output` (items of type web_search_call or
-// file_search_call, each billed per call).
+// The Responses output items the provider bills per call (a code interpreter per container: one
+// container a call at the most).
+constexpr std::array<std::string_view, 3> kPaidResponsesItems = {"web_search_call", "file_search_call",
+                                                                 "code_interpreter_call"};
+
+bool is_paid_responses_item(std::string_view type) {
+  return std::find(kPaidResponsesItems.begin(), kPaidResponsesItems.end(), type) != kPaidResponsesItems.end();
+}
+
+// Paid tool calls in a Responses object's `output`.
 std::int64_t responses_tool_calls(std::string_view output) {
   std::int64_t calls = 0;
   for_each_element(output, [&](std::string_view item) {
-    auto type = string_value(member_text(item, "type")).value_or("");
-    if (type == "web_search_call" || type == "file_search_call") ++calls;
+    if (is_paid_responses_item(string_value(member_text(item, "type")).value_or(""))) ++calls;
   });
   return calls;
 }
 
-// Grounding searches in a Gemini answer: the webSearchQueries of each candidate's
-// groundingMetadata (Google bills grounded prompts, or each query on newer models).
+// The same in text that could not be parsed whole (the end of a reply or event past its cap):
+// each `"type":"<paid item>"` in it. The model's own text cannot pose as one: its quotes are escaped.
+std::int64_t responses_tool_calls_in_text(std::string_view text) {
+  std::int64_t calls = 0;
+  for (auto item : kPaidResponsesItems) {
+    const std::string needle = "\"type\":\"" + std::string(item) + "\"";
+    for (auto at = text.find(needle); at != std::string_view::npos; at = text.find(needle, at + needle.size())) ++calls;
+  }
+  return calls;
+}
+
+// Grounding in a Gemini answer: the webSearchQueries of each candidate's groundingMetadata
+// (Google bills grounded prompts, or each query on newer models), and a grounded candidate without
+// queries (Maps grounding) as one.
 std::int64_t gemini_tool_calls(std::string_view candidates) {
   std::int64_t calls = 0;
   for_each_element(candidates, [&](std::string_view candidate) {
-    for_each_element(member_text(member_text(candidate, "groundingMetadata"), "webSearchQueries"),
-                     [&](std::string_view) { ++calls; });
+    const std::string_view grounding = member_text(candidate, "groundingMetadata");
+    if (grounding.empty() || grounding == "null") return;
+    std::int64_t queries = 0;
+    for_each_element(member_text(grounding, "webSearchQueries"), [&](std::string_view) { ++queries; });
+    calls += std::max<std::int64_t>(queries, 1);
   });
   return calls;
 }
@@ -610,6 +632,8 @@ class Extractor final : public UsageExtractor {
     } catch (...) {
       failed_ = true;
     }
+    // Whatever reset the usage last (a later usage object, a tail), the most paid calls seen stand.
+    usage_.tool_calls = std::max(usage_.tool_calls, tool_calls_seen_);
     return usage_;
   }
 
@@ -626,10 +650,19 @@ class Extractor final : public UsageExtractor {
   std::string model_;
   bool failed_ = false;
   std::string* text_sink_ = nullptr;
+  // Paid tool calls seen anywhere in the answer (a streamed item, a tail): usage_ may be reset by
+  // a later usage object that does not list them.
+  std::int64_t tool_calls_seen_ = 0, streamed_items_ = 0;
 
   void on_event(std::string_view event, std::string_view data) {
     if (failed_ || data.empty() || data == "[DONE]") return;
     if (event == kOversizedEvent) return oversized_event(data);
+    // A Responses stream announces every finished output item on its own: a paid call is counted
+    // there too, so a final event too big to read does not lose it (review 15d M1).
+    if (kind_ == ApiKind::openai_responses && data.find("\"response.output_item.done\"") != std::string_view::npos &&
+        is_paid_responses_item(string_value(member_text(member_text(data, "item"), "type")).value_or("")))
+      ++streamed_items_;
+    tool_calls_seen_ = std::max(tool_calls_seen_, streamed_items_);
     if (text_sink_) append_generated_text(data, *text_sink_);
     bool interesting = model_.empty();
     switch (kind_) {
@@ -660,13 +693,16 @@ class Extractor final : public UsageExtractor {
   // An event past kMaxEventBytes is not parsed: the usage at its end is still read (not Anthropic's,
   // whose message_delta updates what message_start said, and whose events stay small).
   void oversized_event(std::string_view tail) {
-    if (!tail.empty() && kind_ != ApiKind::anthropic_messages) usage_from_tail(tail);
+    if (tail.empty() || kind_ == ApiKind::anthropic_messages) return;
+    usage_from_tail(tail);
   }
 
   // The usage of a whole reply whose start was read but not its end: the last `"usage":{...}`
   // (Gemini: usageMetadata) complete in the tail. The model's own text sits in JSON strings, where
   // every quote is escaped, so the key with its quotes can only be a member name.
   void usage_from_tail(std::string_view tail) {
+    if (kind_ == ApiKind::openai_responses) tool_calls_seen_ = std::max(tool_calls_seen_, responses_tool_calls_in_text(tail));
+    tool_calls_seen_ = std::max(tool_calls_seen_, usage_.tool_calls);
     const std::string_view key = kind_ == ApiKind::gemini ? "\"usageMetadata\"" : "\"usage\"";
     for (std::size_t at = tail.rfind(key); at != std::string_view::npos; at = at == 0 ? std::string_view::npos : tail.rfind(key, at - 1)) {
       std::size_t i = skip_ws(tail, at + key.size());
@@ -727,6 +763,7 @@ class Extractor final : public UsageExtractor {
         const std::int64_t calls = std::max(usage_.tool_calls, gemini_tool_calls(candidates));
         if (auto u = usage_object(usage)) usage_ = read_gemini_usage(*u);
         usage_.tool_calls = calls;  // streamed: the chunk that carries them may not be the last
+        tool_calls_seen_ = std::max(tool_calls_seen_, calls);
         return;
       }
       case ApiKind::openai_responses: {
@@ -741,6 +778,7 @@ class Extractor final : public UsageExtractor {
         if (auto u = usage_object(usage)) {
           usage_ = read_openai_usage(*u);
           usage_.tool_calls = responses_tool_calls(output);
+          tool_calls_seen_ = std::max(tool_calls_seen_, usage_.tool_calls);
         }
         return;
       }
@@ -834,19 +872,20 @@ ApiKind classify(ApiStyle style, std::string_view path) {
 }
 
 // The calls of the provider's own paid tools a request's `tools` allow, for the estimate: Anthropic's
-// web_search_* (its max_uses, else kDefaultToolCalls), OpenAI's web_search* and file_search,
-// Gemini's google_search / googleSearch / googleSearchRetrieval (kDefaultToolCalls each).
+// web_search_* (its max_uses, else kDefaultToolCalls), OpenAI's web_search*, file_search and
+// code_interpreter, Gemini's search, Maps and enterprise grounding (kDefaultToolCalls each).
 std::int64_t paid_tool_calls(std::string_view tools) {
   std::int64_t calls = 0;
   for_each_element(tools, [&](std::string_view tool) {
     if (!is_object_text(tool)) return;
     auto [type, max_uses] = member_texts<2>(tool, {"type", "max_uses"});
     const std::string name = string_value(type).value_or("");
-    if (name.starts_with("web_search") || name == "file_search") {
+    if (name.starts_with("web_search") || name == "file_search" || name == "code_interpreter") {
       calls += std::min(count_value(max_uses).value_or(kDefaultToolCalls), kMaxEstimatedToolCalls);
       return;
     }
-    for (std::string_view google : {"google_search", "googleSearch", "google_search_retrieval", "googleSearchRetrieval"})
+    for (std::string_view google : {"google_search", "googleSearch", "google_search_retrieval", "googleSearchRetrieval",
+                                    "google_maps", "googleMaps", "enterprise_web_search", "enterpriseWebSearch"})
       if (!member_text(tool, google).empty()) {
         calls += kDefaultToolCalls;
         return;
@@ -901,11 +940,17 @@ RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& bo
     if (!is_object_text(j) || j.back() != '}') return info;
     // One pass over the body (it may be megabytes of conversation).
     enum { model, stream, max_completion_tokens, max_tokens, max_output_tokens, generation_config, stream_options, background,
-           n, best_of, models, fallbacks, tools };
-    auto m = member_texts<13>(j, {"model", "stream", "max_completion_tokens", "max_tokens", "max_output_tokens",
+           n, best_of, models, fallbacks, tools, web_search_options };
+    auto m = member_texts<14>(j, {"model", "stream", "max_completion_tokens", "max_tokens", "max_output_tokens",
                                   "generationConfig", "stream_options", "background", "n", "best_of", "models", "fallbacks",
-                                  "tools"});
+                                  "tools", "web_search_options"});
     info.tool_calls = paid_tool_calls(m[tools]);
+    // Chat Completions' search models bill each request that asks to search, whatever the answer
+    // says: one call at least (review 15d M2).
+    if (kind == ApiKind::openai_chat && !m[web_search_options].empty() && m[web_search_options] != "null") {
+      info.min_tool_calls = 1;
+      info.tool_calls = std::max<std::int64_t>(info.tool_calls, 1);
+    }
     read_other_models(m[models], info);
     read_other_models(m[fallbacks], info);
     if (kind != ApiKind::gemini) {

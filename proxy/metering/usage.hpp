@@ -58,6 +58,9 @@ struct RequestInfo {
   // Calls of the provider's own paid tools the request allows (Anthropic `max_uses`, else
   // kDefaultToolCalls for each such tool): part of the estimate.
   std::int64_t tool_calls = 0;
+  // Paid calls the request is billed for whatever the answer says (Chat Completions'
+  // web_search_options: one); the answer's count is raised to it.
+  std::int64_t min_tool_calls = 0;
   // Models a gateway may answer with instead (OpenRouter's `models` fallback list, LiteLLM-style
   // `fallbacks`: strings or {"model": ...}); `other_models_unreadable` when an entry is neither.
   // A session limited to some models must allow each of them too (review 15a O1).

@@ -381,6 +381,7 @@ struct Ctx {
   std::int64_t input = 0;  // uncached input tokens
   std::uint64_t id = 0;
   Faults f;
+  json instructions = nullptr;  // Responses: echoed in the response object, as the real API does
   std::string word(int i) const {
     if (!f.spelled.empty()) return f.spelled.substr(static_cast<std::size_t>(i) * kSpellWidth, kSpellWidth);
     return i == 0 ? f.text : " " + f.text;
@@ -524,7 +525,7 @@ json responses_object(const Ctx& c, bool completed) {
           {"background", false},
           {"error", nullptr},
           {"incomplete_details", nullptr},
-          {"instructions", nullptr},
+          {"instructions", c.instructions},
           {"max_output_tokens", nullptr},
           {"model", c.model},
           {"output", std::move(output)},
@@ -554,6 +555,14 @@ std::vector<std::string> responses_events(const Ctx& c) {
   auto item_id = c.id_str("msg_");
   emit("response.created", {{"response", responses_object(c, false)}});
   emit("response.in_progress", {{"response", responses_object(c, false)}});
+  // Searches the provider ran (x-fake-server-tool-calls): an item each, added and done, before the
+  // message, as the real stream announces them.
+  for (std::int64_t i = 0; i < c.f.tool_calls; ++i) {
+    json item = {{"type", "web_search_call"}, {"id", c.id_str("ws_") + "_" + std::to_string(i)}, {"status", "completed"},
+                 {"action", {{"type", "search"}, {"query", "q"}}}};
+    emit("response.output_item.added", {{"output_index", i}, {"item", item}});
+    emit("response.output_item.done", {{"output_index", i}, {"item", item}});
+  }
   emit("response.output_item.added",
        {{"output_index", 0},
         {"item", {{"id", item_id}, {"type", "message"}, {"status", "in_progress"}, {"role", "assistant"}, {"content", json::array()}}}});
@@ -871,6 +880,7 @@ Reply respond_api(Server& server, const http::request<http::string_body>& req) {
     if (auto u = it->find("include_usage"); u != it->end() && u->is_boolean()) c.include_usage = u->get<bool>();
   }
   if (!c.f.response_model.empty()) c.model = c.f.response_model;
+  if (auto it = body.find("instructions"); it != body.end() && it->is_string()) c.instructions = *it;
 
   if (!c.stream) {
     if (c.f.reset_after >= 0) {

@@ -714,3 +714,29 @@ TEST_CASE("proxy::UsageExtractor reads the usage at the end of a stream event pa
   x->feed("data: {\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n");
   check_usage(x->finish(), 3, 4, 0, 0);
 }
+
+TEST_CASE("proxy::UsageExtractor keeps the paid calls of a Responses stream whose final event is too big") {
+  // Review 15d M1: instructions echoed in response.completed made it pass 1 MiB; the searches
+  // in it were lost with it. They are counted from the output_item.done events as they come.
+  std::string stream;
+  for (int i = 0; i < 100; ++i)
+    stream += "event: response.output_item.done\ndata: {\"type\":\"response.output_item.done\",\"item\":{\"type\":\"web_search_call\",\"id\":\"ws" +
+              std::to_string(i) + "\"}}\n\n";
+  stream += "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"instructions\":\"" +
+            std::string(2 * 1024 * 1024, 'i') + "\",\"usage\":{\"input_tokens\":5,\"output_tokens\":6}}}\n\n";
+  auto u = run(ApiKind::openai_responses, true, stream).usage;
+  check_usage(u, 5, 6, 0, 0);
+  CHECK(u.tool_calls == 100);
+  // Review 15d M2: code interpreter calls, Maps grounding, a chat request that asks to search.
+  auto r = run(ApiKind::openai_responses, false,
+               R"({"output":[{"type":"code_interpreter_call"}],"usage":{"input_tokens":1,"output_tokens":1}})");
+  CHECK(r.usage.tool_calls == 1);
+  auto g = run(ApiKind::gemini, false, R"({"candidates":[{"groundingMetadata":{"groundingChunks":[{"maps":{}}]}}],"usageMetadata":{"promptTokenCount":1}})");
+  CHECK(g.usage.tool_calls == 1);
+  std::string chat = R"({"model":"gpt-4o-search-preview","web_search_options":{},"messages":[]})";
+  auto info = inspect_request(ApiKind::openai_chat, "/v1/chat/completions", chat, true);
+  CHECK(info.min_tool_calls == 1);
+  CHECK(info.tool_calls == 1);
+  std::string maps = R"({"tools":[{"googleMaps":{}}]})";
+  CHECK(inspect_request(ApiKind::gemini, "/v1beta/models/g:generateContent", maps, true).tool_calls == kDefaultToolCalls);
+}
