@@ -1,5 +1,8 @@
 #include "core/text_format.hpp"
 
+#include <locale.h>
+#include <wchar.h>
+
 #include "core/money.hpp"
 
 #include <algorithm>
@@ -47,13 +50,15 @@ std::size_t utf8_sequence_length(std::string_view s, char32_t& code_point) {
 // U+2060-4, U+FEFF). ZWNJ/ZWJ (U+200C-D) pass: scripts and emoji need them and they move nothing.
 // Review 15c P1 added the rest that show nothing or end a line: the soft hyphen, the combining
 // grapheme joiner, the Hangul fillers, the Mongolian vowel separator, the line and paragraph
-// separators, the object replacement character, the TAG characters (U+E0000-E007F: hidden ASCII)
-// and the supplementary variation selectors.
+// separators, the interlinear annotation and object replacement characters, the format controls of
+// Egyptian hieroglyphs, shorthand and musical notation (review 15d P1), the TAG characters
+// (U+E0000-E007F: hidden ASCII) and the supplementary variation selectors.
 bool is_control(char32_t c) {
   return c < 0x20 || (c >= 0x7F && c <= 0x9F) || c == 0x00AD || c == 0x034F || c == 0x061C || c == 0x115F ||
          c == 0x1160 || c == 0x180E || c == 0x200B || c == 0x200E || c == 0x200F || c == 0x2028 || c == 0x2029 ||
          (c >= 0x202A && c <= 0x202E) || (c >= 0x2060 && c <= 0x2064) || (c >= 0x2066 && c <= 0x2069) ||
-         c == 0x3164 || c == 0xFEFF || c == 0xFFA0 || c == 0xFFFC || (c >= 0xE0000 && c <= 0xE007F) ||
+         c == 0x3164 || c == 0xFEFF || c == 0xFFA0 || (c >= 0xFFF9 && c <= 0xFFFC) || (c >= 0x13430 && c <= 0x1343F) ||
+         (c >= 0x1BCA0 && c <= 0x1BCA3) || (c >= 0x1D173 && c <= 0x1D17A) || (c >= 0xE0000 && c <= 0xE007F) ||
          (c >= 0xE0100 && c <= 0xE01EF);
 }
 
@@ -148,6 +153,27 @@ std::string with_commas(std::int64_t n) {
   return n < 0 ? "-" + out : out;
 }
 
+std::size_t display_width(std::string_view text) {
+  // wcwidth() reads the calling thread's LC_CTYPE: C.UTF-8's tables (glibc's East Asian widths and
+  // zero-width marks) for this call only, whatever locale the program runs in.
+  static const locale_t utf8 = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
+  const locale_t previous = utf8 ? ::uselocale(utf8) : static_cast<locale_t>(nullptr);
+  std::size_t width = 0;
+  while (!text.empty()) {
+    char32_t c = 0;
+    std::size_t n = utf8_sequence_length(text, c);
+    if (n == 0) {
+      n = 1;
+      c = '?';
+    }
+    const int w = utf8 ? ::wcwidth(static_cast<wchar_t>(c)) : 1;
+    width += w < 0 ? 1 : static_cast<std::size_t>(w);
+    text.remove_prefix(n);
+  }
+  if (utf8) ::uselocale(previous);
+  return width;
+}
+
 void Table::add(std::vector<std::string> row) {
   for (auto& cell : row) cell = printable(std::move(cell));
   rows_.push_back(std::move(row));
@@ -155,14 +181,16 @@ void Table::add(std::vector<std::string> row) {
 
 void Table::print(std::ostream& out, bool header) {
   std::vector<std::size_t> width;
-  for (auto& [name, min] : columns_) width.push_back(std::max<std::size_t>(name.size(), min));
+  // By the columns a terminal gives the text, not its bytes: a cell of wide or multi-byte
+  // characters would push the rest of its row under the wrong headers (review 15d P1).
+  for (auto& [name, min] : columns_) width.push_back(std::max<std::size_t>(display_width(name), min));
   for (auto& row : rows_)
-    for (std::size_t i = 0; i < row.size() && i < width.size(); ++i) width[i] = std::max(width[i], row[i].size());
+    for (std::size_t i = 0; i < row.size() && i < width.size(); ++i) width[i] = std::max(width[i], display_width(row[i]));
   auto line = [&](const std::vector<std::string>& cells) {
     std::string s;
     for (std::size_t i = 0; i < cells.size(); ++i) {
       s += cells[i];
-      if (i + 1 < cells.size()) s += std::string(width[i] - std::min(width[i], cells[i].size()) + 2, ' ');
+      if (i + 1 < cells.size()) s += std::string(width[i] - std::min(width[i], display_width(cells[i])) + 2, ' ');
     }
     while (!s.empty() && s.back() == ' ') s.pop_back();
     out << s << "\n";
@@ -177,7 +205,8 @@ void Table::print(std::ostream& out, bool header) {
 }
 
 std::string pad(std::string s, std::size_t width) {
-  if (s.size() < width) s.append(width - s.size(), ' ');
+  const std::size_t shown = display_width(s);
+  if (shown < width) s.append(width - shown, ' ');
   return s;
 }
 

@@ -18,6 +18,10 @@ namespace tokfence {
 // or show itself other than it is.
 std::string printable(std::string text);
 
+// The columns a terminal gives `text` (UTF-8): wide characters two, combining marks none (glibc's
+// C.UTF-8 wcwidth); an invalid byte one. For aligning tables of text from elsewhere.
+std::size_t display_width(std::string_view text);
+
 // What to write to a terminal before tokfence speaks after another program had it (the agent in
 // `tokfence run`): CAN aborts an escape sequence in progress and ST ends an open string (an
 // unterminated OSC would take tokfence's text for a window title: review 14d T2), then attributes

@@ -231,7 +231,9 @@ std::optional<pid_t> locked_daemon_pid(const Home& home) {
   if (pid <= 1 || (*end != '\n' && *end != '\0')) return std::nullopt;
   std::error_code ec;
   const auto exe = fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
-  if (ec || exe != file::self_exe()) return std::nullopt;
+  // A binary replaced since the daemon started (an upgrade in place) reads "<path> (deleted)".
+  const auto self = file::self_exe();
+  if (ec || (exe != self && exe.string() != self.string() + " (deleted)")) return std::nullopt;
   return static_cast<pid_t>(pid);
 }
 

@@ -1,3 +1,5 @@
+#include <sstream>
+
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -74,4 +76,24 @@ TEST_CASE("text_format::printable masks bidirectional and invisible format chara
   CHECK(printable("\U0001F469\u200D\U0001F4BB") == "\U0001F469\u200D\U0001F4BB");
   tokfence::TerminalText t;
   CHECK(t.feed("ok\u202Dx\n") == "ok?x\n");
+}
+
+TEST_CASE("text_format::Table aligns by the columns a terminal shows, not by bytes") {
+  // Review 15d P1: a model name of multi-byte or wide characters shifted its row's figures.
+  CHECK(tokfence::display_width("gpt-4o") == 6);
+  CHECK(tokfence::display_width("\u043C\u043E\u0434") == 3);         // Cyrillic: 2 bytes each, 1 column
+  CHECK(tokfence::display_width("\u6A21\u578B") == 4);               // CJK: 2 columns each
+  CHECK(tokfence::display_width("e\u0301") == 1);                    // a combining accent takes none
+  tokfence::Table t({{"model", 0}, {"cost", 0}});
+  t.add({"\u6A21\u578B\u043C\u043E\u0434", "$1"});
+  t.add({"gpt-4o-mini", "$2"});
+  std::ostringstream out;
+  t.print(out, true);
+  std::istringstream lines(out.str());
+  std::string line;
+  std::vector<std::size_t> cost_column;
+  while (std::getline(lines, line)) cost_column.push_back(tokfence::display_width(line.substr(0, line.find('$') == std::string::npos ? line.find("cost") : line.find('$'))));
+  REQUIRE(cost_column.size() == 3);
+  CHECK(cost_column[0] == cost_column[1]);
+  CHECK(cost_column[1] == cost_column[2]);
 }
