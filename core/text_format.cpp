@@ -47,7 +47,8 @@ std::size_t utf8_sequence_length(std::string_view s, char32_t& code_point) {
 // bidirectional marks, embeddings, overrides and isolates (U+061C, U+200E-F, U+202A-E,
 // U+2066-9: a model name with an RLO reversed the rest of its `tokfence log` line, review 15b L4)
 // and the invisible ones that hide text between visible characters (U+200B zero-width space,
-// U+2060-4, U+FEFF). ZWNJ/ZWJ (U+200C-D) pass: scripts and emoji need them and they move nothing.
+// U+2060-4, U+FEFF). ZWNJ/ZWJ (U+200C-D) and the variation
+// selectors U+FE00-FE0F are not here: a stream of output keeps them for its emoji (mask_into).
 // Review 15c P1 added the rest that show nothing or end a line: the soft hyphen, the combining
 // grapheme joiner, the Hangul fillers, the Mongolian vowel separator, the line and paragraph
 // separators, the interlinear annotation and object replacement characters, the format controls of
@@ -77,7 +78,11 @@ void mask_into(std::string& out, std::string_view& rest, bool layout, bool hold)
     char32_t c = 0;
     std::size_t n = utf8_sequence_length(rest, c);
     if (n == 0 && hold && cut_sequence(rest)) return;
-    if (n == 0 || (is_control(c) && !(layout && (c == '\n' || c == '\t')))) {
+    // A field (printable(): a model or caller name, a path) has no use for the joiners and
+    // variation selectors emoji need, and 16 selectors can carry hidden bytes (review 15d P1):
+    // masked there; a stream of output (TerminalText) keeps them.
+    const bool joiner = c == 0x200C || c == 0x200D || (c >= 0xFE00 && c <= 0xFE0F);
+    if (n == 0 || (is_control(c) && !(layout && (c == '\n' || c == '\t'))) || (joiner && !layout)) {
       // A control character, or a byte that is not part of valid UTF-8 (a terminal in a legacy
       // 8-bit mode reads 0x9B as CSI): one '?' for the byte or the whole character.
       out.push_back('?');

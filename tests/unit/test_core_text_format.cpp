@@ -72,8 +72,11 @@ TEST_CASE("text_format::printable masks bidirectional and invisible format chara
   // Review 15c P1: TAG characters (hidden ASCII), fillers, separators that end a line.
   CHECK(printable("a\U000E0041\U000E007Fb") == "a??b");
   CHECK(printable("x\u00ADy\u3164z\u2028w\uFFFC") == "x?y?z?w?");
-  // Joiners shape scripts and emoji and move nothing: they stay.
-  CHECK(printable("\U0001F469\u200D\U0001F4BB") == "\U0001F469\u200D\U0001F4BB");
+  // Joiners and variation selectors: a field (a model name) has no use for them and 16 selectors
+  // can carry hidden bytes (review 15d P1); a stream of output keeps them for its emoji.
+  CHECK(printable("gpt\u200D\uFE0Fx") == "gpt??x");
+  tokfence::TerminalText emoji;
+  CHECK(emoji.feed("\U0001F469\u200D\U0001F4BB\u2764\uFE0F") == "\U0001F469\u200D\U0001F4BB\u2764\uFE0F");
   tokfence::TerminalText t;
   CHECK(t.feed("ok\u202Dx\n") == "ok?x\n");
 }
