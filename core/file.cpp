@@ -425,20 +425,53 @@ bool is_same_or_under(const fs::path& path, const fs::path& dir) {
   return p == d || d == "/" || (p.size() > d.size() && p.compare(0, d.size(), d) == 0 && p[d.size()] == '/');
 }
 
-Result<fs::path> fence_dir_as_named(const std::string& what, const fs::path& given, const fs::path& tokfence_home) {
+namespace {
+
+// Whether the link at `link` (lstat'ed into `st`) can be changed by nobody but root: owned by root,
+// in a directory owned by root that no group or other may write.
+bool root_only_link(const fs::path& link, const struct stat& st) {
+  if (st.st_uid != 0) return false;
+  struct stat parent {};
+  std::error_code ec;
+  const fs::path dir = fs::canonical(link.parent_path(), ec);
+  return !ec && ::stat(dir.c_str(), &parent) == 0 && parent.st_uid == 0 && (parent.st_mode & 022) == 0;
+}
+
+}  // namespace
+
+Result<FenceDir> fence_dir_as_named(const std::string& what, const fs::path& given, const fs::path& tokfence_home) {
   std::error_code ec;
   fs::path named = fs::absolute(given, ec).lexically_normal();
   while (named.has_relative_path() && named.filename().empty()) named = named.parent_path();  // "dir/" -> "dir"
   const fs::path real = fs::canonical(named, ec);
   if (ec || !fs::is_directory(real)) return fail(what + ": not an existing directory: " + given.string());
-  if (real != named)
-    return fail(what + ": " + named.string() + " is reached through a symbolic link (it is " + real.string() +
-                "): give " + real.string() + " itself, so that what the agent gets is what you named");
+  if (real != named) {
+    fs::path at = named.root_path();
+    for (const auto& part : named.relative_path()) {
+      at /= part;
+      struct stat st {};
+      if (::lstat(at.c_str(), &st) == 0 && S_ISLNK(st.st_mode) && !root_only_link(at, st))
+        return fail(what + ": " + named.string() + " is reached through a symbolic link (" + at.string() + ", it is " +
+                    real.string() + "): give " + real.string() + " itself, so that what the agent gets is what you named");
+      std::error_code step;
+      at = fs::canonical(at, step);  // the rest is looked at where a root-only link leads
+      if (step) return fail(what + ": not an existing directory: " + given.string());
+    }
+  }
   const fs::path home = fs::canonical(tokfence_home, ec);
   if (!ec && (is_same_or_under(real, home) || is_same_or_under(home, real)))
     return fail(what + ": " + real.string() + (is_same_or_under(real, home) ? " is inside" : " holds") +
                 " the tokfence home " + home.string() + ", which the agent must not see");
-  return real;
+  // The real path, opened without following any link: what it is now is what the fence gets.
+  Fd at(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  for (const auto& part : real.relative_path()) {
+    Fd next(::openat(at.get(), part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next) return fail(what + ": " + real.string() + ": changed while it was checked (" + errno_text(errno) + ")");
+    at = std::move(next);
+  }
+  struct stat st {};
+  if (::fstat(at.get(), &st) != 0) return fail(what + ": cannot stat " + real.string() + ": " + errno_text(errno));
+  return FenceDir{real, st.st_dev, st.st_ino};
 }
 
 }  // namespace tokfence::file

@@ -94,15 +94,24 @@ Result<Fd> connect_unix_at(int dir_fd, std::string_view name,
 // /proc/self/exe, the one look-up for the whole tree. Empty path if it cannot be read.
 std::filesystem::path self_exe();
 
-// The directory a fence is given to write (launch --workspace, run --workdir), as named: `given`
-// made absolute must already be its real path. A symbolic link anywhere in it is refused, the
-// message naming where it leads: a link in a directory another agent can write (a second fence
-// whose workspace holds this one) can be re-pointed at any directory of the user's, and the next
-// launch or run with the same command line would hand the agent that directory (review 15d L1).
-// Also refused: a directory that is, holds or lies inside `tokfence_home` (vault, sockets, other
-// launches' state). `what` names the flag in messages.
-Result<std::filesystem::path> fence_dir_as_named(const std::string& what, const std::filesystem::path& given,
-                                                 const std::filesystem::path& tokfence_home);
+// The directory a fence is given to write (launch --workspace, run --workdir), as named, and the
+// identity it was checked with. A symbolic link in it is refused, the message naming where it
+// leads: a link in a directory another agent can write (a second fence whose workspace holds this
+// one) can be re-pointed at any directory of the user's, and the next launch or run with the same
+// command line would hand the agent that directory (review 15d L1). Only a link that nobody but
+// root can change passes (owned by root, in a root-owned directory no one else may write: /home ->
+// /var/home on Fedora Silverblue). The real path is then opened one component at a time without
+// following links, and `dev`/`ino` are what was opened: what the fence must be given, compared
+// again when it is (review 15e E1: a swap after the check). Also refused: a directory that is,
+// holds or lies inside `tokfence_home` (vault, sockets, other launches' state). `what` names the
+// flag in messages.
+struct FenceDir {
+  std::filesystem::path path;  // the real path
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+Result<FenceDir> fence_dir_as_named(const std::string& what, const std::filesystem::path& given,
+                                    const std::filesystem::path& tokfence_home);
 
 // Whether `path` is `dir` or below it (lexically, after normalising both).
 bool is_same_or_under(const std::filesystem::path& path, const std::filesystem::path& dir);

@@ -84,6 +84,11 @@ Result<void> apply_landlock(const LandlockRules& rules) {
       return fail("landlock: open: " + path.string() + ": " + errno_text(errno));
     }
     struct stat st{};
+    if (rules.checked && rules.checked->first == path &&
+        (::fstat(fd, &st) != 0 || st.st_dev != rules.checked->second.first || st.st_ino != rules.checked->second.second)) {
+      ::close(fd);
+      return fail("landlock: " + path.string() + " is not the directory that was checked: it was replaced since");
+    }
     if (::fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode)) {
       // Directory-only rights cannot be granted on a file.
       access &= kExecute | kWriteFile | kReadFile | kTruncate | kIoctlDev;

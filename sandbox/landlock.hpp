@@ -2,6 +2,8 @@
 // Landlock, probed at run time: the kernel headers of the build machine may be older than the
 // kernel the sandbox runs on, so constants and structs are tokfence's own copies of the uapi.
 #include <filesystem>
+#include <optional>
+#include <sys/types.h>
 #include <vector>
 
 #include "core/error.hpp"
@@ -19,6 +21,8 @@ struct LandlockRules {
   // Single device files that may be opened for writing and ioctl'd (/dev/null, /dev/tty, ...);
   // directories here (e.g. /dev/pts) cover the devices below them.
   std::vector<std::filesystem::path> devices;
+  // A writable path that must still be this directory (device, inode) when its rule is added.
+  std::optional<std::pair<std::filesystem::path, std::pair<dev_t, ino_t>>> checked;
 };
 
 // Restricts the calling thread (and what it later execs) to `rules`, with every access right the

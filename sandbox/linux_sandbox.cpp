@@ -422,7 +422,17 @@ void make_terminal(const TerminalSettings& settings, int sock, int err_fd) {
     child_fail(err_fd, "mount namespace: mount /proc", errno);
   if (plan.terminal) make_terminal(*plan.terminal, plan.terminal_sock, err_fd);
 
-  if (::chdir(plan.workdir.c_str()) < 0) child_fail(err_fd, "workdir: " + plan.workdir, errno);
+  {
+    // Entered through what it is now, and only when that is what the caller checked.
+    int fd = ::open(plan.workdir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct stat st{};
+    if (fd < 0 || ::fstat(fd, &st) != 0) child_fail(err_fd, "workdir: " + plan.workdir, errno);
+    if (plan.landlock.checked &&
+        (st.st_dev != plan.landlock.checked->second.first || st.st_ino != plan.landlock.checked->second.second))
+      child_fail(err_fd, "workdir: " + plan.workdir + " is not the directory that was checked: it was replaced since", EXDEV);
+    if (::fchdir(fd) < 0) child_fail(err_fd, "workdir: " + plan.workdir, errno);
+    ::close(fd);
+  }
   if (plan.max_processes > 0) {
     const rlimit limit{static_cast<rlim_t>(plan.max_processes), static_cast<rlim_t>(plan.max_processes)};
     if (::setrlimit(RLIMIT_NPROC, &limit) < 0) child_fail(err_fd, "process limit", errno);
@@ -470,7 +480,8 @@ Result<void> protect_git_metadata(const std::string& dir, std::vector<Op>& ops) 
   if (!entries) return fail("sandbox: " + dir + "/.git: " + entries.error().message + ": refusing to run, it could not be protected");
   // The directories on the way first, read-write over themselves, so none can be renamed aside
   // and replaced (git_settings_parents).
-  for (const auto& dir : git_settings_parents(*entries)) ops.push_back(Op{Op::expose, git + "/" + dir, git + "/" + dir});
+  for (const auto& between : git_settings_parents(*entries))
+    ops.push_back(Op{Op::expose, git + "/" + between, git + "/" + between});
   for (const auto& entry : *entries) {
     Op op{Op::expose, git + "/" + entry.path, git + "/" + entry.path};
     op.read_only = true;
@@ -752,6 +763,7 @@ Result<Plan> make_plan(const Policy& policy, const TerminalSettings* terminal) {
 
   plan.landlock.readable = {"/"};
   plan.landlock.writable = {writable.begin(), writable.end()};
+  if (policy.workdir_identity) plan.landlock.checked = {plan.workdir, *policy.workdir_identity};
   plan.landlock.writable.push_back("/tmp");
   plan.landlock.writable.push_back("/dev/shm");
   // Opened after the mounts: the nodes are the sandbox's /dev's binds, /dev/pts and /dev/ptmx (a

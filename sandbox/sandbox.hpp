@@ -3,6 +3,8 @@
 // implementation (linux_sandbox.hpp) uses user/network/mount/PID namespaces + Landlock; the macOS
 // one (macos_profile.hpp) renders a sandbox-exec profile from the same policy.
 #include <filesystem>
+#include <optional>
+#include <sys/types.h>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,10 @@ struct Policy {
   std::vector<std::string> env;
   // Where the child starts; writable.
   std::filesystem::path workdir;
+  // What `workdir` was when the caller checked it (core/file fence_dir_as_named): the sandbox
+  // refuses to start when the path leads elsewhere by the time it is entered and granted (another
+  // agent that writes a parent of it swapped it for a link: review 15e E1). Unset: not compared.
+  std::optional<std::pair<dev_t, ino_t>> workdir_identity;
   // Further writable paths (the harness home, --allow-write paths). Must exist.
   std::vector<std::filesystem::path> writable;
   // Replaced by empty read-only mounts (directories) or an empty file (anything else): the

@@ -391,7 +391,9 @@ void run_harness(Context& ctx, RunOptions& o) {
   }
   value_or_throw(ctx.home.ensure());
   const fs::path tf_home = fs::canonical(ctx.home.root());
-  fs::path workdir = value_or_throw(file::fence_dir_as_named("--workdir", o.workdir.empty() ? fs::current_path() : fs::path(o.workdir), tf_home));
+  const file::FenceDir checked_workdir =
+      value_or_throw(file::fence_dir_as_named("--workdir", o.workdir.empty() ? fs::current_path() : fs::path(o.workdir), tf_home));
+  const fs::path workdir = checked_workdir.path;
   std::vector<fs::path> allow_write;
   for (const auto& w : o.allow_write) {
     std::error_code ec;
@@ -538,6 +540,7 @@ void run_harness(Context& ctx, RunOptions& o) {
     policy.argv = argv;
     policy.env = sandbox::to_envp(env);
     policy.workdir = workdir;
+    policy.workdir_identity = std::pair{checked_workdir.dev, checked_workdir.ino};
     policy.writable = {harness_home};
     policy.writable.insert(policy.writable.end(), allow_write.begin(), allow_write.end());
     policy.hidden = harness::sensitive_paths(parent_env, tf_home, ::getuid());

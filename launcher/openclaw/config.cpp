@@ -353,7 +353,7 @@ json container_spec(const ContainerSpecInput& input) {
   // workspace: review 15c X1) would be mounted in its place. The relay refuses to start then.
   for (const auto& m : input.expected_mounts) {
     cmd.push_back("--expect-mount");
-    cmd.push_back(m.container_path + "=" + std::to_string(m.dev) + ":" + std::to_string(m.ino));
+    cmd.push_back(m.container_path + "=" + std::to_string(m.dev) + ":" + std::to_string(m.ino) + ":" + std::to_string(m.fsid));
   }
   cmd.push_back("--");
   for (const auto& arg : input.command) cmd.push_back(arg);

@@ -196,6 +196,9 @@ struct ContainerSpecInput {
   struct MountIdentity {
     std::string container_path;
     std::uint64_t dev = 0, ino = 0;
+    // statfs's f_fsid (0: none): the same file system after a reboot even where st_dev is not
+    // stable (btrfs subvolumes, NFS, LVM: review 15e E3).
+    std::uint64_t fsid = 0;
   };
   std::vector<MountIdentity> expected_mounts = {};
 };

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -685,17 +686,27 @@ std::vector<ContainerSpecInput::WorkspaceBind> guard_workspace_git(const fs::pat
 
 // What each bind of `spec` is now (device, inode), for the relay's check at every start of the
 // container (ContainerSpecInput::expected_mounts). TOKFENCE_HOME's sources are ours and looked up
-// by path; the workspace as the user named it; the binds below it one component at a time without
-// following a link, since another agent writing the workspace may have swapped a component.
-std::vector<ContainerSpecInput::MountIdentity> mount_identities(const ContainerSpecInput& spec) {
+// by path; the workspace must still be what `workspace_checked` says; the binds below it are
+// reached one component at a time without following a link, since another agent writing the
+// workspace may have swapped a component.
+std::vector<ContainerSpecInput::MountIdentity> mount_identities(const ContainerSpecInput& spec,
+                                                                const std::optional<file::FenceDir>& workspace_checked) {
   std::vector<ContainerSpecInput::MountIdentity> out;
-  auto record = [&](const struct stat& st, std::string in_container) {
-    out.push_back({std::move(in_container), static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)});
+  auto record_fd = [&](int fd, const struct stat& st, std::string in_container) {
+    struct statfs fs {};
+    std::uint64_t fsid = 0;
+    if (::fstatfs(fd, &fs) == 0) {
+      std::uint32_t halves[2];
+      std::memcpy(halves, &fs.f_fsid, sizeof halves);
+      fsid = (static_cast<std::uint64_t>(halves[0]) << 32) | halves[1];
+    }
+    out.push_back({std::move(in_container), static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino), fsid});
   };
   auto by_path = [&](const fs::path& host, std::string in_container) {
+    file::Fd fd(::open(host.c_str(), O_PATH | O_CLOEXEC));
     struct stat st {};
-    if (::stat(host.c_str(), &st) != 0) throw UserError("launch: cannot stat " + host.string() + ": " + std::strerror(errno));
-    record(st, std::move(in_container));
+    if (!fd || ::fstat(fd.get(), &st) != 0) throw UserError("launch: cannot stat " + host.string() + ": " + std::strerror(errno));
+    record_fd(fd.get(), st, std::move(in_container));
   };
   by_path(spec.proxy_socket_dir, kContainerSocketDir);
   by_path(spec.ui_socket_dir, kContainerUiDir);
@@ -707,7 +718,12 @@ std::vector<ContainerSpecInput::MountIdentity> mount_identities(const ContainerS
   struct stat st {};
   if (!ws || ::fstat(ws.get(), &st) != 0)
     throw UserError("launch: cannot open " + spec.workspace.string() + ": " + std::strerror(errno));
-  record(st, kContainerWorkspace);
+  // --workspace: what it was when it was checked, or the launch stops here (review 15e E1: a swap
+  // for a link during the set-up would otherwise be recorded, and so pass the relay's check).
+  if (workspace_checked && (st.st_dev != workspace_checked->dev || st.st_ino != workspace_checked->ino))
+    throw UserError("launch: --workspace: " + spec.workspace.string() +
+                    ": changed while the launch was being prepared (replaced by a link?): refusing to mount it");
+  record_fd(ws.get(), st, kContainerWorkspace);
   for (const auto& bind : spec.workspace_binds) {
     file::Fd at(::fcntl(ws.get(), F_DUPFD_CLOEXEC, 0));
     for (const auto& part : fs::path(bind.relative)) {
@@ -717,7 +733,7 @@ std::vector<ContainerSpecInput::MountIdentity> mount_identities(const ContainerS
                         ": changed while the launch was being prepared: refusing to mount it");
       at = std::move(next);
     }
-    record(st, std::string(kContainerWorkspace) + "/" + bind.relative);
+    record_fd(at.get(), st, std::string(kContainerWorkspace) + "/" + bind.relative);
   }
   return out;
 }
@@ -966,6 +982,7 @@ class Launch {
   bool keep_host_ids_ = false;  // rootless Podman: UsernsMode keep-id (container_user_ids)
   std::vector<ContainerSpecInput::WorkspaceBind> workspace_binds_;
   fs::path workspace_;  // what /workspace is: --workspace as checked, or the launch's own
+  std::optional<file::FenceDir> workspace_checked_;  // --workspace: its identity when it was checked
   timespec started_{};  // sandbox::git_audit_clock() at the start: what changed after it is the agent's
   sandbox::GitInventory git_before_;  // --workspace's git directories before the container started
 };
@@ -1236,8 +1253,9 @@ int Launch::run() {
   check_interrupted();
 
   // From here on, everything created is removed by cleanup() unless the launch is detached.
-  fs::path workspace = options_.workspace ? value_or_throw(file::fence_dir_as_named("launch: --workspace", *options_.workspace, home_.root()))
-                                           : paths_.workspace;
+  if (options_.workspace)
+    workspace_checked_ = value_or_throw(file::fence_dir_as_named("launch: --workspace", *options_.workspace, home_.root()));
+  fs::path workspace = workspace_checked_ ? workspace_checked_->path : paths_.workspace;
   workspace_ = workspace;
   if (options_.workspace) {
     workspace_binds_ = guard_workspace_git(workspace);
@@ -1306,7 +1324,7 @@ int Launch::run() {
     if (std::none_of(options_.secrets.begin(), options_.secrets.end(), [&](const auto& s) { return s.first == var; }))
       spec.decoy_env.emplace_back(var, value);
   for (const auto& [var, name] : options_.secrets) spec.secret_env.emplace_back(var, secret_placeholder(name));
-  spec.expected_mounts = mount_identities(spec);
+  spec.expected_mounts = mount_identities(spec, workspace_checked_);
   container_id_ = value_or_throw(engine_->create_container(options_.name, container_spec(spec)));
   std::vector<ArchiveFile> decoy_files;
   json decoy_paths = json::array();
@@ -1674,7 +1692,8 @@ int launch_restart(const Home& home, const LaunchTarget& target, int timeout_sec
                     "can tamper with" + again);
   if (state.value("fence_layout", 0) != kFenceLayout)
     throw UserError("launch: '" + target.name + "' was started by an older tokfence: its container lacks protections "
-                    "this one adds (its own user account, the workspace's git settings read-only)" + again);
+                    "this one adds (its own user account, the workspace's git settings and the directories on the way "
+                    "to them bound, every mount checked at each start)" + again);
   if (state.value("mode", "") == "detach") {
     // The daemon must be serving the launch's socket again (it restores persisted ones).
     value_or_throw(proxy::ensure_daemon(home));

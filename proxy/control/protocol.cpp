@@ -17,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -369,14 +370,20 @@ struct ControlServer::Impl {
       }
       auto& c = connections.emplace_back();
       c.fd = fd;
-      c.thread = std::thread([this, &c] {
-        serve(c.fd);
-        std::lock_guard lock(mutex);
-        ::close(c.fd);
-        c.fd = -1;
-        c.done = true;
-        idle.notify_all();
-      });
+      try {
+        c.thread = std::thread([this, &c] {
+          serve(c.fd);
+          std::lock_guard lock(mutex);
+          ::close(c.fd);
+          c.fd = -1;
+          c.done = true;
+          idle.notify_all();
+        });
+      } catch (const std::system_error&) {
+        // No thread to be had (a process limit): this client is turned away, the daemon goes on.
+        ::close(fd);
+        connections.pop_back();
+      }
     }
   }
 };

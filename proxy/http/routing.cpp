@@ -26,11 +26,6 @@ bool is_path_char(char c) {
          std::string_view("-._~!$&'()*+,;=:@").find(c) != std::string_view::npos;
 }
 
-// Whether a query parameter name means a credential to some server. Servers differ in what
-// they make of a name, so it is compared the way the most lenient would read it: %XX decoded
-// ("k%65y"), '+' as a space, control and space characters dropped ("key%00", "%20key"), ASCII
-// lower case, '_' as '-', and a PHP-style "[...]" suffix ignored ("key[]"). Allocation-free: a
-// name longer than any listed one cannot match.
 // The character of a query's name or value at raw[i] as a server reads it (%XX and '+' decoded);
 // `i` is moved past what it took.
 char decoded_query_char(std::string_view raw, std::size_t& i) {
@@ -45,6 +40,11 @@ char decoded_query_char(std::string_view raw, std::size_t& i) {
   return c;
 }
 
+// Whether a query parameter name means a credential to some server. Servers differ in what
+// they make of a name, so it is compared the way the most lenient would read it: %XX decoded
+// ("k%65y"), '+' as a space, control and space characters dropped ("key%00", "%20key"), ASCII
+// lower case, '_' as '-', and a PHP-style "[...]" suffix ignored ("key[]"). Allocation-free: a
+// name longer than any listed one cannot match.
 bool is_credential_query_name(std::string_view raw) {
   char name[24];
   std::size_t n = 0;

@@ -64,8 +64,8 @@ bool has_query_credential(std::string_view query);
 // `sse` changes its format (protobuf, media), `callback` wraps it as JSONP: answers the usage
 // reader cannot read (reviews 15a G1, 15c G2: such requests were charged the estimate). So the
 // query may hold only alt=json|sse, prettyPrint, $.xgafv and credential parameters (which are
-// stripped). Names as strip_query_credentials compares them (decoded, case-folded); header names by
-// header_names_equal.
+// stripped). Names and values are read %XX- and '+'-decoded and in ASCII lower case (credential
+// names as strip_query_credentials reads them); header names by header_names_equal.
 std::string google_usage_hiding(const http1::RequestHead& head, std::string_view query);
 
 // `text` with its %XX sequences decoded (malformed ones kept as they are): for ImmuneFence's scan

@@ -307,6 +307,7 @@ struct CostEstimate {
   Usage usage;                      // the estimated tokens
   std::optional<ModelPrice> price;  // the request's model's price, when known
   std::int64_t min_tool_calls = 0;  // RequestInfo::min_tool_calls: paid calls billed whatever the answer says
+  bool names_other_models = false;  // a fallback list (RequestInfo::other_models): another may answer
 };
 
 // Prices a request from what its exchange returned, puts the cost in its row and settles its
@@ -318,11 +319,18 @@ bool settle_request(ReservationGuard& reservation, const ExchangeResult& result,
   std::optional<ModelPrice> price;
   if (!result.response_model.empty()) price = pricing.find(provider, result.response_model);
   // Another model answered (a gateway's fallback list, a router: review 15a O1): the row names the
-  // model that was used and billed, and one the table does not know is never charged at the price
-  // of the (cheaper) model asked for.
-  const bool another = answered_by_another_model(rec.model, result.response_model);
+  // model that was used and billed. Names the price table takes for one model are one model
+  // (an alias and its snapshot: claude-sonnet-4-0 answered by claude-sonnet-4-20250514, review
+  // 15e E2). When the table does not know the model that answered and the request named others it
+  // may be answered by, it is charged the dearer of the model asked for and [pricing] fallback (or
+  // the dearest price known), never the cheaper.
+  const bool another = answered_by_another_model(rec.model, result.response_model) &&
+                       !(price && estimate.price && same_price(*price, *estimate.price));
   if (rec.usage.found) rec.usage.tool_calls = std::max(rec.usage.tool_calls, estimate.min_tool_calls);
-  if (!price && another) price = pricing.fallback() ? pricing.fallback() : pricing.dearest();
+  if (!price && another && estimate.names_other_models) {
+    price = pricing.fallback() ? pricing.fallback() : pricing.dearest();
+    if (price && estimate.price && estimate.price->output > price->output) price = estimate.price;
+  }
   if (!price) price = estimate.price;
   const Settlement settled =
       settle_cost(price, estimate.admit.endpoint, rec.usage, estimate.usage, result.end, result.upstream_status);
@@ -1184,7 +1192,9 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       co_await send_error(refused->status, refused->type, refused->message, keep, req.version_minor, &rec, nullptr);
       co_return keep;
     }
-    if (kind == ApiKind::gemini) {
+    // Every metered request to a Google-style provider (its OpenAI-compatible endpoint too: the
+    // same front end applies its system parameters there, review 15e E12).
+    if (provider.spec.style == ApiStyle::gemini && kind != ApiKind::other) {
       if (auto hiding = google_usage_hiding(req, route.query); !hiding.empty()) {
         co_await send_error(400, "tokfence_usage_hidden",
                             "request: refused: " + hiding + "; every request is metered by the usage in its answer",
@@ -1273,6 +1283,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     e.admit.usage_comes_later = info.background;
     e.usage = estimate_usage(info, metering.default_max_output_tokens);
     e.min_tool_calls = info.min_tool_calls;
+    e.names_other_models = !info.other_models.empty() || info.other_models_unreadable;
     e.admit.estimated_tokens = e.usage.total();
     e.price = price_for(pricing, route.provider, info.model);
     if (e.admit.endpoint == EndpointCost::free)

@@ -30,6 +30,9 @@ struct PricedModel {
 // gateway's fallback list, review 15a O1) is another. False when either name is empty.
 bool answered_by_another_model(std::string_view asked, std::string_view answered);
 
+// Whether two prices are the same in every part (two names of one table row).
+bool same_price(const ModelPrice& a, const ModelPrice& b);
+
 class PricingTable {
  public:
   // The embedded table, then the `tokfence pricing update` table (config.pricing_update_file, when

@@ -478,6 +478,9 @@ class JsonCollector {
         std::size_t take = std::min(room, bytes.size() - i);
         text_.append(bytes.substr(i, take));
         if (take < bytes.size() - i) {
+          // The first time past the cap, the tail starts with the end of what was kept: a usage
+          // object that straddles the cap is whole in it (review 15e E4).
+          if (!truncated_) tail_.append(std::string_view(text_).substr(text_.size() - std::min(text_.size(), kMaxJsonTailBytes)));
           truncated_ = true;
           tail_.append(bytes.substr(i + take));
         }
@@ -583,10 +586,12 @@ std::int64_t gemini_tool_calls(std::string_view candidates) {
   std::int64_t calls = 0;
   for_each_element(candidates, [&](std::string_view candidate) {
     const std::string_view grounding = member_text(candidate, "groundingMetadata");
-    if (grounding.empty() || grounding == "null") return;
-    std::int64_t queries = 0;
+    if (!is_object_text(grounding)) return;
+    std::int64_t queries = 0, chunks = 0;
     for_each_element(member_text(grounding, "webSearchQueries"), [&](std::string_view) { ++queries; });
-    calls += std::max<std::int64_t>(queries, 1);
+    for_each_element(member_text(grounding, "groundingChunks"), [&](std::string_view) { ++chunks; });
+    // An empty groundingMetadata grounded nothing (review 15e E8).
+    calls += queries > 0 ? queries : chunks > 0 ? 1 : 0;
   });
   return calls;
 }
@@ -659,7 +664,8 @@ class Extractor final : public UsageExtractor {
     if (event == kOversizedEvent) return oversized_event(data);
     // A Responses stream announces every finished output item on its own: a paid call is counted
     // there too, so a final event too big to read does not lose it (review 15d M1).
-    if (kind_ == ApiKind::openai_responses && data.find("\"response.output_item.done\"") != std::string_view::npos &&
+    if (kind_ == ApiKind::openai_responses && (event.empty() || event == "response.output_item.done") &&
+        data.find("\"response.output_item.done\"") != std::string_view::npos &&
         is_paid_responses_item(string_value(member_text(member_text(data, "item"), "type")).value_or("")))
       ++streamed_items_;
     tool_calls_seen_ = std::max(tool_calls_seen_, streamed_items_);
@@ -704,13 +710,16 @@ class Extractor final : public UsageExtractor {
     if (kind_ == ApiKind::openai_responses) tool_calls_seen_ = std::max(tool_calls_seen_, responses_tool_calls_in_text(tail));
     tool_calls_seen_ = std::max(tool_calls_seen_, usage_.tool_calls);
     const std::string_view key = kind_ == ApiKind::gemini ? "\"usageMetadata\"" : "\"usage\"";
-    for (std::size_t at = tail.rfind(key); at != std::string_view::npos; at = at == 0 ? std::string_view::npos : tail.rfind(key, at - 1)) {
+    // The last one only: the top-level usage is the document's last member, and an earlier key may
+    // be one the agent wrote (an echoed tool schema, a function call's arguments) when the last is
+    // null (review 15e E5). One look, so a cut text costs one parse at most.
+    for (std::size_t at = tail.rfind(key); at != std::string_view::npos; at = std::string_view::npos) {
       std::size_t i = skip_ws(tail, at + key.size());
-      if (i >= tail.size() || tail[i] != ':') continue;
+      if (i >= tail.size() || tail[i] != ':') return;
       i = skip_ws(tail, i + 1);
-      if (i >= tail.size() || tail[i] != '{') continue;
+      if (i >= tail.size() || tail[i] != '{') return;
       const std::size_t end = skip_value(tail, i);
-      if (end == i || end > tail.size() || tail[end - 1] != '}') continue;
+      if (end == i || end > tail.size() || tail[end - 1] != '}') return;
       const std::string_view u = tail.substr(i, end - i);
       if (kind_ == ApiKind::gemini) {
         usage_ = read_gemini_usage(u);
@@ -874,22 +883,21 @@ ApiKind classify(ApiStyle style, std::string_view path) {
 // The calls of the provider's own paid tools a request's `tools` allow, for the estimate: Anthropic's
 // web_search_* (its max_uses, else kDefaultToolCalls), OpenAI's web_search*, file_search and
 // code_interpreter, Gemini's search, Maps and enterprise grounding (kDefaultToolCalls each).
-std::int64_t paid_tool_calls(std::string_view tools) {
+std::int64_t paid_tool_calls(ApiKind kind, std::string_view tools) {
   std::int64_t calls = 0;
   for_each_element(tools, [&](std::string_view tool) {
     if (!is_object_text(tool)) return;
-    auto [type, max_uses] = member_texts<2>(tool, {"type", "max_uses"});
-    const std::string name = string_value(type).value_or("");
-    if (name.starts_with("web_search") || name == "file_search" || name == "code_interpreter") {
-      calls += std::min(count_value(max_uses).value_or(kDefaultToolCalls), kMaxEstimatedToolCalls);
+    // One pass over each tool (agents send large schemas: review 15e E6).
+    if (kind == ApiKind::gemini) {
+      const auto named = member_texts<8>(tool, {"google_search", "googleSearch", "google_search_retrieval", "googleSearchRetrieval",
+                                               "google_maps", "googleMaps", "enterprise_web_search", "enterpriseWebSearch"});
+      if (std::any_of(named.begin(), named.end(), [](std::string_view v) { return !v.empty(); })) calls += kDefaultToolCalls;
       return;
     }
-    for (std::string_view google : {"google_search", "googleSearch", "google_search_retrieval", "googleSearchRetrieval",
-                                    "google_maps", "googleMaps", "enterprise_web_search", "enterpriseWebSearch"})
-      if (!member_text(tool, google).empty()) {
-        calls += kDefaultToolCalls;
-        return;
-      }
+    auto [type, max_uses] = member_texts<2>(tool, {"type", "max_uses"});
+    const std::string name = string_value(type).value_or("");
+    if (name.starts_with("web_search") || name == "file_search" || name == "code_interpreter")
+      calls += std::min(count_value(max_uses).value_or(kDefaultToolCalls), kMaxEstimatedToolCalls);
   });
   return calls;
 }
@@ -944,7 +952,7 @@ RequestInfo inspect_request(ApiKind kind, std::string_view path, std::string& bo
     auto m = member_texts<14>(j, {"model", "stream", "max_completion_tokens", "max_tokens", "max_output_tokens",
                                   "generationConfig", "stream_options", "background", "n", "best_of", "models", "fallbacks",
                                   "tools", "web_search_options"});
-    info.tool_calls = paid_tool_calls(m[tools]);
+    info.tool_calls = paid_tool_calls(kind, m[tools]);
     // Chat Completions' search models bill each request that asks to search, whatever the answer
     // says: one call at least (review 15d M2).
     if (kind == ApiKind::openai_chat && !m[web_search_options].empty() && m[web_search_options] != "null") {

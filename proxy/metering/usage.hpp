@@ -5,7 +5,9 @@
 // `usage` when stream_options.include_usage is set), OpenAI Responses (`response.completed` event /
 // JSON `usage`), Anthropic Messages (`message_start` + `message_delta` events / JSON `usage`),
 // Gemini (`usageMetadata`, in JSON and in every streamed chunk: the last one wins).
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,7 +29,13 @@ struct Usage {
   // file_search_call output items, Gemini's grounding queries (webSearchQueries).
   std::int64_t tool_calls = 0;
   bool found = false;                   // false: the response carried no usage at all
-  std::int64_t total() const { return input_tokens + output_tokens + cache_read_tokens + cache_write_tokens; }
+  // Saturates instead of overflowing: the counts come from clients' max_tokens and upstreams' reports.
+  std::int64_t total() const {
+    std::int64_t sum = 0;
+    for (std::int64_t part : {input_tokens, output_tokens, cache_read_tokens, cache_write_tokens})
+      if (__builtin_add_overflow(sum, std::max<std::int64_t>(part, 0), &sum)) return std::numeric_limits<std::int64_t>::max();
+    return sum;
+  }
 };
 
 // Which API a request speaks, from the provider's style and the path after /<provider>.

@@ -84,6 +84,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -1066,12 +1067,12 @@ struct ExpectedMount {
   std::string path;
   dev_t dev = 0;
   ino_t ino = 0;
+  std::uint64_t fsid = 0;  // statfs f_fsid, 0 = none
 };
 
 ExpectedMount parse_expected_mount(const std::string& spec) {
-  const auto eq = spec.rfind('='), colon = spec.rfind(':');
-  if (eq == std::string::npos || colon == std::string::npos || colon < eq || spec.empty() || spec[0] != '/')
-    usage_error("--expect-mount: want /PATH=DEV:INO, got: " + spec);
+  const auto eq = spec.rfind('=');
+  if (eq == std::string::npos || spec.empty() || spec[0] != '/') usage_error("--expect-mount: want /PATH=DEV:INO[:FSID], got: " + spec);
   auto number = [&](const std::string& text) {
     char* end = nullptr;
     errno = 0;
@@ -1079,14 +1080,32 @@ ExpectedMount parse_expected_mount(const std::string& spec) {
     if (text.empty() || *end != '\0' || errno != 0) usage_error("--expect-mount: not a number: " + text);
     return v;
   };
-  return {spec.substr(0, eq), static_cast<dev_t>(number(spec.substr(eq + 1, colon - eq - 1))),
-          static_cast<ino_t>(number(spec.substr(colon + 1)))};
+  std::vector<unsigned long long> values;
+  for (std::size_t at = eq + 1;;) {
+    const auto colon = spec.find(':', at);
+    values.push_back(number(spec.substr(at, colon == std::string::npos ? std::string::npos : colon - at)));
+    if (colon == std::string::npos) break;
+    at = colon + 1;
+  }
+  if (values.size() < 2 || values.size() > 3) usage_error("--expect-mount: want /PATH=DEV:INO[:FSID], got: " + spec);
+  return {spec.substr(0, eq), static_cast<dev_t>(values[0]), static_cast<ino_t>(values[1]), values.size() == 3 ? values[2] : 0};
+}
+
+// The same file system: the same device, or (st_dev is not stable across a reboot on btrfs, NFS,
+// LVM) the same statfs f_fsid when one was recorded.
+bool same_file_system(const ExpectedMount& m, const struct stat& st) {
+  if (st.st_dev == m.dev) return true;
+  struct statfs fs {};
+  if (m.fsid == 0 || ::statfs(m.path.c_str(), &fs) != 0) return false;
+  std::uint32_t halves[2];
+  std::memcpy(halves, &fs.f_fsid, sizeof halves);
+  return ((static_cast<std::uint64_t>(halves[0]) << 32) | halves[1]) == m.fsid;
 }
 
 bool mounts_as_expected(const std::vector<ExpectedMount>& expected) {
   for (const auto& m : expected) {
     struct stat st {};
-    if (::lstat(m.path.c_str(), &st) != 0 || S_ISLNK(st.st_mode) || st.st_dev != m.dev || st.st_ino != m.ino) {
+    if (::lstat(m.path.c_str(), &st) != 0 || S_ISLNK(st.st_mode) || st.st_ino != m.ino || !same_file_system(m, st)) {
       std::cerr << "tokfence-relay: refused: " << m.path
                 << " is not what tokfence launch mounted there: its source on the host was replaced since the "
                    "container was made (by something that can write a directory above it). Not starting; "
@@ -1151,7 +1170,7 @@ int main(int argc, char** argv) {
                    "  --page-policy     with --check-host: answers carry a Content-Security-Policy that\n"
                    "                    keeps the page's loads on the listener's origin; no service worker\n"
                    "  --agent-seccomp   COMMAND runs under the sandbox's seccomp filter (never without it)\n"
-                   "  --expect-mount /PATH=DEV:INO   refuse to start unless PATH (not a link) is that inode\n"
+                   "  --expect-mount /PATH=DEV:INO[:FSID]  refuse to start unless PATH (not a link) is that inode\n"
                    "example: tokfence-relay --forward tcp:127.0.0.1:9471=unix:/run/tokfence-proxy/proxy.sock -- codex\n";
       return 0;
     } else {

@@ -37,8 +37,9 @@ expect_eq "$(upstream_calls)" "$before" "requests that reached the upstream"
 code=$(post "$SCOPED2" "{\"model\":\"tf-cheap\",\"models\":[\"tf-cheap-2\"],$ask}")
 expect_eq "$code" 200 "a fallback list inside the session's models"
 
-# A gateway that answers with another model on its own (a router): the row says so and prices it.
-code=$(post "$CAPPED" "{\"model\":\"tf-cheap\",$ask}" -H 'x-fake-response-model: tf-dear-unpriced')
+# A gateway answers with a model of the request's fallback list that the table does not know: the
+# row says so and prices it at the dearest known price (never the cheap one's).
+code=$(post "$CAPPED" "{\"model\":\"tf-cheap\",\"models\":[\"tf-dear-unpriced\"],$ask}" -H 'x-fake-response-model: tf-dear-unpriced')
 expect_eq "$code" 200 "an answer from another model"
 id=$(jq -r .id "$WORK/out/reply")
 code=$(post "$CAPPED" "{\"model\":\"tf-cheap\",$ask}" -H 'x-fake-response-model: tf-cheap-2026-01-01')

@@ -326,3 +326,25 @@ TEST_CASE("core::home ensure_private_dir refuses a symlink at the directory and 
   REQUIRE(ensure_private_dir(t.path / "new" / "deeper"));
   CHECK(mode_of(t.path / "new" / "deeper") == 0700);
 }
+
+TEST_CASE("file::fence_dir_as_named: a link on the way is refused, the real path is checked and identified") {
+  TempDir dir;
+  fs::create_directories(dir.path / "real" / "sub");
+  fs::create_directories(dir.path / "home");
+  fs::create_symlink(dir.path / "real", dir.path / "link");
+  auto ok = file::fence_dir_as_named("--workdir", dir.path / "real" / "sub", dir.path / "home");
+  REQUIRE(ok);
+  struct stat st {};
+  REQUIRE(::stat((dir.path / "real" / "sub").c_str(), &st) == 0);
+  CHECK(ok->dev == st.st_dev);
+  CHECK(ok->ino == st.st_ino);
+  // Review 15d L1: a link another agent could re-point.
+  auto linked = file::fence_dir_as_named("--workdir", dir.path / "link" / "sub", dir.path / "home");
+  REQUIRE_FALSE(linked);
+  CHECK(linked.error().message.find("is reached through a symbolic link") != std::string::npos);
+  CHECK_FALSE(file::fence_dir_as_named("--workdir", dir.path / "home", dir.path / "home"));
+  CHECK_FALSE(file::fence_dir_as_named("--workdir", dir.path, dir.path / "home"));
+  CHECK_FALSE(file::fence_dir_as_named("--workdir", dir.path / "missing", dir.path / "home"));
+  // A trailing slash names the same directory.
+  CHECK(file::fence_dir_as_named("--workdir", (dir.path / "real").string() + "/", dir.path / "home"));
+}

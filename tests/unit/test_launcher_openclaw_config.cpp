@@ -406,7 +406,7 @@ TEST_CASE("launcher::container_spec hands the relay each bind's identity, and bo
   in.image = "img:1";
   in.command = {"openclaw", "gateway", "run"};
   in.workspace = "/w";
-  in.expected_mounts = {{"/workspace", 2049, 77}, {"/workspace/.git/modules", 2049, 78}};
+  in.expected_mounts = {{"/workspace", 2049, 77, 0}, {"/workspace/.git/modules", 2049, 78, 991}};
   auto spec = container_spec(in);
   const auto& cmd = spec["Cmd"];
   std::vector<std::string> args(cmd.begin(), cmd.end());
@@ -414,9 +414,9 @@ TEST_CASE("launcher::container_spec hands the relay each bind's identity, and bo
   REQUIRE(dashes != args.end());
   const std::vector<std::string> before(args.begin(), dashes);
   // Before "--": the relay's options, never the agent's arguments (review 15c X1).
-  const std::vector<std::string> pair = {"--expect-mount", "/workspace=2049:77"};
+  const std::vector<std::string> pair = {"--expect-mount", "/workspace=2049:77:0"};
   CHECK(std::search(before.begin(), before.end(), pair.begin(), pair.end()) != before.end());
-  CHECK(std::find(before.begin(), before.end(), "/workspace/.git/modules=2049:78") != before.end());
+  CHECK(std::find(before.begin(), before.end(), "/workspace/.git/modules=2049:78:991") != before.end());
   CHECK(std::vector<std::string>(dashes + 1, args.end()) == in.command);
   CHECK(spec["HostConfig"]["LogConfig"] ==
         json{{"Type", "json-file"}, {"Config", {{"max-size", kLogMaxSize}, {"max-file", kLogMaxFiles}}}});

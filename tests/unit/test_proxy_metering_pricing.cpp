@@ -269,3 +269,21 @@ TEST_CASE("answered_by_another_model: snapshots and spellings of the model asked
   CHECK(answered_by_another_model("gpt-4o-mini", "gpt-4o"));
   CHECK(answered_by_another_model("openrouter/auto", "anthropic/claude-opus-4"));
 }
+
+TEST_CASE("same_price: an alias and its snapshot are one table row") {
+  // Review 15e E2: claude-sonnet-4-0 is answered by claude-sonnet-4-20250514; the names share no
+  // look-up name, but the table prices both as one model, so the proxy does not call it another.
+  Config config;
+  PricingTable table(config);
+  auto alias = table.find("anthropic", "claude-sonnet-4-0");
+  auto snapshot = table.find("anthropic", "claude-sonnet-4-20250514");
+  REQUIRE(alias);
+  REQUIRE(snapshot);
+  CHECK(answered_by_another_model("claude-sonnet-4-0", "claude-sonnet-4-20250514"));
+  CHECK(same_price(*alias, *snapshot));
+  auto mini = table.find("openai", "gpt-4o-mini");
+  auto full = table.find("openai", "gpt-4o");
+  REQUIRE(mini);
+  REQUIRE(full);
+  CHECK_FALSE(same_price(*mini, *full));
+}

@@ -740,3 +740,23 @@ TEST_CASE("proxy::UsageExtractor keeps the paid calls of a Responses stream whos
   std::string maps = R"({"tools":[{"googleMaps":{}}]})";
   CHECK(inspect_request(ApiKind::gemini, "/v1beta/models/g:generateContent", maps, true).tool_calls == kDefaultToolCalls);
 }
+
+TEST_CASE("proxy::UsageExtractor finds a usage that straddles the 8 MiB cap, and takes only the last usage key") {
+  // Review 15e E4: the tail began at the cap, so a usage object across it was lost.
+  std::string reply = R"({"choices":[{"message":{"content":")";
+  const std::string tail_part = R"("}}],"usage":{"prompt_tokens":7,"completion_tokens":8}})";
+  reply += std::string(8 * 1024 * 1024 - reply.size() - 20, 'x') + tail_part;
+  REQUIRE(reply.size() > 8 * 1024 * 1024);
+  check_usage(run(ApiKind::openai_chat, false, reply).usage, 7, 8, 0, 0);
+  // Review 15e E5: the last usage key is null; an earlier one (an echoed tool schema's) is not taken.
+  const std::string echoed = R"({"pad":")" + std::string(9 * 1024 * 1024, 'y') +
+                             R"(","tools":[{"schema":{"usage":{"prompt_tokens":0,"completion_tokens":0}}}],"usage":null})";
+  CHECK_FALSE(run(ApiKind::openai_chat, false, echoed).usage.found);
+}
+
+TEST_CASE("proxy::Usage::total saturates") {
+  Usage u;
+  u.input_tokens = std::numeric_limits<std::int64_t>::max();
+  u.output_tokens = 5;
+  CHECK(u.total() == std::numeric_limits<std::int64_t>::max());
+}
