@@ -451,8 +451,9 @@ Result<FenceDir> fence_dir_as_named(const std::string& what, const fs::path& giv
       at /= part;
       struct stat st {};
       if (::lstat(at.c_str(), &st) == 0 && S_ISLNK(st.st_mode) && !root_only_link(at, st))
-        return fail(what + ": " + named.string() + " is reached through a symbolic link (" + at.string() + ", it is " +
-                    real.string() + "): give " + real.string() + " itself, so that what the agent gets is what you named");
+        return fail(what + ": " + named.string() + " is reached through a symbolic link (" +
+                    (at == named ? std::string() : at.string() + " on the way; ") + "it is " + real.string() + "): give " +
+                    real.string() + " itself, so that what the agent gets is what you named");
       std::error_code step;
       at = fs::canonical(at, step);  // the rest is looked at where a root-only link leads
       if (step) return fail(what + ": not an existing directory: " + given.string());

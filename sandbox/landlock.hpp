@@ -22,7 +22,7 @@ struct LandlockRules {
   // directories here (e.g. /dev/pts) cover the devices below them.
   std::vector<std::filesystem::path> devices;
   // A writable path that must still be this directory (device, inode) when its rule is added.
-  std::optional<std::pair<std::filesystem::path, std::pair<dev_t, ino_t>>> checked;
+  std::optional<std::pair<std::filesystem::path, std::pair<dev_t, ino_t>>> checked = {};
 };
 
 // Restricts the calling thread (and what it later execs) to `rules`, with every access right the

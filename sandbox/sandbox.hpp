@@ -20,7 +20,7 @@ struct Policy {
   // What `workdir` was when the caller checked it (core/file fence_dir_as_named): the sandbox
   // refuses to start when the path leads elsewhere by the time it is entered and granted (another
   // agent that writes a parent of it swapped it for a link: review 15e E1). Unset: not compared.
-  std::optional<std::pair<dev_t, ino_t>> workdir_identity;
+  std::optional<std::pair<dev_t, ino_t>> workdir_identity = {};
   // Further writable paths (the harness home, --allow-write paths). Must exist.
   std::vector<std::filesystem::path> writable;
   // Replaced by empty read-only mounts (directories) or an empty file (anything else): the

@@ -17,9 +17,13 @@ victim_home="$TOKFENCE_HOME/openclaw/tfv-$RUN_ID/home"
 wait_until "test -e '$victim_home/history.txt'" 20 || die "the victim wrote no history"
 
 # What the other agent left: WS/proj is now a link to the victim's state home.
+# (The other fence's workspace, and the link it made, are the container user's: only a link that
+# nobody but root can change is taken, /home -> /var/home.)
 ws="$WORK/ws"
+CONTAINER_IDS=$(launch_default_ids)
 mkdir -p "$ws"
 ln -s "$victim_home" "$ws/proj"
+chown -h "$CONTAINER_IDS" "$ws" "$ws/proj"
 tf launch --image "$TEST_IMAGE" --no-pull --name "tfb-$RUN_ID" --workspace "$ws/proj" -- /bin/sh -c 'cat /workspace/history.txt; touch /workspace/written-by-b'
 expect_eq "$TF_RC" 1 "launch with a --workspace that is a link"
 expect_contains "$TF_ERR" "launch: --workspace: $ws/proj is reached through a symbolic link (it is $(realpath "$victim_home"))"
@@ -28,7 +32,7 @@ expect_not_contains "$TF_OUT" secret-history "the relaunched agent read the vict
 expect_nothing_left "tfb-$RUN_ID"
 
 # A link on the way counts as much as the last one; and run --workdir is held to the same rule.
-mkdir -p "$WORK/real/sub" && ln -s "$WORK/real" "$ws/via"
+mkdir -p "$WORK/real/sub" && ln -s "$WORK/real" "$ws/via" && chown -h "$CONTAINER_IDS" "$ws/via"
 tf launch --image "$TEST_IMAGE" --no-pull --name "tfc-$RUN_ID" --workspace "$ws/via/sub" -- /bin/true
 expect_eq "$TF_RC" 1 "launch with a link in the middle of --workspace"
 expect_contains "$TF_ERR" "is reached through a symbolic link"

@@ -98,6 +98,8 @@ expect_contains "$TF_ERR" "--workdir: $(realpath "$TOKFENCE_HOME") is inside the
 tf run codex --command "$PROBE" --workdir "$(dirname "$TOKFENCE_HOME")"
 expect_contains "$TF_ERR" "holds the tokfence home" "a workdir that holds the tokfence home"
 ln -sfn "$WORK/project" "$WORK/project-link"
+# A link another user could change (only root-only links, /home -> /var/home, are taken).
+[[ $(id -u) -ne 0 ]] || chown -h 65534 "$WORK/project-link"
 tf run codex --command "$PROBE" --workdir "$WORK/project-link"
 expect_eq "$TF_RC" 1 "a workdir named through a symbolic link"
 expect_contains "$TF_ERR" "--workdir: $WORK/project-link is reached through a symbolic link (it is $(realpath "$WORK/project")): give"

@@ -332,6 +332,9 @@ TEST_CASE("file::fence_dir_as_named: a link on the way is refused, the real path
   fs::create_directories(dir.path / "real" / "sub");
   fs::create_directories(dir.path / "home");
   fs::create_symlink(dir.path / "real", dir.path / "link");
+  // A link another user could change (as root, the scratch directory is root's own and 0700, so a
+  // link of root's there is one only root can change, which is taken: /home -> /var/home).
+  if (::geteuid() == 0) REQUIRE(::lchown((dir.path / "link").c_str(), 65534, 65534) == 0);
   auto ok = file::fence_dir_as_named("--workdir", dir.path / "real" / "sub", dir.path / "home");
   REQUIRE(ok);
   struct stat st {};
@@ -345,6 +348,13 @@ TEST_CASE("file::fence_dir_as_named: a link on the way is refused, the real path
   CHECK_FALSE(file::fence_dir_as_named("--workdir", dir.path / "home", dir.path / "home"));
   CHECK_FALSE(file::fence_dir_as_named("--workdir", dir.path, dir.path / "home"));
   CHECK_FALSE(file::fence_dir_as_named("--workdir", dir.path / "missing", dir.path / "home"));
+  // A link only root can change (root's, in a directory of root's no one else may write) is taken.
+  if (::geteuid() == 0) {
+    fs::create_symlink(dir.path / "real", dir.path / "rootlink");
+    auto through = file::fence_dir_as_named("--workdir", dir.path / "rootlink" / "sub", dir.path / "home");
+    REQUIRE(through);
+    CHECK(through->path == fs::canonical(dir.path / "real" / "sub"));
+  }
   // A trailing slash names the same directory.
   CHECK(file::fence_dir_as_named("--workdir", (dir.path / "real").string() + "/", dir.path / "home"));
 }

@@ -695,7 +695,10 @@ TEST_CASE("proxy::UsageExtractor counts the provider's own paid tool calls") {
                R"({"candidates":[{"groundingMetadata":{"webSearchQueries":["a","b","c"]}}],"usageMetadata":{"promptTokenCount":1}})");
   CHECK(g.usage.tool_calls == 3);
   std::string body = R"({"model":"m","tools":[{"type":"web_search_20250305","max_uses":7},{"type":"web_search"},{"google_search":{}},{"type":"function","name":"f"}]})";
-  CHECK(inspect_request(ApiKind::openai_chat, "/v1/chat/completions", body, true).tool_calls == 7 + 2 * kDefaultToolCalls);
+  // Google's tool names count on Gemini requests only (one scan per tool: review 15e E6).
+  CHECK(inspect_request(ApiKind::openai_chat, "/v1/chat/completions", body, true).tool_calls == 7 + kDefaultToolCalls);
+  std::string gemini = R"({"tools":[{"google_search":{}},{"functionDeclarations":[]}]})";
+  CHECK(inspect_request(ApiKind::gemini, "/v1beta/models/g:generateContent", gemini, true).tool_calls == kDefaultToolCalls);
 }
 
 TEST_CASE("proxy::UsageExtractor reads the usage at the end of a stream event past 1 MiB") {
