@@ -42,6 +42,9 @@ mv \$w/.git/modules \$w/.git/modules.aside; echo "rename \$?" >> \$w/trace
 mkdir -p \$w/.git/modules/lib 2>/dev/null
 ln -s "$secret_dir/target" \$w/.git/modules/lib/config 2>> \$w/trace
 touch \$w/.planted
+# Up long enough for launch --detach to see it start (an exit at once is a failed launch); then
+# the exit the restart policy answers.
+sleep 5
 exit 3
 EOS
 )
