@@ -27,6 +27,7 @@ struct ModelPrice {
   // 15a T1); the same unit as the others, which are picodollars per token. -1 = the provider's
   // fee (proxy/metering/pricing.cpp kServerToolFees), filled in by the price table.
   std::int64_t tool_call = -1;
+  bool operator==(const ModelPrice&) const = default;
 };
 
 struct Config {

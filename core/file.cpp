@@ -464,15 +464,28 @@ Result<FenceDir> fence_dir_as_named(const std::string& what, const fs::path& giv
     return fail(what + ": " + real.string() + (is_same_or_under(real, home) ? " is inside" : " holds") +
                 " the tokfence home " + home.string() + ", which the agent must not see");
   // The real path, opened without following any link: what it is now is what the fence gets.
-  Fd at(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
-  for (const auto& part : real.relative_path()) {
-    Fd next(::openat(at.get(), part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!next) return fail(what + ": " + real.string() + ": changed while it was checked (" + errno_text(errno) + ")");
+  Fd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  auto opened = open_path_nofollow(root.get(), real.relative_path());
+  struct stat st {};
+  if (!opened || ::fstat(opened->get(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return fail(what + ": " + real.string() + ": changed while it was checked" +
+                (opened ? std::string() : " (" + opened.error().message + ")"));
+  return FenceDir{real, st.st_dev, st.st_ino};
+}
+
+Result<Fd> open_path_nofollow(int dir_fd, const fs::path& relative) {
+  Fd at(::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0));
+  if (!at) return fail("cannot duplicate a directory descriptor: " + errno_text(errno));
+  if (relative.empty()) return at;
+  const auto last = std::prev(relative.end());
+  for (auto part = relative.begin(); part != relative.end(); ++part) {
+    Fd next(::openat(at.get(), part->c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC | (part == last ? 0 : O_DIRECTORY)));
+    struct stat st {};
+    if (!next || ::fstat(next.get(), &st) != 0) return fail(part->string() + ": " + errno_text(errno));
+    if (S_ISLNK(st.st_mode)) return fail(part->string() + ": is a symbolic link");
     at = std::move(next);
   }
-  struct stat st {};
-  if (::fstat(at.get(), &st) != 0) return fail(what + ": cannot stat " + real.string() + ": " + errno_text(errno));
-  return FenceDir{real, st.st_dev, st.st_ino};
+  return at;
 }
 
 }  // namespace tokfence::file

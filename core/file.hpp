@@ -94,6 +94,12 @@ Result<Fd> connect_unix_at(int dir_fd, std::string_view name,
 // /proc/self/exe, the one look-up for the whole tree. Empty path if it cannot be read.
 std::filesystem::path self_exe();
 
+// Opens `relative` below `dir_fd` one component at a time with O_PATH | O_NOFOLLOW: every
+// component but the last must be a directory and none may be a symbolic link (the last one is
+// opened, not followed, and refused when it is a link). For paths below a directory another
+// principal can write, where any component may have been swapped for a link.
+Result<Fd> open_path_nofollow(int dir_fd, const std::filesystem::path& relative);
+
 // The directory a fence is given to write (launch --workspace, run --workdir), as named, and the
 // identity it was checked with. A symbolic link in it is refused, the message naming where it
 // leads: a link in a directory another agent can write (a second fence whose workspace holds this

@@ -42,10 +42,6 @@ std::string price_text(const ModelPrice& p) {
          usd_per_million(p.cache_read) + ", cache write " + usd_per_million(p.cache_write);
 }
 
-bool same_price(const ModelPrice& a, const ModelPrice& b) {
-  return a.input == b.input && a.output == b.output && a.cache_read == b.cache_read && a.cache_write == b.cache_write;
-}
-
 std::string model_label(const proxy::PricedModel& m) { return (m.provider.empty() ? std::string("*") : m.provider) + "/" + m.model; }
 
 void update_prices(Context& ctx, const std::string& from) {
@@ -62,7 +58,7 @@ void update_prices(Context& ctx, const std::string& from) {
     auto old = before.find(m.provider, m.model);
     if (!old)
       added.push_back(model_label(m));
-    else if (!same_price(*old, m.price))
+    else if (!proxy::same_token_prices(*old, m.price))
       changed.push_back(model_label(m) + ": " + price_text(*old) + " -> " + price_text(m.price));
     else
       ++unchanged;

@@ -30,6 +30,7 @@
 #include "core/egress_env.hpp"
 #include "core/error.hpp"
 #include "core/file.hpp"
+#include "core/fs_identity.hpp"
 #include "core/process.hpp"
 #include "core/text_format.hpp"
 #include "launcher/openclaw/docker.hpp"
@@ -694,12 +695,7 @@ std::vector<ContainerSpecInput::MountIdentity> mount_identities(const ContainerS
   std::vector<ContainerSpecInput::MountIdentity> out;
   auto record_fd = [&](int fd, const struct stat& st, std::string in_container) {
     struct statfs fs {};
-    std::uint64_t fsid = 0;
-    if (::fstatfs(fd, &fs) == 0) {
-      std::uint32_t halves[2];
-      std::memcpy(halves, &fs.f_fsid, sizeof halves);
-      fsid = (static_cast<std::uint64_t>(halves[0]) << 32) | halves[1];
-    }
+    const std::uint64_t fsid = ::fstatfs(fd, &fs) == 0 ? fsid_number(fs) : 0;
     out.push_back({std::move(in_container), static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino), fsid});
   };
   auto by_path = [&](const fs::path& host, std::string in_container) {
@@ -725,15 +721,11 @@ std::vector<ContainerSpecInput::MountIdentity> mount_identities(const ContainerS
                     ": changed while the launch was being prepared (replaced by a link?): refusing to mount it");
   record_fd(ws.get(), st, kContainerWorkspace);
   for (const auto& bind : spec.workspace_binds) {
-    file::Fd at(::fcntl(ws.get(), F_DUPFD_CLOEXEC, 0));
-    for (const auto& part : fs::path(bind.relative)) {
-      file::Fd next(::openat(at.get(), part.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-      if (!next || ::fstat(next.get(), &st) != 0 || S_ISLNK(st.st_mode))
-        throw UserError("launch: --workspace: " + (spec.workspace / bind.relative).string() +
-                        ": changed while the launch was being prepared: refusing to mount it");
-      at = std::move(next);
-    }
-    record_fd(at.get(), st, std::string(kContainerWorkspace) + "/" + bind.relative);
+    auto at = file::open_path_nofollow(ws.get(), bind.relative);
+    if (!at || ::fstat(at->get(), &st) != 0)
+      throw UserError("launch: --workspace: " + (spec.workspace / bind.relative).string() +
+                      ": changed while the launch was being prepared: refusing to mount it");
+    record_fd(at->get(), st, std::string(kContainerWorkspace) + "/" + bind.relative);
   }
   return out;
 }

@@ -63,16 +63,21 @@ bool is_credential_query_name(std::string_view raw) {
 
 // Whether one '&'-separated query part names a credential, also in a ';'-separated piece of it
 // (some servers split on ';' too: "a=1;key=x").
-bool is_credential_query_part(std::string_view part) {
-  std::size_t start = 0;
-  while (start <= part.size()) {
-    auto semi = part.find(';', start);
-    std::string_view piece = part.substr(start, semi == std::string_view::npos ? std::string_view::npos : semi - start);
-    if (is_credential_query_name(piece.substr(0, piece.find('=')))) return true;
+// Calls fn(piece) for each ';'-separated piece of one query part, in order, until fn returns true;
+// returns whether it did (some servers split a query on ';' as well as '&': "a=1;key=x").
+template <class Fn>
+bool any_query_piece(std::string_view part, Fn&& fn) {
+  for (std::size_t start = 0; start <= part.size();) {
+    const auto semi = part.find(';', start);
+    if (fn(part.substr(start, semi == std::string_view::npos ? std::string_view::npos : semi - start))) return true;
     if (semi == std::string_view::npos) break;
     start = semi + 1;
   }
   return false;
+}
+
+bool is_credential_query_part(std::string_view part) {
+  return any_query_piece(part, [](std::string_view piece) { return is_credential_query_name(piece.substr(0, piece.find('='))); });
 }
 
 // Calls fn(part) for each non-empty '&'-separated part of a query, in order.
@@ -283,10 +288,9 @@ std::string google_usage_hiding(const http1::RequestHead& head, std::string_view
   // answer as JSONP: review 15c G2), so only those known to leave the answer readable pass.
   std::string found;
   for_each_query_part(query, [&](std::string_view part) {
+    if (!found.empty()) return;  // the first one found is named
     // Also each ';'-separated piece, as the credential filter reads them.
-    for (std::size_t start = 0; found.empty() && start <= part.size();) {
-      const auto semi = part.find(';', start);
-      const std::string_view piece = part.substr(start, semi == std::string_view::npos ? std::string_view::npos : semi - start);
+    any_query_piece(part, [&](std::string_view piece) {
       const auto eq = piece.find('=');
       const std::string name = folded_query_text(piece.substr(0, eq));
       const std::string value = eq == std::string_view::npos ? std::string() : folded_query_text(piece.substr(eq + 1));
@@ -298,9 +302,8 @@ std::string google_usage_hiding(const http1::RequestHead& head, std::string_view
                 (name == "alt" || name == "$alt" ? " other than json or sse" : "") +
                 " (only alt=json|sse, prettyPrint and $.xgafv are forwarded: others can change the answer's "
                 "form so that its usage cannot be read)";
-      if (semi == std::string_view::npos) break;
-      start = semi + 1;
-    }
+      return !found.empty();
+    });
   });
   return found;
 }

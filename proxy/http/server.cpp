@@ -325,7 +325,7 @@ bool settle_request(ReservationGuard& reservation, const ExchangeResult& result,
   // may be answered by, it is charged the dearer of the model asked for and [pricing] fallback (or
   // the dearest price known), never the cheaper.
   const bool another = answered_by_another_model(rec.model, result.response_model) &&
-                       !(price && estimate.price && same_price(*price, *estimate.price));
+                       !(price && estimate.price && *price == *estimate.price);
   if (rec.usage.found) rec.usage.tool_calls = std::max(rec.usage.tool_calls, estimate.min_tool_calls);
   if (!price && another && estimate.names_other_models) {
     price = pricing.fallback() ? pricing.fallback() : pricing.dearest();

@@ -288,9 +288,8 @@ bool answered_by_another_model(std::string_view asked, std::string_view answered
   return std::none_of(a.begin(), a.end(), [&](const std::string& name) { return std::find(b.begin(), b.end(), name) != b.end(); });
 }
 
-bool same_price(const ModelPrice& a, const ModelPrice& b) {
-  return a.input == b.input && a.output == b.output && a.cache_read == b.cache_read && a.cache_write == b.cache_write &&
-         a.tool_call == b.tool_call;
+bool same_token_prices(const ModelPrice& a, const ModelPrice& b) {
+  return a.input == b.input && a.output == b.output && a.cache_read == b.cache_read && a.cache_write == b.cache_write;
 }
 
 std::optional<ModelPrice> PricingTable::dearest() const {

@@ -30,8 +30,9 @@ struct PricedModel {
 // gateway's fallback list, review 15a O1) is another. False when either name is empty.
 bool answered_by_another_model(std::string_view asked, std::string_view answered);
 
-// Whether two prices are the same in every part (two names of one table row).
-bool same_price(const ModelPrice& a, const ModelPrice& b);
+// Whether two prices charge the same per token (input, output, cache read and write), whatever
+// their per-call fees: `tokfence pricing update` compares a LiteLLM entry (no fee) with the table's.
+bool same_token_prices(const ModelPrice& a, const ModelPrice& b);
 
 class PricingTable {
  public:

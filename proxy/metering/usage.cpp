@@ -713,23 +713,22 @@ class Extractor final : public UsageExtractor {
     // The last one only: the top-level usage is the document's last member, and an earlier key may
     // be one the agent wrote (an echoed tool schema, a function call's arguments) when the last is
     // null (review 15e E5). One look, so a cut text costs one parse at most.
-    for (std::size_t at = tail.rfind(key); at != std::string_view::npos; at = std::string_view::npos) {
-      std::size_t i = skip_ws(tail, at + key.size());
-      if (i >= tail.size() || tail[i] != ':') return;
-      i = skip_ws(tail, i + 1);
-      if (i >= tail.size() || tail[i] != '{') return;
-      const std::size_t end = skip_value(tail, i);
-      if (end == i || end > tail.size() || tail[end - 1] != '}') return;
-      const std::string_view u = tail.substr(i, end - i);
-      if (kind_ == ApiKind::gemini) {
-        usage_ = read_gemini_usage(u);
-      } else if (kind_ == ApiKind::anthropic_messages) {
-        usage_ = Usage{};
-        read_anthropic_usage(u, usage_, false);
-      } else {
-        usage_ = read_openai_usage(u);
-      }
-      return;
+    const std::size_t at = tail.rfind(key);
+    if (at == std::string_view::npos) return;
+    std::size_t i = skip_ws(tail, at + key.size());
+    if (i >= tail.size() || tail[i] != ':') return;
+    i = skip_ws(tail, i + 1);
+    if (i >= tail.size() || tail[i] != '{') return;
+    const std::size_t end = skip_value(tail, i);
+    if (end == i || end > tail.size() || tail[end - 1] != '}') return;
+    const std::string_view u = tail.substr(i, end - i);
+    if (kind_ == ApiKind::gemini) {
+      usage_ = read_gemini_usage(u);
+    } else if (kind_ == ApiKind::anthropic_messages) {
+      usage_ = Usage{};
+      read_anthropic_usage(u, usage_, false);
+    } else {
+      usage_ = read_openai_usage(u);
     }
   }
 

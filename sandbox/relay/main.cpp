@@ -107,6 +107,7 @@
 #include <vector>
 
 #include "core/ascii.hpp"
+#include "core/fs_identity.hpp"
 #include "core/loopback_listen.hpp"
 #include "core/page_origin.hpp"
 #include "core/page_policy.hpp"
@@ -1096,10 +1097,7 @@ ExpectedMount parse_expected_mount(const std::string& spec) {
 bool same_file_system(const ExpectedMount& m, const struct stat& st) {
   if (st.st_dev == m.dev) return true;
   struct statfs fs {};
-  if (m.fsid == 0 || ::statfs(m.path.c_str(), &fs) != 0) return false;
-  std::uint32_t halves[2];
-  std::memcpy(halves, &fs.f_fsid, sizeof halves);
-  return ((static_cast<std::uint64_t>(halves[0]) << 32) | halves[1]) == m.fsid;
+  return m.fsid != 0 && ::statfs(m.path.c_str(), &fs) == 0 && tokfence::fsid_number(fs) == m.fsid;
 }
 
 bool mounts_as_expected(const std::vector<ExpectedMount>& expected) {

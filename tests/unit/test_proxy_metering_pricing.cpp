@@ -270,7 +270,7 @@ TEST_CASE("answered_by_another_model: snapshots and spellings of the model asked
   CHECK(answered_by_another_model("openrouter/auto", "anthropic/claude-opus-4"));
 }
 
-TEST_CASE("same_price: an alias and its snapshot are one table row") {
+TEST_CASE("ModelPrice: an alias and its snapshot are one table row") {
   // Review 15e E2: claude-sonnet-4-0 is answered by claude-sonnet-4-20250514; the names share no
   // look-up name, but the table prices both as one model, so the proxy does not call it another.
   Config config;
@@ -280,10 +280,15 @@ TEST_CASE("same_price: an alias and its snapshot are one table row") {
   REQUIRE(alias);
   REQUIRE(snapshot);
   CHECK(answered_by_another_model("claude-sonnet-4-0", "claude-sonnet-4-20250514"));
-  CHECK(same_price(*alias, *snapshot));
+  CHECK(*alias == *snapshot);
   auto mini = table.find("openai", "gpt-4o-mini");
   auto full = table.find("openai", "gpt-4o");
   REQUIRE(mini);
   REQUIRE(full);
-  CHECK_FALSE(same_price(*mini, *full));
+  CHECK_FALSE(*mini == *full);
+  // pricing update compares token prices only: a LiteLLM entry has no per-call fee.
+  ModelPrice without_fee = *alias;
+  without_fee.tool_call = -1;
+  CHECK(same_token_prices(*alias, without_fee));
+  CHECK_FALSE(*alias == without_fee);
 }
